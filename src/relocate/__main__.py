@@ -1,0 +1,3 @@
+from relocate.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""The thin Typer layer: parse, call the library, render, map errors to exit codes.
+
+Each command group lives in its own module with a `register(app)` function, so a
+new command is a new module and one line in `_COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import tempfile
+import traceback
+
+import typer
+
+from relocate.errors import ExitCode, RelocateError
+
+app = typer.Typer(
+    name="relocate",
+    help="Move an app off its cloud onto a plain Linux host over SSH: plan, move, verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = ("init_cmd", "plan_cmd", "move_cmd", "verify_cmd", "demo_cmd", "check")
+
+_state = {"debug": False}
+
+
+def debug_enabled() -> bool:
+    return _state["debug"]
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", envvar="RELOCATE_DEBUG", help="Show tracebacks and debug logs."),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # botocore logs SSM and secret values at debug level: never let it, even under --debug.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "paramiko", "asyncssh"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+for _name in _COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"relocate.cli.{_name}")
+    except ModuleNotFoundError as exc:  # a command group not written yet must not break the rest
+        if exc.name != f"relocate.cli.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def _write_debug_log(text: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="relocate-debug-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every expected error becomes one line and its exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except RelocateError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        typer.echo(f"relocate: error: {exc.line()}", err=True)
+        sys.exit(int(exc.exit_code))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("relocate: aborted", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    except KeyboardInterrupt:
+        typer.echo("relocate: interrupted; running the same command again resumes", err=True)
+        sys.exit(int(ExitCode.TRANSIENT))
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(int(ExitCode.USAGE))
+        if _state["debug"]:
+            traceback.print_exc()
+        path = _write_debug_log(traceback.format_exc())
+        typer.echo(f"relocate: internal error: {type(exc).__name__}: {exc} (details in {path}; please report)", err=True)
+        sys.exit(int(ExitCode.BUG))
+    sys.exit(0)

@@ -1,0 +1,275 @@
+"""relocate.yaml: its schema, its loader, and the typed view the rest of relocate reads.
+
+The raw text is kept (not the interpolated values) so a saved plan can carry the
+configuration without ever holding what `${ENV}` expanded to.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relocate.errors import ConfigError
+from relocate.schema import Bool, Dict, Float, Int, List, Map, Optional_, Str, environ, load_document
+
+DEFAULT_FILE = "relocate.yaml"
+
+
+def _relative_dest(value: str) -> str | None:
+    """A `to:` must stay under target.root: relative, no `..`."""
+    if value.startswith("/") or value.startswith("~"):
+        return "must be a path relative to target.root (no leading / or ~)"
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return "must be a path inside target.root (no '..' segments)"
+    return None
+
+
+def _absolute(value: str) -> str | None:
+    return None if value.startswith("/") else "must be an absolute path on the target"
+
+
+def _fingerprint(value: str) -> str | None:
+    return None if value.startswith("SHA256:") else "must be an OpenSSH fingerprint like SHA256:AbC... (see `ssh-keygen -lf`)"
+
+
+PRIORITY = ("critical", "normal", "bulk")
+
+SSH_SPEC = Map(
+    {
+        "host": Str(),
+        "port": Int(min=1, max=65535),
+        "user": Str(),
+        "identity_file": Str(),
+        "host_key": Str(check=_fingerprint),
+        "known_hosts": Str(),
+        "jump": Str(),
+    },
+    required=("host",),
+)
+
+SCHEMA = Map(
+    {
+        "version": Int(min=1, max=1),
+        "app": Map(
+            {
+                "name": Str(),
+                "content": List(Str()),
+                "moderation": Map(
+                    {
+                        "moderators": Int(min=0),
+                        "report_response_hours": Float(min=0),
+                        "automated_filtering": Bool(),
+                        "published_rules": Bool(),
+                    }
+                ),
+                "dependencies": Dict(Str()),
+            },
+            required=("name",),
+        ),
+        "source": Map(
+            {
+                "aws": Map(
+                    {
+                        "region": Str(),
+                        "profile": Optional_(Str()),
+                        "endpoint_url": Optional_(Str()),
+                    },
+                    defaults={"region": "us-east-1"},
+                ),
+                "s3": List(
+                    Map(
+                        {
+                            "bucket": Str(),
+                            "prefix": Str(nonempty=False),
+                            "to": Str(check=_relative_dest),
+                            "priority": Str(choices=PRIORITY),
+                        },
+                        required=("bucket", "to"),
+                        defaults={"prefix": "", "priority": "normal"},
+                    )
+                ),
+                "parameters": List(Map({"path": Str(), "to": Str(check=_relative_dest)}, required=("path", "to"))),
+                "secrets": List(Map({"name": Str(), "to": Str(check=_relative_dest)}, required=("name", "to"))),
+                "databases": List(
+                    Map(
+                        {
+                            "rds": Str(),
+                            "url": Str(),
+                            "engine": Str(choices=("postgres", "mysql", "mariadb")),
+                            "password_from": Str(),
+                            "via": Str(),
+                            "name": Str(),
+                        },
+                        one_of=("rds", "url"),
+                    )
+                ),
+                "hosts": List(
+                    Map(
+                        {"ssh": Str(), "paths": List(Str(), min_items=1), "to": Str(check=_relative_dest),
+                         "exclude": List(Str()), "via": Str()},
+                        required=("ssh", "paths", "to"),
+                    )
+                ),
+                "dns": List(Map({"zone": Str()}, required=("zone",))),
+            },
+            defaults={"aws": lambda: {"region": "us-east-1", "profile": None, "endpoint_url": None}},
+        ),
+        "target": Map(
+            {
+                "provider": Str(),
+                "ssh": SSH_SPEC,
+                "root": Str(check=_absolute),
+                "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str()}),
+                "prepare": Bool(),
+            },
+            required=("ssh", "root"),
+        ),
+        "deploy": Map(
+            {
+                "runtime": Str(choices=("systemd", "compose", "command")),
+                "command": Str(),
+                "health": Map({"url": Str(), "timeout_s": Float(min=0)}),
+            }
+        ),
+        "snapshot": Map(
+            {"dir": Str(), "key_file": Str()},
+            defaults={"dir": ".relocate/snapshots", "key_file": ".relocate/age.key"},
+        ),
+    },
+    required=("version", "target"),
+)
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    host_key: str | None = None
+    known_hosts: str | None = None
+    jump: str | None = None
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    bucket: str
+    prefix: str
+    to: str
+    priority: str = "normal"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    path: str
+    to: str
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    name: str
+    to: str
+
+
+@dataclass(frozen=True)
+class AwsSpec:
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    content: tuple[str, ...] = ()
+    moderation: dict[str, Any] | None = None
+    dependencies: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    text: str  # raw, uninterpolated: safe to store in a plan file
+    app: AppSpec
+    aws: AwsSpec
+    s3: tuple[BucketSpec, ...]
+    parameters: tuple[ParamSpec, ...]
+    secrets: tuple[SecretSpec, ...]
+    ssh: SshSpec
+    root: str
+    provider: str | None
+    snapshot_dir: Path
+    key_file: Path
+    data: dict[str, Any]  # the whole validated document, for sections other modules own
+
+    @property
+    def env_files(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for item in (*self.parameters, *self.secrets):
+            seen[_norm(item.to)] = None
+        return tuple(seen)
+
+
+def _norm(rel: str) -> str:
+    return posixpath.normpath(rel).lstrip("/")
+
+
+def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Config:
+    source = path.name
+    data = load_document(text, SCHEMA, source, env if env is not None else environ())
+    base = path.resolve().parent
+    app = data.get("app") or {"name": path.resolve().parent.name, "content": [], "moderation": None, "dependencies": {}}
+    src = data.get("source") or {}
+    aws = src.get("aws") or {}
+    target = data["target"]
+    snap = data["snapshot"] or {"dir": ".relocate/snapshots", "key_file": ".relocate/age.key"}
+    s3 = tuple(BucketSpec(b["bucket"], b["prefix"] or "", _norm(b["to"]), b["priority"] or "normal") for b in src.get("s3") or [])
+    dests = [b.to for b in s3]
+    for item in src.get("parameters") or []:
+        dests.append(_norm(item["to"]))
+    # Two buckets into one directory would make their keys collide silently.
+    bucket_dirs = [b.to for b in s3]
+    if len(set(bucket_dirs)) != len(bucket_dirs):
+        raise ConfigError(f"{source}: source.s3: two buckets share one `to:` directory; give each its own")
+    return Config(
+        path=path,
+        text=text,
+        app=AppSpec(
+            name=app["name"],
+            content=tuple(app.get("content") or ()),
+            moderation=app.get("moderation"),
+            dependencies=dict(app.get("dependencies") or {}),
+        ),
+        aws=AwsSpec(region=aws.get("region") or "us-east-1", profile=aws.get("profile"), endpoint_url=aws.get("endpoint_url")),
+        s3=s3,
+        parameters=tuple(ParamSpec(p["path"], _norm(p["to"])) for p in src.get("parameters") or []),
+        secrets=tuple(SecretSpec(s["name"], _norm(s["to"])) for s in src.get("secrets") or []),
+        ssh=SshSpec(**{k: v for k, v in target["ssh"].items()}),
+        root=posixpath.normpath(target["root"]),
+        provider=target.get("provider"),
+        snapshot_dir=_local_path(base, snap["dir"]),
+        key_file=_local_path(base, snap["key_file"]),
+        data=data,
+    )
+
+
+def _local_path(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else base / p
+
+
+def load_config(path: str | Path = DEFAULT_FILE, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file (run `relocate init` to write one, or pass -f PATH)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    return parse_config(text, p, env)
