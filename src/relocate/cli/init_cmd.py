@@ -1,0 +1,30 @@
+"""`relocate init`: write a commented relocate.yaml to start from."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from relocate.errors import UsageError
+
+
+def template() -> str:
+    return resources.files("relocate").joinpath("data/init.yaml").read_text(encoding="utf-8")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init_cmd(
+        path: Path = typer.Argument(Path("relocate.yaml"), help="Where to write it."),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    ) -> None:
+        """Write a commented relocate.yaml to start from."""
+        if path.exists() and not force:
+            raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(template(), encoding="utf-8")
+        os.replace(tmp, path)
+        typer.echo(f"wrote {path}: edit source and target, then run `relocate plan -f {path}`")

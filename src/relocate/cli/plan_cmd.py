@@ -1,0 +1,45 @@
+"""`relocate plan`: what will move, how big, how long, what blocks it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from relocate.cli import options, render
+from relocate.config import load_config
+from relocate.errors import ExitCode
+from relocate.snapshot.store import write_json_atomic
+from relocate.workflow import Options, prepare
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    def plan_cmd(
+        file: Path = options.CONFIG,
+        as_json: bool = options.JSON,
+        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Save the plan for `relocate move PLAN.json`."),
+        accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
+        accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
+        profiles: Optional[Path] = options.PROFILES,
+    ) -> None:
+        """Read the source and probe the target (nothing is written) and show the plan. Exit 0 ready, 3 blocked."""
+        config = load_config(file)
+        opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles)
+        with prepare(config, opts) as prep:
+            plan = prep.plan
+        if output is not None:
+            write_json_atomic(output, plan.to_dict())
+            os.chmod(output, 0o644)
+        if as_json:
+            render.print_json(plan.to_dict())
+        else:
+            render.plan(render.stdout_console(), plan)
+            if output is not None:
+                render.stdout_console().print(f"saved to {output}; run `relocate move {output}` to execute exactly this plan", markup=False)
+        raise typer.Exit(int(ExitCode.OK if plan.ready else ExitCode.BLOCKED))
+
+    _ = json  # json output goes through render.print_json

@@ -1,0 +1,99 @@
+"""Rendering, kept apart from logic: rich tables on a terminal, plain text otherwise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from relocate.execute.move import MoveReport
+from relocate.execute.verify import VerifyReport
+from relocate.plan.build import human_bytes
+from relocate.plan.model import Plan
+
+
+def stdout_console() -> Console:
+    # Off a terminal (CI logs, pipes) rich would assume 80 columns and fold every path.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    return console
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def plan(console: Console, p: Plan) -> None:
+    console.print(f"[bold]Plan[/bold] for {p.target}  (root {p.root})")
+    if p.facts:
+        f = p.facts
+        free = human_bytes(f["free_bytes"]) if f.get("free_bytes") is not None else "?"
+        console.print(f"target: {f.get('distro') or f.get('os')}, login {f.get('user')}, {free} free at {f.get('existing')}")
+    table = Table(title="Steps", show_lines=False)
+    for col in ("step", "from", "to (under root)", "items", "size", "to copy", "est."):
+        table.add_column(col, overflow="fold")
+    for s in p.steps:
+        copy = f"{s.todo_count} ({human_bytes(s.todo_bytes)})" if s.kind == "s3" else ("check" if s.kind == "verify" else f"{s.todo_count} vars")
+        table.add_row(s.kind, s.source, s.dest, str(s.count), human_bytes(s.bytes) if s.kind == "s3" else "-", copy, _duration(s.est_seconds))
+    console.print(table)
+    console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {_duration(p.est_seconds)} "
+                  f"at {p.estimate_basis}")
+    if p.verdict:
+        v = p.verdict
+        console.print(f"acceptable use at {v['name']}: [bold]{v['verdict']}[/bold] (score {v['score']}); "
+                      f"providers whose terms accept this app: {', '.join(v['accepting']) or 'none found'}")
+        console.print(f"[dim]{v['disclaimer']}[/dim]")
+    if p.warnings:
+        console.print("[yellow]Warnings[/yellow]")
+        for w in p.warnings:
+            console.print(f"  - {w.message}", markup=False)
+    if p.blockers:
+        console.print("[red bold]Blockers[/red bold]")
+        for b in p.blockers:
+            console.print(f"  - [{b.code}] {b.message}", markup=False)
+    else:
+        console.print("[green]Ready:[/green] nothing blocks the move.")
+
+
+def verify(console: Console, r: VerifyReport) -> None:
+    console.print(f"verify: {r.matched} matching, {len(r.missing)} missing, {len(r.differing)} differing")
+    for path in r.missing[:20]:
+        console.print(f"  missing   {path}", markup=False)
+    for path in r.differing[:20]:
+        console.print(f"  differing {path}", markup=False)
+    for path, status in r.env.items():
+        console.print(f"  env file {path}: {status}", markup=False)
+    console.print("[green]OK: the target matches the snapshot.[/green]" if r.ok else "[red]Differences found.[/red]")
+
+
+def move(console: Console, r: MoveReport) -> None:
+    if r.nothing_done:
+        console.print(f"nothing to do: {r.objects_skipped} objects already on the target and verified"
+                      + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else ""))
+        return
+    console.print(f"moved {r.objects_sent} objects ({human_bytes(r.bytes_sent)}), {r.objects_skipped} already there")
+    for path in r.env_written:
+        console.print(f"wrote env file {path} (mode 0600)", markup=False)
+    for w in r.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    if r.snapshot:
+        console.print(f"snapshot: {r.snapshot}", markup=False)
+    if r.verify:
+        verify(console, r.verify)

@@ -1,0 +1,172 @@
+"""Run a Plan: objects, env files, manifest, verification. Safe to interrupt and rerun."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Callable
+
+from relocate.config import Config
+from relocate.errors import BlockedError
+from relocate.execute.envfiles import EnvFile, secret_vars, env_name
+from relocate.execute.gather import Gathered, journal_for, target_id
+from relocate.execute.objects import BucketPusher, batches
+from relocate.execute.verify import VerifyReport, verify_snapshot
+from relocate.plan.build import env_step_id, s3_step_id
+from relocate.plan.model import Plan
+from relocate.snapshot import crypto, store
+from relocate.snapshot.journal import DoneObject
+from relocate.snapshot.keymap import map_keys
+from relocate.sources.aws import Aws
+from relocate.sources.inventory import fetch_parameters, fetch_secret
+from relocate.targets import files, shell
+from relocate.targets.ssh import Connection
+
+STATE_DIR = ".relocate"  # under target.root: staging, sidecar manifests
+
+
+@dataclass
+class MoveOptions:
+    transfers: int = 8
+    keep_snapshot: bool = False
+
+
+@dataclass
+class MoveReport:
+    objects_sent: int = 0
+    bytes_sent: int = 0
+    objects_skipped: int = 0
+    env_written: list[str] = field(default_factory=list)
+    env_unchanged: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    snapshot: str | None = None
+    verify: VerifyReport | None = None
+
+    @property
+    def nothing_done(self) -> bool:
+        return self.objects_sent == 0 and not self.env_written
+
+    def to_dict(self) -> dict:
+        return {
+            "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
+            "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
+            "snapshot": self.snapshot, "nothing_to_do": self.nothing_done,
+            "verify": self.verify.to_dict() if self.verify else None,
+        }
+
+
+Progress = Callable[[str, int, int], None]  # (step id, objects, bytes) just completed
+
+
+def _sidecar_name(dest: str) -> str:
+    return dest.replace("/", "__") + ".json"
+
+
+def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: Gathered,
+             opts: MoveOptions, progress: Progress | None = None) -> MoveReport:
+    if plan.blockers:
+        raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
+    progress = progress or (lambda *_: None)
+    report = MoveReport()
+    root = config.root
+    state = posixpath.join(root, STATE_DIR)
+    staging = posixpath.join(state, "staging")
+    tid = target_id(config, conn)
+    # Staging left by a killed run is never trusted: it is cleared, then refilled.
+    conn.run(shell.all_of(["mkdir", "-p", "--", posixpath.join(state, "buckets")], ["rm", "-rf", "--", staging]))
+    snap = store.begin(config.snapshot_dir)
+    journal = journal_for(config)
+    try:
+        manifest_buckets = []
+        for listing in gathered.inventory.buckets:
+            sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
+            if plan.step(sid) is None:
+                continue
+            done = dict(gathered.done.get(sid, {}))
+            todo = [o for o in listing.objects if o.key not in done]
+            report.objects_skipped += len(done)
+            paths = map_keys([o.key for o in listing.objects])
+            pusher = BucketPusher(
+                aws, conn, bucket=listing.spec.bucket, root=root, dest=listing.spec.to, paths=paths,
+                staging=posixpath.join(staging, "b"), transfers=opts.transfers,
+                keep_dir=(snap.objects_dir / listing.spec.to) if opts.keep_snapshot else None,
+                on_progress=lambda n, b, sid=sid: progress(sid, n, b),
+            )
+            for batch in batches(todo):
+                delivered = pusher.push(batch)
+                pusher.promote()
+                journal.record(tid, delivered)
+                for d in delivered:
+                    done[d.key] = d
+                report.objects_sent += len(delivered)
+                report.bytes_sent += sum(d.size for d in delivered)
+            records = [done[o.key] for o in listing.objects if o.key in done]
+            entries = [_entry(d) for d in records]
+            if todo:
+                sidecar = {"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to, "objects": entries}
+                files.write_file_atomic(conn, posixpath.join(state, "buckets", _sidecar_name(listing.spec.to)),
+                                        json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644)
+            manifest_buckets.append({"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to,
+                                     "objects": entries})
+
+        env_manifest, rendered = _move_env(plan, config, aws, conn, report)
+        if report.nothing_done:
+            store.discard(snap)
+            return report
+        identity = crypto.load_identity(config.key_file, create=True)
+        if rendered:
+            data = json.dumps({p: c.decode("utf-8") for p, c in rendered.items()}).encode()
+            fd_path = snap.secrets_path
+            fd_path.write_bytes(crypto.encrypt(data, identity))
+            fd_path.chmod(0o600)
+        final = store.commit(snap, {
+            "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": tid, "root": root,
+            "fingerprint": plan.fingerprint, "buckets": manifest_buckets, "env_files": env_manifest,
+        })
+        report.snapshot = str(final.path)
+        report.verify = verify_snapshot(conn, root, final, identity)
+        return report
+    except BaseException:
+        if snap.path.exists() and snap.path.name.endswith(".partial"):
+            store.discard(snap)
+        raise
+    finally:
+        journal.close()
+
+
+def _entry(d: DoneObject) -> dict:
+    return {"key": d.key, "path": d.path, "size": d.size, "sha256": d.sha256, "etag": d.etag,
+            "content_type": d.content_type, "metadata": d.metadata}
+
+
+def _move_env(plan: Plan, config: Config, aws: Aws, conn: Connection, report: MoveReport) -> tuple[list[dict], dict[str, bytes]]:
+    envs: dict[str, EnvFile] = {}
+    for p in config.parameters:
+        if plan.step(env_step_id(p.to)) is None:
+            continue
+        env = envs.setdefault(p.to, EnvFile(p.to))
+        for rel, value in fetch_parameters(aws, p):
+            env.add(env_name(rel), value, f"ssm:{p.path}{rel}")
+    for s in config.secrets:
+        if plan.step(env_step_id(s.to)) is None:
+            continue
+        env = envs.setdefault(s.to, EnvFile(s.to))
+        for name, value in secret_vars(s.name, fetch_secret(aws, s)):
+            env.add(name, value, f"secret:{s.name}")
+    manifest: list[dict] = []
+    rendered: dict[str, bytes] = {}
+    for path, env in envs.items():
+        report.warnings.extend(env.conflicts)
+        content = env.render()
+        rendered[path] = content
+        remote = posixpath.join(config.root, path)
+        current = files.read_file(conn, remote)
+        if current is not None and current[0] == content and not current[1] & 0o077:
+            report.env_unchanged.append(path)
+        else:
+            files.mkdirs(conn, posixpath.dirname(remote))
+            files.write_file_atomic(conn, remote, content, mode=0o600)
+            report.env_written.append(path)
+        manifest.append({"path": path, "vars": list(env.vars), "sources": sorted(set(env.origins.values()))})
+    return manifest, rendered

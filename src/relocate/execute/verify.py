@@ -1,0 +1,73 @@
+"""Compare the target with a snapshot manifest, like `rclone check`: every file's
+sha256 is computed on the target; env files are compared after decrypting the
+snapshot's copy (when the key is at hand)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from relocate.snapshot import crypto
+from relocate.snapshot.store import Snapshot
+from relocate.targets import files
+from relocate.targets.ssh import Connection
+
+
+@dataclass
+class VerifyReport:
+    matched: int = 0
+    missing: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.differing and all(v in ("ok", "not-compared") for v in self.env.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "matched": self.matched, "missing": len(self.missing), "differing": len(self.differing),
+                "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env}
+
+
+def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport) -> None:
+    for bucket in manifest.get("buckets", []):
+        dest = bucket["to"]
+        on_target = files.hash_tree(conn, posixpath.join(root, dest))
+        for obj in bucket["objects"]:
+            rel = posixpath.relpath(obj["path"], dest)
+            got = on_target.get(rel)
+            if got is None:
+                report.missing.append(obj["path"])
+            elif got != obj["sha256"]:
+                report.differing.append(obj["path"])
+            else:
+                report.matched += 1
+
+
+def verify_env(conn: Connection, root: str, snap: Snapshot, manifest: dict[str, Any], identity, report: VerifyReport) -> None:
+    expected: dict[str, str] = {}
+    if identity is not None and snap.secrets_path.exists():
+        expected = json.loads(crypto.decrypt(snap.secrets_path.read_bytes(), identity))
+    for env in manifest.get("env_files", []):
+        path = env["path"]
+        got = files.read_file(conn, posixpath.join(root, path))
+        if got is None:
+            report.env[path] = "missing"
+        elif got[1] & 0o077:
+            report.env[path] = "bad-mode"
+        elif path not in expected:
+            report.env[path] = "not-compared"
+        else:
+            same = hashlib.sha256(got[0]).digest() == hashlib.sha256(expected[path].encode()).digest()
+            report.env[path] = "ok" if same else "differs"
+
+
+def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity) -> VerifyReport:
+    manifest = snap.manifest()
+    report = VerifyReport()
+    verify_objects(conn, root, manifest, report)
+    verify_env(conn, root, snap, manifest, identity, report)
+    return report

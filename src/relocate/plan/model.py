@@ -1,0 +1,98 @@
+"""The Plan value that `plan` prints and saves and `move` executes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from relocate.errors import ConfigError
+
+PLAN_FORMAT = 1
+
+
+@dataclass
+class Step:
+    id: str  # stable: "s3:<bucket>/<prefix>", "env:<path>", "verify"
+    kind: str  # s3 | env | verify
+    source: str
+    dest: str  # relative to target.root
+    count: int = 0
+    bytes: int = 0
+    todo_count: int = 0
+    todo_bytes: int = 0
+    est_seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Finding:
+    code: str  # stable, machine-readable: "disk", "tools", "writable", "aup-reject", ...
+    message: str
+
+
+@dataclass
+class Plan:
+    created_at: str
+    config_path: str
+    config_text: str  # raw relocate.yaml (never interpolated: no secret from ${ENV} lands here)
+    target: str
+    root: str
+    fingerprint: dict[str, Any]
+    fingerprint_digest: str
+    steps: list[Step] = field(default_factory=list)
+    blockers: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    verdict: dict[str, Any] | None = None
+    accepted_risks: list[str] = field(default_factory=list)
+    estimate_basis: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return not self.blockers
+
+    @property
+    def todo_bytes(self) -> int:
+        return sum(s.todo_bytes for s in self.steps)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.bytes for s in self.steps)
+
+    @property
+    def est_seconds(self) -> float:
+        return sum(s.est_seconds for s in self.steps)
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d = {"format_version": PLAN_FORMAT, **d}
+        d["ready"] = self.ready
+        d["totals"] = {"bytes": self.total_bytes, "todo_bytes": self.todo_bytes, "est_seconds": round(self.est_seconds, 1)}
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "plan file") -> "Plan":
+        if not isinstance(data, dict) or data.get("format_version") != PLAN_FORMAT:
+            raise ConfigError(f"{source}: not a relocate plan (format_version {PLAN_FORMAT} expected)")
+        try:
+            return cls(
+                created_at=data["created_at"],
+                config_path=data["config_path"],
+                config_text=data["config_text"],
+                target=data["target"],
+                root=data["root"],
+                fingerprint=data["fingerprint"],
+                fingerprint_digest=data["fingerprint_digest"],
+                steps=[Step(**s) for s in data["steps"]],
+                blockers=[Finding(**f) for f in data["blockers"]],
+                warnings=[Finding(**f) for f in data["warnings"]],
+                facts=data.get("facts") or {},
+                verdict=data.get("verdict"),
+                accepted_risks=list(data.get("accepted_risks") or []),
+                estimate_basis=data.get("estimate_basis", ""),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{source}: damaged plan file ({exc})") from None

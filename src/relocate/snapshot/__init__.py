@@ -1,0 +1,1 @@
+"""The frozen, checksummed capture of a move: manifest, journal, encrypted secrets."""

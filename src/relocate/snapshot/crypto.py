@@ -1,0 +1,50 @@
+"""Secrets at rest: age encryption (pyrage), with an identity from the environment
+or a key file created 0600. We never implement cryptography ourselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyrage
+
+from relocate.errors import ConfigError
+
+ENV_IDENTITY = "RELOCATE_AGE_IDENTITY"
+
+
+def load_identity(key_file: Path, *, create: bool) -> pyrage.x25519.Identity | None:
+    """The identity from $RELOCATE_AGE_IDENTITY, else from key_file (made on first use)."""
+    env = os.environ.get(ENV_IDENTITY)
+    if env:
+        try:
+            return pyrage.x25519.Identity.from_str(env.strip())
+        except Exception:
+            raise ConfigError(f"${ENV_IDENTITY} is not an age identity (AGE-SECRET-KEY-1...)") from None
+    if key_file.exists():
+        if key_file.stat().st_mode & 0o077:
+            raise ConfigError(f"{key_file}: key file is readable by others; run chmod 600 {key_file}")
+        for raw in key_file.read_text().splitlines():
+            if raw.startswith("AGE-SECRET-KEY-"):
+                return pyrage.x25519.Identity.from_str(raw.strip())
+        raise ConfigError(f"{key_file}: no AGE-SECRET-KEY line found")
+    if not create:
+        return None
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    identity = pyrage.x25519.Identity.generate()
+    # O_EXCL + 0600 at creation: the key is never readable by others, not even briefly.
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"# relocate snapshot key: decrypts secrets.age in snapshots. Keep it safe.\n# public key: {identity.to_public()}\n{identity}\n")
+    return identity
+
+
+def encrypt(data: bytes, identity: pyrage.x25519.Identity) -> bytes:
+    return pyrage.encrypt(data, [identity.to_public()])
+
+
+def decrypt(data: bytes, identity: pyrage.x25519.Identity) -> bytes:
+    try:
+        return pyrage.decrypt(data, [identity])
+    except Exception:
+        raise ConfigError("cannot decrypt the snapshot's secrets with this key (wrong RELOCATE_AGE_IDENTITY or key file?)") from None

@@ -1,0 +1,58 @@
+"""The journal of items already on a target: SQLite in WAL mode, so a kill -9 loses
+at most the batch in flight, and a rerun skips what is done."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class DoneObject:
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    path: str  # relative to target.root
+    sha256: str
+    content_type: str | None
+    metadata: dict[str, str]
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            """CREATE TABLE IF NOT EXISTS objects (
+                 target TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+                 etag TEXT NOT NULL, size INTEGER NOT NULL, path TEXT NOT NULL,
+                 sha256 TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL,
+                 PRIMARY KEY (target, bucket, key))"""
+        )
+
+    def record(self, target: str, items: Iterable[DoneObject]) -> None:
+        rows = [(target, o.bucket, o.key, o.etag, o.size, o.path, o.sha256, o.content_type, json.dumps(o.metadata)) for o in items]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+    def forget(self, target: str, bucket: str, keys: Iterable[str]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM objects WHERE target=? AND bucket=? AND key=?", [(target, bucket, k) for k in keys])
+
+    def done(self, target: str, bucket: str) -> dict[str, DoneObject]:
+        cur = self.db.execute(
+            "SELECT bucket, key, etag, size, path, sha256, content_type, metadata FROM objects WHERE target=? AND bucket=?",
+            (target, bucket),
+        )
+        return {r[1]: DoneObject(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in cur}
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,77 @@
+"""How an S3 key becomes a file path under the bucket's directory on the target.
+
+The rule (documented in README, "Object keys on disk"):
+
+1. Percent-encode `%`, control characters (U+0000-U+001F, U+007F) and `\\`; every
+   other character, including non-ASCII letters, is kept.
+2. Slashes separate directories, except where they would make an empty segment:
+   a leading `/`, a trailing `/` and the second of `//` are written `%2F`.
+3. A segment that is exactly `.` or `..` is written `%2E` / `%2E%2E`.
+
+Steps 1-3 are reversible by percent-decoding the whole path, and no result can
+escape the bucket's directory. Two cases cannot keep a decodable name and get a
+`%%` marker (which step 1 can never produce) plus a hash of the key, the original
+key being recorded in the bucket's sidecar manifest:
+
+4. A segment longer than 200 bytes (file systems stop at 255):
+   `<first bytes>%%<16 hex of sha256(key)>`.
+5. A key that is also a "directory" of other keys (`a` beside `a/b`): the file
+   becomes `a%%<16 hex>` beside the directory `a`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import unquote
+
+MAX_SEGMENT = 200
+_UNSAFE = re.compile(r"[%\\\x00-\x1f\x7f]")
+
+
+def _escape(ch: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in ch.group(0).encode("utf-8"))
+
+
+def _tag(key: str) -> str:
+    return "%%" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def encode_key(key: str) -> str:
+    """Steps 1-4: a safe relative path for one key, ignoring clashes with other keys."""
+    s = _UNSAFE.sub(_escape, key)
+    if s.startswith("/"):
+        s = "%2F" + s[1:]
+    while "//" in s:
+        s = s.replace("//", "/%2F", 1)
+    if s.endswith("/"):
+        s = s[:-1] + "%2F"
+    segments = []
+    for seg in s.split("/"):
+        if seg == ".":
+            seg = "%2E"
+        elif seg == "..":
+            seg = "%2E%2E"
+        if len(seg.encode("utf-8", "surrogatepass")) > MAX_SEGMENT:
+            seg = seg.encode("utf-8", "surrogatepass")[:MAX_SEGMENT].decode("utf-8", "ignore") + _tag(key)
+        segments.append(seg)
+    return "/".join(segments)
+
+
+def decode_path(path: str) -> str | None:
+    """The key a path came from, or None when it carries a `%%` marker (see sidecar)."""
+    return None if "%%" in path else unquote(path)
+
+
+def map_keys(keys: list[str]) -> dict[str, str]:
+    """Map every key, resolving file/directory clashes (step 5). Result is injective."""
+    mapped = {k: encode_key(k) for k in keys}
+    dirs: set[str] = set()
+    for path in mapped.values():
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            dirs.add("/".join(parts[:i]))
+    for key, path in mapped.items():
+        if path in dirs:
+            mapped[key] = path + _tag(key)
+    return mapped

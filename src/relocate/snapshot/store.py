@@ -1,0 +1,88 @@
+"""Snapshot directories: `<dir>/<id>/manifest.json` (+ `secrets.age`, `objects/`).
+
+A snapshot is written to `<id>.partial/` and renamed when complete, so `latest()`
+never returns half a capture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relocate.errors import ConfigError
+
+MANIFEST_FORMAT = 1
+
+
+def new_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid() % 10000:04d}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=False, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Snapshot:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name.removesuffix(".partial")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.path / "secrets.age"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.path / "objects"
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            with open(self.manifest_path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.manifest_path}: unreadable manifest ({exc})") from None
+        if data.get("format_version") != MANIFEST_FORMAT:
+            raise ConfigError(f"{self.manifest_path}: manifest format {data.get('format_version')} is not supported")
+        return data
+
+
+def begin(root: Path) -> Snapshot:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / (new_id() + ".partial")
+    path.mkdir(mode=0o700)
+    return Snapshot(path)
+
+
+def commit(snap: Snapshot, manifest: dict[str, Any]) -> Snapshot:
+    write_json_atomic(snap.manifest_path, {"format_version": MANIFEST_FORMAT, **manifest})
+    final = snap.path.with_name(snap.id)
+    os.replace(snap.path, final)
+    return Snapshot(final)
+
+
+def discard(snap: Snapshot) -> None:
+    shutil.rmtree(snap.path, ignore_errors=True)
+
+
+def latest(root: Path) -> Snapshot | None:
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith(".partial") and (p / "manifest.json").exists())
+    return Snapshot(done[-1]) if done else None

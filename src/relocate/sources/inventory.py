@@ -1,0 +1,156 @@
+"""What the source holds, read without values: per bucket counts and bytes, parameter
+and secret names with versions. Values are fetched only by `fetch_*` during a move."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator
+
+from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec
+from relocate.secret import Secret
+from relocate.sources.aws import Aws, translate
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: float  # epoch seconds; becomes the file's mtime on the target
+
+
+@dataclass
+class BucketListing:
+    spec: BucketSpec
+    objects: list[ObjectInfo]
+
+    @property
+    def count(self) -> int:
+        return len(self.objects)
+
+    @property
+    def bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for o in self.objects:
+            h.update(f"{o.key}\0{o.size}\0{o.etag}\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class NamedVersion:
+    name: str
+    version: str  # parameter Version or secret VersionId: values are never read for the plan
+
+
+@dataclass
+class ParamListing:
+    spec: ParamSpec
+    items: list[NamedVersion]
+
+
+@dataclass
+class SecretListing:
+    spec: SecretSpec
+    item: NamedVersion
+
+
+@dataclass
+class Inventory:
+    buckets: list[BucketListing] = field(default_factory=list)
+    parameters: list[ParamListing] = field(default_factory=list)
+    secrets: list[SecretListing] = field(default_factory=list)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What `move plan.json` compares to detect that the source changed since."""
+        return {
+            "buckets": {f"{b.spec.bucket}/{b.spec.prefix}": b.digest() for b in self.buckets},
+            "parameters": {p.spec.path: sorted([i.name, i.version] for i in p.items) for p in self.parameters},
+            "secrets": {s.spec.name: s.item.version for s in self.secrets},
+        }
+
+    def fingerprint_digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()
+
+
+def _epoch(value: Any) -> float:
+    return value.timestamp() if isinstance(value, datetime) else 0.0
+
+
+def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
+    """One paginated listing pass; no per-object calls."""
+    s3 = aws.client("s3")
+    objects: list[ObjectInfo] = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=spec.bucket, Prefix=spec.prefix):
+            for o in page.get("Contents", ()):
+                objects.append(ObjectInfo(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"'), _epoch(o.get("LastModified"))))
+    except Exception as exc:
+        raise translate(exc, f"s3://{spec.bucket}/{spec.prefix}") from exc
+    objects.sort(key=lambda o: o.key)
+    return BucketListing(spec, objects)
+
+
+def list_parameters(aws: Aws, spec: ParamSpec) -> ParamListing:
+    ssm = aws.client("ssm")
+    items: list[NamedVersion] = []
+    path = spec.path if spec.path.endswith("/") or spec.path == "/" else spec.path + "/"
+    try:
+        for page in ssm.get_paginator("describe_parameters").paginate(
+            ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": [path.rstrip("/") or "/"]}]
+        ):
+            for p in page.get("Parameters", ()):
+                items.append(NamedVersion(p["Name"], str(p.get("Version", ""))))
+    except Exception as exc:
+        raise translate(exc, f"ssm:{spec.path}") from exc
+    items.sort(key=lambda i: i.name)
+    return ParamListing(spec, items)
+
+
+def describe_secret(aws: Aws, spec: SecretSpec) -> SecretListing:
+    sm = aws.client("secretsmanager")
+    try:
+        desc = sm.describe_secret(SecretId=spec.name)
+    except Exception as exc:
+        raise translate(exc, f"secret {spec.name}") from exc
+    version = next((v for v, stages in (desc.get("VersionIdsToStages") or {}).items() if "AWSCURRENT" in stages), "")
+    return SecretListing(spec, NamedVersion(spec.name, version))
+
+
+def take_inventory(config: Config, aws: Aws) -> Inventory:
+    return Inventory(
+        buckets=[list_bucket(aws, b) for b in config.s3],
+        parameters=[list_parameters(aws, p) for p in config.parameters],
+        secrets=[describe_secret(aws, s) for s in config.secrets],
+    )
+
+
+# --- values, read only while moving -------------------------------------------------
+
+def fetch_parameters(aws: Aws, spec: ParamSpec) -> Iterator[tuple[str, Secret]]:
+    """(name relative to the path, value). SecureStrings decrypted, all values wrapped."""
+    ssm = aws.client("ssm")
+    path = spec.path.rstrip("/") or "/"
+    try:
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True, WithDecryption=True):
+            for p in page.get("Parameters", ()):
+                rel = p["Name"][len(path):].lstrip("/") if p["Name"].startswith(path) else p["Name"]
+                yield rel, Secret(p["Value"])
+    except Exception as exc:
+        raise translate(exc, f"ssm:{spec.path}") from exc
+
+
+def fetch_secret(aws: Aws, spec: SecretSpec) -> Secret:
+    sm = aws.client("secretsmanager")
+    try:
+        resp = sm.get_secret_value(SecretId=spec.name)
+    except Exception as exc:
+        raise translate(exc, f"secret {spec.name}") from exc
+    if "SecretString" in resp:
+        return Secret(resp["SecretString"])
+    return Secret(resp["SecretBinary"].decode("utf-8", "replace"))

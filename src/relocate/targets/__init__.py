@@ -1,0 +1,1 @@
+"""Where the app goes. paramiko lives only in this package."""

@@ -1,0 +1,91 @@
+"""File operations on a target, as remote commands (tokens quoted by `shell`) or SFTP."""
+
+from __future__ import annotations
+
+import posixpath
+import stat as statmod
+
+import paramiko
+
+from relocate.errors import TargetError, TransientError
+from relocate.targets import shell
+from relocate.targets.ssh import Connection
+
+_LIST_SIZES = r"""
+[ -d "$1" ] || exit 0
+cd "$1" && find . -type f -printf '%s\t%P\0'
+"""
+
+# sha256sum -z: NUL-terminated records with names unescaped; two workers use both cores.
+_HASH = r"""
+[ -d "$1" ] || exit 0
+cd "$1" && find . -type f -print0 | xargs -0 -r -P 2 -n 512 sha256sum -z --
+"""
+
+
+def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
+    """{path relative to directory: size} for every regular file below it."""
+    cmd, stdin = shell.script(_LIST_SIZES, directory)
+    out = conn.run(cmd, stdin, timeout=3600).stdout
+    sizes: dict[str, int] = {}
+    for rec in out.split(b"\0"):
+        if rec:
+            size, _, name = rec.partition(b"\t")
+            sizes[name.decode("utf-8", "surrogateescape")] = int(size)
+    return sizes
+
+
+def hash_tree(conn: Connection, directory: str) -> dict[str, str]:
+    """{path relative to directory: sha256}, computed on the target."""
+    cmd, stdin = shell.script(_HASH, directory)
+    out = conn.run(cmd, stdin, timeout=None).stdout
+    hashes: dict[str, str] = {}
+    for rec in out.split(b"\0"):
+        if rec:
+            digest, name = rec[:64].decode(), rec[66:].decode("utf-8", "surrogateescape")
+            hashes[posixpath.normpath(name)] = digest
+    return hashes
+
+
+def read_file(conn: Connection, path: str) -> tuple[bytes, int] | None:
+    """(content, mode) or None when absent."""
+    sftp = conn.sftp()
+    try:
+        st = sftp.stat(path)
+        with sftp.open(path, "rb") as fh:
+            fh.prefetch(st.st_size)
+            return fh.read(), statmod.S_IMODE(st.st_mode or 0)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise TargetError(f"cannot read {path} on the target: permission denied") from None
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        raise TransientError(f"reading {path} on the target failed ({exc})", hint="running again resumes") from None
+
+
+def mkdirs(conn: Connection, *paths: str) -> None:
+    conn.run(shell.line(["mkdir", "-p", "--", *paths]))
+
+
+def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write to a temporary name created with `mode` before any byte is written, then
+    rename over `path`: a reader sees the old file or the new one, never half of one."""
+    sftp = conn.sftp()
+    tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.relocate-tmp")
+    try:
+        try:
+            sftp.remove(tmp)
+        except FileNotFoundError:
+            pass
+        with sftp.open(tmp, "wbx") as fh:
+            fh.chmod(mode)
+            fh.write(data)
+        sftp.posix_rename(tmp, path)
+    except PermissionError:
+        raise TargetError(f"cannot write {path} on the target: permission denied") from None
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        try:
+            sftp.remove(tmp)
+        except Exception:
+            pass
+        raise TransientError(f"writing {path} on the target failed ({exc})", hint="running again resumes") from None

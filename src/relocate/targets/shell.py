@@ -1,0 +1,36 @@
+"""Remote shell lines, built from tokens and quoted in exactly one place.
+
+Nothing else in relocate formats a remote command with an f-string: a key named
+`$(rm -rf ~)` or a path with a quote in it is just another token here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Sequence
+
+Command = Sequence[str]
+
+
+def line(argv: Command) -> str:
+    """One command: every token quoted."""
+    if not argv:
+        raise ValueError("empty command")
+    return " ".join(shlex.quote(str(t)) for t in argv)
+
+
+def pipe(*commands: Command) -> str:
+    return " | ".join(line(c) for c in commands)
+
+
+def all_of(*commands: Command) -> str:
+    """Run each in turn, stop at the first failure."""
+    return " && ".join(line(c) for c in commands)
+
+
+def script(body: str, *args: str) -> tuple[str, bytes]:
+    """A multi-line POSIX sh script sent on stdin (`sh -s -- ARGS`), arguments quoted.
+
+    Scripts are constants in relocate's source; only their arguments vary, and those
+    go through `line` like any token. Returns (command line, stdin bytes)."""
+    return line(["sh", "-s", "--", *args]), body.encode()

@@ -1,0 +1,302 @@
+"""An SSH connection to a host, with host keys checked the way OpenSSH users expect.
+
+- Known hosts come from `~/.ssh/known_hosts` (or `target.ssh.known_hosts`) and a
+  `host_key: SHA256:...` pin; an unknown key is refused unless the user opts in
+  (`--accept-new-host-key`, like OpenSSH's accept-new); a changed key is always refused.
+- `~/.ssh/config` (HostName, User, Port, IdentityFile) and ssh-agent are honoured.
+- Remote commands drain stdout and stderr together (paramiko issue 1778 deadlocks
+  otherwise) and a missing exit status is a failure, never a success.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterable
+
+import paramiko
+
+from relocate.config import SshSpec
+from relocate.errors import ConfigError, HostKeyError, TargetError, TransientError
+
+# Bigger windows and packets keep one channel busy on a fast link (paramiko's default
+# 2 MiB window halves throughput on loopback); GCM first because it is the fastest
+# cipher paramiko offers here.
+WINDOW = 64 * 1024 * 1024
+MAX_PACKET = 32768
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+CONNECT_TIMEOUT = 15.0
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to connect, after ~/.ssh/config is applied."""
+
+    host: str  # what the user wrote (the name known_hosts is keyed by)
+    hostname: str  # what we dial
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    host_key: str | None
+    known_hosts: Path
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def resolve(spec: SshSpec) -> Endpoint:
+    cfg_path = Path.home() / ".ssh" / "config"
+    looked: dict = {}
+    if cfg_path.exists():
+        try:
+            looked = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(spec.host)
+        except Exception as exc:  # a broken ssh config should say so, not crash
+            raise ConfigError(f"{cfg_path}: cannot parse: {exc}") from None
+    identity = [spec.identity_file] if spec.identity_file else list(looked.get("identityfile", []))
+    user = spec.user or looked.get("user") or os.environ.get("USER") or "root"
+    known = Path(os.path.expanduser(spec.known_hosts)) if spec.known_hosts else Path.home() / ".ssh" / "known_hosts"
+    return Endpoint(
+        host=spec.host,
+        hostname=looked.get("hostname", spec.host),
+        port=int(spec.port or looked.get("port", 22)),
+        user=user,
+        identity_files=tuple(os.path.expanduser(p) for p in identity),
+        host_key=spec.host_key,
+        known_hosts=known,
+    )
+
+
+def check_host_key(ep: Endpoint, key: paramiko.PKey, accept_new: bool) -> None:
+    """Refuse unknown and changed keys; the one place host trust is decided."""
+    fp = fingerprint(key)
+    how = f"pin it with target.ssh.host_key: \"{fp}\" after checking it on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), or pass --accept-new-host-key"
+    if ep.host_key:
+        if ep.host_key != fp:
+            raise HostKeyError(f"host key of {ep} is {fp}, but relocate.yaml pins {ep.host_key}: refusing (possible man-in-the-middle)")
+        return
+    known = paramiko.HostKeys()
+    if ep.known_hosts.exists():
+        try:
+            known.load(str(ep.known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise ConfigError(f"{ep.known_hosts}: cannot read known hosts: {exc}") from None
+    entry = known.lookup(ep.known_hosts_name)
+    if entry is not None and key.get_name() in entry:
+        if entry[key.get_name()] != key:
+            raise HostKeyError(
+                f"host key of {ep} CHANGED: it now presents {fp}, unlike the key in {ep.known_hosts}: refusing "
+                "(if the host was rebuilt, remove the old line with ssh-keygen -R and check the new key)"
+            )
+        return
+    if not accept_new:
+        raise HostKeyError(f"unknown host key for {ep}: {fp}", hint=how)
+    ep.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(ep.known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(f"{ep.known_hosts_name} {key.get_name()} {key.get_base64()}\n")
+
+
+def _load_key(path: str) -> paramiko.PKey:
+    passphrase = os.environ.get("RELOCATE_SSH_KEY_PASSPHRASE")
+    try:
+        return paramiko.PKey.from_path(path, passphrase)
+    except FileNotFoundError:
+        raise ConfigError(f"target.ssh.identity_file: {path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"target.ssh.identity_file: {path}: permission denied") from None
+    except paramiko.PasswordRequiredException:
+        raise ConfigError(f"{path}: the key is encrypted; set RELOCATE_SSH_KEY_PASSPHRASE or load it into ssh-agent") from None
+    except (paramiko.SSHException, ValueError) as exc:
+        raise ConfigError(f"{path}: not a usable private key ({exc})") from None
+
+
+def _candidate_keys(ep: Endpoint) -> Iterable[paramiko.PKey]:
+    if ep.identity_files:
+        for path in ep.identity_files:
+            yield _load_key(path)
+    try:
+        yield from paramiko.Agent().get_keys()
+    except paramiko.SSHException:
+        pass
+    if not ep.identity_files:
+        for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+            path = Path.home() / ".ssh" / name
+            if path.exists():
+                try:
+                    yield _load_key(str(path))
+                except ConfigError:
+                    continue
+
+
+@dataclass
+class Result:
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+class Exec:
+    """A running remote command: write to its stdin while stdout/stderr drain in threads."""
+
+    def __init__(self, chan: paramiko.Channel, command: str, stdout_sink: IO[bytes] | None = None) -> None:
+        self.chan = chan
+        self.command = command
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+        self._sink = stdout_sink
+        self._readers = [
+            threading.Thread(target=self._drain, args=(chan.recv, self._out, stdout_sink), daemon=True),
+            threading.Thread(target=self._drain, args=(chan.recv_stderr, self._err, None), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _drain(recv, into: list[bytes], sink: IO[bytes] | None) -> None:
+        while True:
+            try:
+                data = recv(1 << 20)
+            except (OSError, EOFError, paramiko.SSHException):
+                return
+            if not data:
+                return
+            if sink is not None:
+                sink.write(data)
+            else:
+                into.append(data)
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            self.chan.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise TransientError(f"connection lost while writing to the target ({exc})", hint="running again resumes") from None
+
+    def wait(self, timeout: float | None = None) -> Result:
+        try:
+            self.chan.shutdown_write()
+        except (OSError, EOFError):
+            pass
+        for t in self._readers:
+            t.join(timeout)
+        if not self.chan.status_event.wait(timeout if timeout is not None else 3600):
+            raise TransientError("the target did not report an exit status (connection lost?)", hint="running again resumes")
+        status = self.chan.recv_exit_status()
+        self.chan.close()
+        return Result(status, b"".join(self._out), b"".join(self._err))
+
+
+class Connection:
+    """One SSH transport to a host; open commands and SFTP sessions on it."""
+
+    def __init__(self, spec: SshSpec, *, accept_new_host_key: bool = False) -> None:
+        self.endpoint = resolve(spec)
+        self.accept_new = accept_new_host_key
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __enter__(self) -> "Connection":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        ep = self.endpoint
+        try:
+            sock = socket.create_connection((ep.hostname, ep.port), timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            raise TransientError(f"cannot reach {ep} ({exc.strerror or exc})", hint="check the address and that sshd runs; running again retries") from None
+        transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
+        opts = transport.get_security_options()
+        opts.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in opts.ciphers) + tuple(
+            c for c in opts.ciphers if c not in PREFERRED_CIPHERS
+        )
+        try:
+            transport.start_client(timeout=CONNECT_TIMEOUT)
+            check_host_key(ep, transport.get_remote_server_key(), self.accept_new)
+            self._authenticate(transport)
+        except (HostKeyError, ConfigError, TargetError):
+            transport.close()
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            transport.close()
+            raise TransientError(f"SSH handshake with {ep} failed ({exc})", hint="running again retries") from None
+        transport.set_keepalive(15)
+        self._transport = transport
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        ep = self.endpoint
+        tried = 0
+        for key in _candidate_keys(ep):
+            tried += 1
+            try:
+                transport.auth_publickey(ep.user, key)
+            except paramiko.AuthenticationException:
+                continue
+            if transport.is_authenticated():
+                return
+        what = ", ".join(ep.identity_files) if ep.identity_files else "ssh-agent and ~/.ssh/id_*"
+        raise TargetError(
+            f"login to {ep} refused: none of {tried} key(s) from {what} was accepted",
+            hint="check target.ssh.user and identity_file, and the host's authorized_keys",
+        )
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        if self._transport is None or not self._transport.is_active():
+            raise TransientError(f"the SSH connection to {self.endpoint} is closed", hint="running again resumes")
+        return self._transport
+
+    def start(self, command: str, stdout_sink: IO[bytes] | None = None) -> Exec:
+        try:
+            chan = self.transport.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransientError(f"cannot start a command on {self.endpoint} ({exc})", hint="running again resumes") from None
+        return Exec(chan, command, stdout_sink)
+
+    def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = 600, check: bool = True) -> Result:
+        proc = self.start(command)
+        if stdin:
+            proc.write(stdin)
+        result = proc.wait(timeout)
+        if check and result.status != 0:
+            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise TargetError(f"on {self.endpoint}: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
+        return result
+
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(self.transport, window_size=WINDOW, max_packet_size=MAX_PACKET)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise TransientError(f"cannot open SFTP on {self.endpoint} ({exc})") from None
+            if self._sftp is None:
+                raise TargetError(f"{self.endpoint} offers no SFTP subsystem")
+        return self._sftp
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

@@ -1,0 +1,122 @@
+"""The library face of `plan`, `move` and `verify`: the CLI calls these and renders.
+
+`plan` and `move` build the same Plan through `prepare`; `move` then executes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from relocate.config import Config, load_config, parse_config
+from relocate.errors import ConfigError, DriftError, RelocateError
+from relocate.execute.gather import Gathered, gather, target_id
+from relocate.plan.build import build_plan
+from relocate.plan.model import Plan
+from relocate.sources.aws import Aws
+from relocate.targets.ssh import Connection
+
+
+@dataclass
+class Options:
+    accept_new_host_key: bool = False
+    accepted_risks: tuple[str, ...] = ()
+    profiles_dir: Path | None = None
+
+
+def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
+    """The acceptable-use verdict for target.provider, shaped for the plan."""
+    if not config.provider:
+        return None
+    from relocate.policy import engine, profiles
+    from relocate.policy.app import app_from_parts
+
+    app = app_from_parts(list(config.app.content), config.app.moderation, config.app.dependencies)
+    profileset = profiles.load_profiles(opts.profiles_dir)
+    today = today or dt.date.today()
+    verdict = engine.verdict_for(config.provider, app, profileset, today, accepted_risks=opts.accepted_risks)
+    all_verdicts = engine.evaluate(app, profileset, today=today)
+    deps = engine.dependency_risks(app, profileset, all_verdicts)
+    return {
+        "provider": verdict.provider,
+        "name": verdict.name,
+        "verdict": verdict.verdict,
+        "score": verdict.score,
+        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document else 'no source'}]"}
+                              for f in verdict.findings if f.effect == "reject"],
+        "top_findings": [f.to_dict() for f in verdict.top_findings(5)],
+        "warnings": list(verdict.warnings) + [f"dependency {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
+        "accepting": [v.provider for v in all_verdicts if v.verdict == "accept"][:8],
+        "disclaimer": verdict.disclaimer,
+    }
+
+
+@dataclass
+class Prepared:
+    config: Config
+    aws: Aws
+    conn: Connection
+    gathered: Gathered
+    plan: Plan
+
+
+@contextmanager
+def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
+    """Read the source and probe the target (read-only), then build the Plan."""
+    aws = Aws(config.aws)
+    verdict = provider_verdict(config, opts)
+    conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
+    conn.connect()
+    try:
+        gathered = gather(config, aws, conn)
+        plan = build_plan(config, gathered.inventory, gathered.facts, gathered.done_keys(),
+                          target=target_id(config, conn), verdict=verdict, accepted_risks=opts.accepted_risks)
+        yield Prepared(config, aws, conn, gathered, plan)
+    finally:
+        conn.close()
+
+
+def load_plan_file(path: Path) -> tuple[Plan, Config]:
+    """A saved plan and the configuration it carries (re-interpolated from today's env)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON plan file ({exc})") from None
+    plan = Plan.from_dict(data, str(path))
+    config_path = Path(plan.config_path)
+    return plan, parse_config(plan.config_text, config_path)
+
+
+def check_drift(saved: Plan, fresh: Plan, allow_drift: bool) -> list[str]:
+    """What changed at the source since the plan was saved; refuse unless allowed."""
+    changes: list[str] = []
+    if saved.fingerprint_digest != fresh.fingerprint_digest:
+        for section in ("buckets", "parameters", "secrets"):
+            old, new = saved.fingerprint.get(section, {}), fresh.fingerprint.get(section, {})
+            for name in sorted(set(old) | set(new)):
+                if old.get(name) != new.get(name):
+                    changes.append(f"{section[:-1]} {name}")
+        changes = changes or ["source fingerprint"]
+    if saved.target != fresh.target:
+        changes.append(f"target {saved.target} -> {fresh.target}")
+    if changes and not allow_drift:
+        raise DriftError(f"the source changed since the plan was saved ({', '.join(changes[:5])})",
+                         hint="run `relocate plan -o` again, or pass --allow-drift to move what is there now")
+    return changes
+
+
+def load_any(path: Path) -> tuple[Config, Plan | None]:
+    """`move` accepts relocate.yaml or a saved plan.json."""
+    if path.suffix == ".json":
+        plan, config = load_plan_file(path)
+        return config, plan
+    return load_config(path), None
+
+
+__all__ = ["Options", "Prepared", "prepare", "load_any", "check_drift", "provider_verdict", "RelocateError"]
