@@ -8,11 +8,9 @@ without mariadb still runs the rest. Both live in one place: ``require``.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -101,34 +99,14 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Seaw
     server.stop()
 
 
-@dataclass
-class S3Server:
-    """One S3 endpoint, whichever server is behind it."""
-
-    name: str  # "moto" | "seaweedfs"
-    endpoint_url: str
-    access_key: str
-    secret_key: str = field(repr=False)
-
-    def client(self) -> Any:
-        """A boto3 S3 client (us-east-1, path-style) for seeding and checking buckets."""
-        return servers._s3_client(self.endpoint_url, self.access_key, self.secret_key)
-
-    def new_bucket(self, prefix: str = "t") -> str:
-        """Create a uniquely named bucket (SeaweedFS keeps state across tests)."""
-        name = f"{prefix}-{secrets.token_hex(6)}"
-        self.client().create_bucket(Bucket=name)
-        return name
-
-
 @pytest.fixture(params=["moto", "seaweedfs"])
-def s3_server(request: pytest.FixtureRequest) -> S3Server:
+def s3_server(request: pytest.FixtureRequest) -> servers.S3Server:
     """Runs the test once against moto and once against SeaweedFS."""
     if request.param == "moto":
         endpoint = request.getfixturevalue("moto")  # reset per test
-        return S3Server("moto", endpoint, "testing", "testing")
+        return servers.S3Server("moto", endpoint, "testing", "testing")
     weed: servers.SeaweedS3 = request.getfixturevalue("seaweedfs")
-    return S3Server("seaweedfs", weed.endpoint_url, weed.access_key, weed.secret_key)
+    return servers.S3Server("seaweedfs", weed.endpoint_url, weed.access_key, weed.secret_key)
 
 
 # --- databases

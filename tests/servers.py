@@ -25,7 +25,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 HOST = "127.0.0.1"
 # The non-root login/service user when the tests run as root (CI does): sshd
@@ -109,8 +109,12 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> sub
                                 env=env, start_new_session=True)
 
 
+_user_ready = False
+
+
 def ensure_test_user() -> pwd.struct_passwd:
     """Create the non-root TEST_USER once (idempotent); only called when root."""
+    global _user_ready
     try:
         pw = pwd.getpwnam(TEST_USER)
     except KeyError:
@@ -118,12 +122,23 @@ def ensure_test_user() -> pwd.struct_passwd:
         if r.returncode not in (0, 9):  # 9: exists (a parallel session won the race)
             raise ServerUnavailable(f"useradd {TEST_USER} failed: {r.stderr.strip()}")
         pw = pwd.getpwnam(TEST_USER)
-    # useradd leaves the password "!" (locked); sshd with UsePAM no refuses
-    # locked accounts even for key auth. "*" = no password, but not locked.
-    subprocess.run(["usermod", "-p", "*", TEST_USER], check=True, capture_output=True)
-    # Other users (and sshd reading authorized_keys as the user) must traverse home.
-    os.chmod(pw.pw_dir, 0o755)
+    if not _user_ready:
+        # useradd leaves the password "!" (locked); sshd with UsePAM no refuses
+        # locked accounts even for key auth. "*" = no password, but not locked.
+        if _shadow_password(TEST_USER).startswith("!"):
+            subprocess.run(["usermod", "-p", "*", TEST_USER], check=True, capture_output=True)
+        # Others (and sshd reading authorized_keys as the user) must traverse home.
+        os.chmod(pw.pw_dir, 0o755)
+        _user_ready = True
     return pw
+
+
+def _shadow_password(user: str) -> str:
+    for line in Path("/etc/shadow").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name == user:
+            return rest.split(":", 1)[0]
+    return ""
 
 
 def _service_user() -> pwd.struct_passwd:
@@ -204,7 +219,7 @@ def fingerprint(key_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def start_sshd(workdir: Path, authorized_user_keys: list[str] = (), timeout: float = 15.0) -> Sshd:  # type: ignore[assignment]
+def start_sshd(workdir: Path, authorized_user_keys: Sequence[str] = (), timeout: float = 15.0) -> Sshd:
     """OpenSSH sshd with its own config, host key and authorized_keys.
 
     ``authorized_user_keys``: extra public key lines to authorize besides the
@@ -340,7 +355,7 @@ class SeaweedS3:
         _stop_group(self.proc, timeout=2)
 
 
-def _s3_client(endpoint_url: str, access_key: str, secret_key: str):  # type: ignore[no-untyped-def]
+def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -382,7 +397,7 @@ def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> SeaweedS3:
     log = workdir / "weed.log"
     proc = _spawn(argv, log)
     server = SeaweedS3(f"http://{HOST}:{p['s3']}", access_key, secret_key, log, proc)
-    client = _s3_client(server.endpoint_url, access_key, secret_key)
+    client = s3_client(server.endpoint_url, access_key, secret_key)
 
     def writable() -> bool:
         # ListBuckets answers before volumes exist; a put proves writes work.
@@ -403,6 +418,26 @@ def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> SeaweedS3:
         server.stop()
         raise
     return server
+
+
+@dataclass
+class S3Server:
+    """One S3 endpoint, whichever server (moto or SeaweedFS) is behind it."""
+
+    name: str  # "moto" | "seaweedfs"
+    endpoint_url: str
+    access_key: str
+    secret_key: str = field(repr=False)
+
+    def client(self) -> Any:
+        """A boto3 S3 client (us-east-1, path-style) for seeding and checking buckets."""
+        return s3_client(self.endpoint_url, self.access_key, self.secret_key)
+
+    def new_bucket(self, prefix: str = "t") -> str:
+        """Create a uniquely named bucket (SeaweedFS keeps state across tests)."""
+        name = f"{prefix}-{secrets.token_hex(6)}"
+        self.client().create_bucket(Bucket=name)
+        return name
 
 
 # --------------------------------------------------------------------------- postgres

@@ -6,13 +6,13 @@ import base64
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import boto3
 import paramiko
 import pytest
 
 import servers
-from conftest import S3Server
 
 
 def _connect(server: servers.Sshd) -> paramiko.SSHClient:
@@ -83,7 +83,7 @@ def test_moto_is_reset_between_tests(moto: str) -> None:
     assert ssm.describe_parameters()["Parameters"] == []
 
 
-def test_s3_put_get(s3_server: S3Server) -> None:
+def test_s3_put_get(s3_server: servers.S3Server) -> None:
     s3 = s3_server.client()
     bucket = s3_server.new_bucket()
     body = os.urandom(100_000)
@@ -120,3 +120,24 @@ def test_mariadb_client_select_1(mariadb_server: servers.MariaDB) -> None:
         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+def _unavailable() -> None:
+    raise servers.ServerUnavailable("frobd not found")
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_require_fails_in_ci_and_skips_elsewhere(ci: str, outcome: type[BaseException],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import require
+
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="frobd not found"):
+        require(_unavailable)
+
+
+def test_missing_binary_is_server_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(servers, "PG_BIN", tmp_path)
+    with pytest.raises(servers.ServerUnavailable, match="mariadb-install-db not found"):
+        servers.start_mariadb(tmp_path)
