@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from relocate.components import Component, Context, load_components
 from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
@@ -26,6 +27,7 @@ class Options:
     accept_new_host_key: bool = False
     accepted_risks: tuple[str, ...] = ()
     profiles_dir: Path | None = None
+    flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
 
 
 def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
@@ -62,6 +64,9 @@ class Prepared:
     conn: Connection
     gathered: Gathered
     plan: Plan
+    ctx: Context
+    components: list[Component]
+    component_data: dict[str, Any]
 
 
 @contextmanager
@@ -73,9 +78,14 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     conn.connect()
     try:
         gathered = gather(config, aws, conn)
+        ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
+                      accept_new_host_key=opts.accept_new_host_key, flags=dict(opts.flags))
+        components = load_components(config)
+        data = {c.name: c.gather(ctx) for c in components}
+        parts = tuple(c.plan(ctx, data[c.name]) for c in components)
         plan = build_plan(config, gathered.inventory, gathered.facts, gathered.done_keys(),
-                          target=target_id(config, conn), verdict=verdict, accepted_risks=opts.accepted_risks)
-        yield Prepared(config, aws, conn, gathered, plan)
+                          target=ctx.target_id, verdict=verdict, accepted_risks=opts.accepted_risks, parts=parts)
+        yield Prepared(config, aws, conn, gathered, plan, ctx, components, data)
     finally:
         conn.close()
 

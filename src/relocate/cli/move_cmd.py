@@ -69,10 +69,11 @@ def register(app: typer.Typer) -> None:
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
             progress = _Progress(total_objects, plan.todo_bytes, quiet=as_json)
             report = run_move(plan, config, prep.aws, prep.conn, prep.gathered,
-                              MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot), progress)
+                              MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot), progress,
+                              components=prep.components, ctx=prep.ctx, component_data=prep.component_data)
         if as_json:
             render.print_json({"plan": plan.to_dict(), "result": report.to_dict()})
         else:
             render.move(out, report)
-        bad = report.verify is not None and not report.verify.ok
+        bad = bool(report.failed) or (report.verify is not None and not report.verify.ok)
         raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))

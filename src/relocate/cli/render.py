@@ -80,6 +80,8 @@ def verify(console: Console, r: VerifyReport) -> None:
         console.print(f"  differing {path}", markup=False)
     for path, status in r.env.items():
         console.print(f"  env file {path}: {status}", markup=False)
+    for c in r.checks:
+        console.print(f"  {'ok ' if c.ok else 'BAD'} {c.label}" + (f": {c.detail}" if c.detail else ""), markup=False)
     console.print("[green]OK: the target matches the snapshot.[/green]" if r.ok else "[red]Differences found.[/red]")
 
 
@@ -93,6 +95,8 @@ def move(console: Console, r: MoveReport) -> None:
         console.print(f"wrote env file {path} (mode 0600)", markup=False)
     for w in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
+    for f in r.failed:
+        console.print(f"[red]failed:[/red] {f}")
     if r.snapshot:
         console.print(f"snapshot: {r.snapshot}", markup=False)
     if r.verify:

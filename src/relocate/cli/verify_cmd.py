@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from relocate.cli import options, render
+from relocate.components import Context, load_components
+from relocate.execute.gather import target_id
+from relocate.sources.aws import Aws
 from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
 from relocate.execute.verify import verify_snapshot
@@ -28,7 +31,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"no snapshot in {config.snapshot_dir}", hint="run `relocate move` first")
         identity = crypto.load_identity(config.key_file, create=False)
         with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
-            report = verify_snapshot(conn, config.root, snap, identity)
+            ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn),
+                          accept_new_host_key=accept_new_host_key)
+            report = verify_snapshot(conn, config.root, snap, identity, components=load_components(config), ctx=ctx)
         if as_json:
             render.print_json({"snapshot": snap.id, **report.to_dict()})
         else:

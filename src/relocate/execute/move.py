@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Sequence
+
+from relocate.components import Component, Context
 
 from relocate.config import Config
 from relocate.errors import BlockedError
@@ -40,18 +42,20 @@ class MoveReport:
     env_written: list[str] = field(default_factory=list)
     env_unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    components_changed: int = 0
     snapshot: str | None = None
     verify: VerifyReport | None = None
 
     @property
     def nothing_done(self) -> bool:
-        return self.objects_sent == 0 and not self.env_written
+        return self.objects_sent == 0 and not self.env_written and not self.components_changed and not self.failed
 
     def to_dict(self) -> dict:
         return {
             "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
             "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
-            "snapshot": self.snapshot, "nothing_to_do": self.nothing_done,
+            "snapshot": self.snapshot, "nothing_to_do": self.nothing_done, "failed": self.failed,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -64,7 +68,9 @@ def _sidecar_name(dest: str) -> str:
 
 
 def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: Gathered,
-             opts: MoveOptions, progress: Progress | None = None) -> MoveReport:
+             opts: MoveOptions, progress: Progress | None = None, *,
+             components: Sequence[Component] = (), ctx: Context | None = None,
+             component_data: dict[str, Any] | None = None) -> MoveReport:
     if plan.blockers:
         raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
     progress = progress or (lambda *_: None)
@@ -111,10 +117,23 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
                                      "objects": entries})
 
         env_manifest, rendered = _move_env(plan, config, aws, conn, report)
+        identity = crypto.load_identity(config.key_file, create=True)
+        component_manifest: dict[str, dict[str, Any]] = {}
+        if components and ctx is not None:
+            ctx.snapshot_dir, ctx.identity = snap.path, identity
+            named = {c.name: c for c in components}
+            for step in plan.steps:
+                comp = named.get(step.kind)
+                if comp is None:
+                    continue
+                outcome = comp.execute(ctx, (component_data or {}).get(comp.name), step)
+                component_manifest.setdefault(comp.name, {})[step.id] = outcome.manifest
+                report.components_changed += int(outcome.changed)
+                report.warnings.extend(outcome.warnings)
+                report.failed.extend(outcome.failed)
         if report.nothing_done:
             store.discard(snap)
             return report
-        identity = crypto.load_identity(config.key_file, create=True)
         if rendered:
             data = json.dumps({p: c.decode("utf-8") for p, c in rendered.items()}).encode()
             fd_path = snap.secrets_path
@@ -123,9 +142,12 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
         final = store.commit(snap, {
             "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": tid, "root": root,
             "fingerprint": plan.fingerprint, "buckets": manifest_buckets, "env_files": env_manifest,
+            "components": component_manifest,
         })
         report.snapshot = str(final.path)
-        report.verify = verify_snapshot(conn, root, final, identity)
+        if ctx is not None:
+            ctx.snapshot_dir = final.path
+        report.verify = verify_snapshot(conn, root, final, identity, components=components, ctx=ctx)
         return report
     except BaseException:
         if snap.path.exists() and snap.path.name.endswith(".partial"):

@@ -8,7 +8,9 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+from relocate.components import Check, Component, Context
 
 from relocate.snapshot import crypto
 from relocate.snapshot.store import Snapshot
@@ -22,14 +24,17 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared
+    checks: list[Check] = field(default_factory=list)  # from components (databases, dns, ...)
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.differing and all(v in ("ok", "not-compared") for v in self.env.values())
+        return (not self.missing and not self.differing and all(v in ("ok", "not-compared") for v in self.env.values())
+                and all(c.ok for c in self.checks))
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "matched": self.matched, "missing": len(self.missing), "differing": len(self.differing),
-                "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env}
+                "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env,
+                "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks]}
 
 
 def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport) -> None:
@@ -65,9 +70,19 @@ def verify_env(conn: Connection, root: str, snap: Snapshot, manifest: dict[str, 
             report.env[path] = "ok" if same else "differs"
 
 
-def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity) -> VerifyReport:
+def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity, *,
+                    components: Sequence[Component] = (), ctx: Context | None = None) -> VerifyReport:
     manifest = snap.manifest()
     report = VerifyReport()
     verify_objects(conn, root, manifest, report)
     verify_env(conn, root, snap, manifest, identity, report)
+    if ctx is not None:
+        ctx.identity = identity
+        ctx.snapshot_dir = snap.path
+        named = {c.name: c for c in components}
+        for name, part in (manifest.get("components") or {}).items():
+            if name in named:
+                report.checks.extend(named[name].verify(ctx, part))
+            else:
+                report.checks.append(Check(f"{name}", False, "recorded in the snapshot, but relocate.yaml no longer configures it"))
     return report

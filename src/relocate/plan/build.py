@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from relocate.components import PlanPart
 from relocate.config import Config
 from relocate.plan.model import Finding, Plan, Step
 from relocate.sources.inventory import Inventory
@@ -48,6 +49,7 @@ def build_plan(
     accepted_risks: tuple[str, ...] = (),
     rates: Rates = Rates(),
     now: float | None = None,
+    parts: tuple[PlanPart, ...] = (),
 ) -> Plan:
     """`done_keys` maps a step id to the keys already on the target and verified."""
     steps: list[Step] = []
@@ -76,6 +78,8 @@ def build_plan(
             todo_count=env_counts[path], est_seconds=0.5 + 0.05 * env_counts[path],
             detail="mode 0600; values never printed",
         ))
+    for part in parts:
+        steps.extend(part.steps)
     steps.append(Step(id="verify", kind="verify", source="manifest", dest=".", count=sum(s.count for s in steps if s.kind == "s3"),
                       est_seconds=sum(s.bytes for s in steps) / 400e6, detail="sha256 of every file, computed on the target"))
 
@@ -87,6 +91,9 @@ def build_plan(
     for b in inventory.buckets:
         if not b.objects:
             warnings.append(Finding("empty-source", f"s3://{b.spec.bucket}/{b.spec.prefix} holds no objects"))
+    for part in parts:
+        blockers.extend(part.blockers)
+        warnings.extend(part.warnings)
     todo_bytes = sum(s.todo_bytes for s in steps)
     if facts is not None:
         if facts.missing_tools:
