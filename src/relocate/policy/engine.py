@@ -22,7 +22,9 @@ How one provider is judged (docs/policy.md says the same for users):
 Score (0-100, higher is better), in the spirit of ToS;DR's grade, where a
 blocker weighs far more than a bad point::
 
-    score = 100 - 50*rejects - 15*conditionals - 10*unknowns - 3*unreviewed_exposures
+    score = 100 - 50*rejects
+                - conditional (15 for the first, 5 for each further one, at most 35)
+                - 10*unknowns (at most 30) - 3*unreviewed_exposures
                 - catch_all (8 if prohibited, 4 if restricted)
                 - suspension (8 if without notice, 4 if notice terms unknown or partial)
                 + 5 if a cure period of at least 24 h is written down
@@ -131,7 +133,8 @@ def _findings(p: Provider, app: AppProfile, categories: dict[str, Category]) -> 
 def _score(p: Provider, findings: list[Finding], events: int) -> int:
     count = {e: sum(1 for f in findings if f.effect == e and f.category != "objectionable_catch_all") for e in VERDICTS}
     unreviewed = sum(1 for f in findings if f.effect == "risk" and f.stance == "unknown")
-    score = 100 - 50 * count["reject"] - 15 * count["conditional"] - 10 * count["unknown"] - 3 * unreviewed
+    conditional = min(35, 15 + 5 * (count["conditional"] - 1)) if count["conditional"] else 0
+    score = 100 - 50 * count["reject"] - conditional - min(30, 10 * count["unknown"]) - 3 * unreviewed
     for f in findings:
         if f.category == "objectionable_catch_all":
             score -= 8 if f.stance == "prohibited" else 4
@@ -165,8 +168,9 @@ def judge(p: Provider, app: AppProfile, categories: dict[str, Category], today: 
     relevant = {f.category for f in findings if f.category and f.effect != "note"} | set(app.content)
     events = tuple(e for e in p.enforcement if relevant.intersection(e.categories))
     warnings = _stale(p, findings, today, stale_after_days)
-    warnings += [f"{p.id}: finding {f.id} reads a secondary source (press or analysis), not the terms themselves"
-                 for f in findings if f.document is not None and f.document.kind == "secondary" and f.effect != "note"]
+    secondary = [f.id for f in findings if f.document is not None and f.document.kind == "secondary" and f.effect != "note"]
+    if secondary:
+        warnings.append(f"{p.id}: {', '.join(secondary)} rest on secondary sources (press or analyses), not the terms themselves")
     return ProviderVerdict(p.id, p.name, p.kinds, verdict, _score(p, findings, len(events)), tuple(findings),
                            p.suspension, events, tuple(warnings), p.confidence)
 

@@ -192,6 +192,8 @@ class Validator:
             return None
         if isinstance(value, dt.date):
             return value.isoformat()[:10]
+        if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 9999:
+            return str(value)  # a bare year parses as an int
         if isinstance(value, str) and _DATE_PREFIX.match(value):
             return value
         self.err(path + (key,), f"must be a date YYYY, YYYY-MM or YYYY-MM-DD, not {_one_line(value)!r}")
