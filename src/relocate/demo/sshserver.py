@@ -229,7 +229,8 @@ class _ExecHandler:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
 
-    async def _serve(self, proc, stdin, stdout, stderr) -> None:
+    async def _serve(self, proc: asyncio.subprocess.Process, stdin: asyncssh.SSHReader,
+                     stdout: asyncssh.SSHWriter, stderr: asyncssh.SSHWriter) -> None:
         feeder = asyncio.ensure_future(_pump_in(stdin, proc.stdin))
         # The command is done when its output is drained and it has exited;
         # the client need not send EOF (`echo hi` never reads stdin).
