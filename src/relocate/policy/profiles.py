@@ -115,7 +115,11 @@ def profile_dirs(extra_dir: Path | None, env: Mapping[str, str] | None = None) -
     dirs = [Path(p).expanduser() for p in env.get(ENV_VAR, "").split(os.pathsep) if p.strip()]
     if extra_dir is not None:
         dirs.append(Path(extra_dir).expanduser())
-    return dirs
+    # `--profiles` often arrives from the same env var too (Typer envvar): load each directory once.
+    unique: dict[Path, Path] = {}
+    for d in dirs:
+        unique.setdefault(d.resolve(), d)
+    return list(unique.values())
 
 
 def load_profiles(extra_dir: Path | None = None, *, env: Mapping[str, str] | None = None) -> ProfileSet:
