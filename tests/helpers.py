@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import yaml
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from relocate.cli import app
 
@@ -73,13 +73,17 @@ def cli(*args: str, env: dict[str, str] | None = None) -> Run:
 
 
 class _Main:
-    """Lets CliRunner drive relocate.cli.main (error mapping included), not just the Typer app."""
+    """Lets CliRunner drive relocate.cli.main (error mapping included), not just the Typer app.
+
+    click's CliRunner (typer's insists on a real Typer instance) calls `.main(args=...)`."""
+
+    name = "relocate"
 
     def __init__(self, main) -> None:
-        self.main = main
+        self._fn = main
 
     def main(self, args=None, prog_name=None, **kw):  # CliRunner calls cli.main(args=..., prog_name=...)
-        return self.__dict__["main"](args)
+        return self._fn(list(args) if args is not None else None)
 
 
 def subprocess_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None,

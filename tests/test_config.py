@@ -1,0 +1,220 @@
+"""relocate.yaml validation: one clear line with file, line and path, exit 2, no traceback.
+
+Pure parsing is tested on `parse_config`; the user-facing line and exit code go
+through the real CLI (`relocate plan -f ...`), which must fail before it touches
+any server, so these tests need none.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import cli
+from relocate.cli.init_cmd import template
+from relocate.config import parse_config
+from relocate.errors import ConfigError
+
+GOOD = """\
+version: 1
+app:
+  name: townsquare
+source:
+  aws: {region: us-east-1, endpoint_url: "http://127.0.0.1:1"}
+  s3:
+    - {bucket: media, prefix: "", to: data/media}
+  parameters:
+    - {path: /app/prod/, to: shared/app.env}
+target:
+  ssh:
+    host: 127.0.0.1
+    port: 2222
+    user: deploy
+  root: /srv/townsquare
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "relocate.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def _one_line_error(run, code: int = 2) -> str:
+    """The CLI failed with `code`, printing exactly one line and no traceback; return it."""
+    assert run.exit_code == code, (run.exit_code, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("relocate: error: "), lines[0]
+    return lines[0]
+
+
+def _line_of(text: str, needle: str) -> int:
+    for i, ln in enumerate(text.splitlines(), 1):
+        if needle in ln:
+            return i
+    raise AssertionError(f"{needle!r} not in text")
+
+
+def test_good_config_parses(tmp_path: Path) -> None:
+    cfg = parse_config(GOOD, tmp_path / "relocate.yaml", env={})
+    assert cfg.ssh.port == 2222 and cfg.ssh.user == "deploy"
+    assert cfg.root == "/srv/townsquare"
+    assert [b.bucket for b in cfg.s3] == ["media"] and cfg.s3[0].to == "data/media"
+    assert cfg.env_files == ("shared/app.env",)
+
+
+def test_unknown_key_names_line_and_nearest_key(tmp_path: Path) -> None:
+    text = GOOD.replace("    port: 2222", "    prot: 2222")
+    p = _write(tmp_path, text)
+    line = _one_line_error(cli("plan", "-f", str(p)))
+    n = _line_of(text, "prot:")
+    assert f"relocate.yaml:{n}: target.ssh.prot: unknown key" in line
+    assert "did you mean 'port'?" in line
+
+
+def test_unknown_key_without_close_match_lists_valid_keys(tmp_path: Path) -> None:
+    text = GOOD.replace("  root: /srv/townsquare", "  root: /srv/townsquare\n  zzzqqq: 1")
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert f"relocate.yaml:{_line_of(text, 'zzzqqq')}: target.zzzqqq: unknown key" in e.value.message
+    assert "valid keys:" in e.value.message and "root" in e.value.message
+
+
+def test_wrong_type_is_path_qualified(tmp_path: Path) -> None:
+    text = GOOD.replace("port: 2222", "port: twenty-two")
+    p = _write(tmp_path, text)
+    line = _one_line_error(cli("plan", "-f", str(p)))
+    assert line == f"relocate: error: relocate.yaml:{_line_of(text, 'twenty-two')}: target.ssh.port: must be an integer"
+
+
+@pytest.mark.parametrize(
+    "old,new,expect",
+    [
+        ("port: 2222", "port: 70000", "target.ssh.port: must be between 1 and 65535"),
+        ("port: 2222", "port: true", "target.ssh.port: must be an integer"),
+        ("root: /srv/townsquare", "root: srv/townsquare", "target.root: must be an absolute path"),
+        ("to: data/media", "to: ../escape", "source.s3[0].to: must be a path inside target.root"),
+        ("to: data/media", "to: /etc", "source.s3[0].to: must be a path relative to target.root"),
+        ("  parameters:\n    - {path: /app/prod/, to: shared/app.env}\n", "  parameters: nope\n", "source.parameters: must be a list"),
+        ("version: 1", "version: 2", "version: must be between 1 and 1"),
+        ("    user: deploy", "    user: 12", "target.ssh.user: must be a string (quote it)"),
+    ],
+)
+def test_wrong_values(tmp_path: Path, old: str, new: str, expect: str) -> None:
+    text = GOOD.replace(old, new)
+    assert text != GOOD
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert re.match(r"^relocate\.yaml:\d+: ", e.value.message), e.value.message
+    assert expect in e.value.message
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    text = GOOD.replace("  root: /srv/townsquare\n", "")
+    p = _write(tmp_path, text)
+    line = _one_line_error(cli("plan", "-f", str(p)))
+    assert "target.root: is required" in line
+    assert re.search(r"relocate\.yaml:\d+: target\.root", line)
+
+
+def test_missing_required_section(tmp_path: Path) -> None:
+    text = GOOD.split("target:")[0]
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert "target: is required" in e.value.message
+
+
+def test_env_interpolation(tmp_path: Path) -> None:
+    text = GOOD.replace("host: 127.0.0.1", "host: ${RELOCATE_T_HOST}").replace("port: 2222", 'port: "${RELOCATE_T_PORT}"')
+    text = text.replace("user: deploy", "user: $${LITERAL}")
+    cfg = parse_config(text, tmp_path / "relocate.yaml", env={"RELOCATE_T_HOST": "10.1.2.3", "RELOCATE_T_PORT": "2200"})
+    assert cfg.ssh.host == "10.1.2.3"
+    assert cfg.ssh.port == 2200
+    assert cfg.ssh.user == "${LITERAL}"
+    # The raw text is kept for plan files, never what ${ENV} expanded to.
+    assert "10.1.2.3" not in cfg.text and "${RELOCATE_T_HOST}" in cfg.text
+
+
+def test_env_interpolation_through_cli_reads_the_environment(tmp_path: Path) -> None:
+    text = GOOD.replace("port: 2222", "port: ${RELOCATE_T_PORT}")
+    p = _write(tmp_path, text)
+    line = _one_line_error(cli("plan", "-f", str(p), env={"RELOCATE_T_PORT": "not-a-port"}))
+    assert f"relocate.yaml:{_line_of(text, 'RELOCATE_T_PORT')}: target.ssh.port: must be an integer" in line
+
+
+def test_missing_env_var_is_a_clear_error(tmp_path: Path) -> None:
+    text = GOOD.replace("host: 127.0.0.1", "host: ${RELOCATE_T_SURELY_UNSET}")
+    p = _write(tmp_path, text)
+    line = _one_line_error(cli("plan", "-f", str(p)))
+    n = _line_of(text, "RELOCATE_T_SURELY_UNSET")
+    assert f"relocate.yaml:{n}: target.ssh.host: environment variable RELOCATE_T_SURELY_UNSET is not set" in line
+
+
+def test_x_keys_are_free(tmp_path: Path) -> None:
+    text = GOOD.replace("app:\n", "x-anchors: {whatever: [1, 2]}\napp:\n  x-note: anything at all\n")
+    text = text.replace("    user: deploy", "    user: deploy\n    x-comment: {nested: true}")
+    cfg = parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert cfg.ssh.user == "deploy" and cfg.app.name == "townsquare"
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    text = GOOD.replace("    port: 2222", "    port: 2222\n    port: 2223")
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert "target.ssh.port: is given twice" in e.value.message
+
+
+def test_two_buckets_into_one_dir_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("    - {bucket: media, prefix: \"\", to: data/media}",
+                        "    - {bucket: media, to: data/media}\n    - {bucket: other, to: data/media/}")
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert "share one `to:` directory" in e.value.message
+
+
+def test_init_output_validates(tmp_path: Path) -> None:
+    out = tmp_path / "relocate.yaml"
+    run = cli("init", str(out))
+    assert run.exit_code == 0, run.stderr
+    assert out.exists()
+    text = out.read_text()
+    assert text == template()
+    assert "#" in text  # commented, to start from
+    cfg = parse_config(text, out, env={})
+    assert cfg.root.startswith("/") and cfg.s3 and cfg.parameters and cfg.secrets
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "relocate.yaml"
+    out.write_text("mine: keep me\n")
+    line = _one_line_error(cli("init", str(out)))
+    assert "already exists" in line and "--force" in line
+    assert out.read_text() == "mine: keep me\n"
+    run = cli("init", str(out), "--force")
+    assert run.exit_code == 0, run.stderr
+    assert out.read_text() == template()
+
+
+@pytest.mark.parametrize("command", ["plan", "move", "verify"])
+def test_every_command_rejects_bad_config_the_same_way(tmp_path: Path, command: str) -> None:
+    p = _write(tmp_path, GOOD.replace("port: 2222", "port: [1]"))
+    args = [command, "-f", str(p)] + (["--yes"] if command == "move" else [])
+    line = _one_line_error(cli(*args))
+    assert "target.ssh.port: must be an integer" in line
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    p = _write(tmp_path, GOOD.replace("  name: townsquare", "  name: [unclosed"))
+    line = _one_line_error(cli("plan", "-f", str(p)))
+    assert re.search(r"relocate\.yaml:\d+: invalid YAML", line), line
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    p = _write(tmp_path, "# nothing\n")
+    line = _one_line_error(cli("plan", "-f", str(p)))
+    assert "relocate.yaml: the file is empty" in line
