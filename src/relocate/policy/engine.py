@@ -12,6 +12,8 @@ How one provider is judged (docs/policy.md says the same for users):
   capacity to remove them), a note when moderation is adequate; unknown -> risk.
   Baseline categories (illegal content, CSAM, copyright, spam, malware) are
   removed on notice everywhere, so when only exposed they are notes.
+* A descriptor whose exposed (non-baseline) categories are all unknown for a
+  provider is itself an unknown finding: no reading, no acceptance.
 * Thin moderation (see `Moderation.thin_reasons`) with user-generated content
   makes `unmoderated_ugc` a declared category: it is what the app then is.
 * The catch-all clause and suspension terms are risks: they lower the score.
@@ -62,7 +64,7 @@ def _app_categories(app: AppProfile, categories: dict[str, Category]) -> tuple[d
     for name in app.content:
         cat = categories.get(name)
         if cat is None:
-            near = difflib.get_close_matches(name, list(categories), n=1)
+            near = [c for c in categories if c.startswith(name)] or difflib.get_close_matches(name, list(categories), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else " (see `relocate profiles list --categories`)"
             raise ConfigError(f"app.content: unknown category {name!r}{hint}")
         if cat.descriptor:
@@ -96,6 +98,23 @@ def _exposed_effect(clause: Clause, cat: Category, thin: list[str]) -> tuple[str
     return "note", "no bar in the terms read"
 
 
+def _blind_spots(p: Provider, app: AppProfile, categories: dict[str, Category]) -> list[Finding]:
+    """A descriptor none of whose judged categories were reviewed is itself unknown.
+
+    Without this, a provider we know nothing about would "accept" a forum: every
+    exposed category would be a mere risk, and unknown must never read as allowed.
+    """
+    out = []
+    for name in app.content:
+        cat = categories[name]
+        judged = [c for c in cat.exposes if not categories[c].baseline]
+        if cat.descriptor and judged and all(p.clause(c).stance == "unknown" for c in judged):
+            out.append(Finding(f"{p.id}/{name}", p.id, "unknown",
+                               f"none of the categories a {cat.title.lower()} app is judged by ({', '.join(judged)}) "
+                               "were reviewed for this provider", "Not covered by the terms we reviewed.", name, "unknown"))
+    return out
+
+
 def _suspension_finding(p: Provider) -> Finding:
     s = p.suspension
     if s.without_notice is True:
@@ -121,6 +140,7 @@ def _findings(p: Provider, app: AppProfile, categories: dict[str, Category]) -> 
         clause = p.clause(name)
         effect, why = _exposed_effect(clause, categories[name], thin)
         out.append(_finding(p, clause, effect, f"{reason}; {why}"))
+    out.extend(_blind_spots(p, app, categories))
     if app.content:  # any hosted content can be called objectionable
         for cat in (c for c in categories.values() if c.catch_all):
             clause = p.clause(cat.id)
