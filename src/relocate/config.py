@@ -36,6 +36,14 @@ def _fingerprint(value: str) -> str | None:
     return None if value.startswith("SHA256:") else "must be an OpenSSH fingerprint like SHA256:AbC... (see `ssh-keygen -lf`)"
 
 
+def _password_from(value: str) -> str | None:
+    """Where a database password comes from; never the value itself (it would sit in the YAML)."""
+    kind, sep, rest = value.partition(":")
+    if not sep or kind not in ("secret", "ssm", "env") or not rest:
+        return "must be secret:NAME#json_key, secret:NAME, ssm:/parameter/name or env:VARIABLE"
+    return None
+
+
 PRIORITY = ("critical", "normal", "bulk")
 
 SSH_SPEC = Map(
@@ -100,9 +108,14 @@ SCHEMA = Map(
                             "rds": Str(),
                             "url": Str(),
                             "engine": Str(choices=("postgres", "mysql", "mariadb")),
-                            "password_from": Str(),
+                            "password_from": Str(check=_password_from),
+                            # an SSH bastion: `user@host:port`, or a name under source.bastions
                             "via": Str(),
-                            "name": Str(),
+                            "name": Str(),  # the database to move (default: the RDS DBName / the URL's path)
+                            "user": Str(),  # default: the URL's user / the RDS master user
+                            # connect here instead of the RDS endpoint (host or host:port), e.g. a private alias
+                            "endpoint": Str(),
+                            "jobs": Int(min=1, max=32),  # parallel pg_dump/pg_restore workers
                         },
                         one_of=("rds", "url"),
                     )
@@ -115,6 +128,8 @@ SCHEMA = Map(
                     )
                 ),
                 "dns": List(Map({"zone": Str()}, required=("zone",))),
+                # named SSH hosts that `via:` may refer to (jump hosts into a private subnet)
+                "bastions": Dict(SSH_SPEC),
             },
             defaults={"aws": lambda: {"region": "us-east-1", "profile": None, "endpoint_url": None}},
         ),
@@ -123,7 +138,8 @@ SCHEMA = Map(
                 "provider": Str(),
                 "ssh": SSH_SPEC,
                 "root": Str(check=_absolute),
-                "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str()}),
+                "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str(),
+                                 "password_from": Str(check=_password_from)}),
                 "prepare": Bool(),
             },
             required=("ssh", "root"),
