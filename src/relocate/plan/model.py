@@ -22,6 +22,7 @@ class Step:
     todo_bytes: int = 0
     est_seconds: float = 0.0
     detail: str = ""
+    priority: str = ""  # s3 steps: critical | normal | bulk (source.s3[].priority); see plan/deadline.py
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Plan:
     verdict: dict[str, Any] | None = None
     accepted_risks: list[str] = field(default_factory=list)
     estimate_basis: str = ""
+    schedule: dict[str, Any] | None = None  # plan/deadline.Schedule.to_dict() when --deadline was given
+    egress: dict[str, Any] | None = None  # plan/egress.estimate(): data-transfer-out cost at AWS rates
 
     @property
     def ready(self) -> bool:
@@ -93,6 +96,8 @@ class Plan:
                 verdict=data.get("verdict"),
                 accepted_risks=list(data.get("accepted_risks") or []),
                 estimate_basis=data.get("estimate_basis", ""),
+                schedule=data.get("schedule"),
+                egress=data.get("egress"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: damaged plan file ({exc})") from None

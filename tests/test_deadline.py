@@ -1,0 +1,145 @@
+"""Deadline ordering and projection (pure), table-driven on inventories with known rates,
+and the egress cost estimate against its data file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from relocate.errors import ConfigError, UsageError
+from relocate.plan import deadline as dl
+from relocate.plan import egress
+from relocate.plan.build import Rates, _eta
+from relocate.plan.model import Step
+
+NOW = 1_610_300_000.0  # 2021-01-10T17:33:20Z, hours before the seed case's cut-off
+RATES = Rates(bytes_per_s=10e6, seconds_per_object=0.01, basis="test")  # 10 MB/s, 10 ms/object
+MB = 1_000_000
+
+
+def s3(name: str, priority: str, nbytes: int, nobjects: int) -> Step:
+    return Step(id=f"s3:{name}/", kind="s3", source=f"s3://{name}/", dest=f"data/{name}", count=nobjects, bytes=nbytes,
+                todo_count=nobjects, todo_bytes=nbytes, est_seconds=_eta(nbytes, nobjects, RATES), priority=priority)
+
+
+def other(kind: str, seconds: float, sid: str | None = None) -> Step:
+    return Step(id=sid or f"{kind}:x", kind=kind, source="-", dest="-", est_seconds=seconds)
+
+
+# An inventory as a plan lists it (relocate.yaml order): thumbnails first, the database last.
+INVENTORY = [
+    s3("thumbs", "bulk", 6000 * MB, 100_000),   # 600 s + 1000 s = 1600 s
+    s3("media", "normal", 1000 * MB, 1_000),    # 100 s + 10 s = 110 s
+    s3("uploads", "critical", 200 * MB, 2_000),  # 20 s + 20 s = 40 s
+    other("verify", 30),
+    other("env", 1, "env:shared/app.env"),
+    other("deploy", 20),
+    other("hostfiles", 5),
+    other("databases", 300),
+    other("dns", 2),
+]
+
+
+def test_order_puts_the_irreplaceable_first() -> None:
+    order = [s.id for s in dl.order_steps(INVENTORY)]
+    assert order == ["env:shared/app.env", "dns:x", "databases:x", "hostfiles:x",
+                     "s3:uploads/", "s3:media/", "s3:thumbs/", "deploy:x", "verify:x"]
+
+
+def test_order_is_stable_within_a_class() -> None:
+    steps = [s3("b", "normal", 1, 1), s3("a", "normal", 1, 1), s3("c", "critical", 1, 1), s3("d", "", 1, 1)]
+    assert [s.id for s in dl.order_steps(steps)] == ["s3:c/", "s3:b/", "s3:a/", "s3:d/"]
+
+
+# (seconds until the deadline, steps that miss it, critical ones among them)
+# Cumulative finishes in order: env 1, dns 3, db 303, host 308, uploads 348, media 458,
+# thumbs 2058, deploy 2078, verify 2108.
+CASES = [
+    (3000, [], []),
+    (2100, ["verify:x"], []),
+    (2000, ["s3:thumbs/", "deploy:x", "verify:x"], []),
+    (400, ["s3:media/", "s3:thumbs/", "deploy:x", "verify:x"], []),
+    (340, ["s3:uploads/", "s3:media/", "s3:thumbs/", "deploy:x", "verify:x"], ["s3:uploads/"]),
+    (100, ["databases:x", "hostfiles:x", "s3:uploads/", "s3:media/", "s3:thumbs/", "deploy:x", "verify:x"],
+     ["databases:x", "hostfiles:x", "s3:uploads/"]),
+]
+
+
+@pytest.mark.parametrize("seconds,misses,critical", CASES)
+def test_projection_against_the_deadline(seconds: float, misses: list[str], critical: list[str]) -> None:
+    sched = dl.project(dl.order_steps(INVENTORY), NOW, NOW + seconds)
+    assert [s.step_id for s in sched.misses] == misses
+    assert [s.step_id for s in sched.critical_misses] == critical
+    assert sched.finish == pytest.approx(NOW + 2108)
+    d = sched.to_dict()
+    assert d["critical_misses"] == critical and d["deadline"] == dl.iso(NOW + seconds)
+
+
+def test_projected_finish_of_each_step_follows_the_rates() -> None:
+    sched = dl.project(dl.order_steps(INVENTORY), NOW, NOW + 3000)
+    finish = {s.step_id: s.finish - NOW for s in sched.slots}
+    assert finish["s3:uploads/"] == pytest.approx(348)
+    assert finish["s3:thumbs/"] == pytest.approx(2058)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("6h", NOW + 6 * 3600), ("90m", NOW + 5400), ("1h30m", NOW + 5400), ("2d", NOW + 172800), ("45s", NOW + 45),
+    ("2021-01-10T23:59-08:00", dt.datetime(2021, 1, 11, 7, 59, tzinfo=dt.timezone.utc).timestamp()),
+    ("2021-01-11T07:59:00Z", dt.datetime(2021, 1, 11, 7, 59, tzinfo=dt.timezone.utc).timestamp()),
+])
+def test_parse_deadline(text: str, expected: float) -> None:
+    assert dl.parse_deadline(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["", "soon", "6x", "2021-01-10T23:59", "h"])
+def test_parse_deadline_rejects_ambiguous_input(text: str) -> None:
+    with pytest.raises(UsageError):
+        dl.parse_deadline(text, NOW)
+
+
+@pytest.mark.parametrize("priority,est,left,start", [
+    ("critical", 10_000, 10, True),   # critical always starts
+    ("bulk", 100, 1000, True),
+    ("bulk", 990, 1000, False),       # would run into the reserve (30 s)
+    ("normal", 100, -5, False),       # deadline passed
+    ("critical", 1, -5, True),
+])
+def test_should_start(priority: str, est: float, left: float, start: bool) -> None:
+    r = dl.reserve(NOW, NOW + left)
+    assert dl.should_start(priority, est, NOW, NOW + left, r) is start
+
+
+# --- egress --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gb,cost", [
+    (0, 0.0), (1, 0.09), (10240, 921.6),
+    (20480, 10240 * 0.09 + 10240 * 0.085),
+    (200_000, 10240 * 0.09 + 40960 * 0.085 + 102400 * 0.07 + (200_000 - 153600) * 0.05),
+])
+def test_tiered_egress_cost_us_east_1(gb: float, cost: float) -> None:
+    rates = egress.load_rates()
+    est = egress.estimate(int(gb * egress.GB), "us-east-1", rates)
+    assert est["cost"] == pytest.approx(cost, abs=0.01)
+    assert est["cost_after_free_allowance"] == pytest.approx(egress.tiered_cost(max(gb - 100, 0), rates.regions["us-east-1"]), abs=0.01)
+    assert est["as_of"] == rates.as_of and len(rates.as_of) == 10
+
+
+def test_unknown_region_uses_the_default_and_says_so() -> None:
+    est = egress.estimate(5 * egress.GB, "xx-nowhere-1", egress.load_rates())
+    assert est["rates_region"] == "us-east-1" and "xx-nowhere-1" in est["note"]
+
+
+def test_rates_file_override_and_its_errors(tmp_path: Path) -> None:
+    good = tmp_path / "rates.yaml"
+    good.write_text("as_of: '2021-01-10'\nregions:\n  us-east-1: {tiers: [[null, 0.5]]}\n")
+    rates = egress.load_rates(good)
+    assert egress.estimate(10 * egress.GB, "us-east-1", rates)["cost"] == pytest.approx(5.0)
+    for text, needle in [("regions: {}\n", "regions"), ("as_of: x\nregions: {a: {tiers: [[1, 0.1]]}}\n", "last tier"),
+                         ("as_of: x\nregions: {a: {tiers: [[1]]}}\n", "tiers[0]"), (": :\n", "invalid YAML")]:
+        good.write_text(text)
+        with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+            egress.load_rates(good)
+    with pytest.raises(ConfigError, match="cannot read"):
+        egress.load_rates(tmp_path / "missing.yaml")
