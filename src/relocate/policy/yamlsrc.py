@@ -77,8 +77,9 @@ def parse_yaml(text: str | bytes, name: str) -> YamlDoc:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{name}: not UTF-8 text (byte {exc.start})") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader checks characters here, so it may raise too
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
         lines: dict[Path_, int] = {}
@@ -91,7 +92,8 @@ def parse_yaml(text: str | bytes, name: str) -> YamlDoc:
     except _PARSE_FAILURES as exc:
         raise ConfigError(f"{name}: invalid YAML: {_one_line(exc) or type(exc).__name__}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(name, data, lines)
 
 

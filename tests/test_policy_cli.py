@@ -1,0 +1,140 @@
+"""`relocate check` and `relocate profiles ...` through Typer: exit codes 0/2 and JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from relocate.cli import app
+
+TEST_PROFILES = Path(__file__).parent / "data" / "profiles"
+PARLER = """version: 1
+app:
+  name: townsquare
+  content: {content}
+  moderation: {{moderators: 5, report_response_hours: 120, automated_filtering: false}}
+  dependencies: {{dns: route53, registrar: godaddy}}
+target:
+  provider: aws
+  ssh: {{host: 203.0.113.10, user: deploy}}
+  root: /srv/townsquare
+"""
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("RELOCATE_PROFILES", raising=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "relocate.yaml"
+    path.write_text(PARLER.format(content="[user_generated_content, political_speech]"))
+    return path
+
+
+def _run(runner: CliRunner, *args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_check_json(runner: CliRunner, config: Path) -> None:
+    r = _run(runner, "check", "-f", str(config), "--json", "--today", "2026-12-01")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    verdicts = {p["provider"]: p["verdict"] for p in data["providers"]}
+    assert len(verdicts) >= 20
+    assert verdicts["aws"] in ("conditional", "reject") and "accept" in verdicts.values()
+    assert "not legal advice" in data["disclaimer"]
+    deps = {d["kind"]: d for d in data["dependencies"]}
+    assert deps["dns"]["provider"] == "aws" and deps["dns"]["at_risk"] is True
+    assert deps["registrar"]["provider"] is None
+
+
+def test_check_filters(runner: CliRunner, config: Path) -> None:
+    r = _run(runner, "check", "-f", str(config), "--format", "json", "--provider", "aws", "--provider", "b2")
+    assert r.exit_code == 0, r.output
+    assert [p["provider"] for p in json.loads(r.stdout)["providers"]] == ["aws", "backblaze"]
+    r = _run(runner, "check", "-f", str(config), "--json", "--kind", "registrar")
+    assert r.exit_code == 0
+    providers = json.loads(r.stdout)["providers"]
+    assert providers and all("registrar" in p["kinds"] for p in providers)
+
+
+def test_check_table_and_markdown(runner: CliRunner, config: Path) -> None:
+    r = _run(runner, "check", "-f", str(config))
+    assert r.exit_code == 0, r.output
+    assert "buyvm" in r.stdout and "target.provider aws" in r.stdout and "not legal advice" in r.stdout
+    r = _run(runner, "check", "-f", str(config), "--format", "markdown")
+    assert r.exit_code == 0
+    assert "| # | provider | verdict |" in r.stdout and "## Amazon Web Services: conditional" in r.stdout
+
+
+def test_explain_shows_every_finding_with_sources(runner: CliRunner, config: Path) -> None:
+    r = _run(runner, "check", "-f", str(config), "--explain", "aws")
+    assert r.exit_code == 0, r.output
+    assert "aws/unmoderated_ugc" in r.stdout and "https://aws.amazon.com/it/serviceterms" in r.stdout
+    assert "2021-01-10 Parler" in r.stdout
+    r = _run(runner, "check", "-f", str(config), "--explain", "aws", "--json")
+    assert json.loads(r.stdout)["provider"] == "aws"
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--explain", "amazonn"), "no provider profile 'amazonn'"),
+    (("--provider", "nope"), "no provider profile 'nope'"),
+    (("--kind", "mainframe"), "--kind mainframe: unknown kind"),
+    (("--format", "yaml"), "--format: must be table, markdown or json"),
+    (("--today", "tomorrow"), "--today: not a date"),
+    (("--profiles", "/nonexistent/profiles"), "profiles directory not found"),
+])
+def test_check_usage_errors_exit_2(runner: CliRunner, config: Path, args: tuple[str, ...], message: str) -> None:
+    r = _run(runner, "check", "-f", str(config), *args)
+    assert r.exit_code == 2
+    assert message in r.stderr and "Traceback" not in r.output
+
+
+def test_check_bad_inputs_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    assert _run(runner, "check", "-f", str(tmp_path / "missing.yaml")).exit_code == 2
+    bad = tmp_path / "relocate.yaml"
+    bad.write_text(PARLER.format(content="[politcal_speech]"))
+    r = _run(runner, "check", "-f", str(bad))
+    assert r.exit_code == 2 and "unknown category 'politcal_speech'" in r.stderr and "political_speech" in r.stderr
+
+
+def test_profiles_override_via_flag_and_env(runner: CliRunner, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _run(runner, "check", "-f", str(config), "--json", "--profiles", str(TEST_PROFILES), "--provider", "lenient")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["providers"][0]["verdict"] == "accept"
+    monkeypatch.setenv("RELOCATE_PROFILES", str(TEST_PROFILES))
+    r = _run(runner, "profiles", "list", "--json")
+    assert {"strict", "lenient", "aws"} <= {p["id"] for p in json.loads(r.stdout)}
+
+
+def test_profiles_list_show(runner: CliRunner) -> None:
+    r = _run(runner, "profiles", "list", "--json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) >= 20
+    r = _run(runner, "profiles", "list", "--categories")
+    assert r.exit_code == 0 and "objectionable_catch_all" in r.stdout
+    r = _run(runner, "profiles", "show", "hetzner")
+    shown = json.loads(r.stdout)
+    assert r.exit_code == 0 and shown["jurisdiction"]["country"] == "DE"
+    assert shown["categories"]["hate_speech"]["stance"] == "unknown"
+    assert _run(runner, "profiles", "show", "hetznr").exit_code == 2
+
+
+def test_profiles_lint(runner: CliRunner, tmp_path: Path) -> None:
+    r = _run(runner, "profiles", "lint")
+    assert r.exit_code == 0 and r.stdout.startswith("ok: ")
+    assert _run(runner, "profiles", "lint", str(TEST_PROFILES)).exit_code == 0
+    (tmp_path / "providers").mkdir()
+    (tmp_path / "providers" / "x.yaml").write_text("id: x\nname: X\nkinds: [cloud]\n")
+    (tmp_path / "providers" / "y.yaml").write_text("id: [unclosed\n")
+    r = _run(runner, "profiles", "lint", str(tmp_path))
+    assert r.exit_code == 2
+    lines = r.stdout.splitlines()
+    assert any(line.startswith(f"{tmp_path}/providers/x.yaml:3: kinds[0]: must be one of") for line in lines)
+    assert any(line.startswith(f"{tmp_path}/providers/x.yaml:1: (top level): missing required key 'documents'") for line in lines)
+    assert any(line.startswith(f"{tmp_path}/providers/y.yaml:2: invalid YAML") for line in lines)
