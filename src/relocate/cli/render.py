@@ -60,10 +60,17 @@ def plan(console: Console, p: Plan) -> None:
         console.print(f"acceptable use at {v['name']}: [bold]{v['verdict']}[/bold] (score {v['score']}); "
                       f"providers whose terms accept this app: {', '.join(v['accepting']) or 'none found'}")
         console.print(f"[dim]{v['disclaimer']}[/dim]")
-    if p.warnings:
+    # The DNS cutover checklist is a to-do list in order, not a warning: shown on its own.
+    warnings = [w for w in p.warnings if w.code != "cutover"]
+    if warnings:
         console.print("[yellow]Warnings[/yellow]")
-        for w in p.warnings:
+        for w in warnings:
             console.print(f"  - {w.message}", markup=False)
+    cutover = [w for w in p.warnings if w.code == "cutover"]
+    if cutover:
+        console.print("[bold]Cutover checklist[/bold] (DNS)")
+        for i, w in enumerate(cutover, 1):
+            console.print(f"  {i}. {w.message}", markup=False)
     if p.blockers:
         console.print("[red bold]Blockers[/red bold]")
         for b in p.blockers:
