@@ -65,7 +65,9 @@ def _write_debug_log(text: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected error becomes one line and its exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone click/typer *returns* the code of a `typer.Exit(n)` instead of
+        # raising it: keep it, or every `raise typer.Exit(3 or 4)` would exit 0.
+        code = app(args=argv, standalone_mode=False)
     except RelocateError as exc:
         if _state["debug"]:
             traceback.print_exc()
@@ -90,4 +92,4 @@ def main(argv: list[str] | None = None) -> None:
         path = _write_debug_log(traceback.format_exc())
         typer.echo(f"relocate: internal error: {type(exc).__name__}: {exc} (details in {path}; please report)", err=True)
         sys.exit(int(ExitCode.BUG))
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
