@@ -97,10 +97,19 @@ def parse_yaml(text: str | bytes, name: str) -> YamlDoc:
     return YamlDoc(name, data, lines)
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+
+
 def dotted(path: Path_) -> str:
+    """`categories.spam.stance`, `documents[2].url`; odd keys quoted so an error stays one line."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part[:40]!r}]"
     return out or "(top level)"
 
 
