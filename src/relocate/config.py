@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from relocate.errors import ConfigError
-from relocate.schema import Bool, Dict, Float, Int, List, Map, Optional_, Str, environ, load_document
+from relocate.schema import Bool, Dict, Either, Float, Int, List, Map, Optional_, Str, environ, load_document
 
 DEFAULT_FILE = "relocate.yaml"
 
@@ -30,6 +31,10 @@ def _relative_dest(value: str) -> str | None:
 
 def _absolute(value: str) -> str | None:
     return None if value.startswith("/") else "must be an absolute path on the target"
+
+
+def _source_path(value: str) -> str | None:
+    return None if value.startswith("/") else "must be an absolute path on the source host"
 
 
 def _fingerprint(value: str) -> str | None:
@@ -58,6 +63,16 @@ SSH_SPEC = Map(
     },
     required=("host",),
 )
+
+_SSH_REF = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>\d{1,5}))?$")
+
+
+def _ssh_ref(value: str) -> str | None:
+    return None if _SSH_REF.match(value) else "must be user@host[:port], or a mapping like target.ssh"
+
+
+# `ssh:` of a source host (and its `via:` bastion): the short string or target.ssh's mapping.
+SSH_REF = Either(Str(check=_ssh_ref), SSH_SPEC)
 
 SCHEMA = Map(
     {
@@ -122,8 +137,8 @@ SCHEMA = Map(
                 ),
                 "hosts": List(
                     Map(
-                        {"ssh": Str(), "paths": List(Str(), min_items=1), "to": Str(check=_relative_dest),
-                         "exclude": List(Str()), "via": Str()},
+                        {"ssh": SSH_REF, "paths": List(Str(check=_source_path), min_items=1), "to": Str(check=_relative_dest),
+                         "exclude": List(Str()), "via": SSH_REF},
                         required=("ssh", "paths", "to"),
                     )
                 ),
@@ -228,6 +243,15 @@ class Config:
         for item in (*self.parameters, *self.secrets):
             seen[_norm(item.to)] = None
         return tuple(seen)
+
+
+def ssh_spec(value: str | dict[str, Any]) -> SshSpec:
+    """SshSpec from `user@host[:port]` (validated by SSH_REF) or a target.ssh-shaped mapping."""
+    if isinstance(value, dict):
+        return SshSpec(**{k: v for k, v in value.items() if v is not None})
+    m = _SSH_REF.match(value)
+    assert m is not None  # the schema checked it
+    return SshSpec(host=m["host"], user=m["user"], port=int(m["port"]) if m["port"] else None)
 
 
 def _norm(rel: str) -> str:

@@ -137,6 +137,21 @@ class Optional_(Spec):
 
 
 @dataclass
+class Either(Spec):
+    """A scalar written one way or a mapping written the long way (e.g. `ssh: user@host`
+    or `ssh: {host: ..., host_key: ...}`): the node's shape picks the spec."""
+
+    scalar: Spec
+    mapping: Spec
+
+    def load(self, node, path, ctx):
+        return self.mapping.load(node, path, ctx) if isinstance(node, yaml.MappingNode) else self.scalar.load(node, path, ctx)
+
+    def describe(self):
+        return f"{self.scalar.describe()} or {self.mapping.describe()}"
+
+
+@dataclass
 class List(Spec):
     item: Spec
     min_items: int = 0

@@ -205,9 +205,10 @@ class Exec:
 class Connection:
     """One SSH transport to a host; open commands and SFTP sessions on it."""
 
-    def __init__(self, spec: SshSpec, *, accept_new_host_key: bool = False) -> None:
+    def __init__(self, spec: SshSpec, *, accept_new_host_key: bool = False, via: "Connection | None" = None) -> None:
         self.endpoint = resolve(spec)
         self.accept_new = accept_new_host_key
+        self.via = via  # a connected bastion: this host is reached through its direct-tcpip channel
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -221,7 +222,9 @@ class Connection:
     def connect(self) -> None:
         ep = self.endpoint
         try:
-            sock = socket.create_connection((ep.hostname, ep.port), timeout=CONNECT_TIMEOUT)
+            via = getattr(self, "via", None)  # clone() builds instances without __init__
+            sock = (via.open_tunnel(ep.hostname, ep.port) if via is not None
+                    else socket.create_connection((ep.hostname, ep.port), timeout=CONNECT_TIMEOUT))
         except OSError as exc:
             raise TransientError(f"cannot reach {ep} ({exc.strerror or exc})", hint="check the address and that sshd runs; running again retries") from None
         transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
@@ -282,6 +285,17 @@ class Connection:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise TargetError(f"on {self.endpoint}: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
         return result
+
+    def open_tunnel(self, host: str, port: int) -> paramiko.Channel:
+        """A TCP stream to host:port as seen from this host (paramiko direct-tcpip, like
+        `ssh -W`): reaches a jump target or a port that is not open to the world."""
+        try:
+            chan = self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT)
+        except paramiko.ChannelException as exc:
+            raise OSError(f"{self.endpoint} could not open {host}:{port} ({exc.text if hasattr(exc, 'text') else exc})") from None
+        except (paramiko.SSHException, EOFError) as exc:
+            raise OSError(f"tunnel through {self.endpoint} to {host}:{port} failed ({exc})") from None
+        return chan
 
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:

@@ -1,0 +1,111 @@
+"""Host files from a real source sshd, through a real bastion sshd, onto a real target."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import cli, make_config
+from relocate.config import parse_config, ssh_spec
+from relocate.errors import ConfigError
+
+OLD = 1_600_000_000  # a fixed past mtime that must survive the move
+
+
+def _ssh(server) -> dict:
+    return {"host": server.host, "port": server.port, "user": server.user,
+            "identity_file": str(server.identity_file), "host_key": server.host_key_fingerprint}
+
+
+def _seed_source(base: Path, owner: Path) -> Path:
+    src = base / "etc-townsquare"
+    (src / "conf.d").mkdir(parents=True)
+    (src / "app.conf").write_text("listen 8080\n")
+    (src / "conf.d" / "db.conf").write_text("host=db\n")
+    (src / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (src / "debug.log").write_text("noise\n")
+    (src / "current.conf").symlink_to("app.conf")
+    os.chmod(src / "app.conf", 0o640)
+    os.chmod(src / "run.sh", 0o750)
+    for p in (src / "app.conf", src / "run.sh", src / "conf.d" / "db.conf", src / "conf.d"):
+        os.utime(p, (OLD, OLD))
+    if os.geteuid() == 0:  # the sshd login user must read them, as on a real host
+        for p in [base, src, *src.rglob("*")]:
+            os.lchown(p, owner.stat().st_uid, owner.stat().st_gid)
+    return src
+
+
+def test_host_files_via_bastion_keep_modes_links_mtimes(tmp_path: Path, moto: str, sshd, sshd2) -> None:
+    src = _seed_source(sshd2.root / "hf1", sshd2.root)
+    root = sshd.root / "hf1"
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
+    doc = yaml.safe_load(cfg.read_text())
+    # sshd (the target) doubles as the bastion; the source sshd2 is reached through it.
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "via": _ssh(sshd), "paths": [str(src)], "to": "data/host",
+                               "exclude": ["*.log"]}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    plan = cli("plan", "-f", str(cfg), "--json")
+    assert plan.exit_code == 0, plan.stderr
+    step = next(s for s in plan.json()["steps"] if s["kind"] == "hostfiles")
+    assert step["bytes"] > 0 and step["dest"] == "data/host"
+
+    r = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    checks = [c for c in r.json()["result"]["verify"]["checks"] if c["label"].startswith("host files")]
+    assert checks and all(c["ok"] for c in checks), checks
+
+    landed = root / "data" / "host" / str(src).lstrip("/")
+    assert (landed / "app.conf").read_text() == "listen 8080\n"
+    assert stat.S_IMODE((landed / "app.conf").stat().st_mode) == 0o640
+    assert stat.S_IMODE((landed / "run.sh").stat().st_mode) == 0o750
+    assert (landed / "current.conf").is_symlink() and os.readlink(landed / "current.conf") == "app.conf"
+    assert int((landed / "conf.d" / "db.conf").stat().st_mtime) == OLD
+    assert int((landed / "conf.d").stat().st_mtime) == OLD
+    assert not (landed / "debug.log").exists()  # excluded
+    assert not (root / ".relocate" / "staging" / "hosts" / "0").exists()
+    # the snapshot keeps the tar itself, owners included
+    tar_copy = next((tmp_path / "snapshots").glob("*/hosts/0.tar"))
+    with tarfile.open(tar_copy) as tar:
+        names = tar.getnames()
+        assert any(n.endswith("conf.d/db.conf") for n in names) and not any(n.endswith("debug.log") for n in names)
+        assert tar.getmember(str(src / "app.conf").lstrip("/")).uname == sshd2.user
+
+    # changed on the target behind relocate's back -> verify says so (exit 4)
+    (landed / "app.conf").write_text("tampered\n")
+    v = cli("verify", "-f", str(cfg), "--json")
+    assert v.exit_code == 4, v.stdout + v.stderr
+
+
+def test_missing_source_path_blocks_the_plan(tmp_path: Path, moto: str, sshd, sshd2) -> None:
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / "hf2"))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": ["/nonexistent/townsquare"], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = cli("plan", "-f", str(cfg), "--json")
+    assert r.exit_code == 3
+    assert any(b["code"] == "hosts-missing" and "/nonexistent/townsquare" in b["message"] for b in r.json()["blockers"])
+
+
+def _doc(hosts: list) -> str:
+    return yaml.safe_dump({"version": 1, "source": {"hosts": hosts}, "target": {"ssh": {"host": "h"}, "root": "/srv/a"}})
+
+
+def test_ssh_short_form_and_errors(tmp_path: Path) -> None:
+    cfg = parse_config(_doc([{"ssh": "ec2-user@10.0.0.5:2222", "via": "bastion.example", "paths": ["/etc/app"], "to": "data/host"}]),
+                       tmp_path / "relocate.yaml")
+    entry = cfg.data["source"]["hosts"][0]
+    spec = ssh_spec(entry["ssh"])
+    assert (spec.user, spec.host, spec.port) == ("ec2-user", "10.0.0.5", 2222)
+    assert ssh_spec(entry["via"]).host == "bastion.example" and ssh_spec(entry["via"]).user is None
+    with pytest.raises(ConfigError, match=r"relocate.yaml:\d+: source.hosts\[0\].ssh: must be user@host\[:port\]"):
+        parse_config(_doc([{"ssh": "a@b@c", "paths": ["/etc"], "to": "x"}]), tmp_path / "relocate.yaml")
+    with pytest.raises(ConfigError, match=r"source.hosts\[0\].paths\[0\]: must be an absolute path on the source host"):
+        parse_config(_doc([{"ssh": "a@b", "paths": ["etc"], "to": "x"}]), tmp_path / "relocate.yaml")
+    with pytest.raises(ConfigError, match=r"source.hosts\[0\].ssh.hots: unknown key \(did you mean 'host'\?\)"):
+        parse_config(_doc([{"ssh": {"hots": "b"}, "paths": ["/etc"], "to": "x"}]), tmp_path / "relocate.yaml")
