@@ -31,13 +31,14 @@ def _run_step(args: list[str]) -> int:
 
     typer.secho(f"\n$ relocate {' '.join(args)}", bold=True)
     try:
-        app(args=args, standalone_mode=False)
+        # Non-standalone click returns a typer.Exit's code instead of raising it.
+        code = app(args=args, standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except RelocateError as exc:
         typer.echo(f"relocate: error: {exc.line()}", err=True)
         return int(exc.exit_code)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def register(app: typer.Typer) -> None:
