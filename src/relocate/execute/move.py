@@ -13,7 +13,7 @@ from relocate.config import Config
 from relocate.errors import BlockedError
 from relocate.execute.envfiles import EnvFile, secret_vars, env_name
 from relocate.execute.gather import Gathered, journal_for, target_id
-from relocate.execute.objects import BucketPusher, batches
+from relocate.execute.objects import BucketPusher, PushOptions
 from relocate.execute.verify import VerifyReport, verify_snapshot
 from relocate.plan.build import env_step_id, s3_step_id
 from relocate.plan.model import Plan
@@ -22,6 +22,7 @@ from relocate.snapshot.journal import DoneObject
 from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import fetch_parameters, fetch_secret
+from relocate.sources.s3data import ObjectReader
 from relocate.targets import files, shell
 from relocate.targets.ssh import Connection
 
@@ -30,8 +31,12 @@ STATE_DIR = ".relocate"  # under target.root: staging, sidecar manifests
 
 @dataclass
 class MoveOptions:
-    transfers: int = 8
+    transfers: int = 16
     keep_snapshot: bool = False
+    lanes: int = 4  # parallel SSH connections for bulk data (issue 6)
+    bwlimit: float | None = None  # bytes/s over all lanes
+    # item done / warning events for `--json` NDJSON (the CLI decides where they go)
+    on_event: Callable[[dict], None] | None = None
 
 
 @dataclass
@@ -93,20 +98,26 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
             todo = [o for o in listing.objects if o.key not in done]
             report.objects_skipped += len(done)
             paths = map_keys([o.key for o in listing.objects])
+            on_event = opts.on_event or (lambda e: None)
             pusher = BucketPusher(
-                aws, conn, bucket=listing.spec.bucket, root=root, dest=listing.spec.to, paths=paths,
-                staging=posixpath.join(staging, "b"), transfers=opts.transfers,
+                ObjectReader(aws, listing.spec.bucket), conn, bucket=listing.spec.bucket, root=root,
+                dest=listing.spec.to, paths=paths, staging=posixpath.join(staging, "b"),
+                opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
                 keep_dir=(snap.objects_dir / listing.spec.to) if opts.keep_snapshot else None,
                 on_progress=lambda n, b, sid=sid: progress(sid, n, b),
+                on_warning=lambda msg: (report.warnings.append(msg), on_event({"event": "warning", "message": msg})),
             )
-            for batch in batches(todo):
-                delivered = pusher.push(batch)
-                pusher.promote()
+
+            def commit(delivered: list[DoneObject], done: dict[str, DoneObject] = done) -> None:
+                # One journal transaction per batch, after the batch is in place on the target.
                 journal.record(tid, delivered)
                 for d in delivered:
                     done[d.key] = d
+                    on_event({"event": "item", "bucket": d.bucket, "key": d.key, "path": d.path, "size": d.size, "sha256": d.sha256})
                 report.objects_sent += len(delivered)
                 report.bytes_sent += sum(d.size for d in delivered)
+
+            pusher.run(todo, commit)
             records = [done[o.key] for o in listing.objects if o.key in done]
             entries = [_entry(d) for d in records]
             if todo:

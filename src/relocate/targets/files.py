@@ -35,10 +35,10 @@ def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
     return sizes
 
 
-def hash_tree(conn: Connection, directory: str) -> dict[str, str]:
+def hash_tree(conn: Connection, directory: str, timeout: float | None = None) -> dict[str, str]:
     """{path relative to directory: sha256}, computed on the target."""
     cmd, stdin = shell.script(_HASH, directory)
-    out = conn.run(cmd, stdin, timeout=None).stdout
+    out = conn.run(cmd, stdin, timeout=timeout).stdout
     hashes: dict[str, str] = {}
     for rec in out.split(b"\0"):
         if rec:

@@ -212,6 +212,25 @@ class Connection:
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
 
+    def clone(self) -> "Connection":
+        """A fresh, unconnected Connection to the same endpoint with the same trust
+        decision: bulk lanes and retries each get their own transport."""
+        other = Connection.__new__(Connection)
+        other.endpoint, other.accept_new = self.endpoint, self.accept_new
+        other._transport, other._sftp = None, None
+        return other
+
+    def abort(self) -> None:
+        """Tear the transport down from another thread (the stall watchdog): blocked
+        sends and waits on its channels fail at once instead of hanging."""
+        transport = self._transport
+        if transport is not None:
+            try:
+                transport.sock.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+            transport.close()
+
     def __enter__(self) -> "Connection":
         self.connect()
         return self
