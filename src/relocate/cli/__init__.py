@@ -13,7 +13,9 @@ import sys
 import tempfile
 import traceback
 
+import click
 import typer
+import typer.main
 
 from relocate.errors import ExitCode, RelocateError
 
@@ -25,20 +27,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("init_cmd", "plan_cmd", "move_cmd", "verify_cmd", "demo_cmd", "check")
+_COMMAND_MODULES = ("init_cmd", "plan_cmd", "move_cmd", "verify_cmd", "demo_cmd", "check", "discover_cmd")
 
-_state = {"debug": False}
+_state = {"debug": False, "no_input": False}
 
 
 def debug_enabled() -> bool:
     return _state["debug"]
 
 
+def can_prompt() -> bool:
+    """Whether asking the user is allowed: never under --no-input, never without a terminal."""
+    return not _state["no_input"] and sys.stdin.isatty()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", envvar="RELOCATE_DEBUG", help="Show tracebacks and debug logs."),
+    no_input: bool = typer.Option(False, "--no-input", envvar="RELOCATE_NO_INPUT",
+                                  help="Never prompt, even on a terminal (as without one: pass --yes where asked)."),
 ) -> None:
     _state["debug"] = debug
+    _state["no_input"] = no_input
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # botocore logs SSM and secret values at debug level: never let it, even under --debug.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "paramiko", "asyncssh"):
@@ -62,12 +72,35 @@ def _write_debug_log(text: str) -> str:
     return path
 
 
+def envvar_name(option: click.Option) -> str | None:
+    """RELOCATE_<LONG NAME>: `--accept-new-host-key` reads RELOCATE_ACCEPT_NEW_HOST_KEY."""
+    long = next((o for o in option.opts if o.startswith("--")), None)
+    return f"RELOCATE_{long[2:].upper().replace('-', '_')}" if long else None
+
+
+def build_command() -> click.Command:
+    """The click command tree, every option also readable from its RELOCATE_* variable,
+    including options a command module declares without one (CI sets env, not flags)."""
+    command = typer.main.get_command(app)
+
+    def walk(cmd: click.Command) -> None:
+        for param in cmd.params:
+            if isinstance(param, click.Option) and not param.envvar and (name := envvar_name(param)):
+                param.envvar = name
+                param.show_envvar = True
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(command)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected error becomes one line and its exit code."""
     try:
         # Non-standalone click/typer *returns* the code of a `typer.Exit(n)` instead of
         # raising it: keep it, or every `raise typer.Exit(3 or 4)` would exit 0.
-        code = app(args=argv, standalone_mode=False)
+        code = build_command().main(args=argv, prog_name="relocate", standalone_mode=False)
     except RelocateError as exc:
         if _state["debug"]:
             traceback.print_exc()

@@ -43,7 +43,7 @@ def is_read_operation(name: str) -> bool:
 class Aws:
     """A session and a cache of guarded clients for one source account/region."""
 
-    def __init__(self, spec: AwsSpec, *, max_pool: int = 32) -> None:
+    def __init__(self, spec: AwsSpec, *, max_pool: int = 32, retry_mode: str = "standard") -> None:
         self.spec = spec
         try:
             self.session = boto3.Session(profile_name=spec.profile, region_name=spec.region)
@@ -52,7 +52,9 @@ class Aws:
         # Standard retry mode handles throttling/5xx with backoff; the pool grows with
         # our concurrency (botocore's default of 10 would serialise a thread pool).
         self._config = BotoConfig(
-            retries={"mode": "standard", "max_attempts": 6},
+            # "adaptive" (discover) also rate-limits on the client: a burst of List calls
+            # across every service and region would otherwise trip account throttles.
+            retries={"mode": retry_mode, "max_attempts": 6},
             max_pool_connections=max_pool,
             connect_timeout=10,
             read_timeout=60,
