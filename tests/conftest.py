@@ -120,6 +120,14 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server
 
 
 @pytest.fixture(scope="session")
+def postgres_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Postgres]:
+    """A second, independent PostgreSQL cluster: the target side of a database move."""
+    server = require(servers.start_postgres, tmp_path_factory.mktemp("postgres-target"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.MariaDB]:
     server = require(servers.start_mariadb, tmp_path_factory.mktemp("mariadb"))
     yield server

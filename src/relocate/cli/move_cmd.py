@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from relocate.cli import options, render
+from relocate.cli.progress import Reporter
 from relocate.errors import ExitCode, UsageError
 from relocate.execute.move import MoveOptions, run_move
 from relocate.plan.build import human_bytes
 from relocate.workflow import Options, check_drift, load_any, prepare
-
-
-class _Progress:
-    """Plain progress lines on stderr, at most every few seconds (CI logs stay short)."""
-
-    def __init__(self, total_objects: int, total_bytes: int, quiet: bool) -> None:
-        self.total_objects, self.total_bytes = total_objects, total_bytes
-        self.objects = self.bytes = 0
-        self.quiet = quiet
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, step: str, n: int, b: int) -> None:
-        self.objects += n
-        self.bytes += b
-        now = time.monotonic()
-        if not self.quiet and (now - self.last >= 3 or self.objects == self.total_objects):
-            self.last = now
-            rate = self.bytes / max(now - self.start, 1e-6)
-            print(f"progress: {self.objects}/{self.total_objects} objects, {human_bytes(self.bytes)}/{human_bytes(self.total_bytes)}, "
-                  f"{human_bytes(rate)}/s", file=sys.stderr, flush=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,17 +23,28 @@ def register(app: typer.Typer) -> None:
         file: Path = options.CONFIG,
         yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
         allow_drift: bool = typer.Option(False, "--allow-drift", help="Move even if the source changed since the saved plan."),
-        transfers: int = typer.Option(8, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", help="Objects read from S3 in parallel."),
+        transfers: int = typer.Option(16, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", help="Objects read from S3 in parallel."),
+        lanes: int = typer.Option(4, "--lanes", min=1, max=16, envvar="RELOCATE_LANES",
+                                  help="Parallel SSH connections (one tar stream each) for bulk data."),
+        bwlimit: Optional[str] = typer.Option(None, "--bwlimit", metavar="RATE", envvar="RELOCATE_BWLIMIT",
+                                              help="Cap the bulk transfer rate over all lanes, bytes/s: 800k, 10M, 1.5G."),
         keep_snapshot: bool = typer.Option(False, "--keep-snapshot", help="Also keep a local copy of every object in the snapshot."),
+        replace_database: Optional[list[str]] = typer.Option(
+            None, "--replace-database", metavar="NAME",
+            help="Overwrite target database NAME although it is not empty and differs (repeatable)."),
+        no_local_copy: bool = typer.Option(False, "--no-local-copy",
+                                           help="Stream database dumps straight to the target; keep no dump in the snapshot."),
         as_json: bool = options.JSON,
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
         profiles: Optional[Path] = options.PROFILES,
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
+        rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
-        opts = Options(accept_new_host_key, risks, profiles)
+        opts = Options(accept_new_host_key, risks, profiles,
+                       flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy})
         with prepare(config, opts) as prep:
             plan = prep.plan
             if saved is not None:
@@ -67,10 +58,14 @@ def register(app: typer.Typer) -> None:
                 if not typer.confirm(f"Move {human_bytes(plan.todo_bytes)} to {plan.target}?", default=False):
                     raise typer.Exit(int(ExitCode.USAGE))
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
-            progress = _Progress(total_objects, plan.todo_bytes, quiet=as_json)
-            report = run_move(plan, config, prep.aws, prep.conn, prep.gathered,
-                              MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot), progress,
-                              components=prep.components, ctx=prep.ctx, component_data=prep.component_data)
+            progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
+            try:
+                report = run_move(plan, config, prep.aws, prep.conn, prep.gathered,
+                                  MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes,
+                                              bwlimit=rate, on_event=progress.event), progress,
+                                  components=prep.components, ctx=prep.ctx, component_data=prep.component_data)
+            finally:
+                progress.close()
         if as_json:
             render.print_json({"plan": plan.to_dict(), "result": report.to_dict()})
         else:

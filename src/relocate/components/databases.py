@@ -1,0 +1,300 @@
+"""The `databases` component: PostgreSQL and MySQL/MariaDB from `source.databases`
+to `target.database`, dumped consistently, restored on the target, proven equal.
+
+- gather: read-only. Resolves each item (RDS describe or URL, password_from,
+  `via:` bastion tunnel), reads the source's facts and statistics, and probes the
+  target server with its own client over SSH.
+- plan: one step per database; blockers: missing tools here or on the target,
+  target server unreachable or refusing the login, older target major version,
+  missing extensions, not enough disk, a non-empty target database that differs
+  (refused unless `--replace-database NAME`: exit 3, like every blocker).
+- execute: restore into a scratch database, check it, swap it in (PostgreSQL);
+  a failed move leaves the target database as it was. A target that already
+  matches the source is left alone ("nothing to do").
+- verify: exact row counts, sequence values, large objects and per-table sample
+  checksums on the target against the manifest (see execute/pg.py for the sample).
+
+Target database naming: with one source database it lands in target.database's
+URL database; with several, each lands in a database named like its source.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.config import Config
+from relocate.errors import ConfigError
+from relocate.execute import mysql as my
+from relocate.execute import pg
+from relocate.plan.model import Finding, Step
+from relocate.secret import Secret
+from relocate.sources.rds import DbAddress, parse_url, rds_address, resolve_password, split_endpoint
+from relocate.targets import shell
+from relocate.targets.facts import probe as probe_facts
+from relocate.targets.tunnel import Tunnel, parse_via
+
+# Conservative: dump + transfer + restore of a database, per byte of on-disk size.
+RATE_BYTES_PER_S = 25e6
+SETUP_SECONDS = 3.0
+KIND = "databases"
+
+
+def step_id(name: str) -> str:
+    return f"db:{name}"
+
+
+def _engine_of(engine: str):
+    return pg if engine == "postgres" else my
+
+
+@dataclass
+class DbGathered:
+    item: dict[str, Any]
+    name: str  # the source database name (the step id)
+    source: DbAddress  # with password; the real endpoint (a tunnel is opened per use)
+    target: DbAddress  # with password; the final database name
+    facts: dict[str, Any] = field(default_factory=dict)
+    tfacts: dict[str, Any] = field(default_factory=dict)
+    state: str = "unknown"  # missing | empty | matches | differs | unreachable
+    blockers: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+
+
+def compare(expected: dict[str, Any], got: dict[str, Any] | None) -> list[str]:
+    """Human-readable differences between two statistics records (empty: equal)."""
+    if got is None:
+        return ["the database is missing"]
+    diffs: list[str] = []
+    et, gt = expected.get("tables") or {}, got.get("tables") or {}
+    for name in sorted(set(et) | set(gt)):
+        e, g = et.get(name), gt.get(name)
+        if e is None:
+            diffs.append(f"table {name} is not in the source")
+        elif g is None:
+            diffs.append(f"table {name} is missing")
+        elif e.get("rows") != g.get("rows"):
+            diffs.append(f"table {name}: {g.get('rows')} rows, expected {e.get('rows')}")
+        elif e.get("sample") != g.get("sample"):
+            diffs.append(f"table {name}: sample checksum differs")
+    es, gs = expected.get("sequences") or {}, got.get("sequences") or {}
+    for name in sorted(set(es) | set(gs)):
+        if es.get(name) != gs.get(name) or (name in es) != (name in gs):
+            diffs.append(f"sequence {name}: {gs.get(name, 'missing')}, expected {es.get(name, 'none')}")
+    if (expected.get("large_objects") or {}) != (got.get("large_objects") or {}):
+        diffs.append(f"large objects: {got.get('large_objects')}, expected {expected.get('large_objects')}")
+    return diffs
+
+
+def _items(config: Config) -> list[dict[str, Any]]:
+    return list(((config.data.get("source") or {}).get("databases")) or [])
+
+
+def _target_spec(config: Config) -> dict[str, Any]:
+    spec = (config.data.get("target") or {}).get("database") or {}
+    if not spec.get("url"):
+        raise ConfigError("target.database.url is required when source.databases lists databases",
+                          hint="e.g. postgresql://app@127.0.0.1:5432/app (run on the target host)")
+    return spec
+
+
+def resolve_source(ctx: Context, item: dict[str, Any], index: int) -> DbAddress:
+    what = f"source.databases[{index}]"
+    engine = item.get("engine")
+    if item.get("rds"):
+        addr = rds_address(ctx.aws, item["rds"], engine)
+    else:
+        addr = parse_url(item["url"], f"{what}.url", engine)
+    host, port = split_endpoint(item["endpoint"], addr.port) if item.get("endpoint") else (addr.host, addr.port)
+    password = resolve_password(ctx.aws, item["password_from"], what) if item.get("password_from") else addr.password
+    if password is None:
+        raise ConfigError(f"{what}: no password: set password_from (secret:NAME#key, ssm:/name or env:VAR)")
+    user = item.get("user") or addr.user
+    dbname = item.get("name") or addr.dbname
+    if not user or not dbname:
+        raise ConfigError(f"{what}: the {'user' if not user else 'database name'} is unknown; set `user:`/`name:`")
+    return DbAddress(addr.engine, host, port, user, dbname, password, addr.version, addr.allocated_bytes)
+
+
+def resolve_target(ctx: Context, source: DbAddress, several: bool) -> DbAddress:
+    spec = _target_spec(ctx.config)
+    addr = parse_url(spec["url"], "target.database.url", spec.get("engine"))
+    if (addr.engine == "postgres") != (source.engine == "postgres"):
+        raise ConfigError(f"target.database is {addr.engine}, but {source.dbname} is {source.engine}: "
+                          "relocate does not convert between PostgreSQL and MySQL")
+    password = resolve_password(ctx.aws, spec["password_from"], "target.database") if spec.get("password_from") else addr.password
+    dbname = source.dbname if several or not addr.dbname else addr.dbname
+    return DbAddress(addr.engine, addr.host, addr.port, addr.user or source.user, dbname, password or Secret(""))
+
+
+@contextmanager
+def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAddress]:
+    """The source as reachable from here: directly, or through the `via:` bastion."""
+    if not item.get("via"):
+        yield addr
+        return
+    spec = parse_via(item["via"], (ctx.config.data.get("source") or {}).get("bastions"))
+    with Tunnel(spec, addr.host, addr.port, accept_new_host_key=ctx.accept_new_host_key) as port:
+        yield addr.at("127.0.0.1", port)
+
+
+def _target_tools(ctx: Context, tools: tuple[str, ...]) -> list[str]:
+    script = 'for t in "$@"; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done\n'
+    cmd, stdin = shell.script(script, *tools)
+    return ctx.conn.run(cmd, stdin, timeout=60).text().split()
+
+
+def _staging(ctx: Context, name: str) -> str:
+    return posixpath.join(ctx.config.root, ".relocate", "db", name)
+
+
+class Databases(Component):
+    name = KIND
+
+    def enabled(self, config: Config) -> bool:
+        return bool(_items(config))
+
+    def gather(self, ctx: Context) -> list[DbGathered]:
+        items = _items(ctx.config)
+        out: list[DbGathered] = []
+        for i, item in enumerate(items):
+            src = resolve_source(ctx, item, i)
+            g = DbGathered(item, src.dbname, src, resolve_target(ctx, src, len(items) > 1))
+            self._probe(ctx, g, i)
+            out.append(g)
+        return out
+
+    def _probe(self, ctx: Context, g: DbGathered, index: int) -> None:
+        eng = _engine_of(g.source.engine)
+        missing_here = [t for t in eng.local_tools() if shutil.which(t) is None]
+        if missing_here:
+            g.blockers.append(Finding("db-tools", f"{g.name}: {', '.join(missing_here)} not found on this machine "
+                                      f"(install the {g.source.engine} client tools)"))
+            return
+        with reach(ctx, g.item, g.source) as here:
+            g.facts = eng.probe_source(here, f"source.databases[{index}] ({g.name})")
+        tool = eng.dump_tool_major()
+        if g.source.engine == "postgres" and tool is not None and tool < g.facts["major"]:
+            g.blockers.append(Finding("db-tools", f"{g.name}: the local pg_dump is version {tool}, older than the "
+                                      f"source server ({g.facts['version']}); install pg_dump {g.facts['major']} or newer"))
+        missing_there = _target_tools(ctx, eng.TARGET_TOOLS)
+        if missing_there:
+            g.blockers.append(Finding("db-tools", f"{g.name}: the target lacks {', '.join(missing_there)} "
+                                      f"(install the {g.target.engine} client there)"))
+            return
+        g.tfacts = eng.probe_target(ctx.conn, g.target)
+        if "error" in g.tfacts:
+            g.state = "unreachable"
+            what = "refused the login" if g.tfacts["error"] == "auth" else "is unreachable"
+            g.blockers.append(Finding("db-target", f"{g.name}: the target database server {g.target.label()} {what}: "
+                                      f"{g.tfacts['message']}"))
+            return
+        self._judge(ctx, g)
+
+    def _judge(self, ctx: Context, g: DbGathered) -> None:
+        f, t = g.facts, g.tfacts
+        if t["major"] < f["major"]:
+            g.blockers.append(Finding("db-version", f"{g.name}: the target server is {g.target.engine} {t['version']}, "
+                                      f"older than the source's {f['version']}; install {f['major']} or newer there"))
+        lacking = sorted(set(f.get("extensions") or []) - set(t.get("available") or []))
+        if lacking:
+            g.blockers.append(Finding("db-extensions", f"{g.name}: the target server lacks the extension(s) "
+                                      f"{', '.join(lacking)} (e.g. install postgresql-contrib)"))
+        if not t["exists"]:
+            g.state = "missing"
+        elif not t.get("objects"):
+            g.state = "empty"
+        else:
+            diffs = compare(f["stats"], t.get("stats"))
+            g.state = "differs" if diffs else "matches"
+            replace = set(ctx.flags.get("replace_database") or ())
+            if diffs and g.target.dbname not in replace:
+                g.blockers.append(Finding("db-not-empty", f"{g.name}: the target database {g.target.dbname} is not empty "
+                                          f"and differs ({diffs[0]}); pass --replace-database {g.target.dbname} to overwrite it"))
+            elif diffs:
+                g.warnings.append(Finding("db-replace", f"{g.name}: {g.target.dbname} on the target will be replaced "
+                                          f"({len(diffs)} difference(s), e.g. {diffs[0]})"))
+        size = int(f.get("size") or 0)
+        if g.state != "matches":
+            if not ctx.flags.get("no_local_copy"):
+                snapdir = ctx.config.snapshot_dir
+                probe_dir = next((p for p in (snapdir, *snapdir.parents) if p.exists()), Path("/"))
+                free = shutil.disk_usage(probe_dir).free
+                if free < size:
+                    g.blockers.append(Finding("disk", f"{g.name}: {free} bytes free at {probe_dir} for a dump of up to "
+                                              f"{size} bytes (free space, or pass --no-local-copy to stream it)"))
+                tfree = probe_facts(ctx.conn, ctx.config.root).free_bytes
+                if tfree is not None and tfree < size:
+                    g.blockers.append(Finding("disk", f"{g.name}: the target has {tfree} bytes free under "
+                                              f"{ctx.config.root} to stage a dump of up to {size} bytes"))
+
+    def plan(self, ctx: Context, gathered: list[DbGathered]) -> PlanPart:
+        part = PlanPart()
+        for g in gathered:
+            f, t = g.facts, g.tfacts
+            size = int(f.get("size") or 0)
+            todo = g.state not in ("matches",)
+            src_v = f"{g.source.engine} {f.get('version', '?')}"
+            dst_v = f"{g.target.engine} {t.get('version', '?')}" if t and "version" in t else f"{g.target.engine} ?"
+            detail = {"matches": "nothing to do: the target database already matches the source",
+                      "missing": "will create the database", "empty": "the target database is empty: will fill it",
+                      "differs": "the target database differs", "unreachable": "target server unreachable"}.get(g.state, "")
+            part.steps.append(Step(
+                id=step_id(g.name), kind=KIND, source=f"{src_v} {g.source.label()}", dest=f"{dst_v} {g.target.label()}",
+                count=int(f.get("tables") or 0), bytes=size, todo_count=int(f.get("tables") or 0) if todo else 0,
+                todo_bytes=size if todo else 0, est_seconds=(SETUP_SECONDS + size / RATE_BYTES_PER_S) if todo else 0.0,
+                detail=detail))
+            part.blockers.extend(g.blockers)
+            part.warnings.extend(g.warnings)
+        return part
+
+    def execute(self, ctx: Context, gathered: list[DbGathered], step: Step) -> Outcome:
+        g = next(x for x in gathered if step_id(x.name) == step.id)
+        manifest: dict[str, Any] = {"engine": g.source.engine, "source": g.source.label(), "target": g.target.label(),
+                                    "target_db": g.target.dbname, "version": g.facts.get("version"),
+                                    "target_version": g.tfacts.get("version")}
+        if g.state == "matches":
+            return Outcome(False, {**manifest, "stats": g.facts["stats"], "dump": None})
+        eng = _engine_of(g.source.engine)
+        dump: Path | None = None
+        if not ctx.flags.get("no_local_copy"):
+            dump = Path(ctx.snapshot_dir) / "databases" / g.name
+            dump.parent.mkdir(parents=True, exist_ok=True)
+        jobs = int(g.item.get("jobs") or 2)
+        with reach(ctx, g.item, g.source) as here:
+            result = eng.move(ctx.conn, here, g.target, what=f"database {g.name}", roles=g.facts.get("roles") or [],
+                              owner=g.facts.get("owner") or "", encoding=g.facts.get("encoding") or "UTF8",
+                              existing=g.state in ("differs", "empty"), dump_dir=dump,
+                              staging=_staging(ctx, g.name), jobs=jobs, on_stats=compare)
+        warnings = [f"database {g.name}: created role {r} on the target without a password; set one there "
+                    f"(ALTER ROLE ... PASSWORD) if the app logs in as it" for r in result.get("created_roles", [])]
+        rel = str(dump.relative_to(ctx.snapshot_dir)) if dump is not None else None
+        return Outcome(True, {**manifest, "stats": result["stats"], "dump": rel}, warnings=warnings)
+
+    def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
+        checks: list[Check] = []
+        for sid, rec in manifest.items():
+            spec = _target_spec(ctx.config)
+            addr = parse_url(spec["url"], "target.database.url", spec.get("engine"))
+            password = (resolve_password(ctx.aws, spec["password_from"], "target.database")
+                        if spec.get("password_from") else addr.password)
+            dst = DbAddress(addr.engine, addr.host, addr.port, addr.user, rec["target_db"], password or Secret(""))
+            got = _engine_of(rec["engine"]).target_stats(ctx.conn, dst)
+            diffs = compare(rec["stats"], got)
+            tables = len(rec["stats"].get("tables") or {})
+            rows = sum(int(t.get("rows") or 0) for t in (rec["stats"].get("tables") or {}).values())
+            label = f"database {rec['target_db']} ({sid})"
+            if diffs:
+                checks.append(Check(label, False, f"{len(diffs)} difference(s): " + "; ".join(diffs[:5])))
+            else:
+                checks.append(Check(label, True, f"{tables} tables, {rows} rows, "
+                                    f"{len(rec['stats'].get('sequences') or {})} sequences match"))
+        return checks
+
+
+COMPONENT = Databases

@@ -1,0 +1,120 @@
+"""Credential files for database clients, here and on the target.
+
+Passwords reach pg_dump/psql/mysqldump/mysql only through a 0600 file named in the
+child's environment or by an option (PGPASSFILE, --defaults-extra-file): never argv,
+where `ps` shows them, and never an env var on the remote side (sshd drops them).
+Each file lives only as long as the `with` block that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from relocate.errors import TransientError
+from relocate.targets import files, shell
+from relocate.targets.ssh import Connection
+
+
+@contextmanager
+def local_secret_file(content: bytes, suffix: str = "") -> Iterator[Path]:
+    """A 0600 file in a private 0700 temp dir, removed on exit even after an error."""
+    d = Path(tempfile.mkdtemp(prefix="relocate-db-"))
+    path = d / f"credentials{suffix}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        yield path
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextmanager
+def remote_secret_file(conn: Connection, content: bytes, suffix: str = "") -> Iterator[str]:
+    """A 0600 file in the login user's home on the target (SFTP paths are relative to it,
+    and so is the cwd of every exec), written atomically, removed on exit."""
+    name = f".relocate-db-{secrets.token_hex(8)}{suffix}"
+    files.write_file_atomic(conn, name, content, mode=0o600)
+    try:
+        yield name
+    finally:
+        try:
+            conn.run(shell.line(["rm", "-f", "--", name]), check=False, timeout=30)
+        except Exception:  # the connection may be the thing that failed; the name is random
+            pass
+
+
+def pgpass_line(password: str) -> bytes:
+    """A ~/.pgpass line matching any server/database/user (the file is used for one login)."""
+    if "\n" in password or "\r" in password:
+        raise ValueError("a password with a line break cannot go in a pgpass file")
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:*:{escaped}\n".encode()
+
+
+def mysql_defaults(user: str, password: str, host: str, port: int) -> bytes:
+    """A [client] option file; values double-quoted with the escapes MySQL documents."""
+    def q(v: str) -> str:
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return (f"[client]\nuser={q(user)}\npassword={q(password)}\nhost={q(host)}\nport={port}\n"
+            "protocol=tcp\n").encode()
+
+
+def classify(stderr: str) -> str:
+    """What a client's failure means: auth | unreachable | missing-db | other."""
+    low = stderr.lower()
+    if "password authentication failed" in low or "access denied for user" in low or "no password supplied" in low:
+        return "auth"
+    if any(s in low for s in ("connection refused", "could not connect", "can't connect", "timeout expired",
+                              "no route to host", "could not translate host name", "unknown mysql server host",
+                              "server closed the connection")):
+        return "unreachable"
+    if "does not exist" in low and "database" in low or "unknown database" in low:
+        return "missing-db"
+    return "other"
+
+
+def last_line(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection, remote_cmd: str,
+                   local_error: Callable[[str], Exception], remote_error: Callable[[str], Exception],
+                   chunk: int = 1 << 20) -> int:
+    """Run `local_argv` here and stream its stdout into `remote_cmd`'s stdin on the target
+    (the `pg_dump | ssh pg_restore` pipe, without a shell on either side). Returns bytes sent.
+    stderr goes to a temp file so a chatty child cannot block on a full pipe."""
+    remote = conn.start(remote_cmd)
+    sent = 0
+    with tempfile.TemporaryFile() as errf:
+        local = subprocess.Popen(local_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf, env=env)
+        assert local.stdout is not None
+        broken: Exception | None = None
+        try:
+            while data := local.stdout.read(chunk):
+                remote.write(data)
+                sent += len(data)
+        except TransientError as exc:  # the remote side went away: its stderr says why
+            broken = exc
+            local.kill()
+        finally:
+            local.stdout.close()
+            local.wait()
+        result = remote.wait(None)
+        errf.seek(0)
+        local_err = errf.read().decode("utf-8", "replace")
+    if local.returncode != 0 and broken is None:
+        raise local_error(local_err)
+    if result.status != 0:
+        raise remote_error(result.stderr.decode("utf-8", "replace"))
+    if broken is not None:
+        raise broken
+    return sent

@@ -1,0 +1,410 @@
+"""PostgreSQL: facts, a consistent dump, restore on the target over SSH, and the
+statistics that prove the copy equal.
+
+Source side runs the local pg_dump/psql (through a tunnel when `via:` is set); the
+target side runs psql/pg_restore ON the target host over SSH, so the target's
+database need not listen beyond its own loopback.
+
+Statistics (recorded in the manifest at dump time, compared by verify):
+- every ordinary table's exact row count (`count(*)`),
+- every sequence's last_value (NULL when never called), identity columns included,
+- large objects: count and an md5 over their md5s in OID order (pg_restore keeps OIDs),
+- a sample-row checksum per table: rows are numbered in primary-key order (the
+  whole row when there is no primary key), compared as text in the "C" collation so
+  both servers agree regardless of locale; the sample is the first 100, the last
+  100, and every k-th row with k = max(1, rows // 1000), i.e. about 1,200 rows a
+  table. The checksum is md5 over those rows' text form, joined by newlines, in
+  that order, with bytea_output, DateStyle, TimeZone and float digits fixed.
+The source's statistics are computed inside the very snapshot pg_dump uses
+(pg_export_snapshot + pg_dump --snapshot), so they describe exactly the dump.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from relocate.errors import SourceError, TargetError, TransientError
+from relocate.execute.dbfiles import (classify, last_line, local_secret_file, pgpass_line, pipe_to_target,
+                                      remote_secret_file)
+from relocate.sources.rds import DbAddress
+from relocate.targets import shell
+from relocate.targets.ssh import Connection
+
+PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
+MAINTENANCE_DB = "postgres"
+
+_SESSION = """
+SET bytea_output = 'hex'; SET extra_float_digits = 3; SET TimeZone = 'UTC';
+SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';
+"""
+
+_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+
+STATS_SQL = _SESSION + r"""
+WITH t AS (
+  SELECT c.oid, n.nspname AS s, c.relname AS r,
+    (SELECT 'ROW(' || string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) || ')'
+       FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND """ + _USER_SCHEMAS + r"""
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+), counted AS (
+  SELECT t.s, t.r, x FROM t CROSS JOIN LATERAL query_to_xml(format(
+    'SELECT count(*) AS n, string_agg(q.x::text, E''\n'' ORDER BY q.rn)
+            FILTER (WHERE q.rn <= 100 OR q.rn > q.c - 100 OR q.rn %% greatest(1, q.c / 1000) = 0) AS h
+       FROM (SELECT x, row_number() OVER (ORDER BY (%s)::text COLLATE "C") AS rn, count(*) OVER () AS c
+               FROM %I.%I x) q', coalesce(t.pk, 'x'), t.s, t.r), false, true, '') AS x
+)
+SELECT json_build_object(
+  'tables', coalesce((SELECT json_object_agg(s || '.' || r, json_build_object(
+      'rows', (xpath('/row/n/text()', x))[1]::text::bigint,
+      'sample', md5(coalesce((xpath('/row/h/text()', x))[1]::text, ''))) ORDER BY s, r) FROM counted), '{}'),
+  'sequences', coalesce((SELECT json_object_agg(schemaname || '.' || sequencename, last_value ORDER BY 1)
+      FROM pg_sequences WHERE schemaname NOT LIKE 'pg\_%'), '{}'),
+  'large_objects', (SELECT json_build_object('count', count(*),
+      'md5', md5(coalesce(string_agg(md5(lo_get(oid)), '' ORDER BY oid), ''))) FROM pg_largeobject_metadata)
+);
+"""
+
+SOURCE_FACTS_SQL = r"""
+SELECT json_build_object(
+  'version_num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
+  'size', pg_database_size(current_database()), 'encoding', pg_encoding_to_char(d.encoding),
+  'owner', pg_get_userbyid(d.datdba),
+  'extensions', (SELECT coalesce(json_agg(extname ORDER BY extname), '[]') FROM pg_extension WHERE extname <> 'plpgsql'),
+  'tables', (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND """ + _USER_SCHEMAS + r""")
+) FROM pg_database d WHERE d.datname = current_database();
+"""
+
+# Roles that own something in the database or hold a grant on it: the ones the app needs.
+# Predefined pg_* roles exist everywhere; rds* roles are RDS's own and must not follow.
+ROLES_SQL = r"""
+WITH used AS (
+  SELECT nspowner AS oid FROM pg_namespace n WHERE """ + _USER_SCHEMAS + r"""
+  UNION SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE """ + _USER_SCHEMAS + r"""
+  UNION SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE """ + _USER_SCHEMAS + r"""
+  UNION SELECT y.typowner FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace WHERE """ + _USER_SCHEMAS + r"""
+  UNION SELECT datdba FROM pg_database WHERE datname = current_database()
+  UNION SELECT lomowner FROM pg_largeobject_metadata
+  UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relacl IS NOT NULL AND """ + _USER_SCHEMAS + r"""
+  UNION SELECT (aclexplode(n.nspacl)).grantee FROM pg_namespace n WHERE n.nspacl IS NOT NULL AND """ + _USER_SCHEMAS + r"""
+)
+SELECT coalesce(json_agg(json_build_object('name', rolname, 'login', rolcanlogin) ORDER BY rolname), '[]')
+FROM pg_roles WHERE oid IN (SELECT oid FROM used) AND rolname NOT LIKE 'pg\_%' AND rolname NOT LIKE 'rds%';
+"""
+
+TARGET_FACTS_SQL = r"""
+SELECT json_build_object(
+  'version_num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
+  'available', (SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM pg_available_extensions),
+  'roles', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles),
+  'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'dbname'),
+  'leftover', (SELECT coalesce(json_agg(datname), '[]') FROM pg_database WHERE datname IN (:'tmpname', :'oldname'))
+);
+"""
+
+EMPTY_SQL = """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND """ + _USER_SCHEMAS + ";"
+
+
+def major(version_num: int) -> int:
+    return version_num // 10000 if version_num >= 100000 else version_num // 100
+
+
+def tool_major(argv: list[str]) -> int | None:
+    """`pg_dump --version` -> 15; None when it does not run."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return None
+    for word in out.split():
+        head = word.split(".")[0]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def _env(addr: DbAddress) -> dict[str, str]:
+    # Connection settings (not secrets) for local children; the password is in PGPASSFILE.
+    return {"PGHOST": addr.host, "PGPORT": str(addr.port), "PGUSER": addr.user, "PGDATABASE": addr.dbname,
+            "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "relocate", "PGTZ": "UTC"}
+
+
+# --------------------------------------------------------------------------- source (local tools)
+
+
+class LocalPg:
+    """The source database through the local psql/pg_dump; `with` holds the passfile."""
+
+    def __init__(self, addr: DbAddress, what: str) -> None:
+        self.addr, self.what = addr, what
+        self.env: dict[str, str] = {}
+
+    @contextmanager
+    def session(self) -> Iterator["LocalPg"]:
+        with local_secret_file(pgpass_line(self.addr.password.reveal() if self.addr.password else "")) as pf:
+            self.env = {**os.environ, **_env(self.addr), "PGPASSFILE": str(pf)}
+            self.env.pop("PGPASSWORD", None)
+            try:
+                yield self
+            finally:
+                self.env = {}
+
+    def fail(self, stderr: str) -> Exception:
+        kind, msg = classify(stderr), last_line(stderr)
+        if kind == "auth":
+            return SourceError(f"{self.what}: login refused at {self.addr.label()}: {msg}",
+                               hint="check password_from and the user")
+        if kind == "unreachable":
+            return TransientError(f"{self.what}: cannot reach {self.addr.label()}: {msg}",
+                                  hint="check the endpoint, `via:` and security groups; running again retries")
+        return SourceError(f"{self.what}: {msg}")
+
+    def query(self, sql: str, **variables: str) -> str:
+        argv = [*PSQL, *[a for k, v in variables.items() for a in ("-v", f"{k}={v}")], "-f", "-"]
+        r = subprocess.run(argv, input=sql, capture_output=True, text=True, env=self.env, timeout=3600)
+        if r.returncode != 0:
+            raise self.fail(r.stderr)
+        return r.stdout.strip()
+
+    def json(self, sql: str) -> Any:
+        return json.loads(self.query(sql))
+
+    @contextmanager
+    def snapshot(self) -> Iterator[tuple[str, "subprocess.Popen[str]"]]:
+        """A REPEATABLE READ transaction held open; yields its exported snapshot id,
+        which pg_dump --snapshot imports, so dump and statistics see one instant."""
+        proc = subprocess.Popen([*PSQL, "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n")
+            proc.stdin.flush()
+            snap = proc.stdout.readline().strip()
+            if not snap:
+                proc.kill()
+                raise self.fail(proc.communicate()[1])
+            yield snap, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def stats_in(self, proc: "subprocess.Popen[str]") -> dict[str, Any]:
+        """Run STATS_SQL in the open snapshot transaction, then end it."""
+        out, err = proc.communicate(STATS_SQL + "\nCOMMIT;\n", timeout=3600)
+        if proc.returncode != 0:
+            raise self.fail(err)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def dump_argv(self, *, snapshot: str, jobs: int, out: Path | None) -> list[str]:
+        """Directory format with -j into the snapshot, or custom format to stdout (a stream)."""
+        base = ["pg_dump", f"--snapshot={snapshot}", "--no-password", "--compress=1", "--dbname", self.addr.dbname]
+        if out is None:
+            return [*base, "-Fc"]
+        return [*base, "-Fd", "-j", str(jobs), "-f", str(out)]
+
+
+# --------------------------------------------------------------------------- target (over SSH)
+
+
+class RemotePg:
+    """The target database through psql/pg_restore run on the target host."""
+
+    def __init__(self, conn: Connection, addr: DbAddress, what: str = "target database") -> None:
+        self.conn, self.addr, self.what = conn, addr, what
+        self.passfile: str | None = None
+
+    @contextmanager
+    def session(self) -> Iterator["RemotePg"]:
+        pw = self.addr.password.reveal() if self.addr.password else ""
+        with remote_secret_file(self.conn, pgpass_line(pw), ".pgpass") as path:
+            self.passfile = path
+            try:
+                yield self
+            finally:
+                self.passfile = None
+
+    def argv(self, tool: str, *args: str, db: str | None = None) -> list[str]:
+        assert self.passfile is not None, "use inside session()"
+        env = [f"{k}={v}" for k, v in _env(self.addr).items() if k != "PGDATABASE"]
+        return ["env", f"PGPASSFILE={self.passfile}", f"PGDATABASE={db or self.addr.dbname}", *env, tool, *args]
+
+    def fail(self, stderr: str) -> TargetError:
+        return TargetError(f"{self.what} {self.addr.label()}: {last_line(stderr)}")
+
+    def query(self, sql: str, db: str | None = None, **variables: str) -> str:
+        args = [*PSQL[1:], *[a for k, v in variables.items() for a in ("-v", f"{k}={v}")], "-f", "-"]
+        r = self.conn.run(shell.line(self.argv("psql", *args, db=db)), sql.encode(), timeout=3600, check=False)
+        if r.status != 0:
+            raise self.fail(r.stderr.decode("utf-8", "replace"))
+        return r.text().strip()
+
+    def try_query(self, sql: str, db: str | None = None, **variables: str) -> tuple[str | None, str, str]:
+        """(output or None, failure kind, message): for probes that become plan blockers."""
+        try:
+            return self.query(sql, db, **variables), "", ""
+        except TargetError as exc:
+            return None, classify(exc.message), exc.message
+
+
+@dataclass
+class Names:
+    """The final database, the one a restore fills, and the one a replaced db parks in."""
+
+    final: str
+
+    @property
+    def tmp(self) -> str:
+        return self.final[:48] + "__relocating"
+
+    @property
+    def old(self) -> str:
+        return self.final[:48] + "__relocate_old"
+
+
+def q_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def q_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def create_roles_sql(roles: list[dict[str, Any]], existing: set[str]) -> str:
+    """CREATE ROLE for each missing role, with LOGIN if it could log in at the source,
+    and NO password: other roles' passwords are never copied (set them on the target)."""
+    out = []
+    for r in roles:
+        if r["name"] not in existing:
+            out.append(f"CREATE ROLE {q_ident(r['name'])}{' LOGIN' if r['login'] else ''};")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- the engine, as the component drives it
+
+LOCAL_TOOLS = ("pg_dump", "psql")
+TARGET_TOOLS = ("psql", "pg_restore")
+
+
+def probe_source(src: DbAddress, what: str) -> dict[str, Any]:
+    """Read-only: version, size, tables, extensions, owner, roles, and today's statistics."""
+    local = LocalPg(src, what)
+    with local.session():
+        facts = local.json(SOURCE_FACTS_SQL)
+        facts["roles"] = local.json(ROLES_SQL)
+        facts["stats"] = local.json(STATS_SQL)
+    facts["major"] = major(facts["version_num"])
+    return facts
+
+
+def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
+    """{'error': kind, 'message'} when the target server cannot be used; else its facts, and
+    when the database exists: whether it is empty, and its statistics."""
+    names = Names(dst.dbname)
+    remote = RemotePg(conn, dst)
+    with remote.session():
+        out, kind, msg = remote.try_query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
+                                          tmpname=names.tmp, oldname=names.old)
+        if out is None:
+            return {"error": kind, "message": msg}
+        facts: dict[str, Any] = json.loads(out)
+        facts["major"] = major(facts["version_num"])
+        if facts["exists"]:
+            facts["objects"] = int(remote.query(EMPTY_SQL, names.final) or 0)
+            facts["stats"] = json.loads(remote.query(STATS_SQL, names.final).splitlines()[-1]) if facts["objects"] else None
+    return facts
+
+
+def target_stats(conn: Connection, dst: DbAddress) -> dict[str, Any] | None:
+    remote = RemotePg(conn, dst)
+    with remote.session():
+        out, kind, msg = remote.try_query(STATS_SQL, dst.dbname)
+    if out is None:
+        if kind == "missing-db":
+            return None
+        raise TargetError(msg)
+    return json.loads(out.splitlines()[-1])
+
+
+def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: list[dict[str, Any]],
+         owner: str, encoding: str, existing: bool, dump_dir: Path | None, staging: str, jobs: int,
+         on_stats: Any) -> dict[str, Any]:
+    """Dump the source (consistent snapshot) and restore it on the target into a scratch
+    database, check it, then swap it in under the final name. A failure leaves the final
+    database as it was. `on_stats(stats)` returns a list of differences (empty = equal)."""
+    names = Names(dst.dbname)
+    local, remote = LocalPg(src, what), RemotePg(conn, dst)
+    with local.session(), remote.session():
+        tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
+                                         tmpname=names.tmp, oldname=names.old))
+        created = create_roles_sql(roles, set(tfacts["roles"]))
+        admin = f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n" + created + "\n"
+        owner_ok = owner in tfacts["roles"] or any(r["name"] == owner for r in roles)
+        admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
+                  + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
+        remote.query(admin, MAINTENANCE_DB)
+        try:
+            with local.snapshot() as (snap_id, holder):
+                restore = ["pg_restore", "--no-password", "--dbname", names.tmp]
+                if dump_dir is None:
+                    pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
+                                   shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
+                    stats = local.stats_in(holder)
+                else:
+                    dump = subprocess.Popen(local.dump_argv(snapshot=snap_id, jobs=jobs, out=dump_dir),
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True, env=local.env)
+                    stats = local.stats_in(holder)  # meanwhile, in the same snapshot
+                    _, err = dump.communicate()
+                    if dump.returncode != 0:
+                        raise local.fail(err)
+                    upload = shell.all_of(["rm", "-rf", "--", staging], ["mkdir", "-p", "--", staging],
+                                          ["tar", "-x", "-f", "-", "-C", staging])
+                    pipe_to_target(["tar", "-c", "-f", "-", "-C", str(dump_dir), "."], dict(os.environ), conn,
+                                   upload, lambda e: TargetError(f"packing {dump_dir}: {last_line(e)}"), remote.fail)
+                    try:
+                        cmd = remote.argv(*restore, "-j", str(jobs), "-Fd", staging, db=names.tmp)
+                        r = conn.run(shell.line(cmd), timeout=None, check=False)
+                        if r.status != 0:
+                            raise remote.fail(r.stderr.decode("utf-8", "replace"))
+                    finally:
+                        conn.run(shell.line(["rm", "-rf", "--", staging]), check=False, timeout=600)
+            got = json.loads(remote.query(STATS_SQL, names.tmp).splitlines()[-1])
+            diffs = on_stats(stats, got)
+            if diffs:
+                raise TargetError(f"{what}: the restored copy differs from the dump ({'; '.join(diffs[:3])}); "
+                                  f"{names.final} on the target was left as it was")
+            swap = ""
+            if existing:
+                swap += (f"DROP DATABASE IF EXISTS {q_ident(names.old)} WITH (FORCE);\n"
+                         f"ALTER DATABASE {q_ident(names.final)} RENAME TO {q_ident(names.old)};\n")
+            swap += f"ALTER DATABASE {q_ident(names.tmp)} RENAME TO {q_ident(names.final)};\n"
+            if existing:
+                swap += f"DROP DATABASE {q_ident(names.old)} WITH (FORCE);\n"
+            remote.query(swap, MAINTENANCE_DB)
+        except BaseException:
+            try:
+                remote.query(f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);", MAINTENANCE_DB)
+            except Exception:
+                pass
+            raise
+    return {"stats": stats, "created_roles": [r["name"] for r in roles if r["name"] not in set(tfacts["roles"])]}
+
+
+def local_tools() -> tuple[str, ...]:
+    return LOCAL_TOOLS
+
+
+def dump_tool_major() -> int | None:
+    return tool_major(["pg_dump", "--version"])
