@@ -42,17 +42,21 @@ def fingerprint(key: paramiko.PKey) -> str:
 class Endpoint:
     """Where and as whom to connect, after ~/.ssh/config is applied."""
 
-    host: str  # what the user wrote (the name known_hosts is keyed by)
+    host: str  # what the user wrote (may be a ~/.ssh/config alias)
     hostname: str  # what we dial
     port: int
     user: str
     identity_files: tuple[str, ...]
     host_key: str | None
     known_hosts: Path
+    host_key_alias: str | None = None
 
     @property
     def known_hosts_name(self) -> str:
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        # As OpenSSH: keyed by HostKeyAlias, else the HostName actually dialled (not the alias),
+        # so an entry `ssh alias` recorded is found, and one relocate records serves `ssh`.
+        name = self.host_key_alias or self.hostname
+        return name if self.port == 22 else f"[{name}]:{self.port}"
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
@@ -77,6 +81,7 @@ def resolve(spec: SshSpec) -> Endpoint:
         identity_files=tuple(os.path.expanduser(p) for p in identity),
         host_key=spec.host_key,
         known_hosts=known,
+        host_key_alias=looked.get("hostkeyalias"),
     )
 
 
