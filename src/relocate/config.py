@@ -37,6 +37,16 @@ def _source_path(value: str) -> str | None:
     return None if value.startswith("/") else "must be an absolute path on the source host"
 
 
+def _service_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}", value) else "must be letters, digits, '.', '_', '-' or '@'"
+
+
+def _health_url(value: str) -> str | None:
+    if not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?(/\S*)?", value):
+        return "must be an http://host[:port]/path URL as seen from the target (checked through an SSH tunnel)"
+    return None
+
+
 def _fingerprint(value: str) -> str | None:
     return None if value.startswith("SHA256:") else "must be an OpenSSH fingerprint like SHA256:AbC... (see `ssh-keygen -lf`)"
 
@@ -159,12 +169,25 @@ SCHEMA = Map(
             },
             required=("ssh", "root"),
         ),
+        # Checked further (which keys each runtime needs) by components/deploy.py settings().
         "deploy": Map(
             {
                 "runtime": Str(choices=("systemd", "compose", "command")),
-                "command": Str(),
-                "health": Map({"url": Str(), "timeout_s": Float(min=0)}),
-            }
+                "release": Str(),  # a local directory or .tar/.tar.gz, relative to relocate.yaml
+                "command": Str(),  # the app's foreground command (systemd ExecStart; command runtime runs it)
+                "start": Str(),  # command runtime: the user's own start/stop/status instead of `command`
+                "stop": Str(),
+                "status": Str(),
+                "log_file": Str(check=_relative_dest),  # under root; command runtime's log (shared/log/app.log)
+                "compose_file": Str(),  # compose runtime: relative to the release
+                "service": Str(check=_service_name),  # systemd unit / compose project name (default app.name)
+                "env_file": Str(check=_relative_dest),  # under root (default: the first env file moved)
+                "keep_releases": Int(min=1, max=100),
+                "health": Map({"url": Str(check=_health_url), "timeout_s": Float(min=0)}, required=("url",),
+                              defaults={"timeout_s": 60.0}),
+            },
+            required=("runtime",),
+            defaults={"keep_releases": 5},
         ),
         "snapshot": Map(
             {"dir": Str(), "key_file": Str()},

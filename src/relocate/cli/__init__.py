@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("init_cmd", "plan_cmd", "move_cmd", "verify_cmd", "demo_cmd", "check", "discover_cmd")
+_COMMAND_MODULES = ("init_cmd", "plan_cmd", "move_cmd", "verify_cmd", "demo_cmd", "check", "discover_cmd", "rollback_cmd")
 
 _state = {"debug": False, "no_input": False}
 

@@ -13,6 +13,7 @@ from relocate.config import Config
 from relocate.errors import BlockedError
 from relocate.execute.envfiles import EnvFile, secret_vars, env_name
 from relocate.execute.gather import Gathered, journal_for, target_id
+from relocate.execute.lock import TargetLock, audit
 from relocate.execute.objects import BucketPusher, PushOptions
 from relocate.execute.verify import VerifyReport, verify_snapshot
 from relocate.plan.build import env_step_id, s3_step_id
@@ -50,6 +51,7 @@ class MoveReport:
     failed: list[str] = field(default_factory=list)
     components_changed: int = 0
     snapshot: str | None = None
+    release: str | None = None  # the deploy's active release (audit log, JSON)
     verify: VerifyReport | None = None
 
     @property
@@ -60,7 +62,7 @@ class MoveReport:
         return {
             "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
             "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
-            "snapshot": self.snapshot, "nothing_to_do": self.nothing_done, "failed": self.failed,
+            "snapshot": self.snapshot, "release": self.release, "nothing_to_do": self.nothing_done, "failed": self.failed,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -73,7 +75,30 @@ def _sidecar_name(dest: str) -> str:
 
 
 def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: Gathered,
-             opts: MoveOptions, progress: Progress | None = None, *,
+             opts: MoveOptions, progress: Progress | None = None, **kw: Any) -> MoveReport:
+    """Run the plan holding the target's lock for the whole move (a second move is
+    refused, exit 6), with an audit line on the target before and after
+    (execute/lock.py: names and counts only, never values)."""
+    root = config.root
+    with TargetLock(conn, root, "move"):
+        audit(conn, root, "move-start", target=plan.target, steps=[s.id for s in plan.steps])
+        try:
+            report = _run_move(plan, config, aws, conn, gathered, opts, progress, **kw)
+        except BaseException as exc:
+            try:
+                audit(conn, root, "move-end", result="error", error=type(exc).__name__)
+            except Exception:  # the connection may be what failed; the original error matters
+                pass
+            raise
+        bad = bool(report.failed) or (report.verify is not None and not report.verify.ok)
+        audit(conn, root, "move-end", result="failed" if bad else "ok", objects=report.objects_sent, bytes=report.bytes_sent,
+              env_files=report.env_written, release=report.release,
+              snapshot=report.snapshot.rsplit("/", 1)[-1] if report.snapshot else None)
+        return report
+
+
+def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: Gathered,
+              opts: MoveOptions, progress: Progress | None = None, *,
              components: Sequence[Component] = (), ctx: Context | None = None,
              component_data: dict[str, Any] | None = None) -> MoveReport:
     if plan.blockers:
@@ -142,6 +167,7 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
                 report.components_changed += int(outcome.changed)
                 report.warnings.extend(outcome.warnings)
                 report.failed.extend(outcome.failed)
+                report.release = outcome.manifest.get("active") or report.release
         if report.nothing_done:
             store.discard(snap)
             return report

@@ -1,0 +1,44 @@
+"""`relocate rollback`: point `current` at the release before it, restart, health-check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from relocate.cli import options, render
+from relocate.components.deploy import rollback
+from relocate.config import load_config
+from relocate.errors import ConfigError, ExitCode
+from relocate.execute.lock import TargetLock, audit
+from relocate.targets.ssh import Connection
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("rollback")
+    def rollback_cmd(
+        file: Path = options.CONFIG,
+        to: Optional[str] = typer.Option(None, "--to", help="Release id to switch to (default: the one before current)."),
+        as_json: bool = options.JSON,
+        accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
+    ) -> None:
+        """Switch back to the previous release and restart it. Exit 0 answering, 4 not answering, 6 a move holds the lock."""
+        config = load_config(file)
+        if not config.data.get("deploy"):
+            raise ConfigError(f"{config.path.name}: no deploy: section, so there is no release to roll back")
+        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+            with TargetLock(conn, config.root, "rollback"):
+                result = rollback(config, conn, to)
+                audit(conn, config.root, "rollback", from_release=result.from_release, to_release=result.to_release,
+                      result="ok" if result.healthy else "failed")
+        if as_json:
+            render.print_json({"from": result.from_release, "to": result.to_release, "healthy": result.healthy,
+                               "health": result.seen, "log": result.logs})
+        else:
+            out = render.stdout_console()
+            out.print(f"current: {result.from_release} -> {result.to_release}; "
+                      + ("answering" if result.healthy else f"NOT answering ({result.seen})"), markup=False)
+            for line in result.logs:
+                out.print(f"  log: {line}", markup=False)
+        raise typer.Exit(int(ExitCode.OK if result.healthy else ExitCode.DIFFERENCES))

@@ -1,0 +1,280 @@
+"""Deploy: upload a release, switch `current`, start it, prove it answers, or roll back.
+
+    releases/<id>.partial  <- tar stream of deploy.release (a local dir or tarball)
+    releases/<id>          <- renamed once whole; ids are "<UTC time>-<content hash>"
+    stop old -> switch current (atomic) -> start -> health check through an SSH tunnel
+    healthy: prune to keep_releases        unhealthy: switch back, restart, report logs
+
+The same release content already live and healthy is "nothing to do".
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import bz2
+import os
+import posixpath
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.config import Config
+from relocate.errors import ConfigError, TargetError
+from relocate.plan.model import Finding, Step
+from relocate.targets import releases, shell
+from relocate.targets.health import wait_healthy
+from relocate.targets.runtimes import DeploySettings, Runtime, runtime_for
+from relocate.targets.ssh import Connection
+
+CHUNK = 1 << 20
+LOG_LINES = 20
+
+
+@dataclass(frozen=True)
+class Deploy:
+    settings: DeploySettings
+    release_path: Path
+    health_url: str | None
+    health_timeout: float
+    keep: int
+
+
+def settings(config: Config) -> Deploy:
+    """deploy: with the cross-key rules the schema cannot say (one clear line each)."""
+    d = config.data.get("deploy") or {}
+    src = config.path.name
+    rt = d["runtime"]
+
+    def need(key: str, why: str) -> None:
+        if not d.get(key):
+            raise ConfigError(f"{src}: deploy.{key}: required {why}")
+
+    need("release", "(a local directory or .tar/.tar.gz with the app's build, relative to relocate.yaml)")
+    if rt == "systemd":
+        need("command", "for runtime systemd (the app's foreground command, e.g. ./bin/server --port 8080)")
+    elif rt == "command":
+        if not d.get("command") and not d.get("start"):
+            raise ConfigError(f"{src}: deploy: runtime command needs `command:` (relocate runs and supervises it) or your own `start:`/`stop:`")
+        if d.get("start") and not d.get("stop"):
+            raise ConfigError(f"{src}: deploy.stop: required with deploy.start (relocate must be able to stop a release to roll back)")
+    for key in ("start", "stop", "status", "log_file") if rt != "command" else ():
+        if d.get(key):
+            raise ConfigError(f"{src}: deploy.{key}: only for runtime command")
+    if d.get("compose_file") and rt != "compose":
+        raise ConfigError(f"{src}: deploy.compose_file: only for runtime compose")
+    release = Path(os.path.expanduser(d["release"]))
+    release = release if release.is_absolute() else config.path.resolve().parent / release
+    env_file = d.get("env_file") or (config.env_files[0] if config.env_files else None)
+    s = DeploySettings(
+        runtime=rt, root=config.root, service=d.get("service") or _service(config.app.name),
+        command=d.get("command"), start=d.get("start"), stop=d.get("stop"), status=d.get("status"),
+        compose_file=d.get("compose_file") or "compose.yaml", env_file=env_file,
+        log_file=d.get("log_file") or f"shared/log/{_service(config.app.name)}.log", user=config.ssh.user,
+    )
+    health = d.get("health") or {}
+    return Deploy(s, release, health.get("url"), float(health.get("timeout_s") or 60.0), int(d.get("keep_releases") or 5))
+
+
+def _service(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "app"
+
+
+# --- the release as one tar stream (deterministic, so its hash names the content)
+
+def _open_release(path: Path) -> IO[bytes]:
+    """A readable tar stream of the release: a directory is archived in name order;
+    a tarball is decompressed locally (tar on the target then needs no flags)."""
+    if path.is_dir():
+        buf = tempfile.TemporaryFile()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for p in sorted(path.rglob("*")):
+                tar.add(p, arcname=str(p.relative_to(path)), recursive=False)
+        buf.seek(0)
+        return buf
+    if not path.is_file():
+        raise ConfigError(f"deploy.release: {path}: no such directory or tarball")
+    name = path.name.lower()
+    if name.endswith((".tar.gz", ".tgz")):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith((".tar.xz", ".txz")):
+        return lzma.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith((".tar.bz2", ".tbz2")):
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith(".tar"):
+        return open(path, "rb")
+    raise ConfigError(f"deploy.release: {path}: expected a directory, .tar, .tar.gz, .tar.xz or .tar.bz2")
+
+
+def release_digest(path: Path) -> tuple[str, int]:
+    """(sha256 naming the release content, bytes). A directory hashes names and
+    contents, not mtimes, so rebuilding the same files is the same release."""
+    h, n = hashlib.sha256(), 0
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+            if p.is_symlink():
+                h.update(b"L" + os.readlink(p).encode())
+            elif p.is_file():
+                data = p.read_bytes()
+                h.update(hashlib.sha256(data).digest() + bytes([p.stat().st_mode & 0o111 and 1]))
+                n += len(data)
+        return h.hexdigest(), n
+    with _open_release(path) as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def upload(conn: Connection, root: str, release_id: str, path: Path) -> None:
+    """Stream the release into releases/<id>.partial, then rename it into place."""
+    final = posixpath.join(releases.releases_dir(root), release_id)
+    part = final + ".partial"
+    proc = conn.start(shell.all_of(["rm", "-rf", "--", part], ["mkdir", "-p", "--", part], ["tar", "-x", "-f", "-", "-C", part],
+                                   ["mkdir", "-p", "--", posixpath.join(root, "shared")], ["mv", "-T", "--", part, final]))
+    try:
+        with _open_release(path) as fh:
+            while chunk := fh.read(CHUNK):
+                proc.write(chunk)
+    except BaseException:
+        proc.chan.close()
+        raise
+    res = proc.wait(600)
+    if res.status != 0:
+        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise TargetError(f"uploading release {release_id} failed: {err[-1] if err else 'exit ' + str(res.status)}")
+
+
+@dataclass
+class Activation:
+    healthy: bool
+    seen: str
+    logs: list[str]
+
+
+def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, previous: str | None) -> Activation:
+    """Stop what runs, point current at `release_id`, start it, and health-check it."""
+    if previous is not None:
+        try:
+            runtime.stop(conn)
+        except TargetError:
+            pass  # nothing running is fine: start is what must work
+    releases.switch(conn, dep.settings.root, release_id)
+    runtime.install(conn, release_id)
+    try:
+        runtime.start(conn, release_id)
+    except TargetError as exc:
+        return Activation(False, f"start failed: {exc.message}", runtime.logs(conn, LOG_LINES))
+    if not dep.health_url:
+        return Activation(True, "started (no health check configured)", [])
+    ok, seen = wait_healthy(conn, dep.health_url, dep.health_timeout)
+    return Activation(ok, seen, [] if ok else runtime.logs(conn, LOG_LINES))
+
+
+def _login_is_root(conn: Connection) -> bool:
+    return conn.run(shell.line(["id", "-u"])).text().strip() == "0"
+
+
+@dataclass
+class RollbackResult:
+    from_release: str | None
+    to_release: str
+    healthy: bool
+    seen: str
+    logs: list[str]
+
+
+def rollback(config: Config, conn: Connection, to: str | None = None) -> RollbackResult:
+    """Switch current to the release before it (or `to`), restart, health-check."""
+    dep = settings(config)
+    root = config.root
+    have = releases.list_releases(conn, root)
+    current = releases.current_release(conn, root)
+    target = to or releases.previous_of(have, current)
+    if target is None or target not in have:
+        known = ", ".join(have) or "none"
+        raise ConfigError(f"nothing to roll back to: {'release ' + to + ' is not on the target' if to else 'no release before ' + str(current)} (releases: {known})")
+    runtime = runtime_for(dep.settings, login_is_root=_login_is_root(conn))
+    act = activate(conn, runtime, dep, target, current)
+    return RollbackResult(current, target, act.healthy, act.seen, act.logs)
+
+
+class DeployComponent(Component):
+    name = "deploy"
+
+    def enabled(self, config: Config) -> bool:
+        return bool(config.data.get("deploy"))
+
+    def gather(self, ctx: Context) -> dict[str, Any]:
+        dep = settings(ctx.config)
+        digest, size = release_digest(dep.release_path)
+        return {"digest": digest, "bytes": size, "current": releases.current_release(ctx.conn, ctx.config.root),
+                "releases": releases.list_releases(ctx.conn, ctx.config.root)}
+
+    def plan(self, ctx: Context, gathered: dict[str, Any]) -> PlanPart:
+        dep = settings(ctx.config)
+        part = PlanPart()
+        same = bool(gathered["current"] and gathered["current"].endswith("-" + gathered["digest"][:12]))
+        part.steps.append(Step(
+            id="deploy", kind=self.name, source=str(dep.release_path), dest="releases/ + current", count=1,
+            bytes=gathered["bytes"], todo_count=0 if same else 1, todo_bytes=0 if same else gathered["bytes"],
+            est_seconds=2 + gathered["bytes"] / 50e6 + (dep.health_timeout if dep.health_url else 0) * 0.1,
+            detail=(f"runtime {dep.settings.runtime}; " + ("this release is already current" if same else
+                    f"health {dep.health_url or 'not configured'}; rollback to {gathered['current'] or 'nothing (first deploy)'} on failure")),
+        ))
+        if not dep.health_url:
+            part.warnings.append(Finding("deploy-health", "deploy.health.url is not set: a release that starts but does not answer will not be rolled back"))
+        return part
+
+    def execute(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
+        dep = settings(ctx.config)
+        conn, root = ctx.conn, ctx.config.root
+        runtime = runtime_for(dep.settings, login_is_root=_login_is_root(conn))
+        current = releases.current_release(conn, root)
+        digest = gathered["digest"]
+        if current and current.endswith("-" + digest[:12]):
+            ok, seen = wait_healthy(conn, dep.health_url, min(dep.health_timeout, 5)) if dep.health_url else (True, "")
+            if ok:
+                return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": True, "health": seen})
+        release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:12]
+        upload(conn, root, release_id, dep.release_path)
+        act = activate(conn, runtime, dep, release_id, current)
+        manifest: dict[str, Any] = {"release": release_id, "previous": current, "runtime": dep.settings.runtime}
+        if act.healthy:
+            dropped = releases.prune(conn, root, dep.keep, (release_id, current))
+            manifest.update(active=release_id, healthy=True, health=act.seen, pruned=dropped)
+            return Outcome(changed=True, manifest=manifest)
+        failed = [f"release {release_id} failed its health check ({dep.health_url}: {act.seen})"]
+        failed += [f"  log: {line}" for line in act.logs]
+        if current is None:
+            failed.append("no earlier release to roll back to: the app is down")
+            manifest.update(active=release_id, healthy=False, health=act.seen)
+            return Outcome(changed=True, manifest=manifest, failed=failed)
+        back = activate(conn, runtime, dep, current, release_id)
+        manifest["failed_release"] = releases.mark_failed(conn, root, release_id)
+        failed.append(f"rolled back to {current}: " + ("answering again" if back.healthy else f"NOT answering either ({back.seen})"))
+        manifest.update(active=current, healthy=back.healthy, health=back.seen, rolled_back=True)
+        return Outcome(changed=True, manifest=manifest, failed=failed)
+
+    def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
+        dep = settings(ctx.config)
+        checks = []
+        for entry in manifest.values():
+            current = releases.current_release(ctx.conn, ctx.config.root)
+            ok = current == entry["active"]
+            detail = f"current -> {current}, recorded {entry['active']}"
+            if ok and dep.health_url:
+                ok, seen = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 10))
+                detail += f"; {dep.health_url}: {seen}"
+            checks.append(Check(f"deploy {entry['release']}", ok and bool(entry.get("healthy")) and not entry.get("rolled_back"), detail))
+        return checks
+
+
+COMPONENT = DeployComponent
+

@@ -1,0 +1,118 @@
+"""The target's move lock and its append-only audit log, both under root/.relocate/.
+
+Lock: `mkdir root/.relocate/lock` is atomic on every POSIX filesystem, so of two
+moves (or a move and a rollback) exactly one gets it; the winner writes
+`lock/owner` (who, host, pid, since, what). A second one is refused (exit 6) naming
+the holder.
+
+Stale locks: a move killed with SIGKILL or a dropped connection leaves the lock
+behind. relocate takes it over by itself only when it can prove the holder is dead:
+the owner file names this same machine and that pid no longer runs. Otherwise the
+refusal says which host/pid holds it and how to clear it by hand
+(`rm -r ROOT/.relocate/lock` on the target, after making sure no move runs).
+
+Audit log: `root/.relocate/audit.log`, one JSON object per line, appended with
+`>>` (O_APPEND): when, who, what (action, counts, env file *paths*), which release.
+Never values: callers pass only names and counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import posixpath
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from relocate.errors import SafetyError
+from relocate.targets import shell
+from relocate.targets.ssh import Connection
+
+STATE_DIR = ".relocate"
+
+# mkdir is the test-and-set; the owner file is written only by the winner.
+_TAKE = r"""
+dir=$1
+mkdir -p -- "$(dirname -- "$dir")"
+if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$2" > "$dir/owner"; echo taken; else cat -- "$dir/owner" 2>/dev/null || echo '{}'; fi
+"""
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class TargetLock:
+    conn: Connection
+    root: str
+    action: str = "move"
+
+    @property
+    def path(self) -> str:
+        return posixpath.join(self.root, STATE_DIR, "lock")
+
+    def __enter__(self) -> "TargetLock":
+        owner = {"who": who(), "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "action": self.action}
+        for _attempt in range(2):
+            cmd, body = shell.script(_TAKE, self.path, json.dumps(owner))
+            out = self.conn.run(cmd, body, timeout=60).text().strip()
+            if out == "taken":
+                return self
+            try:
+                holder = json.loads(out or "{}")
+            except ValueError:
+                holder = {}
+            if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+                # Provably stale: the holder was a process on this machine that is gone.
+                self.conn.run(shell.line(["rm", "-rf", "--", self.path]))
+                continue
+            desc = (f"{holder.get('who', '?')} (pid {holder.get('pid', '?')}, {holder.get('action', 'move')} since "
+                    f"{holder.get('since', '?')})") if holder else "an unknown holder (no owner file)"
+            raise SafetyError(f"the target is locked by {desc}: another relocate move or rollback is running",
+                              hint=f"wait for it; if none runs any more, remove {self.path} on the target")
+        raise SafetyError(f"could not take the lock {self.path} on the target")
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.run(shell.line(["rm", "-rf", "--", self.path]), timeout=60)
+        except Exception:  # a dropped connection leaves a lock the owner file explains
+            pass
+
+
+def audit(conn: Connection, root: str, action: str, **fields: Any) -> None:
+    """Append one line to root/.relocate/audit.log. Pass names and counts, never values."""
+    entry = {"at": _now(), "who": who(), "action": action, **fields}
+    path = posixpath.join(root, STATE_DIR, "audit.log")
+    # The line is an argument (it holds no secret); `>>` opens with O_APPEND, so
+    # concurrent writers never overwrite each other's lines.
+    cmd, body = shell.script(_APPEND, path, json.dumps(entry, ensure_ascii=False))
+    conn.run(cmd, body, timeout=60)
+
+
+_APPEND = r"""
+mkdir -p -- "$(dirname -- "$1")"
+umask 027
+printf '%s\n' "$2" >> "$1"
+"""

@@ -1,0 +1,256 @@
+"""Deploy runtimes behind one small interface: install (once per release), start,
+stop, logs. Every command line is built from tokens here; `runtime_for` picks one
+by name, so a new runtime is a new class in `RUNTIMES`.
+
+All runtimes run the app from `root/current` with these variables set (none secret):
+RELOCATE_ROOT, RELOCATE_SHARED, RELOCATE_RELEASE; the env file (secrets) is read
+by the runtime itself (sh `.`, systemd EnvironmentFile, compose --env-file), so no
+value ever reaches a command line.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from relocate.errors import ConfigError
+from relocate.targets import shell
+from relocate.targets.ssh import Connection
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    runtime: str
+    root: str
+    service: str  # systemd unit name / compose project / label in messages
+    command: str | None = None
+    start: str | None = None
+    stop: str | None = None
+    status: str | None = None
+    compose_file: str = "compose.yaml"
+    env_file: str | None = None  # relative to root
+    log_file: str = "shared/log/app.log"  # relative to root (command runtime)
+    user: str | None = None  # systemd User=
+
+    @property
+    def current(self) -> str:
+        return posixpath.join(self.root, "current")
+
+    @property
+    def shared(self) -> str:
+        return posixpath.join(self.root, "shared")
+
+    def abs(self, rel: str) -> str:
+        return posixpath.join(self.root, rel)
+
+
+class Runtime(ABC):
+    name: ClassVar[str]
+    # Debian/RHEL packages the runtime needs (for target.prepare; listed in the plan).
+    packages: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: DeploySettings) -> None:
+        self.s = settings
+
+    def install(self, conn: Connection, release: str) -> None:
+        """Anything a release needs before it can start (a unit file, ...)."""
+
+    @abstractmethod
+    def start_line(self, release: str) -> tuple[str, bytes]:
+        """(command line, stdin) that starts `current`."""
+
+    @abstractmethod
+    def stop_line(self) -> tuple[str, bytes]:
+        ...
+
+    @abstractmethod
+    def logs_line(self, lines: int) -> str:
+        ...
+
+    def start(self, conn: Connection, release: str) -> None:
+        cmd, stdin = self.start_line(release)
+        conn.run(cmd, stdin, timeout=300)
+
+    def stop(self, conn: Connection) -> None:
+        cmd, stdin = self.stop_line()
+        conn.run(cmd, stdin, timeout=120)
+
+    def logs(self, conn: Connection, lines: int = 20) -> list[str]:
+        res = conn.run(self.logs_line(lines), check=False, timeout=60)
+        return (res.stdout + res.stderr).decode("utf-8", "replace").splitlines()[-lines:]
+
+
+# --- command: the user's own start/stop/status, or relocate supervises `command`
+
+# Load the env file (secrets stay in the file: sh reads it), then run the user's
+# command from `current`. $1 current, $2 env file or "", $3 release, $4 root, $5 command.
+_ENV_PRELUDE = r"""
+cd -- "$1" || exit 1
+if [ -n "$2" ] && [ -f "$2" ]; then set -a; . "$2"; set +a; fi
+export RELOCATE_RELEASE="$3" RELOCATE_ROOT="$4" RELOCATE_SHARED="$4/shared"
+"""
+
+_RUN_USER_CMD = _ENV_PRELUDE + r"""
+exec sh -c "$5"
+"""
+
+# relocate's own supervision of a foreground `command`: a new session (setsid) so the
+# app outlives the SSH channel and can be stopped as one process group; its pid file
+# and log live in shared/. $6 log file, $7 pid file.
+_SPAWN = _ENV_PRELUDE + r"""
+mkdir -p -- "$(dirname -- "$6")" "$(dirname -- "$7")"
+printf '%s relocate: starting release %s\n' "$(date -u +%FT%TZ)" "$3" >> "$6"
+setsid sh -c "$5" >> "$6" 2>&1 < /dev/null &
+echo $! > "$7"
+"""
+
+# TERM the process group, wait up to 15 s, then KILL. $1 pid file.
+_KILL = r"""
+[ -f "$1" ] || exit 0
+pid=$(cat -- "$1")
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+fi
+rm -f -- "$1"
+"""
+
+
+class CommandRuntime(Runtime):
+    name = "command"
+
+    @property
+    def pid_file(self) -> str:
+        return posixpath.join(self.s.shared, "run", f"{self.s.service}.pid")
+
+    def _args(self, release: str, command: str) -> list[str]:
+        env = self.s.abs(self.s.env_file) if self.s.env_file else ""
+        return [self.s.current, env, release, self.s.root, command]
+
+    def start_line(self, release: str) -> tuple[str, bytes]:
+        if self.s.start:
+            return shell.script(_RUN_USER_CMD, *self._args(release, self.s.start))
+        assert self.s.command
+        return shell.script(_SPAWN, *self._args(release, self.s.command), self.s.abs(self.s.log_file), self.pid_file)
+
+    def stop_line(self) -> tuple[str, bytes]:
+        if self.s.stop:
+            return shell.script(_RUN_USER_CMD, *self._args("", self.s.stop))
+        return shell.script(_KILL, self.pid_file)
+
+    def logs_line(self, lines: int) -> str:
+        return shell.line(["tail", "-n", str(lines), "--", self.s.abs(self.s.log_file)])
+
+
+# --- systemd: a generated unit, enabled and started through sudo unless root
+
+def systemd_escape(value: str) -> str:
+    """One double-quoted systemd word: specifiers (%) and variables ($) taken literally."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
+def unit_text(s: DeploySettings, description: str) -> str:
+    assert s.command
+    lines = [
+        "# written by relocate; regenerated on every deploy",
+        "[Unit]",
+        f"Description={description}",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        *( [f"User={s.user}"] if s.user else [] ),
+        f"WorkingDirectory={s.current}",
+        f"Environment={systemd_escape('RELOCATE_ROOT=' + s.root)} {systemd_escape('RELOCATE_SHARED=' + s.shared)}",
+        *( [f"EnvironmentFile=-{s.abs(s.env_file)}"] if s.env_file else [] ),
+        f"ExecStart=/bin/sh -c {systemd_escape('exec ' + s.command)}",
+        "Restart=on-failure",
+        "RestartSec=2",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class SystemdRuntime(Runtime):
+    name = "systemd"
+    packages = ("systemd",)
+
+    def __init__(self, settings: DeploySettings, *, sudo: bool = True) -> None:
+        super().__init__(settings)
+        self.sudo = sudo  # False when the login user is root
+
+    @property
+    def unit_name(self) -> str:
+        return f"{self.s.service}.service"
+
+    def _priv(self, *argv: str) -> list[str]:
+        return ["sudo", "-n", *argv] if self.sudo else list(argv)
+
+    def install_lines(self, staged_unit: str) -> str:
+        return shell.all_of(
+            ["sh", "-c", 'command -v systemd-analyze >/dev/null 2>&1 || exit 0; systemd-analyze verify "$1"', "verify", staged_unit],
+            self._priv("install", "-m", "0644", "--", staged_unit, f"/etc/systemd/system/{self.unit_name}"),
+            self._priv("systemctl", "daemon-reload"),
+            self._priv("systemctl", "enable", self.unit_name),
+        )
+
+    def install(self, conn: Connection, release: str) -> None:
+        from relocate.targets import files
+
+        staged = posixpath.join(self.s.root, ".relocate", self.unit_name)
+        files.write_file_atomic(conn, staged, unit_text(self.s, f"{self.s.service} (deployed by relocate)").encode(), mode=0o644)
+        conn.run(self.install_lines(staged), timeout=120)
+
+    def start_line(self, release: str) -> tuple[str, bytes]:
+        return shell.line(self._priv("systemctl", "restart", self.unit_name)), b""
+
+    def stop_line(self) -> tuple[str, bytes]:
+        return shell.line(self._priv("systemctl", "stop", self.unit_name)), b""
+
+    def logs_line(self, lines: int) -> str:
+        return shell.line(self._priv("journalctl", "-u", self.unit_name, "-n", str(lines), "--no-pager"))
+
+
+# --- compose: docker compose with the release's compose file
+
+class ComposeRuntime(Runtime):
+    name = "compose"
+    packages = ("docker.io", "docker-compose-plugin")
+
+    def _base(self) -> list[str]:
+        argv = ["docker", "compose", "--project-name", self.s.service, "--project-directory", self.s.current,
+                "-f", posixpath.join(self.s.current, self.s.compose_file)]
+        if self.s.env_file:
+            argv += ["--env-file", self.s.abs(self.s.env_file)]
+        return argv
+
+    def start_line(self, release: str) -> tuple[str, bytes]:
+        return shell.line([*self._base(), "up", "-d", "--remove-orphans", "--wait"]), b""
+
+    def stop_line(self) -> tuple[str, bytes]:
+        return shell.line([*self._base(), "down"]), b""
+
+    def logs_line(self, lines: int) -> str:
+        return shell.line([*self._base(), "logs", "--no-color", "--tail", str(lines)])
+
+
+RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (CommandRuntime, SystemdRuntime, ComposeRuntime)}
+
+
+def runtime_for(settings: DeploySettings, *, login_is_root: bool = False) -> Runtime:
+    cls = RUNTIMES.get(settings.runtime)
+    if cls is None:
+        raise ConfigError(f"deploy.runtime: unknown runtime {settings.runtime!r} (one of {', '.join(RUNTIMES)})")
+    if cls is SystemdRuntime:
+        return SystemdRuntime(settings, sudo=not login_is_root)
+    return cls(settings)
+
+
