@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from relocate.cli import options, render
+from relocate.cli import can_prompt, options, render
 from relocate.cli.progress import Reporter
 from relocate.errors import ExitCode, UsageError
 from relocate.execute.move import MoveOptions, run_move
 from relocate.plan.build import human_bytes
+from relocate.plan.deadline import order_steps, parse_deadline
 from relocate.workflow import Options, check_drift, load_any, prepare
 
 
@@ -34,6 +36,7 @@ def register(app: typer.Typer) -> None:
             help="Overwrite target database NAME although it is not empty and differs (repeatable)."),
         no_local_copy: bool = typer.Option(False, "--no-local-copy",
                                            help="Stream database dumps straight to the target; keep no dump in the snapshot."),
+        deadline_at: Optional[str] = options.DEADLINE,
         as_json: bool = options.JSON,
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
@@ -41,19 +44,22 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
+        until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
                        flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy})
         with prepare(config, opts) as prep:
             plan = prep.plan
+            if until is not None:
+                plan.steps = order_steps(plan.steps)
             if saved is not None:
                 check_drift(saved, plan, allow_drift)
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
             if not plan.blockers and plan.todo_bytes + sum(s.todo_count for s in plan.steps if s.kind == "s3") > 0 and not yes:
-                if not sys.stdin.isatty():
+                if not can_prompt():
                     raise UsageError("refusing to move without confirmation: no terminal to ask on", hint="pass --yes")
                 if not typer.confirm(f"Move {human_bytes(plan.todo_bytes)} to {plan.target}?", default=False):
                     raise typer.Exit(int(ExitCode.USAGE))
@@ -62,7 +68,7 @@ def register(app: typer.Typer) -> None:
             try:
                 report = run_move(plan, config, prep.aws, prep.conn, prep.gathered,
                                   MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes,
-                                              bwlimit=rate, on_event=progress.event), progress,
+                                              bwlimit=rate, on_event=progress.event, deadline=until), progress,
                                   components=prep.components, ctx=prep.ctx, component_data=prep.component_data)
             finally:
                 progress.close()
@@ -70,5 +76,5 @@ def register(app: typer.Typer) -> None:
             render.print_json({"plan": plan.to_dict(), "result": report.to_dict()})
         else:
             render.move(out, report)
-        bad = bool(report.failed) or (report.verify is not None and not report.verify.ok)
+        bad = bool(report.failed) or bool(report.left) or (report.verify is not None and not report.verify.ok)
         raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -16,13 +17,14 @@ from relocate.execute.gather import Gathered, journal_for, target_id
 from relocate.execute.lock import TargetLock, audit
 from relocate.execute.objects import BucketPusher, PushOptions
 from relocate.execute.verify import VerifyReport, verify_snapshot
-from relocate.plan.build import env_step_id, s3_step_id
+from relocate.plan import deadline
+from relocate.plan.build import env_step_id, human_bytes, s3_step_id
 from relocate.plan.model import Plan
 from relocate.snapshot import crypto, store
 from relocate.snapshot.journal import DoneObject
 from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import fetch_parameters, fetch_secret
+from relocate.sources.inventory import BucketListing, fetch_parameters, fetch_secret
 from relocate.sources.s3data import ObjectReader
 from relocate.targets import files, shell
 from relocate.targets.ssh import Connection
@@ -38,6 +40,10 @@ class MoveOptions:
     bwlimit: float | None = None  # bytes/s over all lanes
     # item done / warning events for `--json` NDJSON (the CLI decides where they go)
     on_event: Callable[[dict], None] | None = None
+    # --deadline (epoch seconds): irreplaceable steps first, then objects by priority, and
+    # no new non-critical bucket starts unless it can finish in time (plan/deadline.py).
+    deadline: float | None = None
+    clock: Callable[[], float] = time.time
 
 
 @dataclass
@@ -49,6 +55,7 @@ class MoveReport:
     env_unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # steps not started because of --deadline; a later run resumes
     components_changed: int = 0
     snapshot: str | None = None
     release: str | None = None  # the deploy's active release (audit log, JSON)
@@ -56,13 +63,14 @@ class MoveReport:
 
     @property
     def nothing_done(self) -> bool:
-        return self.objects_sent == 0 and not self.env_written and not self.components_changed and not self.failed
+        return (self.objects_sent == 0 and not self.env_written and not self.components_changed and not self.failed
+                and not self.left)
 
     def to_dict(self) -> dict:
         return {
             "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
             "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
-            "snapshot": self.snapshot, "release": self.release, "nothing_to_do": self.nothing_done, "failed": self.failed,
+            "snapshot": self.snapshot, "release": self.release, "nothing_to_do": self.nothing_done, "failed": self.failed, "left": self.left,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -115,12 +123,40 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
     journal = journal_for(config)
     try:
         manifest_buckets = []
-        for listing in gathered.inventory.buckets:
+        identity = crypto.load_identity(config.key_file, create=True)
+        component_manifest: dict[str, dict[str, Any]] = {}
+
+        def run_components(wanted: Callable[[str], bool]) -> None:
+            if not components or ctx is None:
+                return
+            ctx.snapshot_dir, ctx.identity = snap.path, identity
+            named = {c.name: c for c in components}
+            for step in plan.steps:
+                comp = named.get(step.kind)
+                if comp is None or not wanted(step.kind):
+                    continue
+                outcome = comp.execute(ctx, (component_data or {}).get(comp.name), step)
+                component_manifest.setdefault(comp.name, {})[step.id] = outcome.manifest
+                report.components_changed += int(outcome.changed)
+                report.warnings.extend(outcome.warnings)
+                report.failed.extend(outcome.failed)
+                report.release = outcome.manifest.get("active") or report.release
+
+        early_env = None
+        if opts.deadline is not None:  # secrets, DNS, databases, host config before any object
+            early_env = _move_env(plan, config, aws, conn, report)
+            run_components(lambda kind: kind in deadline.EARLY_KINDS)
+        (opts.on_event or (lambda e: None))({"event": "phase", "phase": "objects"})
+        for listing in _bucket_order(gathered.inventory.buckets, opts):
             sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
             if plan.step(sid) is None:
                 continue
             done = dict(gathered.done.get(sid, {}))
             todo = [o for o in listing.objects if o.key not in done]
+            if todo and not _may_start(plan, sid, opts):
+                report.left.append(f"{sid}: {len(todo)} object(s), {human_bytes(sum(o.size for o in todo))} not started "
+                                   "(would not finish before the deadline; run again to resume)")
+                todo = []
             report.objects_skipped += len(done)
             paths = map_keys([o.key for o in listing.objects])
             on_event = opts.on_event or (lambda e: None)
@@ -142,7 +178,8 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 report.objects_sent += len(delivered)
                 report.bytes_sent += sum(d.size for d in delivered)
 
-            pusher.run(todo, commit)
+            if todo:
+                pusher.run(todo, commit)
             records = [done[o.key] for o in listing.objects if o.key in done]
             entries = [_entry(d) for d in records]
             if todo:
@@ -152,22 +189,8 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             manifest_buckets.append({"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to,
                                      "objects": entries})
 
-        env_manifest, rendered = _move_env(plan, config, aws, conn, report)
-        identity = crypto.load_identity(config.key_file, create=True)
-        component_manifest: dict[str, dict[str, Any]] = {}
-        if components and ctx is not None:
-            ctx.snapshot_dir, ctx.identity = snap.path, identity
-            named = {c.name: c for c in components}
-            for step in plan.steps:
-                comp = named.get(step.kind)
-                if comp is None:
-                    continue
-                outcome = comp.execute(ctx, (component_data or {}).get(comp.name), step)
-                component_manifest.setdefault(comp.name, {})[step.id] = outcome.manifest
-                report.components_changed += int(outcome.changed)
-                report.warnings.extend(outcome.warnings)
-                report.failed.extend(outcome.failed)
-                report.release = outcome.manifest.get("active") or report.release
+        env_manifest, rendered = early_env or _move_env(plan, config, aws, conn, report)
+        run_components(lambda kind: early_env is None or kind not in deadline.EARLY_KINDS)
         if report.nothing_done:
             store.discard(snap)
             return report
@@ -184,6 +207,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
         report.snapshot = str(final.path)
         if ctx is not None:
             ctx.snapshot_dir = final.path
+        (opts.on_event or (lambda e: None))({"event": "phase", "phase": "verify"})
         report.verify = verify_snapshot(conn, root, final, identity, components=components, ctx=ctx)
         return report
     except BaseException:
@@ -192,6 +216,24 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
         raise
     finally:
         journal.close()
+
+
+def _bucket_order(buckets: list[BucketListing], opts: MoveOptions) -> list[BucketListing]:
+    """relocate.yaml order, or under --deadline critical, normal, bulk (stable)."""
+    if opts.deadline is None:
+        return list(buckets)
+    return sorted(buckets, key=lambda b: deadline.PRIORITIES.index(b.spec.priority) if b.spec.priority in deadline.PRIORITIES else 1)
+
+
+def _may_start(plan: Plan, sid: str, opts: MoveOptions) -> bool:
+    """The `stop_before` check: only under --deadline, and never for critical data."""
+    step = plan.step(sid)
+    if opts.deadline is None or step is None:
+        return True
+    now = opts.clock()
+    verify = plan.step("verify")
+    keep = deadline.reserve(now, opts.deadline) + (verify.est_seconds if verify else 0.0)
+    return deadline.should_start(deadline.step_priority(step), step.est_seconds, now, opts.deadline, keep)
 
 
 def _entry(d: DoneObject) -> dict:

@@ -94,10 +94,13 @@ class ObjectReader:
         self.s3 = aws.client("s3")
         spec = aws.spec
         kw: dict[str, Any] = {"region": spec.region or aws.session.region_name or "us-east-1"}
-        if spec.endpoint_url:
-            kw.update(endpoint=spec.endpoint_url, virtual_hosted_style_request=False)
+        # The endpoint boto3 actually resolved (relocate.yaml, or AWS_ENDPOINT_URL_S3 and
+        # friends): obstore reads env vars of its own, and must not disagree with boto3.
+        endpoint = spec.endpoint_url or self.s3.meta.endpoint_url
+        if spec.endpoint_url or not re.search(r"\.amazonaws\.com(\.cn)?(:\d+)?$", endpoint.split("/")[2] if "//" in endpoint else ""):
+            kw.update(endpoint=endpoint, virtual_hosted_style_request=False)
         options: dict[str, Any] = {"connect_timeout": "10s", "timeout": "600s",
-                                   "allow_http": bool(spec.endpoint_url and spec.endpoint_url.startswith("http://"))}
+                                   "allow_http": endpoint.startswith("http://")}
         # obstore retries 5xx/throttling itself with backoff, like botocore's standard mode.
         retry = {"max_retries": 6, "retry_timeout": dt.timedelta(minutes=3),
                  "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "max_backoff": dt.timedelta(seconds=15), "base": 2}}

@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Bulk-transfer benchmark (issue 6): relocate vs rclone, aws s3 sync and OpenSSH, side by side.
+
+Builds the corpora in a SeaweedFS it starts, starts an sshd (both from tests/servers.py),
+then times, in the same run:
+
+  S3 read    rclone copy | aws s3 sync | relocate's S3 data path (sources/s3data.py +
+             the same prefetch as `move`) writing files to local disk
+  SSH write  OpenSSH `tar c | ssh tar x` | relocate's tar lanes pushing the same local files
+  end to end rclone download + OpenSSH upload (the two-step peer, summed) | `relocate move`
+
+and prints each time, the ratios (relocate / peer) and relocate's peak RSS (ru_maxrss of
+the child process that did the work). Goals (issue 6): S3 read <= 1.0x rclone, SSH write
+<= 1.1x OpenSSH, end to end <= 0.8x the two-step sum, peak RSS <= 256 MiB.
+
+    python bench/bench_transfer.py --scale 0.25            # quick
+    python bench/bench_transfer.py --corpus media,tiny     # full size
+    python bench/bench_transfer.py --corpus big            # the 5 GiB object (memory)
+
+Runs as root or not; everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+BIN = Path(sys.executable).parent
+MiB = 1024 * 1024
+
+
+def corpus_spec(name: str, scale: float) -> list[tuple[str, int]]:
+    """(key, size) pairs of a corpus, scaled."""
+    if name == "media":
+        big = [("video/big-000.bin", int(512 * MiB * scale))]
+        return big + [(f"img/{i // 100:03d}/photo-{i:05d}.jpg", 256 * 1024) for i in range(int(2000 * scale))]
+    if name == "tiny":
+        return [(f"t/{i // 500:03d}/note-{i:05d}.txt", 4096) for i in range(int(10000 * scale))]
+    if name == "big":
+        return [("dump/huge-000.bin", int(5 * 1024 * MiB * scale))]
+    raise SystemExit(f"unknown corpus {name!r}")
+
+
+def write_corpus(root: Path, spec: list[tuple[str, int]]) -> None:
+    seed = os.urandom(4 * MiB)  # random-ish, incompressible, and cheap to make
+    for i, (key, size) in enumerate(spec):
+        p = root / key
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "wb") as fh:
+            left = size
+            off = i * 4097 % MiB
+            while left > 0:
+                n = min(left, len(seed) - off)
+                fh.write(seed[off:off + n])
+                left -= n
+                off = 0
+
+
+def rclone_env(weed) -> dict[str, str]:
+    return {**os.environ, "RCLONE_CONFIG_SRC_TYPE": "s3", "RCLONE_CONFIG_SRC_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_SRC_ENDPOINT": weed.endpoint_url, "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": weed.access_key,
+            "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": weed.secret_key, "RCLONE_CONFIG_SRC_REGION": "us-east-1",
+            "RCLONE_CONFIG": "/dev/null"}
+
+
+def aws_env(weed) -> dict[str, str]:
+    return {**os.environ, "AWS_ACCESS_KEY_ID": weed.access_key, "AWS_SECRET_ACCESS_KEY": weed.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int]:
+    """Wall time and peak RSS (KiB, the child and its own children) of one command."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    dt = time.monotonic() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {argv}\n{err[-2000:]}")
+    return dt, usage.ru_maxrss
+
+
+def drop(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + b"\0")
+            h.update(hashlib.sha256(p.read_bytes()).digest() if p.stat().st_size < 64 * MiB else str(p.stat().st_size).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------- child legs (relocate code)
+
+def leg_s3read(args: argparse.Namespace) -> None:
+    """relocate's S3 data path into local files (what `--keep-snapshot` writes)."""
+    from relocate.config import AwsSpec
+    from relocate.execute.objects import SMALL_OBJECT
+    from relocate.sources.aws import Aws
+    from relocate.sources.inventory import ObjectInfo
+    from relocate.sources.s3data import ObjectReader
+
+    aws = Aws(AwsSpec(region="us-east-1", endpoint_url=args.endpoint))
+    s3 = aws.client("s3")
+    objs = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket):
+        for o in page.get("Contents", []):
+            objs.append(ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'), 0.0))
+    reader = ObjectReader(aws, args.bucket)
+    out = Path(args.out)
+
+    def one(o: ObjectInfo) -> None:
+        body = reader.get(o.key, o.size, o.etag, o.size <= SMALL_OBJECT)
+        p = out / o.key
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sha = hashlib.sha256()
+        with open(p, "wb") as fh:
+            for chunk in body.iter_chunks():
+                sha.update(chunk)
+                fh.write(chunk)
+
+    with ThreadPoolExecutor(args.transfers) as pool:
+        list(pool.map(one, objs))
+
+
+class _LocalReader:
+    """Local files as object bodies, so the SSH leg measures only relocate's push."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, key: str, size: int, etag: str, whole: bool):
+        from relocate.sources.s3data import Body
+
+        fh = open(self.root / key, "rb")
+        if whole:
+            with fh:
+                return Body(key, size, etag, None, {}, data=memoryview(fh.read()))
+        return Body(key, size, etag, None, {}, chunks=iter(lambda: fh.read(1 << 20), b""), close=fh.close)
+
+
+def leg_sshwrite(args: argparse.Namespace) -> None:
+    from relocate.config import SshSpec
+    from relocate.execute.objects import BucketPusher, PushOptions
+    from relocate.sources.inventory import ObjectInfo
+    from relocate.targets.ssh import Connection
+
+    src = Path(args.src)
+    objs = [ObjectInfo(str(p.relative_to(src)), p.stat().st_size, "", p.stat().st_mtime)
+            for p in sorted(src.rglob("*")) if p.is_file()]
+    spec = SshSpec(host=args.host, port=args.port, user=args.user, identity_file=args.identity,
+                   host_key=args.host_key, known_hosts=None)
+    with Connection(spec) as conn:
+        pusher = BucketPusher(_LocalReader(src), conn, bucket="local", root=args.root, dest="data",
+                              paths={o.key: o.key for o in objs}, staging=args.root + "/.relocate/staging/b",
+                              opts=PushOptions(transfers=args.transfers, lanes=args.lanes))
+        pusher.run(objs, lambda done: None)
+
+
+# ------------------------------------------------------------- driver
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default="media,tiny", help="comma list of media, tiny, big")
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--transfers", type=int, default=16, help="parallel S3 reads (rclone and relocate alike)")
+    ap.add_argument("--lanes", type=int, default=4, help="relocate's parallel SSH connections")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", action="store_true", help="also print the results as one JSON document")
+    ap.add_argument("--leg", help=argparse.SUPPRESS)
+    for extra in ("endpoint", "bucket", "out", "src", "host", "user", "identity", "host_key", "root"):
+        ap.add_argument(f"--{extra.replace('_', '-')}", dest=extra, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.leg == "s3read":
+        return leg_s3read(args)
+    if args.leg == "sshwrite":
+        return leg_sshwrite(args)
+
+    import servers  # tests/servers.py: the same real servers the tests use
+    from helpers import make_config
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="relocate-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    weed = servers.start_seaweedfs(work / "weed")
+    sshd = servers.start_sshd(work / "sshd")
+    results: list[dict] = []
+    try:
+        for name in args.corpus.split(","):
+            results.append(run_corpus(name, args, work, weed, sshd, make_config))
+    finally:
+        sshd.stop()
+        weed.stop()
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
+    spec = corpus_spec(name, args.scale)
+    total = sum(s for _, s in spec)
+    print(f"\n== corpus {name}: {len(spec)} objects, {total / MiB:.0f} MiB (scale {args.scale})", flush=True)
+    src = work / f"corpus-{name}"
+    drop(src)
+    write_corpus(src, spec)
+    bucket = f"bench-{name}-{os.getpid()}"
+    renv = rclone_env(weed)
+    rclone = str(BIN / "rclone")
+    subprocess.run([rclone, "mkdir", f"src:{bucket}"], env=renv, check=True)
+    subprocess.run([rclone, "copy", str(src), f"src:{bucket}", "--transfers", "16", "--s3-upload-concurrency", "8"],
+                   env=renv, check=True)
+    py = sys.executable
+    me = str(Path(__file__).resolve())
+    r: dict = {"corpus": name, "objects": len(spec), "bytes": total}
+
+    def fresh(p: Path) -> Path:
+        drop(p)
+        p.mkdir(parents=True)
+        return p
+
+    subprocess.run(["sync"])
+    # -- S3 read
+    out = fresh(work / "dl-rclone")
+    r["rclone_read"], _ = timed([rclone, "copy", f"src:{bucket}", str(out), "--transfers", str(args.transfers),
+                                 "--checkers", str(args.transfers)], env=renv)
+    aws = BIN / "aws"
+    if aws.exists():
+        out2 = fresh(work / "dl-aws")
+        r["aws_read"], _ = timed([str(aws), "s3", "sync", f"s3://{bucket}", str(out2), "--endpoint-url", weed.endpoint_url,
+                                  "--only-show-errors"], env=aws_env(weed))
+        drop(out2)
+    out3 = fresh(work / "dl-relocate")
+    r["relocate_read"], r["relocate_read_rss_kib"] = timed(
+        [py, me, "--leg", "s3read", "--endpoint", weed.endpoint_url, "--bucket", bucket, "--out", str(out3),
+         "--transfers", str(args.transfers)], env=aws_env(weed))
+    if name != "big" and tree_digest(out3) != tree_digest(src):
+        raise SystemExit("relocate's S3 read differs from the corpus")
+    drop(out3)
+    # -- SSH write (from the rclone download, identical bytes)
+    dest_root = sshd.root / f"bench-{name}"
+    ssh = ["ssh", "-i", str(sshd.identity_file), "-p", str(sshd.port), "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{sshd.user}@{sshd.host}"]
+
+    def clean_target() -> None:
+        subprocess.run([*ssh, "rm", "-rf", str(dest_root)], check=True)
+        subprocess.run([*ssh, "mkdir", "-p", str(dest_root / "data")], check=True)
+
+    clean_target()
+    cmd = f"tar -C {out} -cf - . | {' '.join(ssh)} tar -xf - -C {dest_root / 'data'}"
+    r["openssh_write"], _ = timed(cmd, shell=True)
+    clean_target()
+    r["relocate_write"], r["relocate_write_rss_kib"] = timed(
+        [py, me, "--leg", "sshwrite", "--src", str(out), "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+         "--identity", str(sshd.identity_file), "--host-key", sshd.host_key_fingerprint, "--root", str(dest_root),
+         "--transfers", str(args.transfers), "--lanes", str(args.lanes)])
+    got = subprocess.run([*ssh, "sh", "-c", f"cd {dest_root}/data && find . -type f | wc -l"], capture_output=True, text=True).stdout
+    if int(got.strip() or 0) != len(spec):
+        raise SystemExit(f"relocate's SSH write left {got.strip()} files, expected {len(spec)}")
+    drop(out)
+    # -- end to end: relocate move (S3 -> SSH, streaming) vs the two-step peer
+    clean_target()
+    cfg = make_config(work / f"relocate-{name}.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(dest_root),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    shutil.rmtree(work / "snapshots", ignore_errors=True)
+    r["relocate_move"], r["relocate_move_rss_kib"] = timed(
+        [py, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--transfers", str(args.transfers), "--lanes", str(args.lanes)],
+        env={**aws_env(weed), "RELOCATE_AGE_IDENTITY": ""})
+    r["two_step"] = r["rclone_read"] + r["openssh_write"]
+    clean_target()
+    drop(src)
+    report(r)
+    return r
+
+
+def report(r: dict) -> None:
+    def line(label: str, ours: str, peer: str, goal: float) -> None:
+        if peer not in r:
+            return
+        ratio = r[ours] / r[peer]
+        print(f"  {label:<34} relocate {r[ours]:7.2f} s  peer {r[peer]:7.2f} s  ratio {ratio:5.2f}x  "
+              f"(goal <= {goal}x) {'OK' if ratio <= goal else 'MISSED'}", flush=True)
+
+    line("S3 read vs rclone copy", "relocate_read", "rclone_read", 1.0)
+    line("S3 read vs aws s3 sync", "relocate_read", "aws_read", 1.0)
+    line("SSH write vs tar | ssh tar", "relocate_write", "openssh_write", 1.1)
+    line("move vs rclone + tar|ssh", "relocate_move", "two_step", 0.8)
+    for k in ("relocate_read_rss_kib", "relocate_write_rss_kib", "relocate_move_rss_kib"):
+        print(f"  peak RSS {k.split('_')[1]:<8} {r[k] / 1024:7.1f} MiB (goal <= 256)")
+
+
+if __name__ == "__main__":
+    main()
