@@ -30,6 +30,7 @@ def _seed_source(base: Path, owner: Path) -> Path:
     (src / "run.sh").write_text("#!/bin/sh\necho hi\n")
     (src / "debug.log").write_text("noise\n")
     (src / "current.conf").symlink_to("app.conf")
+    os.link(src / "run.sh", src / "run-hardlink.sh")
     os.chmod(src / "app.conf", 0o640)
     os.chmod(src / "run.sh", 0o750)
     for p in (src / "app.conf", src / "run.sh", src / "conf.d" / "db.conf", src / "conf.d"):
@@ -68,6 +69,7 @@ def test_host_files_via_bastion_keep_modes_links_mtimes(tmp_path: Path, moto: st
     assert int((landed / "conf.d" / "db.conf").stat().st_mtime) == OLD
     assert int((landed / "conf.d").stat().st_mtime) == OLD
     assert not (landed / "debug.log").exists()  # excluded
+    assert (landed / "run-hardlink.sh").samefile(landed / "run.sh")  # hard links stay links
     assert not (root / ".relocate" / "staging" / "hosts" / "0").exists()
     # the snapshot keeps the tar itself, owners included
     tar_copy = next((tmp_path / "snapshots").glob("*/hosts/0.tar"))

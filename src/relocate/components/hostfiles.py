@@ -231,6 +231,10 @@ class HostFilesComponent(Component):
                 if got is None:
                     bad.append(f"{path}: missing")
                     continue
+                if kind == "h":  # a hard link: its content was checked under the name it links to
+                    if got[0] != "f":
+                        bad.append(f"{path}: not a regular file")
+                    continue
                 wanted = [kind, mode, link, digest] + ([mtime] if kind != "l" else []) + ([owner] if root_login else [])
                 have = [got[0], got[1], got[4], got[5]] + ([got[2]] if kind != "l" else []) + ([got[3]] if root_login else [])
                 if wanted != have:
