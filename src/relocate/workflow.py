@@ -16,7 +16,7 @@ from relocate.components import Component, Context, load_components
 from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
-from relocate.plan.build import build_plan
+from relocate.plan.build import Rates, build_plan
 from relocate.plan.model import Plan
 from relocate.sources.aws import Aws
 from relocate.targets.ssh import Connection
@@ -28,6 +28,7 @@ class Options:
     accepted_risks: tuple[str, ...] = ()
     profiles_dir: Path | None = None
     flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
+    probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
 
 
 def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
@@ -83,8 +84,15 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
         components = load_components(config)
         data = {c.name: c.gather(ctx) for c in components}
         parts = tuple(c.plan(ctx, data[c.name]) for c in components)
+        rates = Rates()
+        if opts.probe:
+            from relocate.execute.probe import measure
+
+            facts = gathered.facts
+            rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None)
         plan = build_plan(config, gathered.inventory, gathered.facts, gathered.done_keys(),
-                          target=ctx.target_id, verdict=verdict, accepted_risks=opts.accepted_risks, parts=parts)
+                          target=ctx.target_id, verdict=verdict, accepted_risks=opts.accepted_risks, parts=parts,
+                          rates=rates)
         yield Prepared(config, aws, conn, gathered, plan, ctx, components, data)
     finally:
         conn.close()

@@ -13,7 +13,8 @@ import sys
 import tempfile
 import traceback
 
-import click
+from typing import Any
+
 import typer
 import typer.main
 
@@ -72,20 +73,21 @@ def _write_debug_log(text: str) -> str:
     return path
 
 
-def envvar_name(option: click.Option) -> str | None:
+def envvar_name(option: Any) -> str | None:
     """RELOCATE_<LONG NAME>: `--accept-new-host-key` reads RELOCATE_ACCEPT_NEW_HOST_KEY."""
     long = next((o for o in option.opts if o.startswith("--")), None)
     return f"RELOCATE_{long[2:].upper().replace('-', '_')}" if long else None
 
 
-def build_command() -> click.Command:
+def build_command() -> Any:
     """The click command tree, every option also readable from its RELOCATE_* variable,
     including options a command module declares without one (CI sets env, not flags)."""
     command = typer.main.get_command(app)
 
-    def walk(cmd: click.Command) -> None:
+    def walk(cmd: Any) -> None:
         for param in cmd.params:
-            if isinstance(param, click.Option) and not param.envvar and (name := envvar_name(param)):
+            # by duck type: newer Typer vendors its own click, whose classes are not click's
+            if getattr(param, "param_type_name", "") == "option" and not param.envvar and (name := envvar_name(param)):
                 param.envvar = name
                 param.show_envvar = True
         for sub in getattr(cmd, "commands", {}).values():
@@ -115,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("relocate: interrupted; running the same command again resumes", err=True)
         sys.exit(int(ExitCode.TRANSIENT))
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # By name: newer Typer vendors its own click (typer._click), whose ClickException
+        # is not click's; a bad flag value must still be a usage error (2), not a bug (1).
+        if any(c.__name__ == "ClickException" for c in type(exc).__mro__):
             exc.show()
             sys.exit(int(ExitCode.USAGE))
         if _state["debug"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +13,8 @@ import typer
 
 from relocate.cli import options, render
 from relocate.config import load_config
-from relocate.errors import ExitCode
+from relocate.errors import ExitCode, UsageError
+from relocate.plan import deadline, egress
 from relocate.snapshot.store import write_json_atomic
 from relocate.workflow import Options, prepare
 
@@ -25,17 +28,34 @@ def register(app: typer.Typer) -> None:
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
         profiles: Optional[Path] = options.PROFILES,
+        probe: bool = typer.Option(False, "--probe", help="Measure S3 read and SSH write rates (a few seconds) instead of assuming conservative ones."),
+        deadline_at: Optional[str] = options.DEADLINE,
+        egress_rates: Optional[Path] = typer.Option(None, "--egress-rates", help="AWS data-transfer-out rates file (default: the shipped, dated one)."),
+        fmt: str = typer.Option("text", "--format", help="text, json or markdown (for a pull-request comment)."),
     ) -> None:
         """Read the source and probe the target (nothing is written) and show the plan. Exit 0 ready, 3 blocked."""
+        if fmt not in ("text", "json", "markdown"):
+            raise UsageError(f"--format {fmt!r}: must be text, json or markdown")
+        as_json = as_json or fmt == "json"
+        started = time.time()
+        until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
+        rates = egress.load_rates(egress_rates)
         config = load_config(file)
-        opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles)
+        opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles, probe=probe)
         with prepare(config, opts) as prep:
             plan = prep.plan
+        plan.egress = egress.estimate(plan.todo_bytes, config.aws.region, rates)
+        if until is not None:
+            deadline.apply(plan, started, until)
         if output is not None:
             write_json_atomic(output, plan.to_dict())
             os.chmod(output, 0o644)
         if as_json:
             render.print_json(plan.to_dict())
+        elif fmt == "markdown":
+            from relocate.cli.markdown import plan_markdown
+
+            sys.stdout.write(plan_markdown(plan))
         else:
             render.plan(render.stdout_console(), plan)
             if output is not None:

@@ -40,6 +40,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def egress_line(e: dict[str, Any]) -> str:
+    note = f"; {e['note']}" if e.get("note") else ""
+    return (f"AWS egress for {human_bytes(e['bytes'])}: about {e['cost']:.2f} {e['currency']} "
+            f"({e['cost_after_free_allowance']:.2f} if the {e['free_gb']:g} GB monthly free allowance is unused), "
+            f"{e['rates_region']} rates as of {e['as_of']} from {e['source']}{note}")
+
+
 def plan(console: Console, p: Plan) -> None:
     console.print(f"[bold]Plan[/bold] for {p.target}  (root {p.root})")
     if p.facts:
@@ -56,6 +63,13 @@ def plan(console: Console, p: Plan) -> None:
     console.print(table)
     console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {_duration(p.est_seconds)} "
                   f"at {p.estimate_basis}")
+    if p.egress:
+        console.print(egress_line(p.egress), markup=False)
+    if p.schedule:
+        sched = p.schedule
+        console.print(f"deadline {sched['deadline']}: projected finish {sched['projected_finish']}, in this order:", markup=False)
+        for slot in sched["steps"]:
+            console.print(f"  {'ok  ' if slot['fits'] else 'MISS'} {slot['priority']:<8} {slot['step_id']}  finishes {slot['finish']}", markup=False)
     if p.verdict:
         v = p.verdict
         console.print(f"acceptable use at {v['name']}: [bold]{v['verdict']}[/bold] (score {v['score']}); "
@@ -105,6 +119,8 @@ def move(console: Console, r: MoveReport) -> None:
         console.print(f"[yellow]warning:[/yellow] {w}")
     for f in r.failed:
         console.print(f"[red]failed:[/red] {f}")
+    for item in r.left:
+        console.print(f"left for a later run: {item}", markup=False)
     if r.snapshot:
         console.print(f"snapshot: {r.snapshot}", markup=False)
     if r.verify:

@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from relocate.errors import UsageError
-from relocate.plan.model import Step
+from relocate.plan.model import Plan, Step
 
 PRIORITIES = ("critical", "normal", "bulk")
 
 # Kinds that are irreplaceable and small: always critical, always first.
 _EARLY = {"env": 0, "dns": 1, "databases": 2, "hostfiles": 3}
+EARLY_KINDS = frozenset(_EARLY)
 _OBJECT_BASE = 10  # s3 steps: 10 + priority index
 _LATE = {"deploy": 20, "verify": 30}
 
@@ -146,3 +147,27 @@ def should_start(priority: str, est_seconds: float, now: float, deadline: float,
     if priority == "critical":
         return True
     return now + est_seconds <= deadline - reserve_s
+
+
+def apply(plan: Plan, now: float, until: float) -> Schedule:
+    """Order the plan's steps for the deadline, record the projection on the plan, and
+    turn misses into findings: a critical miss blocks (exit 3), others warn."""
+    from relocate.plan.model import Finding
+
+    plan.steps = order_steps(plan.steps)
+    sched = project(plan.steps, now, until)
+    plan.schedule = sched.to_dict()
+    if until <= now:
+        plan.warnings.append(Finding("deadline", f"the deadline {iso(until)} has passed; critical items are still moved first"))
+    critical = sched.critical_misses
+    if critical:
+        first = critical[0]
+        more = f" (and {len(critical) - 1} more critical step(s))" if len(critical) > 1 else ""
+        plan.blockers.append(Finding("deadline", f"{first.step_id} is critical but is projected to finish at {iso(first.finish)}, "
+                                                 f"after the deadline {iso(until)}{more}, at {plan.estimate_basis}"))
+    others = [s for s in sched.misses if s.priority != "critical" and s.kind != "verify"]
+    if others:
+        plan.warnings.append(Finding("deadline", f"{len(others)} step(s) will not finish by {iso(until)}: "
+                                                 f"{', '.join(s.step_id for s in others[:5])}{' ...' if len(others) > 5 else ''}; "
+                                                 "`move --deadline` leaves them for a later run"))
+    return sched

@@ -1,0 +1,85 @@
+"""`plan --probe/--deadline/--format markdown` and `move --deadline` against real servers
+(moto + OpenSSH sshd): estimates from measured rates, a critical miss blocks, and a move
+that cannot meet its deadline moves critical data first, stops, and a later run resumes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from helpers import aws_client, cli, make_config
+
+PAST = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def setup(moto: str, sshd, tmp_path: Path) -> tuple[Path, Path]:
+    s3 = aws_client("s3", moto)
+    for bucket, n in (("thumbs", 4), ("uploads", 3)):
+        s3.create_bucket(Bucket=bucket)
+        for i in range(n):
+            s3.put_object(Bucket=bucket, Key=f"{bucket}/{i}", Body=bytes([i]) * (1000 + i))
+    s3.put_object(Bucket="thumbs", Key="large.bin", Body=b"\x07" * (3 << 20))
+    aws_client("ssm", moto).put_parameter(Name="/app/prod/mode", Value="production", Type="String")
+    root = sshd.root / f"deadline-{tmp_path.name}"
+    # thumbs is listed first in relocate.yaml but is bulk: the deadline order moves uploads first
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": "thumbs", "to": "data/thumbs", "priority": "bulk"},
+                               {"bucket": "uploads", "to": "data/uploads", "priority": "critical"}],
+                      parameters=[{"path": "/app/prod/", "to": "shared/app.env"}])
+    return cfg, root
+
+
+def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path]) -> None:
+    cfg, _ = setup
+    run = cli("plan", "-f", str(cfg), "--probe", "--deadline", "6h", "--json")
+    assert run.exit_code == 0, run.stderr
+    plan = run.json()
+    assert plan["estimate_basis"].startswith("measured: S3 read") and "SSH write" in plan["estimate_basis"]
+    assert [s["id"] for s in plan["steps"]] == ["env:shared/app.env", "s3:uploads/", "s3:thumbs/", "verify"]
+    assert plan["schedule"]["misses"] == [] and len(plan["schedule"]["steps"]) == 4
+    assert plan["egress"]["bytes"] == plan["totals"]["todo_bytes"] and plan["egress"]["as_of"]
+    # the probe left nothing behind on the target
+    assert not list(Path(plan["facts"]["existing"]).glob(".relocate-probe-*"))
+
+    text = cli("plan", "-f", str(cfg))
+    assert "conservative defaults" in text.stdout and "AWS egress" in text.stdout
+
+
+def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, Path]) -> None:
+    cfg, _ = setup
+    run = cli("plan", "-f", str(cfg), "--deadline", PAST, "--format", "json")
+    assert run.exit_code == 3
+    plan = run.json()
+    assert [b["code"] for b in plan["blockers"]] == ["deadline"] and "env:shared/app.env" in plan["blockers"][0]["message"]
+    md = cli("plan", "-f", str(cfg), "--deadline", PAST, env={"RELOCATE_FORMAT": "markdown"})
+    assert md.exit_code == 3 and md.stdout.startswith("## relocate plan") and "**Blocked**" in md.stdout
+    bad = cli("plan", "-f", str(cfg), "--deadline", "tomorrow-ish")
+    assert bad.exit_code == 2 and "--deadline" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_move_with_a_deadline_it_cannot_meet_stops_in_order_and_resumes(setup: tuple[Path, Path]) -> None:
+    cfg, root = setup
+    run = cli("move", "-f", str(cfg), "--yes", "--deadline", PAST, "--json")
+    assert run.exit_code == 4, run.stderr
+    result = run.json()["result"]
+    assert len(result["left"]) == 1 and result["left"][0].startswith("s3:thumbs/: 5 object(s)")
+    # critical first: the env file and the critical bucket are there, the bulk one is not
+    assert (root / "shared/app.env").exists()
+    assert sorted(p.name for p in (root / "data/uploads/uploads").iterdir()) == ["0", "1", "2"]
+    assert not (root / "data/thumbs").exists() or not any((root / "data/thumbs").rglob("*"))
+    # a later run resumes: only what was left moves, and everything verifies
+    again = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert again.exit_code == 0, again.stderr
+    res = again.json()["result"]
+    assert res["objects_sent"] == 5 and res["objects_skipped"] == 3 and res["left"] == [] and res["verify"]["ok"]
+    assert (root / "data/thumbs/large.bin").stat().st_size == 3 << 20
+
+
+def test_no_input_never_prompts(setup: tuple[Path, Path]) -> None:
+    cfg, root = setup
+    run = cli("--no-input", "move", "-f", str(cfg))
+    assert run.exit_code == 2 and "--yes" in run.stderr
+    assert not (root / "data").exists()
