@@ -88,6 +88,10 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
     refused, exit 6), with an audit line on the target before and after
     (execute/lock.py: names and counts only, never values)."""
     root = config.root
+    # A blocked plan touches nothing on the target: no lock, no audit line (an unwritable
+    # root would otherwise be reported as a held lock, a full disk would get a log file).
+    if plan.blockers:
+        raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
     with TargetLock(conn, root, "move"):
         audit(conn, root, "move-start", target=plan.target, steps=[s.id for s in plan.steps])
         try:
