@@ -1,0 +1,41 @@
+"""Every command `relocate --help` lists is documented in README.md (sqlite-utils style)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from helpers import cli
+from relocate.cli import app
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _commands() -> list[str]:
+    group = typer.main.get_command(app)
+    return sorted(name for name, cmd in group.commands.items() if not cmd.hidden)
+
+
+def test_help_lists_the_commands() -> None:
+    run = cli("--help")
+    assert run.exit_code == 0, run.stderr
+    names = _commands()
+    assert {"init", "plan", "move", "verify"} <= set(names)
+    for name in names:
+        assert re.search(rf"\b{re.escape(name)}\b", run.stdout), f"{name} missing from --help"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    assert README.exists(), "README.md is missing"
+    text = README.read_text(encoding="utf-8")
+    missing = [name for name in _commands() if not re.search(rf"relocate {re.escape(name)}\b", text)]
+    assert not missing, f"README.md does not mention: {', '.join('relocate ' + m for m in missing)}"
+
+
+def test_every_command_has_help() -> None:
+    for name in _commands():
+        run = cli(name, "--help")
+        assert run.exit_code == 0, (name, run.stderr)
+        assert "Usage:" in run.stdout and name in run.stdout
