@@ -164,3 +164,133 @@ def test_postgres_move_verify_rerun_and_replace(tmp_path: Path, sshd: Any, sourc
     # Nothing of relocate's is left on the target: no scratch database, no credential file.
     assert psql(postgres_target, "SELECT count(*) FROM pg_database WHERE datname LIKE '%relocat%';") == "0"
     assert not list(Path(os.path.expanduser(f"~{sshd.user}")).glob(".relocate-db-*"))
+
+
+def small_url(server: Any, db: str = "small") -> str:
+    return f"postgresql://{server.user}@127.0.0.1:{server.port}/{db}"
+
+
+def test_rds_through_a_bastion_streamed_without_local_copy(tmp_path: Path, sshd: Any, sshd2: Any, moto: str,
+                                                           source_pg: Any, postgres_target: Any) -> None:
+    """describe_db_instances names the database (moto, port mapped to the real server); the
+    password comes from Secrets Manager; the source is reached through sshd2 as a bastion."""
+    reset_db(postgres_target, "small_copy")
+    aws_client("rds", moto).create_db_instance(
+        DBInstanceIdentifier="townsquare-db", Engine="postgres", DBInstanceClass="db.t3.micro", AllocatedStorage=20,
+        MasterUsername=source_pg.user, MasterUserPassword="not-the-real-one", DBName="small", Port=source_pg.port)
+    aws_client("secretsmanager", moto).create_secret(
+        Name="townsquare/prod/db", SecretString=json.dumps({"username": "postgres", "password": source_pg.password}))
+    bastion = {"host": sshd2.host, "port": sshd2.port, "user": sshd2.user, "identity_file": str(sshd2.identity_file),
+               "host_key": sshd2.host_key_fingerprint}
+    cfg = db_config(tmp_path, sshd, postgres_target, [{
+        "rds": "townsquare-db", "engine": "postgres", "endpoint": "127.0.0.1",
+        "password_from": "secret:townsquare/prod/db#password", "via": "bastion"}],
+        target_db="small_copy", endpoint=moto, bastions={"bastion": bastion})
+    env = {"TGT_DB_PW": postgres_target.password}
+    moved = cli("move", "-f", str(cfg), "--yes", "--no-local-copy", "--json", env=env)
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    out = moved.json()
+    step = next(s for s in out["plan"]["steps"] if s["kind"] == "databases")
+    assert step["id"] == "db:small" and "small_copy" in step["dest"]
+    assert psql(postgres_target, "SELECT count(*), max(id) FROM items;", "small_copy") == "500|500"
+    rec = latest_manifest(cfg)["components"]["databases"]["db:small"]
+    assert rec["dump"] is None and rec["stats"]["tables"]["public.items"]["rows"] == 500
+    assert not (cfg.parent / "snapshots" / latest_manifest(cfg)["id"] / "databases").exists()
+    # The forwarded connections really went through the bastion.
+    assert "direct-tcpip" in sshd2.log.read_text() or "Connection from" in sshd2.log.read_text()
+    no_secret_in(moved, source_pg.password, postgres_target.password)
+
+
+def test_wrong_source_password_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, sshd: Any, source_pg: Any,
+                                                                     postgres_target: Any) -> None:
+    cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg), "password_from": "env:SRC_DB_PW"}],
+                    target_db="small_wrongpw")
+    run = cli("move", "-f", str(cfg), "--yes", env=env_for(source_pg, postgres_target, SRC_DB_PW="wrong-password-123"))
+    assert run.exit_code == 2
+    assert "login refused" in run.stderr and "password authentication failed" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "wrong-password-123" not in run.stdout + run.stderr
+    assert not (sshd.root / tmp_path.name).exists()
+    assert psql(postgres_target, "SELECT count(*) FROM pg_database WHERE datname LIKE 'small_wrongpw%';") == "0"
+
+
+def test_unreachable_bastion_is_transient_exit_5(tmp_path: Path, sshd: Any, source_pg: Any, postgres_target: Any) -> None:
+    bastion = {"host": "127.0.0.1", "port": free_port(), "user": sshd.user, "identity_file": str(sshd.identity_file),
+               "host_key": sshd.host_key_fingerprint}
+    cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg), "password_from": "env:SRC_DB_PW",
+                                                       "via": "gone"}], target_db="small_nobastion", bastions={"gone": bastion})
+    run = cli("plan", "-f", str(cfg), env=env_for(source_pg, postgres_target))
+    assert run.exit_code == 5 and "cannot reach" in run.stderr and "Traceback" not in run.stderr
+    assert not (sshd.root / tmp_path.name).exists()
+
+
+def test_target_server_down_blocks_with_exit_3(tmp_path: Path, sshd: Any, source_pg: Any, postgres_target: Any) -> None:
+    cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg), "password_from": "env:SRC_DB_PW"}],
+                    target_db="small_down")
+    doc = yaml.safe_load(cfg.read_text())
+    doc["target"]["database"]["url"] = f"postgresql://postgres@127.0.0.1:{free_port()}/small_down"
+    cfg.write_text(yaml.safe_dump(doc))
+    plan = cli("plan", "-f", str(cfg), "--json", env=env_for(source_pg, postgres_target))
+    assert plan.exit_code == 3
+    blockers = plan.json()["blockers"]
+    assert [b["code"] for b in blockers] == ["db-target"] and "unreachable" in blockers[0]["message"]
+    move = cli("move", "-f", str(cfg), "--yes", env=env_for(source_pg, postgres_target))
+    assert move.exit_code == 3 and "Traceback" not in move.stderr
+    # Only the move lock and audit log may appear (execute/lock.py); no database staging.
+    assert not (sshd.root / tmp_path.name / ".relocate" / "db").exists()
+    assert not list((cfg.parent / "snapshots").glob("*/databases"))
+
+
+def test_wrong_target_password_blocks(tmp_path: Path, sshd: Any, source_pg: Any, postgres_target: Any) -> None:
+    cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg), "password_from": "env:SRC_DB_PW"}],
+                    target_db="small_tpw")
+    plan = cli("plan", "-f", str(cfg), "--json", env=env_for(source_pg, postgres_target, TGT_DB_PW="nope-nope"))
+    assert plan.exit_code == 3
+    assert "refused the login" in plan.json()["blockers"][0]["message"]
+
+
+MARIA_SEED = r"""
+CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) CHARACTER SET utf8mb4, note TEXT NULL,
+  photo BLOB NULL, updated INT NOT NULL DEFAULT 0) ENGINE=InnoDB;
+CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL, total DECIMAL(10,2),
+  FOREIGN KEY (customer_id) REFERENCES customers(id)) ENGINE=InnoDB;
+INSERT INTO customers (name, note, photo) VALUES ('Zoë 日本', NULL, UNHEX('00FF10')), ('Ann', 'x', NULL), ('Bob', '', UNHEX('DEADBEEF'));
+INSERT INTO orders (customer_id, total) SELECT 1 + seq % 3, seq / 7 FROM seq_1_to_5000;
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+CREATE TRIGGER customers_touch BEFORE UPDATE ON customers FOR EACH ROW SET NEW.updated = NEW.updated + 1;
+CREATE PROCEDURE order_count(OUT n INT) SELECT COUNT(*) INTO n FROM orders;
+CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM orders WHERE 1 = 0;
+"""
+
+
+def maria(server: Any, sql: str, db: str = "") -> str:
+    r = subprocess.run(["mariadb", f"--defaults-extra-file={server.defaults_file}", "-N", "-B", *([db] if db else [])],
+                       input=sql, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_mariadb_move_verify_and_rerun(tmp_path: Path, sshd: Any, mariadb_server: Any) -> None:
+    maria(mariadb_server, "DROP DATABASE IF EXISTS shop; DROP DATABASE IF EXISTS shop_copy; CREATE DATABASE shop;")
+    maria(mariadb_server, MARIA_SEED, "shop")
+    cfg = db_config(tmp_path, sshd, mariadb_server, [{
+        "url": f"mysql://{mariadb_server.user}@127.0.0.1:{mariadb_server.port}/shop", "engine": "mariadb",
+        "password_from": "env:SRC_DB_PW"}], target_db="shop_copy", engine="mysql")
+    env = env_for(mariadb_server, mariadb_server)
+    moved = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    no_secret_in(moved, mariadb_server.password)
+    assert maria(mariadb_server, "SELECT COUNT(*) FROM orders;", "shop_copy") == "5000"
+    assert maria(mariadb_server, "SELECT HEX(photo) FROM customers WHERE id = 1;", "shop_copy") == "00FF10"
+    assert maria(mariadb_server, "SELECT name FROM customers WHERE id = 1;", "shop_copy") == "Zoë 日本"
+    assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = 'shop_copy';") == "1"
+    assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = 'shop_copy';") == "1"
+    assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.events WHERE event_schema = 'shop_copy';") == "1"
+    rec = latest_manifest(cfg)["components"]["databases"]["db:shop"]
+    assert rec["stats"]["tables"]["orders"]["rows"] == 5000
+    assert mariadb_server.password not in json.dumps(rec)
+    assert cli("verify", "-f", str(cfg), env=env).exit_code == 0
+    again = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
+    maria(mariadb_server, "DELETE FROM orders WHERE id = 5000;", "shop_copy")
+    assert cli("verify", "-f", str(cfg), env=env).exit_code == 4

@@ -82,7 +82,9 @@ def classify(stderr: str) -> str:
 
 
 def last_line(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    # libpq appends "password retrieved from file <our temp path>": noise that names a temp file.
+    lines = [ln.strip() for ln in stderr.strip().splitlines()
+             if ln.strip() and not ln.strip().startswith("password retrieved from file")]
     return lines[-1] if lines else "no message"
 
 
