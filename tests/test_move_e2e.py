@@ -324,7 +324,8 @@ def test_move_without_yes_and_without_a_terminal_refuses(tmp_path: Path, sshd, m
     assert run.exit_code == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     err = [ln for ln in run.stderr.splitlines() if ln.strip()]
-    assert err == ["relocate: error: refusing to move without confirmation: no terminal to ask on (pass --yes)"]
+    assert len(err) == 1 and err[0].startswith("relocate: error: refusing to move without confirmation"), err
+    assert "--yes" in err[0]
     assert not (root / "data").exists()
 
     # the installed entry point, as a real process: plan --json
