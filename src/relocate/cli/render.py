@@ -58,8 +58,10 @@ def plan(console: Console, p: Plan) -> None:
         table.add_column(col, overflow="fold")
     for s in p.steps:
         copy = (f"{s.todo_count} ({human_bytes(s.todo_bytes)})" if s.kind == "s3" else "check" if s.kind == "verify"
-                else f"{s.todo_count} vars" if s.kind == "env" else str(s.todo_count))
-        table.add_row(s.kind, s.source, s.dest, str(s.count), human_bytes(s.bytes) if s.kind == "s3" else "-", copy, _duration(s.est_seconds))
+                else f"{s.todo_count} vars" if s.kind == "env"
+                else (f"{s.todo_count} tables" if s.todo_count else s.detail) if s.kind == "databases" else str(s.todo_count))
+        size = human_bytes(s.bytes) if s.kind in ("s3", "databases") else "-"
+        table.add_row(s.kind, s.source, s.dest, str(s.count), size, copy, _duration(s.est_seconds))
     console.print(table)
     console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {_duration(p.est_seconds)} "
                   f"at {p.estimate_basis}")
