@@ -195,8 +195,10 @@ class Databases(Component):
                                       f"{g.tfacts['message']}"))
             return
         self._judge(ctx, g)
+        self._disk(ctx, g)
 
     def _judge(self, ctx: Context, g: DbGathered) -> None:
+        """Pure: blockers and state from the two sides' facts."""
         f, t = g.facts, g.tfacts
         if t["major"] < f["major"]:
             g.blockers.append(Finding("db-version", f"{g.name}: the target server is {g.target.engine} {t['version']}, "
@@ -219,7 +221,10 @@ class Databases(Component):
             elif diffs:
                 g.warnings.append(Finding("db-replace", f"{g.name}: {g.target.dbname} on the target will be replaced "
                                           f"({len(diffs)} difference(s), e.g. {diffs[0]})"))
-        size = int(f.get("size") or 0)
+
+    def _disk(self, ctx: Context, g: DbGathered) -> None:
+        """The dump must fit here (unless streamed) and, staged, on the target."""
+        size = int(g.facts.get("size") or 0)
         if g.state != "matches":
             if not ctx.flags.get("no_local_copy"):
                 snapdir = ctx.config.snapshot_dir

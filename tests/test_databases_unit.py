@@ -1,0 +1,125 @@
+"""Pure pieces of the databases component: via parsing, credential files, comparison,
+the version/extension/not-empty blockers, and password_from against moto."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import aws_client
+from relocate.components import Context
+from relocate.components.databases import DbGathered, Databases, compare
+from relocate.config import AwsSpec, parse_config
+from relocate.errors import ConfigError, SourceError
+from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line
+from relocate.execute.mysql import count_sql, version_key
+from relocate.execute.pg import create_roles_sql, major
+from relocate.secret import Secret
+from relocate.sources.aws import Aws
+from relocate.sources.rds import DbAddress, parse_url, resolve_password
+from relocate.targets.tunnel import parse_via
+
+
+def test_via_accepts_user_host_port_and_named_bastions() -> None:
+    spec = parse_via("ec2-user@bastion.internal:2222", None)
+    assert (spec.user, spec.host, spec.port) == ("ec2-user", "bastion.internal", 2222)
+    assert parse_via("bastion.example", None).port is None
+    named = parse_via("jump", {"jump": {"host": "10.0.0.5", "port": 22, "user": "ops", "identity_file": None,
+                                        "host_key": "SHA256:x", "known_hosts": None, "jump": None}})
+    assert (named.host, named.host_key) == ("10.0.0.5", "SHA256:x")
+    with pytest.raises(ConfigError, match="not a name under source.bastions"):
+        parse_via("nosuch", {"jump": {"host": "h"}})
+    with pytest.raises(ConfigError, match="port is not a number"):
+        parse_via("u@h:xx", None)
+
+
+def test_credential_files_escape_what_their_formats_need() -> None:
+    assert pgpass_line("a:b\\c") == b"*:*:*:*:a\\:b\\\\c\n"
+    with pytest.raises(ValueError):
+        pgpass_line("two\nlines")
+    cnf = mysql_defaults("app", 'p"w\\', "127.0.0.1", 3306).decode()
+    assert 'password="p\\"w\\\\"' in cnf and "port=3306" in cnf
+
+
+def test_urls_and_password_from_schema() -> None:
+    a = parse_url("postgresql://app@db.internal:6543/townsquare", "x")
+    assert (a.engine, a.host, a.port, a.user, a.dbname, a.password) == ("postgres", "db.internal", 6543, "app", "townsquare", None)
+    assert parse_url("mysql://root:pw@h/shop", "x").password == Secret("pw")
+    with pytest.raises(ConfigError, match="scheme"):
+        parse_url("oracle://h/x", "x")
+    text = ("version: 1\ntarget: {ssh: {host: h}, root: /srv}\nsource:\n  databases:\n"
+            "    - {url: 'postgresql://a@h/d', password_from: 'hunter2'}\n")
+    with pytest.raises(ConfigError, match=r"relocate.yaml:5: source.databases\[0\].password_from: must be secret:"):
+        parse_config(text, Path("relocate.yaml"))
+
+
+def test_compare_names_each_kind_of_difference() -> None:
+    base = {"tables": {"a.t": {"rows": 3, "sample": "x"}, "a.u": {"rows": 1, "sample": "y"}},
+            "sequences": {"a.s": 7}, "large_objects": {"count": 1, "md5": "m"}}
+    assert compare(base, json.loads(json.dumps(base))) == []
+    other = {"tables": {"a.t": {"rows": 4, "sample": "x"}, "a.v": {"rows": 0, "sample": ""}},
+             "sequences": {"a.s": 8}, "large_objects": {"count": 0, "md5": "n"}}
+    diffs = compare(base, other)
+    assert "table a.t: 4 rows, expected 3" in diffs and "table a.u is missing" in diffs
+    assert "table a.v is not in the source" in diffs and any(d.startswith("sequence a.s") for d in diffs)
+    assert any(d.startswith("large objects") for d in diffs)
+    assert compare(base, None) == ["the database is missing"]
+
+
+def test_version_helpers_and_role_sql() -> None:
+    assert major(150018) == 15 and major(90624) == 906
+    assert version_key("10.11.6-MariaDB-0+deb12u1") == 1011 and version_key("8.0.36") == 800
+    sql = create_roles_sql([{"name": 'we"ird', "login": True}, {"name": "ro", "login": False}, {"name": "old", "login": True}], {"old"})
+    assert sql == 'CREATE ROLE "we""ird" LOGIN;\nCREATE ROLE "ro";' and "PASSWORD" not in sql
+    assert "`a``b`" in count_sql(["a`b"]) and "'it''s'" in count_sql(["it's"])
+    assert classify("FATAL:  password authentication failed for user x") == "auth"
+    assert classify("psql: error: connection to server at 127.0.0.1 failed: Connection refused") == "unreachable"
+
+
+def _judged(tmp_path: Path, src: dict[str, Any], dst: dict[str, Any], flags: dict[str, Any] | None = None) -> DbGathered:
+    text = ("version: 1\ntarget: {ssh: {host: h}, root: /srv}\n"
+            f"snapshot: {{dir: {tmp_path}/snap, key_file: {tmp_path}/k}}\n")
+    config = parse_config(text, tmp_path / "relocate.yaml")
+    ctx = Context(config=config, aws=None, conn=None, target_id="t", flags=flags or {})
+    addr = DbAddress("postgres", "h", 5432, "u", "app", Secret("p"))
+    g = DbGathered({}, "app", addr, addr, facts=src, tfacts=dst)
+    Databases()._judge(ctx, g)
+    return g
+
+
+def test_blockers_for_older_target_missing_extensions_and_a_differing_database(tmp_path: Path) -> None:
+    stats = {"tables": {"s.t": {"rows": 1, "sample": "a"}}, "sequences": {}, "large_objects": {}}
+    src = {"major": 15, "version": "15.4", "extensions": ["hstore", "postgis"], "stats": stats, "size": 0}
+    older = {"major": 13, "version": "13.1", "available": ["hstore"], "exists": False}
+    g = _judged(tmp_path, src, older)
+    assert [b.code for b in g.blockers] == ["db-version", "db-extensions"] and "postgis" in g.blockers[1].message
+    differs = {"major": 15, "version": "15.5", "available": ["hstore", "postgis"], "exists": True, "objects": 3,
+               "stats": {**stats, "tables": {"s.t": {"rows": 2, "sample": "b"}}}}
+    g = _judged(tmp_path, src, differs)
+    assert g.state == "differs" and [b.code for b in g.blockers] == ["db-not-empty"]
+    assert "--replace-database app" in g.blockers[0].message
+    g = _judged(tmp_path, src, differs, {"replace_database": ("app",)})
+    assert not g.blockers and [w.code for w in g.warnings] == ["db-replace"]
+    same = {**differs, "stats": stats}
+    assert _judged(tmp_path, src, same).state == "matches"
+
+
+def test_password_from_secrets_manager_ssm_and_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws = Aws(AwsSpec(region="us-east-1", endpoint_url=moto))
+    aws_client("secretsmanager", moto).create_secret(Name="app/db", SecretString=json.dumps({"password": "s3cret"}))
+    aws_client("secretsmanager", moto).create_secret(Name="app/plain", SecretString="plain-pw")
+    aws_client("ssm", moto).put_parameter(Name="/app/db/password", Value="ssm-pw", Type="SecureString")
+    assert resolve_password(aws, "secret:app/db#password", "x").reveal() == "s3cret"
+    assert resolve_password(aws, "secret:app/plain", "x").reveal() == "plain-pw"
+    assert resolve_password(aws, "ssm:/app/db/password", "x").reveal() == "ssm-pw"
+    monkeypatch.setenv("DB_PW_FOR_TEST", "env-pw")
+    assert resolve_password(aws, "env:DB_PW_FOR_TEST", "x").reveal() == "env-pw"
+    with pytest.raises(SourceError, match="has no key 'pass'"):
+        resolve_password(aws, "secret:app/db#pass", "x")
+    with pytest.raises(SourceError, match="not found"):
+        resolve_password(aws, "secret:app/none#password", "x")
+    with pytest.raises(ConfigError, match="not set"):
+        resolve_password(aws, "env:NOPE_NOT_SET_123", "x")
