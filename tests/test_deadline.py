@@ -143,3 +143,14 @@ def test_rates_file_override_and_its_errors(tmp_path: Path) -> None:
             egress.load_rates(good)
     with pytest.raises(ConfigError, match="cannot read"):
         egress.load_rates(tmp_path / "missing.yaml")
+
+
+def test_one_bucket_per_prefix_with_its_own_priority(tmp_path: Path) -> None:
+    from relocate.config import parse_config
+
+    base = ("version: 1\ntarget: {ssh: {host: h}, root: /srv/a}\nsource:\n  s3:\n"
+            "    - {bucket: media, prefix: originals/, to: data/originals, priority: critical}\n")
+    config = parse_config(base + "    - {bucket: media, prefix: thumbs/, to: data/thumbs, priority: bulk}\n", tmp_path / "r.yaml")
+    assert [(b.prefix, b.priority) for b in config.s3] == [("originals/", "critical"), ("thumbs/", "bulk")]
+    with pytest.raises(ConfigError, match="overlapping prefixes"):
+        parse_config(base + "    - {bucket: media, to: data/all, priority: bulk}\n", tmp_path / "r.yaml")

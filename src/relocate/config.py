@@ -298,6 +298,13 @@ def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Co
     bucket_dirs = [b.to for b in s3]
     if len(set(bucket_dirs)) != len(bucket_dirs):
         raise ConfigError(f"{source}: source.s3: two buckets share one `to:` directory; give each its own")
+    # One bucket may be listed per prefix (each with its own priority), but prefixes that
+    # overlap would copy the same objects twice, under two priorities.
+    for i, a in enumerate(s3):
+        for b in s3[i + 1:]:
+            if a.bucket == b.bucket and (a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)):
+                raise ConfigError(f"{source}: source.s3: {a.bucket} is listed with overlapping prefixes "
+                                  f"{a.prefix!r} and {b.prefix!r}; list each part of a bucket once")
     return Config(
         path=path,
         text=text,

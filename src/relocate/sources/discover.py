@@ -42,6 +42,11 @@ class Failure:
     region: str
     error: str
 
+    def __post_init__(self) -> None:
+        # One line, bounded: a server's HTML error page must not flood the report.
+        text = " ".join(self.error.split())
+        self.error = text if len(text) <= 300 else text[:297] + "..."
+
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "region": self.region, "error": self.error}
 
