@@ -16,6 +16,7 @@ import yaml
 import servers
 from helpers import aws_client, cli, make_config
 from relocate.config import load_config
+from relocate.targets import shell
 from relocate.targets.health import http_get
 from relocate.targets.ssh import Connection
 
@@ -146,3 +147,25 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
                 os.killpg(int(pidfile.read_text()), 15)
             except (ProcessLookupError, ValueError):
                 pass
+
+
+def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:
+    from relocate.config import SshSpec
+    from relocate.errors import SafetyError, TargetError
+    from relocate.execute.lock import TargetLock
+
+    spec = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                   host_key=sshd.host_key_fingerprint)
+    with Connection(spec) as conn:
+        try:
+            with TargetLock(conn, "/proc/relocate-no-such-root"):
+                raise AssertionError("a lock under /proc cannot be taken")
+        except SafetyError as exc:
+            raise AssertionError(f"reported as a held lock: {exc}") from None
+        except TargetError as exc:
+            assert "cannot create the lock" in exc.message
+        # and a free root: taken, then released
+        root = str(sshd.root / "lock-ok")
+        with TargetLock(conn, root) as lock:
+            assert conn.run(shell.line(["test", "-d", lock.path]), check=False).status == 0
+        assert conn.run(shell.line(["test", "-d", lock.path]), check=False).status != 0

@@ -27,7 +27,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from relocate.errors import SafetyError
+from relocate.errors import SafetyError, TargetError
 from relocate.targets import shell
 from relocate.targets.ssh import Connection
 
@@ -36,8 +36,10 @@ STATE_DIR = ".relocate"
 # mkdir is the test-and-set; the owner file is written only by the winner.
 _TAKE = r"""
 dir=$1
-mkdir -p -- "$(dirname -- "$dir")"
-if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$2" > "$dir/owner"; echo taken; else cat -- "$dir/owner" 2>/dev/null || echo '{}'; fi
+mkdir -p -- "$(dirname -- "$dir")" 2>/dev/null
+if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$2" > "$dir/owner"; echo taken
+elif [ -d "$dir" ]; then cat -- "$dir/owner" 2>/dev/null || echo '{}'
+else printf 'cannot-create\t'; mkdir -- "$dir" 2>&1 | tail -n 1; fi
 """
 
 
@@ -80,6 +82,9 @@ class TargetLock:
             out = self.conn.run(cmd, body, timeout=60).text().strip()
             if out == "taken":
                 return self
+            if out.startswith("cannot-create"):  # not a lock held: the root is not writable
+                raise TargetError(f"cannot create the lock {self.path} on the target: {out.partition(chr(9))[2] or 'permission denied'}",
+                                  hint="make target.root writable by the login user")
             try:
                 holder = json.loads(out or "{}")
             except ValueError:
