@@ -82,10 +82,10 @@ def aws_env(weed) -> dict[str, str]:
 def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int]:
     """Wall time and peak RSS (KiB, the child and its own children) of one command."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     dt = time.monotonic() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    err = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {argv}\n{err[-2000:]}")
     return dt, usage.ru_maxrss
@@ -266,7 +266,7 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         [py, me, "--leg", "sshwrite", "--src", str(out), "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
          "--identity", str(sshd.identity_file), "--host-key", sshd.host_key_fingerprint, "--root", str(dest_root),
          "--transfers", str(args.transfers), "--lanes", str(args.lanes)])
-    got = subprocess.run([*ssh, "sh", "-c", f"cd {dest_root}/data && find . -type f | wc -l"], capture_output=True, text=True).stdout
+    got = subprocess.run([*ssh, f"cd {dest_root}/data && find . -type f | wc -l"], capture_output=True, text=True).stdout
     if int(got.strip() or 0) != len(spec):
         raise SystemExit(f"relocate's SSH write left {got.strip()} files, expected {len(spec)}")
     drop(out)

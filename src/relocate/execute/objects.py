@@ -306,8 +306,9 @@ class BucketPusher:
                 conn = lane.connect()
                 done = self._push(lane, conn, stage, batch, sent)
                 self._check_staged(conn, done, posixpath.join(stage, self.dest), sent[0])
-                self._promote(conn, stage)
                 with self._commit_lock:
+                    # Serialised: two `cp -R` creating the same directory race ("File exists").
+                    self._promote(conn, stage)
                     commit(done)
                     self.on_progress(len(done), 0)
                 return

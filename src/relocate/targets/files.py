@@ -17,9 +17,16 @@ cd "$1" && find . -type f -printf '%s\t%P\0'
 """
 
 # sha256sum -z: NUL-terminated records with names unescaped; two workers use both cores.
+# Each worker writes its own file: two sha256sum writing into one pipe interleave
+# their 4 KiB stdio blocks mid-record (seen as "missing"/"differing" files in verify).
 _HASH = r"""
 [ -d "$1" ] || exit 0
-cd "$1" && find . -type f -print0 | xargs -0 -r -P 2 -n 512 sha256sum -z --
+cd "$1" || exit 1
+t=$(mktemp -d) || exit 1
+trap 'rm -rf "$t"' EXIT
+find . -type f -print0 | xargs -0 -r -P 2 -n 512 sh -c 'exec sha256sum -z -- "$@" > "$0.$$"' "$t/h" || exit 1
+for f in "$t"/h.*; do [ -e "$f" ] && cat "$f"; done
+exit 0
 """
 
 
