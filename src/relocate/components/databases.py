@@ -176,24 +176,27 @@ class Databases(Component):
             g.blockers.append(Finding("db-tools", f"{g.name}: {', '.join(missing_here)} not found on this machine "
                                       f"(install the {g.source.engine} client tools)"))
             return
+        what = f"source.databases[{index}] ({g.name})"
         with reach(ctx, g.item, g.source) as here:
-            g.facts = eng.probe_source(here, f"source.databases[{index}] ({g.name})")
-        tool = eng.dump_tool_major()
-        if g.source.engine == "postgres" and tool is not None and tool < g.facts["major"]:
-            g.blockers.append(Finding("db-tools", f"{g.name}: the local pg_dump is version {tool}, older than the "
-                                      f"source server ({g.facts['version']}); install pg_dump {g.facts['major']} or newer"))
-        missing_there = _target_tools(ctx, eng.TARGET_TOOLS)
-        if missing_there:
-            g.blockers.append(Finding("db-tools", f"{g.name}: the target lacks {', '.join(missing_there)} "
-                                      f"(install the {g.target.engine} client there)"))
-            return
-        g.tfacts = eng.probe_target(ctx.conn, g.target)
-        if "error" in g.tfacts:
-            g.state = "unreachable"
-            what = "refused the login" if g.tfacts["error"] == "auth" else "is unreachable"
-            g.blockers.append(Finding("db-target", f"{g.name}: the target database server {g.target.label()} {what}: "
-                                      f"{g.tfacts['message']}"))
-            return
+            g.facts = eng.probe_source(here, what)
+            tool = eng.dump_tool_major()
+            if g.source.engine == "postgres" and tool is not None and tool < g.facts["major"]:
+                g.blockers.append(Finding("db-tools", f"{g.name}: the local pg_dump is version {tool}, older than the "
+                                          f"source server ({g.facts['version']}); install pg_dump {g.facts['major']} or newer"))
+            missing_there = _target_tools(ctx, eng.TARGET_TOOLS)
+            if missing_there:
+                g.blockers.append(Finding("db-tools", f"{g.name}: the target lacks {', '.join(missing_there)} "
+                                          f"(install the {g.target.engine} client there)"))
+                return
+            g.tfacts = eng.probe_target(ctx.conn, g.target)
+            if "error" in g.tfacts:
+                g.state = "unreachable"
+                how = "refused the login" if g.tfacts["error"] == "auth" else "is unreachable"
+                g.blockers.append(Finding("db-target", f"{g.name}: the target database server {g.target.label()} {how}: "
+                                          f"{g.tfacts['message']}"))
+                return
+            if g.tfacts.get("objects"):  # something to compare with: only then read every source row
+                g.facts["stats"] = eng.source_stats(here, what)
         self._judge(ctx, g)
         self._disk(ctx, g)
 

@@ -134,9 +134,14 @@ def probe_source(src: DbAddress, what: str) -> dict[str, Any]:
     local = LocalMy(src, what)
     with _local(src) as local.defaults:
         version, size, tables = _rows(local.query(FACTS_SQL))[0]
-        stats = _stats(local.query)
     return {"version": version, "major": version_key(version), "size": int(size), "tables": int(tables),
-            "extensions": [], "roles": [], "owner": "", "encoding": "utf8mb4", "stats": stats}
+            "extensions": [], "roles": [], "owner": "", "encoding": "utf8mb4"}
+
+
+def source_stats(src: DbAddress, what: str) -> dict[str, Any]:
+    local = LocalMy(src, what)
+    with _local(src) as local.defaults:
+        return _stats(local.query)
 
 
 def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:

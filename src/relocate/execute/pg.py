@@ -10,10 +10,10 @@ Statistics (recorded in the manifest at dump time, compared by verify):
 - every sequence's last_value (NULL when never called), identity columns included,
 - large objects: count and an md5 over their md5s in OID order (pg_restore keeps OIDs),
 - a sample-row checksum per table: rows are numbered in primary-key order (the
-  whole row when there is no primary key), compared as text in the "C" collation so
-  both servers agree regardless of locale; the sample is the first 100, the last
-  100, and every k-th row with k = max(1, rows // 1000), i.e. about 1,200 rows a
-  table. The checksum is md5 over those rows' text form, joined by newlines, in
+  whole row's text when there is no primary key; keys with a collation, e.g. text,
+  compare as text in the "C" collation so both servers agree whatever their
+  locale); the sample is the first 100, the last 100, and every k-th row with
+  k = max(1, rows // 1000), i.e. about 1,200 rows a table. The checksum is md5 over those rows' text form, joined by newlines, in
   that order, with bytea_output, DateStyle, TimeZone and float digits fixed.
 The source's statistics are computed inside the very snapshot pg_dump uses
 (pg_export_snapshot + pg_dump --snapshot), so they describe exactly the dump.
@@ -49,7 +49,10 @@ _USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nsp
 STATS_SQL = _SESSION + r"""
 WITH t AS (
   SELECT c.oid, n.nspname AS s, c.relname AS r,
-    (SELECT 'ROW(' || string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) || ')'
+    -- Primary-key order: the key's own order (an index scan, no sort) when no key column
+    -- has a collation; else its text in the "C" collation, which every server agrees on.
+    (SELECT CASE WHEN bool_and(a.attcollation = 0) THEN string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
+                 ELSE '(ROW(' || string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) || ')::text) COLLATE "C"' END
        FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
       WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
@@ -58,10 +61,11 @@ WITH t AS (
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ), counted AS (
   SELECT t.s, t.r, x FROM t CROSS JOIN LATERAL query_to_xml(format(
-    'SELECT count(*) AS n, string_agg(q.x::text, E''\n'' ORDER BY q.rn)
-            FILTER (WHERE q.rn <= 100 OR q.rn > q.c - 100 OR q.rn %% greatest(1, q.c / 1000) = 0) AS h
-       FROM (SELECT x, row_number() OVER (ORDER BY (%s)::text COLLATE "C") AS rn, count(*) OVER () AS c
-               FROM %I.%I x) q', coalesce(t.pk, 'x'), t.s, t.r), false, true, '') AS x
+    'SELECT c.n, s.h FROM (SELECT count(*) AS n FROM %I.%I) c CROSS JOIN LATERAL (
+       SELECT string_agg(q.x::text, E''\n'' ORDER BY q.rn)
+              FILTER (WHERE q.rn <= 100 OR q.rn > c.n - 100 OR q.rn %% greatest(1, c.n / 1000) = 0) AS h
+         FROM (SELECT x, row_number() OVER (ORDER BY %s) AS rn FROM %I.%I x) q) s',
+    t.s, t.r, coalesce(t.pk, 'x::text COLLATE "C"'), t.s, t.r), false, true, '') AS x
 )
 SELECT json_build_object(
   'tables', coalesce((SELECT json_object_agg(s || '.' || r, json_build_object(
@@ -298,14 +302,21 @@ TARGET_TOOLS = ("psql", "pg_restore")
 
 
 def probe_source(src: DbAddress, what: str) -> dict[str, Any]:
-    """Read-only: version, size, tables, extensions, owner, roles, and today's statistics."""
+    """Read-only: version, size, tables, extensions, owner, roles."""
     local = LocalPg(src, what)
     with local.session():
         facts = local.json(SOURCE_FACTS_SQL)
         facts["roles"] = local.json(ROLES_SQL)
-        facts["stats"] = local.json(STATS_SQL)
     facts["major"] = major(facts["version_num"])
     return facts
+
+
+def source_stats(src: DbAddress, what: str) -> dict[str, Any]:
+    """Today's statistics (a full pass over every table): only asked for when the target
+    already holds a non-empty database to compare with."""
+    local = LocalPg(src, what)
+    with local.session():
+        return json.loads(local.query(STATS_SQL).splitlines()[-1])
 
 
 def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Database move benchmark (issue 3): relocate vs hand-written pg_dump/pg_restore pipelines.
+
+Starts two PostgreSQL 15 clusters (source, target) and an sshd (tests/servers.py), fills
+the source with ~1 GiB x SCALE of rows in four tables, then times, in the same run, each
+restoring into a fresh target database:
+
+  peer A   pg_dump -Fc | ssh target pg_restore                 (one stream, no parallelism)
+  peer B   pg_dump -Fd -j N ; tar c | ssh tar x ; ssh pg_restore -j N -Fd   (parallel)
+  relocate move --no-local-copy   (custom format streamed, + stats + verify)
+  relocate move                   (directory format -j N kept in the snapshot, + stats + verify)
+
+and prints the times and the ratios relocate / best peer. relocate's times include
+what the peers do not do: per-table exact counts, sample checksums, the check of the
+restored copy, and the final verify.
+
+    python bench/bench_db.py --scale 0.05     # ~50 MiB, quick
+    python bench/bench_db.py                  # ~1 GiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import servers  # noqa: E402
+import yaml  # noqa: E402
+
+ROWS_PER_GIB = 4_000_000  # ~270 bytes a row on disk with the text below
+
+
+def psql(pg: servers.Postgres, sql: str, db: str = "postgres") -> str:
+    r = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"], input=sql, text=True,
+                       capture_output=True, env={**pg.env(), "PGDATABASE": db})
+    if r.returncode != 0:
+        raise SystemExit(f"psql failed: {r.stderr}")
+    return r.stdout.strip()
+
+
+def fill(pg: servers.Postgres, rows: int) -> int:
+    psql(pg, "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench;")
+    per = rows // 4
+    for t in range(4):
+        psql(pg, f"""CREATE TABLE t{t} (id bigint PRIMARY KEY, a text, b text, n numeric, at timestamptz);
+INSERT INTO t{t} SELECT g, md5(g::text) || md5((g * {t + 3})::text), repeat(md5((g + {t})::text), 4),
+  g * 1.5, '2021-01-10'::timestamptz + g * interval '1 second' FROM generate_series(1, {per}) g;""", "bench")
+    return int(psql(pg, "SELECT pg_database_size('bench');"))
+
+
+def fresh_target(tgt: servers.Postgres, name: str) -> None:
+    psql(tgt, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE); CREATE DATABASE "{name}";')
+
+
+def timed(label: str, argv: list[str] | str, env: dict[str, str] | None = None, shell: bool = False) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(argv, env=env, shell=shell, capture_output=True, text=True)
+    took = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{label} failed ({r.returncode}): {r.stderr[-2000:]} {r.stdout[-2000:]}")
+    print(f"  {label:<44} {took:7.1f} s", flush=True)
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of ~1 GiB")
+    ap.add_argument("--jobs", type=int, default=4)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-db-"))
+    src = servers.start_postgres(work / "src")
+    tgt = servers.start_postgres(work / "tgt")
+    sshd = servers.start_sshd(work / "sshd")
+    try:
+        size = fill(src, int(ROWS_PER_GIB * args.scale))
+        print(f"source database: {size / 2**20:.0f} MiB, jobs {args.jobs}", flush=True)
+        known = work / "known_hosts"
+        known.write_text(sshd.known_hosts_line() + "\n")
+        ssh = ["ssh", "-i", str(sshd.identity_file), "-p", str(sshd.port), "-o", f"UserKnownHostsFile={known}",
+               "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"{sshd.user}@{sshd.host}"]
+        # The peers' target password: a 0600 pgpass in the login user's home, like relocate's.
+        subprocess.run([*ssh, "umask 077; cat > .bench.pgpass"], input=f"*:*:*:*:{tgt.password}\n", text=True, check=True)
+        remote_env = f"PGPASSFILE=.bench.pgpass PGHOST=127.0.0.1 PGPORT={tgt.port} PGUSER={tgt.user}"
+        local_env = {**src.env(), "PGDATABASE": "bench"}
+        results: dict[str, float] = {}
+
+        fresh_target(tgt, "peer_a")
+        results["peer A: pg_dump -Fc | ssh pg_restore"] = timed(
+            "peer A: pg_dump -Fc | ssh pg_restore",
+            f"pg_dump -Fc bench | {' '.join(ssh)} '{remote_env} pg_restore -d peer_a'", env=local_env, shell=True)
+
+        fresh_target(tgt, "peer_b")
+        dump = work / "peer_b.dir"
+        remote_dir = str(sshd.root / "peer_b.dir")
+        b = timed("peer B1: pg_dump -Fd -j", ["pg_dump", "-Fd", "-j", str(args.jobs), "-f", str(dump), "bench"], env=local_env)
+        b += timed("peer B2: tar | ssh tar x", f"tar -c -C {dump} . | {' '.join(ssh)} 'mkdir -p {remote_dir} && tar -x -C {remote_dir}'", shell=True)
+        b += timed("peer B3: ssh pg_restore -j -Fd", [*ssh, f"{remote_env} pg_restore -j {args.jobs} -d peer_b -Fd {remote_dir}"])
+        results["peer B: dump -Fd -j, tar|ssh, restore -j"] = b
+        print(f"  {'peer B total':<44} {b:7.1f} s")
+
+        for label, extra, db in (("relocate move --no-local-copy", ["--no-local-copy"], "reloc_stream"),
+                                 ("relocate move (dump kept, -j)", [], "reloc_dir")):
+            cfgdir = work / db
+            cfgdir.mkdir()
+            doc = {"version": 1, "app": {"name": "bench"},
+                   "source": {"aws": {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:1"},
+                              "databases": [{"url": f"postgresql://{src.user}@127.0.0.1:{src.port}/bench",
+                                             "password_from": "env:SRC_PW", "jobs": args.jobs}]},
+                   "target": {"ssh": {"host": sshd.host, "port": sshd.port, "user": sshd.user,
+                                      "identity_file": str(sshd.identity_file), "host_key": sshd.host_key_fingerprint,
+                                      "known_hosts": str(known)},
+                              "root": str(sshd.root / db),
+                              "database": {"url": f"postgresql://{tgt.user}@127.0.0.1:{tgt.port}/{db}",
+                                           "password_from": "env:TGT_PW"}},
+                   "snapshot": {"dir": str(cfgdir / "snapshots"), "key_file": str(cfgdir / "age.key")}}
+            (cfgdir / "relocate.yaml").write_text(yaml.safe_dump(doc))
+            env = {**os.environ, "SRC_PW": src.password, "TGT_PW": tgt.password, "HOME": str(cfgdir),
+                   "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+            results[label] = timed(label, [sys.executable, "-m", "relocate", "move", "-f", str(cfgdir / "relocate.yaml"),
+                                           "--yes", *extra], env=env)
+
+        for db in ("peer_a", "peer_b", "reloc_stream", "reloc_dir"):
+            n = psql(tgt, "SELECT sum(c) FROM (SELECT count(*) c FROM t0 UNION ALL SELECT count(*) FROM t1 "
+                          "UNION ALL SELECT count(*) FROM t2 UNION ALL SELECT count(*) FROM t3) x;", db)
+            print(f"  rows in target {db}: {n}")
+        best = min(v for k, v in results.items() if k.startswith("peer"))
+        print("ratios (relocate / best peer, lower is better; goal <= 1.1):")
+        for k, v in results.items():
+            if k.startswith("relocate"):
+                print(f"  {k:<44} {v / best:5.2f}x")
+    finally:
+        sshd.stop()
+        tgt.stop()
+        src.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
