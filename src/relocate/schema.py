@@ -3,11 +3,17 @@
 Why not jsonschema/pydantic: users need `relocate.yaml:12: target.ssh.port: must be an
 integer` with the nearest valid key for typos, and `${ENV}` interpolation on scalars;
 walking PyYAML's node tree (which carries line marks) does both in ~150 lines.
+
+One walker serves two callers: relocate.yaml stops at the first error (Ctx default),
+while profile lint collects every error in a file (Ctx(collect=True)): a wrong value is
+recorded and becomes None in its mapping (dropped from a list), and the walk goes on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,17 +24,62 @@ import yaml
 from relocate.errors import ConfigError
 
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+class Invalid(Exception):
+    """Collect mode: the error is recorded; the enclosing Map/List/Dict drops the value and goes on."""
 
 
 @dataclass
 class Ctx:
     source: str  # file name shown in errors
     env: dict[str, str] | None = None  # None: no interpolation (e.g. profiles)
+    collect: bool = False  # True: record every error in `errors` instead of raising the first
+    errors: list[str] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # path -> line, for checks made after the walk
 
-    def fail(self, node: yaml.Node | None, path: str, msg: str) -> ConfigError:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        where = f" {path}:" if path else ""
-        return ConfigError(f"{self.source}{line}:{where} {msg}")
+    def fail(self, node: yaml.Node | None, path: str | None, msg: str) -> Exception:
+        """The exception to raise for a wrong value: the ConfigError, or (collecting) Invalid once recorded."""
+        line = node.start_mark.line + 1 if node is not None else None
+        return self.fail_at(line, path, msg)
+
+    def fail_at(self, line: int | None, path: str | None, msg: str) -> Exception:
+        """`path` "" is the whole document, shown as (top level); None shows no path."""
+        where = f" {path or '(top level)'}:" if path is not None else ""
+        error = ConfigError(f"{self.source}{f':{line}' if line else ''}:{where} {msg}")
+        if not self.collect:
+            return error
+        self.errors.append(error.message)
+        return Invalid()
+
+    def report(self, node: yaml.Node | None, path: str, msg: str) -> None:
+        """An error that need not stop the walk (collecting): an unknown key, a missing one."""
+        if not isinstance(exc := self.fail(node, path, msg), Invalid):
+            raise exc
+
+    def report_path(self, path: str, msg: str) -> None:
+        """An error found after the walk (a cross-reference), at the line the walk saw for `path`."""
+        if not isinstance(exc := self.fail_at(self.lines.get(path), path, msg), Invalid):
+            raise exc
+
+
+def join(path: str, key: str | int) -> str:
+    """`categories.spam`, `documents[2]`; an odd key is quoted so an error stays on one line."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not _PLAIN_KEY.fullmatch(key):
+        return f"{path}[{key[:40]!r}]"
+    return f"{path}.{key}" if path else key
+
+
+def _got(value: str) -> str:
+    return repr(" ".join(value.split())[:200])
+
+
+def _child(spec: Spec, node: yaml.Node, path: str, ctx: Ctx, line_node: yaml.Node | None = None) -> Any:
+    ctx.lines.setdefault(path, (line_node or node).start_mark.line + 1)
+    return spec.load(node, path, ctx)
 
 
 class Spec:
@@ -70,13 +121,13 @@ class Str(Spec):
             "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
         ) and not node.style:
             raise ctx.fail(node, path, "must be a string (quote it)")
-        value = _scalar(node, path, ctx, "a string")
-        if self.nonempty and value == "":
+        value = "" if _is_null(node) else _scalar(node, path, ctx, "a string")
+        if self.nonempty and not value.strip():
             raise ctx.fail(node, path, "must not be empty")
         if self.choices and value not in self.choices:
             near = difflib.get_close_matches(value, self.choices, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ctx.fail(node, path, f"must be one of {', '.join(self.choices)}{hint}")
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ctx.fail(node, path, f"must be one of {', '.join(self.choices)} (got {_got(value)}{hint})")
         if self.check and (err := self.check(value)):
             raise ctx.fail(node, path, err)
         return value
@@ -113,19 +164,52 @@ class Float(Spec):
             value = float(raw)
         except ValueError:
             raise ctx.fail(node, path, "must be a number") from None
+        if not math.isfinite(value):
+            raise ctx.fail(node, path, "must be a finite number")
         if self.min is not None and value < self.min:
             raise ctx.fail(node, path, f"must be at least {self.min}")
         return value
 
 
+@dataclass
 class Bool(Spec):
+    nullable: bool = False  # null is a value of its own (e.g. "the terms do not say")
+
     _MAP = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
     def load(self, node, path, ctx):
-        raw = _scalar(node, path, ctx, "true or false").lower()
+        if self.nullable and _is_null(node):
+            return None
+        what = "true or false or null" if self.nullable else "true or false"
+        raw = _scalar(node, path, ctx, what).lower()
         if raw not in self._MAP:
-            raise ctx.fail(node, path, "must be true or false")
+            raise ctx.fail(node, path, f"must be {what}")
         return self._MAP[raw]
+
+
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+@dataclass
+class Date(Spec):
+    """A date YYYY-MM-DD (a dt.date); partial: as precise as the source allows, YYYY[-MM[-DD]] (a str)."""
+
+    partial: bool = False
+
+    def load(self, node, path, ctx):
+        raw = _scalar(node, path, ctx, "a date").strip()
+        what = "a date YYYY, YYYY-MM or YYYY-MM-DD" if self.partial else "a date YYYY-MM-DD"
+        try:
+            day = dt.date.fromisoformat(raw[:10]) if len(raw) >= 10 else None
+            if len(raw) > 10:
+                dt.datetime.fromisoformat(raw)  # a timestamp: the date part counts
+        except ValueError:
+            raise ctx.fail(node, path, f"must be {what} (got {_got(raw)})") from None
+        if day is not None:
+            return day.isoformat() if self.partial else day
+        if self.partial and _DATE.match(raw) and (len(raw) == 4 or 1 <= int(raw[5:]) <= 12):
+            return raw
+        raise ctx.fail(node, path, f"must be {what} (got {_got(raw)})")
 
 
 @dataclass
@@ -165,7 +249,13 @@ class List(Spec):
             raise ctx.fail(node, path, "must be a list")
         if len(items) < self.min_items:
             raise ctx.fail(node, path, f"must have at least {self.min_items} item(s)")
-        return [self.item.load(n, f"{path}[{i}]", ctx) for i, n in enumerate(items)]
+        out = []
+        for i, n in enumerate(items):
+            try:
+                out.append(_child(self.item, n, join(path, i), ctx))
+            except Invalid:
+                pass
+        return out
 
 
 @dataclass
@@ -173,6 +263,7 @@ class Dict(Spec):
     """A free mapping of string keys to one kind of value (e.g. app.dependencies)."""
 
     value: Spec
+    key_check: Callable[[str], str | None] | None = None  # returns an error message or None
 
     def load(self, node, path, ctx):
         if _is_null(node):
@@ -181,8 +272,13 @@ class Dict(Spec):
             raise ctx.fail(node, path, "must be a mapping")
         out: dict[str, Any] = {}
         for k, v in node.value:
-            key = _scalar(k, path, ctx, "a string key")
-            out[key] = self.value.load(v, f"{path}.{key}" if path else key, ctx)
+            try:
+                key = _scalar(k, path, ctx, "a string key")
+                if self.key_check and (err := self.key_check(key)):
+                    raise ctx.fail(k, join(path, key), err)
+                out[key] = _child(self.value, v, join(path, key), ctx, line_node=k)
+            except Invalid:
+                pass
         return out
 
 
@@ -204,11 +300,13 @@ class Map(Spec):
         seen: set[str] = set()
         for knode, vnode in node_items:
             key = knode.value if isinstance(knode, yaml.ScalarNode) else None
-            sub = f"{path}.{key}" if path else str(key)
             if key is None:
-                raise ctx.fail(knode, path, "keys must be strings")
+                ctx.report(knode, path, "keys must be strings")
+                continue
+            sub = join(path, key)
             if key in seen:
-                raise ctx.fail(knode, sub, "is given twice")
+                ctx.report(knode, sub, "is given twice")
+                continue
             seen.add(key)
             if key.startswith("x-"):
                 continue  # free for users
@@ -216,43 +314,68 @@ class Map(Spec):
             if spec is None:
                 near = difflib.get_close_matches(key, list(self.fields), n=1, cutoff=0.6)
                 hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(self.fields)}"
-                raise ctx.fail(knode, sub, f"unknown key ({hint})")
-            out[key] = spec.load(vnode, sub, ctx)
+                ctx.report(knode, sub, f"unknown key ({hint})")
+                continue
+            try:
+                out[key] = _child(spec, vnode, sub, ctx, line_node=knode)
+            except Invalid:
+                out[key] = None
         for key in self.required:
             if key not in out:
-                sub = f"{path}.{key}" if path else key
-                raise ctx.fail(node if node_items else None, sub, f"is required ({self.fields[key].describe()})")
+                self.missing(node if node_items else None, path, key, ctx)
         if self.one_of and sum(k in out for k in self.one_of) != 1:
-            raise ctx.fail(node, path, f"needs exactly one of: {', '.join(self.one_of)}")
+            ctx.report(node, path, f"needs exactly one of: {', '.join(self.one_of)}")
         for key, default in self.defaults.items():
             out.setdefault(key, default() if callable(default) else default)
         for key in self.fields:
             out.setdefault(key, None)
         return out
 
+    def missing(self, node: yaml.Node | None, path: str, key: str, ctx: Ctx) -> None:
+        ctx.report(node, join(path, key), f"is required ({self.fields[key].describe()})")
+
     def describe(self):
         return "a mapping"
 
 
-def compose(text: str, source: str) -> yaml.Node | None:
-    """Parse YAML safely (SafeLoader semantics) into a node tree with line marks."""
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:200]
+
+
+def compose(text: str | bytes, source: str) -> yaml.Node | None:
+    """Parse YAML safely (SafeLoader semantics) into a node tree with line marks.
+
+    Hostile input (any bytes, absurd nesting) gives a one-line ConfigError naming the file.
+    Nothing is constructed, so aliases are shared nodes and the specs walk only as deep as they go.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{line}: invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    except (ValueError, RecursionError) as exc:  # e.g. bad unicode escapes, absurd nesting
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{source}{line}: invalid YAML: {_one_line(exc.problem or exc.context)}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # e.g. bad unicode escapes, absurd nesting
+        raise ConfigError(f"{source}: invalid YAML: {_one_line(exc) or type(exc).__name__}") from None
+
+
+def load_node(node: yaml.Node | None, spec: Spec, ctx: Ctx) -> Any:
+    """Walk a composed document; collecting, a wrong root gives None (see ctx.errors)."""
+    try:
+        if node is None:
+            raise ctx.fail(None, None, "the file is empty")
+        return _child(spec, node, "", ctx)
+    except Invalid:
+        return None
 
 
 def load_document(text: str, spec: Spec, source: str, env: dict[str, str] | None = None) -> Any:
-    node = compose(text, source)
-    if node is None:
-        raise ConfigError(f"{source}: the file is empty")
-    return spec.load(node, "", Ctx(source=source, env=env if env is not None else None))
+    return load_node(compose(text, source), spec, Ctx(source=source, env=env if env is not None else None))
 
 
 def environ() -> dict[str, str]:
