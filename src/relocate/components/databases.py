@@ -121,15 +121,20 @@ def resolve_source(ctx: Context, item: dict[str, Any], index: int) -> DbAddress:
     return DbAddress(addr.engine, host, port, user, dbname, password, addr.version, addr.allocated_bytes)
 
 
-def resolve_target(ctx: Context, source: DbAddress, several: bool) -> DbAddress:
+def target_address(ctx: Context, dbname: str | None = None, user: str = "") -> DbAddress:
+    """target.database with its password resolved; `dbname` overrides the URL's database."""
     spec = _target_spec(ctx.config)
     addr = parse_url(spec["url"], "target.database.url", spec.get("engine"))
+    password = resolve_password(ctx.aws, spec["password_from"], "target.database") if spec.get("password_from") else addr.password
+    return DbAddress(addr.engine, addr.host, addr.port, addr.user or user, dbname or addr.dbname, password or Secret(""))
+
+
+def resolve_target(ctx: Context, source: DbAddress, several: bool) -> DbAddress:
+    addr = target_address(ctx, user=source.user)
     if (addr.engine == "postgres") != (source.engine == "postgres"):
         raise ConfigError(f"target.database is {addr.engine}, but {source.dbname} is {source.engine}: "
                           "relocate does not convert between PostgreSQL and MySQL")
-    password = resolve_password(ctx.aws, spec["password_from"], "target.database") if spec.get("password_from") else addr.password
-    dbname = source.dbname if several or not addr.dbname else addr.dbname
-    return DbAddress(addr.engine, addr.host, addr.port, addr.user or source.user, dbname, password or Secret(""))
+    return target_address(ctx, source.dbname if several or not addr.dbname else addr.dbname, source.user)
 
 
 @contextmanager
@@ -287,11 +292,7 @@ class Databases(Component):
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
         checks: list[Check] = []
         for sid, rec in manifest.items():
-            spec = _target_spec(ctx.config)
-            addr = parse_url(spec["url"], "target.database.url", spec.get("engine"))
-            password = (resolve_password(ctx.aws, spec["password_from"], "target.database")
-                        if spec.get("password_from") else addr.password)
-            dst = DbAddress(addr.engine, addr.host, addr.port, addr.user, rec["target_db"], password or Secret(""))
+            dst = target_address(ctx, rec["target_db"])
             got = _engine_of(rec["engine"]).target_stats(ctx.conn, dst)
             diffs = compare(rec["stats"], got)
             tables = len(rec["stats"].get("tables") or {})
