@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from relocate.components import Check, Component, Context
 
 from relocate.snapshot import crypto
+from relocate.snapshot.journal import Journal
 from relocate.snapshot.store import Snapshot
 from relocate.targets import files
 from relocate.targets.ssh import Connection
@@ -37,7 +38,9 @@ class VerifyReport:
                 "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks]}
 
 
-def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport) -> None:
+def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport) -> dict[str, list[str]]:
+    """Compare hashes; returns {bucket: keys missing or differing} for the journal."""
+    bad: dict[str, list[str]] = {}
     for bucket in manifest.get("buckets", []):
         dest = bucket["to"]
         on_target = files.hash_tree(conn, posixpath.join(root, dest))
@@ -50,6 +53,23 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
                 report.differing.append(obj["path"])
             else:
                 report.matched += 1
+                continue
+            bad.setdefault(bucket["bucket"], []).append(obj["key"])
+    return bad
+
+
+def forget_bad(snap: Snapshot, manifest: dict[str, Any], bad: dict[str, list[str]]) -> None:
+    """A file verify found missing or damaged leaves the journal, so the next `move`
+    sends it again instead of trusting journal + size (issue 6: a flipped byte keeps
+    the size). The journal sits beside the snapshots (execute/gather.journal_for)."""
+    if not bad or not manifest.get("target"):
+        return
+    journal = Journal(snap.path.parent / "journal.sqlite")
+    try:
+        for bucket, keys in bad.items():
+            journal.forget(manifest["target"], bucket, keys)
+    finally:
+        journal.close()
 
 
 def verify_env(conn: Connection, root: str, snap: Snapshot, manifest: dict[str, Any], identity, report: VerifyReport) -> None:
@@ -74,7 +94,7 @@ def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity, *,
                     components: Sequence[Component] = (), ctx: Context | None = None) -> VerifyReport:
     manifest = snap.manifest()
     report = VerifyReport()
-    verify_objects(conn, root, manifest, report)
+    forget_bad(snap, manifest, verify_objects(conn, root, manifest, report))
     verify_env(conn, root, snap, manifest, identity, report)
     if ctx is not None:
         ctx.identity = identity

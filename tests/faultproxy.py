@@ -1,0 +1,106 @@
+"""A small fault-injecting TCP proxy between relocate and sshd (this kernel has no netem).
+
+Each accepted connection is numbered; a rule decides what happens to it once the
+client has sent `after` bytes upstream:
+  - "reset": both sockets closed with SO_LINGER 0 (the peer sees ECONNRESET),
+  - "stall": forwarding stops in both directions, sockets stay open (a dead link
+    that keepalives do not notice),
+  - "pass": nothing.
+Rules apply to the connections whose number is in `which` (None: every connection).
+Only small control connections stay under `after`, so bulk lanes are the ones hit.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Rule:
+    action: str = "pass"  # pass | reset | stall
+    after: int = 0  # upstream bytes before the fault
+    which: set[int] | None = None  # connection numbers (0-based), None = all
+
+    def applies(self, number: int) -> bool:
+        return self.action != "pass" and (self.which is None or number in self.which)
+
+
+@dataclass
+class FaultProxy:
+    upstream: tuple[str, int]
+    rule: Rule = field(default_factory=Rule)
+    host: str = "127.0.0.1"
+    port: int = 0
+    faults: int = 0  # how many connections were hit
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self._srv = socket.socket()
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind((self.host, 0))
+        self._srv.listen(64)
+        self.port = self._srv.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._srv.accept()
+            except OSError:
+                return
+            with self._lock:
+                number = self.connections
+                self.connections += 1
+            try:
+                up = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            self._socks += [client, up]
+            threading.Thread(target=self._pump, args=(number, client, up), daemon=True).start()
+
+    def _pump(self, number: int, client: socket.socket, up: socket.socket) -> None:
+        sent = 0
+        rule = self.rule
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([client, up], [], [], 0.5)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if s is client:
+                        sent += len(data)
+                        if rule.applies(number) and sent >= rule.after:
+                            with self._lock:
+                                self.faults += 1
+                            if rule.action == "reset":
+                                for x in (client, up):
+                                    x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                                return
+                            self._stop.wait()  # stall: hold both sockets open, forward nothing
+                            return
+                        up.sendall(data)
+                    else:
+                        client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            up.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._srv.close()
+        for s in self._socks:
+            try:
+                s.close()
+            except OSError:
+                pass

@@ -1,0 +1,308 @@
+"""Issue 6: the bulk path under faults, kill -9, corruption and long connections.
+
+Real servers throughout: S3 from moto and SeaweedFS, the target an OpenSSH sshd,
+faults from tests/faultproxy.py (a TCP proxy between relocate and sshd).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from faultproxy import FaultProxy, Rule
+from helpers import cli, make_config
+
+from relocate.cli.options import parse_rate
+from relocate.errors import UsageError
+from relocate.execute.objects import BucketPusher, PushOptions, plan_batches
+from relocate.sources.inventory import ObjectInfo
+from relocate.sources.s3data import Body, _native_ok
+from relocate.targets.ssh import Connection
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _corpus(n_small: int, small: int, big: int = 0) -> dict[str, bytes]:
+    objs = {f"img/{i:03d}.bin": hashlib.sha256(str(i).encode()).digest() * (small // 32) for i in range(n_small)}
+    if big:
+        objs["video/big.bin"] = os.urandom(big)
+    return objs
+
+
+def _seed(server, objects: dict[str, bytes]) -> str:
+    bucket = server.new_bucket("xfer")
+    s3 = server.client()
+    for key, body in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="image/x-test", Metadata={"owner": "u1"})
+    return bucket
+
+
+def _env(server) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+            "RELOCATE_RETRY_BACKOFF": "0.1"}
+
+
+def _config(tmp_path: Path, server, sshd, bucket: str, root: Path, port: int | None = None) -> Path:
+    target = dataclasses.replace(sshd, port=port) if port else sshd
+    return make_config(tmp_path / "relocate.yaml", endpoint=server.endpoint_url, sshd=target, root=str(root),
+                       buckets=[{"bucket": bucket, "to": "data"}])
+
+
+def _assert_complete(root: Path, objects: dict[str, bytes]) -> None:
+    """Every object in place with its sha256, nothing extra, no staging or temp debris."""
+    base = root / "data"
+    found = {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest() for p in base.rglob("*") if p.is_file()}
+    assert found == {k: hashlib.sha256(v).hexdigest() for k, v in objects.items()}
+    staging = root / ".relocate" / "staging"
+    assert not [p for p in staging.rglob("*") if not p.is_dir()] if staging.exists() else True
+    assert not [p for p in root.rglob("*relocate-tmp*")]
+
+
+def _assert_no_half_files(root: Path, objects: dict[str, bytes]) -> None:
+    """Whatever is in place after a kill is whole: right content or absent."""
+    base = root / "data"
+    want = {k: hashlib.sha256(v).hexdigest() for k, v in objects.items()}
+    for p in base.rglob("*") if base.exists() else []:
+        if p.is_file():
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == want.get(str(p.relative_to(base))), p
+
+
+# --------------------------------------------------------------------------- pure logic
+
+def test_parse_rate() -> None:
+    assert parse_rate("10M") == 10 * MiB
+    assert parse_rate("800k") == 800 * KiB
+    assert parse_rate("1.5G") == 1.5 * 1024 * MiB
+    assert parse_rate("2MiB/s") == 2 * MiB
+    assert parse_rate(None) is None and parse_rate("0") is None
+    with pytest.raises(UsageError):
+        parse_rate("fast")
+
+
+def test_plan_batches_spread_over_lanes_biggest_first() -> None:
+    objs = [ObjectInfo("big", 512 * MiB, "", 0)] + [ObjectInfo(f"s{i}", 256 * KiB, "", 0) for i in range(2000)]
+    batches = plan_batches(objs, 4)
+    assert batches[0] == [objs[0]]  # the huge object starts first, alone
+    assert len(batches) >= 8  # every lane gets work
+    assert sorted(o.key for b in batches for o in b) == sorted(o.key for o in objs)  # each object exactly once
+
+
+def test_odd_keys_stay_on_boto3() -> None:
+    # object_store trims "/abs" and "tr/" to other keys and refuses "a//b", ".." and control characters.
+    for key in ("/abs", "tr/", "a//b", "..", "x/./y", "tab\tkey", "new\nline", ""):
+        assert not _native_ok(key), key
+    for key in ("img/001.jpg", "$(touch x)", "ü/é", "a b", "pct%41"):
+        assert _native_ok(key), key
+
+
+def test_bad_bwlimit_is_a_usage_error(tmp_path: Path) -> None:
+    r = cli("move", "-f", str(tmp_path / "nope.yaml"), "--yes", "--bwlimit", "lots")
+    assert r.exit_code == 2 and "--bwlimit" in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- faults through a proxy
+
+def test_reset_mid_transfer_is_retried_on_a_new_connection(tmp_path: Path, s3_server, sshd) -> None:
+    objects = _corpus(40, 64 * KiB, big=2 * MiB)
+    bucket = _seed(s3_server, objects)
+    proxy = FaultProxy((sshd.host, sshd.port), Rule("reset", after=512 * KiB, which={1}))
+    root = sshd.root / f"reset-{bucket}"
+    try:
+        cfg = _config(tmp_path, s3_server, sshd, bucket, root, port=proxy.port)
+        r = cli("move", "-f", str(cfg), "--yes", "--json", "--lanes", "2", env=_env(s3_server))
+    finally:
+        proxy.close()
+    assert r.exit_code == 0, r.stderr
+    assert proxy.faults >= 1
+    events = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]  # NDJSON: every line parses
+    assert any(e["event"] == "warning" and "retrying" in e["message"] for e in events)
+    items = [e for e in events if e["event"] == "item"]
+    assert sorted(e["key"] for e in items) == sorted(objects)  # each object reported once, after it landed
+    assert any(e["event"] == "progress" for e in events) and {"phase": "verify", "event": "phase"} in events
+    result = r.json()["result"]
+    assert result["verify"]["ok"] and result["objects_sent"] == len(objects)
+    _assert_complete(root, objects)
+    # content-type and user metadata still recorded (they came through obstore or boto3)
+    sidecar = json.loads((root / ".relocate" / "buckets" / "data.json").read_text())
+    assert {(o["content_type"], o["metadata"].get("owner")) for o in sidecar["objects"]} == {("image/x-test", "u1")}
+
+
+def test_stalled_connection_is_caught_by_the_watchdog(tmp_path: Path, seaweedfs, sshd) -> None:
+    from servers import S3Server
+
+    server = S3Server("seaweedfs", seaweedfs.endpoint_url, seaweedfs.access_key, seaweedfs.secret_key)
+    objects = _corpus(30, 64 * KiB)
+    bucket = _seed(server, objects)
+    proxy = FaultProxy((sshd.host, sshd.port), Rule("stall", after=256 * KiB, which={1}))
+    root = sshd.root / f"stall-{bucket}"
+    try:
+        cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
+        r = cli("move", "-f", str(cfg), "--yes", "--lanes", "1", env={**_env(server), "RELOCATE_STALL_TIMEOUT": "2"})
+    finally:
+        proxy.close()
+    assert r.exit_code == 0, r.stderr
+    assert proxy.faults == 1
+    assert "no progress for 2s" in r.stderr  # relocate's own watchdog, not a TCP timeout, noticed
+    _assert_complete(root, objects)
+
+
+def test_exhausted_retries_exit_5_and_the_rerun_resumes(tmp_path: Path, moto_server, moto, sshd) -> None:
+    from servers import S3Server
+
+    server = S3Server("moto", moto, "testing", "testing")
+    objects = _corpus(30, 64 * KiB)
+    bucket = _seed(server, objects)
+    proxy = FaultProxy((sshd.host, sshd.port), Rule("reset", after=256 * KiB))  # every bulk connection dies
+    root = sshd.root / f"exhaust-{bucket}"
+    try:
+        cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
+        r = cli("move", "-f", str(cfg), "--yes", "--lanes", "2", env={**_env(server), "RELOCATE_RETRY_ATTEMPTS": "2"})
+    finally:
+        proxy.close()
+    assert r.exit_code == 5, r.stderr
+    assert "failed 2 times" in r.stderr and "running again resumes" in r.stderr and "Traceback" not in r.stderr
+    _assert_no_half_files(root, objects)
+    cfg = _config(tmp_path, server, sshd, bucket, root)  # the link is back
+    r = cli("move", "-f", str(cfg), "--yes", env=_env(server))
+    assert r.exit_code == 0, r.stderr
+    _assert_complete(root, objects)
+
+
+# --------------------------------------------------------------------------- kill -9 and rerun
+
+def _kill_when(proc: subprocess.Popen, point: str) -> bool:
+    """Read NDJSON events until the kill point; True when the process was killed there."""
+    assert proc.stderr is not None
+    if point == "listing":
+        time.sleep(1.0)  # imports done, gather under way: the source is being listed
+        proc.send_signal(signal.SIGKILL)
+        return True
+    for line in proc.stderr:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        hit = ((point == "mid_object" and ev["event"] == "progress" and ev["bytes"] > 0 and ev["objects"] < ev["total_objects"])
+               or (point == "between_batches" and ev["event"] == "item")
+               or (point == "verify" and ev == {"event": "phase", "phase": "verify"}))
+        if hit:
+            proc.send_signal(signal.SIGKILL)
+            return True
+    return False
+
+
+@pytest.mark.parametrize("point", ["listing", "mid_object", "between_batches", "verify"])
+def test_kill_9_then_rerun_completes(tmp_path: Path, s3_server, sshd, point: str) -> None:
+    objects = _corpus(24, 128 * KiB, big=2 * MiB)
+    bucket = _seed(s3_server, objects)
+    root = sshd.root / f"kill-{point}-{bucket}"
+    cfg = _config(tmp_path, s3_server, sshd, bucket, root)
+    env = {**os.environ, **_env(s3_server), "RELOCATE_BATCH_OBJECTS": "4"}
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--json", "--lanes", "2",
+                             "--bwlimit", "1M"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        killed = _kill_when(proc, point)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert killed and proc.returncode == -signal.SIGKILL
+    _assert_no_half_files(root, objects)
+    rerun = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--json"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads(rerun.stdout)["result"]
+    assert result["verify"] is None or result["verify"]["ok"]
+    _assert_complete(root, objects)
+    verify = subprocess.run([sys.executable, "-m", "relocate", "verify", "-f", str(cfg), "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert verify.returncode == 0 and json.loads(verify.stdout)["matched"] == len(objects)
+
+
+# --------------------------------------------------------------------------- corruption
+
+def test_flipped_byte_is_caught_by_verify_and_repaired_by_the_next_move(tmp_path: Path, s3_server, sshd) -> None:
+    objects = _corpus(10, 32 * KiB)
+    bucket = _seed(s3_server, objects)
+    root = sshd.root / f"flip-{bucket}"
+    cfg = _config(tmp_path, s3_server, sshd, bucket, root)
+    assert cli("move", "-f", str(cfg), "--yes", env=_env(s3_server)).exit_code == 0
+    victim = root / "data" / "img" / "003.bin"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0x01
+    victim.write_bytes(bytes(data))  # same size: the journal + size check alone would trust it
+    r = cli("verify", "-f", str(cfg), "--json", env=_env(s3_server))
+    assert r.exit_code == 4 and r.json()["differing_paths"] == ["data/img/003.bin"]
+    r = cli("move", "-f", str(cfg), "--yes", "--json", env=_env(s3_server))
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["result"]["objects_sent"] == 1
+    _assert_complete(root, objects)
+    assert cli("verify", "-f", str(cfg), env=_env(s3_server)).exit_code == 0
+
+
+# --------------------------------------------------------------------------- long connections (re-key)
+
+class _MemReader:
+    """Bodies from memory: pushes hundreds of batches without seeding an S3 server."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = memoryview(blob)
+
+    def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
+        if whole:
+            return Body(key, size, etag, None, {}, data=self.blob[:size])
+        full, rest = divmod(size, len(self.blob))
+        return Body(key, size, etag, None, {}, chunks=iter([self.blob] * full + ([self.blob[:rest]] if rest else [])))
+
+
+def _push_through_one_lane(sshd, root: Path, objs: list[ObjectInfo], blob: bytes) -> tuple[int, list[str]]:
+    commits: list[int] = []
+    warnings: list[str] = []
+    from relocate.config import SshSpec
+
+    ssh = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                  host_key=sshd.host_key_fingerprint)
+    with Connection(ssh) as conn:
+        pusher = BucketPusher(_MemReader(blob), conn, bucket="mem", root=str(root), dest="data",
+                              paths={o.key: o.key for o in objs}, staging=str(root / ".relocate" / "staging" / "b"),
+                              opts=PushOptions(transfers=4, lanes=1, backoff_s=0.2), on_warning=warnings.append)
+        lanes_seen: set[int] = set()
+        pusher.run(objs, lambda done: (commits.append(len(done)), lanes_seen.add(threading.get_ident())))
+    assert len(lanes_seen) == 1  # one lane did it all
+    return sum(commits), warnings
+
+
+def test_hundreds_of_batches_past_a_rekey_on_one_connection(sshd, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 300 batches x 2 MiB = 600 MiB (> paramiko's 2^29-byte re-key) and ~900 remote
+    # commands on one lane's connection: completes, or recovers on a new connection.
+    monkeypatch.setenv("RELOCATE_BATCH_OBJECTS", "1")
+    blob = os.urandom(2 * MiB)
+    objs = [ObjectInfo(f"b/{i:04d}", len(blob), "", 0) for i in range(300)]
+    root = sshd.root / f"rekey-{os.getpid()}-{time.monotonic_ns()}"
+    sent, warnings = _push_through_one_lane(sshd, root, objs, blob)
+    assert sent == 300, warnings
+    want = hashlib.sha256(blob).hexdigest()
+    files = sorted((root / "data" / "b").iterdir())
+    assert len(files) == 300 and hashlib.sha256(files[-1].read_bytes()).hexdigest() == want
+
+
+@pytest.mark.slow
+def test_multi_gib_object_on_one_connection(sshd) -> None:
+    blob = os.urandom(4 * MiB)
+    size = 3 * 1024 * MiB + 12345  # several re-keys, not a multiple of the chunk
+    root = sshd.root / f"huge-{os.getpid()}-{time.monotonic_ns()}"
+    sent, warnings = _push_through_one_lane(sshd, root, [ObjectInfo("huge.bin", size, "", 0)], blob)
+    assert sent == 1, warnings
+    assert (root / "data" / "huge.bin").stat().st_size == size
