@@ -6,7 +6,7 @@ walking PyYAML's node tree (which carries line marks) does both in ~150 lines.
 
 One walker serves two callers: relocate.yaml stops at the first error (Ctx default),
 while profile lint collects every error in a file (Ctx(collect=True)): a wrong value is
-recorded and becomes None in its mapping (dropped from a list), and the walk goes on.
+recorded and becomes None in its mapping or list (dropped from a Dict), and the walk goes on.
 """
 
 from __future__ import annotations
@@ -55,13 +55,15 @@ class Ctx:
 
     def report(self, node: yaml.Node | None, path: str, msg: str) -> None:
         """An error that need not stop the walk (collecting): an unknown key, a missing one."""
-        if not isinstance(exc := self.fail(node, path, msg), Invalid):
+        self.report_at(node.start_mark.line + 1 if node is not None else None, path, msg)
+
+    def report_at(self, line: int | None, path: str, msg: str) -> None:
+        if not isinstance(exc := self.fail_at(line, path, msg), Invalid):
             raise exc
 
     def report_path(self, path: str, msg: str) -> None:
         """An error found after the walk (a cross-reference), at the line the walk saw for `path`."""
-        if not isinstance(exc := self.fail_at(self.lines.get(path), path, msg), Invalid):
-            raise exc
+        self.report_at(self.lines.get(path), path, msg)
 
 
 def join(path: str, key: str | int) -> str:
@@ -75,6 +77,12 @@ def join(path: str, key: str | int) -> str:
 
 def _got(value: str) -> str:
     return repr(" ".join(value.split())[:200])
+
+
+def choice_error(value: str, choices: tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(value, choices, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"must be one of {', '.join(choices)} (got {_got(value)}{hint})"
 
 
 def _child(spec: Spec, node: yaml.Node, path: str, ctx: Ctx, line_node: yaml.Node | None = None) -> Any:
@@ -125,9 +133,7 @@ class Str(Spec):
         if self.nonempty and not value.strip():
             raise ctx.fail(node, path, "must not be empty")
         if self.choices and value not in self.choices:
-            near = difflib.get_close_matches(value, self.choices, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ctx.fail(node, path, f"must be one of {', '.join(self.choices)} (got {_got(value)}{hint})")
+            raise ctx.fail(node, path, choice_error(value, self.choices))
         if self.check and (err := self.check(value)):
             raise ctx.fail(node, path, err)
         return value
@@ -254,7 +260,7 @@ class List(Spec):
             try:
                 out.append(_child(self.item, n, join(path, i), ctx))
             except Invalid:
-                pass
+                out.append(None)  # collecting: keep the place, so later checks name the right index
         return out
 
 
@@ -320,9 +326,11 @@ class Map(Spec):
                 out[key] = _child(spec, vnode, sub, ctx, line_node=knode)
             except Invalid:
                 out[key] = None
+        # An empty `key:` has no line of its own (PyYAML marks the next token): use the key's.
+        line = ctx.lines.get(path) if _is_null(node) else node.start_mark.line + 1
         for key in self.required:
             if key not in out:
-                self.missing(node if node_items else None, path, key, ctx)
+                self.missing(line, path, key, ctx)
         if self.one_of and sum(k in out for k in self.one_of) != 1:
             ctx.report(node, path, f"needs exactly one of: {', '.join(self.one_of)}")
         for key, default in self.defaults.items():
@@ -331,8 +339,8 @@ class Map(Spec):
             out.setdefault(key, None)
         return out
 
-    def missing(self, node: yaml.Node | None, path: str, key: str, ctx: Ctx) -> None:
-        ctx.report(node, join(path, key), f"is required ({self.fields[key].describe()})")
+    def missing(self, line: int | None, path: str, key: str, ctx: Ctx) -> None:
+        ctx.report_at(line, join(path, key), f"is required ({self.fields[key].describe()})")
 
     def describe(self):
         return "a mapping"
