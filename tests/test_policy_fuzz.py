@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from relocate.errors import ConfigError, ExitCode
 from relocate.policy.app import app_from_parts
 from relocate.policy.profiles import shipped_categories
-from relocate.policy.schema import parse_categories, parse_provider
-from relocate.policy.yamlsrc import parse_yaml
+from relocate.policy.schema import parse_categories, parse_provider, parse_yaml
 
 CATEGORIES = shipped_categories()
 VALID = yaml.safe_load((Path(__file__).parent / "data" / "profiles" / "providers" / "strict.yaml").read_text())

@@ -12,8 +12,7 @@ from relocate.errors import ConfigError
 from relocate.policy.app import AppProfile, Moderation
 from relocate.policy.engine import evaluate
 from relocate.policy.profiles import SHIPPED_DIR, lint_dir, load_profiles
-from relocate.policy.schema import STANCES
-from relocate.policy.yamlsrc import ProfileError
+from relocate.policy.schema import STANCES, ProfileError
 
 REQUIRED = {"aws", "gcp", "azure", "oracle", "digitalocean", "linode", "vultr", "hetzner", "ovhcloud", "scaleway",
             "ionos", "cloudflare", "fastly", "backblaze", "1984hosting", "flokinet", "buyvm", "njalla",

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relocate.errors import ConfigError
-from relocate.policy.schema import Category, Provider, parse_categories, parse_provider
-from relocate.policy.yamlsrc import ProfileError, parse_yaml
+from relocate.policy.schema import Category, ProfileError, Provider, parse_categories, parse_provider, parse_yaml
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
 ENV_VAR = "RELOCATE_PROFILES"

@@ -10,15 +10,41 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
-from relocate.policy.yamlsrc import Path_, ProfileError, Validator, YamlDoc
+import yaml
+
+from relocate.errors import ConfigError
+from relocate.schema import Bool, Ctx, Date, Dict, Float, Int, List, Map, Optional_, Str, choice_error, compose, join, load_node
 
 STANCES = ("prohibited", "restricted", "customer_responsible", "not_stated", "unknown")
 KINDS = ("compute", "object_storage", "dns", "cdn", "email", "registrar", "ddos_protection")
 CONFIDENCE = ("high", "medium", "low")
 DOC_KINDS = ("primary", "secondary")  # secondary: press, analyses, quotations of the terms
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ProfileError(ConfigError):
+    """One or more profile files are invalid; `errors` holds every line."""
+
+    def __init__(self, errors: list[str]) -> None:
+        more = f" (and {len(errors) - 1} more; run `relocate profiles lint`)" if len(errors) > 1 else ""
+        super().__init__(errors[0] + more)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    """A profile file, composed (line marks kept) but not yet validated."""
+
+    name: str
+    node: yaml.Node | None
+
+
+def parse_yaml(text: str | bytes, name: str) -> YamlDoc:
+    """Parse one YAML document safely; every failure becomes a ConfigError naming the file."""
+    return YamlDoc(name, compose(text, name))
 
 
 @dataclass(frozen=True)
@@ -112,192 +138,153 @@ class CategorySet:
         return tuple(c for c, v in self.categories.items() if not v.descriptor)
 
 
+# ---- the specs: what a profile file may say ----------------------------------------
+
+
+class _Rec(Map):
+    """A profile mapping: a missing key is named at its parent, as `profiles lint` prints it."""
+
+    def missing(self, line, path, key, ctx):
+        ctx.report_at(line, path, f"missing required key {key!r}")
+
+
+def _check(pattern: str, message: str):
+    return lambda value: None if re.match(pattern, value) else f"{message} (got {value!r})"
+
+
+_TEXT = Optional_(Str())
+_URL = Str(check=_check(r"^https?://\S+$", "must be an http(s) URL"))
+_CATEGORY = _Rec({"title": Str(), "definition": Str(), "baseline": Bool(), "catch_all": Bool(), "descriptor": Bool(),
+                  "exposes": List(Str())}, required=("title", "definition"))
+_CATEGORIES_FILE = _Rec({"version": Int(), "categories": Dict(_CATEGORY, key_check=lambda cid: None if _ID.match(cid) else
+                                                             "category ids are lower-case letters, digits, _ or -")},
+                        required=("categories",))
+_SOURCE = {"document": _TEXT, "section": _TEXT}  # a (document id, section) citation
+_DOCUMENT = _Rec({"id": Str(), "url": _URL, "title": Str(), "reviewed": Date(), "confidence": Str(choices=CONFIDENCE),
+                  "text_date": Optional_(Date(partial=True)), "kind": Str(choices=DOC_KINDS), "note": _TEXT},
+                 required=("id", "url", "title", "reviewed", "confidence"), defaults={"kind": "primary"})
+_CLAUSE = _Rec({"stance": Str(choices=STANCES), "summary": Str(), **_SOURCE, "note": _TEXT}, required=("stance",))
+_SUSPENSION = _Rec({"without_notice": Bool(nullable=True), "cure_period_hours": Optional_(Float(min=0)), "summary": Str(),
+                    **_SOURCE}, required=("without_notice", "cure_period_hours", "summary"))
+_ABUSE = _Rec({"summary": Str(), "contact": _TEXT, **_SOURCE}, required=("summary",))
+_JURISDICTION = _Rec({"country": Str(check=_check(r"^[A-Z]{2}$", "must be an ISO 3166 two-letter code such as US or IS")),
+                      "note": _TEXT}, required=("country",))
+
+
+def _provider_spec(categories: dict[str, Category], expected_id: str | None) -> Map:
+    known = tuple(c for c, cat in categories.items() if not cat.descriptor)
+
+    def check_id(pid: str) -> str | None:
+        if not _ID.match(pid):
+            return "must be lower-case letters, digits, _ or - (it names the file)"
+        return f"must match the file name {expected_id!r}" if expected_id is not None and pid != expected_id else None
+
+    def check_category(cid: str) -> str | None:
+        why = "is a descriptor; give stances on the categories it exposes" if cid in categories else "is not in categories.yaml"
+        return None if cid in known else f"category {cid!r} {why}"
+
+    event = _Rec({"date": Date(partial=True), "target": Str(), "what": Str(), "source": _URL,
+                  "categories": List(Str(choices=tuple(categories)))}, required=("date", "target", "what", "source"))
+    return _Rec({"id": Str(check=check_id), "name": Str(), "kinds": List(Str(choices=KINDS), min_items=1),
+                 "jurisdiction": _JURISDICTION, "documents": List(_DOCUMENT, min_items=1),
+                 "categories": Dict(_CLAUSE, key_check=check_category), "suspension": _SUSPENSION,
+                 "confidence": Str(choices=CONFIDENCE), "aliases": List(Str()), "abuse": Optional_(_ABUSE),
+                 "enforcement": List(event), "notes": _TEXT},
+                required=("id", "name", "kinds", "jurisdiction", "documents", "categories", "suspension", "confidence"))
+
+
+def _walk(doc: YamlDoc, spec: Map) -> tuple[Any, Ctx]:
+    ctx = Ctx(doc.name, collect=True)
+    return load_node(doc.node, spec, ctx), ctx
+
+
+def _valid(items: list | None) -> tuple:
+    return tuple(x for x in items or () if x is not None)
+
+
 # ---- categories.yaml ------------------------------------------------------------
 
 
 def parse_categories(doc: YamlDoc, base: dict[str, Category] | None = None) -> dict[str, Category]:
     """Validate a categories file; entries override `base` by id. Raises ProfileError."""
-    v = Validator(doc)
+    top, ctx = _walk(doc, _CATEGORIES_FILE)
     out = dict(base or {})
-    top = v.mapping(doc.data, (), ("categories",), ("version",))
-    raw = top.get("categories") if top else None
-    if top is not None and raw is not None and not isinstance(raw, dict):
-        v.err(("categories",), "must be a mapping of category id to definition")
-        raw = None
-    pending: list[tuple[str, dict, Path_]] = []
-    for cid, body in (raw or {}).items():
-        path: Path_ = ("categories", str(cid))
-        if not isinstance(cid, str) or not _ID.match(cid):
-            v.err(path, "category ids are lower-case letters, digits, _ or -")
-            continue
-        m = v.mapping(body, path, ("title", "definition"), ("baseline", "catch_all", "descriptor", "exposes"))
-        if m is None:
-            continue
-        title, definition = v.text(m, "title", path), v.text(m, "definition", path)
-        flags = {k: v.flag(m, k, path) if k in m else False for k in ("baseline", "catch_all", "descriptor")}
-        if title and definition:
-            out[cid] = Category(cid, title, definition, bool(flags["baseline"]), bool(flags["catch_all"]), bool(flags["descriptor"]))
-            pending.append((cid, m, path))
-    # `exposes` may name categories defined later in the file, so resolve after the loop.
+    raw: dict[str, dict] = (top or {}).get("categories") or {}
+    for cid, m in raw.items():
+        if m["title"] and m["definition"]:
+            out[cid] = Category(cid, m["title"], m["definition"], bool(m["baseline"]), bool(m["catch_all"]), bool(m["descriptor"]))
+    # `exposes` may name categories defined later in the file, so check it after the walk.
     clause_ids = tuple(c for c, cat in out.items() if not cat.descriptor)
-    for cid, m, path in pending:
-        exposes = v.str_list(m, "exposes", path, choices=clause_ids)
-        if exposes and not out[cid].descriptor:
-            v.err(path + ("exposes",), "only descriptors (descriptor: true) expose other categories")
-        out[cid] = replace(out[cid], exposes=exposes)
-    if v.errors:
-        raise ProfileError(v.errors)
+    for cid, m in raw.items():
+        if cid not in out or not m["exposes"]:
+            continue
+        path = join(join("categories", cid), "exposes")
+        if not out[cid].descriptor:
+            ctx.report_path(path, "only descriptors (descriptor: true) expose other categories")
+        for i, item in enumerate(m["exposes"]):
+            if item is not None and item not in clause_ids:
+                ctx.report_path(join(path, i), choice_error(item, clause_ids))
+        exposes = tuple(e for e in _valid(m["exposes"]) if e in clause_ids)
+        out[cid] = Category(cid, m["title"], m["definition"], bool(m["baseline"]), bool(m["catch_all"]), bool(m["descriptor"]), exposes)
+    if ctx.errors:
+        raise ProfileError(ctx.errors)
     return out
 
 
 # ---- providers/<id>.yaml ----------------------------------------------------------
 
-_TOP_REQUIRED = ("id", "name", "kinds", "jurisdiction", "documents", "categories", "suspension", "confidence")
-_TOP_OPTIONAL = ("aliases", "abuse", "enforcement", "notes")
-
 
 def parse_provider(doc: YamlDoc, categories: dict[str, Category], expected_id: str | None = None) -> Provider:
     """Validate one provider profile against the category set. Raises ProfileError listing every error."""
-    v = Validator(doc)
-    top = v.mapping(doc.data, (), _TOP_REQUIRED, _TOP_OPTIONAL)
+    top, ctx = _walk(doc, _provider_spec(categories, expected_id))
     if top is None:
-        raise ProfileError(v.errors)
-    pid = v.text(top, "id", ())
-    if pid is not None and not _ID.match(pid):
-        v.err(("id",), "must be lower-case letters, digits, _ or - (it names the file)")
-    elif pid is not None and expected_id is not None and pid != expected_id:
-        v.err(("id",), f"must match the file name {expected_id!r}")
-    name = v.text(top, "name", ())
-    kinds = v.str_list(top, "kinds", (), choices=KINDS, nonempty=True)
-    aliases = v.str_list(top, "aliases", ())
-    confidence = v.text(top, "confidence", (), choices=CONFIDENCE)
-    notes = v.text(top, "notes", (), required=False)
-    country, jnote = _jurisdiction(v, top.get("jurisdiction"))
-    documents = _documents(v, top.get("documents"))
-    clauses = _clauses(v, top.get("categories"), categories, documents)
-    suspension = _suspension(v, top.get("suspension"), documents)
-    abuse = _abuse(v, top["abuse"], documents) if top.get("abuse") is not None else None
-    events = _events(v, top.get("enforcement"), categories)
-    if v.errors:
-        raise ProfileError(v.errors)
-    assert pid and name and confidence and country and suspension  # guaranteed when no errors
-    return Provider(pid, name, kinds, country, jnote, documents, clauses, suspension, confidence,
-                    aliases, abuse, events, doc.name, notes)
-
-
-def _jurisdiction(v: Validator, raw: object) -> tuple[str | None, str | None]:
-    m = v.mapping(raw, ("jurisdiction",), ("country",), ("note",))
-    if m is None:
-        return None, None
-    country = v.text(m, "country", ("jurisdiction",))
-    if country is not None and not re.match(r"^[A-Z]{2}$", country):
-        v.err(("jurisdiction", "country"), f"must be an ISO 3166 two-letter code such as US or IS (got {country!r})")
-    return country, v.text(m, "note", ("jurisdiction",), required=False)
-
-
-def _documents(v: Validator, raw: object) -> dict[str, Document]:
-    out: dict[str, Document] = {}
-    if not isinstance(raw, list) or not raw:
-        v.err(("documents",), "must be a list of at least one document")
-        return out
-    for i, item in enumerate(raw):
-        path: Path_ = ("documents", i)
-        m = v.mapping(item, path, ("id", "url", "title", "reviewed", "confidence"), ("text_date", "kind", "note"))
-        if m is None:
-            continue
-        did, url, title = v.text(m, "id", path), v.url(m, "url", path), v.text(m, "title", path)
-        reviewed = v.full_date(m, "reviewed", path)
-        conf = v.text(m, "confidence", path, choices=CONFIDENCE)
-        text_date = v.partial_date(m, "text_date", path)
-        kind = v.text(m, "kind", path, required=False, choices=DOC_KINDS) or "primary"
-        note = v.text(m, "note", path, required=False)
-        if did in out:
-            v.err(path + ("id",), f"duplicate document id {did!r}")
-        elif did and url and title and reviewed and conf:
-            out[did] = Document(did, url, title, reviewed, conf, text_date, kind, note)
-    return out
-
-
-def _source(v: Validator, m: dict, path: Path_, documents: dict[str, Document], *, required: bool) -> tuple[str | None, str | None]:
-    """A (document id, section) pair; both or neither, and the document must exist."""
-    doc_id = v.text(m, "document", path, required=False)
-    section = v.text(m, "section", path, required=False)
-    if required and (doc_id is None or section is None):
-        v.err(path, "must cite its source: give both 'document' (a document id) and 'section'")
-    elif (doc_id is None) != (section is None):
-        v.err(path, "give both 'document' and 'section', or neither")
-    if doc_id is not None and doc_id not in documents and documents:
-        v.err(path + ("document",), f"no document with id {doc_id!r} (documents: {', '.join(documents)})")
-    return doc_id, section
-
-
-def _clauses(v: Validator, raw: object, categories: dict[str, Category], documents: dict[str, Document]) -> dict[str, Clause]:
-    out: dict[str, Clause] = {}
-    if raw is None:
-        return out
-    if not isinstance(raw, dict):
-        v.err(("categories",), "must be a mapping of category id to stance")
-        return out
-    known = tuple(c for c, cat in categories.items() if not cat.descriptor)
-    for cid, body in raw.items():
-        path: Path_ = ("categories", str(cid))
-        if cid not in known:
-            why = "is a descriptor; give stances on the categories it exposes" if cid in categories else "is not in categories.yaml"
-            v.err(path, f"category {str(cid)!r} {why}")
-            continue
-        m = v.mapping(body, path, ("stance",), ("summary", "document", "section", "note"))
-        if m is None:
-            continue
-        stance = v.text(m, "stance", path, choices=STANCES)
-        summary = v.text(m, "summary", path, required=stance != "unknown")
-        if stance != "unknown" and summary is None and "summary" not in m:
-            v.err(path, "missing required key 'summary' (say in our own words what the terms say)")
-        doc_id, section = _source(v, m, path, documents, required=stance not in (None, "unknown"))
-        note = v.text(m, "note", path, required=False)
+        raise ProfileError(ctx.errors)
+    documents = _documents(ctx, top["documents"])
+    clauses: dict[str, Clause] = {}
+    for cid, m in (top["categories"] or {}).items():
+        path = join("categories", cid)
+        stance = m["stance"]
+        if stance != "unknown" and join(path, "summary") not in ctx.lines:
+            ctx.report_path(path, "missing required key 'summary' (say in our own words what the terms say)")
+        doc_id, section = _source(ctx, m, path, documents, required=stance not in (None, "unknown"))
         if stance:
-            out[cid] = Clause(cid, stance, summary or "Not covered by the terms we reviewed.", doc_id, section, note)
+            clauses[cid] = Clause(cid, stance, m["summary"] or "Not covered by the terms we reviewed.", doc_id, section, m["note"])
+    suspension = abuse = None
+    if (s := top["suspension"]) is not None:
+        suspension = Suspension(s["without_notice"], s["cure_period_hours"], s["summary"] or "",
+                                *_source(ctx, s, "suspension", documents, required=False))
+    if (a := top["abuse"]) is not None:
+        abuse = Abuse(a["summary"] or "", a["contact"], *_source(ctx, a, "abuse", documents, required=False))
+    events = tuple(Event(e["date"], e["target"], e["what"], e["source"], _valid(e["categories"]))
+                   for e in _valid(top["enforcement"]) if e["date"] and e["target"] and e["what"] and e["source"])
+    if ctx.errors:
+        raise ProfileError(ctx.errors)
+    j = top["jurisdiction"]
+    return Provider(top["id"], top["name"], _valid(top["kinds"]), j["country"], j["note"], documents, clauses, suspension,
+                    top["confidence"], _valid(top["aliases"]), abuse, events, doc.name, top["notes"])
+
+
+def _documents(ctx: Ctx, raw: list | None) -> dict[str, Document]:
+    out: dict[str, Document] = {}
+    for i, m in enumerate(raw or ()):
+        if m is None:
+            continue
+        did = m["id"]
+        if did in out:
+            ctx.report_path(join(join("documents", i), "id"), f"duplicate document id {did!r}")
+        elif did and m["url"] and m["title"] and m["reviewed"] and m["confidence"]:
+            out[did] = Document(did, m["url"], m["title"], m["reviewed"], m["confidence"], m["text_date"],
+                                m["kind"] or "primary", m["note"])
     return out
 
 
-def _suspension(v: Validator, raw: object, documents: dict[str, Document]) -> Suspension | None:
-    path: Path_ = ("suspension",)
-    m = v.mapping(raw, path, ("without_notice", "cure_period_hours", "summary"), ("document", "section"))
-    if m is None:
-        return None
-    without = v.flag(m, "without_notice", path, nullable=True)
-    cure = v.number(m, "cure_period_hours", path)
-    summary = v.text(m, "summary", path)
-    doc_id, section = _source(v, m, path, documents, required=False)
-    return Suspension(without, cure, summary or "", doc_id, section)
-
-
-def _abuse(v: Validator, raw: object, documents: dict[str, Document]) -> Abuse | None:
-    path: Path_ = ("abuse",)
-    m = v.mapping(raw, path, ("summary",), ("contact", "document", "section"))
-    if m is None:
-        return None
-    summary = v.text(m, "summary", path)
-    contact = v.text(m, "contact", path, required=False)
-    doc_id, section = _source(v, m, path, documents, required=False)
-    return Abuse(summary or "", contact, doc_id, section)
-
-
-def _events(v: Validator, raw: object, categories: dict[str, Category]) -> tuple[Event, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        v.err(("enforcement",), "must be a list of dated events")
-        return ()
-    known = tuple(categories)
-    out: list[Event] = []
-    for i, item in enumerate(raw):
-        path: Path_ = ("enforcement", i)
-        m = v.mapping(item, path, ("date", "target", "what", "source"), ("categories",))
-        if m is None:
-            continue
-        date = v.partial_date(m, "date", path, required=True)
-        target, what, source = v.text(m, "target", path), v.text(m, "what", path), v.url(m, "source", path)
-        cats = v.str_list(m, "categories", path, choices=known)
-        if date and target and what and source:
-            out.append(Event(date, target, what, source, cats))
-    return tuple(out)
+def _source(ctx: Ctx, m: dict, path: str, documents: dict[str, Document], *, required: bool) -> tuple[str | None, str | None]:
+    """A (document id, section) pair; both or neither, and the document must exist."""
+    doc_id, section = m["document"], m["section"]
+    if required and (doc_id is None or section is None):
+        ctx.report_path(path, "must cite its source: give both 'document' (a document id) and 'section'")
+    elif (doc_id is None) != (section is None):
+        ctx.report_path(path, "give both 'document' and 'section', or neither")
+    if doc_id is not None and doc_id not in documents and documents:
+        ctx.report_path(join(path, "document"), f"no document with id {doc_id!r} (documents: {', '.join(documents)})")
+    return doc_id, section
