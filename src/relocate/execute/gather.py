@@ -3,6 +3,7 @@ which objects are already on the target (journal + a size listing on the target)
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from relocate.plan.build import s3_step_id
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import Inventory, take_inventory
-from relocate.targets import files
+from relocate.targets import files, layout
 from relocate.targets.facts import TargetFacts, probe
 from relocate.targets.ssh import Connection
 
@@ -41,7 +42,7 @@ def already_on_target(config: Config, conn: Connection, journal: Journal, invent
     result: dict[str, dict[str, DoneObject]] = {}
     for listing in inventory.buckets:
         sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
-        recorded = journal.done(tid, listing.spec.bucket)
+        recorded = journal.done(tid, listing.spec.bucket) or sidecar_records(conn, config.root, listing.spec.bucket, listing.spec.to)
         if not recorded:
             result[sid] = {}
             continue
@@ -55,6 +56,24 @@ def already_on_target(config: Config, conn: Connection, journal: Journal, invent
                     ok[o.key] = rec
         result[sid] = ok
     return result
+
+
+def sidecar_records(conn: Connection, root: str, bucket: str, dest: str) -> dict[str, DoneObject]:
+    """What an earlier move recorded on the target itself: lets a fresh machine (a CI
+    runner without the journal) resume instead of re-sending everything. Each record
+    was hashed by the target when it landed; sizes are re-checked by the caller."""
+    found = files.read_file(conn, layout.sidecar_path(root, dest))
+    if found is None:
+        return {}
+    try:
+        doc = json.loads(found[0])
+        if doc.get("bucket") != bucket:
+            return {}
+        return {o["key"]: DoneObject(bucket, o["key"], o["etag"], int(o["size"]), o["path"], o["sha256"],
+                                     o.get("content_type"), dict(o.get("metadata") or {}))
+                for o in doc.get("objects", [])}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}  # a damaged sidecar only costs a re-send
 
 
 def gather(config: Config, aws: Aws, conn: Connection) -> Gathered:

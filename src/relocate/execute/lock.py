@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from relocate.errors import SafetyError, TargetError
-from relocate.targets import shell
+from relocate.targets import layout, shell
 from relocate.targets.ssh import Connection
 
-STATE_DIR = ".relocate"
 
 # mkdir is the test-and-set; the owner file is written only by the winner.
 _TAKE = r"""
@@ -73,7 +72,7 @@ class TargetLock:
 
     @property
     def path(self) -> str:
-        return posixpath.join(self.root, STATE_DIR, "lock")
+        return posixpath.join(layout.state_dir(self.root), "lock")
 
     def __enter__(self) -> "TargetLock":
         owner = {"who": who(), "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "action": self.action}
@@ -109,7 +108,7 @@ class TargetLock:
 def audit(conn: Connection, root: str, action: str, **fields: Any) -> None:
     """Append one line to root/.relocate/audit.log. Pass names and counts, never values."""
     entry = {"at": _now(), "who": who(), "action": action, **fields}
-    path = posixpath.join(root, STATE_DIR, "audit.log")
+    path = posixpath.join(layout.state_dir(root), "audit.log")
     # The line is an argument (it holds no secret); `>>` opens with O_APPEND, so
     # concurrent writers never overwrite each other's lines.
     cmd, body = shell.script(_APPEND, path, json.dumps(entry, ensure_ascii=False))

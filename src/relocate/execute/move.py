@@ -26,10 +26,9 @@ from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import BucketListing, fetch_parameters, fetch_secret
 from relocate.sources.s3data import ObjectReader
-from relocate.targets import files, shell
+from relocate.targets import files, layout, shell
 from relocate.targets.ssh import Connection
 
-STATE_DIR = ".relocate"  # under target.root: staging, sidecar manifests
 
 
 @dataclass
@@ -78,10 +77,6 @@ class MoveReport:
 Progress = Callable[[str, int, int], None]  # (step id, objects, bytes) just completed
 
 
-def _sidecar_name(dest: str) -> str:
-    return dest.replace("/", "__") + ".json"
-
-
 def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: Gathered,
              opts: MoveOptions, progress: Progress | None = None, **kw: Any) -> MoveReport:
     """Run the plan holding the target's lock for the whole move (a second move is
@@ -118,11 +113,10 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
     progress = progress or (lambda *_: None)
     report = MoveReport()
     root = config.root
-    state = posixpath.join(root, STATE_DIR)
-    staging = posixpath.join(state, "staging")
+    staging = layout.staging_dir(root)
     tid = target_id(config, conn)
     # Staging left by a killed run is never trusted: it is cleared, then refilled.
-    conn.run(shell.all_of(["mkdir", "-p", "--", posixpath.join(state, "buckets")], ["rm", "-rf", "--", staging]))
+    conn.run(shell.all_of(["mkdir", "-p", "--", layout.sidecar_dir(root)], ["rm", "-rf", "--", staging]))
     snap = store.begin(config.snapshot_dir)
     journal = journal_for(config)
     try:
@@ -188,7 +182,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             entries = [_entry(d) for d in records]
             if todo:
                 sidecar = {"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to, "objects": entries}
-                files.write_file_atomic(conn, posixpath.join(state, "buckets", _sidecar_name(listing.spec.to)),
+                files.write_file_atomic(conn, layout.sidecar_path(root, listing.spec.to),
                                         json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644)
             manifest_buckets.append({"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to,
                                      "objects": entries})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ MANIFEST_FORMAT = 1
 
 
 def new_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid() % 10000:04d}"
+    """Sortable by time (latest() relies on it) down to the millisecond, plus a random
+    tail so two moves in the same millisecond (or process) never share a directory."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-{secrets.token_hex(2)}"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -1,0 +1,30 @@
+"""Where relocate keeps its own state under target.root, in one place.
+
+    <root>/.relocate/staging/        batches land here, are hashed, then linked into place
+    <root>/.relocate/buckets/*.json  sidecar manifest per bucket (key, sha256, metadata)
+    <root>/.relocate/lock            held for the whole move
+    <root>/.relocate/audit.log       append-only record of moves
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+STATE_DIR = ".relocate"
+
+
+def state_dir(root: str) -> str:
+    return posixpath.join(root, STATE_DIR)
+
+
+def staging_dir(root: str) -> str:
+    return posixpath.join(root, STATE_DIR, "staging")
+
+
+def sidecar_dir(root: str) -> str:
+    return posixpath.join(root, STATE_DIR, "buckets")
+
+
+def sidecar_path(root: str, dest: str) -> str:
+    """One JSON file per bucket directory; `/` in `to:` becomes `__`."""
+    return posixpath.join(sidecar_dir(root), dest.replace("/", "__") + ".json")
