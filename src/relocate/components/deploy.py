@@ -29,7 +29,7 @@ from relocate.errors import ConfigError, TargetError
 from relocate.plan.model import Finding, Step
 from relocate.targets import releases, shell
 from relocate.targets.health import wait_healthy
-from relocate.targets.runtimes import DeploySettings, Runtime, runtime_for
+from relocate.targets.runtimes import DeploySettings, Runtime, login_is_root, runtime_for
 from relocate.targets.ssh import Connection
 
 CHUNK = 1 << 20
@@ -177,10 +177,6 @@ def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, p
     return Activation(ok, seen, [] if ok else runtime.logs(conn, LOG_LINES))
 
 
-def _login_is_root(conn: Connection) -> bool:
-    return conn.run(shell.line(["id", "-u"])).text().strip() == "0"
-
-
 @dataclass
 class RollbackResult:
     from_release: str | None
@@ -200,7 +196,7 @@ def rollback(config: Config, conn: Connection, to: str | None = None) -> Rollbac
     if target is None or target not in have:
         known = ", ".join(have) or "none"
         raise ConfigError(f"nothing to roll back to: {'release ' + to + ' is not on the target' if to else 'no release before ' + str(current)} (releases: {known})")
-    runtime = runtime_for(dep.settings, login_is_root=_login_is_root(conn))
+    runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
     act = activate(conn, runtime, dep, target, current)
     return RollbackResult(current, target, act.healthy, act.seen, act.logs)
 
@@ -235,7 +231,7 @@ class DeployComponent(Component):
     def execute(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
         dep = settings(ctx.config)
         conn, root = ctx.conn, ctx.config.root
-        runtime = runtime_for(dep.settings, login_is_root=_login_is_root(conn))
+        runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
         current = releases.current_release(conn, root)
         digest = gathered["digest"]
         if current and current.endswith("-" + digest[:12]):

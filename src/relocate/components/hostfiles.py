@@ -27,6 +27,7 @@ from relocate.config import Config, SshSpec, ssh_spec
 from relocate.errors import RelocateError, TargetError
 from relocate.plan.model import Finding, Step
 from relocate.targets import shell
+from relocate.targets.runtimes import login_is_root
 from relocate.targets.ssh import Connection, Exec
 
 STAGING = ".relocate/staging/hosts"
@@ -220,7 +221,7 @@ class HostFilesComponent(Component):
         return outcome
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
-        root_login = ctx.conn.run(shell.line(["id", "-u"])).text().strip() == "0"
+        root_login = login_is_root(ctx.conn)
         checks = []
         for entry in manifest.values():
             dest = posixpath.join(ctx.config.root, entry["to"])

@@ -242,6 +242,11 @@ class ComposeRuntime(Runtime):
         return shell.line([*self._base(), "logs", "--no-color", "--tail", str(lines)])
 
 
+def login_is_root(conn: Connection) -> bool:
+    """Whether the SSH login is root (no sudo for systemctl; tar applies owners)."""
+    return conn.run(shell.line(["id", "-u"])).text().strip() == "0"
+
+
 RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (CommandRuntime, SystemdRuntime, ComposeRuntime)}
 
 
