@@ -165,7 +165,9 @@ SCHEMA = Map(
                 "root": Str(check=_absolute),
                 "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str(),
                                  "password_from": Str(check=_password_from)}),
+                # install what the move and the runtime need (components/prepare.py)
                 "prepare": Bool(),
+                "packages": List(Str()),  # extra distribution packages the app needs, installed by prepare
             },
             required=("ssh", "root"),
         ),

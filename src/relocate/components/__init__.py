@@ -19,7 +19,7 @@ from relocate.config import Config
 from relocate.plan.model import Finding, Step
 
 # Order matters: it is the order steps are planned and executed in.
-MODULES = ("databases", "hostfiles", "dns", "deploy")
+MODULES = ("prepare", "databases", "hostfiles", "dns", "deploy")
 
 
 @dataclass

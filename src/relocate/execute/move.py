@@ -131,8 +131,9 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             named = {c.name: c for c in components}
             for step in plan.steps:
                 comp = named.get(step.kind)
-                if comp is None or not wanted(step.kind):
+                if comp is None or step.id in ran or not wanted(step.kind):
                     continue
+                ran.add(step.id)
                 outcome = comp.execute(ctx, (component_data or {}).get(comp.name), step)
                 component_manifest.setdefault(comp.name, {})[step.id] = outcome.manifest
                 report.components_changed += int(outcome.changed)
@@ -140,10 +141,12 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 report.failed.extend(outcome.failed)
                 report.release = outcome.manifest.get("active") or report.release
 
-        early_env = None
-        if opts.deadline is not None:  # secrets, DNS, databases, host config before any object
-            early_env = _move_env(plan, config, aws, conn, report)
-            run_components(lambda kind: kind in deadline.EARLY_KINDS)
+        # Packages first, then what cannot be recreated and is small (secrets, DNS, databases,
+        # host config) before any bulk object: the order plan/deadline.py documents.
+        ran: set[str] = set()
+        run_components(lambda kind: kind == "prepare")
+        early_env = _move_env(plan, config, aws, conn, report)
+        run_components(lambda kind: kind in deadline.EARLY_KINDS)
         (opts.on_event or (lambda e: None))({"event": "phase", "phase": "objects"})
         for listing in _bucket_order(gathered.inventory.buckets, opts):
             sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
@@ -187,8 +190,8 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             manifest_buckets.append({"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to,
                                      "objects": entries})
 
-        env_manifest, rendered = early_env or _move_env(plan, config, aws, conn, report)
-        run_components(lambda kind: early_env is None or kind not in deadline.EARLY_KINDS)
+        env_manifest, rendered = early_env
+        run_components(lambda kind: True)
         if report.nothing_done:
             store.discard(snap)
             return report

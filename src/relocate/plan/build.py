@@ -8,6 +8,7 @@ from typing import Any
 
 from relocate.components import PlanPart
 from relocate.config import Config
+from relocate.plan.deadline import order_steps
 from relocate.plan.model import Finding, Plan, Step
 from relocate.sources.inventory import Inventory
 from relocate.targets.facts import TargetFacts
@@ -81,6 +82,8 @@ def build_plan(
         ))
     for part in parts:
         steps.extend(part.steps)
+    # The irreplaceable and the small first (plan/deadline.py says why); move runs them in this order.
+    steps = order_steps(steps)
     steps.append(Step(id="verify", kind="verify", source="manifest", dest=".", count=sum(s.count for s in steps if s.kind == "s3"),
                       est_seconds=sum(s.bytes for s in steps) / 400e6, detail="sha256 of every file, computed on the target"))
 

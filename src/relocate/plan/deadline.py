@@ -3,7 +3,7 @@ each step finishes, and say what will not make it. Pure: no clock is read here; 
 pass `now` (epoch seconds) so every decision is table-testable.
 
 Order (a step's *class*, then its position in the plan):
-  env (secrets, parameters) -> dns -> databases -> hostfiles
+  prepare (packages) -> env (secrets, parameters) -> dns -> databases -> hostfiles
   -> objects by priority: critical, normal, bulk -> deploy -> verify
 
 Why this order: secrets and zone files are tiny and cannot be recreated once the
@@ -25,7 +25,7 @@ from relocate.plan.model import Plan, Step
 PRIORITIES = ("critical", "normal", "bulk")
 
 # Kinds that are irreplaceable and small: always critical, always first.
-_EARLY = {"env": 0, "dns": 1, "databases": 2, "hostfiles": 3}
+_EARLY = {"prepare": -1, "env": 0, "dns": 1, "databases": 2, "hostfiles": 3}  # prepare: the host must be able to receive
 EARLY_KINDS = frozenset(_EARLY)
 _OBJECT_BASE = 10  # s3 steps: 10 + priority index
 _LATE = {"deploy": 20, "verify": 30}
