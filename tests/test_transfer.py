@@ -144,7 +144,7 @@ def test_stalled_connection_is_caught_by_the_watchdog(tmp_path: Path, seaweedfs,
     from servers import S3Server
 
     server = S3Server("seaweedfs", seaweedfs.endpoint_url, seaweedfs.access_key, seaweedfs.secret_key)
-    objects = _corpus(30, 64 * KiB)
+    objects = _corpus(30, 256 * KiB)  # 7.5 MiB: more than sshd's 2 MiB channel window, so writes block
     bucket = _seed(server, objects)
     proxy = FaultProxy((sshd.host, sshd.port), Rule("stall", after=256 * KiB, which={1}))
     root = sshd.root / f"stall-{bucket}"

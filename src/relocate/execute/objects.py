@@ -55,6 +55,12 @@ ATTEMPTS = 5
 STALL_S = 60.0
 BACKOFF_S = 1.0
 _RECORD = tarfile.RECORDSIZE
+# $1 = the batch's staging dir, $2 = where the tar lands inside it. Extract, then hash
+# what landed, in one remote command (one channel per batch, no extra round trip).
+_EXTRACT_AND_HASH = r"""
+rm -rf "$1" && mkdir -p "$2" && tar -x -f - -C "$2" || exit 1
+cd "$2" || exit 1
+""" + files.HASH_CWD
 
 
 def _env_float(name: str, default: float) -> float:
@@ -304,8 +310,8 @@ class BucketPusher:
             sent = [0]
             try:
                 conn = lane.connect()
-                done = self._push(lane, conn, stage, batch, sent)
-                self._check_staged(conn, done, posixpath.join(stage, self.dest), sent[0])
+                done, hashes = self._push(lane, conn, stage, batch, sent)
+                self._check_staged(done, hashes)
                 with self._commit_lock:
                     # Serialised: two `cp -R` creating the same directory race ("File exists").
                     self._promote(conn, stage)
@@ -331,12 +337,13 @@ class BucketPusher:
 
     # ----------------------------------------------------------------- one batch
 
-    def _push(self, lane: _Lane, conn: Connection, stage: str, objs: list[ObjectInfo], sent: list[int]) -> list[DoneObject]:
-        """Send one batch as a tar stream into stage/dest; returns what was sent, with sha256s."""
+    def _push(self, lane: _Lane, conn: Connection, stage: str, objs: list[ObjectInfo],
+              sent: list[int]) -> tuple[list[DoneObject], dict[str, str]]:
+        """Send one batch as a tar stream into stage/dest; returns what was sent with the
+        sha256s computed while streaming, and the target's own hashes of what landed."""
         stage_dest = posixpath.join(stage, self.dest)
         # A retried batch starts from an empty staging dir: nothing of a failed try survives.
-        proc = conn.start(shell.all_of(["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage_dest],
-                                       ["tar", "-x", "-f", "-", "-C", stage_dest]))
+        proc = conn.start(shell.line(["sh", "-c", _EXTRACT_AND_HASH, "sh", stage, stage_dest]))
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
@@ -350,16 +357,26 @@ class BucketPusher:
             written += 2 * tarfile.BLOCKSIZE
             sink.write(b"\0" * (-written % _RECORD))
             sink.flush()
-            result = proc.wait()  # bounded by the watchdog: an abort sets the status event
+            lane.watch = False
+            # The target now extracts the rest and hashes the batch: allow the stall time
+            # plus a slow disk's pace rather than the no-progress watchdog.
+            limit = self.opts.stall_s + written / (8 << 20)
+            try:
+                result = proc.wait(timeout=limit)
+            except TransientError:
+                raise TransientError(f"no answer from the target {limit:.0f}s after the stream ended (stalled connection?)") from None
         except BaseException:
-            proc.chan.close()
+            try:
+                proc.chan.close()
+            except Exception:  # paramiko raises EOFError closing a channel of a dead transport
+                pass
             raise
         finally:
             lane.watch = False
         if result.status != 0:
             msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise TransientError(f"tar on the target failed: {msg[-1] if msg else 'exit ' + str(result.status)}")
-        return done
+        return done, files.parse_hashes(result.stdout)
 
     def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
         """Bodies in batch order; small ones prefetched within the global byte budget."""
@@ -441,9 +458,7 @@ class BucketPusher:
                           sha.hexdigest(), body.content_type, body.metadata)
         return done, len(header) + obj.size + pad
 
-    def _check_staged(self, conn: Connection, done: list[DoneObject], stage_dest: str, nbytes: int) -> None:
-        # sha256sum on the target: allow the stall time plus a slow disk's pace.
-        got = files.hash_tree(conn, stage_dest, timeout=self.opts.stall_s + nbytes / (8 << 20))
+    def _check_staged(self, done: list[DoneObject], got: dict[str, str]) -> None:
         bad = [d.key for d in done if got.get(posixpath.relpath(d.path, self.dest)) != d.sha256]
         if bad:
             raise VerificationError(f"{len(bad)} object(s) arrived damaged on the target (first: {bad[0]!r})", hint="running again retries them")

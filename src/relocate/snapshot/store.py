@@ -69,7 +69,14 @@ class Snapshot:
 
 def begin(root: Path) -> Snapshot:
     root.mkdir(parents=True, exist_ok=True)
-    path = root / (new_id() + ".partial")
+    # Two moves within one second of one process (fast reruns) would share an id and
+    # the second commit's rename would hit the first snapshot: add -2, -3, ... (sorts after).
+    base = sid = new_id()
+    n = 1
+    while (root / sid).exists() or (root / (sid + ".partial")).exists():
+        n += 1
+        sid = f"{base}-{n}"
+    path = root / (sid + ".partial")
     path.mkdir(mode=0o700)
     return Snapshot(path)
 

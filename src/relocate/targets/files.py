@@ -19,15 +19,19 @@ cd "$1" && find . -type f -printf '%s\t%P\0'
 # sha256sum -z: NUL-terminated records with names unescaped; two workers use both cores.
 # Each worker writes its own file: two sha256sum writing into one pipe interleave
 # their 4 KiB stdio blocks mid-record (seen as "missing"/"differing" files in verify).
-_HASH = r"""
-[ -d "$1" ] || exit 0
-cd "$1" || exit 1
+# HASH_CWD hashes the tree below the current directory; the bulk tar lanes append it
+# to their `tar -x` so a batch is extracted and hashed in one remote command.
+HASH_CWD = r"""
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
 find . -type f -print0 | xargs -0 -r -P 2 -n 512 sh -c 'exec sha256sum -z -- "$@" > "$0.$$"' "$t/h" || exit 1
 for f in "$t"/h.*; do [ -e "$f" ] && cat "$f"; done
 exit 0
 """
+_HASH = r"""
+[ -d "$1" ] || exit 0
+cd "$1" || exit 1
+""" + HASH_CWD
 
 
 def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
@@ -45,7 +49,11 @@ def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
 def hash_tree(conn: Connection, directory: str, timeout: float | None = None) -> dict[str, str]:
     """{path relative to directory: sha256}, computed on the target."""
     cmd, stdin = shell.script(_HASH, directory)
-    out = conn.run(cmd, stdin, timeout=timeout).stdout
+    return parse_hashes(conn.run(cmd, stdin, timeout=timeout).stdout)
+
+
+def parse_hashes(out: bytes) -> dict[str, str]:
+    """`sha256sum -z` records -> {normalised relative path: hex digest}."""
     hashes: dict[str, str] = {}
     for rec in out.split(b"\0"):
         if rec:

@@ -203,7 +203,10 @@ class Exec:
         if not self.chan.status_event.wait(timeout if timeout is not None else 3600):
             raise TransientError("the target did not report an exit status (connection lost?)", hint="running again resumes")
         status = self.chan.recv_exit_status()
-        self.chan.close()
+        try:
+            self.chan.close()
+        except (OSError, EOFError, paramiko.SSHException):  # the transport died after the status came
+            pass
         return Result(status, b"".join(self._out), b"".join(self._err))
 
 
@@ -251,6 +254,10 @@ class Connection:
                     else socket.create_connection((ep.hostname, ep.port), timeout=CONNECT_TIMEOUT))
         except OSError as exc:
             raise TransientError(f"cannot reach {ep} ({exc.strerror or exc})", hint="check the address and that sshd runs; running again retries") from None
+        # Like OpenSSH: without TCP_NODELAY every short request/reply (channel open,
+        # exit status) waits out a 40 ms delayed ACK; measured 50 ms per `true` here.
+        if isinstance(sock, socket.socket):  # a `via:` bastion hands us a paramiko Channel instead
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
         opts = transport.get_security_options()
         opts.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in opts.ciphers) + tuple(
