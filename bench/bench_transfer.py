@@ -86,6 +86,8 @@ def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool 
     _, status, usage = os.wait4(proc.pid, 0)
     dt = time.monotonic() - t0
     err = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    if os.environ.get("BENCH_DEBUG"):
+        print(err[-3000:], file=sys.stderr)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {argv}\n{err[-2000:]}")
     return dt, usage.ru_maxrss
@@ -114,6 +116,7 @@ def leg_s3read(args: argparse.Namespace) -> None:
     from relocate.sources.inventory import ObjectInfo
     from relocate.sources.s3data import ObjectReader
 
+    t0 = time.monotonic()
     aws = Aws(AwsSpec(region="us-east-1", endpoint_url=args.endpoint))
     s3 = aws.client("s3")
     objs = []
@@ -122,6 +125,7 @@ def leg_s3read(args: argparse.Namespace) -> None:
             objs.append(ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'), 0.0))
     reader = ObjectReader(aws, args.bucket)
     out = Path(args.out)
+    t1 = time.monotonic()
 
     def one(o: ObjectInfo) -> None:
         body = reader.get(o.key, o.size, o.etag, o.size <= SMALL_OBJECT)
@@ -135,6 +139,7 @@ def leg_s3read(args: argparse.Namespace) -> None:
 
     with ThreadPoolExecutor(args.transfers) as pool:
         list(pool.map(one, objs))
+    print(f"s3read: list {t1 - t0:.2f}s, get+write {time.monotonic() - t1:.2f}s", file=sys.stderr)
 
 
 class _LocalReader:

@@ -306,3 +306,16 @@ def test_multi_gib_object_on_one_connection(sshd) -> None:
     sent, warnings = _push_through_one_lane(sshd, root, [ObjectInfo("huge.bin", size, "", 0)], blob)
     assert sent == 1, warnings
     assert (root / "data" / "huge.bin").stat().st_size == size
+
+
+def test_one_big_object_skips_tar_and_is_hashed_while_written(sshd) -> None:
+    blob = os.urandom(3 * MiB)
+    size = 9 * MiB + 7  # above SMALL_OBJECT: a batch of its own, streamed through tee | sha256sum
+    root = sshd.root / f"raw-{os.getpid()}-{time.monotonic_ns()}"
+    obj = ObjectInfo("v/clip.bin", size, "", 1_600_000_000)
+    sent, warnings = _push_through_one_lane(sshd, root, [obj], blob)
+    assert sent == 1, warnings
+    landed = root / "data" / "v" / "clip.bin"
+    want = (blob * 4)[:size]
+    assert landed.read_bytes() == want and int(landed.stat().st_mtime) == 1_600_000_000
+    assert not (root / ".relocate" / "staging" / "b" / "0").exists()

@@ -61,6 +61,16 @@ _EXTRACT_AND_HASH = r"""
 rm -rf "$1" && mkdir -p "$2" && tar -x -f - -C "$2" || exit 1
 cd "$2" || exit 1
 """ + files.HASH_CWD
+# A batch of one big object skips tar: tee writes it while sha256sum hashes the same
+# bytes on the other core, instead of a second pass over the file after it landed.
+# $1 staging dir, $2 file, $3 mtime. tee's failure (disk full) must fail the command,
+# and POSIX sh has no pipefail: it leaves a mark instead.
+_WRITE_AND_HASH = r"""
+rm -rf "$1" && mkdir -p "$(dirname "$2")" || exit 1
+{ tee -- "$2" || echo failed >"$1/.tee-failed"; } | sha256sum || exit 1
+[ ! -e "$1/.tee-failed" ] || exit 1
+chmod 644 "$2" && touch -m -d "@$3" -- "$2"
+"""
 
 
 def _env_float(name: str, default: float) -> float:
@@ -342,20 +352,27 @@ class BucketPusher:
         """Send one batch as a tar stream into stage/dest; returns what was sent with the
         sha256s computed while streaming, and the target's own hashes of what landed."""
         stage_dest = posixpath.join(stage, self.dest)
+        raw = len(objs) == 1 and objs[0].size > SMALL_OBJECT
         # A retried batch starts from an empty staging dir: nothing of a failed try survives.
-        proc = conn.start(shell.line(["sh", "-c", _EXTRACT_AND_HASH, "sh", stage, stage_dest]))
+        if raw:
+            rel = self.paths[objs[0].key]
+            proc = conn.start(shell.line(["sh", "-c", _WRITE_AND_HASH, "sh", stage, posixpath.join(stage_dest, rel),
+                                          str(int(objs[0].last_modified))]))
+        else:
+            proc = conn.start(shell.line(["sh", "-c", _EXTRACT_AND_HASH, "sh", stage, stage_dest]))
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
         try:
             written = 0
             for obj, body in self._bodies(objs):
-                d, n = self._add(sink, obj, body, sent)
+                d, n = self._add(sink, obj, body, sent, raw)
                 done.append(d)
                 written += n
-            sink.write(b"\0" * (2 * tarfile.BLOCKSIZE))
-            written += 2 * tarfile.BLOCKSIZE
-            sink.write(b"\0" * (-written % _RECORD))
+            if not raw:
+                sink.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+                written += 2 * tarfile.BLOCKSIZE
+                sink.write(b"\0" * (-written % _RECORD))
             sink.flush()
             lane.watch = False
             # The target now extracts the rest and hashes the batch: allow the stall time
@@ -376,6 +393,8 @@ class BucketPusher:
         if result.status != 0:
             msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise TransientError(f"tar on the target failed: {msg[-1] if msg else 'exit ' + str(result.status)}")
+        if raw:  # "<hex>  -\n" of the bytes tee wrote
+            return done, {rel: result.stdout[:64].decode("ascii", "replace")}
         return done, files.parse_hashes(result.stdout)
 
     def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
@@ -411,12 +430,12 @@ class BucketPusher:
                     fut.cancel()
                 self.budget.give(cost)
 
-    def _add(self, sink: io.BufferedWriter, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
+    def _add(self, sink: io.BufferedWriter, obj: ObjectInfo, body: Body, sent: list[int], raw: bool = False) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]
         what = f"s3://{self.bucket}/{obj.key}"
         if body.size != obj.size:
             raise TransientError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
-        header = _tar_header(path, obj)
+        header = b"" if raw else _tar_header(path, obj)
         sink.write(header)
         tee = None
         if self.keep_dir is not None:
@@ -451,7 +470,7 @@ class BucketPusher:
                 tee.close()
         if count != obj.size:
             raise TransientError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
-        pad = -obj.size % tarfile.BLOCKSIZE
+        pad = 0 if raw else -obj.size % tarfile.BLOCKSIZE
         if pad:
             sink.write(b"\0" * pad)
         done = DoneObject(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
