@@ -24,6 +24,7 @@ class Rule:
     action: str = "pass"  # pass | reset | stall
     after: int = 0  # upstream bytes before the fault
     which: set[int] | None = None  # connection numbers (0-based), None = all
+    limit: int | None = None  # at most this many faults in all, then connections pass
 
     def applies(self, number: int) -> bool:
         return self.action != "pass" and (self.which is None or number in self.which)
@@ -80,7 +81,12 @@ class FaultProxy:
                         sent += len(data)
                         if rule.applies(number) and sent >= rule.after:
                             with self._lock:
-                                self.faults += 1
+                                spent = rule.limit is not None and self.faults >= rule.limit
+                                if not spent:
+                                    self.faults += 1
+                            if spent:
+                                up.sendall(data)
+                                continue
                             if rule.action == "reset":
                                 for x in (client, up):
                                     x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

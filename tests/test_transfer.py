@@ -118,7 +118,7 @@ def test_bad_bwlimit_is_a_usage_error(tmp_path: Path) -> None:
 def test_reset_mid_transfer_is_retried_on_a_new_connection(tmp_path: Path, s3_server, sshd) -> None:
     objects = _corpus(40, 64 * KiB, big=2 * MiB)
     bucket = _seed(s3_server, objects)
-    proxy = FaultProxy((sshd.host, sshd.port), Rule("reset", after=512 * KiB, which={1}))
+    proxy = FaultProxy((sshd.host, sshd.port), Rule("reset", after=512 * KiB, limit=1))
     root = sshd.root / f"reset-{bucket}"
     try:
         cfg = _config(tmp_path, s3_server, sshd, bucket, root, port=proxy.port)
@@ -146,7 +146,7 @@ def test_stalled_connection_is_caught_by_the_watchdog(tmp_path: Path, seaweedfs,
     server = S3Server("seaweedfs", seaweedfs.endpoint_url, seaweedfs.access_key, seaweedfs.secret_key)
     objects = _corpus(30, 256 * KiB)  # 7.5 MiB: more than sshd's 2 MiB channel window, so writes block
     bucket = _seed(server, objects)
-    proxy = FaultProxy((sshd.host, sshd.port), Rule("stall", after=256 * KiB, which={1}))
+    proxy = FaultProxy((sshd.host, sshd.port), Rule("stall", after=256 * KiB, limit=1))
     root = sshd.root / f"stall-{bucket}"
     try:
         cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
@@ -267,7 +267,7 @@ class _MemReader:
         return Body(key, size, etag, None, {}, chunks=iter([self.blob] * full + ([self.blob[:rest]] if rest else [])))
 
 
-def _push_through_one_lane(sshd, root: Path, objs: list[ObjectInfo], blob: bytes) -> tuple[int, list[str]]:
+def _push_through_one_lane(sshd, root: Path, objs: list[ObjectInfo], blob: bytes, engine: str = "paramiko") -> tuple[int, list[str]]:
     commits: list[int] = []
     warnings: list[str] = []
     from relocate.config import SshSpec
@@ -277,7 +277,7 @@ def _push_through_one_lane(sshd, root: Path, objs: list[ObjectInfo], blob: bytes
     with Connection(ssh) as conn:
         pusher = BucketPusher(_MemReader(blob), conn, bucket="mem", root=str(root), dest="data",
                               paths={o.key: o.key for o in objs}, staging=str(root / ".relocate" / "staging" / "b"),
-                              opts=PushOptions(transfers=4, lanes=1, backoff_s=0.2), on_warning=warnings.append)
+                              opts=PushOptions(transfers=4, lanes=1, backoff_s=0.2, engine=engine), on_warning=warnings.append)
         lanes_seen: set[int] = set()
         pusher.run(objs, lambda done: (commits.append(len(done)), lanes_seen.add(threading.get_ident())))
     assert len(lanes_seen) == 1  # one lane did it all
@@ -308,14 +308,32 @@ def test_multi_gib_object_on_one_connection(sshd) -> None:
     assert (root / "data" / "huge.bin").stat().st_size == size
 
 
-def test_one_big_object_skips_tar_and_is_hashed_while_written(sshd) -> None:
+@pytest.mark.parametrize("engine", ["paramiko", "openssh"])
+def test_one_big_object_skips_tar_and_is_hashed_while_written(sshd, engine: str) -> None:
     blob = os.urandom(3 * MiB)
     size = 9 * MiB + 7  # above SMALL_OBJECT: a batch of its own, streamed through tee | sha256sum
     root = sshd.root / f"raw-{os.getpid()}-{time.monotonic_ns()}"
     obj = ObjectInfo("v/clip.bin", size, "", 1_600_000_000)
-    sent, warnings = _push_through_one_lane(sshd, root, [obj], blob)
+    sent, warnings = _push_through_one_lane(sshd, root, [obj], blob, engine)
     assert sent == 1, warnings
     landed = root / "data" / "v" / "clip.bin"
     want = (blob * 4)[:size]
     assert landed.read_bytes() == want and int(landed.stat().st_mtime) == 1_600_000_000
     assert not (root / ".relocate" / "staging" / "b" / "0").exists()
+
+
+def test_hash_tree_many_files_and_odd_names(sshd) -> None:
+    # >512 files (two hashing workers) and names openssl would escape (newline, backslash).
+    from relocate.config import SshSpec
+    from relocate.targets import files
+
+    base = sshd.root / f"hash-{os.getpid()}-{time.monotonic_ns()}"
+    names = [f"d{i % 7}/f {i}.bin" for i in range(1200)] + ["new\nline", "back\\slash", "ü é", "-dash", "*star"]
+    for i, name in enumerate(names):
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_bytes(str(i).encode() * 50)
+    ssh = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                  host_key=sshd.host_key_fingerprint)
+    with Connection(ssh) as conn:
+        got = files.hash_tree(conn, str(base))
+    assert got == {n: hashlib.sha256(str(i).encode() * 50).hexdigest() for i, n in enumerate(names)}

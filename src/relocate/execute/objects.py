@@ -43,6 +43,7 @@ from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body
 from relocate.targets import files, shell
+from relocate.targets.openssh import OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection, Exec
 
 SMALL_OBJECT = 8 * 1024 * 1024  # read whole by a prefetch worker; bigger ones are streamed
@@ -67,7 +68,8 @@ cd "$2" || exit 1
 # and POSIX sh has no pipefail: it leaves a mark instead.
 _WRITE_AND_HASH = r"""
 rm -rf "$1" && mkdir -p "$(dirname "$2")" || exit 1
-{ tee -- "$2" || echo failed >"$1/.tee-failed"; } | sha256sum || exit 1
+if command -v openssl >/dev/null 2>&1; then h="openssl dgst -sha256 -r"; else h=sha256sum; fi
+{ tee -- "$2" || echo failed >"$1/.tee-failed"; } | $h || exit 1
 [ ! -e "$1/.tee-failed" ] || exit 1
 chmod 644 "$2" && touch -m -d "@$3" -- "$2"
 """
@@ -134,6 +136,7 @@ class _Lane:
         self.index = index
         self.template = template
         self.conn: Connection | None = None
+        self.proc: Exec | OpenSshExec | None = None  # the batch stream in flight
         self.beat = time.monotonic()
         self.watch = False  # True while a stream is expected to make progress
         self.stalled = False
@@ -145,6 +148,15 @@ class _Lane:
             self.conn = conn
         return self.conn
 
+    def abort(self) -> None:
+        """From the watchdog: make whatever this lane is blocked on fail now."""
+        proc = self.proc
+        if isinstance(proc, OpenSshExec):
+            proc.kill()
+        conn = self.conn
+        if conn is not None:
+            conn.abort()
+
     def drop(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
@@ -155,7 +167,7 @@ class _Lane:
 class _ChannelSink(io.RawIOBase):
     """A remote command's stdin as a raw file: rate-limited, feeding the watchdog."""
 
-    def __init__(self, proc: Exec, lane: _Lane, limit: RateLimit | None, stop: threading.Event) -> None:
+    def __init__(self, proc: Exec | OpenSshExec, lane: _Lane, limit: RateLimit | None, stop: threading.Event) -> None:
         self.proc, self.lane, self.limit, self.stop = proc, lane, limit, stop
 
     def writable(self) -> bool:
@@ -213,6 +225,7 @@ class PushOptions:
     lanes: int = 4  # SSH connections, one tar stream each
     bwlimit: float | None = None  # bytes per second, all lanes together
     stall_s: float = STALL_S
+    engine: str = "auto"  # bulk streams: "openssh" client binary when it can log in, else "paramiko"
     attempts: int = ATTEMPTS
     backoff_s: float = BACKOFF_S
 
@@ -271,6 +284,7 @@ class BucketPusher:
         lanes = [_Lane(i, self.template) for i in range(nlanes)]
         qlock = threading.Lock()
         self._stop.clear()
+        self.bulk = OpenSsh.probe(self.template) if self.opts.engine != "paramiko" else None
         done_watch = threading.Event()
         watchdog = threading.Thread(target=self._watchdog, args=(lanes, done_watch), daemon=True)
         watchdog.start()
@@ -300,6 +314,8 @@ class BucketPusher:
                         self._stop.set()
                         first = first or exc
         done_watch.set()
+        if self.bulk is not None:
+            self.bulk.close()
         if first is not None:
             raise first
 
@@ -309,9 +325,7 @@ class BucketPusher:
             for lane in lanes:
                 if lane.watch and not lane.stalled and now - lane.beat > self.opts.stall_s:
                     lane.stalled = True
-                    conn = lane.conn
-                    if conn is not None:
-                        conn.abort()
+                    lane.abort()
 
     def _deliver(self, lane: _Lane, number: int, batch: list[ObjectInfo], commit: Commit) -> None:
         """One batch, retried on a fresh connection until it is in place or attempts run out."""
@@ -356,10 +370,12 @@ class BucketPusher:
         # A retried batch starts from an empty staging dir: nothing of a failed try survives.
         if raw:
             rel = self.paths[objs[0].key]
-            proc = conn.start(shell.line(["sh", "-c", _WRITE_AND_HASH, "sh", stage, posixpath.join(stage_dest, rel),
-                                          str(int(objs[0].last_modified))]))
+            command = shell.line(["sh", "-c", _WRITE_AND_HASH, "sh", stage, posixpath.join(stage_dest, rel),
+                                  str(int(objs[0].last_modified))])
         else:
-            proc = conn.start(shell.line(["sh", "-c", _EXTRACT_AND_HASH, "sh", stage, stage_dest]))
+            command = shell.line(["sh", "-c", _EXTRACT_AND_HASH, "sh", stage, stage_dest])
+        proc: Exec | OpenSshExec = self.bulk.start(command) if self.bulk is not None else conn.start(command)
+        lane.proc = proc
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
@@ -384,12 +400,13 @@ class BucketPusher:
                 raise TransientError(f"no answer from the target {limit:.0f}s after the stream ended (stalled connection?)") from None
         except BaseException:
             try:
-                proc.chan.close()
+                proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
             except Exception:  # paramiko raises EOFError closing a channel of a dead transport
                 pass
             raise
         finally:
             lane.watch = False
+            lane.proc = None
         if result.status != 0:
             msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise TransientError(f"tar on the target failed: {msg[-1] if msg else 'exit ' + str(result.status)}")

@@ -226,6 +226,8 @@ class Connection:
         other = Connection.__new__(Connection)
         other.endpoint, other.accept_new = self.endpoint, self.accept_new
         other._transport, other._sftp = None, None
+        if getattr(self, "via", None) is not None:  # lanes of a tunnelled target go through the same bastion
+            other.via = self.via  # type: ignore[attr-defined]
         return other
 
     def abort(self) -> None:
