@@ -267,6 +267,11 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
     cmd = f"tar -C {out} -cf - . | {' '.join(ssh)} tar -xf - -C {dest_root / 'data'}"
     r["openssh_write"], _ = timed(cmd, shell=True)
     clean_target()
+    # The same, but hashing what landed like relocate does (informational: the goal is vs the plain one).
+    hashed = (f"tar -xf - -C {dest_root / 'data'} && cd {dest_root / 'data'} && "
+              "find . -type f -print0 | xargs -0 -r -P 2 -n 512 openssl dgst -sha256 -r >/dev/null")
+    r["openssh_write_hashed"], _ = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} '{hashed}'", shell=True)
+    clean_target()
     r["relocate_write"], r["relocate_write_rss_kib"] = timed(
         [py, me, "--leg", "sshwrite", "--src", str(out), "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
          "--identity", str(sshd.identity_file), "--host-key", sshd.host_key_fingerprint, "--root", str(dest_root),
@@ -301,6 +306,7 @@ def report(r: dict) -> None:
     line("S3 read vs rclone copy", "relocate_read", "rclone_read", 1.0)
     line("S3 read vs aws s3 sync", "relocate_read", "aws_read", 1.0)
     line("SSH write vs tar | ssh tar", "relocate_write", "openssh_write", 1.1)
+    line("SSH write vs tar | ssh tar+sha256", "relocate_write", "openssh_write_hashed", 1.1)
     line("move vs rclone + tar|ssh", "relocate_move", "two_step", 0.8)
     for k in ("relocate_read_rss_kib", "relocate_write_rss_kib", "relocate_move_rss_kib"):
         print(f"  peak RSS {k.split('_')[1]:<8} {r[k] / 1024:7.1f} MiB (goal <= 256)")
