@@ -43,8 +43,8 @@ from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body
 from relocate.targets import files, shell
-from relocate.targets.openssh import OpenSsh, OpenSshExec
-from relocate.targets.ssh import Connection, Exec
+from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
+from relocate.targets.ssh import Connection, Exec, Result
 
 SMALL_OBJECT = 8 * 1024 * 1024  # read whole by a prefetch worker; bigger ones are streamed
 PREFETCH_BYTES = 64 * 1024 * 1024  # global memory bound for bodies read ahead of the lanes
@@ -62,6 +62,14 @@ _EXTRACT_AND_HASH = r"""
 rm -rf "$1" && mkdir -p "$2" && tar -x -f - -C "$2" || exit 1
 cd "$2" || exit 1
 """ + files.HASH_CWD
+# $1 staging dir, $2 its tree, $3 final dir. Lanes promote concurrently: two `cp -R`
+# creating the same directory race ("File exists"), so every directory is made first
+# with mkdir -p (which tolerates that race), then the files are hard-linked into place.
+_PROMOTE = r"""
+mkdir -p -- "$3" || exit 1
+(cd "$2" && find . -mindepth 1 -type d -print0) | (cd "$3" && xargs -0 -r mkdir -p --) || exit 1
+cp -Rlf -- "$2/." "$3/" && rm -rf -- "$1"
+"""
 # A batch of one big object skips tar: tee writes it while sha256sum hashes the same
 # bytes on the other core, instead of a second pass over the file after it landed.
 # $1 staging dir, $2 file, $3 mtime. tee's failure (disk full) must fail the command,
@@ -132,32 +140,55 @@ class _Cancelled(Exception):
 class _Lane:
     """One SSH connection and its watchdog state."""
 
-    def __init__(self, index: int, template: Connection) -> None:
+    def __init__(self, index: int, template: Connection, bulk: OpenSsh | None) -> None:
         self.index = index
         self.template = template
-        self.conn: Connection | None = None
+        self.bulk = bulk
+        self.conn: Connection | None = None  # paramiko lanes
+        self.master: Master | None = None  # OpenSSH lanes
         self.proc: Exec | OpenSshExec | None = None  # the batch stream in flight
         self.beat = time.monotonic()
         self.watch = False  # True while a stream is expected to make progress
         self.stalled = False
 
-    def connect(self) -> Connection:
-        if self.conn is None:
+    def connect(self) -> None:
+        if self.bulk is not None:
+            if self.master is None:
+                self.master = self.bulk.master()
+        elif self.conn is None:
             conn = self.template.clone()
             conn.connect()
             self.conn = conn
-        return self.conn
+
+    def start(self, command: str) -> Exec | OpenSshExec:
+        if self.bulk is not None:
+            return self.bulk.start(command, self.master)
+        assert self.conn is not None
+        return self.conn.start(command)
+
+    def run(self, command: str, timeout: float) -> Result:
+        result = self.start(command).wait(timeout)
+        if result.status != 0:
+            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise TransientError(f"on the target: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
+        return result
 
     def abort(self) -> None:
         """From the watchdog: make whatever this lane is blocked on fail now."""
         proc = self.proc
         if isinstance(proc, OpenSshExec):
             proc.kill()
+        master = self.master
+        if master is not None:
+            master.close()
         conn = self.conn
         if conn is not None:
             conn.abort()
 
     def drop(self) -> None:
+        master, self.master = self.master, None
+        if master is not None:
+            master.close()
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
@@ -281,10 +312,10 @@ class BucketPusher:
             return
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes)))
-        lanes = [_Lane(i, self.template) for i in range(nlanes)]
+        self.bulk = OpenSsh.probe(self.template) if self.opts.engine != "paramiko" else None
+        lanes = [_Lane(i, self.template, self.bulk) for i in range(nlanes)]
         qlock = threading.Lock()
         self._stop.clear()
-        self.bulk = OpenSsh.probe(self.template) if self.opts.engine != "paramiko" else None
         done_watch = threading.Event()
         watchdog = threading.Thread(target=self._watchdog, args=(lanes, done_watch), daemon=True)
         watchdog.start()
@@ -333,12 +364,11 @@ class BucketPusher:
         for attempt in range(1, self.opts.attempts + 1):
             sent = [0]
             try:
-                conn = lane.connect()
-                done, hashes = self._push(lane, conn, stage, batch, sent)
+                lane.connect()
+                done, hashes = self._push(lane, stage, batch, sent)
                 self._check_staged(done, hashes)
+                self._promote(lane, stage)
                 with self._commit_lock:
-                    # Serialised: two `cp -R` creating the same directory race ("File exists").
-                    self._promote(conn, stage)
                     commit(done)
                     self.on_progress(len(done), 0)
                 return
@@ -361,7 +391,7 @@ class BucketPusher:
 
     # ----------------------------------------------------------------- one batch
 
-    def _push(self, lane: _Lane, conn: Connection, stage: str, objs: list[ObjectInfo],
+    def _push(self, lane: _Lane, stage: str, objs: list[ObjectInfo],
               sent: list[int]) -> tuple[list[DoneObject], dict[str, str]]:
         """Send one batch as a tar stream into stage/dest; returns what was sent with the
         sha256s computed while streaming, and the target's own hashes of what landed."""
@@ -374,7 +404,7 @@ class BucketPusher:
                                   str(int(objs[0].last_modified))])
         else:
             command = shell.line(["sh", "-c", _EXTRACT_AND_HASH, "sh", stage, stage_dest])
-        proc: Exec | OpenSshExec = self.bulk.start(command) if self.bulk is not None else conn.start(command)
+        proc = lane.start(command)
         lane.proc = proc
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
         done: list[DoneObject] = []
@@ -499,9 +529,8 @@ class BucketPusher:
         if bad:
             raise VerificationError(f"{len(bad)} object(s) arrived damaged on the target (first: {bad[0]!r})", hint="running again retries them")
 
-    def _promote(self, conn: Connection, stage: str) -> None:
+    def _promote(self, lane: _Lane, stage: str) -> None:
         """Hard-link the verified staging tree into place, then drop this batch's staging."""
         stage_dest = posixpath.join(stage, self.dest)
         final = posixpath.join(self.root, self.dest)
-        conn.run(shell.all_of(["mkdir", "-p", "--", final], ["cp", "-Rlf", "--", stage_dest + "/.", final + "/"],
-                              ["rm", "-rf", "--", stage]), timeout=self.opts.stall_s + 60)
+        lane.run(shell.line(["sh", "-c", _PROMOTE, "sh", stage, stage_dest, final]), timeout=self.opts.stall_s + 60)

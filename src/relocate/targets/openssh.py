@@ -15,11 +15,13 @@ passphrase) the probe fails and the lanes stay on paramiko.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from typing import IO
 
 from relocate.errors import TransientError
@@ -27,6 +29,18 @@ from relocate.targets.ssh import Connection, Result
 
 _CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
 ALIAS = "relocate-target"
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: on Linux, SIGKILL the master when relocate dies
+    (kill -9 included), so no orphaned connection outlives the move."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class OpenSshExec:
@@ -87,6 +101,36 @@ class OpenSshExec:
         self.proc.wait()
 
 
+class Master:
+    """One `ssh -M -N` connection; commands multiplex over it (a channel costs ~ms, a
+    handshake ~200 ms here). Killing it is how a lane drops its connection."""
+
+    def __init__(self, argv: list[str], path: str, host: str, timeout: float = 20.0) -> None:
+        self.path = path
+        self.proc = subprocess.Popen([*argv, "-M", "-N", "-o", f"ControlPath={path}", "--", host],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
+                self.close()
+                raise TransientError(f"ssh to the target failed: {err.splitlines()[-1] if err else 'no connection'}",
+                                     hint="running again resumes")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
 class OpenSsh:
     """Starts commands on the endpoint of `conn` through `ssh`, pinned to its host key."""
 
@@ -108,7 +152,12 @@ class OpenSsh:
             self.argv += ["-i", path]
         if ep.identity_files:
             self.argv += ["-o", "IdentitiesOnly=yes"]
-        self.argv += ["--", ep.hostname]
+        self.host = ep.hostname
+        self._ids = itertools.count()
+
+    def master(self) -> Master:
+        """A new multiplexing master connection (a fresh one per lane and per retry)."""
+        return Master(self.argv, os.path.join(self._dir, f"m{next(self._ids)}"), self.host)
 
     @classmethod
     def probe(cls, conn: Connection) -> "OpenSsh | None":
@@ -128,9 +177,10 @@ class OpenSsh:
             return None
         return bulk
 
-    def start(self, command: str) -> OpenSshExec:
+    def start(self, command: str, master: Master | None = None) -> OpenSshExec:
+        mux = ["-o", f"ControlPath={master.path}", "-o", "ControlMaster=no"] if master is not None else []
         try:
-            return OpenSshExec([*self.argv, command])
+            return OpenSshExec([*self.argv, *mux, "--", self.host, command])
         except OSError as exc:
             raise TransientError(f"cannot run ssh ({exc})", hint="running again resumes") from None
 
