@@ -115,16 +115,22 @@ def test_bad_bwlimit_is_a_usage_error(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- faults through a proxy
 
+def _move_through(proxy: FaultProxy, tmp_path: Path, server, sshd, bucket: str, root: Path, *args: str,
+                  env: dict[str, str] | None = None):
+    """`relocate move` with the target reached through the fault proxy (closed after)."""
+    try:
+        cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
+        return cli("move", "-f", str(cfg), "--yes", *args, env={**_env(server), **(env or {})})
+    finally:
+        proxy.close()
+
+
 def test_reset_mid_transfer_is_retried_on_a_new_connection(tmp_path: Path, s3_server, sshd) -> None:
     objects = _corpus(40, 64 * KiB, big=2 * MiB)
     bucket = _seed(s3_server, objects)
     proxy = FaultProxy((sshd.host, sshd.port), Rule("reset", after=512 * KiB, limit=1))
     root = sshd.root / f"reset-{bucket}"
-    try:
-        cfg = _config(tmp_path, s3_server, sshd, bucket, root, port=proxy.port)
-        r = cli("move", "-f", str(cfg), "--yes", "--json", "--lanes", "2", env=_env(s3_server))
-    finally:
-        proxy.close()
+    r = _move_through(proxy, tmp_path, s3_server, sshd, bucket, root, "--json", "--lanes", "2")
     assert r.exit_code == 0, r.stderr
     assert proxy.faults >= 1
     events = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]  # NDJSON: every line parses
@@ -148,11 +154,7 @@ def test_stalled_connection_is_caught_by_the_watchdog(tmp_path: Path, seaweedfs,
     bucket = _seed(server, objects)
     proxy = FaultProxy((sshd.host, sshd.port), Rule("stall", after=256 * KiB, limit=1))
     root = sshd.root / f"stall-{bucket}"
-    try:
-        cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
-        r = cli("move", "-f", str(cfg), "--yes", "--lanes", "1", env={**_env(server), "RELOCATE_STALL_TIMEOUT": "2"})
-    finally:
-        proxy.close()
+    r = _move_through(proxy, tmp_path, server, sshd, bucket, root, "--lanes", "1", env={"RELOCATE_STALL_TIMEOUT": "2"})
     assert r.exit_code == 0, r.stderr
     assert proxy.faults == 1
     assert "no progress for 2s" in r.stderr  # relocate's own watchdog, not a TCP timeout, noticed
@@ -167,11 +169,7 @@ def test_exhausted_retries_exit_5_and_the_rerun_resumes(tmp_path: Path, moto_ser
     bucket = _seed(server, objects)
     proxy = FaultProxy((sshd.host, sshd.port), Rule("reset", after=256 * KiB))  # every bulk connection dies
     root = sshd.root / f"exhaust-{bucket}"
-    try:
-        cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
-        r = cli("move", "-f", str(cfg), "--yes", "--lanes", "2", env={**_env(server), "RELOCATE_RETRY_ATTEMPTS": "2"})
-    finally:
-        proxy.close()
+    r = _move_through(proxy, tmp_path, server, sshd, bucket, root, "--lanes", "2", env={"RELOCATE_RETRY_ATTEMPTS": "2"})
     assert r.exit_code == 5, r.stderr
     assert "failed 2 times" in r.stderr and "running again resumes" in r.stderr and "Traceback" not in r.stderr
     _assert_no_half_files(root, objects)
@@ -238,7 +236,9 @@ def test_flipped_byte_is_caught_by_verify_and_repaired_by_the_next_move(tmp_path
     bucket = _seed(s3_server, objects)
     root = sshd.root / f"flip-{bucket}"
     cfg = _config(tmp_path, s3_server, sshd, bucket, root)
-    assert cli("move", "-f", str(cfg), "--yes", env=_env(s3_server)).exit_code == 0
+    assert cli("move", "-f", str(cfg), "--yes", "--keep-snapshot", env=_env(s3_server)).exit_code == 0
+    kept = {str(p.relative_to(p.parents[1])): p.read_bytes() for p in (tmp_path / "snapshots").glob("*/objects/data/img/*")}
+    assert kept == objects  # --keep-snapshot wrote each object as it streamed
     victim = root / "data" / "img" / "003.bin"
     data = bytearray(victim.read_bytes())
     data[100] ^= 0x01
@@ -337,3 +337,24 @@ def test_hash_tree_many_files_and_odd_names(sshd) -> None:
     with Connection(ssh) as conn:
         got = files.hash_tree(conn, str(base))
     assert got == {n: hashlib.sha256(str(i).encode() * 50).hexdigest() for i, n in enumerate(names)}
+
+
+@pytest.mark.parametrize("mode", ["json", "plain", "rich"])
+def test_progress_reporter_modes(mode: str) -> None:
+    import io
+
+    from relocate.cli.progress import Reporter
+
+    out = io.StringIO()
+    rep = Reporter(3, 300, mode=mode, stream=out, every_s=0)
+    rep("s3:b", 0, 100)
+    rep.event({"event": "warning", "message": "batch retried"})
+    rep("s3:b", 3, 200)
+    rep.close()
+    text = out.getvalue()
+    if mode == "json":
+        events = [json.loads(line) for line in text.splitlines()]
+        assert events[-1]["event"] == "progress" and events[-1]["objects"] == 3 and events[-1]["bytes"] == 300
+        assert {"event": "warning", "message": "batch retried"} in events
+    else:
+        assert "batch retried" in text and "3/3" in text
