@@ -358,3 +358,25 @@ def test_progress_reporter_modes(mode: str) -> None:
         assert {"event": "warning", "message": "batch retried"} in events
     else:
         assert "batch retried" in text and "3/3" in text
+
+
+def test_openssh_lanes_refuse_a_host_key_that_changed(sshd, sshd2) -> None:
+    # The bulk `ssh` is pinned to the key relocate checked; another key is refused, never retried.
+    from relocate.config import SshSpec
+    from relocate.errors import HostKeyError
+    from relocate.targets.openssh import ALIAS, OpenSsh
+
+    ssh = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                  host_key=sshd.host_key_fingerprint)
+    with Connection(ssh) as conn:
+        bulk = OpenSsh.probe(conn)
+        assert bulk is not None
+        try:
+            master = bulk.master()
+            assert bulk.start("echo ok", master).wait(30).stdout == b"ok\n"
+            master.close()
+            (Path(bulk._dir) / "known_hosts").write_text(f"{ALIAS} {sshd2.host_key_line}\n")
+            with pytest.raises(HostKeyError):
+                bulk.master()
+        finally:
+            bulk.close()

@@ -328,6 +328,11 @@ class BucketPusher:
                             return
                         number, batch = queue.popleft()
                     self._deliver(lane, number, batch, commit)
+            except _Cancelled:
+                raise
+            except BaseException:
+                self._stop.set()  # a lane that gave up stops the others at their next write
+                raise
             finally:
                 lane.drop()
 

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import IO
 
-from relocate.errors import TransientError
+from relocate.errors import HostKeyError, TransientError
 from relocate.targets.ssh import Connection, Result
 
 _CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
@@ -115,6 +115,9 @@ class Master:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
                 self.close()
+                if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
+                    # The key changed since relocate's own check at the start: never retry that.
+                    raise HostKeyError("the target's host key changed during the move: refusing (possible man-in-the-middle)")
                 raise TransientError(f"ssh to the target failed: {err.splitlines()[-1] if err else 'no connection'}",
                                      hint="running again resumes")
             time.sleep(0.01)
