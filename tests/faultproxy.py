@@ -25,6 +25,7 @@ class Rule:
     after: int = 0  # upstream bytes before the fault
     which: set[int] | None = None  # connection numbers (0-based), None = all
     limit: int | None = None  # at most this many faults in all, then connections pass
+    downstream: bool = False  # count server->client bytes instead (e.g. an S3 body cut short)
 
     def applies(self, number: int) -> bool:
         return self.action != "pass" and (self.which is None or number in self.which)
@@ -77,7 +78,7 @@ class FaultProxy:
                     data = s.recv(65536)
                     if not data:
                         return
-                    if s is client:
+                    if (s is client) != rule.downstream:  # the direction this rule counts
                         sent += len(data)
                         if rule.applies(number) and sent >= rule.after:
                             with self._lock:
@@ -85,7 +86,7 @@ class FaultProxy:
                                 if not spent:
                                     self.faults += 1
                             if spent:
-                                up.sendall(data)
+                                (client if s is up else up).sendall(data)
                                 continue
                             if rule.action == "reset":
                                 for x in (client, up):
@@ -93,9 +94,7 @@ class FaultProxy:
                                 return
                             self._stop.wait()  # stall: hold both sockets open, forward nothing
                             return
-                        up.sendall(data)
-                    else:
-                        client.sendall(data)
+                    (client if s is up else up).sendall(data)
         except OSError:
             pass
         finally:
