@@ -109,3 +109,14 @@ class FaultProxy:
                 s.close()
             except OSError:
                 pass
+
+
+if __name__ == "__main__":  # run inside a network namespace: `python faultproxy.py LISTEN_HOST PORT UP_HOST UP_PORT`
+    import sys
+    import time
+
+    host, port, up_host, up_port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    p = FaultProxy((up_host, up_port), host=host)
+    print(p.port, flush=True)
+    while True:
+        time.sleep(3600)
