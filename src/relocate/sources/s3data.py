@@ -99,7 +99,9 @@ class ObjectReader:
         endpoint = spec.endpoint_url or self.s3.meta.endpoint_url
         if spec.endpoint_url or not re.search(r"\.amazonaws\.com(\.cn)?(:\d+)?$", endpoint.split("/")[2] if "//" in endpoint else ""):
             kw.update(endpoint=endpoint, virtual_hosted_style_request=False)
-        options: dict[str, Any] = {"connect_timeout": "10s", "timeout": "600s",
+        # `timeout` covers the whole body (obstore's default 30 s, or any fixed figure, would
+        # fail a 5 GiB object on a slow link); a stalled S3 read is caught per read instead.
+        options: dict[str, Any] = {"connect_timeout": "10s", "timeout": "48h", "read_timeout": "60s",
                                    "allow_http": endpoint.startswith("http://")}
         # obstore retries 5xx/throttling itself with backoff, like botocore's standard mode.
         retry = {"max_retries": 6, "retry_timeout": dt.timedelta(minutes=3),
