@@ -49,6 +49,7 @@ class FaultProxy:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
+        self._by_number: dict[int, tuple[socket.socket, socket.socket]] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -66,6 +67,7 @@ class FaultProxy:
                 client.close()
                 continue
             self._socks += [client, up]
+            self._by_number[number] = (client, up)
             threading.Thread(target=self._pump, args=(number, client, up), daemon=True).start()
 
     def _pump(self, number: int, client: socket.socket, up: socket.socket) -> None:
@@ -100,6 +102,12 @@ class FaultProxy:
         finally:
             client.close()
             up.close()
+
+    def reset(self, number: int) -> None:
+        """Reset connection `number` now (RST to both ends)."""
+        for x in self._by_number[number]:
+            x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            x.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._stop.set()

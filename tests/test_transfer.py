@@ -179,6 +179,32 @@ def test_exhausted_retries_exit_5_and_the_rerun_resumes(tmp_path: Path, moto_ser
     _assert_complete(root, objects)
 
 
+def test_control_connection_dropped_during_bulk_is_reopened(tmp_path: Path, moto_server, moto, sshd) -> None:
+    from servers import S3Server
+
+    server = S3Server("moto", moto, "testing", "testing")
+    objects = _corpus(16, 128 * KiB)
+    bucket = _seed(server, objects)
+    proxy = FaultProxy((sshd.host, sshd.port))
+    root = sshd.root / f"control-{bucket}"
+    cfg = _config(tmp_path, server, sshd, bucket, root, port=proxy.port)
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--json", "--bwlimit", "1M"],
+                            env={**os.environ, **_env(server)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if json.loads(line)["event"] == "progress":
+                proxy.reset(0)  # the first connection is the control one (plan, probe, journal checks)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proxy.close()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["result"]["verify"]["ok"]
+    _assert_complete(root, objects)
+
+
 def test_s3_bodies_cut_short_are_retried(tmp_path: Path, moto_server, moto, sshd) -> None:
     # S3 connections reset mid-body (downstream bytes): obstore's own retries or relocate's
     # batch retry get every object through, byte-exact.

@@ -181,6 +181,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
 
             if todo:
                 pusher.run(todo, commit)
+                conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
             records = [done[o.key] for o in listing.objects if o.key in done]
             entries = [_entry(d) for d in records]
             if todo:

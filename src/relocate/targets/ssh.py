@@ -230,6 +230,13 @@ class Connection:
             other.via = self.via  # type: ignore[attr-defined]
         return other
 
+    def ensure(self) -> None:
+        """Reconnect if the transport died (e.g. the link dropped while bulk lanes, on
+        their own connections, retried past it): the control steps after them go on."""
+        if self._transport is None or not self._transport.is_active():
+            self.close()
+            self.connect()
+
     def abort(self) -> None:
         """Tear the transport down from another thread (the stall watchdog): blocked
         sends and waits on its channels fail at once instead of hanging."""
