@@ -202,6 +202,42 @@ class Sshd:
         for d in self._owned_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
+    def restart(self, down_for: float = 0.0, timeout: float = 15.0) -> list[int]:
+        """Kill sshd and every connection it serves, stay down for `down_for` seconds,
+        then start it again with the same config, port and keys. Per-connection sshd
+        processes leave the listener's session (setsid) and rename themselves, so they
+        are found as the listener's descendants. Returns the pids of those killed."""
+        config = str(self.log.parent / "sshd_config")
+        connections = sorted(_descendants(self.proc.pid), reverse=True) if self.proc is not None else []
+        for pid in connections:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _stop_group(self.proc)
+        time.sleep(down_for)
+        self.proc = _spawn([_which("sshd", Path("/usr/sbin")), "-D", "-e", "-f", config], self.log)
+
+        def banner() -> bool:
+            with socket.create_connection((self.host, self.port), timeout=2) as s:
+                return s.recv(64).startswith(b"SSH-2.0-")
+
+        _wait(banner, "sshd (restarted)", timeout, self.proc, self.log)
+        return connections
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, read from /proc (children re-parented by setsid keep their ppid)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p not in found}
+        found |= frontier
+    return found
+
 
 def _keygen(path: Path, comment: str) -> str:
     """Generate an ed25519 keypair; return the public key line without comment."""
