@@ -57,7 +57,9 @@ def test_sshd_restarted_mid_move(moto: str, own_sshd, tmp_path: Path) -> None:
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    out, _ = proc.communicate(timeout=240)
+    assert proc.stdout is not None
+    out = proc.stdout.read()  # stderr belongs to the watcher thread; communicate() would race it
+    proc.wait(timeout=240)
     t.join(10)
     assert restarted.is_set(), "the move finished before sshd could be restarted"
     assert len(killed) >= 2, "sshd was serving the move's connections when it was killed"
