@@ -138,12 +138,15 @@ class _Cancelled(Exception):
 
 
 class _Lane:
-    """One SSH connection and its watchdog state."""
+    """One SSH connection and its watchdog state. OpenSSH lanes start out multiplexed
+    over one shared master connection (`shared`: every handshake costs as much as a
+    small batch here); a lane whose batch failed retries on a master of its own."""
 
-    def __init__(self, index: int, template: Connection, bulk: OpenSsh | None) -> None:
+    def __init__(self, index: int, template: Connection, bulk: OpenSsh | None, shared: Master | None = None) -> None:
         self.index = index
         self.template = template
         self.bulk = bulk
+        self.shared = shared
         self.conn: Connection | None = None  # paramiko lanes
         self.master: Master | None = None  # OpenSSH lanes
         self.proc: Exec | OpenSshExec | None = None  # the batch stream in flight
@@ -154,7 +157,7 @@ class _Lane:
     def connect(self) -> None:
         if self.bulk is not None:
             if self.master is None:
-                self.master = self.bulk.master()
+                self.master = self.shared if self.shared is not None else self.bulk.master()
         elif self.conn is None:
             conn = self.template.clone()
             conn.connect()
@@ -179,16 +182,19 @@ class _Lane:
         if isinstance(proc, OpenSshExec):
             proc.kill()
         master = self.master
-        if master is not None:
+        if master is not None and master is not self.shared:
             master.close()
         conn = self.conn
         if conn is not None:
             conn.abort()
 
     def drop(self) -> None:
+        """Forget this lane's connection; the next connect() makes a brand-new one of its own
+        (the shared one is left to the lanes still using it, and closed by the driver)."""
         master, self.master = self.master, None
-        if master is not None:
+        if master is not None and master is not self.shared:
             master.close()
+        self.shared = None
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
@@ -313,7 +319,8 @@ class BucketPusher:
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes)))
         self.bulk = OpenSsh.probe(self.template) if self.opts.engine != "paramiko" else None
-        lanes = [_Lane(i, self.template, self.bulk) for i in range(nlanes)]
+        shared = self.bulk.first if self.bulk is not None else None
+        lanes = [_Lane(i, self.template, self.bulk, shared) for i in range(nlanes)]
         qlock = threading.Lock()
         self._stop.clear()
         done_watch = threading.Event()

@@ -157,6 +157,7 @@ class OpenSsh:
             self.argv += ["-o", "IdentitiesOnly=yes"]
         self.host = ep.hostname
         self._ids = itertools.count()
+        self.first: Master | None = None  # the probe's connection, handed to the lanes to share
 
     def master(self) -> Master:
         """A new multiplexing master connection (a fresh one per lane and per retry)."""
@@ -164,17 +165,23 @@ class OpenSsh:
 
     @classmethod
     def probe(cls, conn: Connection) -> "OpenSsh | None":
-        """An OpenSsh for conn's endpoint when `ssh` can log in non-interactively; else None."""
+        """An OpenSsh for conn's endpoint when `ssh` can log in non-interactively; else None.
+        The login it made is kept as `first` (a master connection; a handshake costs
+        ~0.2-0.3 s here, as much as a small batch) for the lanes to multiplex over."""
         if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
             return None
         if os.environ.get("RELOCATE_BULK_SSH", "auto") == "paramiko":
             return None
         bulk = cls(conn)
         try:
-            result = bulk.start("true").wait(30)
+            bulk.first = bulk.master()
+            result = bulk.start("true", bulk.first).wait(30)
         except TransientError:
             bulk.close()
             return None
+        except BaseException:  # HostKeyError: the key changed since relocate's own check
+            bulk.close()
+            raise
         if result.status != 0:
             bulk.close()
             return None
@@ -188,4 +195,7 @@ class OpenSsh:
             raise TransientError(f"cannot run ssh ({exc})", hint="running again resumes") from None
 
     def close(self) -> None:
+        first, self.first = self.first, None
+        if first is not None:
+            first.close()
         shutil.rmtree(self._dir, ignore_errors=True)
