@@ -286,14 +286,32 @@ class Databases(Component):
                               staging=_staging(ctx, g.name), jobs=jobs, on_stats=compare)
         warnings = [f"database {g.name}: created role {r} on the target without a password; set one there "
                     f"(ALTER ROLE ... PASSWORD) if the app logs in as it" for r in result.get("created_roles", [])]
+        if result.get("checked") is not None and not compare(result["stats"], result["checked"]):
+            # PostgreSQL: proven in the fenced scratch database right before the swap (execute/pg.py)
+            self._checked()[step.id] = result["checked"]
         rel = str(dump.relative_to(ctx.snapshot_dir)) if dump is not None else None
         return Outcome(True, {**manifest, "stats": result["stats"], "dump": rel}, warnings=warnings)
 
+    def _checked(self) -> dict[str, dict[str, Any]]:
+        """Statistics this process already proved on the target, by step id."""
+        if not hasattr(self, "_proved"):
+            self._proved: dict[str, dict[str, Any]] = {}
+        return self._proved
+
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
+        """Within a move, a PostgreSQL database restored by this process was already compared,
+        in full (counts, sequences, large objects, samples), in its scratch database while
+        that database refused connections, and swapped in by the same psql run: nothing
+        could change it between that check and the swap, so the check is its verification
+        and the rows are not read a second time. `relocate verify` always reads them again."""
         checks: list[Check] = []
         for sid, rec in manifest.items():
-            dst = target_address(ctx, rec["target_db"])
-            got = _engine_of(rec["engine"]).target_stats(ctx.conn, dst)
+            proved = self._checked().get(sid)
+            if proved is not None and not compare(rec["stats"], proved):
+                got, how = proved, " (checked before the swap, with the database closed to other sessions)"
+            else:
+                dst = target_address(ctx, rec["target_db"])
+                got, how = _engine_of(rec["engine"]).target_stats(ctx.conn, dst), ""
             diffs = compare(rec["stats"], got)
             tables = len(rec["stats"].get("tables") or {})
             rows = sum(int(t.get("rows") or 0) for t in (rec["stats"].get("tables") or {}).values())
@@ -302,7 +320,7 @@ class Databases(Component):
                 checks.append(Check(label, False, f"{len(diffs)} difference(s): " + "; ".join(diffs[:5])))
             else:
                 checks.append(Check(label, True, f"{tables} tables, {rows} rows, "
-                                    f"{len(rec['stats'].get('sequences') or {})} sequences match"))
+                                    f"{len(rec['stats'].get('sequences') or {})} sequences match{how}"))
         return checks
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +92,9 @@ SELECT json_build_object(
 """
 
 # Roles that own something in the database or hold a grant on it: the ones the app needs.
-# Predefined pg_* roles exist everywhere; rds* roles are RDS's own and must not follow.
+# Predefined pg_* roles exist everywhere. RDS's own roles (rdsadmin, rds_superuser,
+# rds_*, rdsrepladmin, rdstopmgr) come back flagged `internal`: they must not be created
+# for real on a plain host (see `rds_placeholders`).
 ROLES_SQL = r"""
 WITH used AS (
   SELECT nspowner AS oid FROM pg_namespace n WHERE """ + _USER_SCHEMAS + r"""
@@ -101,10 +105,15 @@ WITH used AS (
   UNION SELECT lomowner FROM pg_largeobject_metadata
   UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relacl IS NOT NULL AND """ + _USER_SCHEMAS + r"""
+  UNION SELECT (aclexplode(p.proacl)).grantee FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.proacl IS NOT NULL AND """ + _USER_SCHEMAS + r"""
   UNION SELECT (aclexplode(n.nspacl)).grantee FROM pg_namespace n WHERE n.nspacl IS NOT NULL AND """ + _USER_SCHEMAS + r"""
+  UNION SELECT defaclrole FROM pg_default_acl
+  UNION SELECT (aclexplode(defaclacl)).grantee FROM pg_default_acl
 )
-SELECT coalesce(json_agg(json_build_object('name', rolname, 'login', rolcanlogin) ORDER BY rolname), '[]')
-FROM pg_roles WHERE oid IN (SELECT oid FROM used) AND rolname NOT LIKE 'pg\_%' AND rolname NOT LIKE 'rds%';
+SELECT coalesce(json_agg(json_build_object('name', rolname, 'login', rolcanlogin,
+         'internal', rolname ~ '^(rdsadmin|rdsrepladmin|rdstopmgr|rds_.*)$') ORDER BY rolname), '[]')
+FROM pg_roles WHERE oid IN (SELECT oid FROM used) AND rolname NOT LIKE 'pg\_%';
 """
 
 TARGET_FACTS_SQL = r"""
@@ -204,12 +213,40 @@ class LocalPg:
                 proc.kill()
                 proc.wait()
 
-    def stats_in(self, proc: "subprocess.Popen[str]") -> dict[str, Any]:
-        """Run STATS_SQL in the open snapshot transaction, then end it."""
-        out, err = proc.communicate(STATS_SQL + "\nCOMMIT;\n", timeout=3600)
-        if proc.returncode != 0:
-            raise self.fail(err)
-        return json.loads(out.strip().splitlines()[-1])
+    @contextmanager
+    def stats_alongside(self, proc: "subprocess.Popen[str]") -> Iterator[dict[str, Any]]:
+        """Compute STATS_SQL in the open snapshot transaction on a thread while the body of
+        the `with` runs (the dump); the yielded dict is filled once the block ends. The
+        transaction stays open until then, so pg_dump imports the snapshot whatever the timing."""
+        assert proc.stdin is not None and proc.stdout is not None
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                proc.stdin.write(STATS_SQL)  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+                box["line"] = proc.stdout.readline()  # type: ignore[union-attr]  # one JSON line
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, name="relocate-source-stats", daemon=True)
+        worker.start()
+        result: dict[str, Any] = {}
+        try:
+            yield result
+        except BaseException:
+            proc.kill()  # the dump failed: stop the statistics too
+            worker.join()
+            raise
+        worker.join()
+        if "error" in box:
+            raise box["error"]
+        line = box.get("line") or ""
+        if not line.strip():
+            proc.kill()
+            raise self.fail(proc.communicate()[1])
+        result.update(json.loads(line))
+        proc.communicate("COMMIT;\n", timeout=600)
 
     def dump_argv(self, *, snapshot: str, jobs: int, out: Path | None) -> list[str]:
         """Directory format with -j into the snapshot, or custom format to stdout (a stream)."""
@@ -239,9 +276,9 @@ class RemotePg:
             finally:
                 self.passfile = None
 
-    def argv(self, tool: str, *args: str, db: str | None = None) -> list[str]:
+    def argv(self, tool: str, *args: str, db: str | None = None, app: str = "relocate") -> list[str]:
         assert self.passfile is not None, "use inside session()"
-        env = [f"{k}={v}" for k, v in _env(self.addr).items() if k != "PGDATABASE"]
+        env = [f"{k}={v}" for k, v in {**_env(self.addr), "PGAPPNAME": app}.items() if k != "PGDATABASE"]
         return ["env", f"PGPASSFILE={self.passfile}", f"PGDATABASE={db or self.addr.dbname}", *env, tool, *args]
 
     def fail(self, stderr: str) -> TargetError:
@@ -287,13 +324,104 @@ def q_literal(value: str) -> str:
 
 def create_roles_sql(roles: list[dict[str, Any]], existing: set[str]) -> str:
     """CREATE ROLE for each missing role, with LOGIN if it could log in at the source,
-    and NO password: other roles' passwords are never copied (set them on the target)."""
+    and NO password: other roles' passwords are never copied (set them on the target).
+    RDS-internal roles are created NOLOGIN, as placeholders (`rds_placeholders`)."""
     out = []
     for r in roles:
         if r["name"] not in existing:
-            out.append(f"CREATE ROLE {q_ident(r['name'])}{' LOGIN' if r['login'] else ''};")
+            login = " LOGIN" if r["login"] and not r.get("internal") else ""
+            out.append(f"CREATE ROLE {q_ident(r['name'])}{login};")
     return "\n".join(out)
 
+
+def rds_placeholders(roles: list[dict[str, Any]], existing: set[str]) -> list[str]:
+    """RDS-internal roles the dump names (as owner, grantee or default-privilege role) that
+    the target lacks. pg_restore would fail on their GRANTs and ALTER ... OWNER TO, and
+    `--no-privileges`/`--no-owner` would drop the app's own grants and owners with them;
+    a `pg_restore -l`/`-L` list cannot help either (a custom-format stream is read once,
+    and one ACL entry holds every grantee of an object). So they exist only during the
+    restore: NOLOGIN placeholders, then `strip_roles_sql` in the scratch database, then
+    DROP ROLE. The app's own roles, owners and grants are restored exactly."""
+    return [r["name"] for r in roles if r.get("internal") and r["name"] not in existing]
+
+
+def strip_roles_sql(placeholders: list[str], owner: str) -> str:
+    """In the restored scratch database: what a placeholder owned goes to the database
+    owner; its grants and default privileges go away (REASSIGN first, so DROP OWNED only
+    revokes)."""
+    to = q_ident(owner) if owner else "CURRENT_USER"
+    return "".join(f"REASSIGN OWNED BY {q_ident(r)} TO {to};\nDROP OWNED BY {q_ident(r)};\n" for r in placeholders)
+
+# The fenced check (see `check_in_place`): run connected to the scratch database.
+_CHECK_SQL = r"""
+DO $relocate$ BEGIN
+  -- Wait (up to 60 s) for the other session to close the database to new connections ...
+  FOR i IN 1..600 LOOP
+    EXIT WHEN (SELECT NOT datallowconn FROM pg_database WHERE datname = current_database());
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  IF (SELECT datallowconn FROM pg_database WHERE datname = current_database()) THEN
+    RAISE EXCEPTION 'the scratch database % was not closed to new connections', current_database();
+  END IF;
+  -- ... then (up to 30 s: pg_restore's sessions may still be ending) to be its only client.
+  FOR i IN 1..300 LOOP
+    PERFORM pg_stat_clear_snapshot();
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                          AND pid <> pg_backend_pid() AND backend_type = 'client backend');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  PERFORM pg_stat_clear_snapshot();
+  IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend') THEN
+    RAISE EXCEPTION 'another session is connected to the scratch database %; not swapping it in', current_database();
+  END IF;
+END $relocate$;
+""" + STATS_SQL
+
+# Run from the maintenance database once the checking session is connected: close the door.
+_FENCE_SQL = r"""
+DO $relocate$ BEGIN
+  FOR i IN 1..600 LOOP
+    EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = :'app');
+    PERFORM pg_sleep(0.1);
+    PERFORM pg_stat_clear_snapshot();
+  END LOOP;
+END $relocate$;
+ALTER DATABASE :"tmpname" ALLOW_CONNECTIONS false;
+"""
+
+
+def check_in_place(conn: Connection, remote: "RemotePg", names: Names) -> dict[str, Any]:
+    """The restored copy's statistics, taken so that nothing can change it before the swap:
+    a session connected to the scratch database waits until a second session has set it
+    to refuse new connections (ALLOW_CONNECTIONS false: superusers included) and until it
+    is the only client left, then reads the statistics. The swap (`swap_sql`) renames the
+    still-closed database into place and only then opens it. So this single pass over the
+    restored rows is also the move's verification of that database (components/databases.py
+    reuses it instead of reading every row a third time); `relocate verify` reads them again."""
+    app = f"relocate-check-{secrets.token_hex(6)}"
+    checker = conn.start(shell.line(remote.argv("psql", *PSQL[1:], "-f", "-", db=names.tmp, app=app)))
+    checker.write(_CHECK_SQL.encode())
+    try:
+        fence = _FENCE_SQL.replace(":'app'", q_literal(app))
+        remote.query(fence, MAINTENANCE_DB, tmpname=names.tmp)
+    finally:
+        r = checker.wait(None)
+    if r.status != 0:
+        raise remote.fail(r.stderr.decode("utf-8", "replace"))
+    return json.loads(r.text().strip().splitlines()[-1])
+
+
+def swap_sql(names: Names, existing: bool) -> str:
+    swap = ""
+    if existing:
+        swap += (f"DROP DATABASE IF EXISTS {q_ident(names.old)} WITH (FORCE);\n"
+                 f"ALTER DATABASE {q_ident(names.final)} RENAME TO {q_ident(names.old)};\n")
+    swap += f"ALTER DATABASE {q_ident(names.tmp)} RENAME TO {q_ident(names.final)};\n"
+    swap += f"ALTER DATABASE {q_ident(names.final)} ALLOW_CONNECTIONS true;\n"
+    if existing:
+        swap += f"DROP DATABASE {q_ident(names.old)} WITH (FORCE);\n"
+    return swap
 
 # --------------------------------------------------------------------------- the engine, as the component drives it
 
@@ -360,26 +488,27 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
         tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
                                          tmpname=names.tmp, oldname=names.old))
         created = create_roles_sql(roles, set(tfacts["roles"]))
+        placeholders = rds_placeholders(roles, set(tfacts["roles"]))
         admin = f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n" + created + "\n"
-        owner_ok = owner in tfacts["roles"] or any(r["name"] == owner for r in roles)
+        owner_ok = (owner in tfacts["roles"] or any(r["name"] == owner for r in roles)) and owner not in placeholders
         admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
                   + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
         remote.query(admin, MAINTENANCE_DB)
         try:
             with local.snapshot() as (snap_id, holder):
                 restore = ["pg_restore", "--no-password", "--dbname", names.tmp]
-                if dump_dir is None:
-                    pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
-                                   shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
-                    stats = local.stats_in(holder)
-                else:
-                    dump = subprocess.Popen(local.dump_argv(snapshot=snap_id, jobs=jobs, out=dump_dir),
-                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE, text=True, env=local.env)
-                    stats = local.stats_in(holder)  # meanwhile, in the same snapshot
-                    _, err = dump.communicate()
-                    if dump.returncode != 0:
-                        raise local.fail(err)
+                with local.stats_alongside(holder) as stats:  # the source's statistics, during the dump
+                    if dump_dir is None:
+                        pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
+                                       shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
+                    else:
+                        dump = subprocess.Popen(local.dump_argv(snapshot=snap_id, jobs=jobs, out=dump_dir),
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.PIPE, text=True, env=local.env)
+                        _, err = dump.communicate()
+                        if dump.returncode != 0:
+                            raise local.fail(err)
+                if dump_dir is not None:
                     upload = shell.all_of(["rm", "-rf", "--", staging], ["mkdir", "-p", "--", staging],
                                           ["tar", "-x", "-f", "-", "-C", staging])
                     pipe_to_target(["tar", "-c", "-f", "-", "-C", str(dump_dir), "."], dict(os.environ), conn,
@@ -391,26 +520,25 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                             raise remote.fail(r.stderr.decode("utf-8", "replace"))
                     finally:
                         conn.run(shell.line(["rm", "-rf", "--", staging]), check=False, timeout=600)
-            got = json.loads(remote.query(STATS_SQL, names.tmp).splitlines()[-1])
+            if placeholders:  # RDS's own roles: out of the copy, then off the server
+                remote.query(strip_roles_sql(placeholders, owner if owner_ok else ""), names.tmp)
+                remote.query("".join(f"DROP ROLE {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
+            # One pass over the restored copy, with the database closed to everyone else until the swap.
+            got = check_in_place(conn, remote, names)
             diffs = on_stats(stats, got)
             if diffs:
                 raise TargetError(f"{what}: the restored copy differs from the dump ({'; '.join(diffs[:3])}); "
                                   f"{names.final} on the target was left as it was")
-            swap = ""
-            if existing:
-                swap += (f"DROP DATABASE IF EXISTS {q_ident(names.old)} WITH (FORCE);\n"
-                         f"ALTER DATABASE {q_ident(names.final)} RENAME TO {q_ident(names.old)};\n")
-            swap += f"ALTER DATABASE {q_ident(names.tmp)} RENAME TO {q_ident(names.final)};\n"
-            if existing:
-                swap += f"DROP DATABASE {q_ident(names.old)} WITH (FORCE);\n"
-            remote.query(swap, MAINTENANCE_DB)
+            remote.query(swap_sql(names, existing), MAINTENANCE_DB)
         except BaseException:
             try:
-                remote.query(f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);", MAINTENANCE_DB)
+                remote.query(f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n"
+                             + "".join(f"DROP ROLE IF EXISTS {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
             except Exception:
                 pass
             raise
-    return {"stats": stats, "created_roles": [r["name"] for r in roles if r["name"] not in set(tfacts["roles"])]}
+    return {"stats": stats, "checked": got,
+            "created_roles": [r["name"] for r in roles if r["name"] not in set(tfacts["roles"]) and not r.get("internal")]}
 
 
 def local_tools() -> tuple[str, ...]:
