@@ -195,6 +195,10 @@ def test_rds_through_a_bastion_streamed_without_local_copy(tmp_path: Path, sshd:
     assert psql(postgres_target, "SELECT count(*), max(id) FROM items;", "small_copy") == "500|500"
     rec = latest_manifest(cfg)["components"]["databases"]["db:small"]
     assert rec["dump"] is None and rec["stats"]["tables"]["public.items"]["rows"] == 500
+    # The move's verify reuses the fenced pre-swap check instead of reading every row again.
+    check = next(c for c in out["result"]["verify"]["checks"] if c["label"].startswith("database small_copy"))
+    assert check["ok"] and "checked before the swap" in check["detail"], check
+    assert psql(postgres_target, "SELECT datallowconn FROM pg_database WHERE datname = 'small_copy';") == "t"
     assert not (cfg.parent / "snapshots" / latest_manifest(cfg)["id"] / "databases").exists()
     # The forwarded connections really went through the bastion.
     assert "direct-tcpip" in sshd2.log.read_text() or "Connection from" in sshd2.log.read_text()
@@ -249,6 +253,43 @@ def test_wrong_target_password_blocks(tmp_path: Path, sshd: Any, source_pg: Any,
     assert "refused the login" in plan.json()["blockers"][0]["message"]
 
 
+
+RDS_ROLES = """
+CREATE TABLE t (id int PRIMARY KEY, v text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g;
+GRANT SELECT ON t TO rds_superuser;
+GRANT SELECT, INSERT ON t TO rdsish_reader;
+CREATE TABLE owned_by_rds (id int PRIMARY KEY);
+INSERT INTO owned_by_rds VALUES (1), (2);
+ALTER TABLE owned_by_rds OWNER TO rdsadmin;
+ALTER DEFAULT PRIVILEGES FOR ROLE rdsadmin GRANT SELECT ON TABLES TO rds_superuser;
+"""
+
+
+def test_rds_internal_roles_stay_behind(tmp_path: Path, sshd: Any, source_pg: Any, postgres_target: Any) -> None:
+    """RDS's own roles (rdsadmin, rds_superuser) in owners, grants and default privileges do not
+    break the restore on a plain server and do not appear there; the app's grants survive."""
+    reset_db(source_pg, "rdsish")
+    reset_db(postgres_target, "rdsish")
+    for role in ("rds_superuser", "rdsadmin", "rdsish_reader"):
+        psql(source_pg, f"DROP ROLE IF EXISTS {role};")
+        psql(source_pg, f"CREATE ROLE {role} NOLOGIN;")
+    try:
+        reset_db(source_pg, "rdsish", RDS_ROLES)
+        cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg, "rdsish"),
+                                                           "password_from": "env:SRC_DB_PW"}], target_db="rdsish")
+        moved = cli("move", "-f", str(cfg), "--yes", "--no-local-copy", env=env_for(source_pg, postgres_target))
+        assert moved.exit_code == 0, moved.stdout + moved.stderr
+        assert psql(postgres_target, "SELECT count(*) FROM pg_roles WHERE rolname IN ('rds_superuser', 'rdsadmin');") == "0"
+        assert psql(postgres_target, "SELECT has_table_privilege('rdsish_reader', 'public.t', 'INSERT');", "rdsish") == "t"
+        assert psql(postgres_target, "SELECT tableowner FROM pg_tables WHERE tablename = 'owned_by_rds';", "rdsish") == "postgres"
+        assert psql(postgres_target, "SELECT count(*) FROM pg_default_acl;", "rdsish") == "0"
+        assert psql(postgres_target, "SELECT count(*) FROM owned_by_rds;", "rdsish") == "2"
+    finally:
+        reset_db(source_pg, "rdsish")
+        for role in ("rds_superuser", "rdsadmin"):
+            psql(source_pg, f"DROP ROLE IF EXISTS {role};")
+
 MARIA_SEED = r"""
 CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) CHARACTER SET utf8mb4, note TEXT NULL,
   photo BLOB NULL, updated INT NOT NULL DEFAULT 0) ENGINE=InnoDB;
@@ -260,6 +301,8 @@ CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
 CREATE TRIGGER customers_touch BEFORE UPDATE ON customers FOR EACH ROW SET NEW.updated = NEW.updated + 1;
 CREATE PROCEDURE order_count(OUT n INT) SELECT COUNT(*) INTO n FROM orders;
 CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM orders WHERE 1 = 0;
+CREATE DEFINER=`ghost`@`%` SQL SECURITY INVOKER VIEW ghost_view AS SELECT id FROM customers;
+CREATE DEFINER=`ghost`@`%` PROCEDURE ghost_proc() SQL SECURITY INVOKER SELECT 1;
 """
 
 
@@ -283,14 +326,27 @@ def test_mariadb_move_verify_and_rerun(tmp_path: Path, sshd: Any, mariadb_server
     assert maria(mariadb_server, "SELECT COUNT(*) FROM orders;", "shop_copy") == "5000"
     assert maria(mariadb_server, "SELECT HEX(photo) FROM customers WHERE id = 1;", "shop_copy") == "00FF10"
     assert maria(mariadb_server, "SELECT name FROM customers WHERE id = 1;", "shop_copy") == "Zoë 日本"
-    assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = 'shop_copy';") == "1"
+    assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = 'shop_copy';") == "2"
+    # DEFINER clauses naming accounts the target lacks (here `ghost`) became the restoring login.
+    me = maria(mariadb_server, "SELECT CURRENT_USER();")
+    assert maria(mariadb_server, "SELECT DEFINER FROM information_schema.views WHERE table_schema = 'shop_copy' AND table_name = 'ghost_view';") == me
+    assert maria(mariadb_server, "SELECT DISTINCT DEFINER FROM information_schema.routines WHERE routine_schema = 'shop_copy';") == me
+    assert maria(mariadb_server, "SELECT DEFINER FROM information_schema.views WHERE table_schema = 'shop' AND table_name = 'ghost_view';") == "ghost@%"
     assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = 'shop_copy';") == "1"
     assert maria(mariadb_server, "SELECT COUNT(*) FROM information_schema.events WHERE event_schema = 'shop_copy';") == "1"
     rec = latest_manifest(cfg)["components"]["databases"]["db:shop"]
     assert rec["stats"]["tables"]["orders"]["rows"] == 5000
+    assert all(len(t["sample"]) == 32 for t in rec["stats"]["tables"].values())
     assert mariadb_server.password not in json.dumps(rec)
     assert cli("verify", "-f", str(cfg), env=env).exit_code == 0
     again = cli("move", "-f", str(cfg), "--yes", env=env)
     assert again.exit_code == 0 and "nothing to do" in again.stdout
+    # Same row count, one changed value in a sampled row (id 2 is in the first 100): the sample checksum catches it.
+    maria(mariadb_server, "UPDATE orders SET total = total + 1 WHERE id = 2;", "shop_copy")
+    bad = cli("verify", "-f", str(cfg), "--json", env=env)
+    assert bad.exit_code == 4
+    assert any(not c["ok"] and "orders: sample checksum differs" in c["detail"] for c in bad.json()["checks"])
+    maria(mariadb_server, "UPDATE orders SET total = total - 1 WHERE id = 2;", "shop_copy")
+    assert cli("verify", "-f", str(cfg), env=env).exit_code == 0
     maria(mariadb_server, "DELETE FROM orders WHERE id = 5000;", "shop_copy")
     assert cli("verify", "-f", str(cfg), env=env).exit_code == 4

@@ -15,7 +15,7 @@ from relocate.components.databases import DbGathered, Databases, compare
 from relocate.config import AwsSpec, parse_config
 from relocate.errors import ConfigError, SourceError
 from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line
-from relocate.execute.mysql import count_sql, version_key
+from relocate.execute.mysql import rewrite_definer, stats_sql, table_layout, version_key
 from relocate.execute.pg import create_roles_sql, major
 from relocate.secret import Secret
 from relocate.sources.aws import Aws
@@ -74,7 +74,15 @@ def test_version_helpers_and_role_sql() -> None:
     assert version_key("10.11.6-MariaDB-0+deb12u1") == 1011 and version_key("8.0.36") == 800
     sql = create_roles_sql([{"name": 'we"ird', "login": True}, {"name": "ro", "login": False}, {"name": "old", "login": True}], {"old"})
     assert sql == 'CREATE ROLE "we""ird" LOGIN;\nCREATE ROLE "ro";' and "PASSWORD" not in sql
-    assert "`a``b`" in count_sql(["a`b"]) and "'it''s'" in count_sql(["it's"])
+    layout = table_layout("a`b\tid\t1\na`b\tv\t0\nit's\tx\t0\n")
+    assert layout == {"a`b": {"columns": ["id", "v"], "key": ["id"]}, "it's": {"columns": ["x"], "key": []}}
+    sql = stats_sql(layout)
+    assert "FROM `a``b`" in sql and "'it''s'" in sql and "ORDER BY x.`id`" in sql and "START TRANSACTION WITH CONSISTENT SNAPSHOT" in sql
+    assert "START TRANSACTION" not in stats_sql(layout, snapshot=False)
+    assert rewrite_definer(b"/*!50013 DEFINER=`rdsadmin`@`localhost` SQL SECURITY DEFINER */\n") == \
+        b"/*!50013 DEFINER=CURRENT_USER SQL SECURITY DEFINER */\n"
+    assert rewrite_definer(b"CREATE DEFINER='a b'@'%' PROCEDURE p()\n") == b"CREATE DEFINER=CURRENT_USER PROCEDURE p()\n"
+    assert rewrite_definer(b"INSERT INTO t VALUES ('DEFINER=`x`@`y`');\n").endswith(b"`x`@`y`');\n")
     assert classify("FATAL:  password authentication failed for user x") == "auth"
     assert classify("psql: error: connection to server at 127.0.0.1 failed: Connection refused") == "unreachable"
 

@@ -90,9 +90,10 @@ def last_line(stderr: str) -> str:
 
 def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection, remote_cmd: str,
                    local_error: Callable[[str], Exception], remote_error: Callable[[str], Exception],
-                   chunk: int = 1 << 20) -> int:
+                   chunk: int = 1 << 20, line_filter: Callable[[bytes], bytes] | None = None) -> int:
     """Run `local_argv` here and stream its stdout into `remote_cmd`'s stdin on the target
     (the `pg_dump | ssh pg_restore` pipe, without a shell on either side). Returns bytes sent.
+    `line_filter`, when given, rewrites the stream line by line (a text dump) on the way.
     stderr goes to a temp file so a chatty child cannot block on a full pipe."""
     remote = conn.start(remote_cmd)
     sent = 0
@@ -101,9 +102,23 @@ def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection,
         assert local.stdout is not None
         broken: Exception | None = None
         try:
-            while data := local.stdout.read(chunk):
-                remote.write(data)
-                sent += len(data)
+            if line_filter is None:
+                while data := local.stdout.read(chunk):
+                    remote.write(data)
+                    sent += len(data)
+            else:
+                pending: list[bytes] = []
+                size = 0
+                for line in local.stdout:
+                    line = line_filter(line)
+                    pending.append(line)
+                    size += len(line)
+                    if size >= chunk:
+                        remote.write(b"".join(pending))
+                        sent, pending, size = sent + size, [], 0
+                if pending:
+                    remote.write(b"".join(pending))
+                    sent += size
         except TransientError as exc:  # the remote side went away: its stderr says why
             broken = exc
             local.kill()

@@ -12,10 +12,13 @@ MySQL cannot rename a database with its views and routines).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (classify, last_line, local_secret_file, mysql_defaults, pipe_to_target,
@@ -57,21 +60,90 @@ def q_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def count_sql(tables: list[str]) -> str:
-    if not tables:
-        return "SELECT 1 LIMIT 0;\n"
-    parts = [f"SELECT '{t.replace(chr(39), chr(39) * 2)}', COUNT(*) FROM {q_ident(t)}" for t in tables]
-    return "START TRANSACTION WITH CONSISTENT SNAPSHOT;\n" + "\nUNION ALL ".join(parts) + ";\nCOMMIT;\n"
+def q_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# Every base table's columns in order, and its primary-key columns in key order.
+COLUMNS_SQL = """SELECT c.table_name, c.column_name, COALESCE(k.ordinal_position, 0)
+ FROM information_schema.columns c
+ JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+  AND t.table_type = 'BASE TABLE'
+ LEFT JOIN information_schema.key_column_usage k ON k.table_schema = c.table_schema AND k.table_name = c.table_name
+  AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'
+ WHERE c.table_schema = DATABASE() ORDER BY c.table_name, c.ordinal_position;
+"""
+
+SNAPSHOT_SQL = "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;\nSTART TRANSACTION WITH CONSISTENT SNAPSHOT;\n"
+
+
+def table_layout(out: str) -> dict[str, dict[str, list[str]]]:
+    """COLUMNS_SQL's rows -> {table: {"columns": [...], "key": [...]}}."""
+    tables: dict[str, dict[str, list[str]]] = {}
+    keyed: dict[str, list[tuple[int, str]]] = {}
+    for row in _rows(out):
+        t = tables.setdefault(row[0], {"columns": [], "key": []})
+        t["columns"].append(row[1])
+        if int(row[2]):
+            keyed.setdefault(row[0], []).append((int(row[2]), row[1]))
+    for name, cols in keyed.items():
+        tables[name]["key"] = [c for _, c in sorted(cols)]
+    return tables
+
+
+def stats_sql(tables: dict[str, dict[str, list[str]]], *, snapshot: bool = True) -> str:
+    """Per table, one output row: name, exact count, sample checksum, all in one
+    consistent-snapshot transaction (`snapshot=False`: the caller already opened it).
+
+    The sample is PostgreSQL's rule (execute/pg.py): rows numbered in primary-key order
+    (the whole row's text, compared as binary, when there is no key); the first 100, the
+    last 100 and every k-th row, k = max(1, rows // 1000). A row's text is its columns
+    through QUOTE() (NULL stays NULL, blobs byte for byte) joined by commas; the checksum
+    is the md5 of the sampled rows' md5s joined by newlines, in that order. Needs window
+    functions (MySQL 8.0, MariaDB 10.2 or newer)."""
+    out = ["SET SESSION group_concat_max_len = 67108864;\n"]
+    if snapshot:
+        out.append(SNAPSHOT_SQL)
+    for name in sorted(tables):
+        cols = tables[name]["columns"]
+        text = "CONCAT_WS(',', " + ", ".join(f"QUOTE(x.{q_ident(c)})" for c in cols) + ")"
+        order = ", ".join(f"x.{q_ident(c)}" for c in tables[name]["key"]) or f"CAST({text} AS BINARY)"
+        out.append(
+            f"SELECT COUNT(*) INTO @relocate_n FROM {q_ident(name)};\n"
+            f"SELECT {q_str(name)}, @relocate_n, MD5(COALESCE(GROUP_CONCAT(s.h ORDER BY s.relocate_rn SEPARATOR '\\n'), ''))"
+            f" FROM (SELECT q.relocate_rn, q.h FROM (SELECT ROW_NUMBER() OVER (ORDER BY {order}) AS relocate_rn,"
+            f" MD5({text}) AS h FROM {q_ident(name)} x) q"
+            " WHERE q.relocate_rn <= 100 OR q.relocate_rn > @relocate_n - 100"
+            " OR MOD(q.relocate_rn, GREATEST(1, @relocate_n DIV 1000)) = 0) s;\n")
+    out.append("COMMIT;\n")
+    return "".join(out)
 
 
 def _rows(out: str) -> list[list[str]]:
     return [ln.split("\t") for ln in out.splitlines() if ln]
 
 
-def _stats(query) -> dict[str, Any]:
-    tables = [r[0] for r in _rows(query(TABLES_SQL))]
-    counts = {r[0]: {"rows": int(r[1])} for r in _rows(query(count_sql(tables)))}
+def parse_stats(out: str) -> dict[str, Any]:
+    counts = {r[0]: {"rows": int(r[1]), "sample": r[2]} for r in _rows(out)}
     return {"tables": counts, "sequences": {}, "large_objects": {}}
+
+
+def _stats(query) -> dict[str, Any]:
+    return parse_stats(query(stats_sql(table_layout(query(COLUMNS_SQL)))))
+
+
+_NAME = rb"(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[A-Za-z0-9_.$%-]+)"
+_DEFINER = re.compile(rb"DEFINER\s*=\s*(?:" + _NAME + rb"\s*@\s*" + _NAME + rb"|" + _NAME + rb")")
+
+
+def rewrite_definer(line: bytes) -> bytes:
+    """`DEFINER=`someone`@`host`` -> `DEFINER=CURRENT_USER` in a dump line: views, triggers,
+    routines and events then belong to the target's login (the user restoring), which
+    exists, instead of a source account (RDS's master user, `rdsadmin`@`localhost`) that
+    usually does not. SQL SECURITY clauses stay as they were. Row data is left alone."""
+    if line.startswith(b"INSERT INTO ") or b"DEFINER" not in line:
+        return line
+    return _DEFINER.sub(b"DEFINER=CURRENT_USER", line)
 
 
 class LocalMy:
@@ -96,6 +168,52 @@ class LocalMy:
         if r.returncode != 0:
             raise self.fail(r.stderr)
         return r.stdout
+
+    @contextmanager
+    def snapshot_stats(self, tables: dict[str, dict[str, list[str]]]) -> Iterator[dict[str, Any]]:
+        """Open a consistent-snapshot transaction, THEN run the `with` body (which starts
+        mysqldump --single-transaction, whose own snapshot therefore starts right after
+        ours), while the statistics run in our snapshot on a thread. The yielded dict is
+        filled when the block ends. MySQL cannot share one snapshot between two sessions
+        (and FLUSH TABLES WITH READ LOCK is not allowed on RDS), so a write committed in the
+        instant between the two START TRANSACTIONs makes the restored copy differ from
+        these statistics: the move then fails and says so; it never passes silently."""
+        proc = subprocess.Popen(self.argv(local_tools()[1], "-N", "-B", "--unbuffered", self.addr.dbname),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        box: dict[str, Any] = {}
+        try:
+            proc.stdin.write(SNAPSHOT_SQL + "SELECT 'relocate:snapshot';\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() != "relocate:snapshot":
+                proc.kill()
+                raise self.fail(proc.communicate()[1])
+
+            def run() -> None:
+                try:
+                    box["out"], box["err"] = proc.communicate(stats_sql(tables, snapshot=False), timeout=None)
+                except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                    box["error"] = exc
+
+            worker = threading.Thread(target=run, name="relocate-source-stats", daemon=True)
+            worker.start()
+            result: dict[str, Any] = {}
+            try:
+                yield result
+            except BaseException:
+                proc.kill()
+                worker.join()
+                raise
+            worker.join()
+            if "error" in box:
+                raise box["error"]
+            if proc.returncode != 0:
+                raise self.fail(box.get("err") or "")
+            result.update(parse_stats(box["out"]))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def dump_argv(self) -> list[str]:
         return self.argv(local_tools()[0], "--single-transaction", "--routines", "--triggers", "--events",
@@ -170,22 +288,26 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
          encoding: str, existing: bool, dump_dir: Path | None, staging: str, jobs: int, on_stats: Any) -> dict[str, Any]:
     local, remote = LocalMy(src, what), RemoteMy(conn, dst)
     with _local(src) as local.defaults, _remote(conn, dst) as remote.defaults:
-        stats = _stats(local.query)
+        layout = table_layout(local.query(COLUMNS_SQL))
         remote.query(f"DROP DATABASE IF EXISTS {q_ident(dst.dbname)};\n"
                      f"CREATE DATABASE {q_ident(dst.dbname)} CHARACTER SET utf8mb4;\n")
         try:
             restore = shell.line(remote.argv("--default-character-set=utf8mb4", dst.dbname))
-            if dump_dir is None:
-                pipe_to_target(local.dump_argv(), dict(os.environ), conn, restore, local.fail, remote.fail)
-            else:
-                dump_dir.mkdir(parents=True, exist_ok=True)
-                out = dump_dir / "dump.sql"
-                with open(out, "wb") as fh:
-                    r = subprocess.run(local.dump_argv(), stdout=fh, stderr=subprocess.PIPE, timeout=None)
-                if r.returncode != 0:
-                    raise local.fail(r.stderr.decode("utf-8", "replace"))
+            with local.snapshot_stats(layout) as stats:  # the statistics, during the dump
+                if dump_dir is None:
+                    pipe_to_target(local.dump_argv(), dict(os.environ), conn, restore, local.fail, remote.fail,
+                                   line_filter=rewrite_definer)
+                else:
+                    dump_dir.mkdir(parents=True, exist_ok=True)
+                    out = dump_dir / "dump.sql"
+                    with open(out, "wb") as fh:
+                        r = subprocess.run(local.dump_argv(), stdout=fh, stderr=subprocess.PIPE, timeout=None)
+                    if r.returncode != 0:
+                        raise local.fail(r.stderr.decode("utf-8", "replace"))
+            if dump_dir is not None:  # the kept dump is mysqldump's own; definers are rewritten on the way
                 pipe_to_target(["cat", "--", str(out)], dict(os.environ), conn, restore,
-                               lambda e: TargetError(f"reading {out}: {last_line(e)}"), remote.fail)
+                               lambda e: TargetError(f"reading {out}: {last_line(e)}"), remote.fail,
+                               line_filter=rewrite_definer)
             diffs = on_stats(stats, _stats(lambda sql: remote.query(sql, dst.dbname)))
             if diffs:
                 raise TargetError(f"{what}: the restored copy differs ({'; '.join(diffs[:3])})")
