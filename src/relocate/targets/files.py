@@ -21,7 +21,7 @@ cd "$1" && find . -type f -printf '%s\t%P\0'
 # their 4 KiB stdio blocks mid-record (seen as "missing"/"differing" files in verify).
 # HASH_CWD hashes the tree below the current directory; the bulk tar lanes append it
 # to their `tar -x` so a batch is extracted and hashed in one remote command.
-HASH_CWD = r"""
+HASH_INTO_T = r"""
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
 nl='
@@ -34,7 +34,9 @@ if command -v openssl >/dev/null 2>&1; then
 else
   find . -type f -print0 | xargs -0 -r -P 2 -n 512 sh -c 'exec sha256sum -z -- "$@" > "$0.$$"' "$t/h" || exit 1
 fi
-for f in "$t"/h.*; do [ -e "$f" ] && cat "$f"; done
+"""
+# HASH_INTO_T leaves its results in "$t" (h.* sha256sum -z records, o.* openssl lines).
+HASH_CWD = HASH_INTO_T + r"""for f in "$t"/h.*; do [ -e "$f" ] && cat "$f"; done
 printf '\001'
 for f in "$t"/o.*; do [ -e "$f" ] && cat "$f"; done
 exit 0
