@@ -57,12 +57,13 @@ WITH t AS (
                  ELSE '(ROW(' || string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) || ')::text) COLLATE "C"' END
        FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-      WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
+      WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+    row_number() OVER (ORDER BY pg_relation_size(c.oid) DESC, c.oid) AS size_rank
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind = 'r' AND """ + _USER_SCHEMAS + r"""
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ), counted AS (
-  SELECT t.s, t.r, x FROM t CROSS JOIN LATERAL query_to_xml(format(
+  SELECT t.s, t.r, x FROM (SELECT * FROM t /*PART*/ OFFSET 0) t CROSS JOIN LATERAL query_to_xml(format(
     'SELECT c.n, s.h FROM (SELECT count(*) AS n FROM %I.%I) c CROSS JOIN LATERAL (
        SELECT string_agg(q.x::text, E''\n'' ORDER BY q.rn)
               FILTER (WHERE q.rn <= 100 OR q.rn > c.n - 100 OR q.rn %% greatest(1, c.n / 1000) = 0) AS h
@@ -79,6 +80,17 @@ SELECT json_build_object(
       'md5', md5(coalesce(string_agg(md5(lo_get(oid)), '' ORDER BY oid), ''))) FROM pg_largeobject_metadata)
 );
 """
+
+def part_stats_sql(part: int, parts: int) -> str:
+    """STATS_SQL over every `parts`-th table by size (largest first), starting at `part`;
+    large objects only in part 0. The union of all parts' tables equals STATS_SQL's."""
+    if parts <= 1:
+        return STATS_SQL
+    out = STATS_SQL.replace("/*PART*/", f"WHERE (t.size_rank - 1) % {parts} = {part}")
+    lo = "FROM pg_largeobject_metadata)\n);"
+    assert "/*PART*/" in STATS_SQL and lo in STATS_SQL
+    return out if part == 0 else out.replace(lo, "FROM pg_largeobject_metadata WHERE false)\n);")
+
 
 SOURCE_FACTS_SQL = r"""
 SELECT json_build_object(
@@ -367,22 +379,24 @@ DO $relocate$ BEGIN
   FOR i IN 1..300 LOOP
     PERFORM pg_stat_clear_snapshot();
     EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
-                          AND pid <> pg_backend_pid() AND backend_type = 'client backend');
+                          AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+                          AND application_name NOT LIKE @APP@);
     PERFORM pg_sleep(0.1);
   END LOOP;
   PERFORM pg_stat_clear_snapshot();
   IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
-             AND pid <> pg_backend_pid() AND backend_type = 'client backend') THEN
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+             AND application_name NOT LIKE @APP@) THEN
     RAISE EXCEPTION 'another session is connected to the scratch database %; not swapping it in', current_database();
   END IF;
 END $relocate$;
-""" + STATS_SQL
+"""
 
 # Run from the maintenance database once the checking session is connected: close the door.
 _FENCE_SQL = r"""
 DO $relocate$ BEGIN
   FOR i IN 1..600 LOOP
-    EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = :'app');
+    EXIT WHEN (SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE @APP@) >= @N@;
     PERFORM pg_sleep(0.1);
     PERFORM pg_stat_clear_snapshot();
   END LOOP;
@@ -391,25 +405,39 @@ ALTER DATABASE :"tmpname" ALLOW_CONNECTIONS false;
 """
 
 
-def check_in_place(conn: Connection, remote: "RemotePg", names: Names) -> dict[str, Any]:
+def check_in_place(conn: Connection, remote: "RemotePg", names: Names, parts: int = 1) -> dict[str, Any]:
     """The restored copy's statistics, taken so that nothing can change it before the swap:
-    a session connected to the scratch database waits until a second session has set it
-    to refuse new connections (ALLOW_CONNECTIONS false: superusers included) and until it
-    is the only client left, then reads the statistics. The swap (`swap_sql`) renames the
-    still-closed database into place and only then opens it. So this single pass over the
-    restored rows is also the move's verification of that database (components/databases.py
-    reuses it instead of reading every row a third time); `relocate verify` reads them again."""
-    app = f"relocate-check-{secrets.token_hex(6)}"
-    checker = conn.start(shell.line(remote.argv("psql", *PSQL[1:], "-f", "-", db=names.tmp, app=app)))
-    checker.write(_CHECK_SQL.encode())
+    `parts` sessions connected to the scratch database (each reads its share of the tables,
+    largest first, so the pass runs in parallel like pg_restore -j) wait until another
+    session has set the database to refuse new connections (ALLOW_CONNECTIONS false:
+    superusers included) and until only they are left, then read the statistics. The swap
+    (`swap_sql`) renames the still-closed database into place and only then opens it. So
+    this single pass over the restored rows is also the move's verification of that
+    database (components/databases.py reuses it instead of reading every row again);
+    `relocate verify` reads them again."""
+    token = f"relocate-check-{secrets.token_hex(6)}"
+    pattern = q_literal(token + "-%")
+    checkers = []
     try:
-        fence = _FENCE_SQL.replace(":'app'", q_literal(app))
-        remote.query(fence, MAINTENANCE_DB, tmpname=names.tmp)
+        for part in range(parts):
+            cmd = remote.argv("psql", *PSQL[1:], "-f", "-", db=names.tmp, app=f"{token}-{part}")
+            checker = conn.start(shell.line(cmd))
+            checker.write((_CHECK_SQL.replace("@APP@", pattern) + part_stats_sql(part, parts)).encode())
+            checkers.append(checker)
+        remote.query(_FENCE_SQL.replace("@APP@", pattern).replace("@N@", str(parts)), MAINTENANCE_DB,
+                     tmpname=names.tmp)
     finally:
-        r = checker.wait(None)
-    if r.status != 0:
-        raise remote.fail(r.stderr.decode("utf-8", "replace"))
-    return json.loads(r.text().strip().splitlines()[-1])
+        results = [c.wait(None) for c in checkers]
+    merged: dict[str, Any] = {}
+    for part, r in enumerate(results):
+        if r.status != 0:
+            raise remote.fail(r.stderr.decode("utf-8", "replace"))
+        got = json.loads(r.text().strip().splitlines()[-1])
+        if part == 0:
+            merged = got
+        else:
+            merged["tables"].update(got["tables"])
+    return merged
 
 
 def swap_sql(names: Names, existing: bool) -> str:
@@ -524,7 +552,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                 remote.query(strip_roles_sql(placeholders, owner if owner_ok else ""), names.tmp)
                 remote.query("".join(f"DROP ROLE {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
             # One pass over the restored copy, with the database closed to everyone else until the swap.
-            got = check_in_place(conn, remote, names)
+            got = check_in_place(conn, remote, names, parts=max(1, min(jobs, 8)))
             diffs = on_stats(stats, got)
             if diffs:
                 raise TargetError(f"{what}: the restored copy differs from the dump ({'; '.join(diffs[:3])}); "
