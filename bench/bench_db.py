@@ -14,10 +14,14 @@ and prints the times and the ratios relocate / best peer. relocate's times inclu
 what the peers do not do: per-table exact counts, sample checksums, the check of the
 restored copy, and the final verify.
 
-Measured here (2 cores, loopback, jobs 4), 554 MiB database (--scale 0.5): peer A 16.3 s,
-peer B 17.7 s, relocate (dump kept, -j) 16.1 s = 0.99x the best peer, relocate
---no-local-copy 23.7 s = 1.46x (three full statistics passes cost more than a -Fc stream
-saves). At 117 MiB the fixed cost (start-up, probes, statistics) gives 2.1x / 2.7x.
+Measured here (2 cores shared with other work, loopback, jobs 4), 554 MiB database
+(--scale 0.5 --repeat 3, best of three each):
+  before (source stats after the stream, target stats twice):  peer A 8.3 s, peer B 7.1 s,
+    relocate --no-local-copy 9.3 s = 1.30x, relocate (dump kept, -j) 8.6 s = 1.20x
+  after (source stats during the dump; one fenced target pass in `jobs` sessions, reused by
+    the move's verify):  peer A 8.9 s, peer B 8.2 s, relocate --no-local-copy 7.7 s = 0.93x,
+    relocate (dump kept, -j) 8.6 s = 1.05x
+Single rounds on this box vary by about +-15% (peers from 7.1 to 16.5 s), hence --repeat.
 
     python bench/bench_db.py --scale 0.05     # ~50 MiB, quick
     python bench/bench_db.py                  # ~1 GiB

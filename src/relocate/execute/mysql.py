@@ -1,12 +1,15 @@
 """MySQL/MariaDB: facts, a `--single-transaction` dump with routines, triggers and
-events, restored with the mysql client on the target over SSH, and exact row counts.
+events, restored with the mysql client on the target over SSH, exact row counts and a
+sample-row checksum per table (`stats_sql`: PostgreSQL's sample rule).
 
 Passwords travel only in `--defaults-extra-file` option files (0600, removed after).
-Limits, said plainly: the row counts are taken in their own consistent-snapshot
-transaction, not mysqldump's (MySQL cannot share one), so a source still being
-written to can differ by the writes in between; there is no sample checksum for
-MySQL yet; a replaced database is dropped before the restore (no scratch-and-swap:
-MySQL cannot rename a database with its views and routines).
+Limits, said plainly: the statistics are taken in relocate's own consistent-snapshot
+transaction, opened right before mysqldump starts (MySQL cannot share one snapshot, and
+RDS forbids FLUSH TABLES WITH READ LOCK), so a write committed in that instant makes the
+move fail with a difference (never a silent pass); DEFINER clauses are rewritten to
+CURRENT_USER on the way to the target (`rewrite_definer`, which also touches the text
+"DEFINER=a@b" inside a routine body); a replaced database is dropped before the restore
+(no scratch-and-swap: MySQL cannot rename a database with its views and routines).
 """
 
 from __future__ import annotations
