@@ -16,7 +16,7 @@ from relocate.config import AwsSpec, parse_config
 from relocate.errors import ConfigError, SourceError
 from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line
 from relocate.execute.mysql import rewrite_definer, stats_sql, table_layout, version_key
-from relocate.execute.pg import create_roles_sql, major
+from relocate.execute.pg import STATS_SQL, create_roles_sql, major, part_stats_sql, rds_placeholders, strip_roles_sql
 from relocate.secret import Secret
 from relocate.sources.aws import Aws
 from relocate.sources.rds import DbAddress, parse_url, resolve_password
@@ -131,3 +131,15 @@ def test_password_from_secrets_manager_ssm_and_env(moto: str, monkeypatch: pytes
         resolve_password(aws, "secret:app/none#password", "x")
     with pytest.raises(ConfigError, match="not set"):
         resolve_password(aws, "env:NOPE_NOT_SET_123", "x")
+
+
+def test_rds_internal_roles_are_placeholders_and_stats_split_into_parts() -> None:
+    roles = [{"name": "app", "login": True, "internal": False}, {"name": "rds_superuser", "login": False, "internal": True},
+             {"name": "rdsadmin", "login": True, "internal": True}]
+    assert create_roles_sql(roles, set()) == 'CREATE ROLE "app" LOGIN;\nCREATE ROLE "rds_superuser";\nCREATE ROLE "rdsadmin";'
+    assert rds_placeholders(roles, {"rdsadmin"}) == ["rds_superuser"]  # an RDS target has its own: left alone
+    sql = strip_roles_sql(["rds_superuser"], "app")
+    assert sql == 'REASSIGN OWNED BY "rds_superuser" TO "app";\nDROP OWNED BY "rds_superuser";\n'
+    assert part_stats_sql(0, 1) == STATS_SQL
+    assert "% 3 = 2" in part_stats_sql(2, 3) and "pg_largeobject_metadata WHERE false" in part_stats_sql(2, 3)
+    assert "WHERE false" not in part_stats_sql(0, 3)

@@ -16,7 +16,9 @@ Statistics (recorded in the manifest at dump time, compared by verify):
   k = max(1, rows // 1000), i.e. about 1,200 rows a table. The checksum is md5 over those rows' text form, joined by newlines, in
   that order, with bytea_output, DateStyle, TimeZone and float digits fixed.
 The source's statistics are computed inside the very snapshot pg_dump uses
-(pg_export_snapshot + pg_dump --snapshot), so they describe exactly the dump.
+(pg_export_snapshot + pg_dump --snapshot), while the dump runs, so they describe exactly
+the dump. On the target they are computed once, in the scratch database closed to other
+sessions, right before it is swapped in (`check_in_place`).
 """
 
 from __future__ import annotations
