@@ -108,6 +108,18 @@ def test_odd_keys_stay_on_boto3() -> None:
         assert _native_ok(key), key
 
 
+def test_fast_timestamp_parser_agrees_with_botocore() -> None:
+    # The listing's fast path (datetime.fromisoformat) must give botocore's own answer.
+    from botocore.utils import parse_timestamp
+
+    from relocate.sources.aws import _timestamp
+
+    for value in ("2026-11-27T10:40:00.000Z", "2026-11-27T10:40:00Z", "2026-11-27T10:40:00.123456+02:00",
+                  "2026-11-27T10:40:00", "Thu, 27 Nov 2026 10:40:00 GMT", 1700000000, 1700000000.5, "1700000000"):
+        assert _timestamp(value) == parse_timestamp(value), value
+        assert _timestamp(value).isoformat() == parse_timestamp(value).isoformat(), value
+
+
 def test_bad_bwlimit_is_a_usage_error(tmp_path: Path) -> None:
     r = cli("move", "-f", str(tmp_path / "nope.yaml"), "--yes", "--bwlimit", "lots")
     assert r.exit_code == 2 and "--bwlimit" in r.stderr and "Traceback" not in r.stderr

@@ -7,11 +7,13 @@ is not a read. That is the single place the "source is read-only" promise is kep
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
+from botocore.utils import parse_timestamp
 
 from relocate.config import AwsSpec
 from relocate.errors import RelocateError, SafetyError, SourceError, TransientError
@@ -36,6 +38,22 @@ def _refuse_writes(model: Any = None, **_: Any) -> None:
     )
 
 
+def _timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, with a fast path for the ISO 8601 form every S3
+    listing entry carries: botocore's own goes through dateutil (~40 us each), half the
+    time of listing 10,000 objects here. Anything else, or a time without a zone,
+    goes to botocore's parser as before."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    return parse_timestamp(value)
+
+
 def is_read_operation(name: str) -> bool:
     return name in _READ_EXTRA or bool(_READ_OPS.match(name))
 
@@ -49,6 +67,7 @@ class Aws:
             self.session = boto3.Session(profile_name=spec.profile, region_name=spec.region)
         except botocore.exceptions.ProfileNotFound as exc:
             raise SourceError(f"source.aws.profile: {exc}") from None
+        self.session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
         # Standard retry mode handles throttling/5xx with backoff; the pool grows with
         # our concurrency (botocore's default of 10 would serialise a thread pool).
         self._config = BotoConfig(
