@@ -19,6 +19,7 @@ from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import Rates, build_plan
 from relocate.plan.model import Plan
 from relocate.sources.aws import Aws
+from relocate.targets.openssh import OpenSsh
 from relocate.targets.ssh import Connection
 
 
@@ -29,6 +30,7 @@ class Options:
     profiles_dir: Path | None = None
     flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
     probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
+    bulk_login: bool = False  # `move`: start the bulk lanes' ssh login while the source is listed
 
 
 def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
@@ -78,6 +80,8 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
     conn.connect()
     try:
+        if opts.bulk_login and config.s3:
+            OpenSsh.prestart(conn)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn)
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
                       accept_new_host_key=opts.accept_new_host_key, flags=dict(opts.flags))
@@ -95,6 +99,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
                           rates=rates)
         yield Prepared(config, aws, conn, gathered, plan, ctx, components, data)
     finally:
+        OpenSsh.discard(conn)
         conn.close()
 
 

@@ -48,7 +48,8 @@ def register(app: typer.Typer) -> None:
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
-                       flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy})
+                       flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy},
+                       bulk_login=True)
         with prepare(config, opts) as prep:
             plan = prep.plan
             if until is not None:

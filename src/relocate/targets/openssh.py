@@ -105,14 +105,19 @@ class Master:
     """One `ssh -M -N` connection; commands multiplex over it (a channel costs ~ms, a
     handshake ~200 ms here). Killing it is how a lane drops its connection."""
 
-    def __init__(self, argv: list[str], path: str, host: str, timeout: float = 20.0) -> None:
+    def __init__(self, argv: list[str], path: str, host: str, timeout: float = 20.0, wait: bool = True) -> None:
         self.path = path
         self.proc = subprocess.Popen([*argv, "-M", "-N", "-o", f"ControlPath={path}", "--", host],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(path):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        self.deadline = time.monotonic() + timeout
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until the login is done (the control socket exists); raises what it failed with."""
+        while not os.path.exists(self.path):
+            if self.proc.poll() is not None or time.monotonic() > self.deadline:
                 err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
                 self.close()
                 if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
@@ -163,15 +168,55 @@ class OpenSsh:
         """A new multiplexing master connection (a fresh one per lane and per retry)."""
         return Master(self.argv, os.path.join(self._dir, f"m{next(self._ids)}"), self.host)
 
+    @staticmethod
+    def _usable(conn: Connection) -> bool:
+        if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
+            return False
+        return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
+
+    @classmethod
+    def prestart(cls, conn: Connection) -> None:
+        """Begin the bulk login now without waiting for it (`move` calls this as soon as
+        relocate's own host-key check passed, so the handshake overlaps the S3 listing);
+        the next probe(conn) picks it up. Called from the thread that lives longest
+        (the master dies with the thread that started it: PR_SET_PDEATHSIG)."""
+        if not cls._usable(conn) or "_relocate_bulk" in conn.__dict__:
+            return
+        bulk = cls(conn)
+        try:
+            bulk.first = Master(bulk.argv, os.path.join(bulk._dir, f"m{next(bulk._ids)}"), bulk.host, wait=False)
+        except OSError:
+            bulk.close()
+            return
+        conn.__dict__["_relocate_bulk"] = bulk
+
+    @staticmethod
+    def discard(conn: Connection) -> None:
+        """Close a prestarted login nobody used."""
+        bulk = conn.__dict__.pop("_relocate_bulk", None)
+        if bulk is not None:
+            bulk.close()
+
     @classmethod
     def probe(cls, conn: Connection) -> "OpenSsh | None":
         """An OpenSsh for conn's endpoint when `ssh` can log in non-interactively; else None.
         The login it made is kept as `first` (a master connection; a handshake costs
         ~0.2-0.3 s here, as much as a small batch) for the lanes to multiplex over."""
-        if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
+        if not cls._usable(conn):
             return None
-        if os.environ.get("RELOCATE_BULK_SSH", "auto") == "paramiko":
-            return None
+        pending = conn.__dict__.pop("_relocate_bulk", None)
+        if pending is not None:  # prestarted; if it died meanwhile, log in again below
+            try:
+                assert pending.first is not None
+                pending.first.wait_ready()
+                if pending.start("true", pending.first).wait(30).status == 0:
+                    return pending
+            except TransientError:
+                pass
+            except BaseException:  # HostKeyError
+                pending.close()
+                raise
+            pending.close()
         bulk = cls(conn)
         try:
             bulk.first = bulk.master()
