@@ -215,13 +215,14 @@ class Sshd:
         _stop_group(self.proc)
         time.sleep(down_for)
         self.proc = _spawn([_which("sshd", Path("/usr/sbin")), "-D", "-e", "-f", config], self.log)
-
-        def banner() -> bool:
-            with socket.create_connection((self.host, self.port), timeout=2) as s:
-                return s.recv(64).startswith(b"SSH-2.0-")
-
-        _wait(banner, "sshd (restarted)", timeout, self.proc, self.log)
+        _wait(lambda: _ssh_banner(self.host, self.port), "sshd (restarted)", timeout, self.proc, self.log)
         return connections
+
+
+def _ssh_banner(host: str, port: int) -> bool:
+    """sshd is up when it greets: a port that only accepts is not enough."""
+    with socket.create_connection((host, port), timeout=2) as s:
+        return s.recv(64).startswith(b"SSH-2.0-")
 
 
 def _descendants(pid: int) -> set[int]:
@@ -320,12 +321,8 @@ def start_sshd(workdir: Path, authorized_user_keys: Sequence[str] = (), timeout:
     server = Sshd(HOST, port, user.pw_name, client_key, fingerprint(host_line), host_line, root,
                   authorized, log, proc, [home])
 
-    def banner() -> bool:
-        with socket.create_connection((HOST, port), timeout=2) as s:
-            return s.recv(64).startswith(b"SSH-2.0-")
-
     try:
-        _wait(banner, "sshd", timeout, proc, log)
+        _wait(lambda: _ssh_banner(HOST, port), "sshd", timeout, proc, log)
     except BaseException:
         server.stop()
         raise

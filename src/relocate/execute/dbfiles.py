@@ -13,13 +13,16 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from relocate.errors import TransientError
 from relocate.targets import files, shell
 from relocate.targets.ssh import Connection
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -135,3 +138,35 @@ def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection,
     if broken is not None:
         raise broken
     return sent
+
+
+@contextmanager
+def in_background(work: Callable[[], T], *, on_abort: Callable[[], None],
+                  name: str = "relocate-source-stats") -> Iterator[Callable[[], T]]:
+    """Run `work` on a thread while the `with` body runs (source statistics alongside
+    the dump). The yielded getter joins the thread and returns its result, re-raising
+    its exception on the caller's thread; if the body fails, `on_abort` stops the work."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+
+    def outcome() -> T:
+        worker.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    try:
+        yield outcome
+    except BaseException:
+        on_abort()
+        worker.join()
+        raise
+    worker.join()

@@ -18,13 +18,12 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
-from relocate.execute.dbfiles import (classify, last_line, local_secret_file, mysql_defaults, pipe_to_target,
+from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, mysql_defaults, pipe_to_target,
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
 from relocate.targets import shell
@@ -184,7 +183,6 @@ class LocalMy:
         proc = subprocess.Popen(self.argv(local_tools()[1], "-N", "-B", "--unbuffered", self.addr.dbname),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdin is not None and proc.stdout is not None
-        box: dict[str, Any] = {}
         try:
             proc.stdin.write(SNAPSHOT_SQL + "SELECT 'relocate:snapshot';\n")
             proc.stdin.flush()
@@ -192,27 +190,14 @@ class LocalMy:
                 proc.kill()
                 raise self.fail(proc.communicate()[1])
 
-            def run() -> None:
-                try:
-                    box["out"], box["err"] = proc.communicate(stats_sql(tables, snapshot=False), timeout=None)
-                except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                    box["error"] = exc
-
-            worker = threading.Thread(target=run, name="relocate-source-stats", daemon=True)
-            worker.start()
             result: dict[str, Any] = {}
-            try:
+            with in_background(lambda: proc.communicate(stats_sql(tables, snapshot=False), timeout=None),
+                               on_abort=proc.kill) as outcome:
                 yield result
-            except BaseException:
-                proc.kill()
-                worker.join()
-                raise
-            worker.join()
-            if "error" in box:
-                raise box["error"]
+            out, err = outcome()
             if proc.returncode != 0:
-                raise self.fail(box.get("err") or "")
-            result.update(parse_stats(box["out"]))
+                raise self.fail(err or "")
+            result.update(parse_stats(out))
         finally:
             if proc.poll() is None:
                 proc.kill()

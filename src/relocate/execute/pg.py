@@ -27,14 +27,13 @@ import json
 import os
 import secrets
 import subprocess
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
-from relocate.execute.dbfiles import (classify, last_line, local_secret_file, pgpass_line, pipe_to_target,
+from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, pgpass_line, pipe_to_target,
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
 from relocate.targets import shell
@@ -233,29 +232,16 @@ class LocalPg:
         the `with` runs (the dump); the yielded dict is filled once the block ends. The
         transaction stays open until then, so pg_dump imports the snapshot whatever the timing."""
         assert proc.stdin is not None and proc.stdout is not None
-        box: dict[str, Any] = {}
 
-        def run() -> None:
-            try:
-                proc.stdin.write(STATS_SQL)  # type: ignore[union-attr]
-                proc.stdin.flush()  # type: ignore[union-attr]
-                box["line"] = proc.stdout.readline()  # type: ignore[union-attr]  # one JSON line
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                box["error"] = exc
+        def stats() -> str:
+            proc.stdin.write(STATS_SQL)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]  # one JSON line
 
-        worker = threading.Thread(target=run, name="relocate-source-stats", daemon=True)
-        worker.start()
         result: dict[str, Any] = {}
-        try:
+        with in_background(stats, on_abort=proc.kill) as outcome:  # a failed dump stops the statistics too
             yield result
-        except BaseException:
-            proc.kill()  # the dump failed: stop the statistics too
-            worker.join()
-            raise
-        worker.join()
-        if "error" in box:
-            raise box["error"]
-        line = box.get("line") or ""
+        line = outcome()
         if not line.strip():
             proc.kill()
             raise self.fail(proc.communicate()[1])
