@@ -82,32 +82,33 @@ def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else 0.0
 
 
+def _paged(client: Any, operation: str, items_key: str, what: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated read, page by page (a million keys are never held twice),
+    with errors named after `what`."""
+    try:
+        for page in client.get_paginator(operation).paginate(**kwargs):
+            yield from page.get(items_key, ())
+    except Exception as exc:
+        raise translate(exc, what) from exc
+
+
 def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
     """One paginated listing pass; no per-object calls."""
     s3 = aws.client("s3")
-    objects: list[ObjectInfo] = []
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=spec.bucket, Prefix=spec.prefix):
-            for o in page.get("Contents", ()):
-                objects.append(ObjectInfo(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"'), _epoch(o.get("LastModified"))))
-    except Exception as exc:
-        raise translate(exc, f"s3://{spec.bucket}/{spec.prefix}") from exc
+    objects = [ObjectInfo(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"'), _epoch(o.get("LastModified")))
+               for o in _paged(s3, "list_objects_v2", "Contents", f"s3://{spec.bucket}/{spec.prefix}",
+                               Bucket=spec.bucket, Prefix=spec.prefix)]
     objects.sort(key=lambda o: o.key)
     return BucketListing(spec, objects)
 
 
 def list_parameters(aws: Aws, spec: ParamSpec) -> ParamListing:
     ssm = aws.client("ssm")
-    items: list[NamedVersion] = []
-    path = spec.path if spec.path.endswith("/") or spec.path == "/" else spec.path + "/"
-    try:
-        for page in ssm.get_paginator("describe_parameters").paginate(
-            ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": [path.rstrip("/") or "/"]}]
-        ):
-            for p in page.get("Parameters", ()):
-                items.append(NamedVersion(p["Name"], str(p.get("Version", ""))))
-    except Exception as exc:
-        raise translate(exc, f"ssm:{spec.path}") from exc
+    # SSM wants the path without its trailing slash ("/" alone for the root).
+    path = spec.path.rstrip("/") or "/"
+    items = [NamedVersion(p["Name"], str(p.get("Version", "")))
+             for p in _paged(ssm, "describe_parameters", "Parameters", f"ssm:{spec.path}",
+                             ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": [path]}])]
     items.sort(key=lambda i: i.name)
     return ParamListing(spec, items)
 
