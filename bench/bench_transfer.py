@@ -79,12 +79,27 @@ def aws_env(weed) -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int]:
-    """Wall time and peak RSS (KiB, the child and its own children) of one command."""
+def _busy_s() -> float:
+    """CPU seconds the whole machine spent busy so far (every process: the servers too)."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+CPU: dict[str, float] = {}  # label -> machine CPU seconds of the last timed() with that label
+
+
+def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool = False,
+          label: str = "") -> tuple[float, int]:
+    """Wall time and peak RSS (KiB, the child and its own children) of one command; the
+    machine-wide CPU seconds it cost (servers included) go to CPU[label]."""
+    c0 = _busy_s()
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, env=env, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     dt = time.monotonic() - t0
+    if label:
+        CPU[label] = _busy_s() - c0
     err = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if os.environ.get("BENCH_DEBUG"):
         print(err[-3000:], file=sys.stderr)
@@ -109,12 +124,14 @@ def tree_digest(root: Path) -> str:
 # ------------------------------------------------------------- child legs (relocate code)
 
 def leg_s3read(args: argparse.Namespace) -> None:
-    """relocate's S3 data path into local files (what `--keep-snapshot` writes)."""
+    """relocate's S3 data path into local files (what `--keep-snapshot` writes): the
+    listing on boto3, bodies from ObjectReader.get_many in listing order, each hashed
+    and written by this one consumer thread. BENCH_S3READ=threads runs the previous
+    leg instead (16 threads each calling ObjectReader.get), for comparison."""
     from relocate.config import AwsSpec
-    from relocate.execute.objects import SMALL_OBJECT
     from relocate.sources.aws import Aws
     from relocate.sources.inventory import ObjectInfo
-    from relocate.sources.s3data import ObjectReader
+    from relocate.sources.s3data import WHOLE_BELOW, ObjectReader
 
     t0 = time.monotonic()
     aws = Aws(AwsSpec(region="us-east-1", endpoint_url=args.endpoint))
@@ -126,19 +143,27 @@ def leg_s3read(args: argparse.Namespace) -> None:
     reader = ObjectReader(aws, args.bucket)
     out = Path(args.out)
     t1 = time.monotonic()
+    made: set[Path] = set()
 
-    def one(o: ObjectInfo) -> None:
-        body = reader.get(o.key, o.size, o.etag, o.size <= SMALL_OBJECT)
+    def write(o: ObjectInfo, body) -> None:
         p = out / o.key
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.parent not in made:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            made.add(p.parent)
         sha = hashlib.sha256()
         with open(p, "wb") as fh:
             for chunk in body.iter_chunks():
                 sha.update(chunk)
                 fh.write(chunk)
 
-    with ThreadPoolExecutor(args.transfers) as pool:
-        list(pool.map(one, objs))
+    if os.environ.get("BENCH_S3READ") == "manythreads":
+        os.environ["RELOCATE_S3_ENGINE"] = "threads"
+    if os.environ.get("BENCH_S3READ") == "threads":
+        with ThreadPoolExecutor(args.transfers) as pool:
+            list(pool.map(lambda o: write(o, reader.get(o.key, o.size, o.etag, o.size <= WHOLE_BELOW)), objs))
+    else:
+        for o, body in reader.get_many(objs, concurrency=args.transfers):
+            write(o, body)
     print(f"s3read: list {t1 - t0:.2f}s, get+write {time.monotonic() - t1:.2f}s", file=sys.stderr)
 
 
@@ -240,17 +265,17 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
     # -- S3 read
     out = fresh(work / "dl-rclone")
     r["rclone_read"], _ = timed([rclone, "copy", f"src:{bucket}", str(out), "--transfers", str(args.transfers),
-                                 "--checkers", str(args.transfers)], env=renv)
+                                 "--checkers", str(args.transfers)], env=renv, label="rclone_read")
     aws = BIN / "aws"
     if aws.exists():
         out2 = fresh(work / "dl-aws")
         r["aws_read"], _ = timed([str(aws), "s3", "sync", f"s3://{bucket}", str(out2), "--endpoint-url", weed.endpoint_url,
-                                  "--only-show-errors"], env=aws_env(weed))
+                                  "--only-show-errors"], env=aws_env(weed), label="aws_read")
         drop(out2)
     out3 = fresh(work / "dl-relocate")
     r["relocate_read"], r["relocate_read_rss_kib"] = timed(
         [py, me, "--leg", "s3read", "--endpoint", weed.endpoint_url, "--bucket", bucket, "--out", str(out3),
-         "--transfers", str(args.transfers)], env=aws_env(weed))
+         "--transfers", str(args.transfers)], env=aws_env(weed), label="relocate_read")
     if name != "big" and tree_digest(out3) != tree_digest(src):
         raise SystemExit("relocate's S3 read differs from the corpus")
     drop(out3)
@@ -265,17 +290,17 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
 
     clean_target()
     cmd = f"tar -C {out} -cf - . | {' '.join(ssh)} tar -xf - -C {dest_root / 'data'}"
-    r["openssh_write"], _ = timed(cmd, shell=True)
+    r["openssh_write"], _ = timed(cmd, shell=True, label="openssh_write")
     clean_target()
     # The same, but hashing what landed like relocate does (informational: the goal is vs the plain one).
     hashed = (f"tar -xf - -C {dest_root / 'data'} && cd {dest_root / 'data'} && "
               "find . -type f -print0 | xargs -0 -r -P 2 -n 512 openssl dgst -sha256 -r >/dev/null")
-    r["openssh_write_hashed"], _ = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} '{hashed}'", shell=True)
+    r["openssh_write_hashed"], _ = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} '{hashed}'", shell=True, label="openssh_write_hashed")
     clean_target()
     r["relocate_write"], r["relocate_write_rss_kib"] = timed(
         [py, me, "--leg", "sshwrite", "--src", str(out), "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
          "--identity", str(sshd.identity_file), "--host-key", sshd.host_key_fingerprint, "--root", str(dest_root),
-         "--transfers", str(args.transfers), "--lanes", str(args.lanes)])
+         "--transfers", str(args.transfers), "--lanes", str(args.lanes)], label="relocate_write")
     got = subprocess.run([*ssh, f"cd {dest_root}/data && find . -type f | wc -l"], capture_output=True, text=True).stdout
     if int(got.strip() or 0) != len(spec):
         raise SystemExit(f"relocate's SSH write left {got.strip()} files, expected {len(spec)}")
@@ -287,8 +312,10 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
     shutil.rmtree(work / "snapshots", ignore_errors=True)
     r["relocate_move"], r["relocate_move_rss_kib"] = timed(
         [py, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--transfers", str(args.transfers), "--lanes", str(args.lanes)],
-        env={**aws_env(weed), "RELOCATE_AGE_IDENTITY": ""})
+        env={**aws_env(weed), "RELOCATE_AGE_IDENTITY": ""}, label="relocate_move")
     r["two_step"] = r["rclone_read"] + r["openssh_write"]
+    CPU["two_step"] = CPU["rclone_read"] + CPU["openssh_write"]
+    r["cpu_s"] = dict(CPU)
     clean_target()
     drop(src)
     report(r)
@@ -300,8 +327,10 @@ def report(r: dict) -> None:
         if peer not in r:
             return
         ratio = r[ours] / r[peer]
+        cpu = r.get("cpu_s", {})
         print(f"  {label:<34} relocate {r[ours]:7.2f} s  peer {r[peer]:7.2f} s  ratio {ratio:5.2f}x  "
-              f"(goal <= {goal}x) {'OK' if ratio <= goal else 'MISSED'}", flush=True)
+              f"(goal <= {goal}x) {'OK' if ratio <= goal else 'MISSED'}  "
+              f"[machine CPU s: {cpu.get(ours, 0):.1f} vs {cpu.get(peer, 0):.1f}]", flush=True)
 
     line("S3 read vs rclone copy", "relocate_read", "rclone_read", 1.0)
     line("S3 read vs aws s3 sync", "relocate_read", "aws_read", 1.0)

@@ -367,20 +367,6 @@ def test_multi_gib_object_on_one_connection(sshd) -> None:
     assert (root / "data" / "huge.bin").stat().st_size == size
 
 
-@pytest.mark.parametrize("engine", ["paramiko", "openssh"])
-def test_one_big_object_skips_tar_and_is_hashed_while_written(sshd, engine: str) -> None:
-    blob = os.urandom(3 * MiB)
-    size = 9 * MiB + 7  # above SMALL_OBJECT: a batch of its own, streamed through tee | sha256sum
-    root = sshd.root / f"raw-{os.getpid()}-{time.monotonic_ns()}"
-    obj = ObjectInfo("v/clip.bin", size, "", 1_600_000_000)
-    sent, warnings = _push_through_one_lane(sshd, root, [obj], blob, engine)
-    assert sent == 1, warnings
-    landed = root / "data" / "v" / "clip.bin"
-    want = (blob * 4)[:size]
-    assert landed.read_bytes() == want and int(landed.stat().st_mtime) == 1_600_000_000
-    assert not (root / ".relocate" / "staging" / "b" / "0").exists()
-
-
 def test_hash_tree_many_files_and_odd_names(sshd) -> None:
     # >512 files (two hashing workers) and names openssl would escape (newline, backslash).
     from relocate.config import SshSpec

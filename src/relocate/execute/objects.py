@@ -29,7 +29,6 @@ import io
 import math
 import os
 import posixpath
-import tarfile
 import threading
 import time
 from collections import deque
@@ -42,7 +41,8 @@ from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body
-from relocate.targets import files, shell
+from relocate.execute.wire import AGENT_PROBE, PROMOTE, AgentWire, RawWire, TarWire, Wire, choose, receiver_setting
+from relocate.targets import shell
 from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection, Exec, Result
 
@@ -55,48 +55,6 @@ CHUNK = 1024 * 1024
 ATTEMPTS = 5
 STALL_S = 60.0
 BACKOFF_S = 1.0
-_RECORD = tarfile.RECORDSIZE
-# $1 staging dir, $2 its tree, $3 final dir. Lanes promote concurrently: two `cp -R`
-# creating the same directory race ("File exists"), so every directory is made first
-# with mkdir -p (which tolerates that race), then the files are hard-linked into place.
-_PROMOTE_BODY = r"""mkdir -p -- "$3" || exit 1
-(cd "$2" && find . -mindepth 1 -type d -print0) | (cd "$3" && xargs -0 -r mkdir -p --) || exit 1
-cp -Rlf -- "$2/." "$3/" && rm -rf -- "$1"
-"""
-_PROMOTE = "\n" + _PROMOTE_BODY
-# $1 = the batch's staging dir, $2 = the tree inside it (the tar's d/), $3 = the final
-# dir. One remote command per batch, no extra round trip: extract; hash what landed
-# (printed for the client's own check); then, only when those hashes are byte for byte
-# the manifest the client computed while streaming (the tar's last member, m: the
-# sorted `openssl dgst -r` lines), promote. Otherwise (no openssl, names openssl
-# escapes, any difference) nothing is promoted here and the client checks and
-# promotes with _PROMOTE as before. \002 at the end of the output says "promoted".
-_EXTRACT_VERIFY_PROMOTE = r"""
-rm -rf "$1" && mkdir -p "$1" && tar -x -f - -C "$1" || exit 1
-[ -f "$1/m" ] && cd "$2" || exit 1
-""" + files.HASH_INTO_T + r"""
-odd=
-for f in "$t"/h.*; do [ -e "$f" ] && odd=1 && cat "$f"; done
-printf '\001'
-for f in "$t"/o.*; do [ -e "$f" ] && cat "$f"; done
-[ -z "$odd" ] || exit 0
-cat "$t"/o.* 2>/dev/null | LC_ALL=C sort | cmp -s - "$1/m" || exit 0
-cd / || exit 1
-""" + _PROMOTE_BODY + r"""[ $? = 0 ] || exit 1
-printf '\002'
-"""
-# A batch of one big object skips tar: cat writes it, then the target hashes the file
-# it wrote (from the page cache). `tee file | openssl` hashed on the other core while
-# writing, but the extra pipe copy cost more than it overlapped on 2 busy cores
-# (128 MiB alone: 0.66 s vs 0.57 s). $1 staging dir, $2 file, $3 mtime.
-_WRITE_AND_HASH = r"""
-rm -rf "$1" && mkdir -p "$(dirname "$2")" || exit 1
-cat > "$2" || exit 1
-if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r <"$2"; else sha256sum <"$2"; fi || exit 1
-chmod 644 "$2" && touch -m -d "@$3" -- "$2"
-"""
-
-
 def _env_float(name: str, default: float) -> float:
     """Tuning knobs for tests and odd links (documented in README, "Tuning")."""
     try:
@@ -262,14 +220,6 @@ def plan_batches(objects: list[ObjectInfo], lanes: int) -> list[list[ObjectInfo]
     return out
 
 
-def _tar_header(path: str, obj: ObjectInfo) -> bytes:
-    info = tarfile.TarInfo(path)
-    info.size = obj.size
-    info.mtime = int(obj.last_modified)
-    info.mode = 0o644
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
 @dataclass
 class PushOptions:
     transfers: int = 16  # concurrent S3 GETs
@@ -290,6 +240,18 @@ class PushOptions:
 
 
 Commit = Callable[[list[DoneObject]], None]
+
+
+def receiver_for(conn: Connection) -> str:
+    """`agent` when the target has python3 >= 3.6 (asked once per connection), else `tar`."""
+    setting = receiver_setting()
+    if setting in ("python", "sh"):
+        return choose(setting, False)
+    cached = conn.__dict__.get("_relocate_receiver")
+    if cached is None:
+        cached = choose(setting, conn.run(AGENT_PROBE, timeout=60, check=False).status == 0)
+        conn.__dict__["_relocate_receiver"] = cached
+    return cached
 
 
 class BucketPusher:
@@ -332,6 +294,7 @@ class BucketPusher:
             return
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes)))
+        self.receiver = receiver_for(self.template)
         self.bulk = OpenSsh.probe(self.template) if self.opts.engine != "paramiko" else None
         shared = self.bulk.first if self.bulk is not None else None
         lanes = [_Lane(i, self.template, self.bulk, shared) for i in range(nlanes)]
@@ -420,38 +383,31 @@ class BucketPusher:
 
     def _push(self, lane: _Lane, stage: str, objs: list[ObjectInfo],
               sent: list[int]) -> tuple[list[DoneObject], dict[str, str], bool]:
-        """Send one batch as a tar stream into stage/d; returns what was sent with the
-        sha256s computed while streaming, the target's own hashes of what landed, and
-        whether the target already promoted it (its hashes equalled the manifest)."""
-        tree = posixpath.join(stage, "d")
-        raw = len(objs) == 1 and objs[0].size > SMALL_OBJECT
+        """Send one batch to the target's receiver; returns what was sent with the sha256s
+        computed while streaming, the target's own hashes of what landed, and whether the
+        target already put it in place (see execute/wire.py)."""
+        wire = self._wire(objs)
+        rels = [self.paths[o.key] for o in objs]
         # A retried batch starts from an empty staging dir: nothing of a failed try survives.
-        if raw:
-            rel = self.paths[objs[0].key]
-            command = shell.line(["sh", "-c", _WRITE_AND_HASH, "sh", stage, posixpath.join(tree, rel),
-                                  str(int(objs[0].last_modified))])
-        else:
-            command = shell.line(["sh", "-c", _EXTRACT_VERIFY_PROMOTE, "sh", stage, tree,
-                                  posixpath.join(self.root, self.dest)])
-        proc = lane.start(command)
+        proc = lane.start(wire.command(stage, posixpath.join(self.root, self.dest), rels))
         lane.proc = proc
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
         try:
-            written = 0
+            head = wire.start()
+            sink.write(head)
+            written = len(head)
             for obj, body in self._bodies(objs):
-                d, n = self._add(sink, obj, body, sent, raw)
+                d, n = self._add(sink, wire, obj, body, sent)
                 done.append(d)
                 written += n
-            if not raw:
-                written += self._manifest(sink, done)
-                sink.write(b"\0" * (2 * tarfile.BLOCKSIZE))
-                written += 2 * tarfile.BLOCKSIZE
-                sink.write(b"\0" * (-written % _RECORD))
+            tail = wire.end(done, rels, written)
+            sink.write(tail)
+            written += len(tail)
             sink.flush()
             lane.watch = False
-            # The target now extracts the rest and hashes the batch: allow the stall time
+            # The target now writes the rest and hashes the batch: allow the stall time
             # plus a slow disk's pace rather than the no-progress watchdog.
             limit = self.opts.stall_s + written / (8 << 20)
             try:
@@ -469,26 +425,19 @@ class BucketPusher:
             lane.proc = None
         if result.status != 0:
             msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise TransientError(f"tar on the target failed: {msg[-1] if msg else 'exit ' + str(result.status)}")
-        if raw:  # "<hex> *stdin\n" (openssl) or "<hex>  -\n" of the file cat wrote
-            return done, {rel: result.stdout[:64].decode("ascii", "replace")}, False
-        out = result.stdout
-        promoted = out.endswith(b"\002")
-        return done, files.parse_hashes(out[:-1] if promoted else out), promoted
+            raise TransientError(f"the target's receiver failed: {msg[-1] if msg else 'exit ' + str(result.status)}")
+        try:
+            answer = wire.answer(result, rels)
+        except (ValueError, IndexError) as exc:
+            raise TransientError(f"the target's receiver gave an answer relocate cannot read ({exc})") from None
+        return done, answer.hashes, answer.placed
 
-    def _manifest(self, sink: io.BufferedWriter, done: list[DoneObject]) -> int:
-        """The tar's last member, m: the sha256s computed while streaming, as the sorted
-        lines `openssl dgst -sha256 -r` prints for the tree, for the target to compare."""
-        lines = sorted(f"{d.sha256} *./{self.paths[d.key]}".encode("utf-8", "surrogateescape")
-                       for d in done)
-        data = b"".join(line + b"\n" for line in lines)
-        info = tarfile.TarInfo("m")
-        info.size = len(data)
-        info.mode = 0o644
-        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        pad = -len(data) % tarfile.BLOCKSIZE
-        sink.write(header + data + b"\0" * pad)
-        return len(header) + len(data) + pad
+    def _wire(self, objs: list[ObjectInfo]) -> Wire:
+        if self.receiver == "agent":
+            return AgentWire()
+        if len(objs) == 1 and objs[0].size > SMALL_OBJECT:
+            return RawWire(objs[0].last_modified)
+        return TarWire()
 
     def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
         """Bodies in batch order; small ones prefetched within the global byte budget."""
@@ -523,12 +472,12 @@ class BucketPusher:
                     fut.cancel()
                 self.budget.give(cost)
 
-    def _add(self, sink: io.BufferedWriter, obj: ObjectInfo, body: Body, sent: list[int], raw: bool = False) -> tuple[DoneObject, int]:
+    def _add(self, sink: io.BufferedWriter, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]
         what = f"s3://{self.bucket}/{obj.key}"
         if body.size != obj.size:
             raise TransientError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
-        header = b"" if raw else _tar_header("d/" + path, obj)
+        header = wire.header(path, obj)
         sink.write(header)
         tee = None
         if self.keep_dir is not None:
@@ -563,12 +512,11 @@ class BucketPusher:
                 tee.close()
         if count != obj.size:
             raise TransientError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
-        pad = 0 if raw else -obj.size % tarfile.BLOCKSIZE
-        if pad:
-            sink.write(b"\0" * pad)
+        trailer = wire.trailer(obj.size, sha.digest())
+        sink.write(trailer)
         done = DoneObject(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
                           sha.hexdigest(), body.content_type, body.metadata)
-        return done, len(header) + obj.size + pad
+        return done, len(header) + obj.size + len(trailer)
 
     def _check_staged(self, done: list[DoneObject], got: dict[str, str]) -> None:
         bad = [d.key for d in done if got.get(posixpath.relpath(d.path, self.dest)) != d.sha256]
@@ -578,4 +526,4 @@ class BucketPusher:
     def _promote(self, lane: _Lane, stage: str) -> None:
         """Hard-link the verified staging tree into place, then drop this batch's staging."""
         final = posixpath.join(self.root, self.dest)
-        lane.run(shell.line(["sh", "-c", _PROMOTE, "sh", stage, posixpath.join(stage, "d"), final]), timeout=self.opts.stall_s + 60)
+        lane.run(shell.line(["sh", "-c", PROMOTE, "sh", stage, posixpath.join(stage, "d"), final]), timeout=self.opts.stall_s + 60)

@@ -1,0 +1,137 @@
+"""The target's end of a bulk batch (targets/receiver_agent.py and execute/wire.py).
+
+The agent is run with this machine's python3 on real pipes for the edge cases of its
+stream format, and through the real sshd (both SSH engines, both receivers: the
+Python agent and the tar fallback a target without python3 gets) for whole batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from relocate.config import SshSpec
+from relocate.execute.objects import BucketPusher, PushOptions
+from relocate.execute.wire import AGENT_SOURCE, AgentWire
+from relocate.sources.inventory import ObjectInfo
+from relocate.sources.s3data import Body
+from relocate.targets.ssh import Connection
+
+MiB = 1024 * 1024
+HEAD = struct.Struct(">IQq")
+ODD_NAMES = ["plain.txt", "sp ace/f 1.bin", "new\nline", "back\\slash", "ü é/ö.txt", "-dash", "*star", "d/e/f/deep.bin"]
+
+
+def _record(path: bytes, data: bytes, mtime: int = 1_600_000_000, digest: bytes | None = None) -> bytes:
+    return b"F" + HEAD.pack(len(path), len(data), mtime) + path + data + (digest or hashlib.sha256(data).digest())
+
+
+def _run_agent(tmp_path: Path, stream: bytes) -> tuple[subprocess.CompletedProcess[bytes], Path, Path]:
+    stage, final = tmp_path / "stage" / "7", tmp_path / "final"
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", AGENT_SOURCE, str(stage), str(final)],
+                          input=stream, capture_output=True, timeout=60)
+    return proc, stage, final
+
+
+def test_agent_places_whole_files_with_their_mtime_and_reports_hashes(tmp_path: Path) -> None:
+    bodies = {name: (name * 100).encode() for name in ODD_NAMES}
+    stream = b"RLC1" + b"".join(_record(n.encode(), b) for n, b in bodies.items()) + b"E"
+    proc, stage, final = _run_agent(tmp_path, stream)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert lines[-1] == "end"
+    assert lines[:-1] == [f"{i} {hashlib.sha256(b).hexdigest()}" for i, b in enumerate(bodies.values())]
+    for name, body in bodies.items():
+        assert (final / name).read_bytes() == body
+        assert int((final / name).stat().st_mtime) == 1_600_000_000
+    assert not stage.exists()  # the batch's staging is gone once it is all in place
+
+
+def test_agent_never_places_a_file_whose_hash_differs(tmp_path: Path) -> None:
+    good, bad = b"good" * 1000, b"flipped" * 1000
+    stream = b"RLC1" + _record(b"a/good", good) + _record(b"a/bad", bad, digest=hashlib.sha256(b"other").digest()) + b"E"
+    proc, _, final = _run_agent(tmp_path, stream)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().splitlines()[1] == f"1 {hashlib.sha256(bad).hexdigest()} !"
+    assert (final / "a" / "good").read_bytes() == good
+    assert not (final / "a" / "bad").exists()
+
+
+def test_agent_cut_short_leaves_nothing_half_written(tmp_path: Path) -> None:
+    whole = _record(b"one", b"1" * 5000)
+    cut = _record(b"two", b"2" * (3 * MiB))[: 2 * MiB]  # the connection died mid-file
+    proc, stage, final = _run_agent(tmp_path, b"RLC1" + whole + cut)
+    assert proc.returncode == 1 and b"stream ended early" in proc.stderr
+    assert (final / "one").read_bytes() == b"1" * 5000  # the whole one is in place
+    assert not (final / "two").exists()  # the cut one only ever existed in staging
+    assert stage.exists()  # cleared by the retry (the next run of the same batch)
+    proc2, _, _ = _run_agent(tmp_path, b"RLC1" + _record(b"two", b"2" * 10) + b"E")
+    assert proc2.returncode == 0, proc2.stderr
+    assert (final / "two").read_bytes() == b"2" * 10 and not stage.exists()
+
+
+@pytest.mark.parametrize("path", [b"../escape", b"/abs", b"a//b", b"a/./b", b""])
+def test_agent_refuses_paths_that_could_leave_the_final_dir(tmp_path: Path, path: bytes) -> None:
+    proc, _, final = _run_agent(tmp_path, b"RLC1" + _record(path, b"x") + b"E")
+    assert proc.returncode == 1 and b"unsafe path" in proc.stderr
+    assert not (tmp_path / "escape").exists() and not final.exists()
+
+
+def test_agent_rejects_a_stream_that_is_not_its_own(tmp_path: Path) -> None:
+    proc, _, _ = _run_agent(tmp_path, b"ustar\0" + b"\0" * 600)
+    assert proc.returncode == 1 and b"not a relocate stream" in proc.stderr
+
+
+def test_agent_wire_reads_answers_and_needs_the_end_line() -> None:
+    from relocate.targets.ssh import Result
+
+    wire = AgentWire()
+    ans = wire.answer(Result(0, b"0 aa\n1 bb !\nend\n", b""), ["x", "y"])
+    assert ans.hashes == {"x": "aa", "y": "bb"} and ans.placed
+    with pytest.raises(ValueError):
+        wire.answer(Result(0, b"0 aa\n", b""), ["x"])
+
+
+# --------------------------------------------------------------------------- through sshd
+
+class _MemReader:
+    def __init__(self, bodies: dict[str, bytes]) -> None:
+        self.bodies = bodies
+
+    def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
+        data = memoryview(self.bodies[key])
+        if whole:
+            return Body(key, size, etag, None, {}, data=data)
+        return Body(key, size, etag, None, {}, chunks=iter([data[i:i + MiB] for i in range(0, len(data), MiB)]))
+
+
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+@pytest.mark.parametrize("receiver", ["python", "sh"])
+def test_batches_land_whole_through_either_receiver(sshd, monkeypatch: pytest.MonkeyPatch, receiver: str, engine: str) -> None:
+    monkeypatch.setenv("RELOCATE_RECEIVER", receiver)
+    bodies = {name: hashlib.sha256(name.encode()).digest() * 300 for name in ODD_NAMES}
+    bodies["v/clip.bin"] = os.urandom(9 * MiB + 7)  # above SMALL_OBJECT: streamed, and a batch of its own
+    objs = [ObjectInfo(k, len(v), "", 1_600_000_000 + i) for i, (k, v) in enumerate(bodies.items())]
+    root = sshd.root / f"recv-{receiver}-{engine}-{os.getpid()}-{time.monotonic_ns()}"
+    spec = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                   host_key=sshd.host_key_fingerprint)
+    committed: list[str] = []
+    with Connection(spec) as conn:
+        pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
+                              paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
+                              opts=PushOptions(transfers=4, lanes=2, engine=engine))
+        pusher.run(objs, lambda done: committed.extend(d.key for d in done))
+        assert pusher.receiver == ("agent" if receiver == "python" else "tar")
+    assert sorted(committed) == sorted(bodies)
+    for o in objs:
+        landed = root / "data" / o.key
+        assert landed.read_bytes() == bodies[o.key], o.key
+        assert int(landed.stat().st_mtime) == int(o.last_modified)
+    assert not [p for p in (root / ".relocate" / "staging").rglob("*") if not p.is_dir()]
