@@ -17,16 +17,27 @@ and worse, `/abs` and `tr/` are silently trimmed to `abs` and `tr` (another obje
 `_native_ok` keeps all of those on boto3; the size and ETag of every body are also
 compared with the listing.
 
-Read-only: this module only ever calls `obstore.get`; no write method of the
-store is reachable from relocate.
+Many objects: `ObjectReader.get_many` yields bodies in the caller's order while up to
+N GETs run on a pool of N threads (sync `obstore.get`, which releases the GIL while
+Rust does the request). Bodies read ahead are bounded by a byte budget (`ByteBudget`,
+shareable between calls); big objects are streamed when their turn comes, never read
+ahead whole. obstore's async API (`get_async` on one asyncio loop thread) was measured
+against this and lost: ~200 us more CPU per GET (a tokio worker and the loop's
+self-pipe woken per await), +35% CPU on 10,000 x 4 KiB, slower on media too.
+
+Read-only: this module only ever calls `obstore.get`; no write method of
+the store is reachable from relocate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import obstore
 import obstore.exceptions as oe
@@ -35,7 +46,12 @@ from obstore.store import S3Store
 from relocate.errors import RelocateError, SourceError, TransientError
 from relocate.sources.aws import Aws, translate
 
+if TYPE_CHECKING:
+    from relocate.sources.inventory import ObjectInfo
+
 CHUNK = 1024 * 1024
+WHOLE_BELOW = 8 * 1024 * 1024  # get_many: bodies up to this size are read ahead whole, bigger ones streamed
+BUDGET_BYTES = 64 * 1024 * 1024  # get_many: bodies read ahead of the consumer, at most
 _STANDARD_ATTRS = {"content-disposition", "content-encoding", "content-language", "content-type",
                    "cache-control", "storage-class"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -86,6 +102,30 @@ def _credentials(aws: Aws) -> Any:
     return provide
 
 
+class ByteBudget:
+    """Bytes of bodies read ahead and not yet consumed; thread-safe, shareable between get_many calls."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def try_take(self, n: int, force: bool = False) -> bool:
+        """Take n bytes if they fit (or `force`: the consumer's very next body must be read)."""
+        with self._lock:
+            if not force and self.used + n > self.limit:
+                return False
+            self.used += n
+            self.peak = max(self.peak, self.used)
+            return True
+
+    def give(self, n: int) -> None:
+        if n:
+            with self._lock:
+                self.used -= n
+
+
 class ObjectReader:
     """GETs of one bucket's objects: obstore when the key allows, boto3 otherwise."""
 
@@ -108,6 +148,8 @@ class ObjectReader:
                  "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "max_backoff": dt.timedelta(seconds=15), "base": 2}}
         self.store = S3Store(bucket, client_options=options, retry_config=retry,  # type: ignore[arg-type]
                              credential_provider=_credentials(aws), **kw)
+        self._lock = threading.Lock()
+        self._pools: dict[int, ThreadPoolExecutor] = {}
 
     def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
         """Open one object; `whole` reads it into memory (small objects), else streams it."""
@@ -116,15 +158,9 @@ class ObjectReader:
             return self._get_boto(key, size, whole, what)
         try:
             res = obstore.get(self.store, key)
-            meta = res.meta
-            if meta["path"] != key:  # belt and braces for the trimming described above
+            body = self._body(res, key, etag, what)
+            if body is None:
                 return self._get_boto(key, size, whole, what)
-            attrs = dict(res.attributes)
-            got_etag = str(meta.get("e_tag") or "").strip('"')
-            if etag and got_etag and got_etag != etag:
-                raise TransientError(f"{what} changed since it was listed", hint="running again moves the new version")
-            body = Body(key, int(meta["size"]), got_etag, attrs.get("Content-Type"),
-                        {k: v for k, v in attrs.items() if k.lower() not in _STANDARD_ATTRS})
             if whole:
                 body.data = memoryview(res.bytes())
             else:
@@ -134,6 +170,83 @@ class ObjectReader:
         except Exception as exc:
             raise _translate(exc, what) from None
         return body
+
+    def _body(self, res: Any, key: str, etag: str, what: str) -> Body | None:
+        """A Body for this GetResult (no content yet); None when object_store read another key."""
+        meta = res.meta
+        if meta["path"] != key:  # belt and braces for the trimming described above
+            return None
+        got_etag = str(meta.get("e_tag") or "").strip('"')
+        if etag and got_etag and got_etag != etag:
+            raise TransientError(f"{what} changed since it was listed", hint="running again moves the new version")
+        attrs = res.attributes
+        ctype = attrs.get("Content-Type")
+        meta_fields = {k: v for k, v in attrs.items() if k.lower() not in _STANDARD_ATTRS} if len(attrs) > (ctype is not None) else {}
+        return Body(key, int(meta["size"]), got_etag, ctype, meta_fields)
+
+    # ------------------------------------------------------------- many objects
+
+    def get_many(self, objs: Iterable[ObjectInfo], *, concurrency: int = 16,
+                 budget_bytes: int | ByteBudget = BUDGET_BYTES,
+                 whole_below: int = WHOLE_BELOW) -> Iterator[tuple[ObjectInfo, Body]]:
+        """(object, body) for each of `objs`, in their order, up to `concurrency` GETs at once.
+
+        Bodies of at most `whole_below` bytes are read ahead whole while the bytes held
+        ahead of the consumer stay within `budget_bytes` (an int, or a ByteBudget shared
+        with other calls: BucketPusher's lanes share one). The next body is always read,
+        however big, so one object larger than the budget still goes through. Bigger
+        objects are streamed in CHUNK pieces when their turn comes; reading ahead carries
+        on past them. A body's bytes count until the consumer asks for the next one.
+
+        Errors are the ones `get` raises (TransientError for an object that changed or
+        vanished since the listing, SourceError for access denied), raised when the
+        failing object's turn comes; closing the iterator early cancels what is in flight.
+        """
+        budget = budget_bytes if isinstance(budget_bytes, ByteBudget) else ByteBudget(budget_bytes)
+        pool = self._pool(concurrency)
+        window = max(2, concurrency * 2)  # bodies in flight or waiting, whatever their sizes
+        pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
+        it = iter(objs)
+        nxt = next(it, None)
+        try:
+            while True:
+                while nxt is not None and len(pending) < window:
+                    if nxt.size > whole_below:  # opened when its turn comes, held one chunk at a time
+                        pending.append((nxt, None, 0))
+                    elif budget.try_take(nxt.size, force=not pending):
+                        pending.append((nxt, pool.submit(self.get, nxt.key, nxt.size, nxt.etag, True), nxt.size))
+                    else:
+                        break
+                    nxt = next(it, None)
+                if not pending:
+                    return
+                obj, fut, cost = pending[0]
+                try:
+                    body = fut.result() if fut is not None else self.get(obj.key, obj.size, obj.etag, False)
+                    yield obj, body
+                finally:
+                    pending.popleft()
+                    budget.give(cost)
+        finally:
+            for _, fut, cost in pending:
+                if fut is not None:
+                    fut.cancel()
+                budget.give(cost)
+
+    def _pool(self, size: int) -> ThreadPoolExecutor:
+        """get_many's workers, one pool per size, shared by concurrent calls (lanes) on this reader."""
+        size = max(1, size)
+        with self._lock:
+            if size not in self._pools:
+                self._pools[size] = ThreadPoolExecutor(size, thread_name_prefix=f"s3-get-{self.bucket}")
+            return self._pools[size]
+
+    def close(self) -> None:
+        """Stop get_many's worker threads (a later get_many starts new ones)."""
+        with self._lock:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _get_boto(self, key: str, size: int, whole: bool, what: str) -> Body:
         try:
