@@ -156,8 +156,6 @@ def leg_s3read(args: argparse.Namespace) -> None:
                 sha.update(chunk)
                 fh.write(chunk)
 
-    if os.environ.get("BENCH_S3READ") == "manythreads":
-        os.environ["RELOCATE_S3_ENGINE"] = "threads"
     if os.environ.get("BENCH_S3READ") == "threads":
         with ThreadPoolExecutor(args.transfers) as pool:
             list(pool.map(lambda o: write(o, reader.get(o.key, o.size, o.etag, o.size <= WHOLE_BELOW)), objs))
