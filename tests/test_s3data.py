@@ -115,3 +115,48 @@ def test_get_many_stays_within_its_byte_budget(reader_for) -> None:
     assert budget.used > 0
     it.close()
     assert budget.used == 0
+
+
+# --------------------------------------------------------------------------- listing parse
+
+_LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>b</Name><Prefix></Prefix><KeyCount>4</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
+  <NextContinuationToken>tok</NextContinuationToken><StartAfter>a</StartAfter>
+  <Contents><Key>img/001.jpg</Key><LastModified>2026-11-27T10:40:00.000Z</LastModified>
+    <ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag><Size>262144</Size><StorageClass>STANDARD</StorageClass></Contents>
+  <Contents><Key>odd &amp; &lt;key&gt; </Key><LastModified>Thu, 27 Nov 2026 10:40:00 GMT</LastModified><ETag></ETag>
+    <Size>0</Size><Owner><ID>abc</ID><DisplayName>me</DisplayName></Owner>
+    <ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumAlgorithm>SHA256</ChecksumAlgorithm>
+    <ChecksumType>FULL_OBJECT</ChecksumType><Unknown>ignored</Unknown>
+    <RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress></RestoreStatus></Contents>
+  <Contents><Key>one-checksum</Key><ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><Size>5</Size></Contents>
+  <CommonPrefixes><Prefix>dir/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>other/</Prefix></CommonPrefixes>
+</ListBucketResult>"""
+
+
+def test_fast_listing_parser_agrees_with_botocore() -> None:
+    from botocore.parsers import RestXMLParser
+
+    from relocate.sources.aws import _ListingXmlParser, _timestamp
+
+    client = Aws(AwsSpec(region="us-east-1", endpoint_url="http://127.0.0.1:9")).client("s3")
+    for op in ("ListObjectsV2", "ListObjects", "ListObjectVersions"):
+        shape = client.meta.service_model.operation_model(op).output_shape
+        response = {"body": _LISTING.replace(b"Contents", b"Version") if op == "ListObjectVersions" else _LISTING,
+                    "headers": {}, "status_code": 200}
+        want = RestXMLParser(timestamp_parser=_timestamp).parse(dict(response), shape)
+        got = _ListingXmlParser(timestamp_parser=_timestamp).parse(dict(response), shape)
+        assert got == want, op
+    assert len(got["Versions"]) == 3 and got["Versions"][1]["ChecksumAlgorithm"] == ["CRC32", "SHA256"]
+
+
+def test_listing_through_relocate_equals_plain_boto3(reader_for, s3_server) -> None:
+    reader, listed, s3 = reader_for({f"l/{i:03d}": i for i in range(30)} | {"tab\tkey": 3})
+    ours = Aws(AwsSpec(region="us-east-1", endpoint_url=s3_server.endpoint_url)).client("s3")
+    for kw in ({}, {"MaxKeys": 7}, {"Delimiter": "/"}, {"FetchOwner": True}, {"EncodingType": "url"}):
+        a = [p.get("Contents", []) + p.get("CommonPrefixes", [])
+             for p in ours.get_paginator("list_objects_v2").paginate(Bucket=reader.bucket, **kw)]
+        b = [p.get("Contents", []) + p.get("CommonPrefixes", [])
+             for p in s3.get_paginator("list_objects_v2").paginate(Bucket=reader.bucket, **kw)]
+        assert a == b, kw
