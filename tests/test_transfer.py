@@ -152,6 +152,8 @@ def test_reset_mid_transfer_is_retried_on_a_new_connection(tmp_path: Path, s3_se
     assert any(e["event"] == "progress" for e in events) and {"phase": "verify", "event": "phase"} in events
     result = r.json()["result"]
     assert result["verify"]["ok"] and result["objects_sent"] == len(objects)
+    # every object was hashed by the target as it landed: the final check only sizes them
+    assert result["verify"]["checked_on_arrival"] == len(objects)
     _assert_complete(root, objects)
     # content-type and user metadata still recorded (they came through obstore or boto3)
     sidecar = json.loads((root / ".relocate" / "buckets" / "data.json").read_text())
@@ -307,6 +309,8 @@ def test_flipped_byte_is_caught_by_verify_and_repaired_by_the_next_move(tmp_path
     r = cli("move", "-f", str(cfg), "--yes", "--json", env=_env(s3_server))
     assert r.exit_code == 0, r.stderr
     assert r.json()["result"]["objects_sent"] == 1
+    # the other nine came from the first move: the final check re-hashed the whole tree
+    assert r.json()["result"]["verify"]["checked_on_arrival"] == 0 and r.json()["result"]["verify"]["matched"] == 10
     _assert_complete(root, objects)
     assert cli("verify", "-f", str(cfg), env=_env(s3_server)).exit_code == 0
 

@@ -30,7 +30,7 @@ class Options:
     profiles_dir: Path | None = None
     flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
     probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
-    bulk_login: bool = False  # `move`: start the bulk lanes' ssh login while the source is listed
+    bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
 
 
 def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
@@ -81,7 +81,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     conn.connect()
     try:
         if opts.bulk_login and config.s3:
-            OpenSsh.prestart(conn)  # pinned to the host key conn.connect() just checked
+            OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn)
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
                       accept_new_host_key=opts.accept_new_host_key, flags=dict(opts.flags))

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
                        flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy},
-                       bulk_login=True)
+                       bulk_login=lanes)
         with prepare(config, opts) as prep:
             plan = prep.plan
             if until is not None:

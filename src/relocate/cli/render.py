@@ -97,7 +97,8 @@ def plan(console: Console, p: Plan) -> None:
 
 
 def verify(console: Console, r: VerifyReport) -> None:
-    console.print(f"verify: {r.matched} matching, {len(r.missing)} missing, {len(r.differing)} differing")
+    how = f" ({r.checked_on_arrival} hashed by the target as they landed, now checked by size)" if r.checked_on_arrival else ""
+    console.print(f"verify: {r.matched} matching{how}, {len(r.missing)} missing, {len(r.differing)} differing")
     for path in r.missing[:20]:
         console.print(f"  missing   {path}", markup=False)
     for path in r.differing[:20]:

@@ -148,6 +148,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
         early_env = _move_env(plan, config, aws, conn, report)
         run_components(lambda kind: kind in deadline.EARLY_KINDS)
         (opts.on_event or (lambda e: None))({"event": "phase", "phase": "objects"})
+        landed: dict[str, set[str]] = {}  # destination -> keys delivered (and hashed on the target) in this run
         for listing in _bucket_order(gathered.inventory.buckets, opts):
             sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
             if plan.step(sid) is None:
@@ -170,9 +171,12 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 on_warning=lambda msg: (report.warnings.append(msg), on_event({"event": "warning", "message": msg})),
             )
 
-            def commit(delivered: list[DoneObject], done: dict[str, DoneObject] = done) -> None:
+            fresh = landed.setdefault(listing.spec.to, set())
+
+            def commit(delivered: list[DoneObject], done: dict[str, DoneObject] = done, fresh: set[str] = fresh) -> None:
                 # One journal transaction per batch, after the batch is in place on the target.
                 journal.record(tid, delivered)
+                fresh.update(d.key for d in delivered)
                 for d in delivered:
                     done[d.key] = d
                     on_event({"event": "item", "bucket": d.bucket, "key": d.key, "path": d.path, "size": d.size, "sha256": d.sha256})
@@ -210,7 +214,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
         if ctx is not None:
             ctx.snapshot_dir = final.path
         (opts.on_event or (lambda e: None))({"event": "phase", "phase": "verify"})
-        report.verify = verify_snapshot(conn, root, final, identity, components=components, ctx=ctx)
+        report.verify = verify_snapshot(conn, root, final, identity, components=components, ctx=ctx, landed=landed)
         return report
     except BaseException:
         if snap.path.exists() and snap.path.name.endswith(".partial"):

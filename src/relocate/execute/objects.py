@@ -110,17 +110,18 @@ class _Cancelled(Exception):
 
 
 class _Lane:
-    """One SSH connection and its watchdog state. OpenSSH lanes start out multiplexed
-    over one shared master connection (`shared`: every handshake costs as much as a
-    small batch here); a lane whose batch failed retries on a master of its own."""
+    """One SSH connection and its watchdog state. OpenSSH lanes each own a connection
+    (one `ssh` process and one sshd per lane, so the crypto of several lanes runs on
+    several cores; a shared master put every lane's bytes through one process). Their
+    logins start together before the first batch (`move` starts them while the source
+    is listed); a lane whose batch failed retries on a new connection."""
 
-    def __init__(self, index: int, template: Connection, bulk: OpenSsh | None, shared: Master | None = None) -> None:
+    def __init__(self, index: int, template: Connection, bulk: OpenSsh | None) -> None:
         self.index = index
         self.template = template
         self.bulk = bulk
-        self.shared = shared
         self.conn: Connection | None = None  # paramiko lanes
-        self.master: Master | None = None  # OpenSSH lanes
+        self.master: Master | None = bulk.take() if bulk is not None else None  # OpenSSH lanes, login under way
         self.proc: Exec | OpenSshExec | None = None  # the batch stream in flight
         self.beat = time.monotonic()
         self.watch = False  # True while a stream is expected to make progress
@@ -129,7 +130,8 @@ class _Lane:
     def connect(self) -> None:
         if self.bulk is not None:
             if self.master is None:
-                self.master = self.shared if self.shared is not None else self.bulk.master()
+                self.master = self.bulk.master()
+            self.master.wait_ready()
         elif self.conn is None:
             conn = self.template.clone()
             conn.connect()
@@ -154,19 +156,17 @@ class _Lane:
         if isinstance(proc, OpenSshExec):
             proc.kill()
         master = self.master
-        if master is not None and master is not self.shared:
+        if master is not None:
             master.close()
         conn = self.conn
         if conn is not None:
             conn.abort()
 
     def drop(self) -> None:
-        """Forget this lane's connection; the next connect() makes a brand-new one of its own
-        (the shared one is left to the lanes still using it, and closed by the driver)."""
+        """Forget this lane's connection; the next connect() makes a brand-new one."""
         master, self.master = self.master, None
-        if master is not None and master is not self.shared:
+        if master is not None:
             master.close()
-        self.shared = None
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
@@ -295,9 +295,8 @@ class BucketPusher:
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes)))
         self.receiver = receiver_for(self.template)
-        self.bulk = OpenSsh.probe(self.template) if self.opts.engine != "paramiko" else None
-        shared = self.bulk.first if self.bulk is not None else None
-        lanes = [_Lane(i, self.template, self.bulk, shared) for i in range(nlanes)]
+        self.bulk = OpenSsh.probe(self.template, min(nlanes, len(queue))) if self.opts.engine != "paramiko" else None
+        lanes = [_Lane(i, self.template, self.bulk) for i in range(min(nlanes, len(queue)))]
         qlock = threading.Lock()
         self._stop.clear()
         done_watch = threading.Event()

@@ -22,6 +22,7 @@ from relocate.targets.ssh import Connection
 @dataclass
 class VerifyReport:
     matched: int = 0
+    checked_on_arrival: int = 0  # of matched: hashed by the target as they landed in this move, here only sized
     missing: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared
@@ -33,26 +34,40 @@ class VerifyReport:
                 and all(c.ok for c in self.checks))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "matched": self.matched, "missing": len(self.missing), "differing": len(self.differing),
+        return {"ok": self.ok, "matched": self.matched, "checked_on_arrival": self.checked_on_arrival, "missing": len(self.missing), "differing": len(self.differing),
                 "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env,
                 "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks]}
 
 
-def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport) -> dict[str, list[str]]:
-    """Compare hashes; returns {bucket: keys missing or differing} for the journal."""
+def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport,
+                   landed: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
+    """Compare hashes; returns {bucket: keys missing or differing} for the journal.
+
+    `landed` ({destination: keys}) names objects `move` just delivered, each of which the
+    target hashed as it was written and matched against the sha256 computed while
+    streaming. When every object of a destination is one of those, re-reading the
+    whole tree would hash the same bytes a second time within seconds, so `move` checks
+    that each is there with its size instead; `relocate verify`, and any destination
+    holding objects from an earlier run, re-hash everything."""
     bad: dict[str, list[str]] = {}
     for bucket in manifest.get("buckets", []):
         dest = bucket["to"]
-        on_target = files.hash_tree(conn, posixpath.join(root, dest))
+        fresh = (landed or {}).get(dest, set())
+        by_size = bool(bucket["objects"]) and all(obj["key"] in fresh for obj in bucket["objects"])
+        if by_size:
+            on_target: dict[str, Any] = files.list_sizes(conn, posixpath.join(root, dest))
+        else:
+            on_target = files.hash_tree(conn, posixpath.join(root, dest))
         for obj in bucket["objects"]:
             rel = posixpath.relpath(obj["path"], dest)
             got = on_target.get(rel)
             if got is None:
                 report.missing.append(obj["path"])
-            elif got != obj["sha256"]:
+            elif got != (obj["size"] if by_size else obj["sha256"]):
                 report.differing.append(obj["path"])
             else:
                 report.matched += 1
+                report.checked_on_arrival += by_size
                 continue
             bad.setdefault(bucket["bucket"], []).append(obj["key"])
     return bad
@@ -91,10 +106,11 @@ def verify_env(conn: Connection, root: str, snap: Snapshot, manifest: dict[str, 
 
 
 def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity, *,
-                    components: Sequence[Component] = (), ctx: Context | None = None) -> VerifyReport:
+                    components: Sequence[Component] = (), ctx: Context | None = None,
+                    landed: dict[str, set[str]] | None = None) -> VerifyReport:
     manifest = snap.manifest()
     report = VerifyReport()
-    forget_bad(snap, manifest, verify_objects(conn, root, manifest, report))
+    forget_bad(snap, manifest, verify_objects(conn, root, manifest, report, landed))
     verify_env(conn, root, snap, manifest, identity, report)
     if ctx is not None:
         ctx.identity = identity

@@ -162,11 +162,27 @@ class OpenSsh:
             self.argv += ["-o", "IdentitiesOnly=yes"]
         self.host = ep.hostname
         self._ids = itertools.count()
-        self.first: Master | None = None  # the probe's connection, handed to the lanes to share
+        self.first: Master | None = None  # the probe's connection, the first lane's
+        self.spare: list[Master] = []  # logins started ahead for the other lanes
+        self._all: list[Master] = []
+        self._taken: set[Master] = set()
 
-    def master(self) -> Master:
-        """A new multiplexing master connection (a fresh one per lane and per retry)."""
-        return Master(self.argv, os.path.join(self._dir, f"m{next(self._ids)}"), self.host)
+    def master(self, wait: bool = True) -> Master:
+        """A new master connection (one per lane, and a fresh one per retry)."""
+        m = Master(self.argv, os.path.join(self._dir, f"m{next(self._ids)}"), self.host, wait=wait)
+        self._all.append(m)
+        return m
+
+    def take(self) -> Master:
+        """A lane's connection, its login possibly still under way (Master.wait_ready):
+        the probe's, then those prestarted, then a new one started now without waiting,
+        so the lanes' handshakes overlap each other."""
+        if self.first is not None and self.first not in self._taken:
+            self._taken.add(self.first)
+            return self.first
+        if self.spare:
+            return self.spare.pop()
+        return self.master(wait=False)
 
     @staticmethod
     def _usable(conn: Connection) -> bool:
@@ -175,16 +191,17 @@ class OpenSsh:
         return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
 
     @classmethod
-    def prestart(cls, conn: Connection) -> None:
-        """Begin the bulk login now without waiting for it (`move` calls this as soon as
-        relocate's own host-key check passed, so the handshake overlaps the S3 listing);
-        the next probe(conn) picks it up. Called from the thread that lives longest
-        (the master dies with the thread that started it: PR_SET_PDEATHSIG)."""
+    def prestart(cls, conn: Connection, count: int = 1) -> None:
+        """Begin `count` bulk logins now without waiting for them (`move` calls this as
+        soon as relocate's own host-key check passed, so the handshakes overlap the S3
+        listing); the next probe(conn) picks them up. Called from the thread that lives
+        longest (a master dies with the thread that started it: PR_SET_PDEATHSIG)."""
         if not cls._usable(conn) or "_relocate_bulk" in conn.__dict__:
             return
         bulk = cls(conn)
         try:
-            bulk.first = Master(bulk.argv, os.path.join(bulk._dir, f"m{next(bulk._ids)}"), bulk.host, wait=False)
+            bulk.first = bulk.master(wait=False)
+            bulk.spare = [bulk.master(wait=False) for _ in range(count - 1)]
         except OSError:
             bulk.close()
             return
@@ -198,10 +215,10 @@ class OpenSsh:
             bulk.close()
 
     @classmethod
-    def probe(cls, conn: Connection) -> "OpenSsh | None":
+    def probe(cls, conn: Connection, count: int = 1) -> "OpenSsh | None":
         """An OpenSsh for conn's endpoint when `ssh` can log in non-interactively; else None.
-        The login it made is kept as `first` (a master connection; a handshake costs
-        ~0.2-0.3 s here, as much as a small batch) for the lanes to multiplex over."""
+        Its logins are kept for the lanes (`take`): a handshake costs ~0.2-0.3 s here, as
+        much as a small batch, so the `count` of them run side by side."""
         if not cls._usable(conn):
             return None
         pending = conn.__dict__.pop("_relocate_bulk", None)
@@ -219,9 +236,11 @@ class OpenSsh:
             pending.close()
         bulk = cls(conn)
         try:
-            bulk.first = bulk.master()
+            bulk.first = bulk.master(wait=False)
+            bulk.spare = [bulk.master(wait=False) for _ in range(count - 1)]
+            bulk.first.wait_ready()
             result = bulk.start("true", bulk.first).wait(30)
-        except TransientError:
+        except (TransientError, OSError):
             bulk.close()
             return None
         except BaseException:  # HostKeyError: the key changed since relocate's own check
@@ -240,7 +259,8 @@ class OpenSsh:
             raise TransientError(f"cannot run ssh ({exc})", hint="running again resumes") from None
 
     def close(self) -> None:
-        first, self.first = self.first, None
-        if first is not None:
-            first.close()
+        self.first, self.spare = None, []
+        for m in self._all:
+            m.close()
+        self._all.clear()
         shutil.rmtree(self._dir, ignore_errors=True)
