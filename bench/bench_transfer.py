@@ -125,13 +125,18 @@ def tree_digest(root: Path) -> str:
 
 def leg_s3read(args: argparse.Namespace) -> None:
     """relocate's S3 data path into local files (what `--keep-snapshot` writes): the
-    listing on boto3, bodies from ObjectReader.get_many in listing order, each hashed
-    and written by this one consumer thread. BENCH_S3READ=threads runs the previous
-    leg instead (16 threads each calling ObjectReader.get), for comparison."""
+    listing on boto3, then, like `move`, batches handed out biggest first to --lanes
+    consumers, each taking its bodies from ObjectReader.get_many (one pool of --transfers
+    GETs and one 64 MiB read-ahead budget for all lanes), hashing and writing them.
+    BENCH_S3READ=threads runs the previous leg instead (16 threads each calling
+    ObjectReader.get), for comparison."""
+    import queue
+    import threading
+
     from relocate.config import AwsSpec
     from relocate.sources.aws import Aws
     from relocate.sources.inventory import ObjectInfo
-    from relocate.sources.s3data import WHOLE_BELOW, ObjectReader
+    from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, ByteBudget, ObjectReader
 
     t0 = time.monotonic()
     aws = Aws(AwsSpec(region="us-east-1", endpoint_url=args.endpoint))
@@ -160,8 +165,35 @@ def leg_s3read(args: argparse.Namespace) -> None:
         with ThreadPoolExecutor(args.transfers) as pool:
             list(pool.map(lambda o: write(o, reader.get(o.key, o.size, o.etag, o.size <= WHOLE_BELOW)), objs))
     else:
-        for o, body in reader.get_many(objs, concurrency=args.transfers):
-            write(o, body)
+        lanes = max(1, args.lanes or 1)
+        small = [o for o in objs if o.size <= WHOLE_BELOW]
+        per = max(1, -(-len(small) // (lanes * 4)))  # a few batches per lane
+        batches: queue.SimpleQueue = queue.SimpleQueue()
+        for batch in [[o] for o in sorted(objs, key=lambda o: -o.size) if o.size > WHOLE_BELOW] + \
+                [small[i:i + per] for i in range(0, len(small), per)]:
+            batches.put(batch)
+        budget = ByteBudget(BUDGET_BYTES)
+        errors: list[BaseException] = []
+
+        def lane() -> None:
+            try:
+                while True:
+                    try:
+                        batch = batches.get_nowait()
+                    except queue.Empty:
+                        return
+                    for o, body in reader.get_many(batch, concurrency=args.transfers, budget_bytes=budget):
+                        write(o, body)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=lane) for _ in range(lanes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
     print(f"s3read: list {t1 - t0:.2f}s, get+write {time.monotonic() - t1:.2f}s", file=sys.stderr)
 
 
