@@ -315,6 +315,27 @@ def test_flipped_byte_is_caught_by_verify_and_repaired_by_the_next_move(tmp_path
     assert cli("verify", "-f", str(cfg), env=_env(s3_server)).exit_code == 0
 
 
+def test_checksum_finds_a_damaged_object_the_journal_trusts(tmp_path: Path, s3_server, sshd) -> None:
+    objects = _corpus(6, 16 * KiB)
+    bucket = _seed(s3_server, objects)
+    root = sshd.root / f"cksum-{bucket}"
+    cfg = _config(tmp_path, s3_server, sshd, bucket, root)
+    assert cli("move", "-f", str(cfg), "--yes", env=_env(s3_server)).exit_code == 0
+    victim = root / "data" / "img" / "002.bin"
+    data = bytearray(victim.read_bytes())
+    data[7] ^= 0x80
+    victim.write_bytes(bytes(data))
+    r = cli("plan", "-f", str(cfg), "--json", env=_env(s3_server))
+    todo = lambda plan: sum(st["todo_count"] for st in plan["steps"] if st["kind"] == "s3")  # noqa: E731
+    assert r.exit_code == 0 and todo(r.json()) == 0  # journal + size alone trust it
+    r = cli("plan", "-f", str(cfg), "--json", "--checksum", env=_env(s3_server))
+    assert r.exit_code == 0 and todo(r.json()) == 1
+    r = cli("move", "-f", str(cfg), "--yes", "--json", "--checksum", env=_env(s3_server))
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["result"]["objects_sent"] == 1 and r.json()["result"]["objects_skipped"] == 5
+    _assert_complete(root, objects)
+
+
 # --------------------------------------------------------------------------- long connections (re-key)
 
 class _MemReader:

@@ -29,6 +29,7 @@ class Options:
     accepted_risks: tuple[str, ...] = ()
     profiles_dir: Path | None = None
     flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
+    checksum: bool = False  # objects already on the target are re-hashed there, not only sized
     probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
     bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
 
@@ -82,7 +83,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     try:
         if opts.bulk_login and config.s3:
             OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
-        gathered = gather(config, aws, conn)
+        gathered = gather(config, aws, conn, checksum=opts.checksum)
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
                       accept_new_host_key=opts.accept_new_host_key, flags=dict(opts.flags))
         components = load_components(config)

@@ -27,10 +27,11 @@ def register(app: typer.Typer) -> None:
         allow_drift: bool = typer.Option(False, "--allow-drift", help="Move even if the source changed since the saved plan."),
         transfers: int = typer.Option(16, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", help="Objects read from S3 in parallel."),
         lanes: int = typer.Option(4, "--lanes", min=1, max=16, envvar="RELOCATE_LANES",
-                                  help="Parallel SSH connections (one tar stream each) for bulk data."),
+                                  help="Parallel SSH connections (one stream of batches each) for bulk data."),
         bwlimit: Optional[str] = typer.Option(None, "--bwlimit", metavar="RATE", envvar="RELOCATE_BWLIMIT",
                                               help="Cap the bulk transfer rate over all lanes, bytes/s: 800k, 10M, 1.5G."),
         keep_snapshot: bool = typer.Option(False, "--keep-snapshot", help="Also keep a local copy of every object in the snapshot."),
+        checksum: bool = options.CHECKSUM,
         replace_database: Optional[list[str]] = typer.Option(
             None, "--replace-database", metavar="NAME",
             help="Overwrite target database NAME although it is not empty and differs (repeatable)."),
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
                        flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy},
-                       bulk_login=lanes)
+                       bulk_login=lanes, checksum=checksum)
         with prepare(config, opts) as prep:
             plan = prep.plan
             if until is not None:

@@ -8,6 +8,10 @@ import typer
 
 CONFIG = typer.Option(Path("relocate.yaml"), "-f", "--file", envvar="RELOCATE_FILE", help="relocate.yaml to read.")
 JSON = typer.Option(False, "--json", help="Print one JSON document to stdout.")
+CHECKSUM = typer.Option(
+    False, "--checksum", envvar="RELOCATE_CHECKSUM",
+    help="Re-hash the objects already on the target instead of trusting journal + size, and send again any that "
+         "differ (reads every byte there, like rclone's --checksum).")
 ACCEPT_NEW_HOST_KEY = typer.Option(
     False, "--accept-new-host-key", envvar="RELOCATE_ACCEPT_NEW_HOST_KEY",
     help="Trust an unknown SSH host key on first use and record it (a changed key is always refused).",

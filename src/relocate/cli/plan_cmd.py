@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         deadline_at: Optional[str] = options.DEADLINE,
         egress_rates: Optional[Path] = typer.Option(None, "--egress-rates", help="AWS data-transfer-out rates file (default: the shipped, dated one)."),
         fmt: str = typer.Option("text", "--format", help="text, json or markdown (for a pull-request comment)."),
+        checksum: bool = options.CHECKSUM,
     ) -> None:
         """Read the source and probe the target (nothing is written) and show the plan. Exit 0 ready, 3 blocked."""
         if fmt not in ("text", "json", "markdown"):
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
         rates = egress.load_rates(egress_rates)
         config = load_config(file)
-        opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles, probe=probe)
+        opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles, probe=probe, checksum=checksum)
         with prepare(config, opts) as prep:
             plan = prep.plan
         plan.egress = egress.estimate(plan.todo_bytes, config.aws.region, rates)

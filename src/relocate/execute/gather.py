@@ -35,9 +35,11 @@ class Gathered:
         return {sid: set(d) for sid, d in self.done.items()}
 
 
-def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory) -> dict[str, dict[str, DoneObject]]:
+def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory,
+                      checksum: bool = False) -> dict[str, dict[str, DoneObject]]:
     """Objects the journal says were delivered, unchanged at the source since, and still
-    on the target with the right size. verify re-hashes; this only has to be cheap."""
+    on the target with the right size (verify re-hashes; this only has to be cheap), or
+    with `checksum` the right sha256, hashed on the target now."""
     tid = target_id(config, conn)
     result: dict[str, dict[str, DoneObject]] = {}
     for listing in inventory.buckets:
@@ -46,13 +48,14 @@ def already_on_target(config: Config, conn: Connection, journal: Journal, invent
         if not recorded:
             result[sid] = {}
             continue
-        sizes = files.list_sizes(conn, posixpath.join(config.root, listing.spec.to))
+        where = posixpath.join(config.root, listing.spec.to)
+        found: dict[str, object] = files.hash_tree(conn, where) if checksum else dict(files.list_sizes(conn, where))
         ok: dict[str, DoneObject] = {}
         for o in listing.objects:
             rec = recorded.get(o.key)
             if rec and rec.etag == o.etag and rec.size == o.size:
                 rel = posixpath.relpath(rec.path, listing.spec.to)
-                if sizes.get(rel) == o.size:
+                if found.get(rel) == (rec.sha256 if checksum else o.size):
                     ok[o.key] = rec
         result[sid] = ok
     return result
@@ -76,12 +79,12 @@ def sidecar_records(conn: Connection, root: str, bucket: str, dest: str) -> dict
         return {}  # a damaged sidecar only costs a re-send
 
 
-def gather(config: Config, aws: Aws, conn: Connection) -> Gathered:
+def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
     inventory = take_inventory(config, aws)
     facts = probe(conn, config.root)
     journal = journal_for(config)
     try:
-        done = already_on_target(config, conn, journal, inventory) if facts.existing == config.root or facts.existing.startswith(config.root) else {}
+        done = already_on_target(config, conn, journal, inventory, checksum) if facts.existing == config.root or facts.existing.startswith(config.root) else {}
     finally:
         journal.close()
     return Gathered(inventory, facts, done)
