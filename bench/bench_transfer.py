@@ -220,8 +220,13 @@ def leg_sshwrite(args: argparse.Namespace) -> None:
     from relocate.targets.ssh import Connection
 
     src = Path(args.src)
-    objs = [ObjectInfo(str(p.relative_to(src)), p.stat().st_size, "", p.stat().st_mtime)
-            for p in sorted(src.rglob("*")) if p.is_file()]
+    objs = []  # the object list is this leg's input (move lists S3): one stat per file, no pathlib
+    for top, _, names in os.walk(src):
+        rel = os.path.relpath(top, src)
+        for name in names:
+            st = os.stat(os.path.join(top, name))
+            objs.append(ObjectInfo(name if rel == "." else f"{rel}/{name}", st.st_size, "", st.st_mtime))
+    objs.sort(key=lambda o: o.key)
     spec = SshSpec(host=args.host, port=args.port, user=args.user, identity_file=args.identity,
                    host_key=args.host_key, known_hosts=None)
     with Connection(spec) as conn:
