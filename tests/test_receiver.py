@@ -54,6 +54,24 @@ def test_agent_places_whole_files_with_their_mtime_and_reports_hashes(tmp_path: 
     assert not stage.exists()  # the batch's staging is gone once it is all in place
 
 
+def test_agent_answers_batch_after_batch_in_one_session(tmp_path: Path) -> None:
+    one, two = [b"a" * 10, b"b" * 20], [b"c" * 30]
+    stream = (b"RLC1" + _record(b"x/1", one[0]) + _record(b"x/2", one[1]) + b"E"
+              + _record(b"y/3", two[0]) + b"E")
+    proc, stage, final = _run_agent(tmp_path, stream)
+    assert proc.returncode == 0, proc.stderr
+    h = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    assert proc.stdout.decode() == f"0 {h(one[0])}\n1 {h(one[1])}\nend\n0 {h(two[0])}\nend\n"  # indexes restart per batch
+    assert (final / "y" / "3").read_bytes() == two[0] and not stage.exists()
+
+
+def test_agent_session_cut_between_files_is_a_failure(tmp_path: Path) -> None:
+    # the end of stdin is only a clean end right after a batch's "E"
+    proc, _, final = _run_agent(tmp_path, b"RLC1" + _record(b"whole", b"w" * 100))
+    assert proc.returncode == 1 and b"stream ended early" in proc.stderr
+    assert (final / "whole").read_bytes() == b"w" * 100  # that file was whole and checked
+
+
 def test_agent_never_places_a_file_whose_hash_differs(tmp_path: Path) -> None:
     good, bad = b"good" * 1000, b"flipped" * 1000
     stream = b"RLC1" + _record(b"a/good", good) + _record(b"a/bad", bad, digest=hashlib.sha256(b"other").digest()) + b"E"
@@ -71,7 +89,7 @@ def test_agent_cut_short_leaves_nothing_half_written(tmp_path: Path) -> None:
     assert proc.returncode == 1 and b"stream ended early" in proc.stderr
     assert (final / "one").read_bytes() == b"1" * 5000  # the whole one is in place
     assert not (final / "two").exists()  # the cut one only ever existed in staging
-    assert stage.exists()  # cleared by the retry (the next run of the same batch)
+    assert not stage.exists()  # and the receiver cleared it on its way out
     proc2, _, _ = _run_agent(tmp_path, b"RLC1" + _record(b"two", b"2" * 10) + b"E")
     assert proc2.returncode == 0, proc2.stderr
     assert (final / "two").read_bytes() == b"2" * 10 and not stage.exists()
@@ -116,6 +134,7 @@ class _MemReader:
 @pytest.mark.parametrize("receiver", ["python", "sh"])
 def test_batches_land_whole_through_either_receiver(sshd, monkeypatch: pytest.MonkeyPatch, receiver: str, engine: str) -> None:
     monkeypatch.setenv("RELOCATE_RECEIVER", receiver)
+    monkeypatch.setenv("RELOCATE_BATCH_OBJECTS", "2")  # several batches per lane: the agent's session answers each
     bodies = {name: hashlib.sha256(name.encode()).digest() * 300 for name in ODD_NAMES}
     bodies["v/clip.bin"] = os.urandom(9 * MiB + 7)  # above SMALL_OBJECT: streamed, and a batch of its own
     objs = [ObjectInfo(k, len(v), "", 1_600_000_000 + i) for i, (k, v) in enumerate(bodies.items())]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import os
 import posixpath
@@ -123,6 +124,8 @@ class _Lane:
         self.conn: Connection | None = None  # paramiko lanes
         self.master: Master | None = bulk.take() if bulk is not None else None  # OpenSSH lanes, login under way
         self.proc: Exec | OpenSshExec | None = None  # the batch stream in flight
+        self.session: Exec | OpenSshExec | None = None  # this connection's long-lived receiver (AgentWire)
+        self.answered = 0  # how much of the session's output earlier batches' answers used
         self.beat = time.monotonic()
         self.watch = False  # True while a stream is expected to make progress
         self.stalled = False
@@ -162,8 +165,18 @@ class _Lane:
         if conn is not None:
             conn.abort()
 
+    def finish(self, timeout: float) -> None:
+        """End the receiver's session cleanly (it removes its staging dir on the way out)."""
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.wait(timeout)
+            except TransientError:
+                pass  # the next run clears staging
+
     def drop(self) -> None:
         """Forget this lane's connection; the next connect() makes a brand-new one."""
+        self.session = None
         master, self.master = self.master, None
         if master is not None:
             master.close()
@@ -285,6 +298,7 @@ class BucketPusher:
         self.budget = _Budget(PREFETCH_BYTES)
         self._commit_lock = threading.Lock()
         self._stop = threading.Event()
+        self._sessions = itertools.count()
 
     # ----------------------------------------------------------------- driver
 
@@ -294,8 +308,10 @@ class BucketPusher:
             return
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes)))
-        self.receiver = receiver_for(self.template)
-        self.bulk = OpenSsh.probe(self.template, min(nlanes, len(queue))) if self.opts.engine != "paramiko" else None
+        with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
+            receiver = asking.submit(receiver_for, self.template)
+            self.bulk = OpenSsh.probe(self.template, min(nlanes, len(queue))) if self.opts.engine != "paramiko" else None
+            self.receiver = receiver.result()
         lanes = [_Lane(i, self.template, self.bulk) for i in range(min(nlanes, len(queue)))]
         qlock = threading.Lock()
         self._stop.clear()
@@ -311,6 +327,7 @@ class BucketPusher:
                             return
                         number, batch = queue.popleft()
                     self._deliver(lane, number, batch, commit)
+                lane.finish(self.opts.stall_s)
             except _Cancelled:
                 raise
             except BaseException:
@@ -337,6 +354,10 @@ class BucketPusher:
             self.bulk.close()
         if first is not None:
             raise first
+        # A receiver whose connection died mid-batch may have left its staging dir (the
+        # batch went again on a new connection, into a new one): none of it is trusted.
+        self.template.ensure()
+        self.template.run(shell.line(["rm", "-rf", "--", self.staging]), timeout=60, check=False)
 
     def _watchdog(self, lanes: list[_Lane], finished: threading.Event) -> None:
         while not finished.wait(min(1.0, self.opts.stall_s / 4)):
@@ -387,14 +408,26 @@ class BucketPusher:
         target already put it in place (see execute/wire.py)."""
         wire = self._wire(objs)
         rels = [self.paths[o.key] for o in objs]
-        # A retried batch starts from an empty staging dir: nothing of a failed try survives.
-        proc = lane.start(wire.command(stage, posixpath.join(self.root, self.dest), rels))
+        final = posixpath.join(self.root, self.dest)
+        head = b""
+        if not wire.session:
+            # A retried batch starts from an empty staging dir: nothing of a failed try survives.
+            proc = lane.start(wire.command(stage, final, rels))
+            head = wire.start()
+        elif lane.session is None:
+            # One receiver per lane connection, batch after batch; its own staging dir
+            # (a new one per connection, so a lingering receiver of a dead one is harmless).
+            lane.session = proc = lane.start(wire.command(posixpath.join(self.staging, f"l{lane.index}.{next(self._sessions)}"),
+                                                          final, rels))
+            lane.answered = 0
+            head = wire.start()
+        else:
+            proc = lane.session
         lane.proc = proc
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
         try:
-            head = wire.start()
             sink.write(head)
             written = len(head)
             for obj, body in self._bodies(objs):
@@ -409,11 +442,9 @@ class BucketPusher:
             # The target now writes the rest and hashes the batch: allow the stall time
             # plus a slow disk's pace rather than the no-progress watchdog.
             limit = self.opts.stall_s + written / (8 << 20)
-            try:
-                result = proc.wait(timeout=limit)
-            except TransientError:
-                raise TransientError(f"no answer from the target {limit:.0f}s after the stream ended (stalled connection?)") from None
+            result = self._answer(proc, lane, limit) if wire.session else self._exit(proc, limit)
         except BaseException:
+            lane.session = None
             try:
                 proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
             except Exception:  # paramiko raises EOFError closing a channel of a dead transport
@@ -430,6 +461,26 @@ class BucketPusher:
         except (ValueError, IndexError) as exc:
             raise TransientError(f"the target's receiver gave an answer relocate cannot read ({exc})") from None
         return done, answer.hashes, answer.placed
+
+    @staticmethod
+    def _exit(proc: Exec | OpenSshExec, limit: float) -> Result:
+        """A batch's own receiver: its output and status once it exits."""
+        try:
+            return proc.wait(timeout=limit)
+        except TransientError:
+            raise TransientError(f"no answer from the target {limit:.0f}s after the stream ended (stalled connection?)") from None
+
+    @staticmethod
+    def _answer(proc: Exec | OpenSshExec, lane: _Lane, limit: float) -> Result:
+        """A lane's long-lived receiver: its answer to this batch, up to its "end" line."""
+        try:
+            text, lane.answered = proc.out.read_until(b"end\n", lane.answered, limit)
+        except TransientError as exc:
+            if proc.out.closed:  # it exited: say why (disk full, an unsafe path...)
+                err = proc.wait(timeout=5).stderr.decode("utf-8", "replace").strip().splitlines()
+                raise TransientError(f"the target's receiver failed: {err[-1] if err else exc.message}") from None
+            raise TransientError(f"no answer from the target {limit:.0f}s after the stream ended (stalled connection?)") from None
+        return Result(0, text, b"")
 
     def _wire(self, objs: list[ObjectInfo]) -> Wire:
         if self.receiver == "agent":

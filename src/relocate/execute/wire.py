@@ -88,6 +88,7 @@ class Answer:
 
 
 class Wire(Protocol):
+    session: bool  # True: one receiver per connection, batch after batch; False: one process per batch
     def command(self, stage: str, final: str, rels: list[str]) -> str: ...
     def start(self) -> bytes: ...
     def header(self, rel: str, obj: ObjectInfo) -> bytes: ...
@@ -101,6 +102,7 @@ def _b(path: str) -> bytes:
 
 
 class AgentWire:
+    session = True  # one receiver per lane connection, answering batch by batch
     MAGIC = b"RLC1"
     HEAD = struct.Struct(">IQq")
 
@@ -124,6 +126,8 @@ class AgentWire:
         lines = result.stdout.split(b"\n")
         if b"end" not in lines:
             raise ValueError("the receiver did not finish")
+        if sum(1 for line in lines if line[:1].isdigit()) != len(rels):
+            raise ValueError(f"{len(rels)} files sent, another count answered")
         hashes: dict[str, str] = {}
         for line in lines:
             parts = line.split(b" ")
@@ -135,6 +139,7 @@ class AgentWire:
 
 
 class TarWire:
+    session = False
     def command(self, stage: str, final: str, rels: list[str]) -> str:
         return shell.line(["sh", "-c", _EXTRACT_VERIFY_PROMOTE, "sh", stage, posixpath.join(stage, "d"), final])
 
@@ -171,6 +176,7 @@ class TarWire:
 
 
 class RawWire:
+    session = False
     def __init__(self, mtime: float) -> None:
         self.mtime = int(mtime)
 

@@ -22,10 +22,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import IO
 
 from relocate.errors import HostKeyError, TransientError
-from relocate.targets.ssh import Connection, Result
+from relocate.targets.ssh import Connection, Output, Result, drain
 
 _CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
 ALIAS = "relocate-target"
@@ -48,21 +47,18 @@ class OpenSshExec:
 
     def __init__(self, argv: list[str]) -> None:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-        self._out: list[bytes] = []
+        self._out = Output()
         self._err: list[bytes] = []
-        self._readers = [threading.Thread(target=self._drain, args=(self.proc.stdout, self._out), daemon=True),
-                         threading.Thread(target=self._drain, args=(self.proc.stderr, self._err), daemon=True)]
+        out, err = self.proc.stdout, self.proc.stderr
+        assert out is not None and err is not None
+        self._readers = [threading.Thread(target=drain, args=(lambda: out.read(1 << 16), self._out), daemon=True),
+                         threading.Thread(target=drain, args=(lambda: err.read(1 << 16), self._err), daemon=True)]
         for t in self._readers:
             t.start()
 
-    @staticmethod
-    def _drain(pipe: IO[bytes] | None, into: list[bytes]) -> None:
-        assert pipe is not None
-        while True:
-            data = pipe.read(1 << 16)
-            if not data:
-                return
-            into.append(data)
+    @property
+    def out(self) -> Output:
+        return self._out
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)

@@ -10,11 +10,16 @@ python3 keeps the tar path (execute/objects.py).
 
 Standard library only, Python 3.6 syntax: it runs on whatever python3 the target has.
 
-Stream on stdin (big-endian), after the magic b"RLC1":
+One receiver serves a lane's whole run, batch after batch: starting a process per
+batch (a shell, python3, hashlib's libcrypto) cost as much as the batch itself for
+small files.
+
+Stream on stdin (big-endian), after the magic b"RLC1", batches of:
   b"F" u32 path-length, u64 size, i64 mtime, path (relative to FINAL), data, 32-byte sha256
   b"E"  end of the batch
-stdout: one line per file, "<index> <sha256 hex of what landed>" and " !" appended when
-it differs from the sender's (that file is not put in place), then "end".
+and the end of stdin after an "E" ends the session. stdout, per batch: one line per
+file, "<index in the batch> <sha256 hex of what landed>", with " !" appended when it
+differs from the sender's (that file is not put in place), then "end", flushed.
 Nothing is ever half written in FINAL: a file is written under STAGE (cleared
 first; the sender's next run clears a killed one) and only renamed into FINAL whole.
 """
@@ -31,7 +36,13 @@ HEAD = struct.Struct(">IQq")
 BUF = 1 << 20
 
 
+STAGE = []  # this session's staging dir, once known
+
+
 def fail(msg):
+    """Give up: nothing under STAGE is ever trusted, so leave none of it behind."""
+    for stage in STAGE:
+        shutil.rmtree(stage, ignore_errors=True)
     sys.stderr.write("relocate receiver: " + msg + "\n")
     sys.exit(1)
 
@@ -69,6 +80,7 @@ def main():
     stage, final = (os.fsencode(a) for a in sys.argv[1:3])
     shutil.rmtree(stage, ignore_errors=True)
     os.makedirs(stage)
+    STAGE.append(stage)
     src = os.fdopen(0, "rb", buffering=BUF)
     out = sys.stdout
     if read_exact(src, 4) != MAGIC:
@@ -77,10 +89,19 @@ def main():
     view = memoryview(buf)
     made = set()
     index = 0
+    in_batch = False
     while True:
-        kind = read_exact(src, 1)
-        if kind == b"E":
+        kind = src.read(1)
+        if not kind:
+            if in_batch:
+                fail("stream ended early (connection lost?)")
             break
+        if kind == b"E":
+            out.write("end\n")
+            out.flush()
+            in_batch, index = False, 0
+            continue
+        in_batch = True
         if kind != b"F":
             fail("bad record %r" % (kind,))
         plen, size, mtime = HEAD.unpack(read_exact(src, HEAD.size))
@@ -117,8 +138,6 @@ def main():
             out.write("%d %s !\n" % (index, sha.hexdigest()))
         index += 1
     shutil.rmtree(stage, ignore_errors=True)
-    out.write("end\n")
-    out.flush()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable
 
 import paramiko
 
@@ -157,28 +157,50 @@ class Result:
         return self.stdout.decode("utf-8", "replace")
 
 
-class Exec:
-    """A running remote command: write to its stdin while stdout/stderr drain in threads."""
+class Output(list):
+    """A remote command's stdout as it drains (a list of chunks, appended by the drain
+    thread), which a caller can wait on for a marker: a long-lived receiver answers one
+    batch at a time (execute/objects.py) without exiting."""
 
-    def __init__(self, chan: paramiko.Channel, command: str, stdout_sink: IO[bytes] | None = None) -> None:
-        self.chan = chan
-        self.command = command
-        self._out: list[bytes] = []
-        self._err: list[bytes] = []
-        self._sink = stdout_sink
-        self._readers = [
-            threading.Thread(target=self._drain, args=(chan.recv, self._out, stdout_sink), daemon=True),
-            threading.Thread(target=self._drain, args=(chan.recv_stderr, self._err, None), daemon=True),
-        ]
-        for t in self._readers:
-            t.start()
+    def __init__(self) -> None:
+        super().__init__()
+        self._cond = threading.Condition()
+        self.closed = False
 
-    @staticmethod
-    def _drain(recv, into: list[bytes], sink: IO[bytes] | None) -> None:
+    def append(self, data: bytes) -> None:
+        with self._cond:
+            super().append(data)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def read_until(self, marker: bytes, start: int, timeout: float) -> tuple[bytes, int]:
+        """Bytes from offset `start` up to and including the first `marker` after it, and
+        the offset past it. TransientError when the stream ends or `timeout` passes first."""
+        with self._cond:
+            def found() -> int:
+                return b"".join(self).find(marker, start)
+
+            if not self._cond.wait_for(lambda: found() >= 0 or self.closed, timeout):
+                raise TransientError("no answer from the target (stalled connection?)", hint="running again resumes")
+            at = found()
+            if at < 0:
+                raise TransientError("the target's end closed before it answered (connection lost?)", hint="running again resumes")
+            end = at + len(marker)
+            return b"".join(self)[start:end], end
+
+
+def drain(read: Callable[[], bytes], into: list[bytes], sink: IO[bytes] | None = None) -> None:
+    """A drain thread's loop: stdout and stderr are read side by side, never one after the
+    other (reading one while the other fills its window deadlocks, DESIGN.md)."""
+    try:
         while True:
             try:
-                data = recv(1 << 20)
-            except (OSError, EOFError, paramiko.SSHException):
+                data = read()
+            except (OSError, EOFError, ValueError, paramiko.SSHException):
                 return
             if not data:
                 return
@@ -186,6 +208,30 @@ class Exec:
                 sink.write(data)
             else:
                 into.append(data)
+    finally:
+        if isinstance(into, Output):
+            into.close()
+
+
+class Exec:
+    """A running remote command: write to its stdin while stdout/stderr drain in threads."""
+
+    def __init__(self, chan: paramiko.Channel, command: str, stdout_sink: IO[bytes] | None = None) -> None:
+        self.chan = chan
+        self.command = command
+        self._out = Output()
+        self._err: list[bytes] = []
+        self._sink = stdout_sink
+        self._readers = [
+            threading.Thread(target=drain, args=(lambda: chan.recv(1 << 20), self._out, stdout_sink), daemon=True),
+            threading.Thread(target=drain, args=(lambda: chan.recv_stderr(1 << 20), self._err), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    @property
+    def out(self) -> Output:
+        return self._out
 
     def write(self, data: bytes | memoryview) -> None:
         try:
