@@ -33,7 +33,7 @@ import posixpath
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -41,14 +41,14 @@ from typing import Callable, Iterator, Protocol
 from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
-from relocate.sources.s3data import Body
+from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead
 from relocate.execute.wire import AGENT_PROBE, PROMOTE, AgentWire, RawWire, TarWire, Wire, choose, receiver_setting
 from relocate.targets import shell
 from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection, Exec, Result
 
-SMALL_OBJECT = 8 * 1024 * 1024  # read whole by a prefetch worker; bigger ones are streamed
-PREFETCH_BYTES = 64 * 1024 * 1024  # global memory bound for bodies read ahead of the lanes
+SMALL_OBJECT = WHOLE_BELOW  # read whole ahead of its turn; bigger ones are streamed
+PREFETCH_BYTES = BUDGET_BYTES  # global memory bound for bodies read ahead of the lanes
 BATCH_BYTES = 1024 * 1024 * 1024  # upper bounds of one batch (one tar stream, one journal commit)
 BATCH_OBJECTS = 5000
 MIN_BATCH_BYTES = 16 * 1024 * 1024  # below this, per-batch round trips start to show
@@ -83,27 +83,6 @@ class RateLimit:
             wait = self.next - now
         if wait > 0:
             time.sleep(wait)
-
-
-class _Budget:
-    """Bytes of prefetched bodies held in memory. Never blocks: a lane that cannot
-    reserve consumes what it already has, and a lane with nothing may always take
-    one object (so lanes cannot deadlock on each other's reservations)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
-        self.lock = threading.Lock()
-
-    def try_take(self, n: int, force: bool) -> bool:
-        with self.lock:
-            if not force and self.used + n > self.limit:
-                return False
-            self.used += n
-            return True
-
-    def give(self, n: int) -> None:
-        with self.lock:
-            self.used -= n
 
 
 class _Cancelled(Exception):
@@ -295,7 +274,7 @@ class BucketPusher:
         self.on_progress = on_progress or (lambda n, b: None)
         self.on_warning = on_warning or (lambda msg: None)
         self.limit = RateLimit(self.opts.bwlimit) if self.opts.bwlimit else None
-        self.budget = _Budget(PREFETCH_BYTES)
+        self.budget = ByteBudget(PREFETCH_BYTES)
         self._commit_lock = threading.Lock()
         self._stop = threading.Event()
         self._sessions = itertools.count()
@@ -490,37 +469,10 @@ class BucketPusher:
         return TarWire()
 
     def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
-        """Bodies in batch order; small ones prefetched within the global byte budget."""
-        pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
-        window = max(2, self.opts.transfers * 2)
-        it = iter(objs)
-        nxt = next(it, None)
-        try:
-            while True:
-                while nxt is not None and len(pending) < window:
-                    if nxt.size > SMALL_OBJECT:
-                        if not pending:  # streamed when its turn comes; holds one chunk at a time
-                            pending.append((nxt, None, 0))
-                            nxt = next(it, None)
-                        break
-                    if not self.budget.try_take(nxt.size, force=not pending):
-                        break
-                    pending.append((nxt, self.pool.submit(self.reader.get, nxt.key, nxt.size, nxt.etag, True), nxt.size))
-                    nxt = next(it, None)
-                if not pending:
-                    return
-                obj, fut, cost = pending[0]
-                try:
-                    body = fut.result() if fut is not None else self.reader.get(obj.key, obj.size, obj.etag, False)
-                    yield obj, body
-                finally:
-                    pending.popleft()
-                    self.budget.give(cost)
-        finally:
-            for _, fut, cost in pending:
-                if fut is not None:
-                    fut.cancel()
-                self.budget.give(cost)
+        """Bodies in batch order; small ones read ahead within the global byte budget
+        all lanes share, on the pusher's pool of `--transfers` readers."""
+        return read_ahead(self.reader.get, objs, pool=self.pool, budget=self.budget,
+                          window=max(2, self.opts.transfers * 2), whole_below=SMALL_OBJECT)
 
     def _add(self, sink: io.BufferedWriter, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]

@@ -37,7 +37,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import obstore
 import obstore.exceptions as oe
@@ -126,6 +126,39 @@ class ByteBudget:
                 self.used -= n
 
 
+def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[ObjectInfo], *, pool: ThreadPoolExecutor,
+               budget: ByteBudget, window: int, whole_below: int = WHOLE_BELOW) -> Iterator[tuple[ObjectInfo, Body]]:
+    """get_many's engine, for any `get(key, size, etag, whole)` (BucketPusher reads
+    through it whatever its reader): at most `window` bodies in flight or waiting."""
+    pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
+    it = iter(objs)
+    nxt = next(it, None)
+    try:
+        while True:
+            while nxt is not None and len(pending) < window:
+                if nxt.size > whole_below:  # opened when its turn comes, held one chunk at a time
+                    pending.append((nxt, None, 0))
+                elif budget.try_take(nxt.size, force=not pending):
+                    pending.append((nxt, pool.submit(get, nxt.key, nxt.size, nxt.etag, True), nxt.size))
+                else:
+                    break
+                nxt = next(it, None)
+            if not pending:
+                return
+            obj, fut, cost = pending[0]
+            try:
+                body = fut.result() if fut is not None else get(obj.key, obj.size, obj.etag, False)
+                yield obj, body
+            finally:
+                pending.popleft()
+                budget.give(cost)
+    finally:
+        for _, fut, cost in pending:
+            if fut is not None:
+                fut.cancel()
+            budget.give(cost)
+
+
 class ObjectReader:
     """GETs of one bucket's objects: obstore when the key allows, boto3 otherwise."""
 
@@ -203,35 +236,8 @@ class ObjectReader:
         failing object's turn comes; closing the iterator early cancels what is in flight.
         """
         budget = budget_bytes if isinstance(budget_bytes, ByteBudget) else ByteBudget(budget_bytes)
-        pool = self._pool(concurrency)
-        window = max(2, concurrency * 2)  # bodies in flight or waiting, whatever their sizes
-        pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
-        it = iter(objs)
-        nxt = next(it, None)
-        try:
-            while True:
-                while nxt is not None and len(pending) < window:
-                    if nxt.size > whole_below:  # opened when its turn comes, held one chunk at a time
-                        pending.append((nxt, None, 0))
-                    elif budget.try_take(nxt.size, force=not pending):
-                        pending.append((nxt, pool.submit(self.get, nxt.key, nxt.size, nxt.etag, True), nxt.size))
-                    else:
-                        break
-                    nxt = next(it, None)
-                if not pending:
-                    return
-                obj, fut, cost = pending[0]
-                try:
-                    body = fut.result() if fut is not None else self.get(obj.key, obj.size, obj.etag, False)
-                    yield obj, body
-                finally:
-                    pending.popleft()
-                    budget.give(cost)
-        finally:
-            for _, fut, cost in pending:
-                if fut is not None:
-                    fut.cancel()
-                budget.give(cost)
+        return read_ahead(self.get, objs, pool=self._pool(concurrency), budget=budget,
+                          window=max(2, concurrency * 2), whole_below=whole_below)
 
     def _pool(self, size: int) -> ThreadPoolExecutor:
         """get_many's workers, one pool per size, shared by concurrent calls (lanes) on this reader."""
