@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,6 +12,7 @@ from relocate.cli import can_prompt, options, render
 from relocate.cli.progress import Reporter
 from relocate.errors import ExitCode, UsageError
 from relocate.execute.move import MoveOptions, run_move
+from relocate.execute.objects import default_lanes
 from relocate.plan.build import human_bytes
 from relocate.plan.deadline import order_steps, parse_deadline
 from relocate.workflow import Options, check_drift, load_any, prepare
@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
         allow_drift: bool = typer.Option(False, "--allow-drift", help="Move even if the source changed since the saved plan."),
         transfers: int = typer.Option(16, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", help="Objects read from S3 in parallel."),
-        lanes: int = typer.Option(4, "--lanes", min=1, max=16, envvar="RELOCATE_LANES",
-                                  help="Parallel SSH connections (one stream of batches each) for bulk data."),
+        lanes: Optional[int] = typer.Option(None, "--lanes", min=1, max=16, envvar="RELOCATE_LANES", show_default=False,
+                                            help="Parallel SSH connections (one stream of batches each) for bulk data "
+                                                 "[default: the number of CPUs, from 2 to 4]."),
         bwlimit: Optional[str] = typer.Option(None, "--bwlimit", metavar="RATE", envvar="RELOCATE_BWLIMIT",
                                               help="Cap the bulk transfer rate over all lanes, bytes/s: 800k, 10M, 1.5G."),
         keep_snapshot: bool = typer.Option(False, "--keep-snapshot", help="Also keep a local copy of every object in the snapshot."),
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
+        lanes = lanes or default_lanes()
         until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())

@@ -15,7 +15,7 @@ from relocate.errors import BlockedError
 from relocate.execute.envfiles import EnvFile, secret_vars, env_name
 from relocate.execute.gather import Gathered, journal_for, target_id
 from relocate.execute.lock import TargetLock, audit
-from relocate.execute.objects import BucketPusher, PushOptions
+from relocate.execute.objects import BucketPusher, PushOptions, default_lanes
 from relocate.execute.verify import VerifyReport, verify_snapshot
 from relocate.plan import deadline
 from relocate.plan.build import env_step_id, human_bytes, s3_step_id
@@ -35,7 +35,7 @@ from relocate.targets.ssh import Connection
 class MoveOptions:
     transfers: int = 16
     keep_snapshot: bool = False
-    lanes: int = 4  # parallel SSH connections for bulk data (issue 6)
+    lanes: int = field(default_factory=default_lanes)  # parallel SSH connections for bulk data (issue 6)
     bwlimit: float | None = None  # bytes/s over all lanes
     # item done / warning events for `--json` NDJSON (the CLI decides where they go)
     on_event: Callable[[dict], None] | None = None
