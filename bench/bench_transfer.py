@@ -92,7 +92,9 @@ CPU: dict[str, float] = {}  # label -> machine CPU seconds of the last timed() w
 def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool = False,
           label: str = "") -> tuple[float, int]:
     """Wall time and peak RSS (KiB, the child and its own children) of one command; the
-    machine-wide CPU seconds it cost (servers included) go to CPU[label]."""
+    machine-wide CPU seconds it cost (servers included) go to CPU[label]. Every leg starts
+    with nothing dirty in the page cache: a leg must not pay for the last one's writeback."""
+    subprocess.run(["sync"])
     c0 = _busy_s()
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, env=env, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
