@@ -1,20 +1,22 @@
-"""Stream S3 objects into the target as tar streams over several SSH connections.
+"""Stream S3 objects into the target over several SSH connections.
 
 The shape of a bulk move (issue 6):
 
 - Objects are cut into batches (bounded in bytes and count) and the batches are
   handed out, biggest first, to N lanes. A lane owns one SSH connection and sends
-  one batch at a time as one tar stream into `tar -x` on the target: one long
-  stream per batch (few channel opens, see the paramiko re-key hazard in DESIGN.md),
-  several lanes in parallel to use more than one core on each side.
-- Bodies come from sources/s3data.py (obstore, boto3 for odd keys). Small objects
-  are prefetched by a shared thread pool within one global byte budget
-  (PREFETCH_BYTES); bigger ones are streamed chunk by chunk when their turn
+  one batch at a time down one long stream (few channel opens, see the paramiko
+  re-key hazard in DESIGN.md); several lanes run in parallel to use more than one
+  core on each side.
+- Bodies come from sources/s3data.py (obstore, boto3 for odd keys) through
+  read_ahead: small objects are read ahead by a shared pool within one global byte
+  budget (PREFETCH_BYTES); bigger ones are streamed chunk by chunk when their turn
   comes, so memory stays bounded whatever the object sizes and counts.
-- Each batch lands in its own staging directory under target.root/.relocate/staging,
-  is hashed there by the target and compared with the sha256 computed while
-  streaming, then hard-linked into place; only then is it journalled. A killed move
-  leaves staging debris (cleared by the next run), never a half-written file in place.
+- How a batch travels is execute/wire.py: to one long-lived receiver per lane when
+  the target has python3 (each file hashed as it is written and renamed into place
+  when its sha256 equals the sender's), else a tar stream per batch into a staging
+  directory that is hashed and hard-linked into place. Either way the sender checks
+  the target's hashes before the batch is journalled, and a killed move leaves
+  staging debris (cleared by the next run), never a half-written file in place.
 - Faults: any failure of a batch (connection reset, stall, damaged arrival) retries
   that batch on a brand-new connection with exponential backoff; after ATTEMPTS
   tries it stops with TransientError (exit 5, "running again resumes"). A watchdog
