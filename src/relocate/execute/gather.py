@@ -49,7 +49,7 @@ def already_on_target(config: Config, conn: Connection, journal: Journal, invent
             result[sid] = {}
             continue
         where = posixpath.join(config.root, listing.spec.to)
-        found: dict[str, object] = files.hash_tree(conn, where) if checksum else dict(files.list_sizes(conn, where))
+        found = files.tree_facts(conn, where, hashes=checksum)
         ok: dict[str, DoneObject] = {}
         for o in listing.objects:
             rec = recorded.get(o.key)

@@ -54,10 +54,7 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
         dest = bucket["to"]
         fresh = (landed or {}).get(dest, set())
         by_size = bool(bucket["objects"]) and all(obj["key"] in fresh for obj in bucket["objects"])
-        if by_size:
-            on_target: dict[str, Any] = files.list_sizes(conn, posixpath.join(root, dest))
-        else:
-            on_target = files.hash_tree(conn, posixpath.join(root, dest))
+        on_target = files.tree_facts(conn, posixpath.join(root, dest), hashes=not by_size)
         for obj in bucket["objects"]:
             rel = posixpath.relpath(obj["path"], dest)
             got = on_target.get(rel)

@@ -65,6 +65,12 @@ def hash_tree(conn: Connection, directory: str, timeout: float | None = None) ->
     return parse_hashes(conn.run(cmd, stdin, timeout=timeout).stdout)
 
 
+def tree_facts(conn: Connection, directory: str, *, hashes: bool) -> dict[str, str] | dict[str, int]:
+    """hash_tree (every byte read on the target) or list_sizes (one `find`): the two ways
+    relocate checks files already there, by sha256 or by size."""
+    return hash_tree(conn, directory) if hashes else list_sizes(conn, directory)
+
+
 def parse_hashes(out: bytes) -> dict[str, str]:
     """HASH_CWD's output -> {normalised relative path: hex digest}: `sha256sum -z`
     records, then \x01, then `openssl dgst -r` lines ("<hex> *<name>")."""

@@ -20,11 +20,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 
 from relocate.errors import HostKeyError, TransientError
-from relocate.targets.ssh import Connection, Output, Result, drain
+from relocate.targets.ssh import Connection, Draining, Result
 
 _CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
 ALIAS = "relocate-target"
@@ -42,23 +41,14 @@ def _die_with_parent() -> None:
         pass
 
 
-class OpenSshExec:
+class OpenSshExec(Draining):
     """A remote command run by `ssh`: the same write/wait surface as ssh.Exec."""
 
     def __init__(self, argv: list[str]) -> None:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-        self._out = Output()
-        self._err: list[bytes] = []
         out, err = self.proc.stdout, self.proc.stderr
         assert out is not None and err is not None
-        self._readers = [threading.Thread(target=drain, args=(lambda: out.read(1 << 16), self._out), daemon=True),
-                         threading.Thread(target=drain, args=(lambda: err.read(1 << 16), self._err), daemon=True)]
-        for t in self._readers:
-            t.start()
-
-    @property
-    def out(self) -> Output:
-        return self._out
+        self._start_drains(lambda: out.read(1 << 16), lambda: err.read(1 << 16))
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -89,7 +79,7 @@ class OpenSshExec:
         err = b"".join(self._err)
         if status == 255:  # ssh's own failure (connection, auth), not the remote command's
             raise TransientError(f"ssh to the target failed: {self._last_err() or 'exit 255'}", hint="running again resumes")
-        return Result(status, b"".join(self._out), err)
+        return Result(status, self._out.value(), err)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

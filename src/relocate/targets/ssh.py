@@ -157,19 +157,20 @@ class Result:
         return self.stdout.decode("utf-8", "replace")
 
 
-class Output(list):
-    """A remote command's stdout as it drains (a list of chunks, appended by the drain
-    thread), which a caller can wait on for a marker: a long-lived receiver answers one
-    batch at a time (execute/objects.py) without exiting."""
+class Output:
+    """A remote command's stdout as it drains (appended by the drain thread), which a
+    caller can wait on for a marker: a long-lived receiver answers one batch at a time
+    (execute/objects.py) without exiting. One growing buffer, searched from where the
+    last answer ended, so waiting costs nothing per byte already answered."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.data = bytearray()
         self._cond = threading.Condition()
         self.closed = False
 
-    def append(self, data: bytes) -> None:
+    def append(self, chunk: bytes) -> None:
         with self._cond:
-            super().append(data)
+            self.data += chunk
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -177,23 +178,24 @@ class Output(list):
             self.closed = True
             self._cond.notify_all()
 
+    def value(self) -> bytes:
+        with self._cond:
+            return bytes(self.data)
+
     def read_until(self, marker: bytes, start: int, timeout: float) -> tuple[bytes, int]:
         """Bytes from offset `start` up to and including the first `marker` after it, and
         the offset past it. TransientError when the stream ends or `timeout` passes first."""
         with self._cond:
-            def found() -> int:
-                return b"".join(self).find(marker, start)
-
-            if not self._cond.wait_for(lambda: found() >= 0 or self.closed, timeout):
+            if not self._cond.wait_for(lambda: self.data.find(marker, start) >= 0 or self.closed, timeout):
                 raise TransientError("no answer from the target (stalled connection?)", hint="running again resumes")
-            at = found()
+            at = self.data.find(marker, start)
             if at < 0:
                 raise TransientError("the target's end closed before it answered (connection lost?)", hint="running again resumes")
             end = at + len(marker)
-            return b"".join(self)[start:end], end
+            return bytes(self.data[start:end]), end
 
 
-def drain(read: Callable[[], bytes], into: list[bytes], sink: IO[bytes] | None = None) -> None:
+def drain(read: Callable[[], bytes], into: list[bytes] | Output, sink: IO[bytes] | None = None) -> None:
     """A drain thread's loop: stdout and stderr are read side by side, never one after the
     other (reading one while the other fills its window deadlocks, DESIGN.md)."""
     try:
@@ -213,25 +215,34 @@ def drain(read: Callable[[], bytes], into: list[bytes], sink: IO[bytes] | None =
             into.close()
 
 
-class Exec:
-    """A running remote command: write to its stdin while stdout/stderr drain in threads."""
+class Draining:
+    """What both kinds of running command share (Exec here, over paramiko, and
+    openssh.OpenSshExec, over the `ssh` binary): stdout and stderr drained by threads."""
 
-    def __init__(self, chan: paramiko.Channel, command: str, stdout_sink: IO[bytes] | None = None) -> None:
-        self.chan = chan
-        self.command = command
-        self._out = Output()
-        self._err: list[bytes] = []
-        self._sink = stdout_sink
-        self._readers = [
-            threading.Thread(target=drain, args=(lambda: chan.recv(1 << 20), self._out, stdout_sink), daemon=True),
-            threading.Thread(target=drain, args=(lambda: chan.recv_stderr(1 << 20), self._err), daemon=True),
-        ]
+    _out: Output
+    _err: list[bytes]
+    _readers: list[threading.Thread]
+
+    def _start_drains(self, read_out: Callable[[], bytes], read_err: Callable[[], bytes],
+                      sink: IO[bytes] | None = None) -> None:
+        self._out, self._err = Output(), []
+        self._readers = [threading.Thread(target=drain, args=(read_out, self._out, sink), daemon=True),
+                         threading.Thread(target=drain, args=(read_err, self._err), daemon=True)]
         for t in self._readers:
             t.start()
 
     @property
     def out(self) -> Output:
         return self._out
+
+
+class Exec(Draining):
+    """A running remote command: write to its stdin while stdout/stderr drain in threads."""
+
+    def __init__(self, chan: paramiko.Channel, command: str, stdout_sink: IO[bytes] | None = None) -> None:
+        self.chan = chan
+        self.command = command
+        self._start_drains(lambda: chan.recv(1 << 20), lambda: chan.recv_stderr(1 << 20), stdout_sink)
 
     def write(self, data: bytes | memoryview) -> None:
         try:
@@ -253,7 +264,7 @@ class Exec:
             self.chan.close()
         except (OSError, EOFError, paramiko.SSHException):  # the transport died after the status came
             pass
-        return Result(status, b"".join(self._out), b"".join(self._err))
+        return Result(status, self._out.value(), b"".join(self._err))
 
 
 class Connection:
