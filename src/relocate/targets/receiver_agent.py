@@ -81,6 +81,11 @@ def main():
     shutil.rmtree(stage, ignore_errors=True)
     os.makedirs(stage)
     STAGE.append(stage)
+    try:  # sshd's pipe to us: 1 MiB, not 64 KiB, so sshd and we wake each other less
+        import fcntl
+        fcntl.fcntl(0, 1031, BUF)  # F_SETPIPE_SZ (named only from Python 3.10)
+    except (ImportError, OSError):
+        pass
     src = os.fdopen(0, "rb", buffering=BUF)
     out = sys.stdout
     if read_exact(src, 4) != MAGIC:
