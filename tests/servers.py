@@ -256,11 +256,12 @@ def fingerprint(key_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def start_sshd(workdir: Path, authorized_user_keys: Sequence[str] = (), timeout: float = 15.0) -> Sshd:
+def start_sshd(workdir: Path, authorized_user_keys: Sequence[str] = (), timeout: float = 15.0,
+               extra_config: Sequence[str] = ()) -> Sshd:
     """OpenSSH sshd with its own config, host key and authorized_keys.
 
     ``authorized_user_keys``: extra public key lines to authorize besides the
-    generated client key.
+    generated client key. ``extra_config``: more sshd_config lines (e.g. a SetEnv).
     """
     sshd_bin = _which("sshd", Path("/usr/sbin"))
     _which("ssh-keygen")
@@ -311,6 +312,7 @@ def start_sshd(workdir: Path, authorized_user_keys: Sequence[str] = (), timeout:
         "MaxStartups 64:30:128",
         "LogLevel VERBOSE",
         "Subsystem sftp internal-sftp",
+        *extra_config,
         "",
     ]))
     log = workdir / "sshd.log"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import servers
+from conftest import require
 from relocate.config import SshSpec
 from relocate.execute.objects import BucketPusher, PushOptions
 from relocate.execute.wire import AGENT_SOURCE, AgentWire
@@ -153,4 +155,45 @@ def test_batches_land_whole_through_either_receiver(sshd, monkeypatch: pytest.Mo
         landed = root / "data" / o.key
         assert landed.read_bytes() == bodies[o.key], o.key
         assert int(landed.stat().st_mtime) == int(o.last_modified)
+    assert not [p for p in (root / ".relocate" / "staging").rglob("*") if not p.is_dir()]
+
+
+@pytest.fixture(scope="module")
+def sshd_without_python(tmp_path_factory: pytest.TempPathFactory):
+    """A target whose logins find every command of this machine but python3: its PATH
+    (set by sshd for every session) is a dir of links to /usr/bin and /bin, less python*."""
+    work = tmp_path_factory.mktemp("sshd-nopython")
+    bin_dir = servers._user_dir(work, "bin")
+    for d in ("/usr/bin", "/bin"):
+        for name in os.listdir(d):
+            if not name.startswith("python") and not (bin_dir / name).exists():
+                (bin_dir / name).symlink_to(os.path.join(d, name))
+    server = require(servers.start_sshd, work, extra_config=[f"SetEnv PATH={bin_dir}"])
+    yield server
+    server.stop()
+
+
+def test_a_target_without_python3_gets_the_tar_receiver(sshd_without_python, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RELOCATE_RECEIVER: relocate asks the target, finds no python3, and the batches
+    go as tar streams hashed by openssl there, landing whole all the same."""
+    monkeypatch.delenv("RELOCATE_RECEIVER", raising=False)
+    server = sshd_without_python
+    spec = SshSpec(host=server.host, port=server.port, user=server.user, identity_file=str(server.identity_file),
+                   host_key=server.host_key_fingerprint)
+    bodies = {name: hashlib.sha256(name.encode()).digest() * 100 for name in ODD_NAMES}
+    objs = [ObjectInfo(k, len(v), "", 1_600_000_000 + i) for i, (k, v) in enumerate(bodies.items())]
+    root = server.root / f"nopython-{os.getpid()}"
+    with Connection(spec) as conn:
+        # The premise, checked on the target itself: no python3 there, tar and openssl are.
+        assert conn.run("command -v python3", timeout=30, check=False).status != 0
+        assert conn.run("command -v tar && command -v openssl", timeout=30, check=False).status == 0
+        pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
+                              paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
+                              opts=PushOptions(transfers=4, lanes=2))
+        committed: list[str] = []
+        pusher.run(objs, lambda done: committed.extend(d.key for d in done))
+        assert pusher.receiver == "tar"
+    assert sorted(committed) == sorted(bodies)
+    for o in objs:
+        assert (root / "data" / o.key).read_bytes() == bodies[o.key], o.key
     assert not [p for p in (root / ".relocate" / "staging").rglob("*") if not p.is_dir()]
