@@ -6,8 +6,12 @@ then times, in the same run:
 
   S3 read    rclone copy | aws s3 sync | relocate's S3 data path (sources/s3data.py +
              the same prefetch as `move`) writing files to local disk
-  SSH write  OpenSSH `tar c | ssh tar x` | relocate's tar lanes pushing the same local files
+  SSH write  OpenSSH `tar c | ssh tar x` | relocate's lanes pushing the same local files
   end to end rclone download + OpenSSH upload (the two-step peer, summed) | `relocate move`
+
+Reads and writes are timed `--pairs` times each, alternating peer and relocate, and
+`move` as often; each side's median is compared. Each run writes into a directory of
+its own (see run_corpus).
 
 and prints each time, the ratios (relocate / peer) and relocate's peak RSS (ru_maxrss of
 the child process that did the work). Goals (issue 6): S3 read <= 1.0x rclone, SSH write
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,6 +115,37 @@ def timed(argv: list[str] | str, env: dict[str, str] | None = None, shell: bool 
         raise SystemExit(f"failed: {argv}\n{err[-2000:]}")
     return dt, usage.ru_maxrss
 
+
+def _summarise(r: dict, label: str, runs: list[tuple[float, int, float]]) -> None:
+    """r[label] is the median time (single runs swing by a third on a shared 2-core box,
+    with a long tail), r[label_runs] each time, the peak RSS the largest of all, and
+    CPU[label] the median machine CPU."""
+    r[label] = statistics.median(t for t, _, _ in runs)
+    r[label + "_runs"] = [round(t, 2) for t, _, _ in runs]
+    r[label + "_rss_kib"] = max(rss for _, rss, _ in runs)
+    CPU[label] = statistics.median(c for _, _, c in runs)
+
+
+def repeat(r: dict, label: str, run, times: int) -> None:
+    runs = []
+    for _ in range(times):
+        t, rss = run()
+        runs.append((t, rss, CPU[label]))
+    _summarise(r, label, runs)
+
+
+def alternate(r: dict, peer: str, run_peer, ours: str, run_ours, pairs: int) -> None:
+    """Peer and relocate in turn, the order flipped every pair (peer, relocate, relocate,
+    peer, ...): a drift over the runs (successive reads of one bucket get slower here
+    whoever makes them) then costs both sides the same."""
+    got: dict[str, list[tuple[float, int, float]]] = {peer: [], ours: []}
+    for i in range(pairs):
+        order = ((peer, run_peer), (ours, run_ours))
+        for label, run in (order if i % 2 == 0 else order[::-1]):
+            t, rss = run()
+            got[label].append((t, rss, CPU[label]))
+    for label, runs in got.items():
+        _summarise(r, label, runs)
 
 def drop(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
@@ -249,6 +286,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--settle", type=float, default=65.0,
                     help="seconds to wait between corpora (ext4 without a journal does not reuse an inode freed in the last 60 s)")
+    ap.add_argument("--pairs", type=int, default=4,
+                    help="runs of each side per leg: reads and writes alternate peer and relocate; `move` runs this often")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON document")
     ap.add_argument("--leg", help=argparse.SUPPRESS)
     for extra in ("endpoint", "bucket", "out", "src", "host", "user", "identity", "host_key", "root"):
@@ -314,9 +353,8 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
     # right after deleting 10,000 took 3.4 s instead of 0.6 s here. Deleting one leg's
     # output before the next leg ran made whichever came second pay for it.
     # -- S3 read. Successive full reads of the same bucket get slower here whoever makes
-    # them (rclone's own second read: 2.60 -> 4.48 s), so the two are timed in the order
-    # rclone, relocate, relocate, rclone and each side's two times averaged: a drift that
-    # grows with each read then costs both sides the same.
+    # them (rclone's own second read: 2.60 -> 4.48 s), so the two take turns (`alternate`)
+    # and a drift that grows with each read costs both sides the same.
     def read_rclone(dest: Path) -> tuple[float, int]:
         return timed([rclone, "copy", f"src:{bucket}", str(dest), "--transfers", str(args.transfers),
                       "--checkers", str(args.transfers)], env=renv, label="rclone_read")
@@ -325,66 +363,86 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         return timed([py, me, "--leg", "s3read", "--endpoint", weed.endpoint_url, "--bucket", bucket, "--out", str(dest),
                       "--transfers", str(args.transfers)], env=aws_env(weed), label="relocate_read")
 
-    reads: dict[str, list[tuple[float, int, float]]] = {"rclone_read": [], "relocate_read": []}
     outs: list[Path] = []
-    for i, (label, leg) in enumerate([("rclone_read", read_rclone), ("relocate_read", read_relocate),
-                                      ("relocate_read", read_relocate), ("rclone_read", read_rclone)]):
-        dest = fresh(work / f"dl-{i}-{label}")
+
+    def read_into(label: str, leg) -> tuple[float, int]:
+        dest = fresh(work / f"dl-{len(outs)}-{label}")
         outs.append(dest)
         t, rss = leg(dest)
-        reads[label].append((t, rss, CPU[label]))
         if label == "relocate_read" and name != "big" and tree_digest(dest) != tree_digest(src):
             raise SystemExit("relocate's S3 read differs from the corpus")
-    for label, got in reads.items():
-        r[label] = sum(t for t, _, _ in got) / len(got)
-        r[label + "_runs"] = [round(t, 2) for t, _, _ in got]
-        CPU[label] = sum(c for _, _, c in got) / len(got)
-    r["relocate_read_rss_kib"] = max(rss for _, rss, _ in reads["relocate_read"])
+        if name == "big" and len(outs) > 1:
+            drop(dest)  # one file: deleting it costs the next leg nothing, and the disk is not endless
+        return t, rss
+
+    alternate(r, "rclone_read", lambda: read_into("rclone_read", read_rclone),
+              "relocate_read", lambda: read_into("relocate_read", read_relocate), args.pairs)
     out = outs[0]  # rclone's first download feeds the SSH legs
     aws = BIN / "aws"
     out2 = fresh(work / "dl-aws")
     if aws.exists():  # informational, after the pair above
         r["aws_read"], _ = timed([str(aws), "s3", "sync", f"s3://{bucket}", str(out2), "--endpoint-url", weed.endpoint_url,
                                   "--only-show-errors"], env=aws_env(weed), label="aws_read")
-    # -- SSH write (from the rclone download, identical bytes), each into a directory of its own
+    drop(out2)
+    # -- SSH write (from the rclone download, identical bytes), each run into a directory of its own
     dest_root = sshd.root / f"bench-{name}"
     ssh = ["ssh", "-i", str(sshd.identity_file), "-p", str(sshd.port), "-o", "StrictHostKeyChecking=no",
            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{sshd.user}@{sshd.host}"]
+    legs = itertools.count()
 
     def target(leg: str) -> Path:
-        subprocess.run([*ssh, "mkdir", "-p", str(dest_root / leg / "data")], check=True)
-        return dest_root / leg
+        where = dest_root / f"{leg}-{next(legs)}"
+        subprocess.run([*ssh, "mkdir", "-p", str(where / "data")], check=True)
+        return where
 
-    peer = target("openssh")
-    cmd = f"tar -C {out} -cf - . | {' '.join(ssh)} tar -xf - -C {peer / 'data'}"
-    r["openssh_write"], _ = timed(cmd, shell=True, label="openssh_write")
+    def landed(where: Path, who: str) -> None:
+        got = subprocess.run([*ssh, f"cd {where}/data && find . -type f | wc -l"], capture_output=True, text=True).stdout
+        if int(got.strip() or 0) != len(spec):
+            raise SystemExit(f"{who} left {got.strip()} files, expected {len(spec)}")
+        if name == "big":
+            subprocess.run([*ssh, "rm", "-rf", str(where)], check=True)
+
+    def write_openssh() -> tuple[float, int]:
+        where = target("openssh")
+        got = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} tar -xf - -C {where / 'data'}", shell=True, label="openssh_write")
+        landed(where, "tar | ssh")
+        return got
+
+    def write_relocate() -> tuple[float, int]:
+        where = target("relocate")
+        got = timed([py, me, "--leg", "sshwrite", "--src", str(out), "--host", sshd.host, "--port", str(sshd.port),
+                     "--user", sshd.user, "--identity", str(sshd.identity_file), "--host-key", sshd.host_key_fingerprint,
+                     "--root", str(where), "--transfers", str(args.transfers), "--lanes", str(args.lanes)], label="relocate_write")
+        landed(where, "relocate's SSH write")
+        return got
+
+    alternate(r, "openssh_write", write_openssh, "relocate_write", write_relocate, args.pairs)
     # The same, but hashing what landed like relocate does (informational: the goal is vs the plain one).
     peer2 = target("openssh-hashed")
     hashed = (f"tar -xf - -C {peer2 / 'data'} && cd {peer2 / 'data'} && "
               "find . -type f -print0 | xargs -0 -r -P 2 -n 512 openssl dgst -sha256 -r >/dev/null")
     r["openssh_write_hashed"], _ = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} '{hashed}'", shell=True, label="openssh_write_hashed")
-    ours = target("relocate")
-    r["relocate_write"], r["relocate_write_rss_kib"] = timed(
-        [py, me, "--leg", "sshwrite", "--src", str(out), "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-         "--identity", str(sshd.identity_file), "--host-key", sshd.host_key_fingerprint, "--root", str(ours),
-         "--transfers", str(args.transfers), "--lanes", str(args.lanes)], label="relocate_write")
-    got = subprocess.run([*ssh, f"cd {ours}/data && find . -type f | wc -l"], capture_output=True, text=True).stdout
-    if int(got.strip() or 0) != len(spec):
-        raise SystemExit(f"relocate's SSH write left {got.strip()} files, expected {len(spec)}")
-    # -- end to end: relocate move (S3 -> SSH, streaming) vs the two-step peer
-    moved = target("move")
-    cfg = make_config(work / f"relocate-{name}.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(moved),
-                      buckets=[{"bucket": bucket, "to": "data"}])
-    shutil.rmtree(work / "snapshots", ignore_errors=True)
-    r["relocate_move"], r["relocate_move_rss_kib"] = timed(
-        [py, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--transfers", str(args.transfers), "--lanes", str(args.lanes)],
-        env={**aws_env(weed), "RELOCATE_AGE_IDENTITY": ""}, label="relocate_move")
+    landed(peer2, "tar | ssh with sha256")
+    # -- end to end: relocate move (S3 -> SSH, streaming) vs the two-step peer (the sum of the medians above)
+    cfg_n = itertools.count()
+
+    def move() -> tuple[float, int]:
+        where = target("move")
+        cfg = make_config(work / f"relocate-{name}-{next(cfg_n)}.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(where),
+                          buckets=[{"bucket": bucket, "to": "data"}])
+        shutil.rmtree(work / "snapshots", ignore_errors=True)
+        got = timed([py, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--transfers", str(args.transfers), "--lanes", str(args.lanes)],
+                    env={**aws_env(weed), "RELOCATE_AGE_IDENTITY": ""}, label="relocate_move")
+        landed(where, "relocate move")
+        return got
+
+    repeat(r, "relocate_move", move, args.pairs)
     r["two_step"] = r["rclone_read"] + r["openssh_write"]
     CPU["two_step"] = CPU["rclone_read"] + CPU["openssh_write"]
     r["cpu_s"] = dict(CPU)
     report(r)
     subprocess.run([*ssh, "rm", "-rf", str(dest_root)], check=True)
-    for p in (src, out2, *outs):
+    for p in (src, *outs):
         drop(p)
     subprocess.run(["sync"])  # clean inode-table buffers: the kernel's no-reuse window is then 60 s, not 360
     return r
@@ -400,14 +458,20 @@ def report(r: dict) -> None:
               f"(goal <= {goal}x) {'OK' if ratio <= goal else 'MISSED'}  "
               f"[machine CPU s: {cpu.get(ours, 0):.1f} vs {cpu.get(peer, 0):.1f}]", flush=True)
 
+    def runs(peer: str, ours: str) -> None:
+        if peer + "_runs" in r:
+            print(f"    (medians of runs alternating peer and relocate: peer {r[peer + '_runs']} s, "
+                  f"relocate {r[ours + '_runs']} s)", flush=True)
+
     line("S3 read vs rclone copy", "relocate_read", "rclone_read", 1.0)
-    if "rclone_read_runs" in r:
-        print(f"    (each the mean of two runs, timed rclone, relocate, relocate, rclone: rclone {r['rclone_read_runs']} s, "
-              f"relocate {r['relocate_read_runs']} s)", flush=True)
+    runs("rclone_read", "relocate_read")
     line("S3 read vs aws s3 sync", "relocate_read", "aws_read", 1.0)
     line("SSH write vs tar | ssh tar", "relocate_write", "openssh_write", 1.1)
+    runs("openssh_write", "relocate_write")
     line("SSH write vs tar | ssh tar+sha256", "relocate_write", "openssh_write_hashed", 1.1)
     line("move vs rclone + tar|ssh", "relocate_move", "two_step", 0.8)
+    if "relocate_move_runs" in r:
+        print(f"    (move: the median of {r['relocate_move_runs']} s; the peer: the sum of the two medians above)", flush=True)
     for k in ("relocate_read_rss_kib", "relocate_write_rss_kib", "relocate_move_rss_kib"):
         print(f"  peak RSS {k.split('_')[1]:<8} {r[k] / 1024:7.1f} MiB (goal <= 256)")
 
