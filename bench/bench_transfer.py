@@ -164,7 +164,7 @@ def tree_digest(root: Path) -> str:
 
 def leg_s3read(args: argparse.Namespace) -> None:
     """relocate's S3 data path into local files (what `--keep-snapshot` writes): the
-    listing on boto3, then, like `move`, batches handed out biggest first to --lanes
+    listing `move` makes (inventory.list_bucket), then, like `move`, batches handed out biggest first to --lanes
     consumers, each taking its bodies from ObjectReader.get_many (one pool of --transfers
     GETs and one 64 MiB read-ahead budget for all lanes), hashing and writing them.
     BENCH_S3READ=threads runs the previous leg instead (16 threads each calling
@@ -172,18 +172,14 @@ def leg_s3read(args: argparse.Namespace) -> None:
     import queue
     import threading
 
-    from relocate.config import AwsSpec
+    from relocate.config import AwsSpec, BucketSpec
     from relocate.sources.aws import Aws
-    from relocate.sources.inventory import ObjectInfo
+    from relocate.sources.inventory import ObjectInfo, list_bucket
     from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, ByteBudget, ObjectReader
 
     t0 = time.monotonic()
     aws = Aws(AwsSpec(region="us-east-1", endpoint_url=args.endpoint))
-    s3 = aws.client("s3")
-    objs = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket):
-        for o in page.get("Contents", []):
-            objs.append(ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'), 0.0))
+    objs = list_bucket(aws, BucketSpec(args.bucket, "", "data")).objects  # the listing `move` makes
     reader = ObjectReader(aws, args.bucket)
     out = Path(args.out)
     t1 = time.monotonic()

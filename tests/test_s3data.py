@@ -160,3 +160,44 @@ def test_listing_through_relocate_equals_plain_boto3(reader_for, s3_server) -> N
         b = [p.get("Contents", []) + p.get("CommonPrefixes", [])
              for p in s3.get_paginator("list_objects_v2").paginate(Bucket=reader.bucket, **kw)]
         assert a == b, kw
+
+
+_TREE = ["top.txt", "dir/", "dir/a.bin", "dir/sub/b.bin", "dir/sub/deeper/c.bin", "a//b", "a/b", "tab\tkey/x",
+         "ü/é.txt", "t", "t2/x", *[f"t/{i:02d}/n-{j}.txt" for i in range(6) for j in range(3)], "users/" + "z" * 40]
+
+
+@pytest.mark.parametrize("fanout,max_split", [(16, 256), (2, 256), (2, 3), (1, 1)])
+def test_bucket_listing_walks_prefixes_side_by_side_and_misses_nothing(reader_for, s3_server, monkeypatch: pytest.MonkeyPatch,
+                                                                        fanout: int, max_split: int) -> None:
+    """list_bucket splits a tree-shaped bucket by prefix (sources/inventory.py): whatever
+    the split, it finds exactly what one flat listing finds, for any prefix."""
+    from relocate.config import BucketSpec
+    from relocate.sources import inventory
+
+    monkeypatch.setattr(inventory, "LIST_FANOUT", fanout)
+    monkeypatch.setattr(inventory, "LIST_MAX_SPLIT", max_split)
+    reader, _, s3 = reader_for({key: 1 + len(key) for key in _TREE})
+    aws = Aws(AwsSpec(region="us-east-1", endpoint_url=s3_server.endpoint_url))
+    calls: list[dict] = []
+    aws.client("s3").meta.events.register("provide-client-params.s3.ListObjectsV2", lambda params, **kw: calls.append(dict(params)))
+    for prefix in ("", "t", "t/", "dir/sub/", "dir/sub/deeper/c", "nothing-here/"):
+        calls.clear()
+        got = inventory.list_bucket(aws, BucketSpec(reader.bucket, prefix, "data")).objects
+        want = sorted(((o["Key"], o["Size"], o["ETag"].strip('"'))
+                       for page in s3.get_paginator("list_objects_v2").paginate(Bucket=reader.bucket, Prefix=prefix)
+                       for o in page.get("Contents", [])))
+        assert [(o.key, o.size, o.etag) for o in got] == want, prefix
+        assert all(o.last_modified > 0 for o in got)
+        if prefix == "":  # (SeaweedFS folds "a//b" into "a/b": the flat listing is the reference)
+            assert len(want) >= len(_TREE) - 1
+            walked = [c["Prefix"] for c in calls if c.get("Delimiter") == "/"]
+            whole = sorted(c["Prefix"] for c in calls if "Delimiter" not in c)
+            tops = sorted({k.split("/")[0] + "/" for k in _TREE if "/" in k})
+            if fanout == 1:  # one prefix is already "enough": the plain single pass
+                assert (walked, whole) == ([], [""])
+            elif max_split < len(tops):  # too many prefixes to list one by one: the root, whole
+                assert (walked, whole) == ([""], [""])
+            elif fanout == 2:  # the first level gave enough prefixes: each listed whole
+                assert (walked, whole) == ([""], tops)
+            else:  # walked deeper, and never listed one prefix twice
+                assert len(walked) > 1 and len(set(whole)) == len(whole)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
@@ -82,24 +83,71 @@ def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else 0.0
 
 
-def _paged(client: Any, operation: str, items_key: str, what: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    """Every item of a paginated read, page by page (a million keys are never held twice),
-    with errors named after `what`."""
+def _pages(client: Any, operation: str, what: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """The pages of a paginated read, one at a time, with errors named after `what`."""
     try:
-        for page in client.get_paginator(operation).paginate(**kwargs):
-            yield from page.get(items_key, ())
+        yield from client.get_paginator(operation).paginate(**kwargs)
     except Exception as exc:
         raise translate(exc, what) from exc
 
 
+def _paged(client: Any, operation: str, items_key: str, what: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated read, page by page (a million keys are never held twice)."""
+    for page in _pages(client, operation, what, **kwargs):
+        yield from page.get(items_key, ())
+
+
+LIST_FANOUT = 16  # prefixes of one bucket listed side by side
+LIST_DEPTH = 3  # "directory" levels looked into to find them
+LIST_MAX_SPLIT = 256  # more prefixes than this at one level: list their parents whole instead
+
+
 def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
-    """One paginated listing pass; no per-object calls."""
+    """Every object under the prefix, with no per-object calls.
+
+    A listing is 1,000 keys a request, one request after the other: a million keys is a
+    thousand round trips. When the keys look like a tree, relocate lists it the way rclone
+    walks one: the first levels with a "/" delimiter until it has LIST_FANOUT prefixes,
+    then each prefix in full, side by side. A flat bucket costs the one pass it always
+    did; a level of very many small "directories" (one per user, say) is listed whole
+    rather than one request per directory."""
     s3 = aws.client("s3")
-    objects = [ObjectInfo(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"'), _epoch(o.get("LastModified")))
-               for o in _paged(s3, "list_objects_v2", "Contents", f"s3://{spec.bucket}/{spec.prefix}",
-                               Bucket=spec.bucket, Prefix=spec.prefix)]
+    what = f"s3://{spec.bucket}/{spec.prefix}"
+
+    def page_entries(prefix: str, **kw: Any) -> Iterator[dict[str, Any]]:
+        return _pages(s3, "list_objects_v2", what, Bucket=spec.bucket, Prefix=prefix, **kw)
+
+    def whole(prefix: str) -> list[ObjectInfo]:
+        return [_object(o) for page in page_entries(prefix) for o in page.get("Contents", ())]
+
+    def one_level(prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+        objs: list[ObjectInfo] = []
+        subs: list[str] = []
+        for page in page_entries(prefix, Delimiter="/"):
+            objs.extend(_object(o) for o in page.get("Contents", ()))
+            subs.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+        return objs, subs
+
+    objects: list[ObjectInfo] = []
+    level = [spec.prefix]
+    with ThreadPoolExecutor(LIST_FANOUT, thread_name_prefix="s3-list") as pool:
+        for _ in range(LIST_DEPTH):
+            if len(level) >= LIST_FANOUT:
+                break
+            found = list(pool.map(one_level, level))
+            if sum(len(subs) for _, subs in found) > LIST_MAX_SPLIT:
+                break  # `level` is listed whole below, its direct objects included
+            for objs, subs in found:
+                objects.extend(objs)
+            level = [sub for _, subs in found for sub in subs]
+        for objs in pool.map(whole, level):
+            objects.extend(objs)
     objects.sort(key=lambda o: o.key)
     return BucketListing(spec, objects)
+
+
+def _object(o: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"'), _epoch(o.get("LastModified")))
 
 
 def list_parameters(aws: Aws, spec: ParamSpec) -> ParamListing:
