@@ -316,6 +316,8 @@ def main() -> None:
     finally:
         sshd.stop()
         weed.stop()
+        if args.workdir is None:  # SeaweedFS's volumes alone hold a copy of every corpus
+            drop(work)
     if args.json:
         print(json.dumps(results, indent=1))
 

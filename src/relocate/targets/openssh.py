@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import IO
 
 from relocate.errors import HostKeyError, TransientError
 from relocate.targets.ssh import Connection, Draining, Result
@@ -32,14 +33,16 @@ ALIAS = "relocate-target"
 PIPE_BYTES = 1 << 20
 
 
-def widen_pipe(pipe) -> None:
+def widen_pipe(pipe: IO[bytes] | None) -> None:
     """A 1 MiB pipe to ssh instead of Linux's 64 KiB: each 1 MiB chunk then goes in one
     write instead of sixteen wake-ups of the writer and of ssh (best effort; Linux only)."""
+    if pipe is None:
+        return
     try:
         import fcntl
 
         fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except (OSError, ImportError, AttributeError, ValueError):
+    except (OSError, ImportError, ValueError):  # not Linux, or over the user's pipe quota: keep 64 KiB
         pass
 
 
