@@ -50,6 +50,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._by_number: dict[int, tuple[socket.socket, socket.socket]] = {}
+        self.banners: dict[int, bytes] = {}  # each connection's first bytes from the client (an SSH banner)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -80,6 +81,8 @@ class FaultProxy:
                     data = s.recv(65536)
                     if not data:
                         return
+                    if s is client:
+                        self.banners.setdefault(number, data[:40])
                     if (s is client) != rule.downstream:  # the direction this rule counts
                         sent += len(data)
                         if rule.applies(number) and sent >= rule.after:
@@ -108,6 +111,11 @@ class FaultProxy:
         for x in self._by_number[number]:
             x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             x.shutdown(socket.SHUT_RDWR)
+
+    def open_ones(self, banner: bytes) -> list[int]:
+        """The connections still open whose client spoke first with `banner`."""
+        return [n for n, (client, _) in sorted(self._by_number.items())
+                if client.fileno() != -1 and self.banners.get(n, b"").startswith(banner)]
 
     def close(self) -> None:
         self._stop.set()

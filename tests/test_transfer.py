@@ -206,15 +206,24 @@ def test_control_connection_dropped_during_bulk_is_reopened(tmp_path: Path, moto
                             env={**os.environ, **_env(server)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
+        control: list[int] = []
         for line in proc.stderr:
             if json.loads(line)["event"] == "progress":
-                proxy.reset(0)  # the first connection is the control one (plan, probe, journal checks)
+                # The control connection (plan, probe, journal checks) is paramiko's; the bulk
+                # lanes' are OpenSSH's. (Were it already gone, the move must recover all the same.)
+                control = proxy.open_ones(b"SSH-2.0-paramiko")
+                for number in control:
+                    proxy.reset(number)
                 break
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
         proxy.close()
     assert proc.returncode == 0, err
+    logins = list(proxy.banners.values())
+    assert any(b.startswith(b"SSH-2.0-OpenSSH") for b in logins)  # the bulk lanes went through the proxy too
+    if control:  # reset while relocate held it: it logged in again for the steps after the bulk
+        assert sum(b.startswith(b"SSH-2.0-paramiko") for b in logins) >= 2, logins
     assert json.loads(out)["result"]["verify"]["ok"]
     _assert_complete(root, objects)
 
