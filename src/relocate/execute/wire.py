@@ -4,7 +4,8 @@ Three forms, one interface (execute/objects.py writes every batch through it):
 
 - `AgentWire`: the default when the target has python3. A framed stream into
   targets/receiver_agent.py, which hashes each file while writing it and renames it
-  into place when its sha256 equals the sender's: one pass, one process per batch.
+  into place when its sha256 equals the sender's: one pass over the bytes, one
+  receiver per lane connection for all its batches.
 - `TarWire`: no python3 on the target. A tar stream into `tar -x` in a staging
   directory; the target hashes what landed and hard-links the batch into place when
   its hashes equal the manifest the sender appended as the tar's last member.
