@@ -106,11 +106,16 @@ class FaultProxy:
             client.close()
             up.close()
 
-    def reset(self, number: int) -> None:
-        """Reset connection `number` now (RST to both ends)."""
-        for x in self._by_number[number]:
-            x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            x.shutdown(socket.SHUT_RDWR)
+    def reset(self, number: int) -> bool:
+        """Reset connection `number` now (RST to both ends); False if it had closed already
+        (its relay thread may close it between open_ones and here)."""
+        try:
+            for x in self._by_number[number]:
+                x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                x.shutdown(socket.SHUT_RDWR)
+        except OSError:  # EBADF or ENOTCONN: closed meanwhile, nothing left to reset
+            return False
+        return True
 
     def open_ones(self, banner: bytes) -> list[int]:
         """The connections still open whose client spoke first with `banner`."""

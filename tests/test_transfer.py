@@ -211,9 +211,7 @@ def test_control_connection_dropped_during_bulk_is_reopened(tmp_path: Path, moto
             if json.loads(line)["event"] == "progress":
                 # The control connection (plan, probe, journal checks) is paramiko's; the bulk
                 # lanes' are OpenSSH's. (Were it already gone, the move must recover all the same.)
-                control = proxy.open_ones(b"SSH-2.0-paramiko")
-                for number in control:
-                    proxy.reset(number)
+                control = [n for n in proxy.open_ones(b"SSH-2.0-paramiko") if proxy.reset(n)]
                 break
         out, err = proc.communicate(timeout=120)
     finally:
@@ -229,7 +227,7 @@ def test_control_connection_dropped_during_bulk_is_reopened(tmp_path: Path, moto
 
 
 def test_s3_bodies_cut_short_are_retried(tmp_path: Path, moto_server, moto, sshd) -> None:
-    # S3 connections reset mid-body (downstream bytes): obstore's own retries or relocate's
+    # S3 connections reset mid-body (downstream bytes): s3gets' and obstore's own retries, or relocate's
     # batch retry get every object through, byte-exact.
     from servers import S3Server
 
