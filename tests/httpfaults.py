@@ -13,6 +13,8 @@ from typing import Callable
 _ERRORS = {
     503: ("SlowDown", "Please reduce your request rate."),
     500: ("InternalError", "We encountered an internal error. Please try again."),
+    403: ("AccessDenied", "Access Denied"),
+    400: ("AuthorizationHeaderMalformed", "The authorization header is malformed; the region 'us-east-1' is wrong."),
 }
 
 

@@ -1,8 +1,9 @@
 """ObjectReader.get_many (sources/s3data.py) against real S3 servers: moto and SeaweedFS.
 
-Order, bodies and metadata as listed; odd keys through the boto3 fallback; an object
-changed or gone since the listing fails when its turn comes; the read-ahead stays
-within its byte budget, and an early stop gives the budget back.
+Order, bodies and metadata as listed; odd keys read exactly; an object changed or gone
+since the listing fails when its turn comes; the read-ahead stays within its byte
+budget, and an early stop gives the budget back. Each runs with small bodies read by
+libcurl (the default) and by the thread pool (RELOCATE_S3_GETS=threads, or no pycurl).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ KiB = 1024
 def _body(key: str, size: int) -> bytes:
     seed = hashlib.sha256(key.encode()).digest()
     return (seed * (size // len(seed) + 1))[:size]
+
+
+@pytest.fixture(params=["curl", "threads"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Who reads the small bodies: s3gets' libcurl multi handle, or `get` on a thread pool."""
+    monkeypatch.setenv("RELOCATE_S3_GETS", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -55,7 +63,7 @@ def _read(body) -> bytes:
     return b"".join(bytes(c) for c in body.iter_chunks())
 
 
-def test_get_many_yields_in_the_given_order_whole_and_streamed(reader_for) -> None:
+def test_get_many_yields_in_the_given_order_whole_and_streamed(reader_for, engine: str) -> None:
     sizes = {f"img/{i:03d}.bin": (i * 7919) % (40 * KiB) for i in range(40)}  # 0 bytes included
     sizes["video/big.bin"] = 300 * KiB  # above whole_below: streamed, in chunks
     reader, listed, _ = reader_for(sizes)
@@ -71,7 +79,7 @@ def test_get_many_yields_in_the_given_order_whole_and_streamed(reader_for) -> No
     assert got == [o.key for o in order]
 
 
-def test_get_many_reads_odd_keys_through_boto3(reader_for, s3_server) -> None:
+def test_get_many_reads_odd_keys_exactly(reader_for, s3_server, engine: str) -> None:
     keys = {k: 3 * KiB for k in ("/abs", "tr/", "a//b", "x/./y", "tab\tkey")} | {"abs": KiB, "tr": KiB}
     if s3_server.name == "seaweedfs":  # its filer rewrites "/abs", "a//b" and "tr/" and refuses "x/./y"
         keys = {"tab\tkey": 3 * KiB}
@@ -82,9 +90,10 @@ def test_get_many_reads_odd_keys_through_boto3(reader_for, s3_server) -> None:
     seen = {obj.key: _read(body) for obj, body in reader.get_many(listed, concurrency=3)}
     # "/abs" and "tr/" must not come back as "abs" and "tr" (object_store trims them)
     assert seen == {k: _body(k, s) for k, s in keys.items()}
+    assert (reader._gets is not None) == (engine == "curl")  # the engine asked for did the reading
 
 
-def test_get_many_object_changed_or_gone_since_listing(reader_for) -> None:
+def test_get_many_object_changed_or_gone_since_listing(reader_for, engine: str) -> None:
     reader, listed, s3 = reader_for({f"k/{i}": 2 * KiB for i in range(6)})
     s3.put_object(Bucket=reader.bucket, Key="k/3", Body=b"a newer version")
     got = []
@@ -98,7 +107,7 @@ def test_get_many_object_changed_or_gone_since_listing(reader_for) -> None:
             pass
 
 
-def test_get_many_stays_within_its_byte_budget(reader_for) -> None:
+def test_get_many_stays_within_its_byte_budget(reader_for, engine: str) -> None:
     reader, listed, _ = reader_for({f"b/{i:02d}": 20 * KiB for i in range(30)} | {"b/zz-large": 90 * KiB})
     budget = ByteBudget(64 * KiB)
     n = 0

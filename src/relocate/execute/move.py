@@ -162,8 +162,9 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             report.objects_skipped += len(done)
             paths = map_keys([o.key for o in listing.objects])
             on_event = opts.on_event or (lambda e: None)
+            reader = ObjectReader(aws, listing.spec.bucket)
             pusher = BucketPusher(
-                ObjectReader(aws, listing.spec.bucket), conn, bucket=listing.spec.bucket, root=root,
+                reader, conn, bucket=listing.spec.bucket, root=root,
                 dest=listing.spec.to, paths=paths, staging=posixpath.join(staging, "b"),
                 opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
                 keep_dir=(snap.objects_dir / listing.spec.to) if opts.keep_snapshot else None,
@@ -184,7 +185,10 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 report.bytes_sent += sum(d.size for d in delivered)
 
             if todo:
-                pusher.run(todo, commit)
+                try:
+                    pusher.run(todo, commit)
+                finally:
+                    reader.close()  # its GET thread and connections
                 conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
             records = [done[o.key] for o in listing.objects if o.key in done]
             entries = [_entry(d) for d in records]

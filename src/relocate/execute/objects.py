@@ -7,9 +7,9 @@ The shape of a bulk move (issue 6):
   one batch at a time down one long stream (few channel opens, see the paramiko
   re-key hazard in DESIGN.md); several lanes run in parallel to use more than one
   core on each side.
-- Bodies come from sources/s3data.py (obstore, boto3 for odd keys) through
-  read_ahead: small objects are read ahead by a shared pool within one global byte
-  budget (PREFETCH_BYTES); bigger ones are streamed chunk by chunk when their turn
+- Bodies come from sources/s3data.py through read_ahead: small objects are read
+  ahead whole, `--transfers` at once on one libcurl multi handle (sources/s3gets.py),
+  within one global byte budget (PREFETCH_BYTES); bigger ones are streamed chunk by chunk when their turn
   comes, so memory stays bounded whatever the object sizes and counts.
 - How a batch travels is execute/wire.py: to one long-lived receiver per lane when
   the target has python3 (each file hashed as it is written and renamed into place
@@ -43,7 +43,7 @@ from typing import Callable, Iterator, Protocol
 from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
-from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead
+from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
 from relocate.execute.wire import AGENT_PROBE, PROMOTE, AgentWire, RawWire, TarWire, Wire, choose, receiver_setting
 from relocate.targets import shell
 from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
@@ -326,7 +326,7 @@ class BucketPusher:
 
         first: BaseException | None = None
         with ThreadPoolExecutor(max(1, self.opts.transfers), thread_name_prefix="s3get") as pool:
-            self.pool = pool
+            self.start = whole_reads(self.reader, pool, self.opts.transfers)
             with ThreadPoolExecutor(nlanes, thread_name_prefix="lane") as lanes_pool:
                 futures = [lanes_pool.submit(work, lane) for lane in lanes]
                 for fut in futures:
@@ -479,8 +479,8 @@ class BucketPusher:
 
     def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
         """Bodies in batch order; small ones read ahead within the global byte budget
-        all lanes share, on the pusher's pool of `--transfers` readers."""
-        return read_ahead(self.reader.get, objs, pool=self.pool, budget=self.budget,
+        all lanes share, `--transfers` at once (the reader's own GETs, or the pusher's pool)."""
+        return read_ahead(self.reader.get, objs, start=self.start, budget=self.budget,
                           window=max(2, self.opts.transfers * 2), whole_below=SMALL_OBJECT)
 
     def _add(self, sink: io.BufferedWriter, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:

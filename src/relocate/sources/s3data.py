@@ -1,9 +1,15 @@
-"""The S3 data path: object bodies read through obstore, boto3 kept for the control plane.
+"""The S3 data path: object bodies read natively, boto3 kept for the control plane.
 
-Why two clients: listing, HEAD and credentials stay with boto3 (sources/aws.py, its
-read-only guard), but boto3 costs ~2.5 ms of Python per GET, which decides the
-10,000-small-object case (4x slower than rclone here). obstore (Rust object_store
-behind a thin binding) does the GET natively and matched rclone on tiny objects.
+Why not boto3 for bodies: listing, HEAD and credentials stay with boto3 (sources/aws.py,
+its read-only guard), but boto3 costs ~2.5 ms of Python per GET, which decides the
+10,000-small-object case (4x slower than rclone here). Two native clients share the work:
+
+- Small bodies (up to WHOLE_BELOW), read whole ahead of their turn: one libcurl multi
+  handle per reader (sources/s3gets.py, `whole_reads`), ~60 us of CPU a GET. Every key
+  goes through it as it is.
+- Big bodies, streamed in CHUNK pieces when their turn comes, and `get` called directly:
+  obstore (Rust object_store behind a thin binding), whose per-request cost (~270 us of
+  CPU, a hand-off to tokio's threads and back) does not matter there.
 
 What obstore gives back, checked against moto and SeaweedFS (DESIGN.md "Measured
 here"): `GetResult.attributes` holds Content-Type and every user metadata field
@@ -18,20 +24,21 @@ and worse, `/abs` and `tr/` are silently trimmed to `abs` and `tr` (another obje
 compared with the listing.
 
 Many objects: `ObjectReader.get_many` yields bodies in the caller's order while up to
-N GETs run on a pool of N threads (sync `obstore.get`, which releases the GIL while
-Rust does the request). Bodies read ahead are bounded by a byte budget (`ByteBudget`,
-shareable between calls); big objects are streamed when their turn comes, never read
-ahead whole. obstore's async API (`get_async` on one asyncio loop thread) was measured
-against this and lost: ~200 us more CPU per GET (a tokio worker and the loop's
-self-pipe woken per await), +35% CPU on 10,000 x 4 KiB, slower on media too.
+N GETs run at once (`read_ahead`). Bodies read ahead are bounded by a byte budget
+(`ByteBudget`, shareable between calls); big objects are streamed when their turn comes,
+never read ahead whole. Without pycurl (or with RELOCATE_S3_GETS=threads) the small
+bodies are read by `get` on a pool of N threads instead, as before: sync `obstore.get`
+releases the GIL while Rust does the request. obstore's async API (`get_async` on one
+asyncio loop thread) was measured against that pool and lost: ~200 us more CPU per GET.
 
-Read-only: this module only ever calls `obstore.get`; no write method of
-the store is reachable from relocate.
+Read-only: this module only ever calls `obstore.get`, boto3's `get_object` and
+s3gets' GET; no write method of the store is reachable from relocate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import threading
 from collections import deque
@@ -87,11 +94,16 @@ class Body:
             yield memoryview(chunk)
 
 
-def _credentials(aws: Aws) -> Any:
-    """An obstore credential provider backed by the boto3 session (refreshing creds work)."""
+def _boto_credentials(aws: Aws) -> Any:
     creds = aws.session.get_credentials()
     if creds is None:
         raise SourceError("no AWS credentials found", hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    return creds
+
+
+def _credentials(aws: Aws) -> Any:
+    """An obstore credential provider backed by the boto3 session (refreshing creds work)."""
+    creds = _boto_credentials(aws)
 
     def provide() -> dict[str, Any]:
         frozen = creds.get_frozen_credentials()
@@ -126,10 +138,22 @@ class ByteBudget:
                 self.used -= n
 
 
-def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[ObjectInfo], *, pool: ThreadPoolExecutor,
+Start = Callable[["ObjectInfo"], "Future[Body]"]
+
+
+def whole_reads(reader: Any, pool: ThreadPoolExecutor, concurrency: int) -> Start:
+    """How read_ahead starts reading a small body whole: the reader's own concurrent
+    GETs when it has them (ObjectReader: one libcurl multi handle), else `get` on `pool`."""
+    own = getattr(reader, "whole_reads", None)
+    start: Start | None = own(concurrency) if own is not None else None
+    return start or (lambda o: pool.submit(reader.get, o.key, o.size, o.etag, True))
+
+
+def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[ObjectInfo], *, start: Start,
                budget: ByteBudget, window: int, whole_below: int = WHOLE_BELOW) -> Iterator[tuple[ObjectInfo, Body]]:
     """get_many's engine, for any `get(key, size, etag, whole)` (BucketPusher reads
-    through it whatever its reader): at most `window` bodies in flight or waiting."""
+    through it whatever its reader): at most `window` bodies in flight or waiting.
+    Small bodies are read whole by `start`; bigger ones are opened by `get` in turn."""
     pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
     it = iter(objs)
     nxt = next(it, None)
@@ -139,7 +163,7 @@ def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[Object
                 if nxt.size > whole_below:  # opened when its turn comes, held one chunk at a time
                     pending.append((nxt, None, 0))
                 elif budget.try_take(nxt.size, force=not pending):
-                    pending.append((nxt, pool.submit(get, nxt.key, nxt.size, nxt.etag, True), nxt.size))
+                    pending.append((nxt, start(nxt), nxt.size))
                 else:
                     break
                 nxt = next(it, None)
@@ -183,6 +207,43 @@ class ObjectReader:
                              credential_provider=_credentials(aws), **kw)
         self._lock = threading.Lock()
         self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._aws = aws
+        self._endpoint = endpoint
+        self._region = kw["region"]
+        # Virtual-hosted on AWS as botocore does it, unless the name cannot be a host name
+        # label (dots break the wildcard certificate); path-style on any other endpoint.
+        self._virtual = "endpoint" not in kw and re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket) is not None
+        self._gets: Any = None
+
+    def whole_reads(self, concurrency: int) -> Callable[[ObjectInfo], Future[Body]] | None:
+        """Small bodies read whole, `concurrency` at once on one libcurl multi handle
+        (sources/s3gets.py); None when pycurl is missing or RELOCATE_S3_GETS=threads,
+        and the caller's pool calls `get` instead."""
+        if os.environ.get("RELOCATE_S3_GETS") == "threads":
+            return None
+        with self._lock:
+            if self._gets is None:
+                try:
+                    from relocate.sources.s3gets import CurlGets, Creds
+                except ImportError:
+                    return None
+                creds = _boto_credentials(self._aws)
+
+                def frozen() -> Creds:
+                    f = creds.get_frozen_credentials()
+                    return Creds(f.access_key, f.secret_key, f.token)
+
+                from botocore.httpsession import get_cert_path
+
+                session = self._aws.session._session
+                self._gets = CurlGets(endpoint=self._endpoint, bucket=self.bucket, region=self._region,
+                                      virtual=self._virtual, credentials=frozen,
+                                      fallback=lambda key, size: self._get_boto(key, size, True, f"s3://{self.bucket}/{key}"),
+                                      ca_bundle=session.get_config_variable("ca_bundle") or get_cert_path(True),
+                                      limit=concurrency)
+            gets = self._gets
+        gets.raise_limit(concurrency)
+        return lambda o: gets.submit(o.key, o.size, o.etag)
 
     def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
         """Open one object; `whole` reads it into memory (small objects), else streams it."""
@@ -236,7 +297,7 @@ class ObjectReader:
         failing object's turn comes; closing the iterator early cancels what is in flight.
         """
         budget = budget_bytes if isinstance(budget_bytes, ByteBudget) else ByteBudget(budget_bytes)
-        return read_ahead(self.get, objs, pool=self._pool(concurrency), budget=budget,
+        return read_ahead(self.get, objs, start=whole_reads(self, self._pool(concurrency), concurrency), budget=budget,
                           window=max(2, concurrency * 2), whole_below=whole_below)
 
     def _pool(self, size: int) -> ThreadPoolExecutor:
@@ -251,8 +312,11 @@ class ObjectReader:
         """Stop get_many's worker threads (a later get_many starts new ones)."""
         with self._lock:
             pools, self._pools = self._pools, {}
+            gets, self._gets = self._gets, None
         for pool in pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+        if gets is not None:
+            gets.close()
 
     def _get_boto(self, key: str, size: int, whole: bool, what: str) -> Body:
         try:
