@@ -447,13 +447,17 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
 
 
 def report(r: dict) -> None:
-    def line(label: str, ours: str, peer: str, goal: float) -> None:
+    corpus = r.get("corpus", "")
+
+    def line(label: str, ours: str, peer: str, goal: float, goal_for: tuple[str, ...]) -> None:
+        """`goal_for`: the corpora issue 6 sets this goal for; elsewhere the ratio is informational."""
         if peer not in r:
             return
         ratio = r[ours] / r[peer]
         cpu = r.get("cpu_s", {})
+        verdict = f"(goal <= {goal}x) {'OK' if ratio <= goal else 'MISSED'}" if corpus in goal_for else "(no goal for this corpus)"
         print(f"  {label:<34} relocate {r[ours]:7.2f} s  peer {r[peer]:7.2f} s  ratio {ratio:5.2f}x  "
-              f"(goal <= {goal}x) {'OK' if ratio <= goal else 'MISSED'}  "
+              f"{verdict}  "
               f"[machine CPU s: {cpu.get(ours, 0):.1f} vs {cpu.get(peer, 0):.1f}]", flush=True)
 
     def runs(peer: str, ours: str) -> None:
@@ -461,13 +465,13 @@ def report(r: dict) -> None:
             print(f"    (medians of runs alternating peer and relocate: peer {r[peer + '_runs']} s, "
                   f"relocate {r[ours + '_runs']} s)", flush=True)
 
-    line("S3 read vs rclone copy", "relocate_read", "rclone_read", 1.0)
+    line("S3 read vs rclone copy", "relocate_read", "rclone_read", 1.0, ("media", "tiny"))
     runs("rclone_read", "relocate_read")
-    line("S3 read vs aws s3 sync", "relocate_read", "aws_read", 1.0)
-    line("SSH write vs tar | ssh tar", "relocate_write", "openssh_write", 1.1)
+    line("S3 read vs aws s3 sync", "relocate_read", "aws_read", 1.0, ("media", "tiny"))
+    line("SSH write vs tar | ssh tar", "relocate_write", "openssh_write", 1.1, ("media",))
     runs("openssh_write", "relocate_write")
-    line("SSH write vs tar | ssh tar+sha256", "relocate_write", "openssh_write_hashed", 1.1)
-    line("move vs rclone + tar|ssh", "relocate_move", "two_step", 0.8)
+    line("SSH write vs tar | ssh tar+sha256", "relocate_write", "openssh_write_hashed", 1.1, ("media",))
+    line("move vs rclone + tar|ssh", "relocate_move", "two_step", 0.8, ("media",))
     if "relocate_move_runs" in r:
         print(f"    (move: the median of {r['relocate_move_runs']} s; the peer: the sum of the two medians above)", flush=True)
     for k in ("relocate_read_rss_kib", "relocate_write_rss_kib", "relocate_move_rss_kib"):

@@ -127,18 +127,18 @@ class CurlGets:
 
     def __init__(self, *, endpoint: str, bucket: str, region: str, virtual: bool,
                  credentials: Callable[[], Creds], fallback: Callable[[str, int], Body],
-                 ca_bundle: str | None = None, verify: bool = True, limit: int = 16) -> None:
+                 ca_bundle: str | None = None, limit: int = 16) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
         self.virtual = virtual
         self.credentials = credentials
         self.fallback = fallback
         self.ca_bundle = ca_bundle
-        self.verify = verify
         self.limit = max(1, limit)
         self.signer = SigV4(region)
         self._queue: deque[_Job] = deque()
         self._closed = False
+        self._sleeping = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -154,7 +154,8 @@ class CurlGets:
             fut.set_exception(TransientError(f"s3://{self.bucket}/{key}: reader closed"))
             return fut
         self._queue.append(_Job(key, size, etag, fut))
-        self._wake()
+        if self._sleeping:  # see _wait: a loop that is awake looks at the queue before it sleeps
+            self._wake()
         return fut
 
     def raise_limit(self, limit: int) -> None:
@@ -234,9 +235,20 @@ class CurlGets:
                     fut.set_exception(ended)
 
     def _wait(self, multi: pycurl.CurlMulti, active: dict, later: list) -> None:
-        """Sleep until a socket is ready, curl's next timeout, a retry is due or a caller woke us."""
-        if self._queue and len(active) < self.limit:
-            return  # a GET finished and made room for one that is waiting
+        """Sleep until a socket is ready, curl's next timeout, a retry is due or a caller woke us.
+
+        `_sleeping` is raised before the queue is looked at, so a submit either lands
+        before that look or sees the flag and writes the wake-up byte: none is missed, and
+        a busy loop is not woken once per submitted GET."""
+        self._sleeping = True
+        try:
+            if self._queue and len(active) < self.limit:
+                return  # a GET finished and made room for one that is waiting
+            self._sleep(multi, active, later)
+        finally:
+            self._sleeping = False
+
+    def _sleep(self, multi: pycurl.CurlMulti, active: dict, later: list) -> None:
         timeout: float | None = None
         if active:
             ms = multi.timeout()
@@ -267,9 +279,6 @@ class CurlGets:
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         if self.ca_bundle:
             c.setopt(pycurl.CAINFO, self.ca_bundle)
-        if not self.verify:
-            c.setopt(pycurl.SSL_VERIFYPEER, 0)
-            c.setopt(pycurl.SSL_VERIFYHOST, 0)
         return c
 
     def _start(self, multi: pycurl.CurlMulti, c: pycurl.Curl, job: _Job) -> None:
