@@ -99,6 +99,25 @@ def test_odd_keys_metadata_and_etags_come_back_as_boto3_reads_them(s3_server) ->
         gets.close()
 
 
+def test_connections_are_kept_alive_across_gets(seaweedfs) -> None:
+    # SeaweedFS keeps HTTP/1.1 connections open, as S3 does (moto's server closes each one).
+    from servers import S3Server
+
+    s3_server = S3Server("seaweedfs", seaweedfs.endpoint_url, seaweedfs.access_key, seaweedfs.secret_key)
+    bucket = s3_server.new_bucket("alive")
+    s3 = s3_server.client()
+    keys = {f"k/{i:03d}": 512 + i for i in range(60)}
+    for key, size in keys.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=_body(key, size))
+    gets = _gets(s3_server.endpoint_url, bucket, s3_server, limit=4)
+    try:
+        futures = {k: gets.submit(k, s, "") for k, s in keys.items()}
+        assert {k: bytes(f.result(timeout=30).data) for k, f in futures.items()} == {k: _body(k, s) for k, s in keys.items()}
+    finally:
+        gets.close()
+    assert 1 <= gets.connections <= 8, gets.connections  # 60 GETs, 4 at a time: not a connection each
+
+
 def _proxy(moto: str, pick) -> HttpFaults:
     host, port = moto.split("//")[1].split(":")
     return HttpFaults((host, int(port)), pick)

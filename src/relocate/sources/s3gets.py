@@ -135,6 +135,7 @@ class CurlGets:
         self.fallback = fallback
         self.ca_bundle = ca_bundle
         self.limit = max(1, limit)
+        self.connections = 0  # TCP connections opened so far: kept alive, it stays near `limit`
         self.signer = SigV4(region)
         self._queue: deque[_Job] = deque()
         self._closed = False
@@ -181,8 +182,7 @@ class CurlGets:
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
-        multi = pycurl.CurlMulti()
-        multi.setopt(pycurl.M_MAXCONNECTS, 64)
+        multi = pycurl.CurlMulti()  # its connection cache keeps 4 per handle: every GET's connection is reused
         idle: list[pycurl.Curl] = []
         active: dict[pycurl.Curl, _Job] = {}
         later: list[tuple[float, int, _Job]] = []  # retries, by when they are due
@@ -294,6 +294,7 @@ class CurlGets:
     def _finished(self, multi: pycurl.CurlMulti, c: pycurl.Curl, job: _Job, error: tuple[int, str] | None,
                   later: list, order: itertools.count) -> None:
         status = 0 if error else c.getinfo(pycurl.RESPONSE_CODE)
+        self.connections += c.getinfo(pycurl.NUM_CONNECTS)
         multi.remove_handle(c)
         what = f"s3://{self.bucket}/{job.key}"
         if status == 200:
@@ -334,6 +335,9 @@ class CurlGets:
         inner = self._fallbacks.submit(self.fallback, job.key, job.size)
 
         def copy(f: Future) -> None:
+            if f.cancelled():  # the reader closed before boto3's turn came
+                job.future.set_exception(TransientError(f"s3://{self.bucket}/{job.key}: reader closed"))
+                return
             exc = f.exception()
             if exc is not None:
                 job.future.set_exception(exc)
