@@ -12,9 +12,10 @@ variant in turn, round after round, and prints each one's median wall time and p
 Each line also gives the child's own CPU seconds (user+sys), steadier than wall time here.
 
 Variants: rclone (`rclone copy --transfers 16 --checkers 16`); relocate
-(bench_transfer.py's leg_s3read: ObjectReader.get_many, 4 lanes); lanesN (the same with N
-lanes); threads (the previous
-leg: a 16-thread pool calling ObjectReader.get), kept to compare the two.
+(bench_transfer.py's leg_s3read: ObjectReader.get_many, 4 lanes, small bodies on one
+libcurl multi handle); obstore (the same with RELOCATE_S3_GETS=threads: small bodies by
+obstore on a thread pool, as before sources/s3gets.py); lanesN (relocate with N lanes);
+threads (the first leg: a 16-thread pool calling ObjectReader.get).
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def run(state: dict, rounds: int, variants: list[str], corpora: list[str], trans
                             state["endpoint"], "--bucket", bucket, "--out", str(out), "--transfers", str(transfers),
                             "--lanes", "4"]
                     env = {**aenv, "BENCH_S3READ": v}
+                    if v == "obstore":
+                        env["RELOCATE_S3_GETS"] = "threads"
                     if v.startswith("lanes"):  # lanesN: get_many with N consumers
                         argv += ["--lanes", v[5:]]
                 dt, rss, cpu, msg = timed(argv, env)
