@@ -126,6 +126,33 @@ def test_get_many_stays_within_its_byte_budget(reader_for, engine: str) -> None:
     assert budget.used == 0
 
 
+def test_a_bucket_in_another_region_is_read_signed_for_its_own(moto: str, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    """relocate.yaml names us-east-1; the bucket lives in eu-west-1. boto3 follows S3's
+    redirects by itself, the native readers sign for the region HeadBucket reports."""
+    from helpers import aws_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket="far-away", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    keys = {f"f/{i}": 3 * KiB + i for i in range(5)}
+    for key, size in keys.items():
+        s3.put_object(Bucket="far-away", Key=key, Body=_body(key, size))
+    reader = ObjectReader(Aws(AwsSpec(region="us-east-1", endpoint_url=moto)), "far-away")
+    try:
+        assert reader._region == "eu-west-1"
+        assert reader.store.config.get("region") == "eu-west-1"  # obstore's too
+        listed = [ObjectInfo(k, s, "", 0.0) for k, s in keys.items()]
+        assert {o.key: _read(b) for o, b in reader.get_many(listed, concurrency=2)} == {k: _body(k, s) for k, s in keys.items()}
+        if engine == "curl":
+            assert reader._gets.signer.region == "eu-west-1"
+    finally:
+        reader.close()
+    same = ObjectReader(Aws(AwsSpec(region="eu-west-1", endpoint_url=moto)), "far-away")
+    assert same._region == "eu-west-1"
+    same.close()
+
+
 # --------------------------------------------------------------------------- listing parse
 
 _LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>

@@ -170,6 +170,12 @@ class Aws:
             self._clients[service] = client
         return self._clients[service]
 
+    def endpoint_in(self, service: str, region: str) -> str:
+        """Where boto3 sends `service` requests for `region` (relocate.yaml's endpoint_url
+        when set); the client made to resolve it is never called."""
+        return self.session.client(service, region_name=region, endpoint_url=self.spec.endpoint_url,
+                                   config=self._config).meta.endpoint_url
+
 
 # Error codes that mean "fix the input", versus "try again later".
 _MISSING = {"NoSuchBucket", "ParameterNotFound", "ResourceNotFoundException", "NoSuchKey", "DBInstanceNotFound",

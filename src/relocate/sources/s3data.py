@@ -46,6 +46,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+import botocore.exceptions
 import obstore
 import obstore.exceptions as oe
 from obstore.store import S3Store
@@ -183,8 +184,20 @@ def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[Object
             budget.give(cost)
 
 
+def bucket_region(s3: Any, bucket: str) -> str | None:
+    """The region the bucket lives in, as S3 says (`x-amz-bucket-region` on HeadBucket,
+    also sent with a redirect or a refusal); None when it says nothing."""
+    try:
+        headers = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+    except botocore.exceptions.ClientError as exc:
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    except Exception:  # unreachable and the like: the reads say so, with their own retries
+        return None
+    return headers.get("x-amz-bucket-region") or None
+
+
 class ObjectReader:
-    """GETs of one bucket's objects: obstore when the key allows, boto3 otherwise."""
+    """GETs of one bucket's objects: libcurl for small bodies, obstore when the key allows, boto3 otherwise."""
 
     def __init__(self, aws: Aws, bucket: str) -> None:
         self.bucket = bucket
@@ -194,6 +207,12 @@ class ObjectReader:
         # The endpoint boto3 actually resolved (relocate.yaml, or AWS_ENDPOINT_URL_S3 and
         # friends): obstore reads env vars of its own, and must not disagree with boto3.
         endpoint = spec.endpoint_url or self.s3.meta.endpoint_url
+        # An account's buckets live in several regions, relocate.yaml names one. boto3 follows
+        # S3's redirects by itself; the native clients sign for one region and must be told.
+        found = bucket_region(self.s3, bucket)
+        if found and found != kw["region"]:
+            kw["region"] = found
+            endpoint = aws.endpoint_in("s3", found)  # on AWS, the region's own
         if spec.endpoint_url or not re.search(r"\.amazonaws\.com(\.cn)?(:\d+)?$", endpoint.split("/")[2] if "//" in endpoint else ""):
             kw.update(endpoint=endpoint, virtual_hosted_style_request=False)
         # `timeout` covers the whole body (obstore's default 30 s, or any fixed figure, would
