@@ -10,9 +10,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from relocate.errors import UsageError
 from relocate.execute.objects import BucketPusher, PushOptions, plan_batches
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body, _native_ok
+from relocate.targets.openssh import sweep_stale
 from relocate.targets.ssh import Connection
 
 KiB = 1024
@@ -276,7 +279,9 @@ def test_kill_9_then_rerun_completes(tmp_path: Path, s3_server, sshd, point: str
     bucket = _seed(s3_server, objects)
     root = sshd.root / f"kill-{point}-{bucket}"
     cfg = _config(tmp_path, s3_server, sshd, bucket, root)
-    env = {**os.environ, **_env(s3_server), "RELOCATE_BATCH_OBJECTS": "4"}
+    # A TMPDIR of the test's own, short enough for ssh's control sockets (~100 bytes at most)
+    tmp = Path(tempfile.mkdtemp(prefix="rk"))
+    env = {**os.environ, **_env(s3_server), "RELOCATE_BATCH_OBJECTS": "4", "TMPDIR": str(tmp)}
     proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--json", "--lanes", "2",
                              "--bwlimit", "1M"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -295,6 +300,34 @@ def test_kill_9_then_rerun_completes(tmp_path: Path, s3_server, sshd, point: str
     verify = subprocess.run([sys.executable, "-m", "relocate", "verify", "-f", str(cfg), "--json"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert verify.returncode == 0 and json.loads(verify.stdout)["matched"] == len(objects)
+    # the killed run's ssh state (pinned known_hosts, control sockets) was swept by the rerun
+    assert not list(tmp.glob("relocate-ssh-*")), list(tmp.iterdir())
+    shutil.rmtree(tmp)
+
+
+def test_sweep_removes_only_the_ssh_state_of_runs_that_are_gone(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid no longer runs (and is not reused within this test)
+    try:
+        for pid in (dead.pid, child.pid, os.getpid()):
+            d = tmp_path / f"relocate-ssh-{pid}-ab_c1"
+            d.mkdir()
+            (d / "known_hosts").write_text("relocate-target ssh-ed25519 AAAA\n")
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "keep").write_text("x")
+        (tmp_path / f"relocate-ssh-{dead.pid}-link").symlink_to(tmp_path / "elsewhere")  # never followed
+        (tmp_path / f"relocate-ssh-{dead.pid}-file").write_text("not a directory")
+        (tmp_path / f"relocate-ssh-{dead.pid}").mkdir()  # not a name relocate makes
+        gone = sweep_stale(str(tmp_path))
+    finally:
+        child.kill()
+        child.wait()
+    assert gone == [str(tmp_path / f"relocate-ssh-{dead.pid}-ab_c1")]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["elsewhere", f"relocate-ssh-{child.pid}-ab_c1", f"relocate-ssh-{os.getpid()}-ab_c1",
+                           f"relocate-ssh-{dead.pid}-link", f"relocate-ssh-{dead.pid}-file", f"relocate-ssh-{dead.pid}"])
+    assert (tmp_path / "elsewhere" / "keep").exists()
 
 
 # --------------------------------------------------------------------------- corruption

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -143,13 +145,52 @@ class Master:
             pass
 
 
+_STATE_DIR = re.compile(r"relocate-ssh-(\d+)-[A-Za-z0-9_]+")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: running
+        return True
+    return True
+
+
+def sweep_stale(tmp: str | None = None) -> list[str]:
+    """Remove the state directories (a pinned known_hosts, dead control sockets) of
+    relocate runs that were killed: kill -9 gives a run no chance to remove its own. Only
+    directories of ours, named after a pid that no longer runs; never a symlink."""
+    tmp = tmp or tempfile.gettempdir()
+    gone = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return gone
+    for name in names:
+        m = _STATE_DIR.fullmatch(name)
+        if m is None or int(m.group(1)) == os.getpid() or _running(int(m.group(1))):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
 class OpenSsh:
     """Starts commands on the endpoint of `conn` through `ssh`, pinned to its host key."""
 
     def __init__(self, conn: Connection) -> None:
         ep = conn.endpoint
         key = conn.transport.get_remote_server_key()  # already checked by ssh.check_host_key
-        self._dir = tempfile.mkdtemp(prefix="relocate-ssh-")
+        sweep_stale()
+        self._dir = tempfile.mkdtemp(prefix=f"relocate-ssh-{os.getpid()}-")
         known = os.path.join(self._dir, "known_hosts")
         with open(known, "w") as fh:
             fh.write(f"{ALIAS} {key.get_name()} {key.get_base64()}\n")
