@@ -400,10 +400,24 @@ def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
                                       connect_timeout=2, read_timeout=10))
 
 
-def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> SeaweedS3:
-    """``weed server`` (master+volume+filer+S3) with one admin identity."""
+def start_seaweedfs(workdir: Path, timeout: float = 60.0, attempts: int = 3) -> SeaweedS3:
+    """``weed server`` (master+volume+filer+S3) with one admin identity.
+
+    It takes eight ports, each found free a moment before weed binds it: another process
+    (a second SeaweedFS, a bench) can take one in between, and weed then exits at once.
+    Such a start is tried again on fresh ports; one that hangs is not."""
+    for attempt in range(attempts):
+        try:
+            return _start_seaweedfs_once(Path(workdir), timeout)
+        except ServerUnavailable as exc:
+            if "exited with" not in str(exc) or attempt == attempts - 1:
+                raise
+            shutil.rmtree(Path(workdir) / "weed-data", ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def _start_seaweedfs_once(workdir: Path, timeout: float) -> SeaweedS3:
     weed = _which("weed", Path(sys.executable).parent)
-    workdir = Path(workdir)
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
     access_key, secret_key = "relocate-test", secrets.token_hex(16)
