@@ -162,16 +162,6 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             report.objects_skipped += len(done)
             paths = map_keys([o.key for o in listing.objects])
             on_event = opts.on_event or (lambda e: None)
-            reader = ObjectReader(aws, listing.spec.bucket)
-            pusher = BucketPusher(
-                reader, conn, bucket=listing.spec.bucket, root=root,
-                dest=listing.spec.to, paths=paths, staging=posixpath.join(staging, "b"),
-                opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
-                keep_dir=(snap.objects_dir / listing.spec.to) if opts.keep_snapshot else None,
-                on_progress=lambda n, b, sid=sid: progress(sid, n, b),
-                on_warning=lambda msg: (report.warnings.append(msg), on_event({"event": "warning", "message": msg})),
-            )
-
             fresh = landed.setdefault(listing.spec.to, set())
 
             def commit(delivered: list[DoneObject], done: dict[str, DoneObject] = done, fresh: set[str] = fresh) -> None:
@@ -185,6 +175,17 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 report.bytes_sent += sum(d.size for d in delivered)
 
             if todo:
+                # Made only when there is work: a reader asks S3 where the bucket lives, and a
+                # second run that has nothing to move makes no request for it.
+                reader = ObjectReader(aws, listing.spec.bucket)
+                pusher = BucketPusher(
+                    reader, conn, bucket=listing.spec.bucket, root=root,
+                    dest=listing.spec.to, paths=paths, staging=posixpath.join(staging, "b"),
+                    opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
+                    keep_dir=(snap.objects_dir / listing.spec.to) if opts.keep_snapshot else None,
+                    on_progress=lambda n, b, sid=sid: progress(sid, n, b),
+                    on_warning=lambda msg: (report.warnings.append(msg), on_event({"event": "warning", "message": msg})),
+                )
                 try:
                     pusher.run(todo, commit)
                 finally:

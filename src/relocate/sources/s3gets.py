@@ -5,7 +5,7 @@ off between the calling thread and tokio's workers), and on a 2-core machine sha
 with the S3 server that CPU is the wall time of 10,000 small objects. One libcurl
 multi handle driven from one thread does the same GETs for ~60 us each, in C:
 10,000 x 4 KiB from SeaweedFS took 0.6 s of CPU and 2.0 s against 2.7-3.0 s and
-3.1-3.3 s on obstore's 16 threads (DESIGN.md "Measured here"). obstore keeps the
+3.1-3.3 s on obstore's 16 threads (docs/transfer.md, "Measured"). obstore keeps the
 big objects, which are streamed and where a request's cost does not matter.
 
 Signing is SigV4 for a GET with no body, done here in a few lines so the result can be
@@ -115,8 +115,8 @@ class _Job:
     future: Future
     tries: int = 0
     first_failure: float = 0.0
-    buf: BytesIO = field(default_factory=BytesIO)
-    head: list[bytes] = field(default_factory=list)
+    buf: BytesIO = field(init=False)  # body and header lines of the current try, set by _start
+    head: list[bytes] = field(init=False)
 
 
 class CurlGets:
