@@ -39,3 +39,15 @@ def test_every_command_has_help() -> None:
         run = cli(name, "--help")
         assert run.exit_code == 0, (name, run.stderr)
         assert "Usage:" in run.stdout and name in run.stdout
+
+
+def test_the_root_help_lines_are_the_commands_own() -> None:
+    # `relocate --help` lists commands from a table, without importing them (startup time):
+    # each line must still be the first sentence of that command's own help.
+    from relocate.cli import _COMMANDS
+
+    group = typer.main.get_command(app)
+    assert sorted(_COMMANDS) == _commands()
+    for name, (_module, line) in _COMMANDS.items():
+        own = " ".join((group.commands[name].help or "").split())
+        assert own.startswith(line.rstrip(".")), f"{name}: {line!r} is not the start of {own!r}"

@@ -9,7 +9,7 @@ from helpers import cli
 
 from relocate.cli import build_command
 
-ALLOWED_WITHOUT = {"--help"}  # click's own; never an environment setting
+ALLOWED_WITHOUT = {"--help", "--version"}  # print-and-exit flags: never an environment setting
 
 
 def _commands(cmd: Any, path: str = "relocate") -> Iterator[tuple[str, Any]]:

@@ -218,3 +218,23 @@ def test_empty_file(tmp_path: Path) -> None:
     p = _write(tmp_path, "# nothing\n")
     line = _one_line_error(cli("plan", "-f", str(p)))
     assert "relocate.yaml: the file is empty" in line
+
+
+@pytest.mark.parametrize("where", ["source", "target"])
+def test_a_password_in_a_database_url_is_refused(tmp_path: Path, where: str) -> None:
+    # relocate.yaml's text travels in plan.json: a password written into a URL would too.
+    db = ("  databases:\n    - {url: \"postgresql://app:hunter2@db.internal:5432/shop\"}\n" if where == "source" else "")
+    text = GOOD.replace("target:\n", db + "target:\n")
+    if where == "target":
+        text += "  database: {url: \"postgresql://postgres:hunter2@127.0.0.1/shop\"}\n"
+    run = cli("plan", "-f", str(_write(tmp_path, text)), "--json")
+    line = _one_line_error(run)
+    assert f"{where}." in line and "password_from" in line
+    assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_a_database_url_without_a_password_is_accepted(tmp_path: Path) -> None:
+    text = GOOD.replace("target:\n", "  databases:\n    - {url: \"postgresql://app@db.internal:5432/shop\", "
+                                     "password_from: \"env:DB_PASSWORD\"}\ntarget:\n")
+    config = parse_config(text, tmp_path / "relocate.yaml", env={})
+    assert config is not None

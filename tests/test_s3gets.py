@@ -22,6 +22,7 @@ from botocore.credentials import Credentials
 from helpers import aws_client
 from httpfaults import HttpFaults
 from relocate.errors import SourceError, TransientError
+from relocate.secret import Secret
 from relocate.sources import s3gets
 from relocate.sources.s3data import Body
 from relocate.sources.s3gets import Creds, CurlGets, SigV4, object_url
@@ -41,7 +42,7 @@ def _body(key: str, size: int) -> bytes:
                                               ("https://minio.example:8443/base", False)])
 def test_signature_equals_botocores(token: str | None, endpoint: str, virtual: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Authorization header relocate computes is the one botocore computes for the same GET."""
-    creds = Creds("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    creds = Creds("AKIDEXAMPLE", Secret("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), Secret(token) if token else None)
     signer = SigV4("eu-west-1")
     when = 1_795_000_000.0
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: dt.datetime.fromtimestamp(when, dt.timezone.utc).replace(tzinfo=None))
@@ -49,7 +50,7 @@ def test_signature_equals_botocores(token: str | None, endpoint: str, virtual: b
         url, host, path = object_url(endpoint, "my-bucket", key, virtual=virtual)
         ours = dict(h.split(": ", 1) for h in signer.headers(creds, host, path, when))
         request = AWSRequest(method="GET", url=url, headers={})
-        auth = S3SigV4Auth(Credentials(creds.access_key, creds.secret_key, token), "s3", "eu-west-1")
+        auth = S3SigV4Auth(Credentials(creds.access_key, creds.secret_key.reveal(), token), "s3", "eu-west-1")
         auth.add_auth(request)
         assert request.headers["Authorization"] == ours["Authorization"], key
         assert request.headers["X-Amz-Content-SHA256"] == ours["x-amz-content-sha256"]
@@ -72,7 +73,7 @@ def _gets(endpoint: str, bucket: str, server, fallback=None, limit: int = 4) -> 
         raise AssertionError(f"{key} was handed to boto3")
 
     return CurlGets(endpoint=endpoint, bucket=bucket, region="us-east-1", virtual=False,
-                    credentials=lambda: Creds(server.access_key, server.secret_key), fallback=fallback or refuse, limit=limit)
+                    credentials=lambda: Creds(server.access_key, Secret(server.secret_key)), fallback=fallback or refuse, limit=limit)
 
 
 def test_odd_keys_metadata_and_etags_come_back_as_boto3_reads_them(s3_server) -> None:
@@ -236,3 +237,10 @@ def test_a_get_cancelled_before_its_turn_is_never_sent(moto: str) -> None:
         gets.close()
         proxy.close()
     assert paths == ["/few/c/0", "/few/c/1"]
+
+
+def test_credentials_never_show_in_a_repr() -> None:
+    creds = Creds("AKIDEXAMPLE", Secret("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), Secret("FwoGZXIvYXdzEtoken"))
+    shown = repr(creds) + str(creds) + f"{creds}"
+    assert "AKIDEXAMPLE" in shown  # the access key id is not a secret; it names the key in logs
+    assert "wJalrXUtnFEMI" not in shown and "FwoGZXIvYXdzEtoken" not in shown

@@ -59,6 +59,20 @@ def _password_from(value: str) -> str | None:
     return None
 
 
+def _database_url(value: str) -> str | None:
+    """A database URL names where, never the password: relocate.yaml's text is saved in
+    plan.json and shown by `plan --json`, so a password written here would travel with it."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        return None  # a malformed URL is reported with its own words where it is parsed
+    if password is not None:
+        return "holds a password; name where it comes from instead with password_from: env:VAR, secret:NAME#key or ssm:/name"
+    return None
+
+
 PRIORITY = ("critical", "normal", "bulk")
 
 SSH_SPEC = Map(
@@ -131,7 +145,7 @@ SCHEMA = Map(
                     Map(
                         {
                             "rds": Str(),
-                            "url": Str(),
+                            "url": Str(check=_database_url),
                             "engine": Str(choices=("postgres", "mysql", "mariadb")),
                             "password_from": Str(check=_password_from),
                             # an SSH bastion: `user@host:port`, or a name under source.bastions
@@ -163,7 +177,7 @@ SCHEMA = Map(
                 "provider": Str(),
                 "ssh": SSH_SPEC,
                 "root": Str(check=_absolute),
-                "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str(),
+                "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str(check=_database_url),
                                  "password_from": Str(check=_password_from)}),
                 # install what the move and the runtime need (components/prepare.py)
                 "prepare": Bool(),

@@ -1,7 +1,10 @@
 """The thin Typer layer: parse, call the library, render, map errors to exit codes.
 
 Each command group lives in its own module with a `register(app)` function, so a
-new command is a new module and one line in `_COMMAND_MODULES`.
+new command is a new module and one line in `_COMMANDS`. A command's module is
+imported only when that command runs (or shows its own --help): the planner, boto3
+and paramiko take most of a second to import, which `relocate --help`, `--version`,
+`init`, `check` and `profiles` must not pay.
 """
 
 from __future__ import annotations
@@ -16,19 +19,101 @@ import traceback
 from typing import Any
 
 import typer
+import typer.core
 import typer.main
 
+from relocate import __version__
 from relocate.errors import ExitCode, RelocateError
 
+# name -> (module under relocate.cli, the line `relocate --help` shows without importing it).
+# tests/test_cli_docs.py checks each line against the command's own help.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init_cmd", "Write a commented relocate.yaml to start from."),
+    "discover": ("discover_cmd", "Inventory the AWS account read-only."),
+    "check": ("check", "Rank providers by whether their written terms accept this app (not legal advice)."),
+    "profiles": ("check", "Acceptable-use provider profiles: list, show, lint."),
+    "plan": ("plan_cmd", "Read the source and probe the target (nothing is written) and show the plan."),
+    "move": ("move_cmd", "Copy the data and config to the target, then verify it there."),
+    "verify": ("verify_cmd", "Hash every file on the target and compare with the latest snapshot."),
+    "rollback": ("rollback_cmd", "Switch back to the previous release and restart it."),
+    "demo": ("demo_cmd", "Run plan, move and verify against an embedded source cloud and SSH target."),
+}
+_loaded: dict[str, dict[str, Any]] = {}  # module -> its commands, each module registered once
+
+
+def _load(name: str) -> Any:
+    """The real click command `name`, its module imported and registered on first use."""
+    module = _COMMANDS[name][0]
+    if module not in _loaded:
+        sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        importlib.import_module(f"relocate.cli.{module}").register(sub)
+        commands = dict(typer.main.get_group(sub).commands)
+        for cmd in commands.values():
+            _bind_envvars(cmd)
+        _loaded[module] = commands
+    return _loaded[module][name]
+
+
+class _Commands(dict):  # type: ignore[type-arg]
+    """The root group's command table: every name known at once, each command loaded when
+    it is looked up. Iterating names (suggestions for a typo, the help listing) loads nothing."""
+
+    def __init__(self) -> None:
+        super().__init__({name: None for name in _COMMANDS})
+
+    def __getitem__(self, name: str) -> Any:
+        return _load(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return _load(name) if name in _COMMANDS else default
+
+    def items(self) -> Any:  # type: ignore[override]
+        return [(name, _load(name)) for name in _COMMANDS]
+
+    def values(self) -> Any:  # type: ignore[override]
+        return [_load(name) for name in _COMMANDS]
+
+
+class _LazyGroup(typer.core.TyperGroup):
+    _listing = False
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.commands = _Commands()
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _COMMANDS:
+            return None
+        if self._listing:  # the root's help names each command and its line, nothing more
+            line = _COMMANDS[cmd_name][1]
+            return typer.core.TyperCommand(cmd_name, help=line, short_help=line)
+        return _load(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"relocate {__version__}")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="relocate",
     help="Move an app off its cloud onto a plain Linux host over SSH: plan, move, verify.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-_COMMAND_MODULES = ("init_cmd", "plan_cmd", "move_cmd", "verify_cmd", "demo_cmd", "check", "discover_cmd", "rollback_cmd")
 
 _state = {"debug": False, "no_input": False}
 
@@ -47,6 +132,8 @@ def _root(
     debug: bool = typer.Option(False, "--debug", envvar="RELOCATE_DEBUG", help="Show tracebacks and debug logs."),
     no_input: bool = typer.Option(False, "--no-input", envvar="RELOCATE_NO_INPUT",
                                   help="Never prompt, even on a terminal (as without one: pass --yes where asked)."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print relocate's version and exit."),
 ) -> None:
     _state["debug"] = debug
     _state["no_input"] = no_input
@@ -54,16 +141,6 @@ def _root(
     # botocore logs SSM and secret values at debug level: never let it, even under --debug.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "paramiko", "asyncssh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-for _name in _COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"relocate.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command group not written yet must not break the rest
-        if exc.name != f"relocate.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
 
 
 def _write_debug_log(text: str) -> str:
@@ -79,21 +156,29 @@ def envvar_name(option: Any) -> str | None:
     return f"RELOCATE_{long[2:].upper().replace('-', '_')}" if long else None
 
 
-def build_command() -> Any:
-    """The click command tree, every option also readable from its RELOCATE_* variable,
+# Options no environment variable may set: a RELOCATE_VERSION left in a CI job's
+# environment must not turn every command into "print the version".
+_NO_ENVVAR = {"--version"}
+
+
+def _bind_envvars(cmd: Any) -> None:
+    """Every option of `cmd` and its subcommands also reads its RELOCATE_* variable,
     including options a command module declares without one (CI sets env, not flags)."""
-    command = typer.main.get_command(app)
-
-    def walk(cmd: Any) -> None:
-        for param in cmd.params:
-            # by duck type: newer Typer vendors its own click, whose classes are not click's
-            if getattr(param, "param_type_name", "") == "option" and not param.envvar and (name := envvar_name(param)):
-                param.envvar = name
-                param.show_envvar = True
+    for param in cmd.params:
+        # by duck type: newer Typer vendors its own click, whose classes are not click's
+        if (getattr(param, "param_type_name", "") == "option" and not param.envvar
+                and not _NO_ENVVAR & set(param.opts) and (name := envvar_name(param))):
+            param.envvar = name
+            param.show_envvar = True
+    if not isinstance(cmd, _LazyGroup):  # the root's subcommands bind theirs when loaded
         for sub in getattr(cmd, "commands", {}).values():
-            walk(sub)
+            _bind_envvars(sub)
 
-    walk(command)
+
+def build_command() -> Any:
+    """The click command tree `relocate` runs (subcommands load when looked up)."""
+    command = typer.main.get_command(app)
+    _bind_envvars(command)
     return command
 
 

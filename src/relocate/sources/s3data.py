@@ -53,6 +53,7 @@ from obstore.store import S3Store
 
 from relocate.errors import RelocateError, SourceError, TransientError
 from relocate.sources.aws import Aws, translate
+from relocate.secret import Secret
 
 if TYPE_CHECKING:
     from relocate.sources.inventory import ObjectInfo
@@ -250,7 +251,7 @@ class ObjectReader:
 
                 def frozen() -> Creds:
                     f = creds.get_frozen_credentials()
-                    return Creds(f.access_key, f.secret_key, f.token)
+                    return Creds(f.access_key, Secret(f.secret_key), Secret(f.token) if f.token else None)
 
                 from botocore.httpsession import get_cert_path
 

@@ -41,6 +41,7 @@ from urllib.parse import quote, urlsplit
 import pycurl
 
 from relocate.errors import SourceError, TransientError
+from relocate.secret import Secret
 from relocate.sources.s3data import Body
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -54,9 +55,12 @@ _CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 
 @dataclass(frozen=True)
 class Creds:
+    """AWS credentials as the signer needs them; the secret key and session token are
+    `Secret`s, so a repr in a log or a traceback shows `***`."""
+
     access_key: str
-    secret_key: str
-    token: str | None = None
+    secret_key: Secret
+    token: Secret | None = None
 
 
 class SigV4:
@@ -64,12 +68,12 @@ class SigV4:
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._keys: dict[tuple[Secret, str], bytes] = {}
 
-    def _key(self, secret: str, day: str) -> bytes:
+    def _key(self, secret: Secret, day: str) -> bytes:
         key = self._keys.get((secret, day))
         if key is None:
-            key = ("AWS4" + secret).encode()
+            key = ("AWS4" + secret.reveal()).encode()
             for part in (day, self.region, "s3", "aws4_request"):
                 key = hmac.new(key, part.encode(), hashlib.sha256).digest()
             self._keys = {(secret, day): key}  # one day, one secret: the old ones are never needed again
@@ -82,7 +86,7 @@ class SigV4:
         canon = f"host:{host}\nx-amz-content-sha256:{EMPTY_SHA256}\nx-amz-date:{stamp}\n"
         signed = "host;x-amz-content-sha256;x-amz-date"
         if creds.token:
-            canon += f"x-amz-security-token:{creds.token}\n"
+            canon += f"x-amz-security-token:{creds.token.reveal()}\n"
             signed += ";x-amz-security-token"
         request = f"GET\n{path}\n\n{canon}\n{signed}\n{EMPTY_SHA256}"
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
@@ -90,7 +94,7 @@ class SigV4:
         out = [f"Authorization: AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={signed}, Signature={sig}",
                f"x-amz-content-sha256: {EMPTY_SHA256}", f"x-amz-date: {stamp}"]
         if creds.token:
-            out.append(f"x-amz-security-token: {creds.token}")
+            out.append(f"x-amz-security-token: {creds.token.reveal()}")
         return out
 
 

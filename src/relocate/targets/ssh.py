@@ -23,6 +23,7 @@ import paramiko
 
 from relocate.config import SshSpec
 from relocate.errors import ConfigError, HostKeyError, TargetError, TransientError
+from relocate.secret import Secret
 
 # Bigger windows and packets keep one channel busy on a fast link (paramiko's default
 # 2 MiB window halves throughput on loopback); GCM first because it is the fastest
@@ -116,9 +117,10 @@ def check_host_key(ep: Endpoint, key: paramiko.PKey, accept_new: bool) -> None:
 
 
 def _load_key(path: str) -> paramiko.PKey:
-    passphrase = os.environ.get("RELOCATE_SSH_KEY_PASSPHRASE")
+    # A Secret from the moment it is read: a traceback's locals or a log line show `***`.
+    passphrase = Secret(os.environ["RELOCATE_SSH_KEY_PASSPHRASE"]) if os.environ.get("RELOCATE_SSH_KEY_PASSPHRASE") else None
     try:
-        return paramiko.PKey.from_path(path, passphrase)
+        return paramiko.PKey.from_path(path, passphrase.reveal() if passphrase else None)
     except FileNotFoundError:
         raise ConfigError(f"target.ssh.identity_file: {path}: no such file") from None
     except PermissionError:

@@ -1,0 +1,59 @@
+"""What `relocate` imports to start: help, the version and the commands that need no
+cloud and no host must not load boto3, paramiko or the planner (issue 18). The time
+itself is measured in bench/bench_startup.py, not asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from relocate import __version__
+
+HEAVY = ("boto3", "botocore", "paramiko", "obstore", "pycurl", "relocate.workflow", "relocate.plan.build")
+
+# Runs relocate's entry point in a fresh interpreter and reports what got imported.
+_PROBE = """
+import contextlib, io, json, sys
+from relocate.cli import main
+out = io.StringIO()
+try:
+    with contextlib.redirect_stdout(out):
+        main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "out": out.getvalue(), "heavy": [m for m in %r if m in sys.modules]}))
+""" % (HEAVY,)
+
+
+def _start(*args: str, cwd=None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["--version"], ["init", "--help"], ["check", "--help"],
+                                  ["profiles", "list"], ["profiles", "lint"]])
+def test_light_commands_load_neither_boto3_nor_paramiko(args: list[str]) -> None:
+    run = _start(*args)
+    assert run["heavy"] == [], f"relocate {' '.join(args)} imported {run['heavy']}"
+
+
+def test_init_writes_its_file_without_the_heavy_imports(tmp_path) -> None:
+    run = _start("init", str(tmp_path / "relocate.yaml"))
+    assert run["code"] == 0 and (tmp_path / "relocate.yaml").exists()
+    assert run["heavy"] == []
+
+
+def test_version_prints_the_package_version() -> None:
+    run = _start("--version")
+    assert run["code"] == 0
+    assert run["out"].strip() == f"relocate {__version__}"
+
+
+def test_a_real_command_still_loads_what_it_needs() -> None:
+    # The probe above would pass on a CLI that imports nothing at all: this one must.
+    run = _start("plan", "--help")
+    assert run["code"] == 0 and "relocate.workflow" in run["heavy"]
