@@ -57,3 +57,16 @@ def test_a_real_command_still_loads_what_it_needs() -> None:
     # The probe above would pass on a CLI that imports nothing at all: this one must.
     run = _start("plan", "--help")
     assert run["code"] == 0 and "relocate.workflow" in run["heavy"]
+
+
+@pytest.mark.parametrize("missing", ["moto", "asyncssh"])
+def test_demo_without_its_extra_says_which_command_adds_it(missing: str) -> None:
+    # The demo's embedded cloud and SSH host are an extra: without it, one line and exit 2.
+    blocked = ["moto", "moto.server"] if missing == "moto" else [missing]
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); "
+            "from relocate.cli import main; main(['demo'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pip install '.[demo]'" in lines[0] and missing in lines[0]

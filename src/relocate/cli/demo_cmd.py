@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from relocate.errors import ExitCode, RelocateError
+from relocate.errors import ExitCode, RelocateError, UsageError
 
 
 def _free_port() -> int:
@@ -48,7 +48,12 @@ def register(app: typer.Typer) -> None:
         keep: bool = typer.Option(False, "--keep", envvar="RELOCATE_KEEP", help="Leave the servers' files behind to look at."),
     ) -> None:
         """Run plan, move and verify against an embedded source cloud and SSH target."""
-        from moto.server import ThreadedMotoServer
+        try:
+            from moto.server import ThreadedMotoServer
+            import asyncssh  # noqa: F401  (the embedded SSH host; imported here to fail early and clearly)
+        except ImportError as exc:
+            raise UsageError(f"the demo needs the 'demo' extra, which is not installed ({exc.name} is missing)",
+                             hint="install it with: pip install '.[demo]' (from a clone of relocate's repository)") from None
 
         from relocate.demo.seed import seed_sample_app, write_demo_config
         from relocate.demo.sshserver import start_embedded_sshd
