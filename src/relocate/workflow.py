@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +98,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
             rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None)
         plan = build_plan(config, gathered.inventory, gathered.facts, gathered.done_keys(),
                           target=ctx.target_id, verdict=verdict, accepted_risks=opts.accepted_risks, parts=parts,
-                          rates=rates)
+                          rates=rates, now=time.time())
         yield Prepared(config, aws, conn, gathered, plan, ctx, components, data)
     finally:
         OpenSsh.discard(conn)

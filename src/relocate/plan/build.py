@@ -1,17 +1,24 @@
-"""Build a Plan from what was read: pure, so every decision here is unit-testable."""
+"""Build a Plan from what was read: pure, so every decision here is unit-testable.
+
+Pure means: no I/O and no clock. The gathered facts, the rates and the time come in as
+arguments, and the modules that read the cloud and probe hosts (boto3, paramiko) are
+only named in type hints, so `relocate.plan` imports without them (tests/test_purity.py).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relocate.components import PlanPart
-from relocate.config import Config
 from relocate.plan.deadline import order_steps
 from relocate.plan.model import Finding, Plan, Step
-from relocate.sources.inventory import Inventory
-from relocate.targets.facts import TargetFacts
+
+if TYPE_CHECKING:  # types only: importing these would pull in boto3 and paramiko
+    from relocate.components import PlanPart
+    from relocate.config import Config
+    from relocate.sources.inventory import Inventory
+    from relocate.targets.facts import TargetFacts
 
 HEADROOM_FRACTION = 0.05
 HEADROOM_BYTES = 64 * 1024 * 1024
@@ -49,10 +56,11 @@ def build_plan(
     verdict: dict[str, Any] | None = None,
     accepted_risks: tuple[str, ...] = (),
     rates: Rates = Rates(),
-    now: float | None = None,
+    now: float,
     parts: tuple[PlanPart, ...] = (),
 ) -> Plan:
-    """`done_keys` maps a step id to the keys already on the target and verified."""
+    """`done_keys` maps a step id to the keys already on the target and verified; `now`
+    (epoch seconds) is the plan's creation time, given by the caller."""
     steps: list[Step] = []
     for listing in inventory.buckets:
         sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
