@@ -37,7 +37,10 @@ COMPOSE = textwrap.dedent('''
           RELEASE: "${{RELOCATE_RELEASE}}"
         command: ["sh", "-c", "{script}"]
 ''')
-SERVE = "mkdir -p /tmp/www && echo {version} $$RELEASE > /tmp/www/version && exec httpd -f -p 8080 -h /tmp/www"
+# The shell stays PID 1 and exits on TERM: busybox httpd as PID 1 would ignore it, and
+# every `down` would wait out podman's 10 s before KILL.
+SERVE = ("mkdir -p /tmp/www; echo {version} $$RELEASE > /tmp/www/version; trap 'exit 0' TERM; "
+         "httpd -f -p 8080 -h /tmp/www & wait")
 BROKEN = "echo 'boom: no config in this release' >&2; exit 3"
 
 
@@ -71,7 +74,7 @@ def test_compose_release_switch_health_and_rollback(tmp_path: Path, moto: str, s
     cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
     doc = yaml.safe_load(cfg.read_text())
     doc["deploy"] = {"runtime": "compose", "release": "./v1", "service": project,
-                     "health": {"url": f"http://127.0.0.1:{port}/version", "timeout_s": 15}}
+                     "health": {"url": f"http://127.0.0.1:{port}/version", "timeout_s": 8}}
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     for name, script in (("v1", SERVE.format(version="v1")), ("v2", SERVE.format(version="v2")), ("v3", BROKEN)):
         _release(tmp_path, name, podman.image, port, script)

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 from relocate.targets import shell
 from relocate.targets.ssh import Connection
 
-# $1 port. Prints "held" when a socket listens on it, then "pid pgid" per visible holder.
+# $1 port. Prints "held" when a socket listens on it, then "pid pgid" per visible holder
+# ("unknown" instead when the host has no find to look with).
 _HOLDERS = r"""
 hex=$(printf '%04X' "$1")
 inodes=
@@ -29,6 +30,7 @@ for f in /proc/net/tcp /proc/net/tcp6; do
 done
 [ -n "$inodes" ] || exit 0
 echo held
+command -v find >/dev/null 2>&1 || { echo unknown; exit 0; }
 for inode in $inodes; do
   find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null
 done | while IFS=/ read -r _ _proc pid _rest; do
@@ -44,6 +46,7 @@ done | sort -u
 class Holders:
     held: bool
     procs: list[tuple[int, int]] = field(default_factory=list)  # (pid, process group) this login can see
+    known: bool = True  # False: the holders could not be looked up (no find on the host)
 
     def describe(self) -> str:
         if not self.held:
@@ -74,7 +77,7 @@ def holders(conn: Connection, port: int) -> Holders:
         pid, _, pgid = raw.strip().partition(" ")
         if pid.isdigit() and pgid.isdigit():
             procs.append((int(pid), int(pgid)))
-    return Holders(lines[0].strip() == "held", procs)
+    return Holders(lines[0].strip() == "held", procs, known="unknown" not in lines[1:2])
 
 
 def wait_free(conn: Connection, port: int, timeout_s: float, interval: float = 0.2) -> Holders:

@@ -183,7 +183,7 @@ class CommandRuntime(Runtime):
         return shell.line(["tail", "-n", str(lines), "--", self.s.abs(self.s.log_file)]), b""
 
     def owner_problem(self, conn: Connection, found: Holders) -> str | None:
-        if self.s.start:  # the user's own start script: relocate knows no pid to compare
+        if self.s.start or not found.known:  # the user's own start script: relocate knows no pid to compare
             return None
         res = conn.run(shell.line(["cat", "--", self.pid_file]), check=False)
         group = res.text().strip()
@@ -232,7 +232,6 @@ def unit_text(s: DeploySettings, description: str) -> str:
 # /run/systemd/system exists exactly when systemd is PID 1 (sd_booted(3)).
 _SYSTEMD_PREFLIGHT = r"""
 [ -d /run/systemd/system ] || echo "systemd is not running on the target (no /run/systemd/system): use runtime command or compose"
-command -v systemctl >/dev/null 2>&1 || echo "systemctl is not installed on the target"
 if [ "$(id -u)" != 0 ]; then
   if ! command -v sudo >/dev/null 2>&1; then
     echo "the login user $(id -un) is not root and sudo is not installed: it cannot install a unit in /etc/systemd/system or run systemctl; log in as root, install sudo with passwordless rights, or use runtime command"
@@ -291,13 +290,13 @@ class SystemdRuntime(Runtime):
 
 # The env file is read into the engine's environment by sh (as for `command`), so
 # `${VAR}` in the compose file sees the moved values and RELOCATE_*; no value is on a
-# command line. Engines, first found wins: Docker's `docker compose` plugin, Debian's
-# `podman-compose`, the old `docker-compose`. Only `docker compose` has `up --wait`;
-# relocate's own health check is what decides in every case.
+# command line. Engines, first found wins: Docker's `docker compose` plugin with a
+# daemon this login reaches, Debian's `podman-compose`, the old `docker-compose`.
+# Only `docker compose` has `up --wait`; relocate's own health check decides anyway.
 # $1-$4 as _ENV_PRELUDE, $5 project, $6 compose file (absolute), $7 up|down|logs, $8 lines.
 _COMPOSE = _ENV_PRELUDE + r"""
 project=$5 file=$6 verb=$7 lines=${8:-20}
-if docker compose version >/dev/null 2>&1; then
+if docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   set -- docker compose --project-name "$project" -f "$file"; wait_flag=--wait
 elif command -v podman-compose >/dev/null 2>&1; then
   set -- podman-compose --project-name "$project" -f "$file"; wait_flag=
