@@ -666,11 +666,15 @@ class Podman:
     def as_user(self, *argv: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
         """Run argv as the SSH login user with its own HOME (its podman storage)."""
         home = pwd.getpwnam(self.user).pw_dir
-        cmd = ["env", f"HOME={home}", "XDG_RUNTIME_DIR=", *argv]
+        cmd = ["env", "-u", "XDG_RUNTIME_DIR", f"HOME={home}", *argv]  # as in its SSH session
         if _is_root():
             cmd = ["runuser", "-u", self.user, "--", *cmd]
         r = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd="/", input=stdin)
         return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
+
+
+def _read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def start_podman(workdir: Path) -> Podman:
@@ -684,6 +688,11 @@ def start_podman(workdir: Path) -> Podman:
         raise ServerUnavailable("busybox-static missing (Debian package busybox-static): the image's only binary")
     user = _service_user()
     if _is_root():
+        # rootless podman maps the container's users onto the login's subordinate ids;
+        # useradd adds them only when /etc/subuid existed before the user did
+        if not any(line.startswith(user.pw_name + ":") for line in _read_lines(Path("/etc/subuid"))):
+            subprocess.run(["usermod", "--add-subuids", "100000-165535", "--add-subgids", "100000-165535", user.pw_name],
+                           check=True, capture_output=True)
         # rootless port forwarding (slirp4netns) opens /dev/net/tun; udev makes it 0666 on
         # Debian, this VM's devtmpfs leaves it 0600
         tun = Path("/dev/net/tun")

@@ -199,6 +199,18 @@ def _deploy_config(tmp_path: Path, moto: str, sshd, root: Path, deploy: dict) ->
     return cfg
 
 
+def _two_slow_releases(tmp_path: Path, moto: str, sshd, name: str) -> tuple[Path, Path, int]:
+    """Releases v1 and v2 of SLOW_APP (./v1 configured), run by `command:` without exec."""
+    port = servers.free_port()
+    root = sshd.root / name
+    cfg = _deploy_config(tmp_path, moto, sshd, root, {
+        "runtime": "command", "release": "./v1", "command": f"python3 app.py {port}",
+        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 20}})
+    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
+    _release(tmp_path, "v2", SLOW_APP.format(version="v2"))
+    return cfg, root, port
+
+
 def _kill_app(root: Path) -> None:
     pidfile = root / "shared" / "run" / "townsquare.pid"
     if pidfile.exists():
@@ -215,13 +227,7 @@ def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: s
     Also (issue 15.5): the health check's retries print no paramiko lines on stderr."""
     sh = os.path.realpath("/bin/sh")
     assert sh.endswith("dash") or not in_ci_debian(), f"/bin/sh is {sh}: this test is about Debian's dash"
-    port = servers.free_port()
-    root = sshd.root / "deploy-dash"
-    cfg = _deploy_config(tmp_path, moto, sshd, root, {
-        "runtime": "command", "release": "./v1", "command": f"python3 app.py {port}",
-        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 20}})
-    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
-    _release(tmp_path, "v2", SLOW_APP.format(version="v2"))
+    cfg, root, port = _two_slow_releases(tmp_path, moto, sshd, "deploy-dash")
     try:
         # a real process, as a user runs it: what reaches the terminal's stderr
         r = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"],
@@ -307,13 +313,7 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
     from relocate.components.deploy import DeployComponent
     from relocate.targets import releases
 
-    port = servers.free_port()
-    root = sshd.root / "deploy-anystep"
-    cfg = _deploy_config(tmp_path, moto, sshd, root, {
-        "runtime": "command", "release": "./v1", "command": f"python3 app.py {port}",
-        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 20}})
-    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
-    _release(tmp_path, "v2", SLOW_APP.format(version="v2"))
+    cfg, root, port = _two_slow_releases(tmp_path, moto, sshd, "deploy-anystep")
     try:
         r = cli("move", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr

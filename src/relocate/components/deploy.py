@@ -179,7 +179,8 @@ def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, p
             runtime.stop(conn)
         if port is not None:
             step = f"free port {port}"
-            found = ports.wait_free(conn, port, PORT_FREE_S)
+            # nothing was stopped on a first deploy: one look, no waiting for a squatter to leave
+            found = ports.wait_free(conn, port, PORT_FREE_S if previous is not None else 0)
             if found.held:
                 return Activation(False, f"port {port} is still {found.describe()} after stopping "
                                          f"{previous or 'nothing'}: not starting {release_id} beside it", [], step)
