@@ -65,6 +65,7 @@ def project(podman: servers.Podman) -> Iterator[str]:
     ids = podman.as_user("podman", "ps", "-aq", "--filter", f"label=io.podman.compose.project={name}").stdout.split()
     if ids:
         podman.as_user("podman", "rm", "-f", *ids)
+    podman.as_user("podman", "network", "rm", "-f", f"{name}_default")  # podman-compose makes one per project
 
 
 def test_compose_release_switch_health_and_rollback(tmp_path: Path, moto: str, sshd, podman: servers.Podman,

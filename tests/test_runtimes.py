@@ -1,6 +1,6 @@
 """Runtimes without a live engine: the generated systemd unit is checked by the real
-`systemd-analyze verify`; compose (no Docker engine here) is checked by its command
-lines only; deploy settings errors are one line, exit 2."""
+`systemd-analyze verify`; compose's lines here (it runs for real, on podman, in
+test_compose.py); deploy settings errors are one line, exit 2."""
 
 from __future__ import annotations
 
