@@ -286,6 +286,10 @@ class DeployComponent(Component):
         # Whatever step failed (stop, switch, unit install, start, health), current goes
         # back to the release that ran before, which is started and checked again.
         back = activate(conn, runtime, dep, current, release_id)
+        if releases.current_release(conn, root) != current:
+            # the way back failed before its switch (the new release would not stop):
+            # current still goes back, so it never names the release set aside below
+            releases.switch(conn, root, current)
         manifest["failed_release"] = releases.mark_failed(conn, root, release_id)
         failed.append(f"rolled back to {current}: " + ("answering again" if back.healthy else f"NOT answering either ({back.seen})"))
         manifest.update(active=releases.current_release(conn, root), healthy=back.healthy, health=back.seen, rolled_back=True)
