@@ -334,3 +334,26 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
             assert out.manifest["active"] == first and out.manifest["tried"] != first
     finally:
         _kill_app(root)
+
+
+def test_an_answer_from_outside_the_release_process_group_fails_the_release(tmp_path: Path, moto: str, sshd) -> None:
+    """The app escapes relocate's process group (setsid, as a daemonizing app does): it
+    answers, but relocate could neither prove it is this release nor stop it later."""
+    port = servers.free_port()
+    root = sshd.root / "deploy-escape"
+    cfg = _deploy_config(tmp_path, moto, sshd, root, {
+        "runtime": "command", "release": "./v1", "command": f"setsid python3 app.py {port}",
+        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 20}})
+    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
+    try:
+        r = cli("move", "-f", str(cfg), "--yes")
+        assert r.exit_code == 4, r.stdout + r.stderr
+        assert "not by this release's process group" in " ".join(r.stdout.split()), r.stdout  # rich folds lines
+    finally:
+        _kill_app(root)
+        for d in Path("/proc").iterdir():  # the escaped app is in a group of its own
+            try:
+                if d.name.isdigit() and os.path.realpath(d / "cwd").startswith(str(root.resolve())):
+                    os.kill(int(d.name), 9)
+            except OSError:
+                continue
