@@ -147,12 +147,7 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
         assert GREETING not in audit
         assert "shared/app.env" in audit
     finally:
-        pidfile = root / "shared" / "run" / "townsquare.pid"
-        if pidfile.exists():
-            try:
-                os.killpg(int(pidfile.read_text()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
+        _kill_app(root)
 
 
 def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:
@@ -199,15 +194,16 @@ def _deploy_config(tmp_path: Path, moto: str, sshd, root: Path, deploy: dict) ->
     return cfg
 
 
-def _two_slow_releases(tmp_path: Path, moto: str, sshd, name: str) -> tuple[Path, Path, int]:
-    """Releases v1 and v2 of SLOW_APP (./v1 configured), run by `command:` without exec."""
+def _slow_releases(tmp_path: Path, moto: str, sshd, name: str, *, run: str = "python3 app.py", timeout_s: float = 20,
+                   versions: tuple[str, ...] = ("v1", "v2")) -> tuple[Path, Path, int]:
+    """Releases of SLOW_APP (./v1 configured), run by `command: <run> PORT` (no exec)."""
     port = servers.free_port()
     root = sshd.root / name
     cfg = _deploy_config(tmp_path, moto, sshd, root, {
-        "runtime": "command", "release": "./v1", "command": f"python3 app.py {port}",
-        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 20}})
-    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
-    _release(tmp_path, "v2", SLOW_APP.format(version="v2"))
+        "runtime": "command", "release": "./v1", "command": f"{run} {port}",
+        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": timeout_s}})
+    for v in versions:
+        _release(tmp_path, v, SLOW_APP.format(version=v))
     return cfg, root, port
 
 
@@ -227,7 +223,7 @@ def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: s
     Also (issue 15.5): the health check's retries print no paramiko lines on stderr."""
     sh = os.path.realpath("/bin/sh")
     assert sh.endswith("dash") or not in_ci_debian(), f"/bin/sh is {sh}: this test is about Debian's dash"
-    cfg, root, port = _two_slow_releases(tmp_path, moto, sshd, "deploy-dash")
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-dash")
     try:
         # a real process, as a user runs it: what reaches the terminal's stderr
         r = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"],
@@ -275,14 +271,9 @@ def _processes_in(base: Path) -> int:
 def test_health_check_must_reach_the_new_release_not_a_port_squatter(tmp_path: Path, moto: str, sshd) -> None:
     """Something relocate did not start holds the health port: the release is not
     started beside it and is reported (first deploy: nothing to roll back to)."""
-    port = servers.free_port()
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-squat", timeout_s=5, versions=("v1",))
     squatter = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root = sshd.root / "deploy-squat"
-    cfg = _deploy_config(tmp_path, moto, sshd, root, {
-        "runtime": "command", "release": "./v1", "command": f"python3 app.py {port}",
-        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 5}})
-    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
     try:
         time.sleep(0.5)
         r = cli("move", "-f", str(cfg), "--yes")
@@ -313,7 +304,7 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
     from relocate.components.deploy import DeployComponent
     from relocate.targets import releases
 
-    cfg, root, port = _two_slow_releases(tmp_path, moto, sshd, "deploy-anystep")
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-anystep")
     try:
         r = cli("move", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
@@ -339,12 +330,7 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
 def test_an_answer_from_outside_the_release_process_group_fails_the_release(tmp_path: Path, moto: str, sshd) -> None:
     """The app escapes relocate's process group (setsid, as a daemonizing app does): it
     answers, but relocate could neither prove it is this release nor stop it later."""
-    port = servers.free_port()
-    root = sshd.root / "deploy-escape"
-    cfg = _deploy_config(tmp_path, moto, sshd, root, {
-        "runtime": "command", "release": "./v1", "command": f"setsid python3 app.py {port}",
-        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": 20}})
-    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-escape", run="setsid python3 app.py", versions=("v1",))
     try:
         r = cli("move", "-f", str(cfg), "--yes")
         assert r.exit_code == 4, r.stdout + r.stderr
