@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -646,3 +647,80 @@ def start_mariadb(workdir: Path, timeout: float = 60.0) -> MariaDB:
         server.stop()
         raise
     return server
+
+
+# --------------------------------------------------------------------------- podman (compose runtime)
+
+BUSYBOX_IMAGE = "localhost/relocate-busybox:test"
+# Debian's rootless podman as this machine allows it: crun refuses the hybrid cgroup
+# layout here ("cgroups in hybrid mode not supported"), runc with cgroupfs does not;
+# no systemd journal for events.
+_CONTAINERS_CONF = '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+
+
+@dataclass
+class Podman:
+    user: str
+    image: str
+
+    def as_user(self, *argv: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        """Run argv as the SSH login user with its own HOME (its podman storage)."""
+        home = pwd.getpwnam(self.user).pw_dir
+        cmd = ["env", "-u", "XDG_RUNTIME_DIR", f"HOME={home}", *argv]  # as in its SSH session
+        if _is_root():
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd="/", input=stdin)
+        return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
+
+
+def _read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def start_podman(workdir: Path) -> Podman:
+    """Rootless podman for the SSH login user, with an image built here from nothing but
+    Debian's busybox-static (FROM scratch: busybox and its applet links), imported once."""
+    for tool in ("podman", "podman-compose", "runc", "newuidmap"):
+        if shutil.which(tool) is None and not Path("/usr/bin", tool).exists():
+            raise ServerUnavailable(f"{tool} missing (Debian packages podman podman-compose runc uidmap slirp4netns)")
+    busybox = Path("/bin/busybox")
+    if not Path("/usr/share/doc/busybox-static").exists() or not busybox.exists():
+        raise ServerUnavailable("busybox-static missing (Debian package busybox-static): the image's only binary")
+    user = _service_user()
+    if _is_root():
+        # rootless podman maps the container's users onto the login's subordinate ids;
+        # useradd adds them only when /etc/subuid existed before the user did
+        if not any(line.startswith(user.pw_name + ":") for line in _read_lines(Path("/etc/subuid"))):
+            subprocess.run(["usermod", "--add-subuids", "100000-165535", "--add-subgids", "100000-165535", user.pw_name],
+                           check=True, capture_output=True)
+        # rootless port forwarding (slirp4netns) opens /dev/net/tun; udev makes it 0666 on
+        # Debian, this VM's devtmpfs leaves it 0600
+        tun = Path("/dev/net/tun")
+        if tun.exists() and tun.stat().st_mode & 0o777 != 0o666:
+            tun.chmod(0o666)
+    conf = Path(user.pw_dir) / ".config" / "containers" / "containers.conf"
+    # only the dedicated test login's (as root); a developer's own podman setup is theirs
+    if _is_root() and (not conf.exists() or conf.read_text() != _CONTAINERS_CONF):
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(_CONTAINERS_CONF)
+        for p in (conf.parent.parent, conf.parent, conf):
+            os.chown(p, user.pw_uid, user.pw_gid)
+    pm = Podman(user.pw_name, BUSYBOX_IMAGE)
+    rootfs = workdir / "busybox-rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in ("sh", "httpd", "mkdir", "echo", "cat", "sleep", "ls"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        tmp = tarfile.TarInfo("tmp")
+        tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(tmp)
+    # on stdin: the login user need not reach this (root's) temp dir
+    r = pm.as_user("podman", "import", "--change", 'CMD ["/bin/sh"]', "-", BUSYBOX_IMAGE, timeout=300, stdin=rootfs.read_bytes())
+    if r.returncode != 0:
+        raise ServerUnavailable(f"podman import failed: {r.stderr.strip()[-400:]}")
+    r = pm.as_user("podman", "run", "--rm", "--network", "none", BUSYBOX_IMAGE, "echo", "engine-ok", timeout=120)
+    if r.returncode != 0 or "engine-ok" not in r.stdout:
+        raise ServerUnavailable(f"podman cannot run a container here: {(r.stderr or r.stdout).strip()[-400:]}")
+    return pm

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import yaml
@@ -138,15 +141,13 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
         assert any(e["action"] == "move-end" and e.get("release") == first and e["result"] == "ok" for e in events)
         assert events[-1]["action"] == "rollback" and events[-1]["to_release"] == first
         assert all("who" in e and "at" in e for e in events)
+        # the failed move names both the release that stayed active and the one tried (issue 15.3)
+        tried = [e for e in events if e["action"] == "move-end" and e["result"] == "failed"]
+        assert tried and tried[0]["release"] == first and tried[0]["tried_release"] not in (None, first), tried
         assert GREETING not in audit
         assert "shared/app.env" in audit
     finally:
-        pidfile = root / "shared" / "run" / "townsquare.pid"
-        if pidfile.exists():
-            try:
-                os.killpg(int(pidfile.read_text()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
+        _kill_app(root)
 
 
 def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:
@@ -169,3 +170,176 @@ def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:
         with TargetLock(conn, root) as lock:
             assert conn.run(shell.line(["test", "-d", lock.path]), check=False).status == 0
         assert conn.run(shell.line(["test", "-d", lock.path]), check=False).status != 0
+
+
+# --- issue 15: the old app is really stopped; the answer comes from the new release
+
+SLOW_APP = textwrap.dedent('''
+    import http.server, sys, time
+    time.sleep(1.5)  # the health check has to wait (and retry) for this one
+    VERSION = {version!r}
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.end_headers(); self.wfile.write(VERSION.encode())
+        def log_message(self, *a): pass
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+''')
+
+
+def _deploy_config(tmp_path: Path, moto: str, sshd, root: Path, deploy: dict) -> Path:
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["deploy"] = deploy
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return cfg
+
+
+def _slow_releases(tmp_path: Path, moto: str, sshd, name: str, *, run: str = "python3 app.py", timeout_s: float = 20,
+                   versions: tuple[str, ...] = ("v1", "v2")) -> tuple[Path, Path, int]:
+    """Releases of SLOW_APP (./v1 configured), run by `command: <run> PORT` (no exec)."""
+    port = servers.free_port()
+    root = sshd.root / name
+    cfg = _deploy_config(tmp_path, moto, sshd, root, {
+        "runtime": "command", "release": "./v1", "command": f"{run} {port}",
+        "health": {"url": f"http://127.0.0.1:{port}/", "timeout_s": timeout_s}})
+    for v in versions:
+        _release(tmp_path, v, SLOW_APP.format(version=v))
+    return cfg, root, port
+
+
+def _kill_app(root: Path) -> None:
+    pidfile = root / "shared" / "run" / "townsquare.pid"
+    if pidfile.exists():
+        try:
+            os.killpg(int(pidfile.read_text()), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: str, sshd) -> None:
+    """`command: python3 app.py` without exec: dash's `sh -c` keeps the app as its child,
+    so only a stop by process group (as dash accepts it) stops the app. Before the fix
+    the old app kept the port, v2 could not bind, and its health check passed against v1.
+    Also (issue 15.5): the health check's retries print no paramiko lines on stderr."""
+    sh = os.path.realpath("/bin/sh")
+    assert sh.endswith("dash") or not in_ci_debian(), f"/bin/sh is {sh}: this test is about Debian's dash"
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-dash")
+    try:
+        # a real process, as a user runs it: what reaches the terminal's stderr
+        r = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _get(cfg, "/", port) == b"v1"
+        stderr_of_first_move = r.stderr
+        _set_release(cfg, tmp_path / "v2")
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        assert _get(cfg, "/", port) == b"v2"  # the new release answers, not the old one
+        assert _processes_in(root / "releases") == 1, "the old release's app still runs"
+        r = cli("rollback", "-f", str(cfg), "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        assert _get(cfg, "/", port) == b"v1"
+        assert _processes_in(root / "releases") == 1
+        # issue 15.5: the health check's retries left no library log lines on the terminal
+        assert "Secsh channel" not in stderr_of_first_move and "open FAILED" not in stderr_of_first_move, stderr_of_first_move
+    finally:
+        _kill_app(root)
+
+
+def in_ci_debian() -> bool:
+    return os.environ.get("CI") == "true" and Path("/etc/debian_version").exists()
+
+
+def _processes_in(base: Path) -> int:
+    """Live app processes (python3 app.py, not dash's `sh -c` around it) whose working
+    directory is under `base`."""
+    n = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            if os.path.basename(argv[0]).startswith(b"python") and b"app.py" in argv and \
+                    os.path.realpath(d / "cwd").startswith(str(base.resolve())) and \
+                    (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def test_health_check_must_reach_the_new_release_not_a_port_squatter(tmp_path: Path, moto: str, sshd) -> None:
+    """Something relocate did not start holds the health port: the release is not
+    started beside it and is reported (first deploy: nothing to roll back to)."""
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-squat", timeout_s=5, versions=("v1",))
+    squatter = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        r = cli("move", "-f", str(cfg), "--yes")
+        assert r.exit_code == 4, r.stdout + r.stderr
+        assert f"port {port} is still held" in r.stdout, r.stdout
+        assert _processes_in(root / "releases") == 0
+    finally:
+        squatter.kill()
+        _kill_app(root)
+
+
+# --- issue 15.2: systemd without root or sudo; a failing deploy step rolls back
+
+def test_systemd_without_root_or_sudo_is_a_plan_blocker(tmp_path: Path, moto: str, sshd) -> None:
+    root = sshd.root / "deploy-systemd-plan"
+    cfg = _deploy_config(tmp_path, moto, sshd, root, {"runtime": "systemd", "release": "./v1", "command": "./bin/server"})
+    _release(tmp_path, "v1", SLOW_APP.format(version="v1"))
+    r = cli("plan", "-f", str(cfg))
+    assert r.exit_code == 3, r.stdout + r.stderr
+    assert "Ready" not in r.stdout
+    assert "[deploy-runtime]" in r.stdout and "sudo" in r.stdout, r.stdout
+
+
+def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: Path, moto: str, sshd) -> None:
+    """Run past the plan (as a saved plan made elsewhere would): the systemd steps fail
+    for want of sudo; `current` must still name the release that ran before."""
+    from relocate.components import Context
+    from relocate.components.deploy import DeployComponent
+    from relocate.targets import releases
+
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-anystep")
+    try:
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        first = r.json()["result"]["release"]
+        _kill_app(root)
+        doc = yaml.safe_load(cfg.read_text())
+        doc["deploy"] = {"runtime": "systemd", "release": str(tmp_path / "v2"), "command": f"python3 app.py {port}"}
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        config = load_config(cfg)
+        with Connection(config.ssh) as conn:
+            ctx = Context(config=config, aws=None, conn=conn, target_id="t")
+            comp = DeployComponent()
+            gathered = comp.gather(ctx)
+            step = comp.plan(ctx, gathered).steps[0]
+            out = comp.execute(ctx, gathered, step)
+            assert releases.current_release(conn, str(root)) == first
+            assert out.failed and "failed at step" in out.failed[0], out.failed
+            assert out.manifest["active"] == first and out.manifest["tried"] != first
+    finally:
+        _kill_app(root)
+
+
+def test_an_answer_from_outside_the_release_process_group_fails_the_release(tmp_path: Path, moto: str, sshd) -> None:
+    """The app escapes relocate's process group (setsid, as a daemonizing app does): it
+    answers, but relocate could neither prove it is this release nor stop it later."""
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-escape", run="setsid python3 app.py", versions=("v1",))
+    try:
+        r = cli("move", "-f", str(cfg), "--yes")
+        assert r.exit_code == 4, r.stdout + r.stderr
+        assert "not by this release's process group" in " ".join(r.stdout.split()), r.stdout  # rich folds lines
+    finally:
+        _kill_app(root)
+        for d in Path("/proc").iterdir():  # the escaped app is in a group of its own
+            try:
+                if d.name.isdigit() and os.path.realpath(d / "cwd").startswith(str(root.resolve())):
+                    os.kill(int(d.name), 9)
+            except OSError:
+                continue

@@ -59,3 +59,12 @@ target: {ssh: {host: h}, root: /srv/a, database: {engine: postgres, url: "postgr
     assert deb["libvips42"] == "target.packages" and {"tar", "coreutils", "findutils"} <= set(deb)
     assert family_of("ubuntu", "debian") == "debian" and family_of("rocky", "rhel centos fedora") == "rhel"
     assert family_of("alpine", "") == "unknown"
+
+
+def test_text_plan_names_the_packages_it_installs(moto: str, sshd, tmp_path: Path) -> None:
+    """Issue 15.4: the text plan's prepare row names the packages, not only how many."""
+    cfg = _config(tmp_path, moto, sshd, ["tar", "relocate-nosuch-a", "relocate-nosuch-b"])
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 3, run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.strip(" │|").startswith("prepare"))
+    assert "relocate-nosuch-a" in row and "relocate-nosuch-b" in row, run.stdout

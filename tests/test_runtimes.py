@@ -1,6 +1,6 @@
 """Runtimes without a live engine: the generated systemd unit is checked by the real
-`systemd-analyze verify`; compose (no Docker engine here) is checked by its command
-lines only; deploy settings errors are one line, exit 2."""
+`systemd-analyze verify`; compose's lines here (it runs for real, on podman, in
+test_compose.py); deploy settings errors are one line, exit 2."""
 
 from __future__ import annotations
 
@@ -51,19 +51,20 @@ def test_systemd_commands_use_sudo_unless_root() -> None:
     assert "sudo -n install -m 0644 -- /srv/x.service /etc/systemd/system/townsquare.service" in rt.install_lines("/srv/x.service")
     root_rt = runtime_for(S, login_is_root=True)
     assert isinstance(root_rt, SystemdRuntime) and root_rt.stop_line()[0] == "systemctl stop townsquare.service"
-    assert root_rt.logs_line(5) == "journalctl -u townsquare.service -n 5 --no-pager"
+    assert root_rt.logs_line(5) == ("journalctl -u townsquare.service -n 5 --no-pager", b"")
 
 
-def test_compose_command_lines() -> None:
+def test_compose_lines_keep_values_off_the_line() -> None:
     s = DeploySettings(runtime="compose", root="/srv/ts", service="townsquare", compose_file="deploy/compose.yaml",
                        env_file="shared/app.env")
     rt = runtime_for(s)
     assert isinstance(rt, ComposeRuntime)
-    base = ["docker", "compose", "--project-name", "townsquare", "--project-directory", "/srv/ts/current",
-            "-f", "/srv/ts/current/deploy/compose.yaml", "--env-file", "/srv/ts/shared/app.env"]
-    assert shlex.split(rt.start_line("r1")[0]) == [*base, "up", "-d", "--remove-orphans", "--wait"]
-    assert shlex.split(rt.stop_line()[0]) == [*base, "down"]
-    assert shlex.split(rt.logs_line(20)) == [*base, "logs", "--no-color", "--tail", "20"]
+    line, script = rt.start_line("r1")
+    assert shlex.split(line) == ["sh", "-s", "--", "/srv/ts/current", "/srv/ts/shared/app.env", "r1", "/srv/ts",
+                                 "townsquare", "/srv/ts/current/deploy/compose.yaml", "up"]
+    assert b'. "$2"' in script and b"podman-compose" in script and b"docker compose" in script
+    assert shlex.split(rt.stop_line()[0])[-1] == "down"
+    assert shlex.split(rt.logs_line(20)[0])[-2:] == ["logs", "20"]
 
 
 def test_command_runtime_keeps_user_commands_off_the_line_as_arguments() -> None:

@@ -9,6 +9,7 @@ and paramiko take most of a second to import, which `relocate --help`, `--versio
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import os
@@ -137,7 +138,56 @@ def _root(
 ) -> None:
     _state["debug"] = debug
     _state["no_input"] = no_input
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging(debug)
+
+
+class _Recent(logging.Handler):
+    """The last log records of every library, kept for the debug log of an internal error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: collections.deque[str] = collections.deque(maxlen=500)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a bad record must never break the command
+            pass
+
+
+_recent = _Recent()
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(debug: bool) -> None:
+    """Only relocate's own warnings reach the user's stderr. Libraries (paramiko's
+    "Secsh channel N open FAILED" on every health-check retry, urllib3, ...) go to the
+    debug log only: kept in memory for an internal error's debug log, and written to
+    a file named on stderr under --debug."""
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_relocate", False)]:
+        root.removeHandler(h)
+        h.close()
+    own = logging.getLogger("relocate")
+    for h in [h for h in own.handlers if getattr(h, "_relocate", False)]:
+        own.removeHandler(h)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    _recent.setFormatter(logging.Formatter(_LOG_FORMAT))
+    _recent._relocate = True  # type: ignore[attr-defined]
+    root.addHandler(_recent)
+    to_user = logging.StreamHandler(sys.stderr)
+    to_user.setLevel(logging.DEBUG if debug else logging.WARNING)
+    to_user.setFormatter(logging.Formatter("relocate: %(levelname)s %(name)s: %(message)s"))
+    to_user._relocate = True  # type: ignore[attr-defined]
+    own.addHandler(to_user)
+    if debug:
+        fd, path = tempfile.mkstemp(prefix="relocate-debug-", suffix=".log")
+        os.close(fd)
+        to_file = logging.FileHandler(path, encoding="utf-8")
+        to_file.setFormatter(logging.Formatter(_LOG_FORMAT))
+        to_file._relocate = True  # type: ignore[attr-defined]
+        root.addHandler(to_file)
+        sys.stderr.write(f"relocate: debug log (every library's log lines): {path}\n")
     # botocore logs SSM and secret values at debug level: never let it, even under --debug.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "paramiko", "asyncssh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -147,6 +197,8 @@ def _write_debug_log(text: str) -> str:
     fd, path = tempfile.mkstemp(prefix="relocate-debug-", suffix=".log")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+        if _recent.lines:
+            fh.write("\nrecent log lines:\n" + "\n".join(_recent.lines) + "\n")
     return path
 
 

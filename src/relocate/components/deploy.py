@@ -27,7 +27,7 @@ from relocate.components import Check, Component, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError, TargetError
 from relocate.plan.model import Finding, Step
-from relocate.targets import releases, shell
+from relocate.targets import ports, releases, shell
 from relocate.targets.health import wait_healthy
 from relocate.targets.runtimes import DeploySettings, Runtime, login_is_root, runtime_for
 from relocate.targets.ssh import Connection
@@ -156,24 +156,49 @@ class Activation:
     healthy: bool
     seen: str
     logs: list[str]
+    step: str = "health check"  # the step that failed, when not healthy
+
+
+# How long a stopped release may take to let go of the health port (systemd and
+# compose stop asynchronously; relocate's own `command` stop waits for the group).
+PORT_FREE_S = 15.0
 
 
 def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, previous: str | None) -> Activation:
-    """Stop what runs, point current at `release_id`, start it, and health-check it."""
-    if previous is not None:
-        try:
-            runtime.stop(conn)
-        except TargetError:
-            pass  # nothing running is fine: start is what must work
-    releases.switch(conn, dep.settings.root, release_id)
-    runtime.install(conn, release_id)
+    """Stop what runs, point current at `release_id`, start it, and prove it answers.
+
+    When the health URL is the target's own (127.0.0.1, localhost), nothing may listen
+    on its port once the old release is stopped, and after the start the listener must
+    be the new release's (runtime.owner_problem): otherwise a release that could not
+    bind would pass its health check against the old process. Any step that fails
+    ends the activation unhealthy, naming the step; the caller rolls back."""
+    port = ports.local_port(dep.health_url)
+    step = "stop the running release"
     try:
+        if previous is not None:
+            runtime.stop(conn)
+        if port is not None:
+            step = f"free port {port}"
+            # nothing was stopped on a first deploy: one look, no waiting for a squatter to leave
+            found = ports.wait_free(conn, port, PORT_FREE_S if previous is not None else 0)
+            if found.held:
+                return Activation(False, f"port {port} is still {found.describe()} after stopping "
+                                         f"{previous or 'nothing'}: not starting {release_id} beside it", [], step)
+        step = "switch current"
+        releases.switch(conn, dep.settings.root, release_id)
+        step = "install"
+        runtime.install(conn, release_id)
+        step = "start"
         runtime.start(conn, release_id)
     except TargetError as exc:
-        return Activation(False, f"start failed: {exc.message}", runtime.logs(conn, LOG_LINES))
+        return Activation(False, f"{step} failed: {exc.message}", runtime.logs(conn, LOG_LINES) if step == "start" else [], step)
     if not dep.health_url:
         return Activation(True, "started (no health check configured)", [])
     ok, seen = wait_healthy(conn, dep.health_url, dep.health_timeout)
+    if ok and port is not None:
+        problem = runtime.owner_problem(conn, ports.holders(conn, port))
+        if problem:
+            ok, seen = False, f"{seen}, but {problem}"
     return Activation(ok, seen, [] if ok else runtime.logs(conn, LOG_LINES))
 
 
@@ -210,8 +235,9 @@ class DeployComponent(Component):
     def gather(self, ctx: Context) -> dict[str, Any]:
         dep = settings(ctx.config)
         digest, size = release_digest(dep.release_path)
+        runtime = runtime_for(dep.settings, login_is_root=login_is_root(ctx.conn))
         return {"digest": digest, "bytes": size, "current": releases.current_release(ctx.conn, ctx.config.root),
-                "releases": releases.list_releases(ctx.conn, ctx.config.root)}
+                "releases": releases.list_releases(ctx.conn, ctx.config.root), "runtime_blockers": runtime.preflight(ctx.conn)}
 
     def plan(self, ctx: Context, gathered: dict[str, Any]) -> PlanPart:
         dep = settings(ctx.config)
@@ -224,6 +250,8 @@ class DeployComponent(Component):
             detail=(f"runtime {dep.settings.runtime}; " + ("this release is already current" if same else
                     f"health {dep.health_url or 'not configured'}; rollback to {gathered['current'] or 'nothing (first deploy)'} on failure")),
         ))
+        for why in gathered.get("runtime_blockers") or ():
+            part.blockers.append(Finding("deploy-runtime", f"deploy.runtime {dep.settings.runtime}: {why}"))
         if not dep.health_url:
             part.warnings.append(Finding("deploy-health", "deploy.health.url is not set: a release that starts but does not answer will not be rolled back"))
         return part
@@ -241,21 +269,30 @@ class DeployComponent(Component):
         release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:12]
         upload(conn, root, release_id, dep.release_path)
         act = activate(conn, runtime, dep, release_id, current)
-        manifest: dict[str, Any] = {"release": release_id, "previous": current, "runtime": dep.settings.runtime}
+        # "release"/"tried": the one this run deployed; "active": what current points at after it.
+        manifest: dict[str, Any] = {"release": release_id, "tried": release_id, "previous": current, "runtime": dep.settings.runtime}
         if act.healthy:
             dropped = releases.prune(conn, root, dep.keep, (release_id, current))
             manifest.update(active=release_id, healthy=True, health=act.seen, pruned=dropped)
             return Outcome(changed=True, manifest=manifest)
-        failed = [f"release {release_id} failed its health check ({dep.health_url}: {act.seen})"]
+        what = (f"failed its health check ({dep.health_url}: {act.seen})" if act.step == "health check"
+                else f"failed at step '{act.step}': {act.seen}")
+        failed = [f"release {release_id} {what}"]
         failed += [f"  log: {line}" for line in act.logs]
         if current is None:
             failed.append("no earlier release to roll back to: the app is down")
-            manifest.update(active=release_id, healthy=False, health=act.seen)
+            manifest.update(active=releases.current_release(conn, root), healthy=False, health=act.seen)
             return Outcome(changed=True, manifest=manifest, failed=failed)
+        # Whatever step failed (stop, switch, unit install, start, health), current goes
+        # back to the release that ran before, which is started and checked again.
         back = activate(conn, runtime, dep, current, release_id)
+        if releases.current_release(conn, root) != current:
+            # the way back failed before its switch (the new release would not stop):
+            # current still goes back, so it never names the release set aside below
+            releases.switch(conn, root, current)
         manifest["failed_release"] = releases.mark_failed(conn, root, release_id)
         failed.append(f"rolled back to {current}: " + ("answering again" if back.healthy else f"NOT answering either ({back.seen})"))
-        manifest.update(active=current, healthy=back.healthy, health=back.seen, rolled_back=True)
+        manifest.update(active=releases.current_release(conn, root), healthy=back.healthy, health=back.seen, rolled_back=True)
         return Outcome(changed=True, manifest=manifest, failed=failed)
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:

@@ -26,7 +26,7 @@ from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import BucketListing, fetch_parameters, fetch_secret
 from relocate.sources.s3data import ObjectReader
-from relocate.targets import files, layout, shell
+from relocate.targets import files, layout, releases, shell
 from relocate.targets.ssh import Connection
 
 
@@ -58,6 +58,7 @@ class MoveReport:
     components_changed: int = 0
     snapshot: str | None = None
     release: str | None = None  # the deploy's active release (audit log, JSON)
+    release_tried: str | None = None  # the release this run deployed (differs from `release` after a rollback)
     verify: VerifyReport | None = None
 
     @property
@@ -69,7 +70,7 @@ class MoveReport:
         return {
             "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
             "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
-            "snapshot": self.snapshot, "release": self.release, "nothing_to_do": self.nothing_done, "failed": self.failed, "left": self.left,
+            "snapshot": self.snapshot, "release": self.release, "release_tried": self.release_tried, "nothing_to_do": self.nothing_done, "failed": self.failed, "left": self.left,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -89,17 +90,21 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
         raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
     with TargetLock(conn, root, "move"):
         audit(conn, root, "move-start", target=plan.target, steps=[s.id for s in plan.steps])
+        report = MoveReport()
         try:
-            report = _run_move(plan, config, aws, conn, gathered, opts, progress, **kw)
+            _run_move(plan, config, aws, conn, gathered, opts, progress, report=report, **kw)
         except BaseException as exc:
             try:
-                audit(conn, root, "move-end", result="error", error=type(exc).__name__)
+                active = releases.current_release(conn, root) if config.data.get("deploy") else None
+                audit(conn, root, "move-end", result="error", error=type(exc).__name__, release=active,
+                      tried_release=report.release_tried)
             except Exception:  # the connection may be what failed; the original error matters
                 pass
             raise
         bad = bool(report.failed) or (report.verify is not None and not report.verify.ok)
+        # Both releases: after a rollback `release` (active) is not the one that was tried.
         audit(conn, root, "move-end", result="failed" if bad else "ok", objects=report.objects_sent, bytes=report.bytes_sent,
-              env_files=report.env_written, release=report.release,
+              env_files=report.env_written, release=report.release, tried_release=report.release_tried,
               snapshot=report.snapshot.rsplit("/", 1)[-1] if report.snapshot else None)
         return report
 
@@ -107,11 +112,11 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
 def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: Gathered,
               opts: MoveOptions, progress: Progress | None = None, *,
              components: Sequence[Component] = (), ctx: Context | None = None,
-             component_data: dict[str, Any] | None = None) -> MoveReport:
+             component_data: dict[str, Any] | None = None, report: MoveReport | None = None) -> MoveReport:
     if plan.blockers:
         raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
     progress = progress or (lambda *_: None)
-    report = MoveReport()
+    report = report if report is not None else MoveReport()  # the caller's, so an error still has what was done
     root = config.root
     staging = layout.staging_dir(root)
     tid = target_id(config, conn)
@@ -140,6 +145,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 report.warnings.extend(outcome.warnings)
                 report.failed.extend(outcome.failed)
                 report.release = outcome.manifest.get("active") or report.release
+                report.release_tried = outcome.manifest.get("tried") or report.release_tried
 
         # Packages first, then what cannot be recreated and is small (secrets, DNS, databases,
         # host config) before any bulk object: the order plan/deadline.py documents.

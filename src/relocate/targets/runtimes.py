@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from relocate.errors import ConfigError
 from relocate.targets import shell
+from relocate.targets.ports import Holders
 from relocate.targets.ssh import Connection
 
 
@@ -57,6 +58,11 @@ class Runtime(ABC):
     def install(self, conn: Connection, release: str) -> None:
         """Anything a release needs before it can start (a unit file, ...)."""
 
+    def preflight(self, conn: Connection) -> list[str]:
+        """Read-only: what on the target stops this runtime from working at all (plan
+        blockers), so a plan that says "Ready" does not fail halfway through a deploy."""
+        return []
+
     @abstractmethod
     def start_line(self, release: str) -> tuple[str, bytes]:
         """(command line, stdin) that starts `current`."""
@@ -66,8 +72,14 @@ class Runtime(ABC):
         ...
 
     @abstractmethod
-    def logs_line(self, lines: int) -> str:
+    def logs_line(self, lines: int) -> tuple[str, bytes]:
         ...
+
+    def owner_problem(self, conn: Connection, found: Holders) -> str | None:
+        """Why the process listening on the health port (`found`) is not the release
+        just started, or None when it is or the runtime cannot tell (then the port
+        having been free before the start is the proof)."""
+        return None
 
     def start(self, conn: Connection, release: str) -> None:
         cmd, stdin = self.start_line(release)
@@ -78,7 +90,8 @@ class Runtime(ABC):
         conn.run(cmd, stdin, timeout=120)
 
     def logs(self, conn: Connection, lines: int = 20) -> list[str]:
-        res = conn.run(self.logs_line(lines), check=False, timeout=60)
+        cmd, stdin = self.logs_line(lines)
+        res = conn.run(cmd, stdin, check=False, timeout=60)
         return (res.stdout + res.stderr).decode("utf-8", "replace").splitlines()[-lines:]
 
 
@@ -97,23 +110,48 @@ exec sh -c "$5"
 """
 
 # relocate's own supervision of a foreground `command`: a new session (setsid) so the
-# app outlives the SSH channel and can be stopped as one process group; its pid file
-# and log live in shared/. $6 log file, $7 pid file.
+# app outlives the SSH channel and can be stopped as one process group. The session
+# leader writes its own pid (= its process group id) before exec'ing the command:
+# `$!` would be wrong when setsid has to fork. Its pid file and log live in shared/.
+# $6 log file, $7 pid file.
 _SPAWN = _ENV_PRELUDE + r"""
 mkdir -p -- "$(dirname -- "$6")" "$(dirname -- "$7")"
+rm -f -- "$7"
 printf '%s relocate: starting release %s\n' "$(date -u +%FT%TZ)" "$3" >> "$6"
-setsid sh -c "$5" >> "$6" 2>&1 < /dev/null &
-echo $! > "$7"
+setsid sh -c 'echo $$ > "$1.tmp" && mv -f -- "$1.tmp" "$1" && exec sh -c "$2"' relocate-app "$7" "$5" >> "$6" 2>&1 < /dev/null &
+i=0; while [ ! -s "$7" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+[ -s "$7" ] || { echo "relocate: the app's process group did not start within 10 s (no $7)" >&2; exit 1; }
 """
 
-# TERM the process group, wait up to 15 s, then KILL. $1 pid file.
+# Stop the process group named by the pid file: TERM, wait up to 15 s, then KILL and
+# wait 5 s more; exit 1 if any of it still runs. `kill -TERM "-$pid"`, not
+# `kill -TERM -- "-$pid"`, which dash (Debian's sh) rejects as "Illegal number".
+# Zombies do not count: the app's parent is gone and init may reap them late.
+# $1 pid file.
 _KILL = r"""
 [ -f "$1" ] || exit 0
 pid=$(cat -- "$1")
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+case $pid in ''|*[!0-9]*) rm -f -- "$1"; exit 0 ;; esac
+alive() {
+  for s in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null < "$s" || continue
+    rest=${line##*)}
+    set -- $rest
+    [ "$3" = "$pid" ] && [ "$1" != Z ] && [ "$1" != X ] && return 0
+  done
+  return 1
+}
+waitgone() {
+  i=0; while alive && [ $i -lt "$1" ]; do sleep 0.1; i=$((i+1)); done
+  ! alive
+}
+if alive; then
+  kill -TERM "-$pid" 2>/dev/null
+  if ! waitgone 150; then
+    echo "relocate: process group $pid still runs 15 s after TERM: sending KILL" >&2
+    kill -KILL "-$pid" 2>/dev/null
+    waitgone 50 || { echo "relocate: process group $pid survived KILL" >&2; exit 1; }
+  fi
 fi
 rm -f -- "$1"
 """
@@ -141,8 +179,19 @@ class CommandRuntime(Runtime):
             return shell.script(_RUN_USER_CMD, *self._args("", self.s.stop))
         return shell.script(_KILL, self.pid_file)
 
-    def logs_line(self, lines: int) -> str:
-        return shell.line(["tail", "-n", str(lines), "--", self.s.abs(self.s.log_file)])
+    def logs_line(self, lines: int) -> tuple[str, bytes]:
+        return shell.line(["tail", "-n", str(lines), "--", self.s.abs(self.s.log_file)]), b""
+
+    def owner_problem(self, conn: Connection, found: Holders) -> str | None:
+        if self.s.start or not found.known:  # the user's own start script: relocate knows no pid to compare
+            return None
+        res = conn.run(shell.line(["cat", "--", self.pid_file]), check=False)
+        group = res.text().strip()
+        if not group.isdigit():
+            return f"no pid file {self.pid_file}: the release's process group is unknown"
+        if any(pgid == int(group) for _pid, pgid in found.procs):
+            return None
+        return f"the port is {found.describe()}, not by this release's process group {group}"
 
 
 # --- systemd: a generated unit, enabled and started through sudo unless root
@@ -179,6 +228,20 @@ def unit_text(s: DeploySettings, description: str) -> str:
     return "\n".join(lines)
 
 
+# One line per reason the unit cannot be installed and started by this login.
+# /run/systemd/system exists exactly when systemd is PID 1 (sd_booted(3)).
+_SYSTEMD_PREFLIGHT = r"""
+[ -d /run/systemd/system ] || echo "systemd is not running on the target (no /run/systemd/system): use runtime command or compose"
+if [ "$(id -u)" != 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "the login user $(id -un) is not root and sudo is not installed: it cannot install a unit in /etc/systemd/system or run systemctl; log in as root, install sudo with passwordless rights, or use runtime command"
+  elif ! sudo -n true >/dev/null 2>&1; then
+    echo "the login user $(id -un) is not root and has no passwordless sudo (sudo -n): it cannot install a unit or run systemctl; grant it, log in as root, or use runtime command"
+  fi
+fi
+"""
+
+
 class SystemdRuntime(Runtime):
     name = "systemd"
     packages = ("systemd",)
@@ -193,6 +256,10 @@ class SystemdRuntime(Runtime):
 
     def _priv(self, *argv: str) -> list[str]:
         return ["sudo", "-n", *argv] if self.sudo else list(argv)
+
+    def preflight(self, conn: Connection) -> list[str]:
+        cmd, stdin = shell.script(_SYSTEMD_PREFLIGHT)
+        return [line for line in conn.run(cmd, stdin, timeout=60).text().splitlines() if line.strip()]
 
     def install_lines(self, staged_unit: str) -> str:
         return shell.all_of(
@@ -215,31 +282,56 @@ class SystemdRuntime(Runtime):
     def stop_line(self) -> tuple[str, bytes]:
         return shell.line(self._priv("systemctl", "stop", self.unit_name)), b""
 
-    def logs_line(self, lines: int) -> str:
-        return shell.line(self._priv("journalctl", "-u", self.unit_name, "-n", str(lines), "--no-pager"))
+    def logs_line(self, lines: int) -> tuple[str, bytes]:
+        return shell.line(self._priv("journalctl", "-u", self.unit_name, "-n", str(lines), "--no-pager")), b""
 
 
-# --- compose: docker compose with the release's compose file
+# --- compose: the release's compose file, run by whichever engine the target has
+
+# The env file is read into the engine's environment by sh (as for `command`), so
+# `${VAR}` in the compose file sees the moved values and RELOCATE_*; no value is on a
+# command line. Engines, first found wins: Docker's `docker compose` plugin with a
+# daemon this login reaches, Debian's `podman-compose`, the old `docker-compose`.
+# Only `docker compose` has `up --wait`; relocate's own health check decides anyway.
+# $1-$4 as _ENV_PRELUDE, $5 project, $6 compose file (absolute), $7 up|down|logs, $8 lines.
+_COMPOSE = _ENV_PRELUDE + r"""
+project=$5 file=$6 verb=$7 lines=${8:-20}
+if docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  set -- docker compose --project-name "$project" -f "$file"; wait_flag=--wait
+elif command -v podman-compose >/dev/null 2>&1; then
+  set -- podman-compose --project-name "$project" -f "$file"; wait_flag=
+elif command -v docker-compose >/dev/null 2>&1; then
+  set -- docker-compose --project-name "$project" -f "$file"; wait_flag=
+else
+  echo "relocate: no compose engine on the target (docker compose, podman-compose or docker-compose)" >&2; exit 127
+fi
+case $verb in
+  up) exec "$@" up -d --remove-orphans $wait_flag ;;
+  down) exec "$@" down ;;
+  logs) exec "$@" logs --tail "$lines" ;;
+esac
+"""
+
 
 class ComposeRuntime(Runtime):
     name = "compose"
-    packages = ("docker.io", "docker-compose-plugin")
+    # Debian's packages (podman-compose runs the file); a host with Docker's own
+    # `docker compose` plugin needs neither: relocate uses that one first.
+    packages = ("podman", "podman-compose")
 
-    def _base(self) -> list[str]:
-        argv = ["docker", "compose", "--project-name", self.s.service, "--project-directory", self.s.current,
-                "-f", posixpath.join(self.s.current, self.s.compose_file)]
-        if self.s.env_file:
-            argv += ["--env-file", self.s.abs(self.s.env_file)]
-        return argv
+    def _line(self, release: str, verb: str, *extra: str) -> tuple[str, bytes]:
+        env = self.s.abs(self.s.env_file) if self.s.env_file else ""
+        return shell.script(_COMPOSE, self.s.current, env, release, self.s.root, self.s.service,
+                            posixpath.join(self.s.current, self.s.compose_file), verb, *extra)
 
     def start_line(self, release: str) -> tuple[str, bytes]:
-        return shell.line([*self._base(), "up", "-d", "--remove-orphans", "--wait"]), b""
+        return self._line(release, "up")
 
     def stop_line(self) -> tuple[str, bytes]:
-        return shell.line([*self._base(), "down"]), b""
+        return self._line("", "down")
 
-    def logs_line(self, lines: int) -> str:
-        return shell.line([*self._base(), "logs", "--no-color", "--tail", str(lines)])
+    def logs_line(self, lines: int) -> tuple[str, bytes]:
+        return self._line("", "logs", str(lines))
 
 
 def login_is_root(conn: Connection) -> bool:
