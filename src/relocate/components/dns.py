@@ -77,6 +77,12 @@ def zone_dest(zone: str) -> str:
     return posixpath.join("dns", zone.rstrip(".") + ".zone")
 
 
+def name_key(name: str) -> str:
+    """A DNS name as compared: case-insensitive, absolute (one trailing dot). Names are
+    compared whole, never by substring (`www.example.` is not in `new-www.example.`)."""
+    return name.strip().rstrip(".").lower() + "."
+
+
 def _points_at(rs: RecordSet) -> list[str]:
     """Hostnames a record's values point at (the last field of CNAME/MX/SRV/NS/PTR)."""
     if rs.type not in ("CNAME", "MX", "SRV", "PTR"):
@@ -114,6 +120,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
     ex = Export(zone=hz.name.rstrip("."), text="", rrsets=0)
     header = [f"; zone {hz.name} exported by relocate from Route53 (hosted zone {hz.id})"]
     policies: dict[tuple[str, str], list[str]] = {}
+    repointed: set[str] = set()  # name_key() of every name already on the repoint list
     for rs in hz.records:
         values = list(rs.values)
         ttl = rs.ttl
@@ -127,6 +134,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
                     f"relocate cannot resolve {dest} from the exported zones: add {rs.type} records for {rs.name} by hand"
                 ex.notes.append(f"ALIAS {rs.name} {rs.type} -> {dest}: not in the zone file; {how}")
                 ex.repoint.append(f"{rs.name} {rs.type} (ALIAS to {what or 'other name'} {dest})")
+                repointed.add(name_key(rs.name))
                 header.append(f"; ALIAS {rs.name} {rs.type} -> {dest} omitted: {how}")
                 continue
             values, ttl = flat, ttl or LOW_TTL
@@ -137,6 +145,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
         for host in _points_at(rs):
             if what_ := aws_resource(host):
                 ex.repoint.append(f"{rs.name} {rs.type} -> {host} ({what_})")
+                repointed.add(name_key(rs.name))
         if ttl is None:
             ttl = LOW_TTL
         rdtype = dns.rdatatype.from_text(rs.type)
@@ -158,7 +167,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
             ex.ttls.append((rs.name, rs.type, ttl))
         if rs.type == "NS" and rs.name.lower() == hz.name.lower():
             ex.nameservers = list(values)
-        if rs.type in ("A", "AAAA", "CNAME") and not rs.alias and not any(rs.name in r for r in ex.repoint):
+        if rs.type in ("A", "AAAA", "CNAME") and not rs.alias and name_key(rs.name) not in repointed:
             ex.repoint.append(f"{rs.name} {rs.type} {' '.join(values)} -> the new host")
     for (name, rtype), sets in policies.items():
         msg = (f"{name} {rtype}: {len(sets)} routing-policy sets ({'; '.join(sets)}); the zone file holds all "
