@@ -337,3 +337,60 @@ def test_move_without_yes_and_without_a_terminal_refuses(tmp_path: Path, sshd, m
     assert run.exit_code == 0, run.stderr
     assert json.loads(run.stdout)["result"]["objects_sent"] == 1
     assert (root / "data" / "k").read_bytes() == b"v"
+
+
+def test_prefixes_left_out_nested_entries_and_strip_prefix(tmp_path: Path, sshd, s3_server, source: Source) -> None:
+    """Issue 15 items 7, 8, 13: what the listed prefixes leave out is said by plan and
+    verify; a bucket-wide entry plus a more specific prefix moves each key once (the
+    longest prefix wins); `strip_prefix: true` lands `legal/x` at `<to>/x`."""
+    bucket = source.bucket(s3_server, "split")
+    objects = {"robots.txt": b"User-agent: *\n", "legacy.txt": b"not under legal/", "uploads/a.jpg": b"a" * 300,
+               "uploads/b/c.jpg": b"c" * 70, "legal/terms.pdf": b"%PDF terms", "legal/2021/privacy.pdf": b"%PDF privacy"}
+    for key, body in objects.items():
+        source.s3.put_object(Bucket=bucket, Key=key, Body=body)
+    root = sshd.root / f"t-{secrets.token_hex(4)}"
+    # --- split into uploads/ and legal/ only: robots.txt and legacy.txt are left out, and said so
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "prefix": "uploads/", "to": "data/uploads"},
+                               {"bucket": bucket, "prefix": "legal/", "to": "data/legal", "strip_prefix": True}])
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    plan = run.json()
+    left = [w["message"] for w in plan["warnings"] if w["code"] == "s3-left-out"]
+    out_bytes = len(objects["robots.txt"]) + len(objects["legacy.txt"])
+    assert len(left) == 1 and f"s3://{bucket}: 2 object(s), {out_bytes} B outside the listed prefixes" in left[0], left
+    assert "'robots.txt'" in left[0] and "'legacy.txt'" in left[0]
+    assert plan["left_out"] == [{"bucket": bucket, "prefixes": ["uploads/", "legal/"], "count": 2, "bytes": out_bytes,
+                                 "examples": ["legacy.txt", "robots.txt"]}]
+    text = cli("plan", "-f", str(cfg))
+    assert "outside the listed prefixes" in text.stdout and "NOT moved" in text.stdout
+    run = cli("move", "-f", str(cfg), "--yes")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    # strip_prefix: legal/terms.pdf -> data/legal/terms.pdf; the default keeps the key whole
+    assert _tree(root / "data" / "legal").keys() == {"terms.pdf", "2021/privacy.pdf"}
+    assert (root / "data" / "legal" / "terms.pdf").read_bytes() == objects["legal/terms.pdf"]
+    assert _tree(root / "data" / "uploads").keys() == {"uploads/a.jpg", "uploads/b/c.jpg"}
+    run = cli("verify", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert [(o["bucket"], o["count"], o["bytes"]) for o in run.json()["left_out"]] == [(bucket, 2, out_bytes)]
+    run = cli("verify", "-f", str(cfg))
+    assert run.exit_code == 0 and f"not moved: s3://{bucket}: 2 object(s)" in run.stdout, run.stdout
+
+    # --- the starter's way: the bucket whole, and legal/ again with its own priority and `to:`
+    root2 = sshd.root / f"t-{secrets.token_hex(4)}"
+    cfg2 = make_config(tmp_path / "nested.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root2),
+                       buckets=[{"bucket": bucket, "to": "data/all", "priority": "bulk"},
+                                {"bucket": bucket, "prefix": "legal/", "to": "data/legal", "priority": "critical"}])
+    run = cli("plan", "-f", str(cfg2), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    steps = {s["id"]: s for s in run.json()["steps"]}
+    assert steps[f"s3:{bucket}/"]["count"] == 4 and steps[f"s3:{bucket}/legal/"]["count"] == 2
+    assert steps[f"s3:{bucket}/legal/"]["priority"] == "critical"
+    assert run.json()["left_out"] == [] and not [w for w in run.json()["warnings"] if w["code"] == "s3-left-out"]
+    run = cli("move", "-f", str(cfg2), "--yes", "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.json()["result"]["objects_sent"] == len(objects)  # each key once
+    assert _tree(root2 / "data" / "all").keys() == {"robots.txt", "legacy.txt", "uploads/a.jpg", "uploads/b/c.jpg"}
+    assert _tree(root2 / "data" / "legal").keys() == {"legal/terms.pdf", "legal/2021/privacy.pdf"}
+    run = cli("move", "-f", str(cfg2), "--yes")
+    assert run.exit_code == 0 and f"nothing to do: {len(objects)} objects already on the target" in run.stdout, run.stdout

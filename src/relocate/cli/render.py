@@ -11,7 +11,7 @@ from rich.table import Table
 
 from relocate.execute.move import MoveReport
 from relocate.execute.verify import VerifyReport
-from relocate.plan.build import human_bytes
+from relocate.plan.build import human_bytes, left_out_message
 from relocate.plan.model import Plan
 
 
@@ -107,6 +107,8 @@ def verify(console: Console, r: VerifyReport) -> None:
         console.print(f"  env file {path}: {status}", markup=False)
     for c in r.checks:
         console.print(f"  {'ok ' if c.ok else 'BAD'} {c.label}" + (f": {c.detail}" if c.detail else ""), markup=False)
+    for out in r.left_out:
+        console.print(f"  not moved: {left_out_message(out)}", markup=False)
     console.print("[green]OK: the target matches the snapshot.[/green]" if r.ok else "[red]Differences found.[/red]")
 
 

@@ -160,7 +160,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                                    "(would not finish before the deadline; run again to resume)")
                 todo = []
             report.objects_skipped += len(done)
-            paths = map_keys([o.key for o in listing.objects])
+            paths = map_keys([o.key for o in listing.objects], listing.spec.strip)
             on_event = opts.on_event or (lambda e: None)
             fresh = landed.setdefault(listing.spec.to, set())
 
@@ -214,6 +214,8 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": tid, "root": root,
             "fingerprint": plan.fingerprint, "buckets": manifest_buckets, "env_files": env_manifest,
             "components": component_manifest,
+            # what the listed prefixes leave out at the source: `verify` reports it again
+            "left_out": [o.to_dict() for o in gathered.inventory.left_out],
         })
         report.snapshot = str(final.path)
         if ctx is not None:

@@ -27,6 +27,9 @@ class VerifyReport:
     differing: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared
     checks: list[Check] = field(default_factory=list)  # from components (databases, dns, ...)
+    # objects at the source that no source.s3 prefix covered when the snapshot was taken:
+    # not a difference (relocate.yaml chose them out), but never to go unsaid
+    left_out: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -36,7 +39,8 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "matched": self.matched, "checked_on_arrival": self.checked_on_arrival, "missing": len(self.missing), "differing": len(self.differing),
                 "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env,
-                "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+                "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks],
+                "left_out": self.left_out}
 
 
 def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport,
@@ -106,7 +110,7 @@ def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity, *,
                     components: Sequence[Component] = (), ctx: Context | None = None,
                     landed: dict[str, set[str]] | None = None) -> VerifyReport:
     manifest = snap.manifest()
-    report = VerifyReport()
+    report = VerifyReport(left_out=list(manifest.get("left_out") or []))
     forget_bad(snap, manifest, verify_objects(conn, root, manifest, report, landed))
     verify_env(conn, root, snap, manifest, identity, report)
     if ctx is not None:

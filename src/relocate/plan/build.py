@@ -95,6 +95,8 @@ def build_plan(
     for b in inventory.buckets:
         if not b.objects:
             warnings.append(Finding("empty-source", f"s3://{b.spec.bucket}/{b.spec.prefix} holds no objects"))
+    for out in inventory.left_out:
+        warnings.append(Finding("s3-left-out", left_out_message(out.to_dict())))
     for part in parts:
         blockers.extend(part.blockers)
         warnings.extend(part.warnings)
@@ -131,7 +133,18 @@ def build_plan(
         verdict=verdict,
         accepted_risks=list(accepted_risks),
         estimate_basis=rates.basis,
+        left_out=[out.to_dict() for out in inventory.left_out],
     )
+
+
+def left_out_message(out: dict[str, Any]) -> str:
+    """One line for objects no `source.s3` prefix covers (plan warning, verify note)."""
+    listed = ", ".join(repr(p) for p in out["prefixes"])
+    examples = ", ".join(repr(k) for k in out["examples"])
+    more = ", ..." if out["count"] > len(out["examples"]) else ""
+    return (f"s3://{out['bucket']}: {out['count']} object(s), {_h(out['bytes'])} outside the listed prefixes ({listed}) "
+            f"are NOT moved: {examples}{more}; add an entry for them (e.g. the bucket with prefix \"\" and its own `to:`; "
+            "the longest matching prefix wins)")
 
 
 def _h(n: float) -> str:

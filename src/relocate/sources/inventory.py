@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec
+from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec, owner_of
 from relocate.secret import Secret
 from relocate.sources.aws import Aws, translate
 
@@ -43,6 +43,21 @@ class BucketListing:
         return h.hexdigest()
 
 
+@dataclass
+class LeftOut:
+    """Objects of a bucket that no `source.s3` entry's prefix covers: never moved, always said."""
+
+    bucket: str
+    prefixes: list[str]  # the prefixes relocate.yaml lists for this bucket
+    count: int = 0
+    bytes: int = 0
+    examples: list[str] = field(default_factory=list)  # the first few keys, for the message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "prefixes": self.prefixes, "count": self.count, "bytes": self.bytes,
+                "examples": self.examples}
+
+
 @dataclass(frozen=True)
 class NamedVersion:
     name: str
@@ -66,6 +81,7 @@ class Inventory:
     buckets: list[BucketListing] = field(default_factory=list)
     parameters: list[ParamListing] = field(default_factory=list)
     secrets: list[SecretListing] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)  # per bucket, only where something is
 
     def fingerprint(self) -> dict[str, Any]:
         """What `move plan.json` compares to detect that the source changed since."""
@@ -103,7 +119,45 @@ LIST_MAX_SPLIT = 256  # more prefixes than this at one level: list their parents
 
 
 def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
-    """Every object under the prefix, with no per-object calls.
+    """Every object under the entry's prefix (see list_prefix)."""
+    return BucketListing(spec, list_prefix(aws, spec.bucket, spec.prefix))
+
+
+LEFT_OUT_EXAMPLES = 5
+
+
+def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[LeftOut]]:
+    """One listing per bucket, however many entries name it, split between the entries
+    by their prefixes: a key belongs to the entry with the longest prefix it starts
+    with (config.owner_of), so nested entries never move a key twice. What no prefix
+    covers is counted as left out. A bucket listed only bucket-wide leaves nothing out."""
+    groups: dict[str, list[BucketSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.bucket, []).append(spec)
+    found: dict[BucketSpec, list[ObjectInfo]] = {}
+    left: list[LeftOut] = []
+    for bucket, group in groups.items():
+        parts: dict[BucketSpec, list[ObjectInfo]] = {spec: [] for spec in group}
+        out = LeftOut(bucket, [spec.prefix for spec in group])
+        # The whole bucket, even when every entry names a prefix: what lies outside them
+        # must be counted to be reported (issue 15: robots.txt left behind silently).
+        for o in list_prefix(aws, bucket, ""):
+            owner = owner_of(o.key, group)
+            if owner is not None:
+                parts[owner].append(o)
+            else:
+                out.count += 1
+                out.bytes += o.size
+                if len(out.examples) < LEFT_OUT_EXAMPLES:
+                    out.examples.append(o.key)
+        found.update(parts)
+        if out.count:
+            left.append(out)
+    return [BucketListing(spec, found[spec]) for spec in specs], left
+
+
+def list_prefix(aws: Aws, bucket: str, prefix: str) -> list[ObjectInfo]:
+    """Every object under the prefix, sorted by key, with no per-object calls.
 
     A listing is 1,000 keys a request, one request after the other: a million keys is a
     thousand round trips. When the keys look like a tree, relocate lists it the way rclone
@@ -112,10 +166,10 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
     did; a level of very many small "directories" (one per user, say) is listed whole
     rather than one request per directory."""
     s3 = aws.client("s3")
-    what = f"s3://{spec.bucket}/{spec.prefix}"
+    what = f"s3://{bucket}/{prefix}"
 
     def page_entries(prefix: str, **kw: Any) -> Iterator[dict[str, Any]]:
-        return _pages(s3, "list_objects_v2", what, Bucket=spec.bucket, Prefix=prefix, **kw)
+        return _pages(s3, "list_objects_v2", what, Bucket=bucket, Prefix=prefix, **kw)
 
     def whole(prefix: str) -> list[ObjectInfo]:
         return [_object(o) for page in page_entries(prefix) for o in page.get("Contents", ())]
@@ -129,7 +183,7 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
         return objs, subs
 
     objects: list[ObjectInfo] = []
-    level = [spec.prefix]
+    level = [prefix]
     with ThreadPoolExecutor(LIST_FANOUT, thread_name_prefix="s3-list") as pool:
         for _ in range(LIST_DEPTH):
             if len(level) >= LIST_FANOUT:
@@ -143,7 +197,7 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
         for objs in pool.map(whole, level):
             objects.extend(objs)
     objects.sort(key=lambda o: o.key)
-    return BucketListing(spec, objects)
+    return objects
 
 
 def _object(o: dict[str, Any]) -> ObjectInfo:
@@ -172,8 +226,10 @@ def describe_secret(aws: Aws, spec: SecretSpec) -> SecretListing:
 
 
 def take_inventory(config: Config, aws: Aws) -> Inventory:
+    buckets, left_out = list_buckets(aws, config.s3)
     return Inventory(
-        buckets=[list_bucket(aws, b) for b in config.s3],
+        buckets=buckets,
+        left_out=left_out,
         parameters=[list_parameters(aws, p) for p in config.parameters],
         secrets=[describe_secret(aws, s) for s in config.secrets],
     )
