@@ -58,6 +58,7 @@ def plan(console: Console, p: Plan) -> None:
         table.add_column(col, overflow="fold")
     for s in p.steps:
         copy = (f"{s.todo_count} ({human_bytes(s.todo_bytes)})" if s.kind == "s3" else "check" if s.kind == "verify"
+                else "nothing to do" if not s.todo_count
                 else f"{s.todo_count} vars" if s.kind == "env"
                 else (f"{s.todo_count} tables" if s.todo_count else s.detail) if s.kind == "databases" else str(s.todo_count))
         size = human_bytes(s.bytes) if s.kind in ("s3", "databases") else "-"
@@ -115,7 +116,9 @@ def verify(console: Console, r: VerifyReport) -> None:
 def move(console: Console, r: MoveReport) -> None:
     if r.nothing_done:
         console.print(f"nothing to do: {r.objects_skipped} objects already on the target and verified"
-                      + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else ""))
+                      + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else "")
+                      + (f"; unchanged: {', '.join(r.unchanged)}" if r.unchanged else "")
+                      + "; no new snapshot", markup=False)
         return
     console.print(f"moved {r.objects_sent} objects ({human_bytes(r.bytes_sent)}), {r.objects_skipped} already there")
     for path in r.env_written:

@@ -15,7 +15,8 @@ from relocate.components import Check, Component, Context
 from relocate.snapshot import crypto
 from relocate.snapshot.journal import Journal
 from relocate.snapshot.store import Snapshot
-from relocate.targets import files
+from relocate.sources.inventory import version_key
+from relocate.targets import files, layout
 from relocate.targets.ssh import Connection
 
 
@@ -57,7 +58,7 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
     for bucket in manifest.get("buckets", []):
         dest = bucket["to"]
         fresh = (landed or {}).get(dest, set())
-        by_size = bool(bucket["objects"]) and all(obj["key"] in fresh for obj in bucket["objects"])
+        by_size = bool(bucket["objects"]) and all(_key(obj) in fresh for obj in bucket["objects"])
         on_target = files.tree_facts(conn, posixpath.join(root, dest), hashes=not by_size)
         for obj in bucket["objects"]:
             rel = posixpath.relpath(obj["path"], dest)
@@ -70,8 +71,30 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
                 report.matched += 1
                 report.checked_on_arrival += by_size
                 continue
-            bad.setdefault(bucket["bucket"], []).append(obj["key"])
+            bad.setdefault(bucket.get("journal_bucket") or bucket["bucket"], []).append(_key(obj))
+        if "delete_markers" in bucket:
+            report.checks.append(_markers_check(conn, root, bucket))
     return bad
+
+
+def _key(obj: dict[str, Any]) -> str:
+    """The journal's key for a manifest entry (older versions: version_key)."""
+    return version_key(obj["key"], obj["version_id"]) if "version_id" in obj else obj["key"]
+
+
+def _markers_check(conn: Connection, root: str, bucket: dict[str, Any]) -> Check:
+    """Older versions: the delete markers the snapshot recorded are in the target's sidecar."""
+    label = f"delete markers of s3://{bucket['bucket']}/{bucket['prefix']} in {bucket['to']}"
+    found = files.read_file(conn, layout.sidecar_path(root, bucket["to"]))
+    try:
+        held = json.loads(found[0]).get("delete_markers") if found else None
+    except ValueError:
+        held = None
+    want = bucket["delete_markers"]
+    if held is None and not want:
+        return Check(label, True, "none")
+    return Check(label, held == want, f"{len(want)} recorded" if held == want else
+                 f"the target's sidecar holds {len(held) if held is not None else 'none'}, the snapshot {len(want)}")
 
 
 def forget_bad(snap: Snapshot, manifest: dict[str, Any], bad: dict[str, list[str]]) -> None:

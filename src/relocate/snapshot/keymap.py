@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 MAX_SEGMENT = 200
 _UNSAFE = re.compile(r"[%\\\x00-\x1f\x7f]")
@@ -66,6 +66,15 @@ def encode_key(key: str, strip: str = "") -> str:
             seg = seg.encode("utf-8", "surrogatepass")[:MAX_SEGMENT].decode("utf-8", "ignore") + _tag(key)
         segments.append(seg)
     return "/".join(segments)
+
+
+def version_path(key: str, version_id: str, strip: str = "") -> str:
+    """Where an older version lands, relative to `<to>/%%versions/`: the key's own path
+    (steps 1-4), as a directory holding one `%%v=<version id>` file per version. No
+    current key can map to `%%versions` (step 1 escapes every `%` of a key; a `%%` marker
+    is followed by hex), and no segment of a key's path starts with `%%v=`, so a version
+    file never meets a key's directory. The version id is percent-encoded whole."""
+    return f"{encode_key(key, strip)}/%%v={quote(version_id, safe='')}"
 
 
 def decode_path(path: str) -> str | None:

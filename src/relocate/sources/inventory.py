@@ -23,10 +23,42 @@ class ObjectInfo:
     last_modified: float  # epoch seconds; becomes the file's mtime on the target
 
 
+VERSIONS_DIR = "%%versions"  # under <to>: older versions (README, "Versioned buckets")
+
+
+def version_key(key: str, version_id: str) -> str:
+    """How one older version is named in the journal and the pusher: unambiguous for any key."""
+    return json.dumps([key, version_id], ensure_ascii=False)
+
+
+def split_version_key(vkey: str) -> tuple[str, str]:
+    key, version_id = json.loads(vkey)
+    return key, version_id
+
+
 @dataclass
 class BucketListing:
     spec: BucketSpec
     objects: list[ObjectInfo]
+    # "current": the latest version of each key. "versions": the older versions of a
+    # bucket listed with `versions: all`, each ObjectInfo.key a version_key().
+    kind: str = "current"
+    delete_markers: list[dict[str, Any]] = field(default_factory=list)  # kind "versions": key, version_id, last_modified, latest
+
+    @property
+    def step_id(self) -> str:
+        base = f"s3:{self.spec.bucket}/{self.spec.prefix}"
+        return base + "#versions" if self.kind == "versions" else base
+
+    @property
+    def journal_bucket(self) -> str:
+        """The journal's bucket column: a bucket name cannot hold '#', so versions never mix with keys."""
+        return self.spec.bucket + "#versions" if self.kind == "versions" else self.spec.bucket
+
+    @property
+    def dest(self) -> str:
+        """The directory, under target.root, this listing's files land in."""
+        return f"{self.spec.to}/{VERSIONS_DIR}" if self.kind == "versions" else self.spec.to
 
     @property
     def count(self) -> int:
@@ -82,11 +114,13 @@ class Inventory:
     parameters: list[ParamListing] = field(default_factory=list)
     secrets: list[SecretListing] = field(default_factory=list)
     left_out: list[LeftOut] = field(default_factory=list)  # per bucket, only where something is
+    # entries of versioned buckets whose older versions stay behind (`versions: current`)
+    versions_left: list[dict[str, Any]] = field(default_factory=list)
 
     def fingerprint(self) -> dict[str, Any]:
         """What `move plan.json` compares to detect that the source changed since."""
         return {
-            "buckets": {f"{b.spec.bucket}/{b.spec.prefix}": b.digest() for b in self.buckets},
+            "buckets": {b.step_id.removeprefix("s3:"): b.digest() for b in self.buckets},
             "parameters": {p.spec.path: sorted([i.name, i.version] for i in p.items) for p in self.parameters},
             "secrets": {s.spec.name: s.item.version for s in self.secrets},
         }
@@ -126,6 +160,36 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
 LEFT_OUT_EXAMPLES = 5
 
 
+def versioning(aws: Aws, bucket: str) -> str:
+    """"Enabled", "Suspended" (older versions may exist) or "" (never versioned)."""
+    try:
+        return str(aws.client("s3").get_bucket_versioning(Bucket=bucket).get("Status") or "")
+    except Exception as exc:
+        raise translate(exc, f"s3://{bucket} versioning") from exc
+
+
+def list_versions(aws: Aws, bucket: str, group: list[BucketSpec]) -> dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]]:
+    """The older (noncurrent) versions and the delete markers of a bucket, one
+    ListObjectVersions pass, split between the entries like the current objects."""
+    out: dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]] = {spec: ([], []) for spec in group}
+    for page in _pages(aws.client("s3"), "list_object_versions", f"s3://{bucket} versions", Bucket=bucket):
+        for v in page.get("Versions", ()):
+            owner = owner_of(v["Key"], group)
+            if owner is not None and not v.get("IsLatest"):
+                vid = str(v.get("VersionId") or "null")
+                out[owner][0].append(ObjectInfo(version_key(v["Key"], vid), int(v["Size"]), str(v.get("ETag", "")).strip('"'),
+                                                _epoch(v.get("LastModified"))))
+        for m in page.get("DeleteMarkers", ()):
+            owner = owner_of(m["Key"], group)
+            if owner is not None:
+                out[owner][1].append({"key": m["Key"], "version_id": str(m.get("VersionId") or "null"),
+                                      "last_modified": _epoch(m.get("LastModified")), "latest": bool(m.get("IsLatest"))})
+    for objs, markers in out.values():
+        objs.sort(key=lambda o: o.key)
+        markers.sort(key=lambda m: (m["key"], m["version_id"]))
+    return out
+
+
 def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[LeftOut]]:
     """One listing per bucket, however many entries name it, split between the entries
     by their prefixes: a key belongs to the entry with the longest prefix it starts
@@ -154,6 +218,27 @@ def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketLi
         if out.count:
             left.append(out)
     return [BucketListing(spec, found[spec]) for spec in specs], left
+
+
+def take_versions(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[dict[str, Any]]]:
+    """Per versioned bucket: a "versions" listing for each `versions: all` entry, and what
+    the `versions: current` entries leave behind (count and bytes, for the plan)."""
+    groups: dict[str, list[BucketSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.bucket, []).append(spec)
+    listings: list[BucketListing] = []
+    left: list[dict[str, Any]] = []
+    for bucket, group in groups.items():
+        status = versioning(aws, bucket)
+        if not status:
+            continue
+        for spec, (objs, markers) in list_versions(aws, bucket, group).items():
+            if spec.versions == "all":
+                listings.append(BucketListing(spec, objs, kind="versions", delete_markers=markers))
+            elif objs or markers:
+                left.append({"bucket": bucket, "prefix": spec.prefix, "status": status, "versions": len(objs),
+                             "bytes": sum(o.size for o in objs), "delete_markers": len(markers)})
+    return listings, left
 
 
 def list_prefix(aws: Aws, bucket: str, prefix: str) -> list[ObjectInfo]:
@@ -227,9 +312,11 @@ def describe_secret(aws: Aws, spec: SecretSpec) -> SecretListing:
 
 def take_inventory(config: Config, aws: Aws) -> Inventory:
     buckets, left_out = list_buckets(aws, config.s3)
+    versions, versions_left = take_versions(aws, config.s3)
     return Inventory(
-        buckets=buckets,
+        buckets=buckets + versions,
         left_out=left_out,
+        versions_left=versions_left,
         parameters=[list_parameters(aws, p) for p in config.parameters],
         secrets=[describe_secret(aws, s) for s in config.secrets],
     )
