@@ -396,23 +396,23 @@ def test_prefixes_left_out_nested_entries_and_strip_prefix(tmp_path: Path, sshd,
     assert run.exit_code == 0 and f"nothing to do: {len(objects)} objects already on the target" in run.stdout, run.stdout
 
 
-def test_versioned_bucket_older_versions_and_delete_markers(tmp_path: Path, sshd, moto: str) -> None:
+def test_versioned_bucket_older_versions_and_delete_markers(tmp_path: Path, sshd, s3_server, source: Source) -> None:
     """Issue 15 item 9: the plan shows older versions and delete markers; `versions: all`
     moves them to <to>/%%versions/<key path>/%%v=<version id>, records the delete markers
     in the sidecar, and verify checks both."""
     from relocate.sources.aws import is_read_operation
 
     assert is_read_operation("ListObjectVersions") and is_read_operation("GetBucketVersioning")
-    s3 = aws_client("s3", moto)
-    s3.create_bucket(Bucket="ver")
-    s3.put_bucket_versioning(Bucket="ver", VersioningConfiguration={"Status": "Enabled"})
-    vids = [s3.put_object(Bucket="ver", Key="doc.txt", Body=f"draft {i}".encode())["VersionId"] for i in range(3)]
-    gone = s3.put_object(Bucket="ver", Key="gone.txt", Body=b"deleted later")["VersionId"]
-    marker = s3.delete_object(Bucket="ver", Key="gone.txt")["VersionId"]
-    s3.put_object(Bucket="ver", Key="%%versions/doc.txt/%%v=" + vids[0], Body=b"a key that looks like the layout")
+    s3 = source.s3
+    ver = source.bucket(s3_server, "ver")
+    s3.put_bucket_versioning(Bucket=ver, VersioningConfiguration={"Status": "Enabled"})
+    vids = [s3.put_object(Bucket=ver, Key="doc.txt", Body=f"draft {i}".encode())["VersionId"] for i in range(3)]
+    gone = s3.put_object(Bucket=ver, Key="gone.txt", Body=b"deleted later")["VersionId"]
+    marker = s3.delete_object(Bucket=ver, Key="gone.txt")["VersionId"]
+    s3.put_object(Bucket=ver, Key="%%versions/doc.txt/%%v=" + vids[0], Body=b"a key that looks like the layout")
     root = sshd.root / f"t-{secrets.token_hex(4)}"
-    entry = {"bucket": "ver", "to": "data/ver"}
-    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root), buckets=[entry])
+    entry = {"bucket": ver, "to": "data/ver"}
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root), buckets=[entry])
     run = cli("plan", "-f", str(cfg), "--json")
     assert run.exit_code == 0, run.stdout + run.stderr
     older = len(b"draft 0") + len(b"draft 1") + len(b"deleted later")
@@ -420,10 +420,10 @@ def test_versioned_bucket_older_versions_and_delete_markers(tmp_path: Path, sshd
     assert len(warn) == 1 and f"versioning Enabled: 3 older version(s), {older} B, and 1 delete marker(s) are NOT moved" in warn[0], warn
     assert run.json()["versions_left"][0]["versions"] == 3
 
-    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root), buckets=[{**entry, "versions": "all"}])
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root), buckets=[{**entry, "versions": "all"}])
     run = cli("plan", "-f", str(cfg), "--json")
     assert run.exit_code == 0, run.stdout + run.stderr
-    step = {s["id"]: s for s in run.json()["steps"]}["s3:ver/#versions"]
+    step = {s["id"]: s for s in run.json()["steps"]}[f"s3:{ver}/#versions"]
     assert (step["count"], step["bytes"], step["dest"]) == (3, older, "data/ver/%%versions")
     assert not [w for w in run.json()["warnings"] if w["code"] == "s3-versions"]
     run = cli("move", "-f", str(cfg), "--yes")
@@ -444,7 +444,7 @@ def test_versioned_bucket_older_versions_and_delete_markers(tmp_path: Path, sshd
     run = cli("verify", "-f", str(cfg), "--json")
     assert run.exit_code == 0, run.stdout + run.stderr
     checks = {c["label"]: c for c in run.json()["checks"]}
-    assert checks["delete markers of s3://ver/ in data/ver/%%versions"]["ok"] is True
+    assert checks[f"delete markers of s3://{ver}/ in data/ver/%%versions"]["ok"] is True
     again = cli("move", "-f", str(cfg), "--yes")
     assert again.exit_code == 0 and "nothing to do: 5 objects already on the target" in again.stdout, again.stdout
     (base / "%%versions" / "doc.txt" / f"%%v={vids[0]}").write_bytes(b"draft X")
