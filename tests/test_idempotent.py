@@ -7,7 +7,6 @@ runs a bounded number of commands on the target."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import textwrap
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 
 import servers
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, stop_app
 from relocate.targets.ssh import Connection
 from test_databases import psql, reset_db
 from test_dns import _change
@@ -119,9 +118,4 @@ def test_every_kind_twice_second_run_does_nothing(tmp_path: Path, moto: str, ssh
         assert len(commands) <= 30, (len(commands), commands)
         assert not any("tar -x" in c or "tar -c -f" in c and "sha256sum" not in c for c in commands), commands
     finally:
-        pidfile = root / "shared" / "run" / "townsquare.pid"
-        if pidfile.exists():
-            try:
-                os.killpg(int(pidfile.read_text()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
+        stop_app(root)
