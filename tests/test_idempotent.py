@@ -117,5 +117,19 @@ def test_every_kind_twice_second_run_does_nothing(tmp_path: Path, moto: str, ssh
         print("remote commands in the second run:", len(commands))
         assert len(commands) <= 30, (len(commands), commands)
         assert not any("tar -x" in c or "tar -c -f" in c and "sha256sum" not in c for c in commands), commands
+
+        # "nothing to do" is not blind: a host file and a parameter changed at the source are to do again
+        (src / "app.conf").write_text("listen 9090\n")
+        aws_client("ssm", moto).put_parameter(Name=f"/{tag}/prod/mode", Value="maintenance", Type="String", Overwrite=True)
+        plan = cli("plan", "-f", str(cfg), "--json", env=env)
+        assert plan.exit_code == 0, plan.stdout + plan.stderr
+        busy = {s["kind"] for s in plan.json()["steps"] if s["kind"] != "verify" and s["todo_count"]}
+        assert busy == {"hostfiles", "env"}, busy
+        third = cli("move", "-f", str(cfg), "--yes", env=env)
+        assert third.exit_code == 0, third.stdout + third.stderr
+        assert "wrote env file shared/app.env" in third.stdout
+        assert (root / "data" / "host" / str(src).lstrip("/") / "app.conf").read_text() == "listen 9090\n"
+        assert "MODE='maintenance'" in (root / "shared" / "app.env").read_text()
+        assert len([p for p in snapshots.iterdir() if p.is_dir()]) == 2
     finally:
         stop_app(root)
