@@ -104,6 +104,11 @@ def build_plan(
     for out in inventory.left_out:
         warnings.append(Finding("s3-left-out", left_out_message(out.to_dict())))
     for v in inventory.versions_left:
+        if v["status"] == "unknown":
+            warnings.append(Finding("s3-versions", (
+                f"s3://{v['bucket']}: cannot tell whether it keeps older versions (GetBucketVersioning refused); "
+                "if it does, they are not moved: grant s3:GetBucketVersioning, or set `versions: all` to move them")))
+            continue
         warnings.append(Finding("s3-versions", (
             f"s3://{v['bucket']}/{v['prefix']}: versioning {v['status']}: {v['versions']} older version(s), {_h(v['bytes'])}, "
             f"and {v['delete_markers']} delete marker(s) are NOT moved (only the current objects are); "

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
+import botocore.exceptions
+
 from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec, owner_of
 from relocate.secret import Secret
 from relocate.sources.aws import Aws, translate
@@ -161,9 +163,16 @@ LEFT_OUT_EXAMPLES = 5
 
 
 def versioning(aws: Aws, bucket: str) -> str:
-    """"Enabled", "Suspended" (older versions may exist) or "" (never versioned)."""
+    """"Enabled", "Suspended" (older versions may exist), "" (never versioned), or
+    "unknown" when the credentials may list and read but not ask (s3:GetBucketVersioning
+    is a permission of its own): the plan says it cannot tell rather than failing."""
     try:
         return str(aws.client("s3").get_bucket_versioning(Bucket=bucket).get("Status") or "")
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("AccessDenied", "NotImplemented", "MethodNotAllowed", "403", "501"):
+            return "unknown"
+        raise translate(exc, f"s3://{bucket} versioning") from exc
     except Exception as exc:
         raise translate(exc, f"s3://{bucket} versioning") from exc
 
@@ -231,6 +240,9 @@ def take_versions(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketL
     for bucket, group in groups.items():
         status = versioning(aws, bucket)
         if not status:
+            continue
+        if status == "unknown" and not any(spec.versions == "all" for spec in group):
+            left.append({"bucket": bucket, "prefix": "", "status": status, "versions": 0, "bytes": 0, "delete_markers": 0})
             continue
         for spec, (objs, markers) in list_versions(aws, bucket, group).items():
             if spec.versions == "all":
