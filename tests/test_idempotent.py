@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import stat
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ def test_every_kind_twice_second_run_does_nothing(tmp_path: Path, moto: str, ssh
         assert psql(postgres_target, "SELECT count(*) FROM items;", tag) == "300"
         snaps = sorted(p.name for p in snapshots.iterdir() if p.is_dir())
         assert len(snaps) == 1
+        # the env record holds hashes of a secrets file: as private as the file itself
+        assert stat.S_IMODE((root / ".relocate" / "env.json").stat().st_mode) == 0o600
 
         plan = cli("plan", "-f", str(cfg), "--json", env=env)
         assert plan.exit_code == 0, plan.stdout + plan.stderr

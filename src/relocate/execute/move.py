@@ -321,5 +321,5 @@ def _move_env(plan: Plan, config: Config, aws: Aws, conn: Connection, report: Mo
         record[path] = {"sources": digests.get(path, ""), "sha256": hashlib.sha256(content).hexdigest()}
     if record != gathered.env_record:
         files.write_file_atomic(conn, posixpath.join(layout.state_dir(config.root), ENV_RECORD),
-                                json.dumps(record, indent=1).encode(), mode=0o644)
+                                json.dumps(record, indent=1).encode(), mode=0o600)  # hashes of secret files: 0600 like them
     return manifest, rendered
