@@ -101,3 +101,13 @@ def aws_client(service: str, endpoint: str, **kw: Any) -> Any:
 
 
 _ = app
+
+
+def stop_app(root: Path, service: str = "townsquare") -> None:
+    """Stop what the `command` runtime started under `root` (its process group), if anything."""
+    pidfile = root / "shared" / "run" / f"{service}.pid"
+    if pidfile.exists():
+        try:
+            os.killpg(int(pidfile.read_text()), 9)  # test clean-up: no app may outlive its test
+        except (ProcessLookupError, ValueError):
+            pass

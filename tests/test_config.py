@@ -238,3 +238,41 @@ def test_a_database_url_without_a_password_is_accepted(tmp_path: Path) -> None:
                                      "password_from: \"env:DB_PASSWORD\"}\ntarget:\n")
     config = parse_config(text, tmp_path / "relocate.yaml", env={})
     assert config is not None
+
+
+def test_nested_prefixes_strip_prefix_and_versions_are_validated(tmp_path: Path) -> None:
+    """Issue 15 items 8, 9, 13: the rule the starter's comment promises, and its limits."""
+    entries = ("    - {bucket: media, to: data/media, priority: bulk}\n"
+               "    - {bucket: media, prefix: legal/, to: data/legal, priority: critical, strip_prefix: true, versions: all}")
+    cfg = parse_config(GOOD.replace("    - {bucket: media, prefix: \"\", to: data/media}", entries), tmp_path / "relocate.yaml", env={})
+    wide, legal = cfg.s3
+    assert (wide.prefix, wide.strip_prefix, wide.versions, wide.strip) == ("", False, "current", "")
+    assert (legal.prefix, legal.strip_prefix, legal.versions, legal.strip) == ("legal/", True, "all", "legal/")
+    from relocate.config import owner_of
+    assert owner_of("legal/terms.pdf", list(cfg.s3)) is legal and owner_of("legalese.txt", list(cfg.s3)) is wide
+    for bad, needle in [
+        ("    - {bucket: media, to: a, strip_prefix: true}", "source.s3[0].strip_prefix: needs a `prefix:` to strip"),
+        ("    - {bucket: media, prefix: x/, to: a}\n    - {bucket: media, prefix: x/, to: b}",
+         "source.s3[1]: media is listed twice with the prefix 'x/'"),
+        ("    - {bucket: media, to: a, versions: some}", "source.s3[0].versions: must be one of"),
+        ("    - {bucket: media, to: a, strip_prefix: maybe}", "source.s3[0].strip_prefix: must be"),
+    ]:
+        p = _write(tmp_path, GOOD.replace("    - {bucket: media, prefix: \"\", to: data/media}", bad))
+        line = _one_line_error(cli("plan", "-f", str(p)))
+        assert needle in line, line
+
+
+def test_the_starter_comment_on_listing_a_bucket_again_validates(tmp_path: Path) -> None:
+    from relocate.sources.discover import Discovery
+    from relocate.starter import starter_yaml
+
+    d = Discovery(regions=["us-east-1"], resources={"s3": [
+        {"name": "media", "bytes": 10, "objects": 1, "size_from": "listing", "versioning": "Enabled",
+         "encryption": "AES256", "region": "us-east-1"}]})
+    text = starter_yaml(d)
+    assert "may be listed again with a `prefix:`" in text and "strip_prefix" in text
+    # do what the comment says: the same bucket again, with a prefix, its own priority and `to:`
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("- {bucket: \"media\""))
+    again = '    - {bucket: "media", prefix: "legal/", to: "data/legal", priority: critical}'
+    cfg = parse_config(text.replace(line, line + "\n" + again), tmp_path / "relocate.yaml", env={})
+    assert [(b.prefix, b.priority) for b in cfg.s3][-1] == ("legal/", "critical")

@@ -152,5 +152,8 @@ def test_one_bucket_per_prefix_with_its_own_priority(tmp_path: Path) -> None:
             "    - {bucket: media, prefix: originals/, to: data/originals, priority: critical}\n")
     config = parse_config(base + "    - {bucket: media, prefix: thumbs/, to: data/thumbs, priority: bulk}\n", tmp_path / "r.yaml")
     assert [(b.prefix, b.priority) for b in config.s3] == [("originals/", "critical"), ("thumbs/", "bulk")]
-    with pytest.raises(ConfigError, match="overlapping prefixes"):
-        parse_config(base + "    - {bucket: media, to: data/all, priority: bulk}\n", tmp_path / "r.yaml")
+    # a bucket-wide entry beside them is allowed (issue 15 item 8): the longest prefix owns a key
+    nested = parse_config(base + "    - {bucket: media, to: data/all, priority: bulk}\n", tmp_path / "r.yaml")
+    assert [(b.prefix, b.priority) for b in nested.s3] == [("originals/", "critical"), ("", "bulk")]
+    with pytest.raises(ConfigError, match=r"source.s3\[1\]: media is listed twice with the prefix 'originals/'"):
+        parse_config(base + "    - {bucket: media, prefix: originals/, to: data/o2}\n", tmp_path / "r.yaml")

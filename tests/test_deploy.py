@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 import servers
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, stop_app
 from relocate.config import load_config
 from relocate.targets import shell
 from relocate.targets.health import http_get
@@ -147,7 +147,7 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
         assert GREETING not in audit
         assert "shared/app.env" in audit
     finally:
-        _kill_app(root)
+        stop_app(root)
 
 
 def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:
@@ -207,15 +207,6 @@ def _slow_releases(tmp_path: Path, moto: str, sshd, name: str, *, run: str = "py
     return cfg, root, port
 
 
-def _kill_app(root: Path) -> None:
-    pidfile = root / "shared" / "run" / "townsquare.pid"
-    if pidfile.exists():
-        try:
-            os.killpg(int(pidfile.read_text()), 9)
-        except (ProcessLookupError, ValueError):
-            pass
-
-
 def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: str, sshd) -> None:
     """`command: python3 app.py` without exec: dash's `sh -c` keeps the app as its child,
     so only a stop by process group (as dash accepts it) stops the app. Before the fix
@@ -243,7 +234,7 @@ def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: s
         # issue 15.5: the health check's retries left no library log lines on the terminal
         assert "Secsh channel" not in stderr_of_first_move and "open FAILED" not in stderr_of_first_move, stderr_of_first_move
     finally:
-        _kill_app(root)
+        stop_app(root)
 
 
 def in_ci_debian() -> bool:
@@ -282,7 +273,7 @@ def test_health_check_must_reach_the_new_release_not_a_port_squatter(tmp_path: P
         assert _processes_in(root / "releases") == 0
     finally:
         squatter.kill()
-        _kill_app(root)
+        stop_app(root)
 
 
 # --- issue 15.2: systemd without root or sudo; a failing deploy step rolls back
@@ -309,7 +300,7 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
         r = cli("move", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         first = r.json()["result"]["release"]
-        _kill_app(root)
+        stop_app(root)
         doc = yaml.safe_load(cfg.read_text())
         doc["deploy"] = {"runtime": "systemd", "release": str(tmp_path / "v2"), "command": f"python3 app.py {port}"}
         cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -324,7 +315,7 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
             assert out.failed and "failed at step" in out.failed[0], out.failed
             assert out.manifest["active"] == first and out.manifest["tried"] != first
     finally:
-        _kill_app(root)
+        stop_app(root)
 
 
 def test_an_answer_from_outside_the_release_process_group_fails_the_release(tmp_path: Path, moto: str, sshd) -> None:
@@ -336,7 +327,7 @@ def test_an_answer_from_outside_the_release_process_group_fails_the_release(tmp_
         assert r.exit_code == 4, r.stdout + r.stderr
         assert "not by this release's process group" in " ".join(r.stdout.split()), r.stdout  # rich folds lines
     finally:
-        _kill_app(root)
+        stop_app(root)
         for d in Path("/proc").iterdir():  # the escaped app is in a group of its own
             try:
                 if d.name.isdigit() and os.path.realpath(d / "cwd").startswith(str(root.resolve())):

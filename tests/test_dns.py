@@ -140,3 +140,54 @@ def test_unknown_zone_is_one_line_exit_2(tmp_path: Path, moto: str, sshd) -> Non
     assert r.exit_code == 2
     assert "route53 zone townsquare.example: not found" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cutover_list_compares_names_not_substrings(tmp_path: Path, moto: str, sshd) -> None:
+    """Issue 15 item 11: `www` was dropped because `new-www` was listed, `shop` because `eshop` was."""
+    r53 = aws_client("route53", moto)
+    zone = "contain.example"
+    z = zone + "."
+    zid = r53.create_hosted_zone(Name=zone, CallerReference="t-contain")["HostedZone"]["Id"]
+    soa = {"Action": "UPSERT", "ResourceRecordSet": {"Name": z, "Type": "SOA", "TTL": 900, "ResourceRecords": [
+        {"Value": "ns-1.awsdns-1.com. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"}]}}
+    changes = [
+        _change(f"new-www.{z}", "CNAME", ["d2222.cloudfront.net."], ttl=300),  # listed: points at CloudFront
+        _change(f"www.{z}", "A", ["198.51.100.20"], ttl=300),
+        _change(f"eshop.{z}", "A", [], AliasTarget={"HostedZoneId": "Z35SXDOTRQ7X7K", "EvaluateTargetHealth": False,
+                                                    "DNSName": "shop-lb-1.us-east-1.elb.amazonaws.com."}),
+        _change(f"shop.{z}", "A", ["198.51.100.21"], ttl=300),
+        _change(f"op.{z}", "AAAA", ["2001:db8::21"], ttl=300),
+    ]
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [*changes, soa]})
+    path = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / "dns-contain"))
+    doc = yaml.safe_load(path.read_text())
+    doc["source"]["dns"] = [{"zone": zone}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    plan = cli("plan", "-f", str(path), "--json")
+    assert plan.exit_code == 0, plan.stderr
+    cutover = [w["message"] for w in plan.json()["warnings"] if w["code"] == "cutover"]
+    changes_listed = [c for c in cutover if c.startswith(f"{zone}: change ")]
+    for name, rtype, value in ((f"www.{z}", "A", "198.51.100.20"), (f"shop.{z}", "A", "198.51.100.21"),
+                               (f"op.{z}", "AAAA", "2001:db8::21")):
+        assert any(c.startswith(f"{zone}: change {name} {rtype} {value} -> the new host") for c in changes_listed), (name, changes_listed)
+    assert any(f"new-www.{z} CNAME -> d2222.cloudfront.net." in c for c in changes_listed), changes_listed
+    assert any(f"eshop.{z} A (ALIAS to Elastic Load Balancer" in c for c in changes_listed), changes_listed
+
+
+def test_cutover_names_compare_case_insensitive_and_absolute() -> None:
+    from relocate.components.dns import export_zone, name_key
+    from relocate.sources.route53 import HostedZone, RecordSet
+
+    assert name_key("WWW.Example") == name_key("www.example.") == "www.example."
+    assert name_key("www.example.") != name_key("new-www.example.")
+    hz = HostedZone("example.", "Z1", False, [
+        RecordSet("example.", "SOA", 900, ("ns.example. host.example. 1 7200 900 1209600 86400",)),
+        RecordSet("WWW.example.", "MX", 300, ("10 inbound-smtp.us-east-1.amazonaws.com.",)),
+        RecordSet("www.example.", "AAAA", 300, ("2001:db8::1",)),
+        RecordSet("ww.example.", "A", 300, ("192.0.2.1",)),
+    ])
+    repoint = export_zone(hz).repoint
+    # the same name in another case is one name: its AAAA is not listed twice
+    assert [r for r in repoint if r.lower().startswith("www.example.")] == ["WWW.example. MX -> inbound-smtp.us-east-1.amazonaws.com. (AWS endpoint)"]
+    assert "ww.example. A 192.0.2.1 -> the new host" in repoint

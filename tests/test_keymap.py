@@ -119,3 +119,29 @@ def test_property_reversible_unless_tagged(key: str) -> None:
         assert decoded is None
     else:
         assert decoded == key
+
+
+def test_strip_prefix_maps_the_rest_of_the_key_and_stays_injective() -> None:
+    keys = ["legal/terms.pdf", "legal/2021/privacy.pdf", "legal/", "legal//x", "legal/legal/", "legal/a", "legal/a/b",
+            "legal/" + "z" * 300, "legal/../up"]
+    mapped = map_keys(keys, "legal/")
+    assert mapped["legal/terms.pdf"] == "terms.pdf" and mapped["legal/2021/privacy.pdf"] == "2021/privacy.pdf"
+    # the prefix itself (a "folder" object) has nothing left: a tagged name no other key can take
+    assert mapped["legal/"].startswith("%%") and len(mapped["legal/"]) == 18
+    assert len(set(mapped.values())) == len(keys)
+    for path in mapped.values():
+        _safe(path)
+    _no_file_dir_clash(list(mapped.values()))
+    # hashes are of the whole key: the same rest under another prefix is another tag
+    assert map_keys(["other/"], "other/")["other/"] != mapped["legal/"]
+
+
+@given(st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=30, unique=True))
+@settings(max_examples=200, deadline=None)
+def test_strip_prefix_property(rests: list[str]) -> None:
+    keys = ["p/" + r for r in rests]
+    mapped = map_keys(keys, "p/")
+    assert len(set(mapped.values())) == len(keys)
+    for path in mapped.values():
+        _safe(path)
+    _no_file_dir_clash(list(mapped.values()))

@@ -337,3 +337,116 @@ def test_move_without_yes_and_without_a_terminal_refuses(tmp_path: Path, sshd, m
     assert run.exit_code == 0, run.stderr
     assert json.loads(run.stdout)["result"]["objects_sent"] == 1
     assert (root / "data" / "k").read_bytes() == b"v"
+
+
+def test_prefixes_left_out_nested_entries_and_strip_prefix(tmp_path: Path, sshd, s3_server, source: Source) -> None:
+    """Issue 15 items 7, 8, 13: what the listed prefixes leave out is said by plan and
+    verify; a bucket-wide entry plus a more specific prefix moves each key once (the
+    longest prefix wins); `strip_prefix: true` lands `legal/x` at `<to>/x`."""
+    bucket = source.bucket(s3_server, "split")
+    objects = {"robots.txt": b"User-agent: *\n", "legacy.txt": b"not under legal/", "uploads/a.jpg": b"a" * 300,
+               "uploads/b/c.jpg": b"c" * 70, "legal/terms.pdf": b"%PDF terms", "legal/2021/privacy.pdf": b"%PDF privacy"}
+    for key, body in objects.items():
+        source.s3.put_object(Bucket=bucket, Key=key, Body=body)
+    root = sshd.root / f"t-{secrets.token_hex(4)}"
+    # --- split into uploads/ and legal/ only: robots.txt and legacy.txt are left out, and said so
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "prefix": "uploads/", "to": "data/uploads"},
+                               {"bucket": bucket, "prefix": "legal/", "to": "data/legal", "strip_prefix": True}])
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    plan = run.json()
+    left = [w["message"] for w in plan["warnings"] if w["code"] == "s3-left-out"]
+    out_bytes = len(objects["robots.txt"]) + len(objects["legacy.txt"])
+    assert len(left) == 1 and f"s3://{bucket}: 2 object(s), {out_bytes} B outside the listed prefixes" in left[0], left
+    assert "'robots.txt'" in left[0] and "'legacy.txt'" in left[0]
+    assert plan["left_out"] == [{"bucket": bucket, "prefixes": ["uploads/", "legal/"], "count": 2, "bytes": out_bytes,
+                                 "examples": ["legacy.txt", "robots.txt"]}]
+    text = cli("plan", "-f", str(cfg))
+    assert "outside the listed prefixes" in text.stdout and "NOT moved" in text.stdout
+    run = cli("move", "-f", str(cfg), "--yes")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    # strip_prefix: legal/terms.pdf -> data/legal/terms.pdf; the default keeps the key whole
+    assert _tree(root / "data" / "legal").keys() == {"terms.pdf", "2021/privacy.pdf"}
+    assert (root / "data" / "legal" / "terms.pdf").read_bytes() == objects["legal/terms.pdf"]
+    assert _tree(root / "data" / "uploads").keys() == {"uploads/a.jpg", "uploads/b/c.jpg"}
+    run = cli("verify", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert [(o["bucket"], o["count"], o["bytes"]) for o in run.json()["left_out"]] == [(bucket, 2, out_bytes)]
+    run = cli("verify", "-f", str(cfg))
+    assert run.exit_code == 0 and f"not moved: s3://{bucket}: 2 object(s)" in run.stdout, run.stdout
+
+    # --- the starter's way: the bucket whole, and legal/ again with its own priority and `to:`
+    root2 = sshd.root / f"t-{secrets.token_hex(4)}"
+    cfg2 = make_config(tmp_path / "nested.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root2),
+                       buckets=[{"bucket": bucket, "to": "data/all", "priority": "bulk"},
+                                {"bucket": bucket, "prefix": "legal/", "to": "data/legal", "priority": "critical"}])
+    run = cli("plan", "-f", str(cfg2), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    steps = {s["id"]: s for s in run.json()["steps"]}
+    assert steps[f"s3:{bucket}/"]["count"] == 4 and steps[f"s3:{bucket}/legal/"]["count"] == 2
+    assert steps[f"s3:{bucket}/legal/"]["priority"] == "critical"
+    assert run.json()["left_out"] == [] and not [w for w in run.json()["warnings"] if w["code"] == "s3-left-out"]
+    run = cli("move", "-f", str(cfg2), "--yes", "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.json()["result"]["objects_sent"] == len(objects)  # each key once
+    assert _tree(root2 / "data" / "all").keys() == {"robots.txt", "legacy.txt", "uploads/a.jpg", "uploads/b/c.jpg"}
+    assert _tree(root2 / "data" / "legal").keys() == {"legal/terms.pdf", "legal/2021/privacy.pdf"}
+    run = cli("move", "-f", str(cfg2), "--yes")
+    assert run.exit_code == 0 and f"nothing to do: {len(objects)} objects already on the target" in run.stdout, run.stdout
+
+
+def test_versioned_bucket_older_versions_and_delete_markers(tmp_path: Path, sshd, s3_server, source: Source) -> None:
+    """Issue 15 item 9: the plan shows older versions and delete markers; `versions: all`
+    moves them to <to>/%%versions/<key path>/%%v=<version id>, records the delete markers
+    in the sidecar, and verify checks both."""
+    from relocate.sources.aws import is_read_operation
+
+    assert is_read_operation("ListObjectVersions") and is_read_operation("GetBucketVersioning")
+    s3 = source.s3
+    ver = source.bucket(s3_server, "ver")
+    s3.put_bucket_versioning(Bucket=ver, VersioningConfiguration={"Status": "Enabled"})
+    vids = [s3.put_object(Bucket=ver, Key="doc.txt", Body=f"draft {i}".encode())["VersionId"] for i in range(3)]
+    gone = s3.put_object(Bucket=ver, Key="gone.txt", Body=b"deleted later")["VersionId"]
+    marker = s3.delete_object(Bucket=ver, Key="gone.txt")["VersionId"]
+    s3.put_object(Bucket=ver, Key="%%versions/doc.txt/%%v=" + vids[0], Body=b"a key that looks like the layout")
+    root = sshd.root / f"t-{secrets.token_hex(4)}"
+    entry = {"bucket": ver, "to": "data/ver"}
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root), buckets=[entry])
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    older = len(b"draft 0") + len(b"draft 1") + len(b"deleted later")
+    warn = [w["message"] for w in run.json()["warnings"] if w["code"] == "s3-versions"]
+    assert len(warn) == 1 and f"versioning Enabled: 3 older version(s), {older} B, and 1 delete marker(s) are NOT moved" in warn[0], warn
+    assert run.json()["versions_left"][0]["versions"] == 3
+
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=source.endpoint, sshd=sshd, root=str(root), buckets=[{**entry, "versions": "all"}])
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    step = {s["id"]: s for s in run.json()["steps"]}[f"s3:{ver}/#versions"]
+    assert (step["count"], step["bytes"], step["dest"]) == (3, older, "data/ver/%%versions")
+    assert not [w for w in run.json()["warnings"] if w["code"] == "s3-versions"]
+    run = cli("move", "-f", str(cfg), "--yes")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    base = root / "data" / "ver"
+    assert (base / "doc.txt").read_bytes() == b"draft 2"  # the current object, where it always goes
+    assert not (base / "gone.txt").exists()  # deleted at the source: only its older version moves
+    for i, vid in enumerate(vids[:2]):
+        assert (base / "%%versions" / "doc.txt" / f"%%v={vid}").read_bytes() == f"draft {i}".encode()
+    assert (base / "%%versions" / "gone.txt" / f"%%v={gone}").read_bytes() == b"deleted later"
+    assert not (base / "%%versions" / "doc.txt" / f"%%v={vids[2]}").exists()  # the current version is not doubled
+    # the look-alike key is escaped like any key: it cannot land in the versions tree
+    assert (base / "%25%25versions" / "doc.txt" / f"%25%25v={vids[0]}").read_bytes() == b"a key that looks like the layout"
+    sidecar = json.loads((root / ".relocate" / "buckets" / "data__ver__%%versions.json").read_text())
+    assert [(m["key"], m["version_id"], m["latest"]) for m in sidecar["delete_markers"]] == [("gone.txt", marker, True)]
+    assert {(o["key"], o["version_id"]) for o in sidecar["objects"]} == {("doc.txt", vids[0]), ("doc.txt", vids[1]), ("gone.txt", gone)}
+
+    run = cli("verify", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    checks = {c["label"]: c for c in run.json()["checks"]}
+    assert checks[f"delete markers of s3://{ver}/ in data/ver/%%versions"]["ok"] is True
+    again = cli("move", "-f", str(cfg), "--yes")
+    assert again.exit_code == 0 and "nothing to do: 5 objects already on the target" in again.stdout, again.stdout
+    (base / "%%versions" / "doc.txt" / f"%%v={vids[0]}").write_bytes(b"draft X")
+    run = cli("verify", "-f", str(cfg), "--json")
+    assert run.exit_code == 4 and run.json()["differing_paths"] == [f"data/ver/%%versions/doc.txt/%%v={vids[0]}"], run.stdout

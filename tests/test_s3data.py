@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 
+import boto3
 import pytest
 
 from relocate.config import AwsSpec
@@ -237,3 +239,34 @@ def test_bucket_listing_walks_prefixes_side_by_side_and_misses_nothing(reader_fo
                 assert (walked, whole) == ([""], tops)
             else:  # walked deeper, and never listed one prefix twice
                 assert len(walked) > 1 and len(set(whole)) == len(whole)
+
+
+def test_versioning_refused_is_unknown_not_a_failure(moto: str) -> None:
+    """Credentials that may list and read but not ask GetBucketVersioning: the plan says it
+    cannot tell (a warning) instead of failing; any other refusal still fails."""
+    from botocore.awsrequest import AWSResponse
+
+    from relocate.config import BucketSpec
+    from relocate.sources import inventory
+
+    boto3.client("s3", endpoint_url=moto, region_name="us-east-1").create_bucket(Bucket="vers-denied")
+    aws = Aws(AwsSpec(region="us-east-1", endpoint_url=moto))
+
+    class _Raw:
+        def stream(self, **_):
+            yield (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                   b'<Message>not allowed</Message></Error>')
+
+    def deny(request, **_):
+        return AWSResponse(request.url, 403, {}, _Raw())
+
+    aws.client("s3").meta.events.register("before-send.s3.GetBucketVersioning", deny)
+    assert inventory.versioning(aws, "vers-denied") == "unknown"
+    listings, left = inventory.take_versions(aws, (BucketSpec("vers-denied", "", "data"),))
+    assert listings == [] and left[0]["status"] == "unknown"
+    from relocate.plan.build import build_plan
+    from relocate.config import parse_config
+
+    cfg = parse_config("version: 1\ntarget: {ssh: {host: h}, root: /srv/a}\n", Path("r.yaml"), env={})
+    plan = build_plan(cfg, inventory.Inventory(versions_left=left), None, {}, target="t")
+    assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in plan.warnings)

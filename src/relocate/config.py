@@ -74,6 +74,7 @@ def _database_url(value: str) -> str | None:
 
 
 PRIORITY = ("critical", "normal", "bulk")
+VERSIONS = ("current", "all")
 
 SSH_SPEC = Map(
     {
@@ -134,9 +135,14 @@ SCHEMA = Map(
                             "prefix": Str(nonempty=False),
                             "to": Str(check=_relative_dest),
                             "priority": Str(choices=PRIORITY),
+                            # objects land at <to>/<key without the prefix> instead of <to>/<key>
+                            "strip_prefix": Bool(),
+                            # current: the latest version of each key; all: older versions and
+                            # delete markers too (README, "Versioned buckets")
+                            "versions": Str(choices=VERSIONS),
                         },
                         required=("bucket", "to"),
-                        defaults={"prefix": "", "priority": "normal"},
+                        defaults={"prefix": "", "priority": "normal", "strip_prefix": False, "versions": "current"},
                     )
                 ),
                 "parameters": List(Map({"path": Str(), "to": Str(check=_relative_dest)}, required=("path", "to"))),
@@ -231,6 +237,13 @@ class BucketSpec:
     prefix: str
     to: str
     priority: str = "normal"
+    strip_prefix: bool = False  # <to>/<key minus prefix> instead of <to>/<key>
+    versions: str = "current"  # current | all (older versions and delete markers too)
+
+    @property
+    def strip(self) -> str:
+        """What is cut off the front of every key before it becomes a path."""
+        return self.prefix if self.strip_prefix else ""
 
 
 @dataclass(frozen=True)
@@ -306,7 +319,8 @@ def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Co
     aws = src.get("aws") or {}
     target = data["target"]
     snap = data["snapshot"] or {"dir": ".relocate/snapshots", "key_file": ".relocate/age.key"}
-    s3 = tuple(BucketSpec(b["bucket"], b["prefix"] or "", _norm(b["to"]), b["priority"] or "normal") for b in src.get("s3") or [])
+    s3 = tuple(BucketSpec(b["bucket"], b["prefix"] or "", _norm(b["to"]), b["priority"] or "normal",
+                          bool(b.get("strip_prefix")), b.get("versions") or "current") for b in src.get("s3") or [])
     dests = [b.to for b in s3]
     for item in src.get("parameters") or []:
         dests.append(_norm(item["to"]))
@@ -314,13 +328,7 @@ def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Co
     bucket_dirs = [b.to for b in s3]
     if len(set(bucket_dirs)) != len(bucket_dirs):
         raise ConfigError(f"{source}: source.s3: two buckets share one `to:` directory; give each its own")
-    # One bucket may be listed per prefix (each with its own priority), but prefixes that
-    # overlap would copy the same objects twice, under two priorities.
-    for i, a in enumerate(s3):
-        for b in s3[i + 1:]:
-            if a.bucket == b.bucket and (a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)):
-                raise ConfigError(f"{source}: source.s3: {a.bucket} is listed with overlapping prefixes "
-                                  f"{a.prefix!r} and {b.prefix!r}; list each part of a bucket once")
+    check_bucket_prefixes(s3, source)
     return Config(
         path=path,
         text=text,
@@ -341,6 +349,33 @@ def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Co
         key_file=_local_path(base, snap["key_file"]),
         data=data,
     )
+
+
+def check_bucket_prefixes(s3: tuple[BucketSpec, ...], source: str) -> None:
+    """The rule for listing one bucket several times (README, "relocate.yaml").
+
+    A bucket may be listed once per prefix, each entry with its own `to:` and priority;
+    prefixes may nest (a bucket-wide entry plus `legal/`, say). Each key belongs to the
+    one entry with the longest prefix it starts with, so no key is moved twice; what no
+    entry's prefix covers is reported by `plan` and `verify`. The same prefix twice is
+    refused: neither entry would be more specific. `strip_prefix: true` needs a prefix."""
+    seen: dict[tuple[str, str], int] = {}
+    for i, b in enumerate(s3):
+        if b.strip_prefix and not b.prefix:
+            raise ConfigError(f"{source}: source.s3[{i}].strip_prefix: needs a `prefix:` to strip ({b.bucket} has none)")
+        first = seen.setdefault((b.bucket, b.prefix), i)
+        if first != i:
+            raise ConfigError(f"{source}: source.s3[{i}]: {b.bucket} is listed twice with the prefix {b.prefix!r} "
+                              f"(also source.s3[{first}]); list each prefix once, a longer prefix to move part of it elsewhere")
+
+
+def owner_of(key: str, specs: list[BucketSpec]) -> BucketSpec | None:
+    """The entry a key of this bucket belongs to: the longest prefix it starts with."""
+    best: BucketSpec | None = None
+    for spec in specs:
+        if key.startswith(spec.prefix) and (best is None or len(spec.prefix) > len(best.prefix)):
+            best = spec
+    return best
 
 
 def _local_path(base: Path, value: str) -> Path:

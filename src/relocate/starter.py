@@ -72,7 +72,11 @@ def starter_yaml(d: Discovery, *, profile: str | None = None, endpoint_url: str 
     buckets = d.items("s3")
     if buckets:
         out += ["  # priority: critical goes first when time runs short, bulk last (relocate plan --deadline).",
-                "  # The same bucket may be listed again with a `prefix:` and its own priority and `to:`.",
+                "  # The same bucket may be listed again with a `prefix:` and its own priority and `to:`;",
+                "  # each key goes to the entry with the longest prefix it starts with (never twice).",
+                "  # An object lands at <root>/<to>/<key> (the prefix stays in the path); add",
+                "  # `strip_prefix: true` to an entry with a prefix for <root>/<to>/<key without it>.",
+                "  # A versioned bucket moves its current objects; `versions: all` also older versions.",
                 "  s3:"]
         for b in buckets:
             size = f"{human_bytes(b['bytes'])}, {b['objects']} objects ({b['size_from']})" if b.get("bytes") is not None else "size unknown"

@@ -98,7 +98,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
             rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None)
         plan = build_plan(config, gathered.inventory, gathered.facts, gathered.done_keys(),
                           target=ctx.target_id, verdict=verdict, accepted_risks=opts.accepted_risks, parts=parts,
-                          rates=rates, now=time.time())
+                          rates=rates, env_same=gathered.env_same, now=time.time())
         yield Prepared(config, aws, conn, gathered, plan, ctx, components, data)
     finally:
         OpenSsh.discard(conn)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from relocate.execute.move import MoveReport
 from relocate.execute.verify import VerifyReport
-from relocate.plan.build import human_bytes
+from relocate.plan.build import human_bytes, left_out_message
 from relocate.plan.model import Plan
 
 
@@ -58,6 +58,7 @@ def plan(console: Console, p: Plan) -> None:
         table.add_column(col, overflow="fold")
     for s in p.steps:
         copy = (f"{s.todo_count} ({human_bytes(s.todo_bytes)})" if s.kind == "s3" else "check" if s.kind == "verify"
+                else "nothing to do" if not s.todo_count
                 else f"{s.todo_count} vars" if s.kind == "env"
                 else s.detail if s.kind == "prepare"  # the package names, not only how many
                 else (f"{s.todo_count} tables" if s.todo_count else s.detail) if s.kind == "databases" else str(s.todo_count))
@@ -108,13 +109,17 @@ def verify(console: Console, r: VerifyReport) -> None:
         console.print(f"  env file {path}: {status}", markup=False)
     for c in r.checks:
         console.print(f"  {'ok ' if c.ok else 'BAD'} {c.label}" + (f": {c.detail}" if c.detail else ""), markup=False)
+    for out in r.left_out:
+        console.print(f"  not moved: {left_out_message(out)}", markup=False)
     console.print("[green]OK: the target matches the snapshot.[/green]" if r.ok else "[red]Differences found.[/red]")
 
 
 def move(console: Console, r: MoveReport) -> None:
     if r.nothing_done:
         console.print(f"nothing to do: {r.objects_skipped} objects already on the target and verified"
-                      + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else ""))
+                      + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else "")
+                      + (f"; unchanged: {', '.join(r.unchanged)}" if r.unchanged else "")
+                      + "; no new snapshot", markup=False)
         return
     console.print(f"moved {r.objects_sent} objects ({human_bytes(r.bytes_sent)}), {r.objects_skipped} already there")
     for path in r.env_written:

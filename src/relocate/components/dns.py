@@ -77,6 +77,12 @@ def zone_dest(zone: str) -> str:
     return posixpath.join("dns", zone.rstrip(".") + ".zone")
 
 
+def name_key(name: str) -> str:
+    """A DNS name as compared: case-insensitive, absolute (one trailing dot). Names are
+    compared whole, never by substring (`www.example.` is not in `new-www.example.`)."""
+    return name.strip().rstrip(".").lower() + "."
+
+
 def _points_at(rs: RecordSet) -> list[str]:
     """Hostnames a record's values point at (the last field of CNAME/MX/SRV/NS/PTR)."""
     if rs.type not in ("CNAME", "MX", "SRV", "PTR"):
@@ -114,6 +120,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
     ex = Export(zone=hz.name.rstrip("."), text="", rrsets=0)
     header = [f"; zone {hz.name} exported by relocate from Route53 (hosted zone {hz.id})"]
     policies: dict[tuple[str, str], list[str]] = {}
+    repointed: set[str] = set()  # name_key() of every name already on the repoint list
     for rs in hz.records:
         values = list(rs.values)
         ttl = rs.ttl
@@ -127,6 +134,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
                     f"relocate cannot resolve {dest} from the exported zones: add {rs.type} records for {rs.name} by hand"
                 ex.notes.append(f"ALIAS {rs.name} {rs.type} -> {dest}: not in the zone file; {how}")
                 ex.repoint.append(f"{rs.name} {rs.type} (ALIAS to {what or 'other name'} {dest})")
+                repointed.add(name_key(rs.name))
                 header.append(f"; ALIAS {rs.name} {rs.type} -> {dest} omitted: {how}")
                 continue
             values, ttl = flat, ttl or LOW_TTL
@@ -137,6 +145,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
         for host in _points_at(rs):
             if what_ := aws_resource(host):
                 ex.repoint.append(f"{rs.name} {rs.type} -> {host} ({what_})")
+                repointed.add(name_key(rs.name))
         if ttl is None:
             ttl = LOW_TTL
         rdtype = dns.rdatatype.from_text(rs.type)
@@ -158,7 +167,7 @@ def export_zone(hz: HostedZone, others: list[HostedZone] = ()) -> Export:  # typ
             ex.ttls.append((rs.name, rs.type, ttl))
         if rs.type == "NS" and rs.name.lower() == hz.name.lower():
             ex.nameservers = list(values)
-        if rs.type in ("A", "AAAA", "CNAME") and not rs.alias and not any(rs.name in r for r in ex.repoint):
+        if rs.type in ("A", "AAAA", "CNAME") and not rs.alias and name_key(rs.name) not in repointed:
             ex.repoint.append(f"{rs.name} {rs.type} {' '.join(values)} -> the new host")
     for (name, rtype), sets in policies.items():
         msg = (f"{name} {rtype}: {len(sets)} routing-policy sets ({'; '.join(sets)}); the zone file holds all "
@@ -203,25 +212,38 @@ def checklist(exports: list[Export], registrar: str | None, new_host: str) -> li
     return items
 
 
+@dataclass
+class Zones:
+    """What gather read: the zones, and the sha256 of each zone file already on the target."""
+
+    zones: list[HostedZone]
+    on_target: dict[str, str] = field(default_factory=dict)  # dest (dns/<zone>.zone) -> sha256
+
+
 class DnsComponent(Component):
     name = "dns"
 
     def enabled(self, config: Config) -> bool:
         return bool((config.data.get("source") or {}).get("dns"))
 
-    def gather(self, ctx: Context) -> list[HostedZone]:
-        return [read_zone(ctx.aws, z["zone"]) for z in ctx.config.data["source"]["dns"]]
+    def gather(self, ctx: Context) -> Zones:
+        zones = [read_zone(ctx.aws, z["zone"]) for z in ctx.config.data["source"]["dns"]]
+        # One command hashes every zone file there: a rerun with the same zones is "nothing to do".
+        held = files.hash_tree(ctx.conn, posixpath.join(ctx.config.root, "dns"), timeout=600)
+        return Zones(zones, {posixpath.join("dns", rel): digest for rel, digest in held.items()})
 
     def exports(self, zones: list[HostedZone]) -> list[Export]:
         return [export_zone(z, [o for o in zones if o is not z]) for z in zones]
 
-    def plan(self, ctx: Context, gathered: list[HostedZone]) -> PlanPart:
+    def plan(self, ctx: Context, gathered: Zones) -> PlanPart:
         part = PlanPart()
-        exports = self.exports(gathered)
-        for hz, ex in zip(gathered, exports):
+        exports = self.exports(gathered.zones)
+        for hz, ex in zip(gathered.zones, exports):
+            same = gathered.on_target.get(ex.dest) == ex.sha256
             part.steps.append(Step(id=f"dns:{ex.zone}", kind=self.name, source=f"route53:{hz.name}", dest=ex.dest,
-                                   count=ex.rrsets, todo_count=ex.rrsets, est_seconds=0.5,
-                                   detail=f"zone file, {ex.rrsets} rrsets"))
+                                   count=ex.rrsets, todo_count=0 if same else ex.rrsets, est_seconds=0.0 if same else 0.5,
+                                   detail=(f"nothing to do: the target's zone file is the same ({ex.rrsets} rrsets)" if same
+                                           else f"zone file, {ex.rrsets} rrsets")))
             if hz.private:
                 part.warnings.append(Finding("dns-private", f"{ex.zone} is a private hosted zone (VPC-only names)"))
             for note in ex.notes:
@@ -231,16 +253,19 @@ class DnsComponent(Component):
             part.warnings.append(Finding("cutover", item))
         return part
 
-    def execute(self, ctx: Context, gathered: list[HostedZone], step: Step) -> Outcome:
-        ex = next(e for e in self.exports(gathered) if f"dns:{e.zone}" == step.id)
+    def execute(self, ctx: Context, gathered: Zones, step: Step) -> Outcome:
+        ex = next(e for e in self.exports(gathered.zones) if f"dns:{e.zone}" == step.id)
         data = ex.text.encode()
         if ctx.snapshot_dir is not None:
             local = ctx.snapshot_dir / ex.dest
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(data)
         remote = posixpath.join(ctx.config.root, ex.dest)
-        current = files.read_file(ctx.conn, remote)
-        changed = current is None or current[0] != data
+        if gathered.on_target.get(ex.dest) == ex.sha256:  # as the plan found it: not read again
+            changed = False
+        else:
+            current = files.read_file(ctx.conn, remote)
+            changed = current is None or current[0] != data
         if changed:
             files.mkdirs(ctx.conn, posixpath.dirname(remote))
             files.write_file_atomic(ctx.conn, remote, data, mode=0o644)

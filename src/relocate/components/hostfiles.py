@@ -15,7 +15,9 @@ direct-tcpip channel of the bastion's, so the source needs no public port.
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
+import shutil
 import tarfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +33,23 @@ from relocate.targets.runtimes import login_is_root
 from relocate.targets.ssh import Connection, Exec
 
 STAGING = ".relocate/staging/hosts"
+# What earlier moves put in place, per source entry: the sha256 of the tar stream that
+# landed (README, "Snapshots, resume and idempotence"). Lets a rerun see "nothing to do".
+RECORD = ".relocate/hosts.json"
+
+# The same tar the move would stream, hashed on the source: only the digest travels.
+_DIGEST = r"""
+set -e
+tar "$@" | sha256sum | cut -c1-64
+"""
+
+# The record of earlier moves, then which destinations still exist (one command).
+_ON_TARGET = r"""
+record=$1; shift
+cat -- "$record" 2>/dev/null || true
+printf '\0'
+for d in "$@"; do if [ -d "$d" ]; then printf '%s\0' "$d"; fi; done
+"""
 
 # Sizes and presence, read-only; `du -s --apparent-size` is what the tar will carry.
 _PROBE = r"""
@@ -66,6 +85,11 @@ class HostInfo:
     to: str
     sizes: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    digest: str = ""  # sha256 of the tar stream the move would send, computed on the source
+    # the manifest of an earlier move that sent exactly this tar, when the target still
+    # has it and the local snapshot still holds its tar: then there is nothing to do
+    landed: dict[str, Any] | None = None
+    landed_tar: Path | None = None
 
 
 def _entries(config: Config) -> list[dict[str, Any]]:
@@ -100,6 +124,39 @@ def source_connection(entry: dict[str, Any], accept_new: bool, bastions: dict[st
     finally:
         if bastion is not None:
             bastion.close()
+
+
+def _record_key(entry: dict[str, Any], label: str) -> str:
+    """Which source.hosts entry a record belongs to: where from, what, where to."""
+    return json.dumps([label, list(entry["paths"]), entry["to"], list(entry.get("exclude") or [])])
+
+
+def read_records(conn: Connection, root: str, dests: list[str]) -> tuple[dict[str, Any], set[str]]:
+    """(records of earlier moves, the destinations among `dests` that exist), in one command."""
+    cmd, stdin = shell.script(_ON_TARGET, posixpath.join(root, RECORD), *dests)
+    raw, _, rest = conn.run(cmd, stdin, timeout=120).stdout.partition(b"\0")
+    try:
+        records = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        records = {}  # a damaged record only costs a copy
+    present = {d.decode("utf-8", "surrogateescape") for d in rest.split(b"\0") if d}
+    return (records if isinstance(records, dict) else {}), present
+
+
+def _earlier(snapshot_dir: Path, step_id: str, digest: str) -> tuple[dict[str, Any], Path] | None:
+    """The newest local snapshot's record of this step, if it sent this very tar."""
+    from relocate.snapshot import store
+
+    snap = store.latest(snapshot_dir)
+    if snap is None:
+        return None
+    try:
+        rec = ((snap.manifest().get("components") or {}).get("hostfiles") or {}).get(step_id)
+    except RelocateError:
+        return None
+    if not rec or rec.get("tar_sha256") != digest or not (snap.path / rec.get("tar", "")).is_file():
+        return None
+    return rec, snap.path / rec["tar"]
 
 
 def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
@@ -159,7 +216,8 @@ class HostFilesComponent(Component):
 
     def gather(self, ctx: Context) -> list[HostInfo]:
         infos = []
-        for i, entry in enumerate(_entries(ctx.config)):
+        entries = _entries(ctx.config)
+        for i, entry in enumerate(entries):
             with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 cmd, stdin = shell.script(_PROBE, *info.paths)
@@ -170,16 +228,34 @@ class HostFilesComponent(Component):
                             info.sizes[p] = int(size or 0)
                         else:
                             info.missing.append(p)
+                if not info.missing:
+                    # GNU tar's output is the same bytes for the same files, modes, owners and
+                    # mtimes: its hash says whether the target already holds this copy.
+                    cmd, stdin = shell.script(_DIGEST, *tar_command(info.paths, entry.get("exclude") or [])[1:])
+                    got = src.run(cmd, stdin, timeout=None, check=False)
+                    out = got.stdout.decode("ascii", "replace").strip()
+                    info.digest = out if got.status == 0 and len(out) == 64 else ""
             infos.append(info)
+        dests = [posixpath.join(ctx.config.root, e["to"]) for e in entries]
+        records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
+        for info, entry, dest in zip(infos, entries, dests):
+            rec = records.get(_record_key(entry, info.label)) or {}
+            if info.digest and rec.get("tar_sha256") == info.digest and dest in present:
+                found = _earlier(ctx.config.snapshot_dir, _step_id(info), info.digest)
+                if found is not None:
+                    info.landed, info.landed_tar = found
         return infos
 
     def plan(self, ctx: Context, gathered: list[HostInfo]) -> PlanPart:
         part = PlanPart()
         for info in gathered:
             size = sum(info.sizes.values())
-            part.steps.append(Step(id=f"hosts:{info.index}:{info.label}", kind=self.name, source=f"{info.label}:{','.join(info.paths)}",
-                                   dest=info.to, count=len(info.paths), bytes=size, todo_count=len(info.paths), todo_bytes=size,
-                                   est_seconds=1 + size / 50e6, detail="tar stream, owners/modes/links/mtimes kept"))
+            same = info.landed is not None
+            part.steps.append(Step(id=_step_id(info), kind=self.name, source=f"{info.label}:{','.join(info.paths)}",
+                                   dest=info.to, count=len(info.paths), bytes=size, todo_count=0 if same else len(info.paths),
+                                   todo_bytes=0 if same else size, est_seconds=0.0 if same else 1 + size / 50e6,
+                                   detail="nothing to do: the target holds this tar (same sha256) from an earlier move" if same
+                                   else "tar stream, owners/modes/links/mtimes kept"))
             for p in info.missing:
                 part.blockers.append(Finding("hosts-missing", f"{info.label}: {p} does not exist (fix source.hosts[{info.index}].paths)"))
         return part
@@ -188,6 +264,13 @@ class HostFilesComponent(Component):
         index = int(step.id.split(":", 2)[1])
         entry = _entries(ctx.config)[index]
         root, conn = ctx.config.root, ctx.conn
+        info = next((g for g in gathered if _step_id(g) == step.id), None)
+        if info is not None and info.landed is not None and info.landed_tar is not None:
+            # Nothing to send; the snapshot being written keeps the same tar and record.
+            keep = Path(ctx.snapshot_dir) / info.landed["tar"]
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(info.landed_tar, keep)
+            return Outcome(changed=False, manifest=dict(info.landed))
         stage = posixpath.join(root, STAGING, str(index))
         dest = posixpath.join(root, entry["to"])
         copy_path = Path(ctx.snapshot_dir) / "hosts" / f"{index}.tar"
@@ -216,6 +299,8 @@ class HostFilesComponent(Component):
             outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {got.status}"])[:20])
         cmd, stdin = shell.script(_PROMOTE, stage, dest)
         conn.run(cmd, stdin)
+        if not outcome.failed and info is not None:
+            _record(conn, root, _record_key(entry, info.label), tee.sha.hexdigest())
         outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": tee.sha.hexdigest(),
                             "bytes": tee.bytes, "entries": listing_from_tar(copy_path)}
         return outcome
@@ -243,6 +328,24 @@ class HostFilesComponent(Component):
             detail = f"{len(entry['entries'])} entries" + (f"; {len(bad)} differ, first {bad[0]}" if bad else "")
             checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad, detail))
         return checks
+
+
+def _step_id(info: HostInfo) -> str:
+    return f"hosts:{info.index}:{info.label}"
+
+
+def _record(conn: Connection, root: str, key: str, digest: str) -> None:
+    """Note on the target which tar now sits at this entry's destination (under the move's lock)."""
+    from relocate.targets import files
+
+    found = files.read_file(conn, posixpath.join(root, RECORD))
+    try:
+        records = json.loads(found[0]) if found else {}
+    except ValueError:
+        records = {}
+    records = records if isinstance(records, dict) else {}
+    records[key] = {"tar_sha256": digest}
+    files.write_file_atomic(conn, posixpath.join(root, RECORD), json.dumps(records, indent=1).encode(), mode=0o644)
 
 
 def target_listing(conn: Connection, directory: str) -> dict[str, list[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import time
@@ -13,19 +14,19 @@ from relocate.components import Component, Context
 from relocate.config import Config
 from relocate.errors import BlockedError
 from relocate.execute.envfiles import EnvFile, secret_vars, env_name
-from relocate.execute.gather import Gathered, journal_for, target_id
+from relocate.execute.gather import ENV_RECORD, Gathered, env_digests, journal_for, target_id
 from relocate.execute.lock import TargetLock, audit
 from relocate.execute.objects import BucketPusher, PushOptions, default_lanes
 from relocate.execute.verify import VerifyReport, verify_snapshot
 from relocate.plan import deadline
-from relocate.plan.build import env_step_id, human_bytes, s3_step_id
+from relocate.plan.build import env_step_id, human_bytes
 from relocate.plan.model import Plan
 from relocate.snapshot import crypto, store
 from relocate.snapshot.journal import DoneObject
-from relocate.snapshot.keymap import map_keys
+from relocate.snapshot.keymap import map_keys, version_path
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import BucketListing, fetch_parameters, fetch_secret
-from relocate.sources.s3data import ObjectReader
+from relocate.sources.inventory import BucketListing, fetch_parameters, fetch_secret, split_version_key
+from relocate.sources.s3data import ObjectReader, VersionReader
 from relocate.targets import files, layout, releases, shell
 from relocate.targets.ssh import Connection
 
@@ -56,6 +57,7 @@ class MoveReport:
     failed: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # steps not started because of --deadline; a later run resumes
     components_changed: int = 0
+    unchanged: list[str] = field(default_factory=list)  # component steps that found nothing to do
     snapshot: str | None = None
     release: str | None = None  # the deploy's active release (audit log, JSON)
     release_tried: str | None = None  # the release this run deployed (differs from `release` after a rollback)
@@ -71,6 +73,7 @@ class MoveReport:
             "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
             "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
             "snapshot": self.snapshot, "release": self.release, "release_tried": self.release_tried, "nothing_to_do": self.nothing_done, "failed": self.failed, "left": self.left,
+            "unchanged": self.unchanged,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -142,6 +145,8 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 outcome = comp.execute(ctx, (component_data or {}).get(comp.name), step)
                 component_manifest.setdefault(comp.name, {})[step.id] = outcome.manifest
                 report.components_changed += int(outcome.changed)
+                if not outcome.changed and not outcome.failed:
+                    report.unchanged.append(step.id)
                 report.warnings.extend(outcome.warnings)
                 report.failed.extend(outcome.failed)
                 report.release = outcome.manifest.get("active") or report.release
@@ -151,12 +156,12 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
         # host config) before any bulk object: the order plan/deadline.py documents.
         ran: set[str] = set()
         run_components(lambda kind: kind == "prepare")
-        early_env = _move_env(plan, config, aws, conn, report)
+        early_env = _move_env(plan, config, aws, conn, report, gathered)
         run_components(lambda kind: kind in deadline.EARLY_KINDS)
         (opts.on_event or (lambda e: None))({"event": "phase", "phase": "objects"})
         landed: dict[str, set[str]] = {}  # destination -> keys delivered (and hashed on the target) in this run
         for listing in _bucket_order(gathered.inventory.buckets, opts):
-            sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
+            sid = listing.step_id
             if plan.step(sid) is None:
                 continue
             done = dict(gathered.done.get(sid, {}))
@@ -166,9 +171,9 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                                    "(would not finish before the deadline; run again to resume)")
                 todo = []
             report.objects_skipped += len(done)
-            paths = map_keys([o.key for o in listing.objects])
+            paths = _paths(listing)
             on_event = opts.on_event or (lambda e: None)
-            fresh = landed.setdefault(listing.spec.to, set())
+            fresh = landed.setdefault(listing.dest, set())
 
             def commit(delivered: list[DoneObject], done: dict[str, DoneObject] = done, fresh: set[str] = fresh) -> None:
                 # One journal transaction per batch, after the batch is in place on the target.
@@ -183,12 +188,12 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             if todo:
                 # Made only when there is work: a reader asks S3 where the bucket lives, and a
                 # second run that has nothing to move makes no request for it.
-                reader = ObjectReader(aws, listing.spec.bucket)
+                reader = (VersionReader if listing.kind == "versions" else ObjectReader)(aws, listing.spec.bucket)
                 pusher = BucketPusher(
-                    reader, conn, bucket=listing.spec.bucket, root=root,
-                    dest=listing.spec.to, paths=paths, staging=posixpath.join(staging, "b"),
+                    reader, conn, bucket=listing.journal_bucket, root=root,
+                    dest=listing.dest, paths=paths, staging=posixpath.join(staging, "b"),
                     opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
-                    keep_dir=(snap.objects_dir / listing.spec.to) if opts.keep_snapshot else None,
+                    keep_dir=(snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                     on_progress=lambda n, b, sid=sid: progress(sid, n, b),
                     on_warning=lambda msg: (report.warnings.append(msg), on_event({"event": "warning", "message": msg})),
                 )
@@ -198,13 +203,15 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                     reader.close()  # its GET thread and connections
                 conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
             records = [done[o.key] for o in listing.objects if o.key in done]
-            entries = [_entry(d) for d in records]
-            if todo:
-                sidecar = {"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to, "objects": entries}
-                files.write_file_atomic(conn, layout.sidecar_path(root, listing.spec.to),
+            entries = [_entry(d, listing.kind == "versions") for d in records]
+            head = {"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.dest}
+            if listing.kind == "versions":
+                head.update(journal_bucket=listing.journal_bucket, delete_markers=listing.delete_markers)
+            if todo or _markers_unrecorded(conn, root, listing):
+                sidecar = {**head, "objects": entries}
+                files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
                                         json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644)
-            manifest_buckets.append({"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.spec.to,
-                                     "objects": entries})
+            manifest_buckets.append({**head, "objects": entries})
 
         env_manifest, rendered = early_env
         run_components(lambda kind: True)
@@ -220,6 +227,8 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": tid, "root": root,
             "fingerprint": plan.fingerprint, "buckets": manifest_buckets, "env_files": env_manifest,
             "components": component_manifest,
+            # what the listed prefixes leave out at the source: `verify` reports it again
+            "left_out": [o.to_dict() for o in gathered.inventory.left_out],
         })
         report.snapshot = str(final.path)
         if ctx is not None:
@@ -253,12 +262,36 @@ def _may_start(plan: Plan, sid: str, opts: MoveOptions) -> bool:
     return deadline.should_start(deadline.step_priority(step), step.est_seconds, now, opts.deadline, keep)
 
 
-def _entry(d: DoneObject) -> dict:
-    return {"key": d.key, "path": d.path, "size": d.size, "sha256": d.sha256, "etag": d.etag,
-            "content_type": d.content_type, "metadata": d.metadata}
+def _entry(d: DoneObject, version: bool = False) -> dict:
+    key, vid = split_version_key(d.key) if version else (d.key, None)
+    entry = {"key": key, "path": d.path, "size": d.size, "sha256": d.sha256, "etag": d.etag,
+             "content_type": d.content_type, "metadata": d.metadata}
+    if version:
+        entry["version_id"] = vid
+    return entry
 
 
-def _move_env(plan: Plan, config: Config, aws: Aws, conn: Connection, report: MoveReport) -> tuple[list[dict], dict[str, bytes]]:
+def _paths(listing: BucketListing) -> dict[str, str]:
+    """Pusher key -> path under listing.dest (snapshot/keymap.py)."""
+    if listing.kind == "versions":
+        return {o.key: version_path(*split_version_key(o.key), listing.spec.strip) for o in listing.objects}
+    return map_keys([o.key for o in listing.objects], listing.spec.strip)
+
+
+def _markers_unrecorded(conn: Connection, root: str, listing: BucketListing) -> bool:
+    """Older versions: a delete marker is a record, not a file; the sidecar must hold
+    exactly the source's. Only asked when the bucket has markers and nothing else changed."""
+    if listing.kind != "versions" or not listing.delete_markers:
+        return False
+    found = files.read_file(conn, layout.sidecar_path(root, listing.dest))
+    try:
+        return found is None or json.loads(found[0]).get("delete_markers") != listing.delete_markers
+    except ValueError:
+        return True
+
+
+def _move_env(plan: Plan, config: Config, aws: Aws, conn: Connection, report: MoveReport,
+              gathered: Gathered) -> tuple[list[dict], dict[str, bytes]]:
     envs: dict[str, EnvFile] = {}
     for p in config.parameters:
         if plan.step(env_step_id(p.to)) is None:
@@ -287,4 +320,12 @@ def _move_env(plan: Plan, config: Config, aws: Aws, conn: Connection, report: Mo
             files.write_file_atomic(conn, remote, content, mode=0o600)
             report.env_written.append(path)
         manifest.append({"path": path, "vars": list(env.vars), "sources": sorted(set(env.origins.values()))})
+    # What the env files were made from (versions, never values): the next plan compares.
+    digests = env_digests(config, gathered.inventory)
+    record = dict(gathered.env_record)
+    for path, content in rendered.items():
+        record[path] = {"sources": digests.get(path, ""), "sha256": hashlib.sha256(content).hexdigest()}
+    if record != gathered.env_record:
+        files.write_file_atomic(conn, posixpath.join(layout.state_dir(config.root), ENV_RECORD),
+                                json.dumps(record, indent=1).encode(), mode=0o600)  # hashes of secret files: 0600 like them
     return manifest, rendered

@@ -15,7 +15,8 @@ from relocate.components import Check, Component, Context
 from relocate.snapshot import crypto
 from relocate.snapshot.journal import Journal
 from relocate.snapshot.store import Snapshot
-from relocate.targets import files
+from relocate.sources.inventory import version_key
+from relocate.targets import files, layout
 from relocate.targets.ssh import Connection
 
 
@@ -27,6 +28,9 @@ class VerifyReport:
     differing: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared
     checks: list[Check] = field(default_factory=list)  # from components (databases, dns, ...)
+    # objects at the source that no source.s3 prefix covered when the snapshot was taken:
+    # not a difference (relocate.yaml chose them out), but never to go unsaid
+    left_out: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -36,7 +40,8 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "matched": self.matched, "checked_on_arrival": self.checked_on_arrival, "missing": len(self.missing), "differing": len(self.differing),
                 "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env,
-                "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+                "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks],
+                "left_out": self.left_out}
 
 
 def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: VerifyReport,
@@ -53,7 +58,7 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
     for bucket in manifest.get("buckets", []):
         dest = bucket["to"]
         fresh = (landed or {}).get(dest, set())
-        by_size = bool(bucket["objects"]) and all(obj["key"] in fresh for obj in bucket["objects"])
+        by_size = bool(bucket["objects"]) and all(_key(obj) in fresh for obj in bucket["objects"])
         on_target = files.tree_facts(conn, posixpath.join(root, dest), hashes=not by_size)
         for obj in bucket["objects"]:
             rel = posixpath.relpath(obj["path"], dest)
@@ -66,8 +71,30 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
                 report.matched += 1
                 report.checked_on_arrival += by_size
                 continue
-            bad.setdefault(bucket["bucket"], []).append(obj["key"])
+            bad.setdefault(bucket.get("journal_bucket") or bucket["bucket"], []).append(_key(obj))
+        if "delete_markers" in bucket:
+            report.checks.append(_markers_check(conn, root, bucket))
     return bad
+
+
+def _key(obj: dict[str, Any]) -> str:
+    """The journal's key for a manifest entry (older versions: version_key)."""
+    return version_key(obj["key"], obj["version_id"]) if "version_id" in obj else obj["key"]
+
+
+def _markers_check(conn: Connection, root: str, bucket: dict[str, Any]) -> Check:
+    """Older versions: the delete markers the snapshot recorded are in the target's sidecar."""
+    label = f"delete markers of s3://{bucket['bucket']}/{bucket['prefix']} in {bucket['to']}"
+    found = files.read_file(conn, layout.sidecar_path(root, bucket["to"]))
+    try:
+        held = json.loads(found[0]).get("delete_markers") if found else None
+    except ValueError:
+        held = None
+    want = bucket["delete_markers"]
+    if held is None and not want:
+        return Check(label, True, "none")
+    return Check(label, held == want, f"{len(want)} recorded" if held == want else
+                 f"the target's sidecar holds {len(held) if held is not None else 'none'}, the snapshot {len(want)}")
 
 
 def forget_bad(snap: Snapshot, manifest: dict[str, Any], bad: dict[str, list[str]]) -> None:
@@ -106,7 +133,7 @@ def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity, *,
                     components: Sequence[Component] = (), ctx: Context | None = None,
                     landed: dict[str, set[str]] | None = None) -> VerifyReport:
     manifest = snap.manifest()
-    report = VerifyReport()
+    report = VerifyReport(left_out=list(manifest.get("left_out") or []))
     forget_bad(snap, manifest, verify_objects(conn, root, manifest, report, landed))
     verify_env(conn, root, snap, manifest, identity, report)
     if ctx is not None:

@@ -58,21 +58,25 @@ def build_plan(
     rates: Rates = Rates(),
     now: float,
     parts: tuple[PlanPart, ...] = (),
+    env_same: set[str] | frozenset[str] = frozenset(),
 ) -> Plan:
-    """`done_keys` maps a step id to the keys already on the target and verified; `now`
+    """`done_keys` maps a step id to the keys already on the target and verified;
+    `env_same` names env files the target holds as this move would write them; `now`
     (epoch seconds) is the plan's creation time, given by the caller."""
     steps: list[Step] = []
     for listing in inventory.buckets:
-        sid = s3_step_id(listing.spec.bucket, listing.spec.prefix)
+        sid = listing.step_id
         done = done_keys.get(sid, set())
         todo = [o for o in listing.objects if o.key not in done]
         todo_bytes = sum(o.size for o in todo)
+        older = listing.kind == "versions"
+        detail = f"{listing.count - len(todo)} already on the target" if len(todo) < listing.count else ""
+        if older:
+            detail = "; ".join(filter(None, [f"older versions, {len(listing.delete_markers)} delete marker(s) recorded", detail]))
         steps.append(Step(
-            id=sid, kind="s3", source=f"s3://{listing.spec.bucket}/{listing.spec.prefix}", dest=listing.spec.to,
-            count=listing.count, bytes=listing.bytes, todo_count=len(todo), todo_bytes=todo_bytes,
-            est_seconds=_eta(todo_bytes, len(todo), rates),
-            detail=f"{listing.count - len(todo)} already on the target" if len(todo) < listing.count else "",
-            priority=listing.spec.priority,
+            id=sid, kind="s3", source=f"s3://{listing.spec.bucket}/{listing.spec.prefix}" + (" (older versions)" if older else ""),
+            dest=listing.dest, count=listing.count, bytes=listing.bytes, todo_count=len(todo), todo_bytes=todo_bytes,
+            est_seconds=_eta(todo_bytes, len(todo), rates), detail=detail, priority=listing.spec.priority,
         ))
     env_sources: dict[str, list[str]] = {}
     env_counts: dict[str, int] = {}
@@ -83,10 +87,12 @@ def build_plan(
         env_sources.setdefault(s.spec.to, []).append(f"secret:{s.spec.name}")
         env_counts[s.spec.to] = env_counts.get(s.spec.to, 0) + 1
     for path, sources in env_sources.items():
+        same = path in env_same
         steps.append(Step(
             id=env_step_id(path), kind="env", source=", ".join(sources), dest=path, count=env_counts[path],
-            todo_count=env_counts[path], est_seconds=0.5 + 0.05 * env_counts[path],
-            detail="mode 0600; values never printed",
+            todo_count=0 if same else env_counts[path], est_seconds=0.5 + 0.05 * env_counts[path],
+            detail=("nothing to do: the same parameter and secret versions as the last move, and the file on the "
+                    "target unchanged" if same else "mode 0600; values never printed"),
         ))
     for part in parts:
         steps.extend(part.steps)
@@ -101,8 +107,20 @@ def build_plan(
         if not p.items:
             warnings.append(Finding("empty-source", f"no SSM parameters under {p.spec.path}"))
     for b in inventory.buckets:
-        if not b.objects:
+        if not b.objects and b.kind == "current":
             warnings.append(Finding("empty-source", f"s3://{b.spec.bucket}/{b.spec.prefix} holds no objects"))
+    for out in inventory.left_out:
+        warnings.append(Finding("s3-left-out", left_out_message(out.to_dict())))
+    for v in inventory.versions_left:
+        if v["status"] == "unknown":
+            warnings.append(Finding("s3-versions", (
+                f"s3://{v['bucket']}: cannot tell whether it keeps older versions (GetBucketVersioning refused); "
+                "if it does, they are not moved: grant s3:GetBucketVersioning, or set `versions: all` to move them")))
+            continue
+        warnings.append(Finding("s3-versions", (
+            f"s3://{v['bucket']}/{v['prefix']}: versioning {v['status']}: {v['versions']} older version(s), {_h(v['bytes'])}, "
+            f"and {v['delete_markers']} delete marker(s) are NOT moved (only the current objects are); "
+            "set `versions: all` on this source.s3 entry to move them too")))
     for part in parts:
         blockers.extend(part.blockers)
         warnings.extend(part.warnings)
@@ -139,7 +157,19 @@ def build_plan(
         verdict=verdict,
         accepted_risks=list(accepted_risks),
         estimate_basis=rates.basis,
+        left_out=[out.to_dict() for out in inventory.left_out],
+        versions_left=list(inventory.versions_left),
     )
+
+
+def left_out_message(out: dict[str, Any]) -> str:
+    """One line for objects no `source.s3` prefix covers (plan warning, verify note)."""
+    listed = ", ".join(repr(p) for p in out["prefixes"])
+    examples = ", ".join(repr(k) for k in out["examples"])
+    more = ", ..." if out["count"] > len(out["examples"]) else ""
+    return (f"s3://{out['bucket']}: {out['count']} object(s), {_h(out['bytes'])} outside the listed prefixes ({listed}) "
+            f"are NOT moved: {examples}{more}; add an entry for them (e.g. the bucket with prefix \"\" and its own `to:`; "
+            "the longest matching prefix wins)")
 
 
 def _h(n: float) -> str:

@@ -49,6 +49,10 @@ class Plan:
     estimate_basis: str = ""
     schedule: dict[str, Any] | None = None  # plan/deadline.Schedule.to_dict() when --deadline was given
     egress: dict[str, Any] | None = None  # plan/egress.estimate(): data-transfer-out cost at AWS rates
+    # per bucket, objects no source.s3 prefix covers (sources/inventory.LeftOut.to_dict())
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+    # per versioned source.s3 entry without `versions: all`: older versions and delete markers not moved
+    versions_left: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -98,6 +102,8 @@ class Plan:
                 estimate_basis=data.get("estimate_basis", ""),
                 schedule=data.get("schedule"),
                 egress=data.get("egress"),
+                left_out=list(data.get("left_out") or []),
+                versions_left=list(data.get("versions_left") or []),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: damaged plan file ({exc})") from None

@@ -17,13 +17,18 @@ key being recorded in the bucket's sidecar manifest:
    `<first bytes>%%<16 hex of sha256(key)>`.
 5. A key that is also a "directory" of other keys (`a` beside `a/b`): the file
    becomes `a%%<16 hex>` beside the directory `a`.
+
+With `strip_prefix: true` the rule applies to the key without the entry's prefix
+(`legal/terms.pdf` under `prefix: legal/` becomes `terms.pdf`); the key that is the
+prefix itself (a "folder" object `legal/`) has nothing left and is written
+`%%<16 hex>`. Hashes are always of the whole key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 MAX_SEGMENT = 200
 _UNSAFE = re.compile(r"[%\\\x00-\x1f\x7f]")
@@ -37,9 +42,14 @@ def _tag(key: str) -> str:
     return "%%" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def encode_key(key: str) -> str:
-    """Steps 1-4: a safe relative path for one key, ignoring clashes with other keys."""
-    s = _UNSAFE.sub(_escape, key)
+def encode_key(key: str, strip: str = "") -> str:
+    """Steps 1-4: a safe relative path for one key, ignoring clashes with other keys;
+    `strip` (a prefix of the key) is cut off first."""
+    assert key.startswith(strip)
+    rest = key[len(strip):]
+    if not rest:
+        return _tag(key)
+    s = _UNSAFE.sub(_escape, rest)
     if s.startswith("/"):
         s = "%2F" + s[1:]
     while "//" in s:
@@ -58,14 +68,23 @@ def encode_key(key: str) -> str:
     return "/".join(segments)
 
 
+def version_path(key: str, version_id: str, strip: str = "") -> str:
+    """Where an older version lands, relative to `<to>/%%versions/`: the key's own path
+    (steps 1-4), as a directory holding one `%%v=<version id>` file per version. No
+    current key can map to `%%versions` (step 1 escapes every `%` of a key; a `%%` marker
+    is followed by hex), and no segment of a key's path starts with `%%v=`, so a version
+    file never meets a key's directory. The version id is percent-encoded whole."""
+    return f"{encode_key(key, strip)}/%%v={quote(version_id, safe='')}"
+
+
 def decode_path(path: str) -> str | None:
     """The key a path came from, or None when it carries a `%%` marker (see sidecar)."""
     return None if "%%" in path else unquote(path)
 
 
-def map_keys(keys: list[str]) -> dict[str, str]:
+def map_keys(keys: list[str], strip: str = "") -> dict[str, str]:
     """Map every key, resolving file/directory clashes (step 5). Result is injective."""
-    mapped = {k: encode_key(k) for k in keys}
+    mapped = {k: encode_key(k, strip) for k in keys}
     dirs: set[str] = set()
     for path in mapped.values():
         parts = path.split("/")

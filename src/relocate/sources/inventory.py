@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec
+import botocore.exceptions
+
+from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec, owner_of
 from relocate.secret import Secret
 from relocate.sources.aws import Aws, translate
 
@@ -23,10 +25,42 @@ class ObjectInfo:
     last_modified: float  # epoch seconds; becomes the file's mtime on the target
 
 
+VERSIONS_DIR = "%%versions"  # under <to>: older versions (README, "Versioned buckets")
+
+
+def version_key(key: str, version_id: str) -> str:
+    """How one older version is named in the journal and the pusher: unambiguous for any key."""
+    return json.dumps([key, version_id], ensure_ascii=False)
+
+
+def split_version_key(vkey: str) -> tuple[str, str]:
+    key, version_id = json.loads(vkey)
+    return key, version_id
+
+
 @dataclass
 class BucketListing:
     spec: BucketSpec
     objects: list[ObjectInfo]
+    # "current": the latest version of each key. "versions": the older versions of a
+    # bucket listed with `versions: all`, each ObjectInfo.key a version_key().
+    kind: str = "current"
+    delete_markers: list[dict[str, Any]] = field(default_factory=list)  # kind "versions": key, version_id, last_modified, latest
+
+    @property
+    def step_id(self) -> str:
+        base = f"s3:{self.spec.bucket}/{self.spec.prefix}"
+        return base + "#versions" if self.kind == "versions" else base
+
+    @property
+    def journal_bucket(self) -> str:
+        """The journal's bucket column: a bucket name cannot hold '#', so versions never mix with keys."""
+        return self.spec.bucket + "#versions" if self.kind == "versions" else self.spec.bucket
+
+    @property
+    def dest(self) -> str:
+        """The directory, under target.root, this listing's files land in."""
+        return f"{self.spec.to}/{VERSIONS_DIR}" if self.kind == "versions" else self.spec.to
 
     @property
     def count(self) -> int:
@@ -41,6 +75,21 @@ class BucketListing:
         for o in self.objects:
             h.update(f"{o.key}\0{o.size}\0{o.etag}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
+
+
+@dataclass
+class LeftOut:
+    """Objects of a bucket that no `source.s3` entry's prefix covers: never moved, always said."""
+
+    bucket: str
+    prefixes: list[str]  # the prefixes relocate.yaml lists for this bucket
+    count: int = 0
+    bytes: int = 0
+    examples: list[str] = field(default_factory=list)  # the first few keys, for the message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "prefixes": self.prefixes, "count": self.count, "bytes": self.bytes,
+                "examples": self.examples}
 
 
 @dataclass(frozen=True)
@@ -66,11 +115,14 @@ class Inventory:
     buckets: list[BucketListing] = field(default_factory=list)
     parameters: list[ParamListing] = field(default_factory=list)
     secrets: list[SecretListing] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)  # per bucket, only where something is
+    # entries of versioned buckets whose older versions stay behind (`versions: current`)
+    versions_left: list[dict[str, Any]] = field(default_factory=list)
 
     def fingerprint(self) -> dict[str, Any]:
         """What `move plan.json` compares to detect that the source changed since."""
         return {
-            "buckets": {f"{b.spec.bucket}/{b.spec.prefix}": b.digest() for b in self.buckets},
+            "buckets": {b.step_id.removeprefix("s3:"): b.digest() for b in self.buckets},
             "parameters": {p.spec.path: sorted([i.name, i.version] for i in p.items) for p in self.parameters},
             "secrets": {s.spec.name: s.item.version for s in self.secrets},
         }
@@ -103,7 +155,106 @@ LIST_MAX_SPLIT = 256  # more prefixes than this at one level: list their parents
 
 
 def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
-    """Every object under the prefix, with no per-object calls.
+    """Every object under the entry's prefix (see list_prefix)."""
+    return BucketListing(spec, list_prefix(aws, spec.bucket, spec.prefix))
+
+
+LEFT_OUT_EXAMPLES = 5
+
+
+def versioning(aws: Aws, bucket: str) -> str:
+    """"Enabled", "Suspended" (older versions may exist), "" (never versioned), or
+    "unknown" when the credentials may list and read but not ask (s3:GetBucketVersioning
+    is a permission of its own): the plan says it cannot tell rather than failing."""
+    try:
+        return str(aws.client("s3").get_bucket_versioning(Bucket=bucket).get("Status") or "")
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("AccessDenied", "NotImplemented", "MethodNotAllowed", "403", "501"):
+            return "unknown"
+        raise translate(exc, f"s3://{bucket} versioning") from exc
+    except Exception as exc:
+        raise translate(exc, f"s3://{bucket} versioning") from exc
+
+
+def list_versions(aws: Aws, bucket: str, group: list[BucketSpec]) -> dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]]:
+    """The older (noncurrent) versions and the delete markers of a bucket, one
+    ListObjectVersions pass, split between the entries like the current objects."""
+    out: dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]] = {spec: ([], []) for spec in group}
+    for page in _pages(aws.client("s3"), "list_object_versions", f"s3://{bucket} versions", Bucket=bucket):
+        for v in page.get("Versions", ()):
+            owner = owner_of(v["Key"], group)
+            if owner is not None and not v.get("IsLatest"):
+                vid = str(v.get("VersionId") or "null")
+                out[owner][0].append(ObjectInfo(version_key(v["Key"], vid), int(v["Size"]), str(v.get("ETag", "")).strip('"'),
+                                                _epoch(v.get("LastModified"))))
+        for m in page.get("DeleteMarkers", ()):
+            owner = owner_of(m["Key"], group)
+            if owner is not None:
+                out[owner][1].append({"key": m["Key"], "version_id": str(m.get("VersionId") or "null"),
+                                      "last_modified": _epoch(m.get("LastModified")), "latest": bool(m.get("IsLatest"))})
+    for objs, markers in out.values():
+        objs.sort(key=lambda o: o.key)
+        markers.sort(key=lambda m: (m["key"], m["version_id"]))
+    return out
+
+
+def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[LeftOut]]:
+    """One listing per bucket, however many entries name it, split between the entries
+    by their prefixes: a key belongs to the entry with the longest prefix it starts
+    with (config.owner_of), so nested entries never move a key twice. What no prefix
+    covers is counted as left out. A bucket listed only bucket-wide leaves nothing out."""
+    groups: dict[str, list[BucketSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.bucket, []).append(spec)
+    found: dict[BucketSpec, list[ObjectInfo]] = {}
+    left: list[LeftOut] = []
+    for bucket, group in groups.items():
+        parts: dict[BucketSpec, list[ObjectInfo]] = {spec: [] for spec in group}
+        out = LeftOut(bucket, [spec.prefix for spec in group])
+        # The whole bucket, even when every entry names a prefix: what lies outside them
+        # must be counted to be reported (issue 15: robots.txt left behind silently).
+        for o in list_prefix(aws, bucket, ""):
+            owner = owner_of(o.key, group)
+            if owner is not None:
+                parts[owner].append(o)
+            else:
+                out.count += 1
+                out.bytes += o.size
+                if len(out.examples) < LEFT_OUT_EXAMPLES:
+                    out.examples.append(o.key)
+        found.update(parts)
+        if out.count:
+            left.append(out)
+    return [BucketListing(spec, found[spec]) for spec in specs], left
+
+
+def take_versions(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[dict[str, Any]]]:
+    """Per versioned bucket: a "versions" listing for each `versions: all` entry, and what
+    the `versions: current` entries leave behind (count and bytes, for the plan)."""
+    groups: dict[str, list[BucketSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.bucket, []).append(spec)
+    listings: list[BucketListing] = []
+    left: list[dict[str, Any]] = []
+    for bucket, group in groups.items():
+        status = versioning(aws, bucket)
+        if not status:
+            continue
+        if status == "unknown" and not any(spec.versions == "all" for spec in group):
+            left.append({"bucket": bucket, "prefix": "", "status": status, "versions": 0, "bytes": 0, "delete_markers": 0})
+            continue
+        for spec, (objs, markers) in list_versions(aws, bucket, group).items():
+            if spec.versions == "all":
+                listings.append(BucketListing(spec, objs, kind="versions", delete_markers=markers))
+            elif objs or markers:
+                left.append({"bucket": bucket, "prefix": spec.prefix, "status": status, "versions": len(objs),
+                             "bytes": sum(o.size for o in objs), "delete_markers": len(markers)})
+    return listings, left
+
+
+def list_prefix(aws: Aws, bucket: str, prefix: str) -> list[ObjectInfo]:
+    """Every object under the prefix, sorted by key, with no per-object calls.
 
     A listing is 1,000 keys a request, one request after the other: a million keys is a
     thousand round trips. When the keys look like a tree, relocate lists it the way rclone
@@ -112,10 +263,10 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
     did; a level of very many small "directories" (one per user, say) is listed whole
     rather than one request per directory."""
     s3 = aws.client("s3")
-    what = f"s3://{spec.bucket}/{spec.prefix}"
+    what = f"s3://{bucket}/{prefix}"
 
     def page_entries(prefix: str, **kw: Any) -> Iterator[dict[str, Any]]:
-        return _pages(s3, "list_objects_v2", what, Bucket=spec.bucket, Prefix=prefix, **kw)
+        return _pages(s3, "list_objects_v2", what, Bucket=bucket, Prefix=prefix, **kw)
 
     def whole(prefix: str) -> list[ObjectInfo]:
         return [_object(o) for page in page_entries(prefix) for o in page.get("Contents", ())]
@@ -129,7 +280,7 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
         return objs, subs
 
     objects: list[ObjectInfo] = []
-    level = [spec.prefix]
+    level = [prefix]
     with ThreadPoolExecutor(LIST_FANOUT, thread_name_prefix="s3-list") as pool:
         for _ in range(LIST_DEPTH):
             if len(level) >= LIST_FANOUT:
@@ -143,7 +294,7 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
         for objs in pool.map(whole, level):
             objects.extend(objs)
     objects.sort(key=lambda o: o.key)
-    return BucketListing(spec, objects)
+    return objects
 
 
 def _object(o: dict[str, Any]) -> ObjectInfo:
@@ -172,8 +323,12 @@ def describe_secret(aws: Aws, spec: SecretSpec) -> SecretListing:
 
 
 def take_inventory(config: Config, aws: Aws) -> Inventory:
+    buckets, left_out = list_buckets(aws, config.s3)
+    versions, versions_left = take_versions(aws, config.s3)
     return Inventory(
-        buckets=[list_bucket(aws, b) for b in config.s3],
+        buckets=buckets + versions,
+        left_out=left_out,
+        versions_left=versions_left,
         parameters=[list_parameters(aws, p) for p in config.parameters],
         secrets=[describe_secret(aws, s) for s in config.secrets],
     )

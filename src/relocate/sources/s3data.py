@@ -338,9 +338,9 @@ class ObjectReader:
         if gets is not None:
             gets.close()
 
-    def _get_boto(self, key: str, size: int, whole: bool, what: str) -> Body:
+    def _get_boto(self, key: str, size: int, whole: bool, what: str, version_id: str | None = None) -> Body:
         try:
-            resp = self.s3.get_object(Bucket=self.bucket, Key=key)
+            resp = self.s3.get_object(Bucket=self.bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
             stream = resp["Body"]
             body = Body(key, int(resp.get("ContentLength", size)), str(resp.get("ETag", "")).strip('"'),
                         resp.get("ContentType"), dict(resp.get("Metadata") or {}))
@@ -351,6 +351,25 @@ class ObjectReader:
                 body.close = stream.close
         except Exception as exc:
             raise translate(exc, what) from exc
+        return body
+
+
+class VersionReader(ObjectReader):
+    """GETs of older versions (`versions: all`): the pusher's keys are version_key()s.
+    Always boto3's GetObject with VersionId (a read the source guard allows); older
+    versions are few next to current objects, so the native clients are not needed."""
+
+    def whole_reads(self, concurrency: int) -> None:
+        return None
+
+    def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
+        from relocate.sources.inventory import split_version_key
+
+        real, version_id = split_version_key(key)
+        body = self._get_boto(real, size, whole, f"s3://{self.bucket}/{real} version {version_id}", version_id)
+        if etag and body.etag and body.etag != etag:
+            raise TransientError(f"s3://{self.bucket}/{real} version {version_id}: ETag differs from the listing")
+        body.key = key
         return body
 
 

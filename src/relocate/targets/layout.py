@@ -1,7 +1,10 @@
 """Where relocate keeps its own state under target.root, in one place.
 
     <root>/.relocate/staging/        batches land here, are hashed, then linked into place
-    <root>/.relocate/buckets/*.json  sidecar manifest per bucket (key, sha256, metadata)
+    <root>/.relocate/buckets/*.json  sidecar manifest per bucket (key, sha256, metadata);
+                                     `<to>__%%versions.json` for older versions and delete markers
+    <root>/.relocate/env.json        per env file: digest of its sources' versions, its sha256
+    <root>/.relocate/hosts.json      per source.hosts entry: sha256 of the tar that landed
     <root>/.relocate/lock            held for the whole move
     <root>/.relocate/audit.log       append-only record of moves
 """
