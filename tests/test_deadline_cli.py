@@ -54,7 +54,7 @@ def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, 
     assert run.exit_code == 3
     plan = run.json()
     assert [b["code"] for b in plan["blockers"]] == ["deadline"] and "env:shared/app.env" in plan["blockers"][0]["message"]
-    md = cli("plan", "-f", str(cfg), "--deadline", PAST, env={"RELOCATE_FORMAT": "markdown"})
+    md = cli("plan", "-f", str(cfg), "--deadline", PAST, env={"RELOCATE_PLAN_FORMAT": "markdown"})
     assert md.exit_code == 3 and md.stdout.startswith("## relocate plan") and "**Blocked**" in md.stdout
     bad = cli("plan", "-f", str(cfg), "--deadline", "tomorrow-ish")
     assert bad.exit_code == 2 and "--deadline" in bad.stderr and "Traceback" not in bad.stderr

@@ -73,10 +73,20 @@ def _write_debug_log(text: str) -> str:
     return path
 
 
-def envvar_name(option: Any) -> str | None:
-    """RELOCATE_<LONG NAME>: `--accept-new-host-key` reads RELOCATE_ACCEPT_NEW_HOST_KEY."""
+# Options whose meaning differs from command to command: one shared variable would make a
+# job that sets it for one command change another (RELOCATE_OUTPUT once sent discover's
+# YAML into the plan file). These read RELOCATE_<COMMAND>_<LONG NAME> instead.
+PER_COMMAND = frozenset({"--output", "--force", "--format"})
+
+
+def envvar_name(option: Any, command: tuple[str, ...] = ()) -> str | None:
+    """RELOCATE_<LONG NAME>: `--accept-new-host-key` reads RELOCATE_ACCEPT_NEW_HOST_KEY;
+    an option in PER_COMMAND also names its command: `plan -o` reads RELOCATE_PLAN_OUTPUT."""
     long = next((o for o in option.opts if o.startswith("--")), None)
-    return f"RELOCATE_{long[2:].upper().replace('-', '_')}" if long else None
+    if not long:
+        return None
+    words = [*command, long[2:]] if long in PER_COMMAND else [long[2:]]
+    return "RELOCATE_" + "_".join(w.upper().replace("-", "_") for w in words)
 
 
 def build_command() -> Any:
@@ -84,16 +94,19 @@ def build_command() -> Any:
     including options a command module declares without one (CI sets env, not flags)."""
     command = typer.main.get_command(app)
 
-    def walk(cmd: Any) -> None:
+    def walk(cmd: Any, path: tuple[str, ...]) -> None:
         for param in cmd.params:
             # by duck type: newer Typer vendors its own click, whose classes are not click's
-            if getattr(param, "param_type_name", "") == "option" and not param.envvar and (name := envvar_name(param)):
+            if getattr(param, "param_type_name", "") != "option":
+                continue
+            per_command = any(o in PER_COMMAND for o in param.opts)
+            if (not param.envvar or per_command) and (name := envvar_name(param, path)):
                 param.envvar = name
                 param.show_envvar = True
-        for sub in getattr(cmd, "commands", {}).values():
-            walk(sub)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, (*path, name))
 
-    walk(command)
+    walk(command, ())
     return command
 
 
