@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from relocate.cli.jsondoc import print_json  # noqa: F401  (re-exported: render.print_json)
 from relocate.execute.move import MoveReport
 from relocate.execute.verify import VerifyReport
 from relocate.plan.build import human_bytes
@@ -27,9 +26,6 @@ def stderr_console() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def _duration(seconds: float) -> str:
