@@ -83,3 +83,29 @@ def test_no_input_never_prompts(setup: tuple[Path, Path]) -> None:
     run = cli("--no-input", "move", "-f", str(cfg))
     assert run.exit_code == 2 and "--yes" in run.stderr
     assert not (root / "data").exists()
+
+
+def test_egress_priced_by_each_buckets_region(moto: str, sshd, tmp_path: Path) -> None:
+    # relocate.yaml says us-east-1; one bucket lives in ap-southeast-1. AWS bills transfer out
+    # by the source region, so the plan prices that bucket at Singapore's rates.
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket="sg-media", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    s3.create_bucket(Bucket="va-media")
+    for bucket in ("sg-media", "va-media"):
+        s3.put_object(Bucket=bucket, Key="a.bin", Body=b"\x01" * 5000)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / f"eg-{tmp_path.name}"),
+                      buckets=[{"bucket": "sg-media", "to": "data/sg"}, {"bucket": "va-media", "to": "data/va"}])
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stderr
+    plan = run.json()
+    assert {s["id"]: s["region"] for s in plan["steps"] if s["kind"] == "s3"} == {"s3:sg-media/": "ap-southeast-1",
+                                                                                 "s3:va-media/": "us-east-1"}
+    rows = {r["region"]: r for r in plan["egress"]["by_region"]}
+    assert set(rows) == {"ap-southeast-1", "us-east-1"} and rows["ap-southeast-1"]["rates_region"] == "ap-southeast-1"
+    assert rows["ap-southeast-1"]["bytes"] == 5000 and rows["us-east-1"]["rates_region"] == "us-east-1"
+    assert "AWS waives" in plan["egress"]["exit_waiver"]
+    # the shipped ap-southeast-1 rates were checked 2024-11-01, over a year ago: the plan warns
+    assert plan["egress"]["rates_stale"] and plan["egress"]["as_of"] == "2024-11-01"
+    assert any(w["code"] == "egress-rates-stale" and "2024-11-01" in w["message"] for w in plan["warnings"])
+    text = cli("plan", "-f", str(cfg))
+    assert "ap-southeast-1" in text.stdout and "AWS waives" in text.stdout

@@ -37,10 +37,16 @@ def _duration(seconds: float) -> str:
 
 
 def egress_line(e: dict[str, Any]) -> str:
-    note = f"; {e['note']}" if e.get("note") else ""
+    """The egress estimate: the total, then each source region's share (AWS bills by source region)."""
+    rows = e.get("by_region") or []
+    parts = [f"{r['region']} {human_bytes(r['bytes'])} {r['cost']:.2f}"
+             + (f" at {r['rates_region']} rates" if r["rates_region"] != r["region"] else "")
+             + (f" ({r['note']})" if r.get("note") else "") for r in rows]
+    stale = f"; WARNING: {e['stale_note']}" if e.get("rates_stale") else ""
     return (f"AWS egress for {human_bytes(e['bytes'])}: about {e['cost']:.2f} {e['currency']} "
-            f"({e['cost_after_free_allowance']:.2f} if the {e['free_gb']:g} GB monthly free allowance is unused), "
-            f"{e['rates_region']} rates as of {e['as_of']} from {e['source']}{note}")
+            f"({e['cost_after_free_allowance']:.2f} if the {e['free_gb']:g} GB monthly free allowance is unused); "
+            f"by source region: {'; '.join(parts) or 'nothing to send'}; rates as of {e['as_of']} from {e['source']}{stale}. "
+            f"{e.get('exit_waiver', '')}")
 
 
 def plan(console: Console, p: Plan) -> None:

@@ -64,7 +64,7 @@ def build_plan(
             count=listing.count, bytes=listing.bytes, todo_count=len(todo), todo_bytes=todo_bytes,
             est_seconds=_eta(todo_bytes, len(todo), rates),
             detail=f"{listing.count - len(todo)} already on the target" if len(todo) < listing.count else "",
-            priority=listing.spec.priority,
+            priority=listing.spec.priority, region=listing.region or "",
         ))
     env_sources: dict[str, list[str]] = {}
     env_counts: dict[str, int] = {}

@@ -23,6 +23,7 @@ class Step:
     est_seconds: float = 0.0
     detail: str = ""
     priority: str = ""  # s3 steps: critical | normal | bulk (source.s3[].priority); see plan/deadline.py
+    region: str = ""  # s3 steps: the AWS region the bucket lives in (HeadBucket), which prices its egress; "" unknown
 
 
 @dataclass

@@ -27,6 +27,7 @@ class ObjectInfo:
 class BucketListing:
     spec: BucketSpec
     objects: list[ObjectInfo]
+    region: str | None = None  # where the bucket lives, as S3 says (prices its egress); None: it did not say
 
     @property
     def count(self) -> int:
@@ -143,7 +144,9 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
         for objs in pool.map(whole, level):
             objects.extend(objs)
     objects.sort(key=lambda o: o.key)
-    return BucketListing(spec, objects)
+    from relocate.sources.s3data import bucket_region  # obstore and friends: only once a bucket is listed
+
+    return BucketListing(spec, objects, bucket_region(s3, spec.bucket))
 
 
 def _object(o: dict[str, Any]) -> ObjectInfo:
