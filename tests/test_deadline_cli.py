@@ -5,6 +5,7 @@ that cannot meet its deadline moves critical data first, stops, and a later run 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,28 @@ def setup(moto: str, sshd, tmp_path: Path) -> tuple[Path, Path]:
     return cfg, root
 
 
-def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path]) -> None:
+def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, _ = setup
+    # The probe sends real objects through the move's own pusher (a spy records them, then
+    # the real run goes on): one alone for the setup cost, then the sample.
+    from relocate.execute import probe
+
+    sent: list[list[str]] = []
+
+    class Spy(probe.BucketPusher):
+        def run(self, objs, commit):  # type: ignore[override]
+            sent.append([o.key for o in objs])
+            return super().run(objs, commit)
+
+    monkeypatch.setattr(probe, "BucketPusher", Spy)
     run = cli("plan", "-f", str(cfg), "--probe", "--deadline", "6h", "--json")
     assert run.exit_code == 0, run.stderr
     plan = run.json()
-    assert plan["estimate_basis"].startswith("measured: S3 read") and "SSH write" in plan["estimate_basis"]
+    assert plan["estimate_basis"].startswith("measured: 8 real objects") and "the move's own path" in plan["estimate_basis"]
+    assert len(sent[0]) == 1 and sorted(k for batch in sent[1:] for k in batch) == sorted(
+        [f"thumbs/{i}" for i in range(4)] + ["large.bin"] + [f"uploads/{i}" for i in range(3)])
+    rng = plan["estimate_range"]
+    assert 0 < rng["low_s"] <= rng["high_s"]
     assert [s["id"] for s in plan["steps"]] == ["env:shared/app.env", "s3:uploads/", "s3:thumbs/", "verify"]
     assert plan["schedule"]["misses"] == [] and len(plan["schedule"]["steps"]) == 4
     assert plan["egress"]["bytes"] == plan["totals"]["todo_bytes"] and plan["egress"]["as_of"]
@@ -46,6 +63,8 @@ def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path]) -> None:
 
     text = cli("plan", "-f", str(cfg))
     assert "conservative defaults" in text.stdout and "AWS egress" in text.stdout
+    probed = cli("plan", "-f", str(cfg), "--probe")
+    assert probed.exit_code == 0 and re.search(r"estimated \S+-\S+ at measured: 8 real objects", probed.stdout), probed.stdout
 
 
 def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, Path]) -> None:

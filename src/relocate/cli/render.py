@@ -36,6 +36,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def estimate_text(p: Plan) -> str:
+    """The estimate: a range when a probe measured it (`plan --probe`), else the point."""
+    r = p.estimate_range
+    return f"{_duration(r['low_s'])}-{_duration(r['high_s'])}" if r else _duration(p.est_seconds)
+
+
 def egress_line(e: dict[str, Any]) -> str:
     """The egress estimate: the total, then each source region's share (AWS bills by source region)."""
     rows = e.get("by_region") or []
@@ -65,7 +71,7 @@ def plan(console: Console, p: Plan) -> None:
         size = human_bytes(s.bytes) if s.kind in ("s3", "databases") else "-"
         table.add_row(s.kind, s.source, s.dest, str(s.count), size, copy, _duration(s.est_seconds))
     console.print(table)
-    console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {_duration(p.est_seconds)} "
+    console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {estimate_text(p)} "
                   f"at {p.estimate_basis}")
     if p.egress:
         console.print(egress_line(p.egress), markup=False)

@@ -50,6 +50,7 @@ class Plan:
     estimate_basis: str = ""
     schedule: dict[str, Any] | None = None  # plan/deadline.Schedule.to_dict() when --deadline was given
     egress: dict[str, Any] | None = None  # plan/egress.estimate(): data-transfer-out cost at AWS rates
+    estimate_range: dict[str, float] | None = None  # plan --probe: {low_s, high_s} for the whole plan
 
     @property
     def ready(self) -> bool:
@@ -99,6 +100,7 @@ class Plan:
                 estimate_basis=data.get("estimate_basis", ""),
                 schedule=data.get("schedule"),
                 egress=data.get("egress"),
+                estimate_range=data.get("estimate_range"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: damaged plan file ({exc})") from None
