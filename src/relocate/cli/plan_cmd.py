@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
         profiles: Optional[Path] = options.PROFILES,
-        probe: bool = typer.Option(False, "--probe", help="Measure S3 read and SSH write rates (a few seconds) instead of assuming conservative ones."),
+        probe: bool = typer.Option(False, "--probe", help="Time a sample of real objects (up to 200, 48 MiB) sent through the move's own path into a throwaway "
+                                                        "directory on the target (removed), and show the estimate as a range, instead of conservative rates."),
         deadline_at: Optional[str] = options.DEADLINE,
         egress_rates: Optional[Path] = typer.Option(None, "--egress-rates", help="AWS data-transfer-out rates file (default: the shipped, dated one)."),
         fmt: str = typer.Option("text", "--format", help="text, json or markdown (for a pull-request comment)."),

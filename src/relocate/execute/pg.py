@@ -256,15 +256,20 @@ class LocalPg:
         result.update(json.loads(line))
         proc.communicate("COMMIT;\n", timeout=600)
 
-    def dump_argv(self, *, snapshot: str, jobs: int, out: Path | None, plain: tuple[str, ...] | None = None) -> list[str]:
-        """Directory format with -j into the snapshot, or custom format to stdout (a stream);
-        `plain`: SQL text to stdout with these extra options (the in-place restore's stream)."""
-        base = ["pg_dump", f"--snapshot={snapshot}", "--no-password", "--dbname", self.addr.dbname]
-        if plain is not None:
-            return [*base, "-Fp", *plain]
+    def dump_argv(self, *, snapshot: str, jobs: int, out: Path | None) -> list[str]:
+        """Directory format with -j into the snapshot, or custom format to stdout (a stream)."""
+        base = ["pg_dump", f"--snapshot={snapshot}", "--no-password", "--compress=1", "--dbname", self.addr.dbname]
         if out is None:
-            return [*base, "--compress=1", "-Fc"]
-        return [*base, "--compress=1", "-Fd", "-j", str(jobs), "-f", str(out)]
+            return [*base, "-Fc"]
+        return [*base, "-Fd", "-j", str(jobs), "-f", str(out)]
+
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int) -> None:
+        """The directory-format dump, here, into `out`."""
+        dump = subprocess.Popen(self.dump_argv(snapshot=snapshot, jobs=jobs, out=out), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self.env)
+        _, err = dump.communicate()
+        if dump.returncode != 0:
+            raise self.fail(err)
 
 
 # --------------------------------------------------------------------------- target (over SSH)
@@ -549,12 +554,7 @@ def move_in_place(conn: Connection, local: "LocalPg", remote: "RemotePg", names:
     owned by the login, without the source's grants (--no-owner --no-privileges)."""
     with local.snapshot() as (snap_id, holder):
         with local.stats_alongside(holder) as stats:
-            dump = subprocess.Popen(local.dump_argv(snapshot=snap_id, jobs=jobs, out=dump_dir),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True, env=local.env)
-            _, err = dump.communicate()
-            if dump.returncode != 0:
-                raise local.fail(err)
+            local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
     opts = [] if exact else ["--no-owner", "--no-privileges"]
     out: list[bytes] = []
     psql = remote.argv("psql", *PSQL[1:], "-f", "-", db=names.final)
@@ -609,12 +609,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
                                        shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
                     else:
-                        dump = subprocess.Popen(local.dump_argv(snapshot=snap_id, jobs=jobs, out=dump_dir),
-                                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.PIPE, text=True, env=local.env)
-                        _, err = dump.communicate()
-                        if dump.returncode != 0:
-                            raise local.fail(err)
+                        local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
                 if dump_dir is not None:
                     upload = shell.all_of(["rm", "-rf", "--", staging], ["mkdir", "-p", "--", staging],
                                           ["tar", "-x", "-f", "-", "-C", staging])
