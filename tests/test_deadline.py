@@ -197,3 +197,14 @@ def test_one_bucket_per_prefix_with_its_own_priority(tmp_path: Path) -> None:
     assert [(b.prefix, b.priority) for b in config.s3] == [("originals/", "critical"), ("thumbs/", "bulk")]
     with pytest.raises(ConfigError, match="overlapping prefixes"):
         parse_config(base + "    - {bucket: media, to: data/all, priority: bulk}\n", tmp_path / "r.yaml")
+
+
+def test_probe_sample_gives_a_range_that_scales_by_count_and_by_bytes() -> None:
+    from relocate.plan.build import PROBE_SPREAD, Sample, eta_range
+
+    rates = Rates(sample=Sample(objects=100, nbytes=100 * 4096, seconds=0.5, setup_s=1.0))
+    low, high = eta_range(10_000 * 4096, 10_000, rates)  # like the sample: count and bytes agree
+    assert low == pytest.approx(51.0 / PROBE_SPREAD) and high == pytest.approx(51.0 * PROBE_SPREAD)
+    low, high = eta_range(1000 * (1 << 20), 1000, rates)  # bigger objects than the sample: the ends part
+    assert low == pytest.approx((1.0 + 5.0) / PROBE_SPREAD) and high > 1000 and low < high
+    assert eta_range(5000, 2, Rates()) == (pytest.approx(5000 / 20e6 + 0.008),) * 2  # no probe: the point

@@ -40,17 +40,25 @@ class Rates:
     sample: Sample | None = None
 
 
+# A probe's own run-to-run spread on one machine (bench/bench_probe.py, 2-core box: the
+# same sample took 3.8 and 5.2 ms an object in two rounds): each end of a range moves out
+# by this factor, so a range is never a point dressed up as one.
+PROBE_SPREAD = 1.25
+
+
 def eta_range(nbytes: int, nobjects: int, rates: Rates) -> tuple[float, float]:
     """(low, high) seconds to move `nobjects` of `nbytes`. From a probe sample: scaled by
     the object count and by the bytes, whichever gives less and more (they agree when the
     sample looks like the data; they part when the data's objects are bigger or smaller),
-    plus the setup. Without one, both ends are the conservative point estimate."""
+    plus the setup, each end widened by the probe's own spread. Without one, both ends are
+    the conservative point estimate."""
     s = rates.sample
     if s is None or s.objects <= 0 or s.nbytes <= 0 or nobjects <= 0:
         point = nbytes / rates.bytes_per_s + nobjects * rates.seconds_per_object
         return point, point
     by_count, by_bytes = s.seconds * nobjects / s.objects, s.seconds * nbytes / s.nbytes
-    return s.setup_s + min(by_count, by_bytes), s.setup_s + max(by_count, by_bytes)
+    return ((s.setup_s + min(by_count, by_bytes)) / PROBE_SPREAD,
+            (s.setup_s + max(by_count, by_bytes)) * PROBE_SPREAD)
 
 
 def _eta(nbytes: int, nobjects: int, rates: Rates) -> float:
