@@ -51,7 +51,10 @@ class Run:
     stderr: str
 
     def json(self) -> Any:
-        return json.loads(self.stdout)
+        doc = json.loads(self.stdout)
+        # every JSON document relocate prints carries its format (docs/json.md)
+        assert isinstance(doc, dict) and doc.get("format_version") == 1, f"no format_version: {self.stdout[:200]}"
+        return doc
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> Run:

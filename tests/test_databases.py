@@ -350,3 +350,66 @@ def test_mariadb_move_verify_and_rerun(tmp_path: Path, sshd: Any, mariadb_server
     assert cli("verify", "-f", str(cfg), env=env).exit_code == 0
     maria(mariadb_server, "DELETE FROM orders WHERE id = 5000;", "shop_copy")
     assert cli("verify", "-f", str(cfg), env=env).exit_code == 4
+
+
+TWO_TABLES = r"""
+CREATE TABLE a_first (id serial PRIMARY KEY, note text);
+INSERT INTO a_first (note) SELECT 'note ' || g FROM generate_series(1, 300) g;
+CREATE TABLE items (id serial PRIMARY KEY, name text);
+INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 500) g;
+SELECT setval('items_id_seq', 777);
+"""
+
+
+def test_managed_target_without_createdb_restores_in_place_in_one_transaction(
+        tmp_path: Path, sshd: Any, source_pg: Any, postgres_target: Any) -> None:
+    # How managed databases come: the app's role owns an empty database but may not create
+    # databases (or roles). The scratch-database swap is impossible; the plan must say so
+    # and take the in-place path, and a failed restore must leave the database as it was.
+    role, db, pw = "managed_app", "managed", "managed-pw-31"
+    reset_db(source_pg, "twotables", TWO_TABLES)
+    reset_db(postgres_target, db)
+    psql(postgres_target, f"DROP ROLE IF EXISTS {role};", check=False)
+    psql(postgres_target, f"CREATE ROLE {role} LOGIN NOCREATEDB NOCREATEROLE PASSWORD '{pw}'; "
+                          f"CREATE DATABASE {db} OWNER {role};")
+    src = {"url": small_url(source_pg, "twotables"), "password_from": "env:SRC_DB_PW"}
+    cfg = db_config(tmp_path, sshd, postgres_target, [src], target_db=db)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["target"]["database"]["url"] = f"postgresql://{role}@127.0.0.1:{postgres_target.port}/{db}"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = env_for(source_pg, postgres_target, TGT_DB_PW=pw)
+
+    plan = cli("plan", "-f", str(cfg), "--json", env=env)
+    assert plan.exit_code == 0, plan.stdout + plan.stderr
+    step = next(s for s in plan.json()["steps"] if s["id"] == "db:twotables")
+    assert "in ONE transaction" in step["detail"] and "may not create databases" in step["detail"]
+    # the source's tables belong to a role managed_app cannot act as: said before the move
+    assert any(w["code"] == "db-owners" for w in plan.json()["warnings"])
+
+    # A failing restore (an object in the way of the second table) is rolled back whole:
+    # a_first, restored before the failure, is not left behind.
+    psql(postgres_target, f"SET ROLE {role}; CREATE TYPE items AS (x int);", db)
+    failed = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert failed.exit_code != 0 and "rolled back" in failed.stderr, failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert psql(postgres_target, "SELECT count(*) FROM pg_class WHERE relname = 'a_first';", db) == "0"
+    psql(postgres_target, "DROP TYPE items;", db)
+
+    moved = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    assert psql(postgres_target, "SELECT count(*) FROM items;", db) == "500"
+    assert psql(postgres_target, "SELECT count(*) FROM a_first;", db) == "300"
+    assert psql(postgres_target, "SELECT last_value FROM items_id_seq;", db) == "777"
+    assert psql(postgres_target, "SELECT tableowner FROM pg_tables WHERE tablename = 'items';", db) == role
+    assert psql(postgres_target, f"SELECT count(*) FROM pg_database WHERE datname LIKE '{db}__relocat%';") == "0"
+    assert cli("verify", "-f", str(cfg), env=env).exit_code == 0
+    again = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert again.exit_code == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+    # Without the database there, the login cannot create it: blocked at plan time, naming the fix.
+    psql(postgres_target, f'DROP DATABASE "{db}" WITH (FORCE);')
+    blocked = cli("plan", "-f", str(cfg), "--json", env=env)
+    assert blocked.exit_code == 3
+    msg = next(b["message"] for b in blocked.json()["blockers"] if b["code"] == "db-privileges")
+    assert "CREATEDB" in msg and f"OWNER {role}" in msg.replace('"', "")
+    psql(postgres_target, f"DROP ROLE {role};")

@@ -101,11 +101,11 @@ def _judged(tmp_path: Path, src: dict[str, Any], dst: dict[str, Any], flags: dic
 def test_blockers_for_older_target_missing_extensions_and_a_differing_database(tmp_path: Path) -> None:
     stats = {"tables": {"s.t": {"rows": 1, "sample": "a"}}, "sequences": {}, "large_objects": {}}
     src = {"major": 15, "version": "15.4", "extensions": ["hstore", "postgis"], "stats": stats, "size": 0}
-    older = {"major": 13, "version": "13.1", "available": ["hstore"], "exists": False}
+    older = {"major": 13, "version": "13.1", "available": ["hstore"], "exists": False, "createdb": True}
     g = _judged(tmp_path, src, older)
     assert [b.code for b in g.blockers] == ["db-version", "db-extensions"] and "postgis" in g.blockers[1].message
     differs = {"major": 15, "version": "15.5", "available": ["hstore", "postgis"], "exists": True, "objects": 3,
-               "stats": {**stats, "tables": {"s.t": {"rows": 2, "sample": "b"}}}}
+               "stats": {**stats, "tables": {"s.t": {"rows": 2, "sample": "b"}}}, "createdb": True}
     g = _judged(tmp_path, src, differs)
     assert g.state == "differs" and [b.code for b in g.blockers] == ["db-not-empty"]
     assert "--replace-database app" in g.blockers[0].message
@@ -113,6 +113,29 @@ def test_blockers_for_older_target_missing_extensions_and_a_differing_database(t
     assert not g.blockers and [w.code for w in g.warnings] == ["db-replace"]
     same = {**differs, "stats": stats}
     assert _judged(tmp_path, src, same).state == "matches"
+
+
+def test_restore_path_follows_the_logins_privileges(tmp_path: Path) -> None:
+    stats = {"tables": {"s.t": {"rows": 1, "sample": "a"}}, "sequences": {}, "large_objects": {}}
+    src = {"major": 15, "version": "15.4", "extensions": [], "stats": stats, "size": 0,
+           "roles": [{"name": "app", "login": True}, {"name": "ops", "login": False}]}
+    base = {"major": 15, "version": "15.5", "available": [], "login": "app", "member_of": ["app"]}
+    swap = _judged(tmp_path, src, {**base, "exists": False, "createdb": True})
+    assert swap.path == "swap" and not swap.blockers
+    # no CREATEDB, database missing: blocked, naming how to fix it
+    g = _judged(tmp_path, src, {**base, "exists": False, "createdb": False})
+    assert [b.code for b in g.blockers] == ["db-privileges"] and "CREATEDB" in g.blockers[0].message
+    # no CREATEDB, empty database it may create in: in place, warned that ops' objects become app's
+    g = _judged(tmp_path, src, {**base, "exists": True, "objects": 0, "createdb": False, "create_in_db": True})
+    assert g.path == "in-place" and not g.blockers and [w.code for w in g.warnings] == ["db-owners"]
+    assert "ops" in g.warnings[0].message
+    g = _judged(tmp_path, src, {**base, "exists": True, "objects": 0, "createdb": False, "create_in_db": False})
+    assert [b.code for b in g.blockers] == ["db-privileges"] and "GRANT CREATE ON DATABASE" in g.blockers[0].message
+    # replacing a differing database needs the swap
+    differs = {**base, "exists": True, "objects": 3, "createdb": False, "create_in_db": True,
+               "stats": {**stats, "tables": {"s.t": {"rows": 2, "sample": "b"}}}}
+    g = _judged(tmp_path, src, differs, {"replace_database": ("app",)})
+    assert "db-privileges" in [b.code for b in g.blockers]
 
 
 def test_password_from_secrets_manager_ssm_and_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from relocate.errors import ConfigError, UsageError
 from relocate.plan import deadline as dl
+from relocate.egress_file import load_rates
 from relocate.plan import egress
 from relocate.plan.build import Rates, _eta
 from relocate.plan.model import Step
@@ -113,36 +114,78 @@ def test_should_start(priority: str, est: float, left: float, start: bool) -> No
 
 # --- egress --------------------------------------------------------------------------
 
+TODAY = dt.date(2026, 12, 4)
+
+
 @pytest.mark.parametrize("gb,cost", [
     (0, 0.0), (1, 0.09), (10240, 921.6),
     (20480, 10240 * 0.09 + 10240 * 0.085),
     (200_000, 10240 * 0.09 + 40960 * 0.085 + 102400 * 0.07 + (200_000 - 153600) * 0.05),
 ])
 def test_tiered_egress_cost_us_east_1(gb: float, cost: float) -> None:
-    rates = egress.load_rates()
-    est = egress.estimate(int(gb * egress.GB), "us-east-1", rates)
+    rates = load_rates()
+    est = egress.estimate({"us-east-1": int(gb * egress.GB)}, rates, TODAY)
     assert est["cost"] == pytest.approx(cost, abs=0.01)
     assert est["cost_after_free_allowance"] == pytest.approx(egress.tiered_cost(max(gb - 100, 0), rates.regions["us-east-1"]), abs=0.01)
-    assert est["as_of"] == rates.as_of and len(rates.as_of) == 10
+    assert est["as_of"] == rates.checked("us-east-1") and len(est["as_of"]) == 10
 
 
-def test_unknown_region_uses_the_default_and_says_so() -> None:
-    est = egress.estimate(5 * egress.GB, "xx-nowhere-1", egress.load_rates())
-    assert est["rates_region"] == "us-east-1" and "xx-nowhere-1" in est["note"]
+def test_each_bucket_is_priced_at_its_own_region() -> None:
+    # AWS bills transfer out by the source region: 1 TB from Singapore costs Singapore's rates
+    # even when relocate.yaml says us-east-1.
+    rates = load_rates()
+    est = egress.estimate({"us-east-1": 1024 * egress.GB, "ap-southeast-1": 1024 * egress.GB}, rates, TODAY)
+    rows = {r["region"]: r for r in est["by_region"]}
+    assert rows["ap-southeast-1"]["cost"] == pytest.approx(1024 * 0.12) and rows["us-east-1"]["cost"] == pytest.approx(1024 * 0.09)
+    assert est["cost"] == pytest.approx(1024 * 0.21)
+    steps = [Step("s3:a/", "s3", "s3://a/", "a", todo_bytes=5, region="ap-southeast-1"),
+             Step("s3:b/", "s3", "s3://b/", "b", todo_bytes=7, region=""),
+             Step("db:x", "databases", "pg", "x", todo_bytes=11)]
+    assert egress.bytes_by_region(steps, "us-east-1") == {"ap-southeast-1": 5, None: 7, "us-east-1": 11}
+
+
+def test_unknown_region_is_priced_at_the_dearest_rates_never_the_cheapest() -> None:
+    rates = load_rates()
+    dearest = max(egress.tiered_cost(1024, t) for t in rates.regions.values())
+    for region in ("xx-nowhere-1", None):
+        est = egress.estimate({region: 1024 * egress.GB}, rates, TODAY)
+        row = est["by_region"][0]
+        assert row["cost"] == pytest.approx(dearest) and row["rates_region"] == "sa-east-1"
+        assert row["region"] == (region or "unknown") and "dearest" in row["note"]
+
+
+def test_stale_rates_are_flagged_by_the_date_passed_in() -> None:
+    rates = load_rates()
+    checked = dt.date.fromisoformat(rates.checked("us-east-1"))
+    assert not egress.estimate({"us-east-1": egress.GB}, rates, checked + dt.timedelta(days=30))["rates_stale"]
+    late = egress.estimate({"us-east-1": egress.GB}, rates, checked + dt.timedelta(days=400))
+    assert late["rates_stale"] and "400 days ago" in late["stale_note"]
+    # a region re-checked long ago makes the estimate stale even when us-east-1 is fresh
+    old = egress.estimate({"ap-southeast-1": egress.GB}, rates, checked + dt.timedelta(days=30))
+    assert old["as_of"] == rates.as_of and old["rates_stale"]
+    assert "AWS waives" in late["exit_waiver"] and "March 2024" in late["exit_waiver"]
+
+
+def test_egress_pricing_is_pure() -> None:
+    # the clock and the rates file are arguments: plan/egress.py reads neither
+    src = Path(egress.__file__).read_text()
+    for needle in ("import yaml", "open(", "read_text", "resources", "time.time", "date.today", "datetime.now"):
+        assert needle not in src, needle
 
 
 def test_rates_file_override_and_its_errors(tmp_path: Path) -> None:
     good = tmp_path / "rates.yaml"
     good.write_text("as_of: '2021-01-10'\nregions:\n  us-east-1: {tiers: [[null, 0.5]]}\n")
-    rates = egress.load_rates(good)
-    assert egress.estimate(10 * egress.GB, "us-east-1", rates)["cost"] == pytest.approx(5.0)
-    for text, needle in [("regions: {}\n", "regions"), ("as_of: x\nregions: {a: {tiers: [[1, 0.1]]}}\n", "last tier"),
-                         ("as_of: x\nregions: {a: {tiers: [[1]]}}\n", "tiers[0]"), (": :\n", "invalid YAML")]:
+    rates = load_rates(good)
+    assert egress.estimate({"us-east-1": 10 * egress.GB}, rates, TODAY)["cost"] == pytest.approx(5.0)
+    for text, needle in [("regions: {}\n", "regions"), ("as_of: 2021-01-10\nregions: {a: {tiers: [[1, 0.1]]}}\n", "last tier"),
+                         ("as_of: 2021-01-10\nregions: {a: {tiers: [[1]]}}\n", "tiers[0]"), (": :\n", "invalid YAML"),
+                         ("as_of: soon\nregions: {a: {tiers: [[null, 0.1]]}}\n", "YYYY-MM-DD")]:
         good.write_text(text)
         with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
-            egress.load_rates(good)
+            load_rates(good)
     with pytest.raises(ConfigError, match="cannot read"):
-        egress.load_rates(tmp_path / "missing.yaml")
+        load_rates(tmp_path / "missing.yaml")
 
 
 def test_one_bucket_per_prefix_with_its_own_priority(tmp_path: Path) -> None:
@@ -157,3 +200,14 @@ def test_one_bucket_per_prefix_with_its_own_priority(tmp_path: Path) -> None:
     assert [(b.prefix, b.priority) for b in nested.s3] == [("originals/", "critical"), ("", "bulk")]
     with pytest.raises(ConfigError, match=r"source.s3\[1\]: media is listed twice with the prefix 'originals/'"):
         parse_config(base + "    - {bucket: media, prefix: originals/, to: data/o2}\n", tmp_path / "r.yaml")
+
+
+def test_probe_sample_gives_a_range_that_scales_by_count_and_by_bytes() -> None:
+    from relocate.plan.build import PROBE_SPREAD, Sample, eta_range
+
+    rates = Rates(sample=Sample(objects=100, nbytes=100 * 4096, seconds=0.5, setup_s=1.0))
+    low, high = eta_range(10_000 * 4096, 10_000, rates)  # like the sample: count and bytes agree
+    assert low == pytest.approx(51.0 / PROBE_SPREAD) and high == pytest.approx(51.0 * PROBE_SPREAD)
+    low, high = eta_range(1000 * (1 << 20), 1000, rates)  # bigger objects than the sample: the ends part
+    assert low == pytest.approx((1.0 + 5.0) / PROBE_SPREAD) and high > 1000 and low < high
+    assert eta_range(5000, 2, Rates()) == (pytest.approx(5000 / 20e6 + 0.008),) * 2  # no probe: the point

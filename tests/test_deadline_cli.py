@@ -5,6 +5,7 @@ that cannot meet its deadline moves critical data first, stops, and a later run 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,28 @@ def setup(moto: str, sshd, tmp_path: Path) -> tuple[Path, Path]:
     return cfg, root
 
 
-def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path]) -> None:
+def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, _ = setup
+    # The probe sends real objects through the move's own pusher (a spy records them, then
+    # the real run goes on): one alone for the setup cost, then the sample.
+    from relocate.execute import probe
+
+    sent: list[list[str]] = []
+
+    class Spy(probe.BucketPusher):
+        def run(self, objs, commit):  # type: ignore[override]
+            sent.append([o.key for o in objs])
+            return super().run(objs, commit)
+
+    monkeypatch.setattr(probe, "BucketPusher", Spy)
     run = cli("plan", "-f", str(cfg), "--probe", "--deadline", "6h", "--json")
     assert run.exit_code == 0, run.stderr
     plan = run.json()
-    assert plan["estimate_basis"].startswith("measured: S3 read") and "SSH write" in plan["estimate_basis"]
+    assert plan["estimate_basis"].startswith("measured: 8 real objects") and "the move's own path" in plan["estimate_basis"]
+    assert len(sent[0]) == 1 and sorted(k for batch in sent[1:] for k in batch) == sorted(
+        [f"thumbs/{i}" for i in range(4)] + ["large.bin"] + [f"uploads/{i}" for i in range(3)])
+    rng = plan["estimate_range"]
+    assert 0 < rng["low_s"] <= rng["high_s"]
     assert [s["id"] for s in plan["steps"]] == ["env:shared/app.env", "s3:uploads/", "s3:thumbs/", "verify"]
     assert plan["schedule"]["misses"] == [] and len(plan["schedule"]["steps"]) == 4
     assert plan["egress"]["bytes"] == plan["totals"]["todo_bytes"] and plan["egress"]["as_of"]
@@ -46,6 +63,8 @@ def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path]) -> None:
 
     text = cli("plan", "-f", str(cfg))
     assert "conservative defaults" in text.stdout and "AWS egress" in text.stdout
+    probed = cli("plan", "-f", str(cfg), "--probe")
+    assert probed.exit_code == 0 and re.search(r"estimated \S+-\S+ at measured: 8 real objects", probed.stdout), probed.stdout
 
 
 def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, Path]) -> None:
@@ -54,7 +73,7 @@ def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, 
     assert run.exit_code == 3
     plan = run.json()
     assert [b["code"] for b in plan["blockers"]] == ["deadline"] and "env:shared/app.env" in plan["blockers"][0]["message"]
-    md = cli("plan", "-f", str(cfg), "--deadline", PAST, env={"RELOCATE_FORMAT": "markdown"})
+    md = cli("plan", "-f", str(cfg), "--deadline", PAST, env={"RELOCATE_PLAN_FORMAT": "markdown"})
     assert md.exit_code == 3 and md.stdout.startswith("## relocate plan") and "**Blocked**" in md.stdout
     bad = cli("plan", "-f", str(cfg), "--deadline", "tomorrow-ish")
     assert bad.exit_code == 2 and "--deadline" in bad.stderr and "Traceback" not in bad.stderr
@@ -83,3 +102,29 @@ def test_no_input_never_prompts(setup: tuple[Path, Path]) -> None:
     run = cli("--no-input", "move", "-f", str(cfg))
     assert run.exit_code == 2 and "--yes" in run.stderr
     assert not (root / "data").exists()
+
+
+def test_egress_priced_by_each_buckets_region(moto: str, sshd, tmp_path: Path) -> None:
+    # relocate.yaml says us-east-1; one bucket lives in ap-southeast-1. AWS bills transfer out
+    # by the source region, so the plan prices that bucket at Singapore's rates.
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket="sg-media", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    s3.create_bucket(Bucket="va-media")
+    for bucket in ("sg-media", "va-media"):
+        s3.put_object(Bucket=bucket, Key="a.bin", Body=b"\x01" * 5000)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / f"eg-{tmp_path.name}"),
+                      buckets=[{"bucket": "sg-media", "to": "data/sg"}, {"bucket": "va-media", "to": "data/va"}])
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stderr
+    plan = run.json()
+    assert {s["id"]: s["region"] for s in plan["steps"] if s["kind"] == "s3"} == {"s3:sg-media/": "ap-southeast-1",
+                                                                                 "s3:va-media/": "us-east-1"}
+    rows = {r["region"]: r for r in plan["egress"]["by_region"]}
+    assert set(rows) == {"ap-southeast-1", "us-east-1"} and rows["ap-southeast-1"]["rates_region"] == "ap-southeast-1"
+    assert rows["ap-southeast-1"]["bytes"] == 5000 and rows["us-east-1"]["rates_region"] == "us-east-1"
+    assert "AWS waives" in plan["egress"]["exit_waiver"]
+    # the shipped ap-southeast-1 rates were checked 2024-11-01, over a year ago: the plan warns
+    assert plan["egress"]["rates_stale"] and plan["egress"]["as_of"] == "2024-11-01"
+    assert any(w["code"] == "egress-rates-stale" and "2024-11-01" in w["message"] for w in plan["warnings"])
+    text = cli("plan", "-f", str(cfg))
+    assert "ap-southeast-1" in text.stdout and "AWS waives" in text.stdout

@@ -43,7 +43,12 @@ def test_discover_lists_every_resource_and_writes_a_starter_that_plans(moto: str
     text = out.read_text()
     config = parse_config(text, out)
     assert {b.bucket for b in config.s3} == set(BUCKETS)
-    assert {b.priority for b in config.s3 if b.bucket == "townsquare-backups"} == {"bulk"}
+    # a name never demotes what may be the only copy: backups go first, and each bucket says why
+    assert {b.priority for b in config.s3 if b.bucket == "townsquare-backups"} == {"critical"}
+    assert {b.priority for b in config.s3 if b.bucket == "townsquare-media"} == {"normal"}
+    assert text.count("    # priority ") == len(BUCKETS) and "may hold the only copy" in text
+    # the RDS database is listed, not commented out: the plan cannot forget it
+    assert [d["rds"] for d in yaml.safe_load(text)["source"]["databases"]] == ["townsquare-db"]
     assert [p.path for p in config.parameters] == ["/townsquare/prod/", "/townsquare/staging/"]
     assert {s.name for s in config.secrets} == {"townsquare/prod/api", "townsquare/prod/db"}
     assert "townsquare-db" in text and "web-1" in text and "cloudfront" in text  # commented, for the user to finish
@@ -55,6 +60,12 @@ def test_discover_lists_every_resource_and_writes_a_starter_that_plans(moto: str
                      "root": str(sshd.root / "discovered")}
     doc["snapshot"] = {"dir": str(tmp_path / "snap"), "key_file": str(tmp_path / "age.key")}
     doc.get("source", {}).pop("dns", None)  # the DNS component is not this test's subject
+    out.write_text(yaml.safe_dump(doc))
+    # the database's password_from is still the placeholder: the plan refuses, naming it
+    plan = cli("plan", "-f", str(out), "--json")
+    assert plan.exit_code in (2, 3) and "CHANGE-ME" in plan.stderr + plan.stdout, plan.stderr
+    # ... and plans once the user has decided about the database (here: not to move it)
+    doc["source"].pop("databases")
     out.write_text(yaml.safe_dump(doc))
     plan = cli("plan", "-f", str(out), "--json")
     assert plan.exit_code == 0, plan.stderr
@@ -89,3 +100,14 @@ def test_unreachable_endpoint_is_reported_per_service(tmp_path: Path) -> None:
     failures = run.json()["failures"]
     assert {f["kind"] for f in failures} >= {"s3", "rds_instances", "route53"}
     assert all("cannot reach" in f["error"] for f in failures)
+
+
+def test_names_never_demote_what_may_be_the_only_copy() -> None:
+    from relocate.starter import bucket_priority
+
+    for name in ("townsquare-backups", "db-archive", "pg-dumps", "snapshots-2020"):
+        assert bucket_priority(name)[0] == "critical", name
+    for name in ("access-logs", "app-logging"):
+        assert bucket_priority(name)[0] == "normal", name  # logs may be the only record
+    assert bucket_priority("img-thumbs")[0] == "bulk" and "re-creatable" in bucket_priority("img-thumbs")[1]
+    assert bucket_priority("media")[0] == "normal" and bucket_priority("media")[1]

@@ -337,6 +337,10 @@ def test_move_without_yes_and_without_a_terminal_refuses(tmp_path: Path, sshd, m
     assert run.exit_code == 0, run.stderr
     assert json.loads(run.stdout)["result"]["objects_sent"] == 1
     assert (root / "data" / "k").read_bytes() == b"v"
+    # the NDJSON events on stderr (docs/json.md): each one versioned, each a documented type
+    events = [json.loads(ln) for ln in run.stderr.splitlines() if ln.startswith("{")]
+    assert {e["event"] for e in events} >= {"phase", "item", "progress"}
+    assert all(e["format_version"] == 1 and e["event"] in ("phase", "progress", "item", "warning") for e in events)
 
 
 def test_prefixes_left_out_nested_entries_and_strip_prefix(tmp_path: Path, sshd, s3_server, source: Source) -> None:

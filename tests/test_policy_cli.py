@@ -110,12 +110,12 @@ def test_profiles_override_via_flag_and_env(runner: CliRunner, config: Path, mon
     assert json.loads(r.stdout)["providers"][0]["verdict"] == "accept"
     monkeypatch.setenv("RELOCATE_PROFILES", str(TEST_PROFILES))
     r = _run(runner, "profiles", "list", "--json")
-    assert {"strict", "lenient", "aws"} <= {p["id"] for p in json.loads(r.stdout)}
+    assert {"strict", "lenient", "aws"} <= {p["id"] for p in json.loads(r.stdout)["providers"]}
 
 
 def test_profiles_list_show(runner: CliRunner) -> None:
     r = _run(runner, "profiles", "list", "--json")
-    assert r.exit_code == 0 and len(json.loads(r.stdout)) >= 20
+    assert r.exit_code == 0 and len(json.loads(r.stdout)["providers"]) >= 20
     r = _run(runner, "profiles", "list", "--categories")
     assert r.exit_code == 0 and "objectionable_catch_all" in r.stdout
     r = _run(runner, "profiles", "show", "hetzner")

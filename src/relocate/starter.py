@@ -16,8 +16,26 @@ from typing import Any
 from relocate.plan.build import human_bytes
 from relocate.sources.discover import TIES, Discovery
 
-# Names that usually hold re-creatable or expendable data: moved last when time is short.
-_BULK_HINT = re.compile(r"log|backup|archive|thumb|cache|tmp|temp", re.I)
+# Priorities from a bucket's name, and why (the why is written beside each bucket).
+# A name may promote, but demotes only what is re-creatable from other data: a bucket
+# named "backups" or "archive" may hold the ONLY copy of something (a database's dumps,
+# data deleted from the live store), so it goes first, never last.
+_ONLY_COPY_HINT = re.compile(r"backup|archive|dump|snapshot|export|vault|restore", re.I)
+_RECREATABLE_HINT = re.compile(r"cache|tmp|temp|thumb|resized|derived", re.I)
+_LOG_HINT = re.compile(r"log", re.I)
+
+
+def bucket_priority(name: str) -> tuple[str, str]:
+    """(priority, why) for a discovered bucket, from its name alone: a guess the user must check."""
+    if m := _ONLY_COPY_HINT.search(name):
+        return "critical", (f"critical: named like {m.group(0)!r}, it may hold the only copy of data "
+                            "(a database's backups, files deleted elsewhere): moved first")
+    if m := _RECREATABLE_HINT.search(name):
+        return "bulk", (f"bulk: named like {m.group(0)!r}, usually re-creatable from other data; moved last "
+                        "when time is short. Make it normal if nothing else can rebuild it")
+    if _LOG_HINT.search(name):
+        return "normal", "normal: logs may be the only record of what happened; not demoted"
+    return "normal", "normal: nothing in its name says otherwise; critical makes it go first"
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -88,7 +106,8 @@ def starter_yaml(d: Discovery, *, profile: str | None = None, endpoint_url: str 
             if b.get("region") not in (None, region):
                 notes.append(f"in {b['region']}")
             out.append(f"    # {_oneline(size + '; ' + '; '.join(notes))}")
-            priority = "bulk" if _BULK_HINT.search(b["name"]) else "normal"
+            priority, why = bucket_priority(b["name"])
+            out.append(f"    # priority {_oneline(why)}")
             out.append(f"    - {{bucket: {q(b['name'])}, to: {q('data/' + _SLUG.sub('_', b['name']))}, priority: {priority}}}")
 
     params = [p["name"] for p in d.items("ssm")]
@@ -112,15 +131,22 @@ def starter_yaml(d: Discovery, *, profile: str | None = None, endpoint_url: str 
 
     dbs = d.items("rds_instances")
     if dbs or d.items("rds_clusters"):
-        out += ["  # Databases: fill in password_from (e.g. secret:NAME#password) and how to reach them",
-                "  # (via: a bastion from source.bastions when the endpoint is private), then uncomment.",
-                "  # databases:"]
+        # Listed, not commented out: a database is often the one copy of the app's data, and a
+        # commented line is easy to forget on the worst day. Until password_from (and via:) are
+        # filled in, `relocate plan` reports it as a blocker instead of saying Ready without it.
+        out += ["  # DATABASES: often the only copy of the app's data. They are listed so that the plan",
+                "  # BLOCKS until each can be read: set password_from (secret:NAME#password, ssm:/name or",
+                "  # env:VAR) and, when the endpoint is private, via: a bastion from source.bastions.",
+                "  # Remove an entry only if you have decided not to move that database.",
+                "  databases:"]
         for db in dbs:
             engine = "mysql" if "mysql" in (db.get("engine") or "") else ("mariadb" if "mariadb" in (db.get("engine") or "") else "postgres")
-            out.append(f"  #   - {{rds: {q(db['id'])}, engine: {engine}, password_from: \"secret:CHANGE-ME#password\"}}"
+            out.append(f"    - {{rds: {q(db['id'])}, engine: {engine}, password_from: \"secret:CHANGE-ME#password\"}}"
                        "   # " + _oneline(f"{db.get('engine')} {db.get('version')}, {db.get('storage_gb')} GB, {db.get('class')}"))
         for c in d.items("rds_clusters"):
-            out.append(f"  #   cluster {_oneline(c['id'])} ({c.get('engine')} {c.get('version')}): list one member instance above")
+            out.append(f"    # cluster {_oneline(c['id'])} ({c.get('engine')} {c.get('version')}): list one member instance here")
+        if not dbs:
+            out[-len(d.items("rds_clusters")) - 1] = "  # databases:   (list a cluster's member instance: rds: ID)"
 
     hosts = d.items("ec2")
     if hosts:
@@ -154,6 +180,10 @@ def starter_yaml(d: Discovery, *, profile: str | None = None, endpoint_url: str 
         "    # host_key: \"SHA256:...\"   # from `ssh-keygen -lf` on the host; or --accept-new-host-key once",
         f"  root: {q(posixpath.join('/srv', _SLUG.sub('_', app)))}",
     ]
+    if dbs:
+        first = _SLUG.sub("_", dbs[0]["id"])
+        out += ["  # The database server on the target (psql/mysql run there over SSH). CHANGE ME.",
+                f"  database: {{url: {q(f'postgresql://{first}@127.0.0.1:5432/{first}')}, password_from: \"env:TARGET_DB_PASSWORD\"}}"]
     ties = [(k, why) for k, why in TIES.items() if d.items(k)]
     if ties:
         out += ["", "# Services that tie the app to AWS; relocate does not move these, plan their replacement:"]

@@ -49,8 +49,8 @@ def _load(name: str) -> Any:
         sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
         importlib.import_module(f"relocate.cli.{module}").register(sub)
         commands = dict(typer.main.get_group(sub).commands)
-        for cmd in commands.values():
-            _bind_envvars(cmd)
+        for cname, cmd in commands.items():
+            _bind_envvars(cmd, (cname,))
         _loaded[module] = commands
     return _loaded[module][name]
 
@@ -202,10 +202,20 @@ def _write_debug_log(text: str) -> str:
     return path
 
 
-def envvar_name(option: Any) -> str | None:
-    """RELOCATE_<LONG NAME>: `--accept-new-host-key` reads RELOCATE_ACCEPT_NEW_HOST_KEY."""
+# Options whose meaning differs from command to command: one shared variable would make a
+# job that sets it for one command change another (RELOCATE_OUTPUT once sent discover's
+# YAML into the plan file). These read RELOCATE_<COMMAND>_<LONG NAME> instead.
+PER_COMMAND = frozenset({"--output", "--force", "--format"})
+
+
+def envvar_name(option: Any, command: tuple[str, ...] = ()) -> str | None:
+    """RELOCATE_<LONG NAME>: `--accept-new-host-key` reads RELOCATE_ACCEPT_NEW_HOST_KEY;
+    an option in PER_COMMAND also names its command: `plan -o` reads RELOCATE_PLAN_OUTPUT."""
     long = next((o for o in option.opts if o.startswith("--")), None)
-    return f"RELOCATE_{long[2:].upper().replace('-', '_')}" if long else None
+    if not long:
+        return None
+    words = [*command, long[2:]] if long in PER_COMMAND else [long[2:]]
+    return "RELOCATE_" + "_".join(w.upper().replace("-", "_") for w in words)
 
 
 # Options no environment variable may set: a RELOCATE_VERSION left in a CI job's
@@ -213,18 +223,20 @@ def envvar_name(option: Any) -> str | None:
 _NO_ENVVAR = {"--version"}
 
 
-def _bind_envvars(cmd: Any) -> None:
+def _bind_envvars(cmd: Any, path: tuple[str, ...] = ()) -> None:
     """Every option of `cmd` and its subcommands also reads its RELOCATE_* variable,
     including options a command module declares without one (CI sets env, not flags)."""
     for param in cmd.params:
         # by duck type: newer Typer vendors its own click, whose classes are not click's
-        if (getattr(param, "param_type_name", "") == "option" and not param.envvar
-                and not _NO_ENVVAR & set(param.opts) and (name := envvar_name(param))):
+        if getattr(param, "param_type_name", "") != "option" or _NO_ENVVAR & set(param.opts):
+            continue
+        per_command = any(o in PER_COMMAND for o in param.opts)
+        if (not param.envvar or per_command) and (name := envvar_name(param, path)):
             param.envvar = name
             param.show_envvar = True
     if not isinstance(cmd, _LazyGroup):  # the root's subcommands bind theirs when loaded
-        for sub in getattr(cmd, "commands", {}).values():
-            _bind_envvars(sub)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            _bind_envvars(sub, (*path, name))
 
 
 def build_command() -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relocate.cli.jsondoc import print_json
 from relocate.errors import ConfigError, ExitCode, RelocateError
 from relocate.policy import render
 from relocate.policy.app import AppProfile, app_from_parts
@@ -67,8 +67,6 @@ def _console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=160)
 
 
-def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 _COLOUR = {"accept": "green", "conditional": "yellow", "unknown": "magenta", "reject": "red"}
@@ -94,14 +92,14 @@ def _check(file: Path, provider: list[str], kind: list[str], as_json: bool, fmt:
     if explain is not None:
         v = verdict_for(explain, app, profileset, day)
         if as_json or fmt == "json":
-            _print_json(v.to_dict())
+            print_json(v.to_dict())
         else:
             for line in render.explain(v, profileset.get(explain)):
                 typer.echo(line)
         return
     report = check(app, profileset, today=day, providers=provider, kinds=kind, stale_after_days=stale_days)
     if as_json or fmt == "json":
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     elif fmt == "markdown":
         typer.echo(render.markdown(report), nl=False)
     else:
@@ -174,14 +172,14 @@ def register(app: typer.Typer) -> None:
                 rows = [{"id": c.id, "title": c.title, "definition": c.definition, "descriptor": c.descriptor,
                          "exposes": list(c.exposes)} for c in ps.categories.values()]
                 if as_json:
-                    _print_json(rows)
+                    print_json({"categories": rows})
                 else:
                     for r in rows:
                         typer.echo(f"{r['id']:<28} {r['definition']}")
                 return
             rows = _provider_rows(ps)
             if as_json:
-                _print_json(rows)
+                print_json({"providers": rows})
                 return
             for r in rows:
                 typer.echo(f"{r['id']:<14} {r['name']:<40} {r['jurisdiction']}  {r['confidence']:<6} "
@@ -194,7 +192,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show one provider profile as JSON."""
         with _edge():
-            _print_json(_show(load_profiles(profiles), provider_id))
+            print_json(_show(load_profiles(profiles), provider_id))
 
     @group.command("lint")
     def lint_cmd(directory: Optional[Path] = typer.Argument(None, metavar="[DIR]", help="Default: the shipped profiles.")) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from relocate.cli.render import _duration, egress_line
+from relocate.cli.render import _duration, egress_line, estimate_text
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan
 
@@ -58,7 +58,7 @@ def plan_markdown(p: Plan, limit: int = LIMIT) -> str:
     doc.add(status)
     doc.add()
     doc.add(f"- total {esc(human_bytes(p.total_bytes))}, to copy {esc(human_bytes(p.todo_bytes))}, "
-            f"estimated {esc(_duration(p.est_seconds))} at {esc(p.estimate_basis)}")
+            f"estimated {esc(estimate_text(p))} at {esc(p.estimate_basis)}")
     if p.egress:
         doc.add(f"- {esc(egress_line(p.egress))}")
     if p.verdict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -14,7 +15,9 @@ import typer
 from relocate.cli import options, render
 from relocate.config import load_config
 from relocate.errors import ExitCode, UsageError
+from relocate.egress_file import load_rates
 from relocate.plan import deadline, egress
+from relocate.plan.model import Finding
 from relocate.snapshot.store import write_json_atomic
 from relocate.workflow import Options, prepare
 
@@ -28,7 +31,8 @@ def register(app: typer.Typer) -> None:
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
         profiles: Optional[Path] = options.PROFILES,
-        probe: bool = typer.Option(False, "--probe", help="Measure S3 read and SSH write rates (a few seconds) instead of assuming conservative ones."),
+        probe: bool = typer.Option(False, "--probe", help="Time a sample of real objects (up to 200, 48 MiB) sent through the move's own path into a throwaway "
+                                                        "directory on the target (removed), and show the estimate as a range, instead of conservative rates."),
         deadline_at: Optional[str] = options.DEADLINE,
         egress_rates: Optional[Path] = typer.Option(None, "--egress-rates", help="AWS data-transfer-out rates file (default: the shipped, dated one)."),
         fmt: str = typer.Option("text", "--format", help="text, json or markdown (for a pull-request comment)."),
@@ -40,12 +44,15 @@ def register(app: typer.Typer) -> None:
         as_json = as_json or fmt == "json"
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
-        rates = egress.load_rates(egress_rates)
+        rates = load_rates(egress_rates)
         config = load_config(file)
         opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles, probe=probe, checksum=checksum)
         with prepare(config, opts) as prep:
             plan = prep.plan
-        plan.egress = egress.estimate(plan.todo_bytes, config.aws.region, rates)
+        plan.egress = egress.estimate(egress.bytes_by_region(plan.steps, config.aws.region), rates,
+                                      dt.datetime.fromtimestamp(started, dt.timezone.utc).date())
+        if plan.egress["rates_stale"]:
+            plan.warnings.append(Finding("egress-rates-stale", plan.egress["stale_note"]))
         if until is not None:
             deadline.apply(plan, started, until)
         if output is not None:

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import IO, Any
 
+from relocate.cli.jsondoc import document
 from relocate.plan.build import human_bytes
 
 
@@ -87,7 +88,7 @@ class Reporter:
                     print(msg, file=self.stream, flush=True)
 
     def _line(self, ev: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(ev, ensure_ascii=False) + "\n")
+        self.stream.write(json.dumps(document(ev), ensure_ascii=False) + "\n")
         self.stream.flush()
 
     def close(self) -> None:

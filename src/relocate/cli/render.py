@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from relocate.cli.jsondoc import print_json  # noqa: F401  (re-exported: render.print_json)
 from relocate.execute.move import MoveReport
 from relocate.execute.verify import VerifyReport
 from relocate.plan.build import human_bytes, left_out_message
@@ -27,9 +26,6 @@ def stderr_console() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def _duration(seconds: float) -> str:
@@ -40,11 +36,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def estimate_text(p: Plan) -> str:
+    """The estimate: a range when a probe measured it (`plan --probe`), else the point."""
+    r = p.estimate_range
+    return f"{_duration(r['low_s'])}-{_duration(r['high_s'])}" if r else _duration(p.est_seconds)
+
+
 def egress_line(e: dict[str, Any]) -> str:
-    note = f"; {e['note']}" if e.get("note") else ""
+    """The egress estimate: the total, then each source region's share (AWS bills by source region)."""
+    rows = e.get("by_region") or []
+    parts = [f"{r['region']} {human_bytes(r['bytes'])} {r['cost']:.2f}"
+             + (f" at {r['rates_region']} rates" if r["rates_region"] != r["region"] else "")
+             + (f" ({r['note']})" if r.get("note") else "") for r in rows]
+    stale = f"; WARNING: {e['stale_note']}" if e.get("rates_stale") else ""
     return (f"AWS egress for {human_bytes(e['bytes'])}: about {e['cost']:.2f} {e['currency']} "
-            f"({e['cost_after_free_allowance']:.2f} if the {e['free_gb']:g} GB monthly free allowance is unused), "
-            f"{e['rates_region']} rates as of {e['as_of']} from {e['source']}{note}")
+            f"({e['cost_after_free_allowance']:.2f} if the {e['free_gb']:g} GB monthly free allowance is unused); "
+            f"by source region: {'; '.join(parts) or 'nothing to send'}; rates as of {e['as_of']} from {e['source']}{stale}. "
+            f"{e.get('exit_waiver', '')}")
 
 
 def plan(console: Console, p: Plan) -> None:
@@ -65,7 +73,7 @@ def plan(console: Console, p: Plan) -> None:
         size = human_bytes(s.bytes) if s.kind in ("s3", "databases") else "-"
         table.add_row(s.kind, s.source, s.dest, str(s.count), size, copy, _duration(s.est_seconds))
     console.print(table)
-    console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {_duration(p.est_seconds)} "
+    console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {estimate_text(p)} "
                   f"at {p.estimate_basis}")
     if p.egress:
         console.print(egress_line(p.egress), markup=False)

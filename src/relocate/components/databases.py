@@ -9,7 +9,10 @@ to `target.database`, dumped consistently, restored on the target, proven equal.
   missing extensions, not enough disk, a non-empty target database that differs
   (refused unless `--replace-database NAME`: exit 3, like every blocker).
 - execute: restore into a scratch database, check it, swap it in (PostgreSQL);
-  a failed move leaves the target database as it was. A target that already
+  a failed move leaves the target database as it was. A PostgreSQL login that may
+  not create databases (managed databases) fills the existing EMPTY database in one
+  transaction that commits only when the copy checks equal (execute/pg.py
+  `move_in_place`); the plan says which path it takes and checks its privileges. A target that already
   matches the source is left alone ("nothing to do").
 - verify: exact row counts, sequence values, large objects and per-table sample
   checksums on the target against the manifest (see execute/pg.py for the sample).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import posixpath
 import shutil
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +66,7 @@ class DbGathered:
     facts: dict[str, Any] = field(default_factory=dict)
     tfacts: dict[str, Any] = field(default_factory=dict)
     state: str = "unknown"  # missing | empty | matches | differs | unreachable
+    path: str = ""  # PostgreSQL: pg.SWAP or pg.IN_PLACE, the restore the target's privileges allow
     blockers: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
 
@@ -229,12 +234,40 @@ class Databases(Component):
             elif diffs:
                 g.warnings.append(Finding("db-replace", f"{g.name}: {g.target.dbname} on the target will be replaced "
                                           f"({len(diffs)} difference(s), e.g. {diffs[0]})"))
+        if g.source.engine == "postgres" and g.state != "matches":
+            self._privileges(ctx, g)
+
+    def _privileges(self, ctx: Context, g: DbGathered) -> None:
+        """Pure: the restore path the target login's privileges allow, and what blocks it."""
+        t, db = g.tfacts, g.target.dbname
+        login = t.get("login") or g.target.user
+        g.path = pg.restore_path(t, g.state)
+        if g.path == pg.SWAP:
+            return
+        why = f"the target login {login} may not create databases (no CREATEDB)"
+        if g.state == "missing":
+            g.blockers.append(Finding("db-privileges", f"{g.name}: {why} and database {db} does not exist there: "
+                                      f"create it empty, owned by {login} (CREATE DATABASE {pg.q_ident(db)} OWNER "
+                                      f"{pg.q_ident(login)}), or grant {login} CREATEDB"))
+        elif g.state == "differs" and db in set(ctx.flags.get("replace_database") or ()):
+            g.blockers.append(Finding("db-privileges", f"{g.name}: {why}, so {db} cannot be replaced safely (that "
+                                      f"needs a scratch database swapped in); empty {db} on the target, or grant CREATEDB"))
+        elif g.state == "empty" and not t.get("create_in_db"):
+            g.blockers.append(Finding("db-privileges", f"{g.name}: {why}, and it may not create schemas in {db} "
+                                      f"either: GRANT CREATE ON DATABASE {pg.q_ident(db)} TO {pg.q_ident(login)}, "
+                                      f"or make it the database's owner"))
+        roles = g.facts.get("roles") or []
+        if g.state == "empty" and not pg.keeps_owners(roles, t):
+            others = sorted(r["name"] for r in roles if r["name"] not in set(t.get("member_of") or ()))
+            g.warnings.append(Finding("db-owners", f"{g.name}: {login} may not act as {', '.join(others)} on the target "
+                                      f"(and may not create roles): the restored objects will belong to {login}, "
+                                      "without the source's owners and grants"))
 
     def _disk(self, ctx: Context, g: DbGathered) -> None:
         """The dump must fit here (unless streamed) and, staged, on the target."""
         size = int(g.facts.get("size") or 0)
         if g.state != "matches":
-            if not ctx.flags.get("no_local_copy"):
+            if not ctx.flags.get("no_local_copy") or g.path == pg.IN_PLACE:  # in place: the dump is replayed
                 snapdir = ctx.config.snapshot_dir
                 probe_dir = next((p for p in (snapdir, *snapdir.parents) if p.exists()), Path("/"))
                 free = shutil.disk_usage(probe_dir).free
@@ -257,6 +290,11 @@ class Databases(Component):
             detail = {"matches": "nothing to do: the target database already matches the source",
                       "missing": "will create the database", "empty": "the target database is empty: will fill it",
                       "differs": "the target database differs", "unreachable": "target server unreachable"}.get(g.state, "")
+            if g.path == pg.SWAP:
+                detail += "; restore path: a scratch database, checked, then swapped in (the login has CREATEDB)"
+            elif g.path == pg.IN_PLACE:
+                detail += ("; restore path: into the existing empty database in ONE transaction, committed only if "
+                           "the copy checks equal (the login may not create databases); a failure leaves it empty")
             part.steps.append(Step(
                 id=step_id(g.name), kind=KIND, source=f"{src_v} {g.source.label()}", dest=f"{dst_v} {g.target.label()}",
                 count=int(f.get("tables") or 0), bytes=size, todo_count=int(f.get("tables") or 0) if todo else 0,
@@ -279,11 +317,15 @@ class Databases(Component):
             dump = Path(ctx.snapshot_dir) / "databases" / g.name
             dump.parent.mkdir(parents=True, exist_ok=True)
         jobs = int(g.item.get("jobs") or 2)
-        with reach(ctx, g.item, g.source) as here:
+        # The in-place path replays a dump: without a kept copy, it lives in a temp dir until then.
+        extra: dict[str, Any] = {"path": g.path} if g.path else {}
+        with reach(ctx, g.item, g.source) as here, tempfile.TemporaryDirectory(prefix="relocate-pg-") as scratch:
+            if g.path == pg.IN_PLACE:
+                extra["scratch"] = Path(scratch) / "dump"
             result = eng.move(ctx.conn, here, g.target, what=f"database {g.name}", roles=g.facts.get("roles") or [],
                               owner=g.facts.get("owner") or "", encoding=g.facts.get("encoding") or "UTF8",
                               existing=g.state in ("differs", "empty"), dump_dir=dump,
-                              staging=_staging(ctx, g.name), jobs=jobs, on_stats=compare)
+                              staging=_staging(ctx, g.name), jobs=jobs, on_stats=compare, **extra)
         warnings = [f"database {g.name}: created role {r} on the target without a password; set one there "
                     f"(ALTER ROLE ... PASSWORD) if the app logs in as it" for r in result.get("created_roles", [])]
         if result.get("checked") is not None and not compare(result["stats"], result["checked"]):

@@ -93,13 +93,18 @@ def last_line(stderr: str) -> str:
 
 def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection, remote_cmd: str,
                    local_error: Callable[[str], Exception], remote_error: Callable[[str], Exception],
-                   chunk: int = 1 << 20, line_filter: Callable[[bytes], bytes] | None = None) -> int:
+                   chunk: int = 1 << 20, line_filter: Callable[[bytes], bytes] | None = None,
+                   head: bytes = b"", tail: bytes = b"", output: list[bytes] | None = None) -> int:
     """Run `local_argv` here and stream its stdout into `remote_cmd`'s stdin on the target
     (the `pg_dump | ssh pg_restore` pipe, without a shell on either side). Returns bytes sent.
     `line_filter`, when given, rewrites the stream line by line (a text dump) on the way.
+    `head` and `tail` are sent before and after the stream (a transaction around a SQL
+    dump); `output`, when given, receives the remote command's stdout.
     stderr goes to a temp file so a chatty child cannot block on a full pipe."""
     remote = conn.start(remote_cmd)
     sent = 0
+    if head:
+        remote.write(head)
     with tempfile.TemporaryFile() as errf:
         local = subprocess.Popen(local_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf, env=env)
         assert local.stdout is not None
@@ -128,7 +133,14 @@ def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection,
         finally:
             local.stdout.close()
             local.wait()
+        if tail and broken is None and local.returncode == 0:
+            try:
+                remote.write(tail)
+            except TransientError as exc:
+                broken = exc
         result = remote.wait(None)
+        if output is not None:
+            output.append(result.stdout)
         errf.seek(0)
         local_err = errf.read().decode("utf-8", "replace")
     if local.returncode != 0 and broken is None:

@@ -135,7 +135,15 @@ SELECT json_build_object(
   'available', (SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM pg_available_extensions),
   'roles', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles),
   'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'dbname'),
-  'leftover', (SELECT coalesce(json_agg(datname), '[]') FROM pg_database WHERE datname IN (:'tmpname', :'oldname'))
+  'leftover', (SELECT coalesce(json_agg(datname), '[]') FROM pg_database WHERE datname IN (:'tmpname', :'oldname')),
+  -- what the login may do: the scratch-database swap needs CREATEDB; restoring in place
+  -- needs CREATE in the existing database; roles it may own objects as (superuser: all)
+  'login', current_user,
+  'createdb', (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user),
+  'createrole', (SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user),
+  'member_of', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles
+                WHERE pg_has_role(current_user, oid, 'MEMBER')),
+  'create_in_db', (SELECT has_database_privilege(oid, 'CREATE') FROM pg_database WHERE datname = :'dbname')
 );
 """
 
@@ -254,6 +262,14 @@ class LocalPg:
         if out is None:
             return [*base, "-Fc"]
         return [*base, "-Fd", "-j", str(jobs), "-f", str(out)]
+
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int) -> None:
+        """The directory-format dump, here, into `out`."""
+        dump = subprocess.Popen(self.dump_argv(snapshot=snapshot, jobs=jobs, out=out), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self.env)
+        _, err = dump.communicate()
+        if dump.returncode != 0:
+            raise self.fail(err)
 
 
 # --------------------------------------------------------------------------- target (over SSH)
@@ -441,7 +457,7 @@ def swap_sql(names: Names, existing: bool) -> str:
 
 # --------------------------------------------------------------------------- the engine, as the component drives it
 
-LOCAL_TOOLS = ("pg_dump", "psql")
+LOCAL_TOOLS = ("pg_dump", "psql", "pg_restore")  # pg_restore: the in-place path replays the dump as SQL
 TARGET_TOOLS = ("psql", "pg_restore")
 
 
@@ -492,13 +508,88 @@ def target_stats(conn: Connection, dst: DbAddress) -> dict[str, Any] | None:
     return json.loads(out.splitlines()[-1])
 
 
+# --------------------------------------------------------------------------- restore paths
+
+SWAP = "swap"  # a scratch database, checked while closed, renamed into place: needs CREATEDB
+IN_PLACE = "in-place"  # the existing EMPTY database, filled and checked in one transaction
+
+
+def restore_path(tfacts: dict[str, Any], state: str) -> str:
+    """Which restore a target allows: the swap when the login may create databases, else
+    into the existing database (only when it is empty: see `move_in_place`)."""
+    return SWAP if tfacts.get("createdb") else IN_PLACE
+
+
+def keeps_owners(roles: list[dict[str, Any]], tfacts: dict[str, Any]) -> bool:
+    """In place, objects keep their owners and grants only if every role the dump names
+    exists on the target and the login may act as it (no role can be created there)."""
+    member = set(tfacts.get("member_of") or ())
+    return all(r["name"] in member for r in roles)
+
+
+def _in_place_tail(source_stats: dict[str, Any]) -> bytes:
+    """After the dump, still inside its transaction: the copy's statistics, compared in SQL
+    with the source's; COMMIT only when equal, else ROLLBACK (the database stays empty)."""
+    tag = "relocate_" + secrets.token_hex(6)
+    src = json.dumps(source_stats, ensure_ascii=False)
+    assert f"${tag}$" not in src
+    keys = ("tables", "sequences", "large_objects")
+    same = " AND ".join(f"coalesce(g->'{k}', '{{}}') = coalesce(s->'{k}', '{{}}')" for k in keys)
+    return ("\\echo relocate-stats\n"  # psql output: the marker line, then the JSON line
+            + STATS_SQL.rstrip().rstrip(";") + " \\gset relocate_\n"
+            + "SELECT :'relocate_json_build_object';\n"
+            + f"SELECT {same} AS relocate_same FROM (SELECT :'relocate_json_build_object'::jsonb AS g, "
+            + f"${tag}${src}${tag}$::jsonb AS s) x \\gset\n"
+            + "\\if :relocate_same\nCOMMIT;\n\\echo relocate-committed\n\\else\nROLLBACK;\n\\endif\n").encode()
+
+
+def move_in_place(conn: Connection, local: "LocalPg", remote: "RemotePg", names: Names, *, what: str,
+                  exact: bool, dump_dir: Path, jobs: int, on_stats: Any) -> dict[str, Any]:
+    """For a login that may not create databases (managed databases): dump into `dump_dir`
+    (with the source's statistics taken in the dump's snapshot), then replay it as SQL
+    into the existing, empty database inside ONE transaction that also computes the
+    copy's statistics and commits only if they equal the source's. Any failure, a
+    difference included, rolls everything back: the database is left empty, as it was.
+    `exact` False: the dump names roles the login cannot act as, so objects are restored
+    owned by the login, without the source's grants (--no-owner --no-privileges)."""
+    with local.snapshot() as (snap_id, holder):
+        with local.stats_alongside(holder) as stats:
+            local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
+    opts = [] if exact else ["--no-owner", "--no-privileges"]
+    out: list[bytes] = []
+    psql = remote.argv("psql", *PSQL[1:], "-f", "-", db=names.final)
+    pipe_to_target(["pg_restore", "-f", "-", *opts, str(dump_dir)], dict(os.environ), conn, shell.line(psql),
+                   lambda e: TargetError(f"reading the dump {dump_dir}: {last_line(e)}"),
+                   lambda e: TargetError(f"{what}: restoring into {names.final} failed, and was rolled back "
+                                         f"(the database is empty, as it was): {last_line(e)}"),
+                   head=b"BEGIN;\n", tail=_in_place_tail(stats), output=out)
+    lines = out[0].decode("utf-8", "replace").splitlines() if out else []
+    at = lines.index("relocate-stats") if "relocate-stats" in lines else -1
+    got = json.loads(lines[at + 1]) if 0 <= at < len(lines) - 1 else None
+    if "relocate-committed" not in lines:
+        diffs = on_stats(stats, got) if got is not None else ["no statistics came back"]
+        raise TargetError(f"{what}: the restored copy differs from the dump ({'; '.join(diffs[:3]) or 'see the statistics'}); "
+                          f"the transaction was rolled back, {names.final} is empty as it was")
+    return {"stats": stats, "checked": got, "created_roles": []}
+
+
 def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: list[dict[str, Any]],
          owner: str, encoding: str, existing: bool, dump_dir: Path | None, staging: str, jobs: int,
-         on_stats: Any) -> dict[str, Any]:
+         on_stats: Any, path: str = SWAP, scratch: Path | None = None) -> dict[str, Any]:
     """Dump the source (consistent snapshot) and restore it on the target into a scratch
     database, check it, then swap it in under the final name. A failure leaves the final
-    database as it was. `on_stats(stats)` returns a list of differences (empty = equal)."""
+    database as it was. `on_stats(stats)` returns a list of differences (empty = equal).
+    `path` IN_PLACE: `move_in_place` (the dump goes to `scratch` when no `dump_dir` is kept)."""
     names = Names(dst.dbname)
+    if path == IN_PLACE:
+        local, remote = LocalPg(src, what), RemotePg(conn, dst)
+        with local.session(), remote.session():
+            tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
+                                             tmpname=names.tmp, oldname=names.old))
+            where = dump_dir if dump_dir is not None else scratch
+            assert where is not None, "an in-place restore needs a directory for the dump"
+            return move_in_place(conn, local, remote, names, what=what, exact=keeps_owners(roles, tfacts),
+                                 dump_dir=where, jobs=jobs, on_stats=on_stats)
     local, remote = LocalPg(src, what), RemotePg(conn, dst)
     with local.session(), remote.session():
         tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
@@ -518,12 +609,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
                                        shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
                     else:
-                        dump = subprocess.Popen(local.dump_argv(snapshot=snap_id, jobs=jobs, out=dump_dir),
-                                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.PIPE, text=True, env=local.env)
-                        _, err = dump.communicate()
-                        if dump.returncode != 0:
-                            raise local.fail(err)
+                        local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
                 if dump_dir is not None:
                     upload = shell.all_of(["rm", "-rf", "--", staging], ["mkdir", "-p", "--", staging],
                                           ["tar", "-x", "-f", "-", "-C", staging])

@@ -1,8 +1,19 @@
 """`relocate plan --probe`: measure the rates the estimate uses instead of assuming them.
 
-A short ranged read from the largest S3 object (source side) and a short timed write
-of random bytes into a temporary file under the target's root (or its nearest existing
-parent), deleted in the same command. The slower side bounds the move.
+Moves spend their time per object (a GET, the tar-like wire, the target hashing and
+renaming), not only per byte: one timed read of the largest object, as this probe once
+did, assumed 1-2 ms an object where moves took about 5. So the probe now sends a batch
+of REAL objects through the move's own path: the same S3 reader, the same pusher and
+SSH lanes, the same receiver hashing and placing them, into a throwaway directory under
+the target's root (or its nearest existing parent), removed by the same run. It times:
+
+- one object alone: the fixed cost every bucket's transfer pays (logins, receiver start);
+- a sample of up to SAMPLE_OBJECTS objects taken at even strides through the listing
+  (so its sizes look like the data's), SAMPLE_BYTES at most: the rest per object.
+
+plan/build.py scales the sample to each step by object count and by bytes and reports
+both ends as the estimate's range. Nothing is written outside the throwaway directory;
+the source is only read (GetObject).
 """
 
 from __future__ import annotations
@@ -10,64 +21,84 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from dataclasses import dataclass
+from collections import defaultdict
 
-from relocate.plan.build import Rates, human_bytes
+from relocate.execute.objects import BucketPusher, PushOptions, default_lanes
+from relocate.plan.build import Rates, Sample, human_bytes
+from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import Inventory
-from relocate.sources.probe import ReadSample, timed_read
+from relocate.sources.inventory import BucketListing, Inventory, ObjectInfo
+from relocate.sources.s3data import ObjectReader
 from relocate.targets import shell
 from relocate.targets.ssh import Connection
 
-PROBE_BYTES = 32 << 20
-PARALLEL = 8  # objects are fetched concurrently: per-object latency overlaps this much (conservative)
+SAMPLE_OBJECTS = 200
+SAMPLE_BYTES = 48 << 20
+TRANSFERS = 16  # move's default --transfers
 
 
-@dataclass(frozen=True)
-class WriteSample:
-    where: str
-    nbytes: int
-    seconds: float
+def pick_sample(inventory: Inventory, max_objects: int = SAMPLE_OBJECTS,
+                max_bytes: int = SAMPLE_BYTES) -> list[tuple[BucketListing, ObjectInfo]]:
+    """Objects at even strides through every bucket's listing, so the sample's sizes look
+    like the data's; an object bigger than an eighth of the byte budget is left out (one
+    would be the whole sample), and the sample stops at `max_bytes`."""
+    every = [(listing, o) for listing in inventory.buckets for o in listing.objects if o.size <= max_bytes // 8]
+    if not every:
+        return []
+    stride = max(1, len(every) // max_objects)
+    picked, total = [], 0
+    for listing, o in every[::stride][:max_objects]:
+        if total + o.size > max_bytes:
+            break
+        picked.append((listing, o))
+        total += o.size
+    return picked
 
 
-def timed_write(conn: Connection, directory: str, nbytes: int = PROBE_BYTES) -> WriteSample:
-    path = posixpath.join(directory, f".relocate-probe-{os.getpid()}-{int(time.time())}")
-    # The file is removed by the same command whether or not the write worked.
-    cmd = shell.line(["sh", "-c", 'cat > "$1"; s=$?; rm -f -- "$1"; exit $s', "relocate-probe", path])
-    block = os.urandom(1 << 20)  # incompressible, so a compressing link cannot flatter the figure
+def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing, ObjectInfo]],
+          lanes: int) -> float:
+    """Seconds to deliver `objs` through the move's own reader, pusher and lanes into
+    `where` (each bucket as the move sends it: one pusher per bucket)."""
+    by_bucket: dict[str, list[ObjectInfo]] = defaultdict(list)
+    for listing, o in objs:
+        by_bucket[listing.spec.bucket].append(o)
     t0 = time.monotonic()
-    proc = conn.start(cmd)
-    sent = 0
-    while sent < nbytes:
-        proc.write(block)
-        sent += len(block)
-    result = proc.wait(120)
-    seconds = time.monotonic() - t0
-    if result.status != 0:
-        from relocate.errors import TargetError
-
-        err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise TargetError(f"probe write to {directory} failed: {err[-1] if err else 'exit ' + str(result.status)}")
-    return WriteSample(f"{conn.endpoint}:{directory}", sent, max(seconds, 1e-6))
+    for n, (bucket, todo) in enumerate(by_bucket.items()):
+        reader = ObjectReader(aws, bucket)
+        try:
+            pusher = BucketPusher(reader, conn, bucket=bucket, root=where, dest=f"b{n}",
+                                  paths=map_keys([o.key for o in todo]), staging=posixpath.join(where, "staging"),
+                                  opts=PushOptions.from_env(transfers=TRANSFERS, lanes=lanes))
+            pusher.run(todo, lambda done: None)
+        finally:
+            reader.close()
+    return time.monotonic() - t0
 
 
-def combine(read: ReadSample | None, write: WriteSample | None, base: Rates = Rates()) -> Rates:
-    """Pure: the rates a move can expect from what was measured (the slower side wins)."""
-    parts, rates = [], []
-    if read is not None:
-        rates.append(read.nbytes / read.seconds)
-        parts.append(f"S3 read {human_bytes(read.nbytes / read.seconds)}/s ({human_bytes(read.nbytes)} of {read.what})")
-    if write is not None:
-        rates.append(write.nbytes / write.seconds)
-        parts.append(f"SSH write {human_bytes(write.nbytes / write.seconds)}/s ({human_bytes(write.nbytes)} to {write.where})")
-    if not rates:
-        return Rates(base.bytes_per_s, base.seconds_per_object, f"{base.basis}; probe found nothing to measure")
-    per_object = read.latency_s / PARALLEL if read is not None else base.seconds_per_object
-    parts.append(f"{per_object * 1000:.1f} ms per object")
-    return Rates(min(rates), per_object, "measured: " + ", ".join(parts))
-
-
-def measure(aws: Aws, conn: Connection, inventory: Inventory, directory: str | None, nbytes: int = PROBE_BYTES) -> Rates:
-    """`directory` None: the login user cannot write there (the plan says so as a blocker); read only."""
-    write = timed_write(conn, directory, nbytes) if directory else None
-    return combine(timed_read(aws, inventory, nbytes), write)
+def measure(aws: Aws, conn: Connection, inventory: Inventory, directory: str | None,
+            lanes: int | None = None) -> Rates:
+    """`directory` None: the login user cannot write there (the plan says so as a blocker):
+    nothing is measured and the conservative defaults stand, saying why."""
+    sample = pick_sample(inventory)
+    base = Rates()
+    if directory is None or not sample:
+        why = "the target is not writable" if directory is None else "no object to send"
+        return Rates(base.bytes_per_s, base.seconds_per_object, f"{base.basis}; probe skipped: {why}")
+    lanes = lanes or default_lanes()
+    where = posixpath.join(directory, f".relocate-probe-{os.getpid()}-{int(time.time())}")
+    try:
+        first = min(sample, key=lambda lo: lo[1].size)
+        setup = _push(aws, conn, posixpath.join(where, "one"), [first], lanes)
+        seconds = _push(aws, conn, posixpath.join(where, "batch"), sample, lanes)
+    finally:
+        conn.ensure()
+        conn.run(shell.line(["rm", "-rf", "--", where]), timeout=120, check=False)
+    nbytes = sum(o.size for _, o in sample)
+    # The batch paid the setup too: what is left is the per-object and per-byte work.
+    work = max(seconds - setup, seconds * 0.1)
+    measured = Sample(objects=len(sample), nbytes=nbytes, seconds=work, setup_s=setup)
+    per_object = work / len(sample)
+    basis = (f"measured: {len(sample)} real objects ({human_bytes(nbytes)}) sent through the move's own path "
+             f"in {seconds:.2f}s ({setup:.2f}s of it setup, {per_object * 1000:.1f} ms per object, "
+             f"{human_bytes(nbytes / work)}/s), {lanes} lanes")
+    return Rates(bytes_per_s=2 * nbytes / work, seconds_per_object=per_object / 2, basis=basis, sample=measured)

@@ -25,17 +25,52 @@ HEADROOM_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Sample:
+    """What `plan --probe` timed through the move's own path (execute/probe.py): `objects`
+    real objects of `nbytes` in `seconds` beyond a fixed `setup_s` (logins, receiver start)
+    that every bucket's transfer pays once."""
+
+    objects: int
+    nbytes: int
+    seconds: float
+    setup_s: float
+
+
+@dataclass(frozen=True)
 class Rates:
     """Throughput assumptions. Defaults are deliberately conservative (a slow WAN link
-    and small-object overhead); real figures would come from a measured probe."""
+    and small-object overhead); `plan --probe` replaces them with a measured Sample."""
 
     bytes_per_s: float = 20e6
     seconds_per_object: float = 0.004
     basis: str = "conservative defaults (20 MB/s, 4 ms per object)"
+    sample: Sample | None = None
+
+
+# A probe's own run-to-run spread on one machine (bench/bench_probe.py, 2-core box: the
+# same sample took 3.8 and 5.2 ms an object in two rounds): each end of a range moves out
+# by this factor, so a range is never a point dressed up as one.
+PROBE_SPREAD = 1.25
+
+
+def eta_range(nbytes: int, nobjects: int, rates: Rates) -> tuple[float, float]:
+    """(low, high) seconds to move `nobjects` of `nbytes`. From a probe sample: scaled by
+    the object count and by the bytes, whichever gives less and more (they agree when the
+    sample looks like the data; they part when the data's objects are bigger or smaller),
+    plus the setup, each end widened by the probe's own spread. Without one, both ends are
+    the conservative point estimate."""
+    s = rates.sample
+    if s is None or s.objects <= 0 or s.nbytes <= 0 or nobjects <= 0:
+        point = nbytes / rates.bytes_per_s + nobjects * rates.seconds_per_object
+        return point, point
+    by_count, by_bytes = s.seconds * nobjects / s.objects, s.seconds * nbytes / s.nbytes
+    return ((s.setup_s + min(by_count, by_bytes)) / PROBE_SPREAD,
+            (s.setup_s + max(by_count, by_bytes)) * PROBE_SPREAD)
 
 
 def _eta(nbytes: int, nobjects: int, rates: Rates) -> float:
-    return nbytes / rates.bytes_per_s + nobjects * rates.seconds_per_object
+    low, high = eta_range(nbytes, nobjects, rates)
+    return (low + high) / 2
 
 
 def s3_step_id(bucket: str, prefix: str) -> str:
@@ -77,6 +112,7 @@ def build_plan(
             id=sid, kind="s3", source=f"s3://{listing.spec.bucket}/{listing.spec.prefix}" + (" (older versions)" if older else ""),
             dest=listing.dest, count=listing.count, bytes=listing.bytes, todo_count=len(todo), todo_bytes=todo_bytes,
             est_seconds=_eta(todo_bytes, len(todo), rates), detail=detail, priority=listing.spec.priority,
+            region=listing.region or "",
         ))
     env_sources: dict[str, list[str]] = {}
     env_counts: dict[str, int] = {}
@@ -159,7 +195,21 @@ def build_plan(
         estimate_basis=rates.basis,
         left_out=[out.to_dict() for out in inventory.left_out],
         versions_left=list(inventory.versions_left),
+        estimate_range=_range(steps, rates),
     )
+
+
+def _range(steps: list[Step], rates: Rates) -> dict[str, float] | None:
+    """The whole plan's (low, high) seconds when a probe measured the object path: object
+    steps at their range, every other step at its own estimate."""
+    if rates.sample is None:
+        return None
+    low = high = sum(s.est_seconds for s in steps if s.kind != "s3")
+    for s in steps:
+        if s.kind == "s3":
+            lo, hi = eta_range(s.todo_bytes, s.todo_count, rates)
+            low, high = low + lo, high + hi
+    return {"low_s": round(low, 1), "high_s": round(high, 1)}
 
 
 def left_out_message(out: dict[str, Any]) -> str:

@@ -1,35 +1,54 @@
 """What moving the data out will cost in AWS data-transfer-out fees, at published rates.
 
-The rates live in a data file with its date (data/egress_rates.yaml) so updating them
-is an edit, not a release note; `--egress-rates FILE` replaces them. Computing the
-estimate is pure.
+AWS bills transfer out by the SOURCE region (its Global Network FAQ: "we charge for data
+transfer only based on the source Region"), so each bucket is priced at its own region's
+rates, not relocate.yaml's. A region the rates file does not list is priced at the
+dearest rates it has and says so: an estimate must never come out low by guessing.
+
+The rates live in a data file with dates (data/egress_rates.yaml) so updating them is an
+edit, not a release note; `--egress-rates FILE` replaces them. Everything here is pure:
+the parsed table and `today` are arguments (relocate/egress_file.py reads the file).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from relocate.errors import ConfigError
 
 GB = 1024**3  # AWS bills data transfer per GB of 2^30 bytes
+STALE_AFTER_DAYS = 365
+UNKNOWN = "unknown"
+
+Tiers = tuple[tuple[float | None, float], ...]  # ((up_to_gb | None, per_gb), ...)
+
+# AWS, 5 March 2024: customers moving all their data off AWS may ask AWS Support for
+# credits covering the data transfer out to the internet (the move must finish within 60
+# days of approval). Not automatic: it must be requested before the move.
+EXIT_WAIVER = ("AWS waives data-transfer-out fees for customers leaving AWS, on request (since March 2024): "
+               "ask AWS Support for the credits BEFORE moving (approved moves must finish within 60 days)")
 
 
 @dataclass(frozen=True)
 class EgressRates:
-    as_of: str
+    as_of: str  # the file's date: when its figures were last checked
     currency: str
     free_gb: float
-    default: str
-    regions: dict[str, tuple[tuple[float | None, float], ...]]  # region -> ((up_to_gb | None, per_gb), ...)
+    regions: dict[str, Tiers]
+    region_as_of: dict[str, str]  # regions whose figures were checked on another date than as_of
     source: str  # file it came from, shown so the reader knows which numbers they see
 
+    def checked(self, region: str) -> str:
+        return self.region_as_of.get(region, self.as_of)
 
-def _tiers(raw: Any, where: str) -> tuple[tuple[float | None, float], ...]:
+    def dearest(self) -> str:
+        """The region whose rates cost most (compared at 1 TB): where an unknown region is priced."""
+        return max(self.regions, key=lambda r: (tiered_cost(1024.0, self.regions[r]), r))
+
+
+def _tiers(raw: Any, where: str) -> Tiers:
     if not isinstance(raw, dict) or not isinstance(raw.get("tiers"), list) or not raw["tiers"]:
         raise ConfigError(f"{where}: needs `tiers: [[up_to_gb, usd_per_gb], ...]`")
     out: list[tuple[float | None, float]] = []
@@ -44,35 +63,30 @@ def _tiers(raw: Any, where: str) -> tuple[tuple[float | None, float], ...]:
     return tuple(out)
 
 
-def load_rates(path: Path | None = None) -> EgressRates:
-    if path is None:
-        text = resources.files("relocate").joinpath("data/egress_rates.yaml").read_text(encoding="utf-8")
-        source = "relocate/data/egress_rates.yaml"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"--egress-rates {path}: cannot read ({exc.strerror or exc})") from None
-        source = str(path)
+def _date(value: Any, where: str) -> str:
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ConfigError(f"{where}: must be a date YYYY-MM-DD (got {value!r})") from None
+
+
+def parse_rates(doc: Any, source: str) -> EgressRates:
+    """The rates table from the parsed YAML document `doc` (read from `source`)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("regions"), dict) or not doc["regions"]:
         raise ConfigError(f"{source}: needs `as_of`, `regions: {{REGION: {{tiers: ...}}}}` (see relocate/data/egress_rates.yaml)")
     if not doc.get("as_of"):
         raise ConfigError(f"{source}: needs `as_of: YYYY-MM-DD` (the date the rates were read)")
+    as_of = _date(doc["as_of"], f"{source}: as_of")
     regions = {str(k): _tiers(v, f"{source}: regions.{k}") for k, v in doc["regions"].items()}
-    default = str(doc.get("default") or next(iter(regions)))
-    if default not in regions:
-        raise ConfigError(f"{source}: default: {default} is not one of the regions")
+    region_as_of = {str(k): _date(v["as_of"], f"{source}: regions.{k}.as_of")
+                    for k, v in doc["regions"].items() if isinstance(v, dict) and v.get("as_of")}
     free = doc.get("free_gb", 0)
     if not isinstance(free, (int, float)) or free < 0:
         raise ConfigError(f"{source}: free_gb must be a number >= 0")
-    return EgressRates(str(doc["as_of"]), str(doc.get("currency") or "USD"), float(free), default, regions, source)
+    return EgressRates(as_of, str(doc.get("currency") or "USD"), float(free), regions, region_as_of, source)
 
 
-def tiered_cost(gb: float, tiers: tuple[tuple[float | None, float], ...]) -> float:
+def tiered_cost(gb: float, tiers: Tiers) -> float:
     cost, floor = 0.0, 0.0
     for up_to, rate in tiers:
         top = gb if up_to is None else min(gb, up_to)
@@ -84,15 +98,48 @@ def tiered_cost(gb: float, tiers: tuple[tuple[float | None, float], ...]) -> flo
     return cost
 
 
-def estimate(nbytes: int, region: str, rates: EgressRates) -> dict[str, Any]:
-    used = region if region in rates.regions else rates.default
-    tiers = rates.regions[used]
-    gb = nbytes / GB
-    full = tiered_cost(gb, tiers)
-    after_free = tiered_cost(max(gb - rates.free_gb, 0.0), tiers)
+def bytes_by_region(steps: Any, home_region: str) -> dict[str | None, int]:
+    """What each source region sends: a bucket from its own region ("" = S3 did not say:
+    None, priced as unknown), everything else (databases, host files) from relocate.yaml's."""
+    out: dict[str | None, int] = {}
+    for s in steps:
+        if s.todo_bytes:
+            region = (s.region or None) if s.kind == "s3" else home_region
+            out[region] = out.get(region, 0) + s.todo_bytes
+    return out
+
+
+def estimate(bytes_by_region: dict[str | None, int], rates: EgressRates, today: dt.date) -> dict[str, Any]:
+    """The cost of sending out `bytes_by_region` ({source region or None if unknown: bytes}),
+    each region at its own tiered rates, as of `today` (which decides whether the rates are stale)."""
+    rows: list[dict[str, Any]] = []
+    for region, nbytes in sorted(bytes_by_region.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+        name = region or UNKNOWN
+        used = region if region in rates.regions else rates.dearest()
+        gb = nbytes / GB
+        note = "" if used == region else (
+            f"region unknown (S3 did not say); priced at the dearest listed rates ({used})" if region is None
+            else f"no rates for {region} in {rates.source}; priced at the dearest listed ({used})")
+        rows.append({"region": name, "bytes": nbytes, "gb": round(gb, 3), "rates_region": used,
+                     "rates_as_of": rates.checked(used), "cost": round(tiered_cost(gb, rates.regions[used]), 2),
+                     "note": note})
+    total = sum(r["cost"] for r in rows)
+    # The free allowance is one per account across regions: take it where it saves least, so
+    # the figure "after the allowance" is never lower than the bill can be.
+    saving = 0.0
+    if rows and rates.free_gb:
+        saving = min(
+            r["cost"] - tiered_cost(max(r["gb"] - rates.free_gb, 0.0), rates.regions[r["rates_region"]]) for r in rows)
+    used_dates = sorted({r["rates_as_of"] for r in rows}) or [rates.as_of]
+    oldest = used_dates[0]
+    age = (today - dt.date.fromisoformat(oldest)).days
+    stale = age > STALE_AFTER_DAYS
+    nbytes = sum(bytes_by_region.values())
     return {
-        "bytes": nbytes, "gb": round(gb, 3), "currency": rates.currency,
-        "cost": round(full, 2), "cost_after_free_allowance": round(after_free, 2), "free_gb": rates.free_gb,
-        "region": region, "rates_region": used, "as_of": rates.as_of, "source": rates.source,
-        "note": "" if used == region else f"no rates for {region}; used {used}",
+        "bytes": nbytes, "gb": round(nbytes / GB, 3), "currency": rates.currency,
+        "cost": round(total, 2), "cost_after_free_allowance": round(max(total - saving, 0.0), 2), "free_gb": rates.free_gb,
+        "by_region": rows, "as_of": oldest, "rates_stale": stale,
+        "stale_note": (f"the rates used were checked on {oldest}, {age} days ago: AWS may have changed them "
+                       f"(check its pricing page; --egress-rates FILE overrides)") if stale else "",
+        "source": rates.source, "exit_waiver": EXIT_WAIVER,
     }

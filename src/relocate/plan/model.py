@@ -23,6 +23,7 @@ class Step:
     est_seconds: float = 0.0
     detail: str = ""
     priority: str = ""  # s3 steps: critical | normal | bulk (source.s3[].priority); see plan/deadline.py
+    region: str = ""  # s3 steps: the AWS region the bucket lives in (HeadBucket), which prices its egress; "" unknown
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Plan:
     left_out: list[dict[str, Any]] = field(default_factory=list)
     # per versioned source.s3 entry without `versions: all`: older versions and delete markers not moved
     versions_left: list[dict[str, Any]] = field(default_factory=list)
+    estimate_range: dict[str, float] | None = None  # plan --probe: {low_s, high_s} for the whole plan
 
     @property
     def ready(self) -> bool:
@@ -104,6 +106,7 @@ class Plan:
                 egress=data.get("egress"),
                 left_out=list(data.get("left_out") or []),
                 versions_left=list(data.get("versions_left") or []),
+                estimate_range=data.get("estimate_range"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: damaged plan file ({exc})") from None

@@ -61,6 +61,7 @@ class BucketListing:
     def dest(self) -> str:
         """The directory, under target.root, this listing's files land in."""
         return f"{self.spec.to}/{VERSIONS_DIR}" if self.kind == "versions" else self.spec.to
+    region: str | None = None  # where the bucket lives, as S3 says (prices its egress); None: it did not say
 
     @property
     def count(self) -> int:
@@ -156,7 +157,14 @@ LIST_MAX_SPLIT = 256  # more prefixes than this at one level: list their parents
 
 def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
     """Every object under the entry's prefix (see list_prefix)."""
-    return BucketListing(spec, list_prefix(aws, spec.bucket, spec.prefix))
+    return BucketListing(spec, list_prefix(aws, spec.bucket, spec.prefix), region=region_of(aws, spec.bucket))
+
+
+def region_of(aws: Aws, bucket: str) -> str | None:
+    """Where the bucket lives (one HeadBucket): AWS prices a bucket's egress by its own region."""
+    from relocate.sources.s3data import bucket_region  # obstore and friends: only once a bucket is listed
+
+    return bucket_region(aws.client("s3"), bucket)
 
 
 LEFT_OUT_EXAMPLES = 5
@@ -208,6 +216,7 @@ def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketLi
     for spec in specs:
         groups.setdefault(spec.bucket, []).append(spec)
     found: dict[BucketSpec, list[ObjectInfo]] = {}
+    regions: dict[str, str | None] = {}
     left: list[LeftOut] = []
     for bucket, group in groups.items():
         parts: dict[BucketSpec, list[ObjectInfo]] = {spec: [] for spec in group}
@@ -224,9 +233,10 @@ def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketLi
                 if len(out.examples) < LEFT_OUT_EXAMPLES:
                     out.examples.append(o.key)
         found.update(parts)
+        regions[bucket] = region_of(aws, bucket)
         if out.count:
             left.append(out)
-    return [BucketListing(spec, found[spec]) for spec in specs], left
+    return [BucketListing(spec, found[spec], region=regions[spec.bucket]) for spec in specs], left
 
 
 def take_versions(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[dict[str, Any]]]:

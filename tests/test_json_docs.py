@@ -1,0 +1,64 @@
+"""Every JSON document relocate prints carries `format_version`, and docs/json.md names
+every command that prints one. Commands that need servers are checked where their tests
+run them (tests/helpers.Run.json() asserts format_version on every document it reads);
+here: the command tree against the docs, and the commands that need no server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from helpers import cli
+
+from relocate.cli import build_command
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
+
+
+def _commands(cmd: Any, path: str = "relocate") -> Iterator[tuple[str, Any]]:
+    yield path, cmd
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        yield from _commands(sub, f"{path} {name}")
+
+
+def _prints_json(cmd: Any) -> bool:
+    opts = {o for p in cmd.params for o in getattr(p, "opts", ())}
+    return "--json" in opts
+
+
+def test_every_command_with_json_output_is_documented() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    named = [path for path, cmd in _commands(build_command()) if _prints_json(cmd)]
+    assert {"relocate discover", "relocate plan", "relocate move", "relocate verify", "relocate rollback",
+            "relocate check"} <= set(named)
+    for path in named:
+        assert f"`{path} --json" in text, f"docs/json.md does not document `{path} --json`"
+    for event in ("phase", "progress", "item", "warning"):
+        assert f"| `{event}` |" in text
+
+
+def test_policy_commands_print_versioned_json(tmp_path: Path) -> None:
+    cfg = tmp_path / "relocate.yaml"
+    cfg.write_text("version: 1\napp: {name: x, content: [user_generated_content]}\n"
+                   "target: {ssh: {host: 203.0.113.10, user: deploy}, root: /srv/x}\n")
+    docs = {
+        "check": cli("check", "-f", str(cfg), "--json"),
+        "check --format json": cli("check", "-f", str(cfg), "--format", "json"),
+        "check --explain": cli("check", "-f", str(cfg), "--explain", "hetzner", "--json"),
+        "profiles list": cli("profiles", "list", "--json"),
+        "profiles list --categories": cli("profiles", "list", "--categories", "--json"),
+        "profiles show": cli("profiles", "show", "hetzner"),
+    }
+    for name, run in docs.items():
+        assert run.exit_code == 0, f"{name}: {run.stderr}"
+        doc = json.loads(run.stdout)
+        assert isinstance(doc, dict) and doc["format_version"] == 1, name
+    assert docs["profiles list"].json()["providers"] and docs["profiles list --categories"].json()["categories"]
+
+
+def test_discover_json_is_versioned(moto: str) -> None:
+    run = cli("discover", "--endpoint-url", moto, "--region", "us-east-1", "--json")
+    assert run.exit_code == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["format_version"] == 1 and list(doc)[0] == "format_version" and "resources" in doc
