@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import posixpath
 
-from relocate.targets import shell
+from relocate.targets import nolinks, shell
 from relocate.targets.ssh import Connection
 
 # Newest last: release ids begin with a UTC timestamp.
@@ -48,8 +48,10 @@ def current_release(conn: Connection, root: str) -> str | None:
 
 
 def switch(conn: Connection, root: str, release: str) -> None:
+    """`current` is replaced (never followed); what it will point at, releases/<id>, must
+    be a real directory under the root (nolinks.py), not a link leading elsewhere."""
     cmd, stdin = shell.script(_SWITCH, root, release)
-    conn.run(cmd, stdin)
+    conn.run(nolinks.guarded(root, [posixpath.join(releases_dir(root), release)], cmd), stdin)
 
 
 def mark_failed(conn: Connection, root: str, release: str) -> str:
