@@ -435,6 +435,12 @@ class BucketPusher:
             # plus a slow disk's pace rather than the no-progress watchdog.
             limit = self.opts.stall_s + written / (8 << 20)
             result = self._answer(proc, lane, limit) if wire.session else self._exit(proc, limit)
+        except TransientError:
+            lane.session = None
+            refused = self._receiver_refused(proc)  # a refusal (symlink, unwritable item) is not retried
+            if refused is not None:
+                raise refused from None
+            raise
         except BaseException:
             lane.session = None
             try:
@@ -452,6 +458,24 @@ class BucketPusher:
         except (ValueError, IndexError) as exc:
             raise TransientError(f"the target's receiver gave an answer relocate cannot read ({exc})") from None
         return done, answer.hashes, answer.placed
+
+    @staticmethod
+    def _receiver_refused(proc: Exec | OpenSshExec) -> RelocateError | None:
+        """After a failed write or read: did the receiver exit on purpose (a symlinked
+        directory, an item that cannot be written)? Then that is the error, not the link."""
+        try:
+            res = proc.wait(timeout=2)
+        except TransientError:
+            res = None
+        finally:
+            try:
+                proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
+            except Exception:
+                pass
+        if res is None or res.status in (0, None):
+            return None
+        err = receiver_error(res.status, res.stderr, "")
+        return None if isinstance(err, TransientError) else err
 
     @staticmethod
     def _exit(proc: Exec | OpenSshExec, limit: float) -> Result:

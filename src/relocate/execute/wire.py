@@ -239,7 +239,8 @@ def receiver_error(status: int | None, stderr: bytes, fallback: str) -> Relocate
         return refused
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
     last = lines[-1] if lines else fallback
-    if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS):
+    # mkdir -p tolerates a directory made by another lane: "File exists" from it is a file in the way
+    if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS) or ("mkdir" in last and "File exists" in last):
         return ItemError(f"the target cannot store an object: {last.removeprefix('relocate receiver: ')}",
                          hint="retrying will not help: fix the `to:` in relocate.yaml or what is in the way on the target")
     return TransientError(f"the target's receiver failed: {last}")
