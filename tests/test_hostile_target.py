@@ -84,8 +84,8 @@ def _config(tmp_path: Path, moto: str, sshd: Any, root: Path, **extra: Any) -> P
 def _refused(run: Any, link: Path, where: Path) -> None:
     assert run.exit_code == 6, (run.exit_code, run.stdout, run.stderr)
     assert "Traceback" not in run.stderr
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("progress:")]
-    assert len(lines) == 1, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.startswith("relocate")]
+    assert len(lines) == 1 and lines[0].startswith("relocate: error: "), run.stderr
     assert f"symlink {link} -> {where}" in lines[0], lines[0]
 
 
@@ -211,7 +211,7 @@ def test_malformed_host_names_are_exit_2_naming_the_field(tmp_path: Path, moto: 
     cfg.write_text(yaml.safe_dump(doc, allow_unicode=True))
     run = cli("plan", "-f", str(cfg))
     assert run.exit_code == 2, (run.exit_code, run.stderr)
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in run.stderr.splitlines() if ln.startswith("relocate")]
     assert len(lines) == 1 and "target.ssh.host" in lines[0] and "Traceback" not in run.stderr
 
 
@@ -221,3 +221,56 @@ def test_verify_prints_long_paths_whole() -> None:
     render.verify(Console(file=out, width=60, highlight=False), VerifyReport(matched=1, missing=[path], differing=[path]))
     lines = out.getvalue().splitlines()
     assert f"  missing   {path}" in lines and f"  differing {path}" in lines
+
+
+def _deploy_config(tmp_path: Path, moto: str, sshd: Any, root: Path, port: int) -> Path:
+    from test_deploy import APP, _release
+
+    cfg = _config(tmp_path, moto, sshd, root)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["deploy"] = {"runtime": "command", "release": "./build1", "command": f"exec python3 app.py {port}",
+                     "health": {"url": f"http://127.0.0.1:{port}/healthz", "timeout_s": 8}}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _release(tmp_path, "build1", APP.format(version="v1"))
+    return cfg
+
+
+def _stop_app(root: Path) -> None:
+    pidfile = root / "shared" / "run" / "townsquare.pid"
+    if pidfile.exists():
+        try:
+            os.killpg(int(pidfile.read_text()), 15)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def test_a_symlinked_releases_dir_is_refused(tmp_path: Path, moto: str, sshd: Any) -> None:
+    import servers
+
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    link = _link(root, "releases", outside)
+    cfg = _deploy_config(tmp_path, moto, sshd, root, servers.free_port())
+    try:
+        _refused(cli("move", "-f", str(cfg), "--yes"), link, outside)
+        assert _files(outside) == []
+    finally:
+        _stop_app(root)
+
+
+def test_current_pointing_outside_is_replaced_never_written_through(tmp_path: Path, moto: str, sshd: Any) -> None:
+    import servers
+
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "current", outside)
+    cfg = _deploy_config(tmp_path, moto, sshd, root, servers.free_port())
+    try:
+        run = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert run.exit_code == 0, run.stdout + run.stderr
+        release = run.json()["result"]["release"]
+        assert os.readlink(root / "current") == f"releases/{release}"
+        assert not (root / "releases" / release).is_symlink()
+        assert _files(outside) == []
+    finally:
+        _stop_app(root)

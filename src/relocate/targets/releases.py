@@ -21,6 +21,7 @@ from relocate.targets.ssh import Connection
 _LIST = r"""
 [ -d "$1/releases" ] || exit 0
 cd "$1/releases" && for d in *; do [ -d "$d" ] && case "$d" in *.partial|*.failed) ;; *) printf '%s\0' "$d" ;; esac; done
+exit 0
 """
 
 _SWITCH = r"""
