@@ -274,3 +274,42 @@ def test_current_pointing_outside_is_replaced_never_written_through(tmp_path: Pa
         assert _files(outside) == []
     finally:
         _stop_app(root)
+
+
+@pytest.mark.parametrize("level", ["data", "data/host", ".relocate/staging"])
+def test_host_files_never_land_through_a_symlink(tmp_path: Path, moto: str, sshd: Any, sshd2: Any, level: str) -> None:
+    from test_hostfiles import _seed_source, _ssh
+
+    src = _seed_source(sshd2.root / f"hf-{secrets.token_hex(4)}", sshd2.root)
+    root, outside = _root(sshd), _outside(sshd)
+    link = _link(root, level, outside)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _refused(cli("move", "-f", str(cfg), "--yes"), link, outside)
+    assert _files(outside) == []
+
+
+def test_parameters_into_the_state_dir_are_exit_2(tmp_path: Path, moto: str, sshd: Any) -> None:
+    root = _root(sshd)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      parameters=[{"path": "/townsquare/prod/", "to": ".relocate/buckets"}])
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 2 and "source.parameters[0].to" in run.stderr and "state directory" in run.stderr, run.stderr
+
+
+def test_runner_side_secrets_are_0600_from_creation_whatever_the_umask(tmp_path: Path) -> None:
+    from relocate.snapshot import crypto
+
+    old = os.umask(0)
+    try:
+        identity = crypto.load_identity(tmp_path / "keys" / "age.key", create=True)
+        crypto.write_private(tmp_path / "secrets.age", crypto.encrypt(b'{"a": "b"}', identity))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "keys" / "age.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "secrets.age").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):  # never through an existing file or link
+        crypto.write_private(tmp_path / "secrets.age", b"x")
