@@ -101,3 +101,13 @@ def aws_client(service: str, endpoint: str, **kw: Any) -> Any:
 
 
 _ = app
+
+
+def stop_app(root: Path) -> None:
+    """Stop what the `command` runtime started under root (its pid file names the process group)."""
+    pidfile = root / "shared" / "run" / "townsquare.pid"
+    if pidfile.exists():
+        try:
+            os.killpg(int(pidfile.read_text()), 15)
+        except (ProcessLookupError, ValueError):
+            pass

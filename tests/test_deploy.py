@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 import servers
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, stop_app
 from relocate.config import load_config
 from relocate.targets import shell
 from relocate.targets.health import http_get
@@ -141,12 +141,7 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
         assert GREETING not in audit
         assert "shared/app.env" in audit
     finally:
-        pidfile = root / "shared" / "run" / "townsquare.pid"
-        if pidfile.exists():
-            try:
-                os.killpg(int(pidfile.read_text()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
+        stop_app(root)
 
 
 def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:

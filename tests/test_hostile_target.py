@@ -16,7 +16,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, stop_app
 from relocate.cli import render
 from relocate.execute.verify import VerifyReport
 
@@ -235,15 +235,6 @@ def _deploy_config(tmp_path: Path, moto: str, sshd: Any, root: Path, port: int) 
     return cfg
 
 
-def _stop_app(root: Path) -> None:
-    pidfile = root / "shared" / "run" / "townsquare.pid"
-    if pidfile.exists():
-        try:
-            os.killpg(int(pidfile.read_text()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
-
-
 def test_a_symlinked_releases_dir_is_refused(tmp_path: Path, moto: str, sshd: Any) -> None:
     import servers
 
@@ -255,7 +246,7 @@ def test_a_symlinked_releases_dir_is_refused(tmp_path: Path, moto: str, sshd: An
         _refused(cli("move", "-f", str(cfg), "--yes"), link, outside)
         assert _files(outside) == []
     finally:
-        _stop_app(root)
+        stop_app(root)
 
 
 def test_current_pointing_outside_is_replaced_never_written_through(tmp_path: Path, moto: str, sshd: Any) -> None:
@@ -273,7 +264,7 @@ def test_current_pointing_outside_is_replaced_never_written_through(tmp_path: Pa
         assert not (root / "releases" / release).is_symlink()
         assert _files(outside) == []
     finally:
-        _stop_app(root)
+        stop_app(root)
 
 
 @pytest.mark.parametrize("level", ["data", "data/host", ".relocate/staging"])

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import in_ci
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, stop_app
 
 SPY = "relocatespy"
 
@@ -186,9 +186,4 @@ def test_deploy_leaks_nothing_to_a_neighbour(tmp_path: Path, moto: str, sshd: An
         assert any(p.endswith("app.py") for p in found["opened"])  # it did watch the release land
         assert (root / "shared").stat().st_mode & 0o777 == 0o700
     finally:
-        pidfile = root / "shared" / "run" / "townsquare.pid"
-        if pidfile.exists():
-            try:
-                os.killpg(int(pidfile.read_text()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
+        stop_app(root)

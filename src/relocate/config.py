@@ -366,8 +366,8 @@ def check_places(data: dict[str, Any], ctx: Ctx) -> None:
     """Cross-entry checks of where things land and how hosts are reached (pathrules.py):
     exit 2 at load time, never a failed write on the target."""
     src = data.get("source") or {}
-    for field, msg in pathrules.overlap_errors(data):
-        ctx.report_path(field, msg)
+    for where, msg in pathrules.overlap_errors(data):
+        ctx.report_path(where, msg)
     for i, msg in pathrules.allow_errors(data["target"].get("allow_symlinks") or ()):
         ctx.report_path(f"target.allow_symlinks[{i}]", msg)
     bastions = src.get("bastions") or {}

@@ -131,15 +131,9 @@ def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: I
     0700 by default, `target.env_dir_mode`). The root itself is never changed."""
     sftp = conn.sftp()
     nolinks.check_sftp(sftp, root, directory, allow)
-    base = nolinks.root_arg(root)
-    if not directory.startswith(base + "/"):
-        return
-    cur = base
+    cur = root
     try:
-        for seg in directory[len(base) + 1:].split("/"):
-            if not seg or seg == ".":
-                continue
-            cur = f"{cur}/{seg}"
+        for cur in nolinks.components(root, directory):
             try:
                 st = sftp.lstat(cur)
             except FileNotFoundError:

@@ -93,18 +93,24 @@ def refusal(status: int | None, stderr: bytes | str) -> SafetyError | None:
     return None
 
 
+def components(root: str, directory: str) -> list[str]:
+    """The absolute paths from the root (excluded) down to `directory`: what is checked."""
+    base = root_arg(root)
+    if not directory.startswith(base + "/"):
+        return []
+    out, cur = [], base
+    for seg in directory[len(base) + 1:].split("/"):
+        if seg and seg != ".":
+            cur = f"{cur}/{seg}"
+            out.append(cur)
+    return out
+
+
 def check_sftp(sftp, root: str, directory: str, allow: Iterable[str] = ()) -> None:
     """lstat every component of `directory` below `root` over SFTP (paramiko): refuse a
     symlink not in `allow`. Components that do not exist yet are fine (made later)."""
     allowed = set(allow)
-    base = root_arg(root)
-    if not directory.startswith(base + "/"):
-        return
-    cur = base
-    for seg in directory[len(base) + 1:].split("/"):
-        if not seg or seg == ".":
-            continue
-        cur = f"{cur}/{seg}"
+    for cur in components(root, directory):
         try:
             st = sftp.lstat(cur)
         except FileNotFoundError:
