@@ -304,3 +304,95 @@ def test_runner_side_secrets_are_0600_from_creation_whatever_the_umask(tmp_path:
     assert (tmp_path / "secrets.age").stat().st_mode & 0o777 == 0o600
     with pytest.raises(FileExistsError):  # never through an existing file or link
         crypto.write_private(tmp_path / "secrets.age", b"x")
+
+
+# ----------------------------------------------------------------- the writers' own checks
+# The CLI cases above are refused as soon as the plan probes the target (a "symlink"
+# blocker: `plan` exit 3, `move` exit 6). A link made after that probe meets the check each
+# writer makes itself, right before it writes: shown here by calling the writers directly.
+
+def _conn(sshd: Any) -> Any:
+    from relocate.config import SshSpec
+    from relocate.targets.ssh import Connection
+
+    return Connection(SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                              host_key=sshd.host_key_fingerprint))
+
+
+@pytest.mark.parametrize("receiver, big", [("python", False), ("sh", False), ("sh", True)])
+@pytest.mark.parametrize("level", ["data", "data/sub", ".relocate"])
+def test_the_receivers_refuse_a_link_themselves(sshd: Any, monkeypatch: pytest.MonkeyPatch, receiver: str, big: bool,
+                                                level: str) -> None:
+    from relocate.errors import SafetyError
+    from relocate.execute.objects import BucketPusher, PushOptions
+    from relocate.sources.inventory import ObjectInfo
+    from test_receiver import _MemReader
+
+    monkeypatch.setenv("RELOCATE_RECEIVER", receiver)
+    monkeypatch.setenv("RELOCATE_RETRY_BACKOFF", "0.01")
+    root, outside = _root(sshd), _outside(sshd)
+    if level == "data/sub":
+        _mkdirs(root, "data")
+    link = _link(root, level, outside)
+    bodies = {"sub/x.bin": os.urandom(9 * 1024 * 1024 if big else 1000)}
+    objs = [ObjectInfo(k, len(v), "", 1_600_000_000) for k, v in bodies.items()]
+    with _conn(sshd) as conn:
+        pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
+                              paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
+                              opts=PushOptions(transfers=2, lanes=1, engine="paramiko"))
+        with pytest.raises(SafetyError) as err:
+            pusher.run(objs, lambda done: None)
+    assert f"symlink {link} -> {outside}" in err.value.message
+    assert _files(outside) == []
+
+
+def test_sftp_lock_and_audit_writers_refuse_a_link_themselves(sshd: Any) -> None:
+    from relocate.errors import SafetyError
+    from relocate.execute.lock import TargetLock, audit
+    from relocate.targets import files, layout
+
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "shared", outside)
+    _link(root, ".relocate", outside)
+    with _conn(sshd) as conn:
+        for write in (lambda: files.write_file_atomic(conn, str(root / "shared" / "app.env"), b"K='v'\n", root=str(root)),
+                      lambda: files.private_dir(conn, str(root), str(root / "shared"), 0o700),
+                      lambda: files.write_file_atomic(conn, layout.sidecar_path(str(root), "data/media"), b"{}", root=str(root)),
+                      lambda: TargetLock(conn, str(root)).__enter__(),
+                      lambda: audit(conn, str(root), "move-start")):
+            with pytest.raises(SafetyError) as err:
+                write()
+            assert "symlink" in err.value.message and str(outside) in err.value.message
+    assert _files(outside) == []
+
+
+def test_deploy_writers_refuse_a_link_themselves(sshd: Any, tmp_path: Path) -> None:
+    from relocate.components import deploy
+    from relocate.errors import SafetyError
+    from relocate.targets import releases
+
+    root, outside = _root(sshd), _outside(sshd)
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "app.py").write_text("print('hi')\n")
+    with _conn(sshd) as conn:
+        _link(root, "releases", outside)
+        with pytest.raises(SafetyError) as err:
+            deploy.upload(conn, str(root), "20210110T000000Z-abc", build)
+        assert f"{root}/releases -> {outside}" in err.value.message
+        (root / "releases").unlink()
+        _mkdirs(root, "releases")
+        _link(root, "releases/20210110T000000Z-abc", outside)  # what `current` would point at
+        with pytest.raises(SafetyError):
+            releases.switch(conn, str(root), "20210110T000000Z-abc")
+    assert _files(outside) == [] and not (root / "current").exists()
+
+
+def test_plan_lists_a_symlinked_destination_as_a_blocker(tmp_path: Path, moto: str, sshd: Any) -> None:
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "data/media", outside)
+    run = cli("plan", "-f", str(_config(tmp_path, moto, sshd, root)), "--json")
+    assert run.exit_code == 3, run.stdout + run.stderr
+    blockers = run.json()["blockers"]
+    assert any(b["code"] == "symlink" and f"{root}/data/media -> {outside}" in b["message"] for b in blockers), blockers

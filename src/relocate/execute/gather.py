@@ -7,6 +7,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
+from relocate import pathrules
 from relocate.config import Config
 from relocate.plan.build import s3_step_id
 from relocate.snapshot.journal import DoneObject, Journal
@@ -79,9 +80,19 @@ def sidecar_records(conn: Connection, root: str, bucket: str, dest: str) -> dict
         return {}  # a damaged sidecar only costs a re-send
 
 
+def write_dirs(config: Config) -> list[str]:
+    """Every directory under the root the move writes into (checked by the plan for links)."""
+    rels = [".relocate/lock", ".relocate/buckets", ".relocate/staging"]
+    for d in pathrules.destinations(config.data):
+        rels.append(d.rel if d.kind == "dir" else posixpath.dirname(d.rel))
+    if config.data.get("deploy"):
+        rels.append("shared")
+    return [posixpath.join(config.root, r) for r in dict.fromkeys(rels) if r]
+
+
 def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
     inventory = take_inventory(config, aws)
-    facts = probe(conn, config.root)
+    facts = probe(conn, config.root, write_dirs(config), config.allowed_links)
     journal = journal_for(config)
     try:
         done = already_on_target(config, conn, journal, inventory, checksum) if facts.existing == config.root or facts.existing.startswith(config.root) else {}

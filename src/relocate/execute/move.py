@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 from relocate.components import Component, Context
 
 from relocate.config import Config
-from relocate.errors import BlockedError, ItemError
+from relocate.errors import BlockedError, ItemError, SafetyError
 from relocate.execute.envfiles import EnvFile, secret_vars, env_name
 from relocate.execute.gather import Gathered, journal_for, target_id
 from relocate.execute.lock import TargetLock, audit
@@ -85,6 +85,12 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
     root = config.root
     # A blocked plan touches nothing on the target: no lock, no audit line (an unwritable
     # root would otherwise be reported as a held lock, a full disk would get a log file).
+    # A symlinked directory where the move writes is a refusal (exit 6), as when a writer
+    # meets one itself (targets/nolinks.py); `plan` lists it as a blocker (exit 3).
+    links = [b for b in plan.blockers if b.code == "symlink"]
+    if links:
+        raise SafetyError(f"refusing to write through the symlink {links[0].message.split(': a symlinked', 1)[0]} under target.root",
+                          hint=nolinks.HINT)
     if plan.blockers:
         raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
     with TargetLock(conn, root, "move"):
