@@ -368,8 +368,13 @@ def check_places(data: dict[str, Any], ctx: Ctx) -> None:
     src = data.get("source") or {}
     for where, msg in pathrules.overlap_errors(data):
         ctx.report_path(where, msg)
-    for i, msg in pathrules.allow_errors(data["target"].get("allow_symlinks") or ()):
+    allowed = data["target"].get("allow_symlinks") or ()
+    for i, msg in pathrules.allow_errors(allowed):
         ctx.report_path(f"target.allow_symlinks[{i}]", msg)
+    hosts_to = {_norm(h["to"]) for h in src.get("hosts") or [] if h and h.get("to")}
+    for i, link in enumerate(allowed):
+        if _norm(link) in hosts_to:  # components/hostfiles.py replaces `to:` whole, link and all
+            ctx.report_path(f"target.allow_symlinks[{i}]", "is a source.hosts `to:`, which is replaced whole; allow its parent instead")
     bastions = src.get("bastions") or {}
     for i, db in enumerate(src.get("databases") or []):
         via = (db or {}).get("via")
