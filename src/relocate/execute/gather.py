@@ -86,7 +86,7 @@ def write_dirs(config: Config) -> list[str]:
     for d in pathrules.destinations(config.data):
         rels.append(d.rel if d.kind == "dir" else posixpath.dirname(d.rel))
     if config.data.get("deploy"):
-        rels.append("shared")
+        rels += ["shared", "shared/run", "shared/log"]  # the command runtime's pid file and log
     return [posixpath.join(config.root, r) for r in dict.fromkeys(rels) if r]
 
 
