@@ -396,3 +396,17 @@ def test_plan_lists_a_symlinked_destination_as_a_blocker(tmp_path: Path, moto: s
     assert run.exit_code == 3, run.stdout + run.stderr
     blockers = run.json()["blockers"]
     assert any(b["code"] == "symlink" and f"{root}/data/media -> {outside}" in b["message"] for b in blockers), blockers
+
+
+def test_a_name_too_long_is_a_failed_item_not_transient(tmp_path: Path) -> None:
+    """ENAMETOOLONG at the receiver (a key path the file system cannot hold): exit 4 from
+    the receiver, read by the sender as ItemError (exit 4), never retried as transient."""
+    from relocate.errors import ItemError
+    from relocate.execute.wire import receiver_error
+    from test_receiver import _record, _run_agent
+
+    proc, stage, final = _run_agent(tmp_path, b"RLC1" + _record(b"d/" + b"n" * 300, b"data") + b"E")
+    assert proc.returncode == 4 and b"File name too long" in proc.stderr, proc.stderr
+    assert not stage.exists()
+    err = receiver_error(proc.returncode, proc.stderr, "")
+    assert isinstance(err, ItemError) and err.exit_code == 4 and "n" * 300 in err.message
