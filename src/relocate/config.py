@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relocate import pathrules
 from relocate.errors import ConfigError
-from relocate.schema import Bool, Dict, Either, Float, Int, List, Map, Optional_, Str, environ, load_document
+from relocate.schema import Bool, Ctx, Dict, Either, Float, Int, List, Map, Optional_, Str, compose, environ, load_node
 
 DEFAULT_FILE = "relocate.yaml"
 
@@ -26,11 +27,17 @@ def _relative_dest(value: str) -> str | None:
     parts = [p for p in value.split("/") if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         return "must be a path inside target.root (no '..' segments)"
-    return None
+    return pathrules.dest_error(value)
 
 
 def _absolute(value: str) -> str | None:
-    return None if value.startswith("/") else "must be an absolute path on the target"
+    if not value.startswith("/"):
+        return "must be an absolute path on the target"
+    return pathrules.path_error(value)
+
+
+def _dir_mode(value: str) -> str | None:
+    return None if re.fullmatch(r"0?[0-7]{3}", value) else 'must be an octal mode like "0700" (quoted)'
 
 
 def _source_path(value: str) -> str | None:
@@ -73,12 +80,18 @@ def _database_url(value: str) -> str | None:
     return None
 
 
+def _relative_dest_any(value: str) -> str | None:
+    """A path under the root that may also be inside .relocate (checked further by pathrules.allow_errors)."""
+    err = _relative_dest(value)
+    return None if err and "state directory" in err else err
+
+
 PRIORITY = ("critical", "normal", "bulk")
 VERSIONS = ("current", "all")
 
 SSH_SPEC = Map(
     {
-        "host": Str(),
+        "host": Str(check=pathrules.host_error),
         "port": Int(min=1, max=65535),
         "user": Str(),
         "identity_file": Str(),
@@ -93,7 +106,12 @@ _SSH_REF = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>\
 
 
 def _ssh_ref(value: str) -> str | None:
-    return None if _SSH_REF.match(value) else "must be user@host[:port], or a mapping like target.ssh"
+    m = _SSH_REF.match(value)
+    if not m:
+        return "must be user@host[:port], or a mapping like target.ssh"
+    if m["port"] and not 1 <= int(m["port"]) <= 65535:
+        return "the port must be between 1 and 65535"
+    return pathrules.host_error(m["host"])
 
 
 # `ssh:` of a source host (and its `via:` bastion): the short string or target.ssh's mapping.
@@ -188,6 +206,10 @@ SCHEMA = Map(
                 # install what the move and the runtime need (components/prepare.py)
                 "prepare": Bool(),
                 "packages": List(Str()),  # extra distribution packages the app needs, installed by prepare
+                # links under root that relocate may write through (nolinks.py; every other one is refused)
+                "allow_symlinks": List(Str(check=_relative_dest_any)),
+                # the env files' directories (shared/): 0700 unless set here
+                "env_dir_mode": Str(check=_dir_mode),
             },
             required=("ssh", "root"),
         ),
@@ -290,6 +312,15 @@ class Config:
     data: dict[str, Any]  # the whole validated document, for sections other modules own
 
     @property
+    def allowed_links(self) -> tuple[str, ...]:
+        """target.allow_symlinks as absolute paths on the target (targets/nolinks.py)."""
+        return tuple(posixpath.join(self.root, _norm(p)) for p in (self.data["target"].get("allow_symlinks") or ()))
+
+    @property
+    def env_dir_mode(self) -> int:
+        return int(self.data["target"].get("env_dir_mode") or "0700", 8)
+
+    @property
     def env_files(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
         for item in (*self.parameters, *self.secrets):
@@ -312,7 +343,9 @@ def _norm(rel: str) -> str:
 
 def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Config:
     source = path.name
-    data = load_document(text, SCHEMA, source, env if env is not None else environ())
+    ctx = Ctx(source=source, env=env if env is not None else environ())
+    data = load_node(compose(text, source), SCHEMA, ctx)
+    check_places(data, ctx)
     base = path.resolve().parent
     app = data.get("app") or {"name": path.resolve().parent.name, "content": [], "moderation": None, "dependencies": {}}
     src = data.get("source") or {}
@@ -376,6 +409,27 @@ def owner_of(key: str, specs: list[BucketSpec]) -> BucketSpec | None:
         if key.startswith(spec.prefix) and (best is None or len(spec.prefix) > len(best.prefix)):
             best = spec
     return best
+
+
+def check_places(data: dict[str, Any], ctx: Ctx) -> None:
+    """Cross-entry checks of where things land and how hosts are reached (pathrules.py):
+    exit 2 at load time, never a failed write on the target."""
+    src = data.get("source") or {}
+    for where, msg in pathrules.overlap_errors(data):
+        ctx.report_path(where, msg)
+    allowed = data["target"].get("allow_symlinks") or ()
+    for i, msg in pathrules.allow_errors(allowed):
+        ctx.report_path(f"target.allow_symlinks[{i}]", msg)
+    hosts_to = {_norm(h["to"]) for h in src.get("hosts") or [] if h and h.get("to")}
+    for i, link in enumerate(allowed):
+        if _norm(link) in hosts_to:  # components/hostfiles.py replaces `to:` whole, link and all
+            ctx.report_path(f"target.allow_symlinks[{i}]", "is a source.hosts `to:`, which is replaced whole; allow its parent instead")
+    bastions = src.get("bastions") or {}
+    for i, db in enumerate(src.get("databases") or []):
+        via = (db or {}).get("via")
+        if via and via not in bastions and ("@" in via or ":" in via or "." in via):
+            if err := _ssh_ref(via):
+                ctx.report_path(f"source.databases[{i}].via", err)
 
 
 def _local_path(base: Path, value: str) -> Path:

@@ -61,6 +61,13 @@ class VerificationError(RelocateError):
     exit_code = ExitCode.DIFFERENCES
 
 
+class ItemError(RelocateError):
+    """One item cannot be written and retrying will not change that (a name too long, a
+    file where a directory must be): exit 4 naming the item, never 5 ("running again")."""
+
+    exit_code = ExitCode.DIFFERENCES
+
+
 class TransientError(RelocateError):
     """Network, throttling, expired credentials: running again resumes."""
 

@@ -108,17 +108,19 @@ def plan(console: Console, p: Plan) -> None:
 
 def verify(console: Console, r: VerifyReport) -> None:
     how = f" ({r.checked_on_arrival} hashed by the target as they landed, now checked by size)" if r.checked_on_arrival else ""
+    # soft_wrap: a path is printed whole on one line (copyable, greppable), never folded
+    # at the console's width (issue 13).
     console.print(f"verify: {r.matched} matching{how}, {len(r.missing)} missing, {len(r.differing)} differing")
     for path in r.missing[:20]:
-        console.print(f"  missing   {path}", markup=False)
+        console.print(f"  missing   {path}", markup=False, soft_wrap=True)
     for path in r.differing[:20]:
-        console.print(f"  differing {path}", markup=False)
+        console.print(f"  differing {path}", markup=False, soft_wrap=True)
     for path, status in r.env.items():
-        console.print(f"  env file {path}: {status}", markup=False)
+        console.print(f"  env file {path}: {status}", markup=False, soft_wrap=True)
     for c in r.checks:
-        console.print(f"  {'ok ' if c.ok else 'BAD'} {c.label}" + (f": {c.detail}" if c.detail else ""), markup=False)
+        console.print(f"  {'ok ' if c.ok else 'BAD'} {c.label}" + (f": {c.detail}" if c.detail else ""), markup=False, soft_wrap=True)
     for out in r.left_out:
-        console.print(f"  not moved: {left_out_message(out)}", markup=False)
+        console.print(f"  not moved: {left_out_message(out)}", markup=False, soft_wrap=True)
     console.print("[green]OK: the target matches the snapshot.[/green]" if r.ok else "[red]Differences found.[/red]")
 
 

@@ -27,7 +27,7 @@ from relocate.components import Check, Component, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError, TargetError
 from relocate.plan.model import Finding, Step
-from relocate.targets import ports, releases, shell
+from relocate.targets import nolinks, ports, releases, shell
 from relocate.targets.health import wait_healthy
 from relocate.targets.runtimes import DeploySettings, Runtime, login_is_root, runtime_for
 from relocate.targets.ssh import Connection
@@ -132,12 +132,17 @@ def release_digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def upload(conn: Connection, root: str, release_id: str, path: Path) -> None:
+def upload(conn: Connection, root: str, release_id: str, path: Path, allow: tuple[str, ...] = ()) -> None:
     """Stream the release into releases/<id>.partial, then rename it into place."""
     final = posixpath.join(releases.releases_dir(root), release_id)
     part = final + ".partial"
-    proc = conn.start(shell.all_of(["rm", "-rf", "--", part], ["mkdir", "-p", "--", part], ["tar", "-x", "-f", "-", "-C", part],
-                                   ["mkdir", "-p", "--", posixpath.join(root, "shared")], ["mv", "-T", "--", part, final]))
+    shared = posixpath.join(root, "shared")
+    # Never through a symlinked releases/, shared/ or release dir (nolinks.py): checked
+    # alone first for a clean refusal, then in the very command that writes.
+    conn.run(shell.line(nolinks.guard(root, [part, final, shared], allow)))
+    proc = conn.start(nolinks.guarded(root, [part, final, shared], allow=allow, command=shell.all_of(
+        ["rm", "-rf", "--", part], ["mkdir", "-p", "--", part], ["tar", "-x", "-f", "-", "-C", part],
+        ["mkdir", "-p", "--", shared], ["mv", "-T", "--", part, final])))
     try:
         with _open_release(path) as fh:
             while chunk := fh.read(CHUNK):
@@ -148,7 +153,7 @@ def upload(conn: Connection, root: str, release_id: str, path: Path) -> None:
     res = proc.wait(600)
     if res.status != 0:
         err = res.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise TargetError(f"uploading release {release_id} failed: {err[-1] if err else 'exit ' + str(res.status)}")
+        raise nolinks.refusal(res.status, res.stderr) or TargetError(f"uploading release {release_id} failed: {err[-1] if err else 'exit ' + str(res.status)}")
 
 
 @dataclass
@@ -267,7 +272,7 @@ class DeployComponent(Component):
             if ok:
                 return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": True, "health": seen})
         release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:12]
-        upload(conn, root, release_id, dep.release_path)
+        upload(conn, root, release_id, dep.release_path, ctx.config.allowed_links)
         act = activate(conn, runtime, dep, release_id, current)
         # "release"/"tried": the one this run deployed; "active": what current points at after it.
         manifest: dict[str, Any] = {"release": release_id, "tried": release_id, "previous": current, "runtime": dep.settings.runtime}

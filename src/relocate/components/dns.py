@@ -28,7 +28,7 @@ from relocate.components import Check, Component, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.plan.model import Finding, Step
 from relocate.sources.route53 import HostedZone, RecordSet, read_zone
-from relocate.targets import files
+from relocate.targets import files, nolinks
 
 LOW_TTL = 300  # what to lower TTLs to before the cutover
 PARENT_NS_TTL = 172800  # typical TTL of the NS delegation at the TLD (com., org., ...)
@@ -267,8 +267,10 @@ class DnsComponent(Component):
             current = files.read_file(ctx.conn, remote)
             changed = current is None or current[0] != data
         if changed:
+            allow = ctx.config.allowed_links
+            nolinks.check_sftp(ctx.conn.sftp(), ctx.config.root, posixpath.dirname(remote), allow)  # before mkdir -p follows one
             files.mkdirs(ctx.conn, posixpath.dirname(remote))
-            files.write_file_atomic(ctx.conn, remote, data, mode=0o644)
+            files.write_file_atomic(ctx.conn, remote, data, mode=0o644, root=ctx.config.root, allow=allow)
         return Outcome(changed=changed, manifest={"zone": ex.zone, "path": ex.dest, "sha256": ex.sha256, "rrsets": ex.rrsets})
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:

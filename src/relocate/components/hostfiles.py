@@ -28,7 +28,7 @@ from relocate.components import Check, Component, Context, Outcome, PlanPart
 from relocate.config import Config, SshSpec, ssh_spec
 from relocate.errors import RelocateError, TargetError
 from relocate.plan.model import Finding, Step
-from relocate.targets import shell
+from relocate.targets import nolinks, shell
 from relocate.targets.runtimes import login_is_root
 from relocate.targets.ssh import Connection, Exec
 
@@ -59,10 +59,14 @@ for p in "$@"; do
 done
 """
 
-# Move the staged tree into place: the old tree is set aside first, dropped last.
-_PROMOTE = r"""
+# Move the staged tree into place: the old tree is set aside first, dropped last. Never
+# through a symlinked directory under the root ($3, allowed links $4; nolinks.py), and
+# a link at `to:` itself is refused: the tree replaces `to:` whole, link included.
+_PROMOTE = nolinks.NOLINKS_FN + r"""
 set -e
 stage=$1 dest=$2
+relocate_nolinks "$3" "$4" "$stage" "$(dirname -- "$dest")" || exit 86
+if [ -L "$dest" ]; then printf 'relocate: symlink: %s -> %s\n' "$dest" "$(readlink -- "$dest")" >&2; exit 86; fi
 mkdir -p -- "$(dirname -- "$dest")"
 rm -rf -- "$dest.relocate-old"
 if [ -e "$dest" ]; then mv -T -- "$dest" "$dest.relocate-old"; fi
@@ -276,8 +280,12 @@ class HostFilesComponent(Component):
         copy_path = Path(ctx.snapshot_dir) / "hosts" / f"{index}.tar"
         copy_path.parent.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(changed=True)
-        target = conn.start(shell.all_of(["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage],
-                                         ["tar", "-x", "-p", "-f", "-", "-C", stage]))
+        allow = ctx.config.allowed_links
+        # Checked twice: alone first (a clean refusal before the source is read), then again
+        # in the very command that extracts, right before it writes (nolinks.py).
+        conn.run(shell.line(nolinks.guard(root, [stage], allow)))
+        target = conn.start(nolinks.guarded(root, [stage], shell.all_of(
+            ["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage], ["tar", "-x", "-p", "-f", "-", "-C", stage]), allow))
         with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src, open(copy_path, "wb") as copy:
             tee = _Tee(target, copy)
             try:
@@ -292,12 +300,12 @@ class HostFilesComponent(Component):
         src_err = got.stderr.decode("utf-8", "replace").strip().splitlines()
         if put.status != 0:
             err = put.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise TargetError(f"tar on the target failed for {step.source}: {err[-1] if err else 'exit ' + str(put.status)}")
+            raise nolinks.refusal(put.status, put.stderr) or TargetError(f"tar on the target failed for {step.source}: {err[-1] if err else 'exit ' + str(put.status)}")
         if got.status == 1:  # GNU tar: a file changed while being read; the archive is still whole
             outcome.warnings.extend(f"{step.source}: {line}" for line in src_err[:5])
         elif got.status != 0:  # unreadable files: what could be read still moves, the rest is reported
             outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {got.status}"])[:20])
-        cmd, stdin = shell.script(_PROMOTE, stage, dest)
+        cmd, stdin = shell.script(_PROMOTE, stage, dest, nolinks.root_arg(root), nolinks.allow_arg(allow))
         conn.run(cmd, stdin)
         if not outcome.failed and info is not None:
             _record(conn, root, _record_key(entry, info.label), tee.sha.hexdigest())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from relocate.errors import TransientError
-from relocate.targets import files, shell
+from relocate.targets import files, nolinks, shell
 from relocate.targets.ssh import Connection
 
 T = TypeVar("T")
@@ -146,6 +146,9 @@ def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection,
     if local.returncode != 0 and broken is None:
         raise local_error(local_err)
     if result.status != 0:
+        refused = nolinks.refusal(result.status, result.stderr)
+        if refused is not None:
+            raise refused
         raise remote_error(result.stderr.decode("utf-8", "replace"))
     if broken is not None:
         raise broken

@@ -9,6 +9,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from relocate import pathrules
 from relocate.config import Config
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.sources.aws import Aws
@@ -140,9 +141,19 @@ def sidecar_records(conn: Connection, root: str, bucket: str, dest: str, name: s
         return {}  # a damaged sidecar only costs a re-send
 
 
+def write_dirs(config: Config) -> list[str]:
+    """Every directory under the root the move writes into (checked by the plan for links)."""
+    rels = [".relocate/lock", ".relocate/buckets", ".relocate/staging"]
+    for d in pathrules.destinations(config.data):
+        rels.append(d.rel if d.kind == "dir" else posixpath.dirname(d.rel))
+    if config.data.get("deploy"):
+        rels += ["shared", "shared/run", "shared/log"]  # the command runtime's pid file and log
+    return [posixpath.join(config.root, r) for r in dict.fromkeys(rels) if r]
+
+
 def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
     inventory = take_inventory(config, aws)
-    facts = probe(conn, config.root)
+    facts = probe(conn, config.root, write_dirs(config), config.allowed_links)
     journal = journal_for(config)
     exists = facts.existing == config.root or facts.existing.startswith(config.root)
     try:

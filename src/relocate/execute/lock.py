@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relocate.errors import SafetyError, TargetError
-from relocate.targets import layout, shell
+from relocate.targets import layout, nolinks, shell
 from relocate.targets.ssh import Connection
 
 
@@ -78,6 +78,7 @@ class TargetLock:
         owner = {"who": who(), "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "action": self.action}
         for _attempt in range(2):
             cmd, body = shell.script(_TAKE, self.path, json.dumps(owner))
+            cmd = nolinks.guarded(self.root, [self.path], cmd)  # never a lock or owner file through a link
             out = self.conn.run(cmd, body, timeout=60).text().strip()
             if out == "taken":
                 return self
@@ -112,6 +113,7 @@ def audit(conn: Connection, root: str, action: str, **fields: Any) -> None:
     # The line is an argument (it holds no secret); `>>` opens with O_APPEND, so
     # concurrent writers never overwrite each other's lines.
     cmd, body = shell.script(_APPEND, path, json.dumps(entry, ensure_ascii=False))
+    cmd = nolinks.guarded(root, [path], cmd)  # `>>` would follow a symlinked .relocate or audit.log
     conn.run(cmd, body, timeout=60)
 
 

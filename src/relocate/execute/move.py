@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from relocate.components import Component, Context
 
 from relocate.config import Config
-from relocate.errors import BlockedError
+from relocate.errors import BlockedError, ItemError, SafetyError
 from relocate.execute.envfiles import EnvFile, secret_vars, env_name
 from relocate.execute.gather import ENV_RECORD, Gathered, env_digests, journal_for, target_id
 from relocate.execute.lock import TargetLock, audit
@@ -27,7 +27,7 @@ from relocate.snapshot.keymap import map_keys, version_path
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import BucketListing, fetch_parameters, fetch_secret, split_version_key
 from relocate.sources.s3data import ObjectReader, VersionReader
-from relocate.targets import files, layout, releases, shell
+from relocate.targets import files, layout, nolinks, releases, shell
 from relocate.targets.ssh import Connection
 
 
@@ -89,6 +89,12 @@ def run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: G
     root = config.root
     # A blocked plan touches nothing on the target: no lock, no audit line (an unwritable
     # root would otherwise be reported as a held lock, a full disk would get a log file).
+    # A symlinked directory where the move writes is a refusal (exit 6), as when a writer
+    # meets one itself (targets/nolinks.py); `plan` lists it as a blocker (exit 3).
+    links = [b for b in plan.blockers if b.code == "symlink"]
+    if links:
+        raise SafetyError(f"refusing to write through the symlink {links[0].message.split(': a symlinked', 1)[0]} under target.root",
+                          hint=nolinks.HINT)
     if plan.blockers:
         raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
     with TargetLock(conn, root, "move"):
@@ -123,8 +129,10 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
     root = config.root
     staging = layout.staging_dir(root)
     tid = target_id(config, conn)
-    # Staging left by a killed run is never trusted: it is cleared, then refilled.
-    conn.run(shell.all_of(["mkdir", "-p", "--", layout.sidecar_dir(root)], ["rm", "-rf", "--", staging]))
+    # Staging left by a killed run is never trusted: it is cleared, then refilled. Not
+    # through a symlinked .relocate (nolinks.py): rm -rf would follow it.
+    conn.run(nolinks.guarded(root, [layout.sidecar_dir(root), staging],
+                             shell.all_of(["mkdir", "-p", "--", layout.sidecar_dir(root)], ["rm", "-rf", "--", staging])))
     snap = store.begin(config.snapshot_dir)
     journal = journal_for(config)
     try:
@@ -190,7 +198,7 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 # second run that has nothing to move makes no request for it.
                 reader = (VersionReader if listing.kind == "versions" else ObjectReader)(aws, listing.spec.bucket)
                 pusher = BucketPusher(
-                    reader, conn, bucket=listing.journal_bucket, root=root,
+                    reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
                     dest=listing.dest, paths=paths, staging=posixpath.join(staging, "b"),
                     opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
                     keep_dir=(snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
@@ -199,6 +207,9 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
                 )
                 try:
                     pusher.run(todo, commit)
+                except ItemError as exc:  # retrying cannot fix it: the other buckets still move (exit 4)
+                    report.failed.append(f"{sid}: {exc.line()}")
+                    on_event({"event": "warning", "message": f"{sid}: {exc.message}"})
                 finally:
                     reader.close()  # its GET thread and connections
                 conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
@@ -210,19 +221,19 @@ def _run_move(plan: Plan, config: Config, aws: Aws, conn: Connection, gathered: 
             if todo or _markers_unrecorded(conn, root, listing):
                 sidecar = {**head, "objects": entries}
                 files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
-                                        json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644)
+                                        json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
             manifest_buckets.append({**head, "objects": entries})
 
         env_manifest, rendered = early_env
         run_components(lambda kind: True)
+        # Each batch's staging dir went with it; the empty staging dir goes too (docs/transfer.md).
+        conn.run(nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging])), timeout=60)
         if report.nothing_done:
             store.discard(snap)
             return report
         if rendered:
             data = json.dumps({p: c.decode("utf-8") for p, c in rendered.items()}).encode()
-            fd_path = snap.secrets_path
-            fd_path.write_bytes(crypto.encrypt(data, identity))
-            fd_path.chmod(0o600)
+            crypto.write_private(snap.secrets_path, crypto.encrypt(data, identity))
         final = store.commit(snap, {
             "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": tid, "root": root,
             "fingerprint": plan.fingerprint, "buckets": manifest_buckets, "env_files": env_manifest,
@@ -316,8 +327,10 @@ def _move_env(plan: Plan, config: Config, aws: Aws, conn: Connection, report: Mo
         if current is not None and current[0] == content and not current[1] & 0o077:
             report.env_unchanged.append(path)
         else:
-            files.mkdirs(conn, posixpath.dirname(remote))
-            files.write_file_atomic(conn, remote, content, mode=0o600)
+            # The env file's directory is private (0700 unless target.env_dir_mode says
+            # otherwise) and the file is 0600 from its first byte (files.write_file_atomic).
+            files.private_dir(conn, config.root, posixpath.dirname(remote), config.env_dir_mode, config.allowed_links)
+            files.write_file_atomic(conn, remote, content, mode=0o600, root=config.root, allow=config.allowed_links)
             report.env_written.append(path)
         manifest.append({"path": path, "vars": list(env.vars), "sources": sorted(set(env.origins.values()))})
     # What the env files were made from (versions, never values): the next plan compares.

@@ -44,7 +44,8 @@ from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
-from relocate.execute.wire import AGENT_PROBE, PROMOTE, AgentWire, RawWire, TarWire, Wire, choose, receiver_setting
+from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error,
+                                   receiver_setting)
 from relocate.targets import shell
 from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection, Exec, Result
@@ -138,7 +139,8 @@ class _Lane:
         result = self.start(command).wait(timeout)
         if result.status != 0:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise TransientError(f"on the target: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
+            raise receiver_error(result.status, result.stderr,
+                                 f"on the target: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
         return result
 
     def abort(self) -> None:
@@ -263,6 +265,7 @@ class BucketPusher:
         *,
         bucket: str,
         root: str,
+        allow: tuple[str, ...] = (),
         dest: str,
         paths: dict[str, str],
         staging: str,
@@ -275,6 +278,7 @@ class BucketPusher:
         self.template = conn  # cloned per lane and per retry; never used for bulk itself
         self.bucket = bucket
         self.root = root
+        self.place = Place(root, allow)  # every receiver refuses symlinked directories under root
         self.dest = dest
         self.paths = paths  # key -> path relative to dest
         self.staging = staging
@@ -431,6 +435,12 @@ class BucketPusher:
             # plus a slow disk's pace rather than the no-progress watchdog.
             limit = self.opts.stall_s + written / (8 << 20)
             result = self._answer(proc, lane, limit) if wire.session else self._exit(proc, limit)
+        except TransientError:
+            lane.session = None
+            refused = self._receiver_refused(proc)  # a refusal (symlink, unwritable item) is not retried
+            if refused is not None:
+                raise refused from None
+            raise
         except BaseException:
             lane.session = None
             try:
@@ -442,13 +452,30 @@ class BucketPusher:
             lane.watch = False
             lane.proc = None
         if result.status != 0:
-            msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise TransientError(f"the target's receiver failed: {msg[-1] if msg else 'exit ' + str(result.status)}")
+            raise receiver_error(result.status, result.stderr, f"exit {result.status}")
         try:
             answer = wire.answer(result, rels)
         except (ValueError, IndexError) as exc:
             raise TransientError(f"the target's receiver gave an answer relocate cannot read ({exc})") from None
         return done, answer.hashes, answer.placed
+
+    @staticmethod
+    def _receiver_refused(proc: Exec | OpenSshExec) -> RelocateError | None:
+        """After a failed write or read: did the receiver exit on purpose (a symlinked
+        directory, an item that cannot be written)? Then that is the error, not the link."""
+        try:
+            res = proc.wait(timeout=2)
+        except TransientError:
+            res = None
+        finally:
+            try:
+                proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
+            except Exception:
+                pass
+        if res is None or res.status in (0, None):
+            return None
+        err = receiver_error(res.status, res.stderr, "")
+        return None if isinstance(err, TransientError) else err
 
     @staticmethod
     def _exit(proc: Exec | OpenSshExec, limit: float) -> Result:
@@ -464,18 +491,18 @@ class BucketPusher:
         try:
             text, lane.answered = proc.out.read_until(b"end\n", lane.answered, limit)
         except TransientError as exc:
-            if proc.out.closed:  # it exited: say why (disk full, an unsafe path...)
-                err = proc.wait(timeout=5).stderr.decode("utf-8", "replace").strip().splitlines()
-                raise TransientError(f"the target's receiver failed: {err[-1] if err else exc.message}") from None
+            if proc.out.closed:  # it exited: say why (disk full, an unsafe path, a symlinked directory...)
+                res = proc.wait(timeout=5)
+                raise receiver_error(res.status, res.stderr, exc.message) from None
             raise TransientError(f"no answer from the target {limit:.0f}s after the stream ended (stalled connection?)") from None
         return Result(0, text, b"")
 
     def _wire(self, objs: list[ObjectInfo]) -> Wire:
         if self.receiver == "agent":
-            return AgentWire()
+            return AgentWire(self.place)
         if len(objs) == 1 and objs[0].size > SMALL_OBJECT:
-            return RawWire(objs[0].last_modified)
-        return TarWire()
+            return RawWire(objs[0].last_modified, self.place)
+        return TarWire(self.place)
 
     def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
         """Bodies in batch order; small ones read ahead within the global byte budget
@@ -537,4 +564,5 @@ class BucketPusher:
     def _promote(self, lane: _Lane, stage: str) -> None:
         """Hard-link the verified staging tree into place, then drop this batch's staging."""
         final = posixpath.join(self.root, self.dest)
-        lane.run(shell.line(["sh", "-c", PROMOTE, "sh", stage, posixpath.join(stage, "d"), final]), timeout=self.opts.stall_s + 60)
+        lane.run(shell.line(["sh", "-c", PROMOTE, "sh", stage, posixpath.join(stage, "d"), final, *self.place.args()]),
+                 timeout=self.opts.stall_s + 60)

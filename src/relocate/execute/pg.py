@@ -36,7 +36,7 @@ from relocate.errors import SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, pgpass_line, pipe_to_target,
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
-from relocate.targets import shell
+from relocate.targets import layout, nolinks, shell
 from relocate.targets.ssh import Connection
 
 PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
@@ -611,8 +611,10 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                     else:
                         local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
                 if dump_dir is not None:
-                    upload = shell.all_of(["rm", "-rf", "--", staging], ["mkdir", "-p", "--", staging],
-                                          ["tar", "-x", "-f", "-", "-C", staging])
+                    # staging is <root>/.relocate/db/<name>: never through a symlinked component
+                    root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
+                    upload = nolinks.guarded(root, [staging], shell.all_of(
+                        ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
                     pipe_to_target(["tar", "-c", "-f", "-", "-C", str(dump_dir), "."], dict(os.environ), conn,
                                    upload, lambda e: TargetError(f"packing {dump_dir}: {last_line(e)}"), remote.fail)
                     try:

@@ -25,21 +25,27 @@ import tarfile
 from importlib import resources
 from typing import Protocol
 
+from relocate.errors import ItemError, RelocateError, TransientError
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
-from relocate.targets import files, shell
+from relocate.targets import files, nolinks, shell
 from relocate.targets.ssh import Result
 
 _RECORD = tarfile.RECORDSIZE
 
-# $1 staging dir, $2 its tree, $3 final dir. Lanes promote concurrently: two `cp -R`
-# creating the same directory race ("File exists"), so every directory is made first
-# with mkdir -p (which tolerates that race), then the files are hard-linked into place.
-_PROMOTE_BODY = r"""mkdir -p -- "$3" || exit 1
+# $1 staging dir, $2 its tree, $3 final dir, $4 target.root, $5 allowed links. Lanes
+# promote concurrently: two `cp -R` creating the same directory race ("File exists"),
+# so every directory is made first with mkdir -p (which tolerates that race), then the
+# files are hard-linked into place. Right before, every directory the batch lands in is
+# checked for a symlinked component (nolinks.py): mkdir -p and cp would follow one.
+_PROMOTE_BODY = r"""(cd "$2" && find . -type d -print) | while IFS= read -r d; do
+  relocate_nolinks "$4" "$5" "$3/${d#./}" || exit 86
+done || exit 86
+mkdir -p -- "$3" || exit 1
 (cd "$2" && find . -mindepth 1 -type d -print0) | (cd "$3" && xargs -0 -r mkdir -p --) || exit 1
 cp -Rlf -- "$2/." "$3/" && rm -rf -- "$1"
 """
-PROMOTE = "\n" + _PROMOTE_BODY
+PROMOTE = nolinks.NOLINKS_FN + _PROMOTE_BODY
 # $1 = the batch's staging dir, $2 = the tree inside it (the tar's d/), $3 = the final
 # dir. One remote command per batch, no extra round trip: extract; hash what landed
 # (printed for the client's own check); then, only when those hashes are byte for byte
@@ -47,7 +53,8 @@ PROMOTE = "\n" + _PROMOTE_BODY
 # sorted `openssl dgst -r` lines), promote. Otherwise (no openssl, names openssl
 # escapes, any difference) nothing is promoted here and the client checks and
 # promotes with PROMOTE. \002 at the end of the output says "promoted".
-_EXTRACT_VERIFY_PROMOTE = r"""
+_EXTRACT_VERIFY_PROMOTE = nolinks.NOLINKS_FN + r"""
+relocate_nolinks "$4" "$5" "$1" || exit 86
 rm -rf "$1" && mkdir -p "$1" && tar -x -f - -C "$1" || exit 1
 [ -f "$1/m" ] && cd "$2" || exit 1
 """ + files.HASH_INTO_T + r"""
@@ -64,7 +71,8 @@ printf '\002'
 # cat writes the file, then the target hashes it (from the page cache). `tee file |
 # openssl` hashed on the other core while writing, but the extra pipe copy cost more
 # than it overlapped on 2 busy cores. $1 staging dir, $2 file, $3 mtime.
-_WRITE_AND_HASH = r"""
+_WRITE_AND_HASH = nolinks.NOLINKS_FN + r"""
+relocate_nolinks "$4" "$5" "$1" || exit 86
 rm -rf "$1" && mkdir -p "$(dirname "$2")" || exit 1
 cat > "$2" || exit 1
 if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r <"$2"; else sha256sum <"$2"; fi || exit 1
@@ -102,13 +110,27 @@ def _b(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")
 
 
+class Place:
+    """target.root and the links relocate.yaml allows under it: every wire's receiver
+    checks the directories it writes into against them (targets/nolinks.py)."""
+
+    def __init__(self, root: str = "/", allow: tuple[str, ...] = ()) -> None:
+        self.root, self.allow = root, allow
+
+    def args(self) -> list[str]:
+        return [nolinks.root_arg(self.root), nolinks.allow_arg(self.allow)]
+
+
 class AgentWire:
     session = True  # one receiver per lane connection, answering batch by batch
     MAGIC = b"RLC1"
     HEAD = struct.Struct(">IQq")
 
+    def __init__(self, place: Place | None = None) -> None:
+        self.place = place or Place()
+
     def command(self, stage: str, final: str, rels: list[str]) -> str:
-        return shell.line(["python3", "-I", "-S", "-c", AGENT_SOURCE, stage, final])
+        return shell.line(["python3", "-I", "-S", "-c", AGENT_SOURCE, stage, final, self.place.root, *self.place.allow])
 
     def start(self) -> bytes:
         return self.MAGIC
@@ -141,8 +163,12 @@ class AgentWire:
 
 class TarWire:
     session = False
+
+    def __init__(self, place: Place | None = None) -> None:
+        self.place = place or Place()
+
     def command(self, stage: str, final: str, rels: list[str]) -> str:
-        return shell.line(["sh", "-c", _EXTRACT_VERIFY_PROMOTE, "sh", stage, posixpath.join(stage, "d"), final])
+        return shell.line(["sh", "-c", _EXTRACT_VERIFY_PROMOTE, "sh", stage, posixpath.join(stage, "d"), final, *self.place.args()])
 
     def start(self) -> bytes:
         return b""
@@ -178,11 +204,14 @@ class TarWire:
 
 class RawWire:
     session = False
-    def __init__(self, mtime: float) -> None:
+
+    def __init__(self, mtime: float, place: Place | None = None) -> None:
         self.mtime = int(mtime)
+        self.place = place or Place()
 
     def command(self, stage: str, final: str, rels: list[str]) -> str:
-        return shell.line(["sh", "-c", _WRITE_AND_HASH, "sh", stage, posixpath.join(stage, "d", rels[0]), str(self.mtime)])
+        return shell.line(["sh", "-c", _WRITE_AND_HASH, "sh", stage, posixpath.join(stage, "d", rels[0]), str(self.mtime),
+                           *self.place.args()])
 
     def start(self) -> bytes:
         return b""
@@ -199,6 +228,27 @@ class RawWire:
     def answer(self, result: Result, rels: list[str]) -> Answer:
         # "<hex> *stdin\n" (openssl) or "<hex>  -\n" (sha256sum) of the file cat wrote
         return Answer({rels[0]: result.stdout[:64].decode("ascii", "replace")}, placed=False)
+
+
+def receiver_error(status: int | None, stderr: bytes, fallback: str) -> RelocateError:
+    """What a failed receiver means: a symlinked directory (exit 6), an item that can
+    never be written (exit 4: a name too long, a file where a directory must be), or a
+    transient failure the batch retries (exit 5 once the retries are spent)."""
+    refused = nolinks.refusal(status, stderr)
+    if refused is not None:
+        return refused
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    last = lines[-1] if lines else fallback
+    # mkdir -p tolerates a directory made by another lane: "File exists" from it is a file in the way
+    if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS) or ("mkdir" in last and "File exists" in last):
+        return ItemError(f"the target cannot store an object: {last.removeprefix('relocate receiver: ')}",
+                         hint="retrying will not help: fix the `to:` in relocate.yaml or what is in the way on the target")
+    return TransientError(f"the target's receiver failed: {last}")
+
+
+ITEM_STATUS = 4  # receiver_agent.py ITEM_STATUS
+# What tar, mkdir and cp print for errors retrying cannot fix (the tar path has no errno).
+_PERMANENT_TEXTS = ("File name too long", "Not a directory", "Is a directory", "Read-only file system")
 
 
 def choose(setting: str, has_python: bool) -> str:

@@ -164,6 +164,9 @@ def build_plan(
     if facts is not None:
         if facts.missing_tools:
             blockers.append(Finding("tools", f"the target lacks {', '.join(facts.missing_tools)} (install them, e.g. coreutils, tar, findutils)"))
+        for link in facts.links:
+            blockers.append(Finding("symlink", f"{link}: a symlinked directory where the move writes under target.root; relocate "
+                                               "refuses to write through it (remove it, or list it under target.allow_symlinks)"))
         if not facts.writable:
             blockers.append(Finding("writable", f"{facts.user or 'the login user'} cannot write {config.root} (nearest existing: {facts.existing}); create it and chown it to the login user"))
         need = int(todo_bytes * (1 + HEADROOM_FRACTION)) + HEADROOM_BYTES

@@ -30,13 +30,19 @@ def load_identity(key_file: Path, *, create: bool) -> pyrage.x25519.Identity | N
         raise ConfigError(f"{key_file}: no AGE-SECRET-KEY line found")
     if not create:
         return None
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     identity = pyrage.x25519.Identity.generate()
-    # O_EXCL + 0600 at creation: the key is never readable by others, not even briefly.
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"# relocate snapshot key: decrypts secrets.age in snapshots. Keep it safe.\n# public key: {identity.to_public()}\n{identity}\n")
+    write_private(key_file, f"# relocate snapshot key: decrypts secrets.age in snapshots. Keep it safe.\n"
+                            f"# public key: {identity.to_public()}\n{identity}\n".encode())
     return identity
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """A new file, 0600 from its creation (O_CREAT|O_EXCL with the mode: never readable by
+    others, not even for a moment, whatever the umask), written whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def encrypt(data: bytes, identity: pyrage.x25519.Identity) -> bytes:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from relocate.targets import shell
+from relocate.targets import nolinks, shell
 from relocate.targets.ssh import Connection
 
 REQUIRED_TOOLS = ("tar", "sha256sum", "find", "xargs", "cp", "df", "mkdir", "mv", "rm")
 
-_PROBE = r"""
+_PROBE = nolinks.NOLINKS_FN + r"""
 root="$1"
 echo "os=$(uname -s) $(uname -m)"
 if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "distro=${PRETTY_NAME:-$ID}" ); fi
@@ -22,6 +22,9 @@ df -Pk "$p" 2>/dev/null | awk 'NR==2 {print "avail_kb=" $4}'
 for t in """ + " ".join(REQUIRED_TOOLS) + r"""; do
   if command -v "$t" >/dev/null 2>&1; then echo "tool.$t=1"; else echo "tool.$t=0"; fi
 done
+# symlinked directories on the way to where the move will write (nolinks.py refuses them)
+r=$2 a=$3; shift 3
+for p in "$@"; do relocate_nolinks "$r" "$a" "$p" 2>&1 >/dev/null | sed -n 's/^relocate: symlink: /link=/p'; done
 """
 
 
@@ -34,6 +37,7 @@ class TargetFacts:
     writable: bool = False
     free_bytes: int | None = None
     tools: dict[str, bool] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)  # "LINK -> WHERE": symlinked dirs a write would meet
 
     @property
     def missing_tools(self) -> list[str]:
@@ -43,11 +47,13 @@ class TargetFacts:
         return {
             "os": self.os, "distro": self.distro, "user": self.user, "existing": self.existing,
             "writable": self.writable, "free_bytes": self.free_bytes, "missing_tools": self.missing_tools,
+            "symlinks": self.links,
         }
 
 
-def probe(conn: Connection, root: str) -> TargetFacts:
-    cmd, stdin = shell.script(_PROBE, root)
+def probe(conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = ()) -> TargetFacts:
+    """`paths`: where the move will write (directories), checked for symlinked components."""
+    cmd, stdin = shell.script(_PROBE, root, nolinks.root_arg(root), nolinks.allow_arg(allow), *(paths or []))
     out = conn.run(cmd, stdin, timeout=60).text()
     facts = TargetFacts()
     for raw in out.splitlines():
@@ -66,4 +72,6 @@ def probe(conn: Connection, root: str) -> TargetFacts:
             facts.free_bytes = int(value) * 1024
         elif key.startswith("tool."):
             facts.tools[key[5:]] = value == "1"
+        elif key == "link" and value not in facts.links:
+            facts.links.append(value)
     return facts

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import stat as statmod
+from typing import Iterable
 
 import paramiko
 
-from relocate.errors import TargetError, TransientError
-from relocate.targets import shell
+from relocate.errors import ItemError, TargetError, TransientError
+from relocate.targets import nolinks, shell
 from relocate.targets.ssh import Connection
 
 _LIST_SIZES = r"""
@@ -106,18 +108,74 @@ def mkdirs(conn: Connection, *paths: str) -> None:
     conn.run(shell.line(["mkdir", "-p", "--", *paths]))
 
 
-def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write to a temporary name created with `mode` before any byte is written, then
-    rename over `path`: a reader sees the old file or the new one, never half of one."""
+def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
+    """SFTP open(O_WRONLY|O_CREAT|O_EXCL) with the permission attribute in the OPEN
+    request itself, so sftp-server creates the file with `mode` (issue 13: paramiko's
+    `open` sends no attributes; the file then appeared 0644 until a later chmod, and a
+    neighbour watching with inotify read the secrets in that window). paramiko has no
+    public call for this, so the request is made as `SFTPClient.open` makes it."""
+    from paramiko import sftp as proto
+
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode
+    flags = proto.SFTP_FLAG_WRITE | proto.SFTP_FLAG_CREATE | proto.SFTP_FLAG_EXCL
+    kind, msg = sftp._request(proto.CMD_OPEN, sftp._adjust_cwd(path), flags, attrs)
+    if kind != proto.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, msg.get_binary(), "wb", -1)
+
+
+def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: Iterable[str] = ()) -> None:
+    """Make `directory` (and missing parents) under root with `mode`, refusing symlinked
+    components; an existing one below the root is set to `mode` (the env files' directory:
+    0700 by default, `target.env_dir_mode`). The root itself is never changed."""
+    sftp = conn.sftp()
+    nolinks.check_sftp(sftp, root, directory, allow)
+    cur = root
+    try:
+        for cur in nolinks.components(root, directory):
+            try:
+                st = sftp.lstat(cur)
+            except FileNotFoundError:
+                sftp.mkdir(cur, mode)  # the mode travels in the MKDIR request: never wider, not even briefly
+                sftp.chmod(cur, mode)  # sftp-server's umask may have narrowed a wider user setting
+                continue
+            if cur == directory and statmod.S_IMODE(st.st_mode or 0) != mode:
+                try:
+                    sftp.chmod(cur, mode)
+                except PermissionError:  # not the login user's: its owner decides (the file is 0600 anyway)
+                    pass
+    except PermissionError:
+        raise TargetError(f"cannot create {cur} on the target: permission denied") from None
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        raise TransientError(f"creating {cur} on the target failed ({exc})", hint="running again resumes") from None
+
+
+def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o600, *,
+                      root: str | None = None, allow: Iterable[str] = ()) -> None:
+    """Write to a temporary name created with `mode` from its first byte (the mode is
+    part of the SFTP OPEN request, O_EXCL), then rename over `path`: a reader sees the
+    old file or the new one, never half of one, and no one else can open the temporary.
+    With `root`, every directory component below it is checked (lstat) right before
+    the write: a symlinked directory is refused (nolinks.py). A symlink at `path`
+    itself is replaced by the rename, never followed."""
     sftp = conn.sftp()
     tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.relocate-tmp")
+    if root is not None:
+        nolinks.check_sftp(sftp, root, posixpath.dirname(path), allow)
     try:
+        try:
+            if statmod.S_ISDIR(sftp.lstat(path).st_mode or 0):
+                raise ItemError(f"cannot write {path} on the target: a directory is there",
+                                hint="retrying will not help: fix the `to:` in relocate.yaml or remove the directory")
+        except FileNotFoundError:
+            pass
         try:
             sftp.remove(tmp)
         except FileNotFoundError:
             pass
-        with sftp.open(tmp, "wbx") as fh:
-            fh.chmod(mode)
+        with _create(sftp, tmp, mode) as fh:
+            fh.chmod(mode)  # the server's umask may have narrowed it; never widened before this
             fh.write(data)
         sftp.posix_rename(tmp, path)
     except PermissionError:
@@ -127,4 +185,17 @@ def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o60
             sftp.remove(tmp)
         except Exception:
             pass
+        if isinstance(exc, OSError) and permanent_errno(exc):
+            raise ItemError(f"cannot write {path} on the target: {exc.strerror or exc}",
+                            hint="retrying will not help: fix the `to:` in relocate.yaml") from None
         raise TransientError(f"writing {path} on the target failed ({exc})", hint="running again resumes") from None
+
+
+# errno values that retrying cannot fix (a name too long, a file where a directory
+# must be...): reported as a failed item (exit 4), never as transient (exit 5).
+PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY,
+                              errno.ELOOP, errno.EINVAL, errno.EROFS})
+
+
+def permanent_errno(exc: OSError) -> bool:
+    return exc.errno in PERMANENT_ERRNOS

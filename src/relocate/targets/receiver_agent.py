@@ -1,4 +1,4 @@
-"""The target's end of a bulk batch: run there as `python3 -I -S -c <this file> STAGE FINAL`.
+"""The target's end of a bulk batch: run there as `python3 -I -S -c <this file> STAGE FINAL ROOT [ALLOWED...]`.
 
 Why a program of our own rather than `tar -x` + `openssl dgst` + hard links: tar
 writes every file, openssl reads it all back, and the batch is then linked into
@@ -22,12 +22,22 @@ file, "<index in the batch> <sha256 hex of what landed>", with " !" appended whe
 differs from the sender's (that file is not put in place), then "end", flushed.
 Nothing is ever half written in FINAL: a file is written under STAGE (cleared
 first; the sender's next run clears a killed one) and only renamed into FINAL whole.
+
+Never through a symlinked directory (issue 13): every directory this receiver writes
+into (STAGE's and each file's parent) is checked with lstat, component by component
+from ROOT, before its first write, and made with mkdir (never makedirs, which follows
+links); a link not named in ALLOWED stops the session (exit 86, "relocate: symlink:
+LINK -> WHERE", the sender refuses with exit 6). Checked once per directory, not per
+file. A link at a file's own path is replaced by the rename, never followed.
+Errors that retrying cannot fix (a name too long, a file where a directory must be)
+exit 4 naming the path; the sender reports the item instead of retrying.
 """
 
 import errno
 import hashlib
 import os
 import shutil
+import stat
 import struct
 import sys
 
@@ -37,14 +47,57 @@ BUF = 1 << 20
 
 
 STAGE = []  # this session's staging dir, once known
+LINK_STATUS = 86  # targets/nolinks.py STATUS
+ITEM_STATUS = 4
+PERMANENT = frozenset((errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY,
+                       errno.ELOOP, errno.EINVAL, errno.EROFS))
 
 
-def fail(msg):
+def fail(msg, status=1):
     """Give up: nothing under STAGE is ever trusted, so leave none of it behind."""
     for stage in STAGE:
         shutil.rmtree(stage, ignore_errors=True)
     sys.stderr.write("relocate receiver: " + msg + "\n")
-    sys.exit(1)
+    sys.exit(status)
+
+
+class Dirs:
+    """Directories under ROOT made or checked once each, refusing symlinked components."""
+
+    def __init__(self, root, allowed):
+        self.root = root.rstrip(b"/")
+        self.allowed = set(allowed)
+        self.ok = set()
+
+    def ensure(self, d):
+        if d in self.ok or d == b"/" or not d:
+            return
+        if d == self.root:  # the root itself may be (or sit under) a link: the user chose it
+            os.makedirs(d, exist_ok=True)
+            self.ok.add(d)
+            return
+        if not d.startswith(self.root + b"/"):
+            fail("refusing a path outside the root: %r" % (d,))
+        self.ensure(os.path.dirname(d))
+        try:
+            st = os.lstat(d)
+        except FileNotFoundError:
+            try:
+                os.mkdir(d)
+                self.ok.add(d)
+                return
+            except FileExistsError:  # another lane made it just now
+                st = os.lstat(d)
+        if stat.S_ISLNK(st.st_mode):
+            if d not in self.allowed:
+                try:
+                    where = os.readlink(d)
+                except OSError:
+                    where = b"?"
+                fail("relocate: symlink: %s -> %s" % (os.fsdecode(d), os.fsdecode(where)), LINK_STATUS)
+        elif not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fsdecode(d))
+        self.ok.add(d)
 
 
 def read_exact(src, n):
@@ -78,8 +131,12 @@ def place(tmp, dest, final, index):
 
 def main():
     stage, final = (os.fsencode(a) for a in sys.argv[1:3])
+    # ROOT: where the checks start (without it, the deepest directory STAGE and FINAL share)
+    root = os.fsencode(sys.argv[3]) if len(sys.argv) > 3 else os.path.commonpath([stage, final])
+    dirs = Dirs(root, [os.fsencode(a) for a in sys.argv[4:]])
+    dirs.ensure(os.path.dirname(stage))  # before rmtree: it must not follow a symlinked .relocate
     shutil.rmtree(stage, ignore_errors=True)
-    os.makedirs(stage)
+    dirs.ensure(stage)
     STAGE.append(stage)
     try:  # sshd's pipe to us: 1 MiB, not 64 KiB, so sshd and we wake each other less
         import fcntl
@@ -92,7 +149,6 @@ def main():
         fail("not a relocate stream")
     buf = bytearray(BUF)
     view = memoryview(buf)
-    made = set()
     index = 0
     in_batch = False
     while True:
@@ -132,10 +188,7 @@ def main():
         if digest == sent:
             os.utime(tmp, (mtime, mtime))
             dest = os.path.join(final, rel)
-            parent = os.path.dirname(dest)
-            if parent not in made:
-                os.makedirs(parent, exist_ok=True)
-                made.add(parent)
+            dirs.ensure(os.path.dirname(dest))
             place(tmp, dest, final, index)
             out.write("%d %s\n" % (index, sha.hexdigest()))
         else:
@@ -149,4 +202,6 @@ if __name__ == "__main__":
     try:
         main()
     except OSError as exc:
+        if exc.errno in PERMANENT:  # the sender reports the item (exit 4), it does not retry
+            fail("cannot write %s: %s" % (exc.filename2 or exc.filename or "?", exc.strerror or exc), ITEM_STATUS)
         fail(str(exc))

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import posixpath
 
-from relocate.targets import shell
+from relocate.targets import nolinks, shell
 from relocate.targets.ssh import Connection
 
 # Newest last: release ids begin with a UTC timestamp.
 _LIST = r"""
 [ -d "$1/releases" ] || exit 0
 cd "$1/releases" && for d in *; do [ -d "$d" ] && case "$d" in *.partial|*.failed) ;; *) printf '%s\0' "$d" ;; esac; done
+exit 0
 """
 
 _SWITCH = r"""
@@ -48,8 +49,10 @@ def current_release(conn: Connection, root: str) -> str | None:
 
 
 def switch(conn: Connection, root: str, release: str) -> None:
+    """`current` is replaced (never followed); what it will point at, releases/<id>, must
+    be a real directory under the root (nolinks.py), not a link leading elsewhere."""
     cmd, stdin = shell.script(_SWITCH, root, release)
-    conn.run(cmd, stdin)
+    conn.run(nolinks.guarded(root, [posixpath.join(releases_dir(root), release)], cmd), stdin)
 
 
 def mark_failed(conn: Connection, root: str, release: str) -> str:

@@ -273,7 +273,8 @@ class SystemdRuntime(Runtime):
         from relocate.targets import files
 
         staged = posixpath.join(self.s.root, ".relocate", self.unit_name)
-        files.write_file_atomic(conn, staged, unit_text(self.s, f"{self.s.service} (deployed by relocate)").encode(), mode=0o644)
+        files.write_file_atomic(conn, staged, unit_text(self.s, f"{self.s.service} (deployed by relocate)").encode(), mode=0o644,
+                                root=self.s.root)  # never through a symlinked .relocate (nolinks.py)
         conn.run(self.install_lines(staged), timeout=120)
 
     def start_line(self, release: str) -> tuple[str, bytes]:

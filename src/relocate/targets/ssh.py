@@ -24,6 +24,7 @@ import paramiko
 from relocate.config import SshSpec
 from relocate.errors import ConfigError, HostKeyError, TargetError, TransientError
 from relocate.secret import Secret
+from relocate.targets import nolinks
 
 # Bigger windows and packets keep one channel busy on a fast link (paramiko's default
 # 2 MiB window halves throughput on loopback); GCM first because it is the fastest
@@ -381,6 +382,9 @@ class Connection:
             proc.write(stdin)
         result = proc.wait(timeout)
         if check and result.status != 0:
+            refused = nolinks.refusal(result.status, result.stderr)
+            if refused is not None:  # a guarded write met a symlinked directory: exit 6, naming it
+                raise refused
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise TargetError(f"on {self.endpoint}: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
         return result

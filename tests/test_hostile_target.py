@@ -1,0 +1,412 @@
+"""The target is hostile ground (issue 13), on the real sshd whose login is an ordinary
+user: pre-existing symlinks at every level relocate writes to are refused (exit 6,
+naming the link) and nothing lands outside target.root; a link the user allows is
+written through; a symlink to a single file is replaced; an item that can never be
+written fails as exit 4 (not 5, not after retries); the staging dir goes away."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rich.console import Console
+
+from helpers import aws_client, cli, make_config, stop_app
+from relocate.cli import render
+from relocate.execute.verify import VerifyReport
+
+SECRET = "s3cr3t-value-Zq81"
+
+
+def _owned(path: Path, like: Path) -> None:
+    """Files the test (root) makes inside the target belong to the login user, as if it had made them."""
+    st = like.stat()
+    os.lchown(path, st.st_uid, st.st_gid)
+
+
+def _root(sshd: Any) -> Path:
+    root = sshd.root / f"h-{secrets.token_hex(4)}"
+    root.mkdir()
+    _owned(root, sshd.root)
+    return root
+
+
+def _outside(sshd: Any) -> Path:
+    """A directory the login user could write to, outside the root: where a followed link leads."""
+    out = sshd.root.parent / f"outside-{secrets.token_hex(4)}"
+    out.mkdir()
+    _owned(out, sshd.root)
+    return out
+
+
+def _mkdirs(root: Path, rel: str) -> Path:
+    p = root
+    for seg in rel.split("/"):
+        p = p / seg
+        if not p.exists():
+            p.mkdir()
+            _owned(p, root)
+    return p
+
+
+def _link(root: Path, rel: str, to: Path) -> Path:
+    link = root / rel
+    _mkdirs(root, rel.rsplit("/", 1)[0]) if "/" in rel else None
+    link.symlink_to(to)
+    _owned(link, root)
+    return link
+
+
+def _seed(moto: str) -> None:
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket="media")
+    for key, body in {"a.txt": b"a", "sub/b.txt": b"b", "sub/deeper/c.txt": b"c"}.items():
+        s3.put_object(Bucket="media", Key=key, Body=body)
+    aws_client("ssm", moto).put_parameter(Name="/townsquare/prod/api_key", Value=SECRET, Type="SecureString")
+
+
+def _config(tmp_path: Path, moto: str, sshd: Any, root: Path, **extra: Any) -> Path:
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": "media", "to": "data/media"}],
+                      parameters=[{"path": "/townsquare/prod/", "to": "shared/app.env"}])
+    if extra:
+        doc = yaml.safe_load(cfg.read_text())
+        doc["target"].update(extra)
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return cfg
+
+
+def _refused(run: Any, link: Path, where: Path) -> None:
+    assert run.exit_code == 6, (run.exit_code, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.startswith("relocate")]
+    assert len(lines) == 1 and lines[0].startswith("relocate: error: "), run.stderr
+    assert f"symlink {link} -> {where}" in lines[0], lines[0]
+
+
+def _files(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+
+
+@pytest.mark.parametrize("level, receiver", [
+    ("data", "python"),
+    ("data/media", "python"),
+    ("data/media/sub", "python"),
+    ("data/media/sub/deeper", "python"),
+    ("data/media", "sh"),
+    ("data/media/sub", "sh"),
+    ("shared", "python"),
+    (".relocate", "python"),
+    (".relocate/buckets", "python"),
+])
+def test_a_symlinked_directory_at_any_level_is_refused(tmp_path: Path, moto: str, sshd: Any, level: str,
+                                                     receiver: str) -> None:
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    if level.startswith("data/media/"):
+        _mkdirs(root, level.rsplit("/", 1)[0])
+    link = _link(root, level, outside)
+    cfg = _config(tmp_path, moto, sshd, root)
+    run = cli("move", "-f", str(cfg), "--yes", env={"RELOCATE_RECEIVER": receiver, "RELOCATE_RETRY_BACKOFF": "0.01"})
+    _refused(run, link, outside)
+    assert _files(outside) == [], "something was written through the link"
+    assert SECRET not in run.stdout + run.stderr
+
+
+def test_an_allowed_link_is_written_through(tmp_path: Path, moto: str, sshd: Any) -> None:
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "data/media", outside)
+    cfg = _config(tmp_path, moto, sshd, root, allow_symlinks=["data/media"])
+    run = cli("move", "-f", str(cfg), "--yes")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert (outside / "sub" / "deeper" / "c.txt").read_bytes() == b"c"
+    assert (root / "data" / "media").is_symlink()
+    assert cli("verify", "-f", str(cfg)).exit_code == 0
+    # ... and only that link: the same tree one level down is still refused
+    sub_out = _outside(sshd)
+    (outside / "sub" / "deeper" / "c.txt").unlink()
+    (outside / "sub" / "deeper").rmdir()
+    _link(root, "data/media/sub/deeper", sub_out)
+    run = cli("move", "-f", str(cfg), "--yes", "--checksum")
+    _refused(run, root / "data/media/sub/deeper", sub_out)
+    assert _files(sub_out) == []
+
+
+def test_a_symlink_to_a_file_is_replaced_not_followed(tmp_path: Path, moto: str, sshd: Any) -> None:
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    victim = outside / "victim.txt"
+    victim.write_bytes(b"untouched\n")
+    _owned(victim, root)
+    _link(root, "shared/app.env", victim)
+    _link(root, "data/media/a.txt", victim)
+    run = cli("move", "-f", str(cfg := _config(tmp_path, moto, sshd, root)), "--yes")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert victim.read_bytes() == b"untouched\n"
+    env = root / "shared" / "app.env"
+    assert not env.is_symlink() and (env.stat().st_mode & 0o777) == 0o600 and SECRET in env.read_text()
+    assert not (root / "data/media/a.txt").is_symlink() and (root / "data/media/a.txt").read_bytes() == b"a"
+    # the env file's directory is private, and the staging dir is gone (docs/transfer.md)
+    assert (root / "shared").stat().st_mode & 0o777 == 0o700
+    assert not (root / ".relocate" / "staging").exists()
+    assert cli("verify", "-f", str(cfg)).exit_code == 0
+
+
+def test_env_dir_mode_is_the_users_choice(tmp_path: Path, moto: str, sshd: Any) -> None:
+    _seed(moto)
+    root = _root(sshd)
+    run = cli("move", "-f", str(_config(tmp_path, moto, sshd, root, env_dir_mode="0750")), "--yes")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert (root / "shared").stat().st_mode & 0o777 == 0o750
+    assert (root / "shared" / "app.env").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("receiver", ["python", "sh"])
+def test_a_file_in_the_way_is_a_failed_item_exit_4_not_a_retry(tmp_path: Path, moto: str, sshd: Any, receiver: str) -> None:
+    _seed(moto)
+    root = _root(sshd)
+    blocker = _mkdirs(root, "data") / "media"
+    blocker.write_bytes(b"a file where the bucket's directory must go\n")
+    _owned(blocker, root)
+    cfg = _config(tmp_path, moto, sshd, root)
+    # Retries would take 1+2+4+8 s with this backoff: a failed item must not be retried at all.
+    run = cli("move", "-f", str(cfg), "--yes", env={"RELOCATE_RECEIVER": receiver, "RELOCATE_RETRY_BACKOFF": "1"})
+    assert run.exit_code == 4, (run.exit_code, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and "retrying the batch" not in run.stderr
+    assert "s3:media" in run.stdout and "data/media" in run.stdout
+    assert (root / "shared" / "app.env").exists()  # the rest of the move still happened
+    assert blocker.read_bytes().startswith(b"a file")
+
+
+@pytest.mark.parametrize("to, why", [
+    (".relocate", "state directory"),
+    (".relocate/buckets", "state directory"),
+    ("shared/app.env", "overlaps"),
+    ("shared", "overlaps"),
+    ("data/m\0x", "U+0000"),
+    ("data/" + "n" * 300, "255"),
+])
+def test_to_values_that_can_never_work_are_exit_2_at_load(tmp_path: Path, moto: str, sshd: Any, to: str, why: str) -> None:
+    root = _root(sshd)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": "media", "to": to}],
+                      parameters=[{"path": "/townsquare/prod/", "to": "shared/app.env"}])
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 2, (run.exit_code, run.stderr)
+    assert why in run.stderr and "source.s3[0].to" in run.stderr and "Traceback" not in run.stderr
+    assert not (root / ".relocate").exists()
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example", "exa\u202emple.com", "soft\u00adhyphen.example"])
+def test_malformed_host_names_are_exit_2_naming_the_field(tmp_path: Path, moto: str, sshd: Any, host: str) -> None:
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / "never"))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["target"]["ssh"]["host"] = host
+    cfg.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 2, (run.exit_code, run.stderr)
+    lines = [ln for ln in run.stderr.splitlines() if ln.startswith("relocate")]
+    assert len(lines) == 1 and "target.ssh.host" in lines[0] and "Traceback" not in run.stderr
+
+
+def test_verify_prints_long_paths_whole() -> None:
+    path = "data/media/" + "/".join(f"segment-{i:02d}-of-a-very-long-key" for i in range(12)) + "/file.txt"
+    out = io.StringIO()
+    render.verify(Console(file=out, width=60, highlight=False), VerifyReport(matched=1, missing=[path], differing=[path]))
+    lines = out.getvalue().splitlines()
+    assert f"  missing   {path}" in lines and f"  differing {path}" in lines
+
+
+def _deploy_config(tmp_path: Path, moto: str, sshd: Any, root: Path, port: int) -> Path:
+    from test_deploy import APP, _release
+
+    cfg = _config(tmp_path, moto, sshd, root)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["deploy"] = {"runtime": "command", "release": "./build1", "command": f"exec python3 app.py {port}",
+                     "health": {"url": f"http://127.0.0.1:{port}/healthz", "timeout_s": 8}}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _release(tmp_path, "build1", APP.format(version="v1"))
+    return cfg
+
+
+def test_a_symlinked_releases_dir_is_refused(tmp_path: Path, moto: str, sshd: Any) -> None:
+    import servers
+
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    link = _link(root, "releases", outside)
+    cfg = _deploy_config(tmp_path, moto, sshd, root, servers.free_port())
+    try:
+        _refused(cli("move", "-f", str(cfg), "--yes"), link, outside)
+        assert _files(outside) == []
+    finally:
+        stop_app(root)
+
+
+def test_current_pointing_outside_is_replaced_never_written_through(tmp_path: Path, moto: str, sshd: Any) -> None:
+    import servers
+
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "current", outside)
+    cfg = _deploy_config(tmp_path, moto, sshd, root, servers.free_port())
+    try:
+        run = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert run.exit_code == 0, run.stdout + run.stderr
+        release = run.json()["result"]["release"]
+        assert os.readlink(root / "current") == f"releases/{release}"
+        assert not (root / "releases" / release).is_symlink()
+        assert _files(outside) == []
+    finally:
+        stop_app(root)
+
+
+@pytest.mark.parametrize("level", ["data", "data/host", ".relocate/staging"])
+def test_host_files_never_land_through_a_symlink(tmp_path: Path, moto: str, sshd: Any, sshd2: Any, level: str) -> None:
+    from test_hostfiles import _seed_source, _ssh
+
+    src = _seed_source(sshd2.root / f"hf-{secrets.token_hex(4)}", sshd2.root)
+    root, outside = _root(sshd), _outside(sshd)
+    link = _link(root, level, outside)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _refused(cli("move", "-f", str(cfg), "--yes"), link, outside)
+    assert _files(outside) == []
+
+
+def test_parameters_into_the_state_dir_are_exit_2(tmp_path: Path, moto: str, sshd: Any) -> None:
+    root = _root(sshd)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      parameters=[{"path": "/townsquare/prod/", "to": ".relocate/buckets"}])
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 2 and "source.parameters[0].to" in run.stderr and "state directory" in run.stderr, run.stderr
+
+
+def test_runner_side_secrets_are_0600_from_creation_whatever_the_umask(tmp_path: Path) -> None:
+    from relocate.snapshot import crypto
+
+    old = os.umask(0)
+    try:
+        identity = crypto.load_identity(tmp_path / "keys" / "age.key", create=True)
+        crypto.write_private(tmp_path / "secrets.age", crypto.encrypt(b'{"a": "b"}', identity))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "keys" / "age.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "secrets.age").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):  # never through an existing file or link
+        crypto.write_private(tmp_path / "secrets.age", b"x")
+
+
+# ----------------------------------------------------------------- the writers' own checks
+# The CLI cases above are refused as soon as the plan probes the target (a "symlink"
+# blocker: `plan` exit 3, `move` exit 6). A link made after that probe meets the check each
+# writer makes itself, right before it writes: shown here by calling the writers directly.
+
+def _conn(sshd: Any) -> Any:
+    from relocate.config import SshSpec
+    from relocate.targets.ssh import Connection
+
+    return Connection(SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                              host_key=sshd.host_key_fingerprint))
+
+
+@pytest.mark.parametrize("receiver, big", [("python", False), ("sh", False), ("sh", True)])
+@pytest.mark.parametrize("level", ["data", "data/sub", ".relocate"])
+def test_the_receivers_refuse_a_link_themselves(sshd: Any, monkeypatch: pytest.MonkeyPatch, receiver: str, big: bool,
+                                                level: str) -> None:
+    from relocate.errors import SafetyError
+    from relocate.execute.objects import BucketPusher, PushOptions
+    from relocate.sources.inventory import ObjectInfo
+    from test_receiver import _MemReader
+
+    monkeypatch.setenv("RELOCATE_RECEIVER", receiver)
+    monkeypatch.setenv("RELOCATE_RETRY_BACKOFF", "0.01")
+    root, outside = _root(sshd), _outside(sshd)
+    if level == "data/sub":
+        _mkdirs(root, "data")
+    link = _link(root, level, outside)
+    bodies = {"sub/x.bin": os.urandom(9 * 1024 * 1024 if big else 1000)}
+    objs = [ObjectInfo(k, len(v), "", 1_600_000_000) for k, v in bodies.items()]
+    with _conn(sshd) as conn:
+        pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
+                              paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
+                              opts=PushOptions(transfers=2, lanes=1, engine="paramiko"))
+        with pytest.raises(SafetyError) as err:
+            pusher.run(objs, lambda done: None)
+    assert f"symlink {link} -> {outside}" in err.value.message
+    assert _files(outside) == []
+
+
+def test_sftp_lock_and_audit_writers_refuse_a_link_themselves(sshd: Any) -> None:
+    from relocate.errors import SafetyError
+    from relocate.execute.lock import TargetLock, audit
+    from relocate.targets import files, layout
+
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "shared", outside)
+    _link(root, ".relocate", outside)
+    with _conn(sshd) as conn:
+        for write in (lambda: files.write_file_atomic(conn, str(root / "shared" / "app.env"), b"K='v'\n", root=str(root)),
+                      lambda: files.private_dir(conn, str(root), str(root / "shared"), 0o700),
+                      lambda: files.write_file_atomic(conn, layout.sidecar_path(str(root), "data/media"), b"{}", root=str(root)),
+                      lambda: TargetLock(conn, str(root)).__enter__(),
+                      lambda: audit(conn, str(root), "move-start")):
+            with pytest.raises(SafetyError) as err:
+                write()
+            assert "symlink" in err.value.message and str(outside) in err.value.message
+    assert _files(outside) == []
+
+
+def test_deploy_writers_refuse_a_link_themselves(sshd: Any, tmp_path: Path) -> None:
+    from relocate.components import deploy
+    from relocate.errors import SafetyError
+    from relocate.targets import releases
+
+    root, outside = _root(sshd), _outside(sshd)
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "app.py").write_text("print('hi')\n")
+    with _conn(sshd) as conn:
+        _link(root, "releases", outside)
+        with pytest.raises(SafetyError) as err:
+            deploy.upload(conn, str(root), "20210110T000000Z-abc", build)
+        assert f"{root}/releases -> {outside}" in err.value.message
+        (root / "releases").unlink()
+        _mkdirs(root, "releases")
+        _link(root, "releases/20210110T000000Z-abc", outside)  # what `current` would point at
+        with pytest.raises(SafetyError):
+            releases.switch(conn, str(root), "20210110T000000Z-abc")
+    assert _files(outside) == [] and not (root / "current").exists()
+
+
+def test_plan_lists_a_symlinked_destination_as_a_blocker(tmp_path: Path, moto: str, sshd: Any) -> None:
+    _seed(moto)
+    root, outside = _root(sshd), _outside(sshd)
+    _link(root, "data/media", outside)
+    run = cli("plan", "-f", str(_config(tmp_path, moto, sshd, root)), "--json")
+    assert run.exit_code == 3, run.stdout + run.stderr
+    blockers = run.json()["blockers"]
+    assert any(b["code"] == "symlink" and f"{root}/data/media -> {outside}" in b["message"] for b in blockers), blockers
+
+
+def test_a_name_too_long_is_a_failed_item_not_transient(tmp_path: Path) -> None:
+    """ENAMETOOLONG at the receiver (a key path the file system cannot hold): exit 4 from
+    the receiver, read by the sender as ItemError (exit 4), never retried as transient."""
+    from relocate.errors import ItemError
+    from relocate.execute.wire import receiver_error
+    from test_receiver import _record, _run_agent
+
+    proc, stage, final = _run_agent(tmp_path, b"RLC1" + _record(b"d/" + b"n" * 300, b"data") + b"E")
+    assert proc.returncode == 4 and b"File name too long" in proc.stderr, proc.stderr
+    assert not stage.exists()
+    err = receiver_error(proc.returncode, proc.stderr, "")
+    assert isinstance(err, ItemError) and err.exit_code == 4 and "n" * 300 in err.message
