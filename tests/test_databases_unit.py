@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from helpers import aws_client
-from relocate.components import Context
-from relocate.components.databases import DbGathered, Databases, compare
+from relocate.kinds import Context
+from relocate.kinds.databases import DbGathered, Databases, compare
 from relocate.config import AwsSpec, parse_config
 from relocate.errors import ConfigError, SourceError
 from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line

@@ -291,8 +291,8 @@ def test_systemd_without_root_or_sudo_is_a_plan_blocker(tmp_path: Path, moto: st
 def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: Path, moto: str, sshd) -> None:
     """Run past the plan (as a saved plan made elsewhere would): the systemd steps fail
     for want of sudo; `current` must still name the release that ran before."""
-    from relocate.components import Context
-    from relocate.components.deploy import DeployComponent
+    from relocate.kinds import Context
+    from relocate.kinds.deploy import DeployKind
     from relocate.targets import releases
 
     cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-anystep")
@@ -307,10 +307,10 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
         config = load_config(cfg)
         with Connection(config.ssh) as conn:
             ctx = Context(config=config, aws=None, conn=conn, target_id="t")
-            comp = DeployComponent()
+            comp = DeployKind()
             gathered = comp.gather(ctx)
             step = comp.plan(ctx, gathered).steps[0]
-            out = comp.execute(ctx, gathered, step)
+            out = comp.apply(ctx, gathered, step)
             assert releases.current_release(conn, str(root)) == first
             assert out.failed and "failed at step" in out.failed[0], out.failed
             assert out.manifest["active"] == first and out.manifest["tried"] != first

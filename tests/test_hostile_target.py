@@ -367,7 +367,7 @@ def test_sftp_lock_and_audit_writers_refuse_a_link_themselves(sshd: Any) -> None
 
 
 def test_deploy_writers_refuse_a_link_themselves(sshd: Any, tmp_path: Path) -> None:
-    from relocate.components import deploy
+    from relocate.kinds import deploy
     from relocate.errors import SafetyError
     from relocate.targets import releases
 

@@ -264,9 +264,7 @@ def test_versioning_refused_is_unknown_not_a_failure(moto: str) -> None:
     assert inventory.versioning(aws, "vers-denied") == "unknown"
     listings, left = inventory.take_versions(aws, (BucketSpec("vers-denied", "", "data"),))
     assert listings == [] and left[0]["status"] == "unknown"
-    from relocate.plan.build import build_plan
-    from relocate.config import parse_config
+    from relocate.kinds.objects import plan_objects
 
-    cfg = parse_config("version: 1\ntarget: {ssh: {host: h}, root: /srv/a}\n", Path("r.yaml"), env={})
-    plan = build_plan(cfg, inventory.Inventory(versions_left=left), None, {}, target="t")
-    assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in plan.warnings)
+    part = plan_objects(inventory.Inventory(versions_left=left), {})
+    assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in part.warnings)

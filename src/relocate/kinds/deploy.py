@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError, TargetError
 from relocate.plan.model import Finding, Step
@@ -216,9 +216,10 @@ class RollbackResult:
     logs: list[str]
 
 
-def rollback(config: Config, conn: Connection, to: str | None = None) -> RollbackResult:
-    """Switch current to the release before it (or `to`), restart, health-check."""
-    dep = settings(config)
+def rollback_step(config: Config, conn: Connection, to: str | None = None) -> Step:
+    """`rollback` as a one-step plan: from the current release to the one before it (or
+    `to`), with the change the gate lists. Read-only."""
+    settings(config)
     root = config.root
     have = releases.list_releases(conn, root)
     current = releases.current_release(conn, root)
@@ -226,12 +227,20 @@ def rollback(config: Config, conn: Connection, to: str | None = None) -> Rollbac
     if target is None or target not in have:
         known = ", ".join(have) or "none"
         raise ConfigError(f"nothing to roll back to: {'release ' + to + ' is not on the target' if to else 'no release before ' + str(current)} (releases: {known})")
+    return Step(id="rollback", kind="deploy", source=current or "", dest=target, count=1, todo_count=1,
+                change=f"switch current from release {current} back to {target}; restart the app")
+
+
+def rollback(config: Config, conn: Connection, step: Step) -> RollbackResult:
+    """Carry out an approved rollback step: switch current, restart, health-check."""
+    dep = settings(config)
     runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
-    act = activate(conn, runtime, dep, target, current)
-    return RollbackResult(current, target, act.healthy, act.seen, act.logs)
+    current = step.source or None
+    act = activate(conn, runtime, dep, step.dest, current)
+    return RollbackResult(current, step.dest, act.healthy, act.seen, act.logs)
 
 
-class DeployComponent(Component):
+class DeployKind(Kind):
     name = "deploy"
 
     def enabled(self, config: Config) -> bool:
@@ -254,6 +263,7 @@ class DeployComponent(Component):
             est_seconds=2 + gathered["bytes"] / 50e6 + (dep.health_timeout if dep.health_url else 0) * 0.1,
             detail=(f"runtime {dep.settings.runtime}; " + ("this release is already current" if same else
                     f"health {dep.health_url or 'not configured'}; rollback to {gathered['current'] or 'nothing (first deploy)'} on failure")),
+            change="" if same else f"unpack {dep.release_path.name} as a new release, switch current to it; (re)start the app ({dep.settings.runtime})",
         ))
         for why in gathered.get("runtime_blockers") or ():
             part.blockers.append(Finding("deploy-runtime", f"deploy.runtime {dep.settings.runtime}: {why}"))
@@ -261,7 +271,7 @@ class DeployComponent(Component):
             part.warnings.append(Finding("deploy-health", "deploy.health.url is not set: a release that starts but does not answer will not be rolled back"))
         return part
 
-    def execute(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
         dep = settings(ctx.config)
         conn, root = ctx.conn, ctx.config.root
         runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
@@ -314,5 +324,5 @@ class DeployComponent(Component):
         return checks
 
 
-COMPONENT = DeployComponent
+KIND_CLASS = DeployKind
 

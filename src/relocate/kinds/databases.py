@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError
 from relocate.execute import mysql as my
@@ -163,7 +163,17 @@ def _staging(ctx: Context, name: str) -> str:
     return posixpath.join(ctx.config.root, ".relocate", "db", name)
 
 
-class Databases(Component):
+def _change(g: DbGathered) -> str:
+    """How a restore changes the target, for the gate."""
+    name = g.target.dbname
+    if g.state == "differs":
+        return f"replace database {name} ({g.target.engine} {g.target.label()})"
+    if g.state == "empty":
+        return f"restore into the empty database {name} ({g.target.engine} {g.target.label()})"
+    return f"create database {name} and restore into it ({g.target.engine} {g.target.label()})"
+
+
+class Databases(Kind):
     name = KIND
 
     def enabled(self, config: Config) -> bool:
@@ -299,12 +309,12 @@ class Databases(Component):
                 id=step_id(g.name), kind=KIND, source=f"{src_v} {g.source.label()}", dest=f"{dst_v} {g.target.label()}",
                 count=int(f.get("tables") or 0), bytes=size, todo_count=int(f.get("tables") or 0) if todo else 0,
                 todo_bytes=size if todo else 0, est_seconds=(SETUP_SECONDS + size / RATE_BYTES_PER_S) if todo else 0.0,
-                detail=detail))
+                detail=detail, change=_change(g) if todo else ""))
             part.blockers.extend(g.blockers)
             part.warnings.extend(g.warnings)
         return part
 
-    def execute(self, ctx: Context, gathered: list[DbGathered], step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: list[DbGathered], step: Step) -> Outcome:
         g = next(x for x in gathered if step_id(x.name) == step.id)
         manifest: dict[str, Any] = {"engine": g.source.engine, "source": g.source.label(), "target": g.target.label(),
                                     "target_db": g.target.dbname, "version": g.facts.get("version"),
@@ -366,4 +376,4 @@ class Databases(Component):
         return checks
 
 
-COMPONENT = Databases
+KIND_CLASS = Databases

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config, SshSpec, ssh_spec
 from relocate.errors import RelocateError, TargetError
 from relocate.plan.model import Finding, Step
@@ -212,7 +212,7 @@ def listing_from_tar(path: Path) -> dict[str, list[Any]]:
     return out
 
 
-class HostFilesComponent(Component):
+class HostFilesKind(Kind):
     name = "hostfiles"
 
     def enabled(self, config: Config) -> bool:
@@ -259,12 +259,13 @@ class HostFilesComponent(Component):
                                    dest=info.to, count=len(info.paths), bytes=size, todo_count=0 if same else len(info.paths),
                                    todo_bytes=0 if same else size, est_seconds=0.0 if same else 1 + size / 50e6,
                                    detail="nothing to do: the target holds this tar (same sha256) from an earlier move" if same
-                                   else "tar stream, owners/modes/links/mtimes kept"))
+                                   else "tar stream, owners/modes/links/mtimes kept",
+                                   change="" if same else f"replace {info.to} with {len(info.paths)} path(s) from {info.label}"))
             for p in info.missing:
                 part.blockers.append(Finding("hosts-missing", f"{info.label}: {p} does not exist (fix source.hosts[{info.index}].paths)"))
         return part
 
-    def execute(self, ctx: Context, gathered: list[HostInfo], step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: list[HostInfo], step: Step) -> Outcome:
         index = int(step.id.split(":", 2)[1])
         entry = _entries(ctx.config)[index]
         root, conn = ctx.config.root, ctx.conn
@@ -369,4 +370,4 @@ def target_listing(conn: Connection, directory: str) -> dict[str, list[Any]]:
     return out
 
 
-COMPONENT = HostFilesComponent
+KIND_CLASS = HostFilesKind
