@@ -129,7 +129,12 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
         r = cli("move", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert _get(cfg, "/version", port) == b"v3"
+        # rollback goes through the gate (issue 17): without --yes and without a terminal it
+        # refuses, and nothing changes on the target
         r = cli("rollback", "-f", str(cfg), "--json")
+        assert r.exit_code == 2 and "refusing to roll back without confirmation" in r.stderr, r.stdout + r.stderr
+        assert _get(cfg, "/version", port) == b"v3"
+        r = cli("rollback", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert r.json()["to"] == first
         assert _get(cfg, "/version", port) == b"v1"
@@ -227,7 +232,7 @@ def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: s
         assert r.exit_code == 0, r.stdout + r.stderr
         assert _get(cfg, "/", port) == b"v2"  # the new release answers, not the old one
         assert _processes_in(root / "releases") == 1, "the old release's app still runs"
-        r = cli("rollback", "-f", str(cfg), "--json")
+        r = cli("rollback", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert _get(cfg, "/", port) == b"v1"
         assert _processes_in(root / "releases") == 1
