@@ -268,5 +268,5 @@ def test_versioning_refused_is_unknown_not_a_failure(moto: str) -> None:
     from relocate.config import parse_config
 
     cfg = parse_config("version: 1\ntarget: {ssh: {host: h}, root: /srv/a}\n", Path("r.yaml"), env={})
-    plan = build_plan(cfg, inventory.Inventory(versions_left=left), None, {}, target="t")
+    plan = build_plan(cfg, inventory.Inventory(versions_left=left), None, {}, target="t", now=0.0)
     assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in plan.warnings)
