@@ -152,6 +152,7 @@ def test_reset_mid_transfer_is_retried_on_a_new_connection(tmp_path: Path, s3_se
     assert any(e["event"] == "warning" and "retrying" in e["message"] for e in events)
     items = [e for e in events if e["event"] == "item"]
     assert sorted(e["key"] for e in items) == sorted(objects)  # each object reported once, after it landed
+    assert all(e.pop("format_version") == 1 for e in events)  # docs/json.md: every event carries it
     assert any(e["event"] == "progress" for e in events) and {"phase": "verify", "event": "phase"} in events
     result = r.json()["result"]
     assert result["verify"]["ok"] and result["objects_sent"] == len(objects)
@@ -266,7 +267,7 @@ def _kill_when(proc: subprocess.Popen, point: str) -> bool:
             continue
         hit = ((point == "mid_object" and ev["event"] == "progress" and ev["bytes"] > 0 and ev["objects"] < ev["total_objects"])
                or (point == "between_batches" and ev["event"] == "item")
-               or (point == "verify" and ev == {"event": "phase", "phase": "verify"}))
+               or (point == "verify" and ev.get("event") == "phase" and ev.get("phase") == "verify"))
         if hit:
             proc.send_signal(signal.SIGKILL)
             return True
@@ -464,6 +465,7 @@ def test_progress_reporter_modes(mode: str) -> None:
     text = out.getvalue()
     if mode == "json":
         events = [json.loads(line) for line in text.splitlines()]
+        assert all(e.pop("format_version") == 1 for e in events)  # docs/json.md: every event carries it
         assert events[-1]["event"] == "progress" and events[-1]["objects"] == 3 and events[-1]["bytes"] == 300
         assert {"event": "warning", "message": "batch retried"} in events
     else:
