@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from pathlib import Path
 
 import boto3
 import pytest
