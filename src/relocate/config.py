@@ -323,8 +323,8 @@ class Config:
     @property
     def env_files(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for item in (*self.parameters, *self.secrets):
-            seen[_norm(item.to)] = None
+        for to in [p.to for p in self.parameters] + [s.to for s in self.secrets]:
+            seen[_norm(to)] = None
         return tuple(seen)
 
 

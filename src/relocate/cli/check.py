@@ -12,7 +12,7 @@ import datetime as dt
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         with _edge():
             ps = load_profiles(profiles)
             if categories:
-                rows = [{"id": c.id, "title": c.title, "definition": c.definition, "descriptor": c.descriptor,
+                rows: list[dict[str, Any]] = [{"id": c.id, "title": c.title, "definition": c.definition, "descriptor": c.descriptor,
                          "exposes": list(c.exposes)} for c in ps.categories.values()]
                 if as_json:
                     print_json({"categories": rows})

@@ -64,9 +64,9 @@ def plan_markdown(p: Plan, limit: int = LIMIT) -> str:
     if p.verdict:
         doc.add(f"- acceptable use at {esc(p.verdict['name'])}: **{esc(p.verdict['verdict'])}** (score {esc(p.verdict['score'])})")
     if p.schedule:
-        s = p.schedule
-        doc.add(f"- deadline {esc(s['deadline'])}: projected finish {esc(s['projected_finish'])}; "
-                f"{len(s['misses'])} step(s) miss it, {len(s['critical_misses'])} critical")
+        sched = p.schedule
+        doc.add(f"- deadline {esc(sched['deadline'])}: projected finish {esc(sched['projected_finish'])}; "
+                f"{len(sched['misses'])} step(s) miss it, {len(sched['critical_misses'])} critical")
     reserve = 2_000  # room for the truncation notes of the sections below
     if p.blockers:
         doc.add()

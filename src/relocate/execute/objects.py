@@ -38,7 +38,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterator, Protocol
 
 from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.snapshot.journal import DoneObject
@@ -510,7 +510,7 @@ class BucketPusher:
         return read_ahead(self.reader.get, objs, start=self.start, budget=self.budget,
                           window=max(2, self.opts.transfers * 2), whole_below=SMALL_OBJECT)
 
-    def _add(self, sink: io.BufferedWriter, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
+    def _add(self, sink: BinaryIO, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]
         what = f"s3://{self.bucket}/{obj.key}"
         if body.size != obj.size:

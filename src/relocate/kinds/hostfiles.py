@@ -225,9 +225,9 @@ class HostFilesKind(Kind):
             with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 cmd, stdin = shell.script(_PROBE, *info.paths)
-                for rec in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
-                    if rec:
-                        state, size, p = rec.decode("utf-8", "surrogateescape").split("\t", 2)
+                for line in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
+                    if line:
+                        state, size, p = line.decode("utf-8", "surrogateescape").split("\t", 2)
                         if state == "ok":
                             info.sizes[p] = int(size or 0)
                         else:
@@ -290,7 +290,7 @@ class HostFilesKind(Kind):
         with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src, open(copy_path, "wb") as copy:
             tee = _Tee(target, copy)
             try:
-                got = src.start(shell.line(tar_command(entry["paths"], entry.get("exclude") or [])), stdout_sink=tee).wait(timeout=None)
+                got = src.start(shell.line(tar_command(entry["paths"], entry.get("exclude") or [])), stdout_sink=tee).wait(timeout=None)  # type: ignore[arg-type]  # _Tee writes like IO[bytes]
             except BaseException:
                 target.chan.close()
                 raise

@@ -163,7 +163,7 @@ def sweep_stale(tmp: str | None = None) -> list[str]:
     relocate runs that were killed: kill -9 gives a run no chance to remove its own. Only
     directories of ours, named after a pid that no longer runs; never a symlink."""
     tmp = tmp or tempfile.gettempdir()
-    gone = []
+    gone: list[str] = []
     try:
         names = os.listdir(tmp)
     except OSError:

@@ -142,10 +142,10 @@ def _candidate_keys(ep: Endpoint) -> Iterable[paramiko.PKey]:
         pass
     if not ep.identity_files:
         for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
-            path = Path.home() / ".ssh" / name
-            if path.exists():
+            default = Path.home() / ".ssh" / name
+            if default.exists():
                 try:
-                    yield _load_key(str(path))
+                    yield _load_key(str(default))
                 except ConfigError:
                     continue
 
