@@ -20,6 +20,7 @@ from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan
+from relocate.settings import Tuning
 from relocate.sources.aws import Aws
 from relocate.targets.openssh import OpenSsh
 from relocate.targets.ssh import Connection
@@ -34,6 +35,7 @@ class Options:
     checksum: bool = False  # objects already on the target are re-hashed there, not only sized
     probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
     bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
+    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
 
 
 def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
@@ -83,7 +85,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
     conn.connect()
     try:
-        if opts.bulk_login and config.s3:
+        if opts.bulk_login and config.s3 and opts.tuning.bulk_ssh != "paramiko":
             OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn, checksum=opts.checksum)
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
@@ -92,7 +94,8 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
             from relocate.execute.probe import measure
 
             facts = gathered.facts
-            ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None)
+            ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
+                                tuning=opts.tuning)
         kinds = load_kinds(config)
         data = {k.name: k.gather(ctx) for k in kinds}
         parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)

@@ -15,6 +15,7 @@ from relocate.execute import gate
 from relocate.execute.runner import MoveOptions, run_move
 from relocate.execute.objects import default_lanes
 from relocate.plan.deadline import parse_deadline
+from relocate.settings import Tuning
 from relocate.workflow import Options, check_drift, load_any, prepare, saved_steps
 
 
@@ -48,11 +49,12 @@ def register(app: typer.Typer) -> None:
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
         lanes = lanes or default_lanes()
         until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
+        tuning = Tuning.from_env()  # the RELOCATE_* knobs, read here and handed down
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
                        flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy},
-                       bulk_login=lanes, checksum=checksum)
+                       bulk_login=lanes, checksum=checksum, tuning=tuning)
         with prepare(config, opts) as prep:
             plan = prep.plan
             if saved is not None:
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
             try:
                 report = run_move(plan, config, prep.ctx, prep.kinds, prep.kind_data,
                                   MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes,
-                                              bwlimit=rate, on_event=progress.event, deadline=until), approval, progress)
+                                              bwlimit=rate, on_event=progress.event, deadline=until, tuning=tuning), approval, progress)
             finally:
                 progress.close()
         if as_json:

@@ -26,6 +26,7 @@ from relocate.kinds import Context, Kind, Run
 from relocate.plan import deadline
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan, Step
+from relocate.settings import Tuning
 from relocate.snapshot import crypto, store
 from relocate.execute.gather import journal_for
 from relocate.targets import layout, nolinks, releases, shell
@@ -43,6 +44,7 @@ class MoveOptions:
     # can finish in time (plan/deadline.py).
     deadline: float | None = None
     clock: Callable[[], float] = time.time
+    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
 
 
 @dataclass

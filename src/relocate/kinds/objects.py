@@ -129,12 +129,13 @@ class Objects(Kind):
         if todo:
             # Made only when there is work: a reader asks S3 where the bucket lives, and a
             # second run that has nothing to move makes no request for it.
-            reader = (VersionReader if listing.kind == "versions" else ObjectReader)(ctx.aws, listing.spec.bucket)
             opts = run.opts
+            reader = (VersionReader if listing.kind == "versions" else ObjectReader)(ctx.aws, listing.spec.bucket,
+                                                                                     gets=opts.tuning.s3_gets)
             pusher = BucketPusher(
                 reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
                 dest=listing.dest, paths=_paths(listing), staging=posixpath.join(run.staging, "b"),
-                opts=PushOptions.from_env(transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
+                opts=PushOptions.tuned(opts.tuning, transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
                 keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                 on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
             )

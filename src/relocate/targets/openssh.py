@@ -231,9 +231,8 @@ class OpenSsh:
 
     @staticmethod
     def _usable(conn: Connection) -> bool:
-        if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
-            return False
-        return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
+        # RELOCATE_BULK_SSH=paramiko (relocate.settings) is the caller's: PushOptions.engine
+        return shutil.which("ssh") is not None and getattr(conn, "via", None) is None
 
     @classmethod
     def prestart(cls, conn: Connection, count: int = 1) -> None:
@@ -241,7 +240,7 @@ class OpenSsh:
         soon as relocate's own host-key check passed, so the handshakes overlap the S3
         listing); the next probe(conn) picks them up. Called from the thread that lives
         longest (a master dies with the thread that started it: PR_SET_PDEATHSIG)."""
-        if not cls._usable(conn) or "_relocate_bulk" in conn.__dict__:
+        if not cls._usable(conn) or conn.bulk_pending is not None:
             return
         bulk = cls(conn)
         try:
@@ -250,12 +249,12 @@ class OpenSsh:
         except OSError:
             bulk.close()
             return
-        conn.__dict__["_relocate_bulk"] = bulk
+        conn.bulk_pending = bulk
 
     @staticmethod
     def discard(conn: Connection) -> None:
         """Close a prestarted login nobody used."""
-        bulk = conn.__dict__.pop("_relocate_bulk", None)
+        bulk, conn.bulk_pending = conn.bulk_pending, None
         if bulk is not None:
             bulk.close()
 
@@ -266,7 +265,7 @@ class OpenSsh:
         much as a small batch, so the `count` of them run side by side."""
         if not cls._usable(conn):
             return None
-        pending = conn.__dict__.pop("_relocate_bulk", None)
+        pending, conn.bulk_pending = conn.bulk_pending, None
         if pending is not None:  # prestarted; if it died meanwhile, log in again below
             try:
                 assert pending.first is not None
