@@ -250,20 +250,28 @@ class DeployKind(Kind):
         dep = settings(ctx.config)
         digest, size = release_digest(dep.release_path)
         runtime = runtime_for(dep.settings, login_is_root=login_is_root(ctx.conn))
-        return {"digest": digest, "bytes": size, "current": releases.current_release(ctx.conn, ctx.config.root),
+        current = releases.current_release(ctx.conn, ctx.config.root)
+        healthy = True
+        if current and current.endswith("-" + digest[:12]) and dep.health_url:
+            # Read-only: whether the current release answers decides whether the plan has a
+            # redeploy to show (and the gate a change to ask about).
+            healthy = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 5))[0]
+        return {"digest": digest, "bytes": size, "current": current, "current_healthy": healthy,
                 "releases": releases.list_releases(ctx.conn, ctx.config.root), "runtime_blockers": runtime.preflight(ctx.conn)}
 
     def plan(self, ctx: Context, gathered: dict[str, Any]) -> PlanPart:
         dep = settings(ctx.config)
         part = PlanPart()
-        same = bool(gathered["current"] and gathered["current"].endswith("-" + gathered["digest"][:12]))
+        current = bool(gathered["current"] and gathered["current"].endswith("-" + gathered["digest"][:12]))
+        same = current and gathered.get("current_healthy", True)
         part.steps.append(Step(
             id="deploy", kind=self.name, source=str(dep.release_path), dest="releases/ + current", count=1,
             bytes=gathered["bytes"], todo_count=0 if same else 1, todo_bytes=0 if same else gathered["bytes"],
             est_seconds=2 + gathered["bytes"] / 50e6 + (dep.health_timeout if dep.health_url else 0) * 0.1,
             detail=(f"runtime {dep.settings.runtime}; " + ("this release is already current" if same else
                     f"health {dep.health_url or 'not configured'}; rollback to {gathered['current'] or 'nothing (first deploy)'} on failure")),
-            change="" if same else f"unpack {dep.release_path.name} as a new release, switch current to it; (re)start the app ({dep.settings.runtime})",
+            change="" if same else (f"unpack {dep.release_path.name} as a new release, switch current to it; (re)start the app "
+                                    f"({dep.settings.runtime})" + ("; the current release does not answer" if current else "")),
         ))
         for why in gathered.get("runtime_blockers") or ():
             part.blockers.append(Finding("deploy-runtime", f"deploy.runtime {dep.settings.runtime}: {why}"))
@@ -279,8 +287,8 @@ class DeployKind(Kind):
         digest = gathered["digest"]
         if current and current.endswith("-" + digest[:12]):
             ok, seen = wait_healthy(conn, dep.health_url, min(dep.health_timeout, 5)) if dep.health_url else (True, "")
-            if ok:
-                return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": True, "health": seen})
+            if ok or not step.change:  # not answering now, but the gate approved no redeploy: verify says so
+                return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": ok, "health": seen})
         release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:12]
         upload(conn, root, release_id, dep.release_path, ctx.config.allowed_links)
         act = activate(conn, runtime, dep, release_id, current)
