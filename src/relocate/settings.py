@@ -15,6 +15,14 @@ from relocate.errors import UsageError
 
 
 @dataclass(frozen=True)
+class Switches:
+    """`move`'s switches the kinds read (they were a `flags` dict)."""
+
+    replace_database: tuple[str, ...] = ()  # --replace-database NAME: overwrite although it differs
+    no_local_copy: bool = False  # --no-local-copy: stream dumps, keep none in the snapshot
+
+
+@dataclass(frozen=True)
 class Tuning:
     """The transfer engine's knobs for tests and odd links. None: the engine's default."""
 

@@ -20,7 +20,7 @@ from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan
-from relocate.settings import Tuning
+from relocate.settings import Switches, Tuning
 from relocate.sources.aws import Aws
 from relocate.targets.openssh import OpenSsh
 from relocate.targets.ssh import Connection
@@ -31,7 +31,7 @@ class Options:
     accept_new_host_key: bool = False
     accepted_risks: tuple[str, ...] = ()
     profiles_dir: Path | None = None
-    flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
+    switches: Switches = field(default_factory=Switches)  # `move`'s switches the kinds read
     checksum: bool = False  # objects already on the target are re-hashed there, not only sized
     probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
     bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
@@ -89,7 +89,7 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
             OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn, checksum=opts.checksum)
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                      accept_new_host_key=opts.accept_new_host_key, flags=dict(opts.flags), gathered=gathered)
+                      accept_new_host_key=opts.accept_new_host_key, switches=opts.switches, gathered=gathered)
         if opts.probe:
             from relocate.execute.probe import measure
 

@@ -15,7 +15,7 @@ from relocate.execute import gate
 from relocate.execute.runner import MoveOptions, run_move
 from relocate.execute.objects import default_lanes
 from relocate.plan.deadline import parse_deadline
-from relocate.settings import Tuning
+from relocate.settings import Switches, Tuning
 from relocate.workflow import Options, check_drift, load_any, prepare, saved_steps
 
 
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
-                       flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy},
+                       switches=Switches(tuple(replace_database or ()), no_local_copy),
                        bulk_login=lanes, checksum=checksum, tuning=tuning)
         with prepare(config, opts) as prep:
             plan = prep.plan

@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 from relocate.config import Config
 from relocate.plan.build import Rates
 from relocate.plan.model import Finding, PlanPart, Step
+from relocate.settings import Switches
 
 __all__ = ["Check", "Context", "Finding", "Kind", "MODULES", "Outcome", "PlanPart", "Run", "by_name", "load_kinds"]
 
@@ -56,7 +57,7 @@ class Context:
     accept_new_host_key: bool = False
     snapshot_dir: Any = None  # pathlib.Path of the snapshot being written (apply) or read (verify)
     identity: Any = None  # age identity for secrets at rest (apply/verify)
-    flags: dict[str, Any] = field(default_factory=dict)  # command-line switches kinds read
+    switches: Switches = field(default_factory=Switches)  # `move`'s switches kinds read (relocate.settings)
     gathered: Any = None  # execute.gather.Gathered: the S3 inventory, target facts, what is already there
     rates: Rates = field(default_factory=Rates)  # throughput assumptions for estimates (plan --probe measures them)
     run: Run | None = None  # set by the runner during a move

@@ -237,7 +237,7 @@ class Databases(Kind):
         else:
             diffs = compare(f["stats"], t.get("stats"))
             g.state = "differs" if diffs else "matches"
-            replace = set(ctx.flags.get("replace_database") or ())
+            replace = set(ctx.switches.replace_database)
             if diffs and g.target.dbname not in replace:
                 g.blockers.append(Finding("db-not-empty", f"{g.name}: the target database {g.target.dbname} is not empty "
                                           f"and differs ({diffs[0]}); pass --replace-database {g.target.dbname} to overwrite it"))
@@ -259,7 +259,7 @@ class Databases(Kind):
             g.blockers.append(Finding("db-privileges", f"{g.name}: {why} and database {db} does not exist there: "
                                       f"create it empty, owned by {login} (CREATE DATABASE {pg.q_ident(db)} OWNER "
                                       f"{pg.q_ident(login)}), or grant {login} CREATEDB"))
-        elif g.state == "differs" and db in set(ctx.flags.get("replace_database") or ()):
+        elif g.state == "differs" and db in ctx.switches.replace_database:
             g.blockers.append(Finding("db-privileges", f"{g.name}: {why}, so {db} cannot be replaced safely (that "
                                       f"needs a scratch database swapped in); empty {db} on the target, or grant CREATEDB"))
         elif g.state == "empty" and not t.get("create_in_db"):
@@ -277,7 +277,7 @@ class Databases(Kind):
         """The dump must fit here (unless streamed) and, staged, on the target."""
         size = int(g.facts.get("size") or 0)
         if g.state != "matches":
-            if not ctx.flags.get("no_local_copy") or g.path == pg.IN_PLACE:  # in place: the dump is replayed
+            if not ctx.switches.no_local_copy or g.path == pg.IN_PLACE:  # in place: the dump is replayed
                 snapdir = ctx.config.snapshot_dir
                 probe_dir = next((p for p in (snapdir, *snapdir.parents) if p.exists()), Path("/"))
                 free = shutil.disk_usage(probe_dir).free
@@ -323,7 +323,7 @@ class Databases(Kind):
             return Outcome(False, {**manifest, "stats": g.facts["stats"], "dump": None})
         eng = _engine_of(g.source.engine)
         dump: Path | None = None
-        if not ctx.flags.get("no_local_copy"):
+        if not ctx.switches.no_local_copy:
             dump = Path(ctx.snapshot_dir) / "databases" / g.name
             dump.parent.mkdir(parents=True, exist_ok=True)
         jobs = int(g.item.get("jobs") or 2)
