@@ -120,28 +120,36 @@ def _moderation_finding(p: Provider, mod: Assessment) -> Finding:
 
 
 def _record_findings(p: Provider, found: list[Incident], mod: Assessment | None) -> list[Finding]:
+    """One finding per incident; the rules are relocate.policy.record's docstring (and docs/policy.md)."""
     out = []
+    short = mod is not None and not mod.adequate
     for inc in found:
-        fid = f"{p.id}/record/{inc.id}"
-        if inc.counts:
-            short = mod is not None and not mod.adequate
-            effect = "reject" if short else "conditional"
-            why = (f"{p.name} {inc.describe()}: an app of the same kind, for reasons this app exposes"
-                   + (f"; and this app's moderation falls short of what {p.name} weighs: {mod.summary()}" if short and mod
-                      else "; at best conditional, leaning reject, whatever the terms say"))
-            doc, section, quote = (mod.document, mod.section, mod.quote) if short and mod else (None, None, None)
-        elif inc.adverse:
+        doc = section = quote = None
+        if inc.counts and not (inc.reinstated and not short):
+            reject = short and inc.reasons_known
+            effect = "reject" if reject else "conditional"
+            why = f"{p.name} {inc.describe()}: an app of the same kind" + (", for reasons this app exposes" if inc.reasons_known else "")
+            if reject and mod is not None:
+                why += f"; and this app's moderation falls short of what {p.name} weighs: {mod.summary()}"
+                doc, section, quote = mod.document, mod.section, mod.quote
+            else:
+                why += "; at best conditional, leaning reject, whatever the terms say"
+        elif inc.adverse or inc.kind == "notice":
             effect = "risk"
-            why = f"{p.name} {inc.describe()}" + ("" if inc.same_kind and inc.same_reason else
-                                                   ": a related incident (same kind or same reasons, not both)")                 + ("" if inc.weight >= 0.5 else "; old enough to weigh less than half")
-            doc = section = quote = None
+            why = f"{p.name} {inc.describe()}"
+            if inc.reinstated and inc.counts:
+                why += "; the app's moderation meets what the provider weighs, as when it took the app back"
+            elif not (inc.same_kind and inc.same_reason):
+                why += ": a related incident (same kind or same reasons, not both)"
+            elif inc.kind == "notice":
+                why += ": a warning, service went on"
+            elif inc.weight < 0.5:
+                why += "; old enough to weigh less than half"
         else:
-            weakened = inc.later_changes
             effect = "note"
-            why = f"{p.name} {inc.describe()}" + ("; weakened by the later change of owner or policy" if weakened else "")
-            doc = section = quote = None
-        first = inc.events[0]
-        out.append(Finding(fid, p.id, effect, why, first.what, None, None, doc, section, quote=quote, events=inc.events))
+            why = f"{p.name} {inc.describe()}" + ("; weakened by the later change of owner or policy" if inc.later_changes else "")
+        out.append(Finding(f"{p.id}/record/{inc.id}", p.id, effect, why, inc.events[0].what, None, None, doc, section,
+                           quote=quote, events=inc.events))
     return out
 
 
@@ -210,7 +218,8 @@ def _score(p: Provider, findings: list[Finding], found: list[Incident]) -> int:
     s = p.suspension
     score -= 8 if s.without_notice is True else (4 if s.without_notice is None else 0)
     score += 5 if (s.cure_period_hours or 0) >= 24 else 0
-    score -= round(min(20.0, sum(10 * i.weight for i in found if i.adverse and i.same_kind)))
+    score -= round(min(20.0, sum((10 if i.adverse else 5) * i.weight for i in found
+                                 if (i.adverse or i.kind == "notice") and i.same_kind)))
     score += round(min(10.0, sum(5 * i.weight for i in found if i.kind == "accept" and i.same_kind and not i.later_changes)))
     score -= 5 if p.confidence == "low" else 0
     return max(0, min(100, score))

@@ -15,6 +15,13 @@ The rules (docs/policy.md "The record" says the same for users):
   engine then caps the verdict at conditional (leaning reject), or rejects when
   the app's moderation also falls short of that provider's stated expectations.
   Older, or same kind for other reasons: a risk that lowers the score.
+* Weaker signals, shown as risks (they lower the score, never move the verdict
+  by themselves): a `notice` (the provider warned, service went on); a drop
+  whose reasons no source states (`reason_categories: []`) caps the verdict like
+  any other but cannot make it a reject, since nothing ties it to moderation;
+  a drop later undone in the same incident (an `accept` event after it: the
+  provider took the app back) does not cap the verdict when the app's
+  moderation meets that provider's expectations.
 * An acceptance of the same kind is shown as a note; an owner or policy change
   dated after it weakens it (the people or rules that accepted may be gone).
   Owner and policy changes after an adverse incident are shown, and do not
@@ -51,7 +58,7 @@ class Incident:
     """One incident in a provider's record, as it bears on one app."""
 
     id: str
-    kind: str  # drop | refuse | accept: the incident's decisive event kind
+    kind: str  # drop | refuse | notice | accept: the incident's decisive event kind
     date: str
     target: str
     events: tuple[Event, ...]
@@ -60,6 +67,8 @@ class Incident:
     reasons: tuple[str, ...]  # the reason categories the app shares
     weight: float
     later_changes: tuple[Event, ...]  # owner/policy changes dated after the incident
+    reasons_known: bool = True  # False: the sources give no reason for the drop
+    reinstated: str | None = None  # date of an `accept` in the same incident after the drop
 
     @property
     def adverse(self) -> bool:
@@ -72,12 +81,16 @@ class Incident:
 
     def describe(self) -> str:
         notice = next((e.notice_hours for e in self.events if e.notice_hours is not None), None)
-        verb = {"drop": "dropped", "refuse": "refused", "accept": "hosted"}.get(self.kind, self.kind)
+        verb = {"drop": "dropped", "refuse": "refused", "notice": "warned", "accept": "hosted"}.get(self.kind, self.kind)
         text = f"{self.date}: {verb} {self.target}"
         if self.reasons:
             text += f" for {', '.join(self.reasons)}"
+        elif not self.reasons_known:
+            text += " (no reason stated in the sources)"
         if notice is not None:
             text += f", with {notice:g} h notice"
+        if self.reinstated:
+            text += f"; took it back {self.reinstated}"
         text += f" (weight {self.weight:.2f}"
         text += f"; {len(self.events)} events, one incident)" if len(self.events) > 1 else ")"
         if self.later_changes:
@@ -103,7 +116,11 @@ def incidents(p: Provider, app_tags: Collection[str], exposed: Collection[str], 
         shared = tuple(sorted(reasons & set(exposed)))
         if not same_kind and not shared:
             continue
+        if not adverse and any(e.kind == "notice" for e in events):
+            first = next(e for e in events if e.kind == "notice")
         later = tuple(c for c in changes if event_date(c.date) > event_date(first.date))
+        back = next((e.date for e in events if e.kind == "accept" and adverse
+                     and event_date(e.date) > event_date(first.date)), None)
         out.append(Incident(iid, first.kind, first.date, first.target, tuple(events), same_kind, bool(shared) or not reasons,
-                            shared, weight(first.date, today), later))
+                            shared, weight(first.date, today), later, bool(reasons), back))
     return sorted(out, key=lambda i: (-i.counts, -i.weight, i.id))
