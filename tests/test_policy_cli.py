@@ -77,8 +77,11 @@ def test_check_table_and_markdown(runner: CliRunner, config: Path) -> None:
 def test_explain_shows_every_finding_with_sources(runner: CliRunner, config: Path) -> None:
     r = _run(runner, "check", "-f", str(config), "--explain", "aws")
     assert r.exit_code == 0, r.output
-    assert "aws/unmoderated_ugc" in r.stdout and "https://aws.amazon.com/it/serviceterms" in r.stdout
-    assert "2021-01-10 drop Parler" in r.stdout and "copy:" in r.stdout
+    assert "[reject] aws/record/" in r.stdout and "aws/unmoderated_ugc" in r.stdout and "https://aws.amazon.com/aup/" in r.stdout
+    assert "2021-01-10 drop Parler" in r.stdout
+    # each finding says which dated copy it was read from, and whether in full
+    copies = [line for line in r.stdout.splitlines() if line.startswith("    copy:")]
+    assert copies and any("@" in c and "captured" in c and "read in full" in c for c in copies)
     r = _run(runner, "check", "-f", str(config), "--explain", "aws", "--json")
     data = json.loads(r.stdout)
     assert data["provider"] == "aws" and data["format_version"] == 2
@@ -125,7 +128,7 @@ def test_profiles_list_show(runner: CliRunner) -> None:
     r = _run(runner, "profiles", "show", "hetzner")
     shown = json.loads(r.stdout)
     assert r.exit_code == 0 and shown["jurisdiction"]["country"] == "DE"
-    assert shown["categories"]["hate_speech"]["stance"] == "unknown"
+    assert shown["governing"] and all(d["copy"] for d in shown["documents"] if d["role"] != "secondary")
     assert _run(runner, "profiles", "show", "hetznr").exit_code == 2
 
 

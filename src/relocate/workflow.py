@@ -59,7 +59,7 @@ def provider_verdict(config: Config, opts: Options, today: dt.date | None = None
         "verdict": verdict.verdict,
         "leaning": verdict.leaning,
         "score": verdict.score,
-        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document else 'no source'}]"}
+        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]"}
                               for f in verdict.findings if f.effect == "reject"],
         "top_findings": [f.to_dict() for f in verdict.top_findings(5)],
         "warnings": list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],

@@ -237,7 +237,7 @@ def _stale(p: Provider, findings: list[Finding], today: dt.date, days: int) -> l
             out.append(f"{p.id}: '{doc.title}' carries no date of its own; its age is unknown")
         elif (age := (today - event_date(doc.text_date)).days) > TEXT_STALE_YEARS * 365:
             out.append(f"{p.id}: '{doc.title}' is dated {doc.text_date} ({age // 365} years old); "
-                       "check for a newer version at " + doc.url)
+                       "check for a newer version" + (f" at {doc.url}" if doc.url else ""))
         if doc.newer_version:
             out.append(f"{p.id}: '{doc.title}': a newer version is known and was not read: {doc.newer_version}")
         captured = doc.copy.captured if doc.copy else None

@@ -17,7 +17,7 @@ def cite(f: Finding) -> str:
         return "no source: terms not reviewed"
     d = f.document
     dated = f", dated {d.text_date}" if d.text_date else ", undated"
-    return f"{d.title}{dated}, {f.section} <{d.url}>"
+    return f"{d.title}{dated}, {f.section} <{d.url or 'no URL recorded'}>"
 
 
 def copy_line(f: Finding) -> str:

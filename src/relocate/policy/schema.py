@@ -88,7 +88,7 @@ class Copy:
 @dataclass(frozen=True)
 class Document:
     id: str
-    url: str
+    url: str | None  # None: the document is known to exist, its address is not
     title: str
     reviewed: dt.date
     confidence: str
@@ -108,7 +108,8 @@ class Document:
     def reading(self) -> str:
         """How this document was read, for `--explain`: which copy, complete or not."""
         copy = self.copy.label() if self.copy else "no dated copy recorded"
-        how = "read in full" if self.complete else "read in part" + (f" ({'; '.join(self.sections_read)})" if self.sections_read else "")
+        how = "read in full" if self.complete else ("read in part: " + "; ".join(self.sections_read) if self.sections_read
+                                                    else "not read (no copy found)")
         return f"{copy}; {how}"
 
 
@@ -258,7 +259,7 @@ _CATEGORIES_FILE = _Rec({"version": Int(), "categories": Dict(_CATEGORY, key_che
 _SOURCE = {"document": _TEXT, "section": _TEXT}  # a (document id, section) citation
 _COPY = _Rec({"archive": Str(), "path": _TEXT, "commit": Optional_(Str(check=_check(r"^[0-9a-f]{7,40}$", "must be a hex commit sha"))),
               "captured": Optional_(Date(partial=True))}, required=("archive",))
-_DOCUMENT = _Rec({"id": Str(), "role": Str(choices=ROLES), "url": _URL, "title": Str(), "reviewed": Date(),
+_DOCUMENT = _Rec({"id": Str(), "role": Str(choices=ROLES), "url": Optional_(_URL), "title": Str(), "reviewed": Date(),
                   "confidence": Str(choices=CONFIDENCE), "text_date": Optional_(Date(partial=True)),
                   "kind": Str(choices=DOC_KINDS), "note": _TEXT, "copy": Optional_(_COPY), "read": Str(choices=READS),
                   "sections_read": List(Str()), "newer_version": _TEXT},
@@ -301,7 +302,7 @@ def _provider_spec(categories: dict[str, Category], expected_id: str | None) -> 
                  "confidence": Str(choices=CONFIDENCE), "aliases": List(Str()), "abuse": Optional_(_ABUSE),
                  "moderation": Optional_(_MODERATION), "detect": Optional_(_DETECT),
                  "record": List(event), "enforcement": List(v1_event), "notes": _TEXT},
-                required=("id", "name", "kinds", "jurisdiction", "documents", "categories", "suspension", "confidence"))
+                required=("id", "name", "kinds", "jurisdiction", "documents", "categories", "confidence"))
 
 
 def check_incident(value: str) -> str | None:
@@ -373,7 +374,8 @@ def parse_provider(doc: YamlDoc, categories: dict[str, Category], expected_id: s
         if stance:
             clauses[cid] = Clause(cid, stance, m["summary"] or "Not covered by the terms we reviewed.", doc_id, section,
                                   m["note"], m["quote"])
-    suspension = abuse = moderation = None
+    suspension = Suspension(None, None, "The profile records no suspension terms.")
+    abuse = moderation = None
     if (s := top["suspension"]) is not None:
         suspension = Suspension(s["without_notice"], s["cure_period_hours"], s["summary"] or "",
                                 *_source(ctx, s, "suspension", documents, required=False))
@@ -420,11 +422,11 @@ def _documents(ctx: Ctx, raw: list | None) -> dict[str, Document]:
         if kind == "primary" and m["copy"] is None and join(path, "copy") not in ctx.lines:
             ctx.report_path(path, "missing required key 'copy' (which dated copy of this primary document was read)")
         read = m["read"] or "partial"
-        if read == "partial" and not m["sections_read"] and kind == "primary":
-            ctx.report_path(path, "read: partial needs 'sections_read' (which sections were read)")
+        if read == "partial" and m["sections_read"] is None and kind == "primary":
+            ctx.report_path(path, "read: partial needs 'sections_read' (which sections were read; [] for none)")
         if did in out:
             ctx.report_path(join(path, "id"), f"duplicate document id {did!r}")
-        elif did and m["url"] and m["title"] and m["reviewed"] and m["confidence"]:
+        elif did and m["title"] and m["reviewed"] and m["confidence"]:
             c = m["copy"]
             copy = Copy(c["archive"], c["path"], c["commit"], c["captured"]) if c and c["archive"] else None
             out[did] = Document(did, m["url"], m["title"], m["reviewed"], m["confidence"], m["text_date"], kind, m["note"],

@@ -105,7 +105,7 @@ class ProviderVerdict:
 
     @property
     def sources(self) -> list[str]:
-        urls = [f.document.url for f in self.findings if f.document is not None]
+        urls = [f.document.url for f in self.findings if f.document is not None and f.document.url]
         urls += [e.source for e in self.events]
         return list(dict.fromkeys(urls))
 
