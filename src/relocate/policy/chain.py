@@ -72,7 +72,7 @@ def _kind_of(p: Provider | None, fallback: str | None) -> str:
     if fallback is not None:
         return fallback
     if p is None:
-        return "unknown"
+        return "unknown"  # a --uses vendor with neither a profile nor a known prefix
     return next((k for k in p.kinds if k in CHAIN_KINDS), p.kinds[0])
 
 
@@ -133,9 +133,8 @@ def risks(links: Iterable[Link], profileset: ProfileSet, verdicts: Iterable[Prov
     by_id = {v.provider: v for v in verdicts}
     out = []
     for link in links:
-        if link.kind not in KINDS:
-            where = "app.dependencies" if any(e.startswith("app.dependencies") for e in link.evidence) else "vendor"
-            raise ConfigError(f"{where}.{link.kind}: unknown kind (valid: {', '.join(KINDS)})")
+        if link.kind not in KINDS and any(e.startswith("app.dependencies") for e in link.evidence):
+            raise ConfigError(f"app.dependencies.{link.kind}: unknown kind (valid: {', '.join(KINDS)})")
         alts = sorted((v for v in by_id.values() if link.kind in v.kinds and v.verdict in ("accept", "conditional")
                        and v.provider != link.vendor), key=_rank)
         alternatives = tuple((v.provider, v.verdict, v.score) for v in alts)
