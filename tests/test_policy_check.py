@@ -185,3 +185,23 @@ def test_policy_imports_without_io_libraries() -> None:
             "print('pure')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "pure", r.stderr
+
+
+def test_read_names_lists_parameter_names_from_aws_only_when_asked(runner: CliRunner, tmp_path: Path, moto: str) -> None:
+    """Without --read-names `check` reads no AWS; with it, only the NAMES under source.parameters (values stay unread)."""
+    from helpers import aws_client
+
+    ssm = aws_client("ssm", moto)
+    ssm.put_parameter(Name="/townsquare/prod/MAILGUN_API_KEY", Value="key-not-shown", Type="SecureString")
+    ssm.put_parameter(Name="/townsquare/prod/SLACK_WEBHOOK_URL", Value="https://hooks.example/x", Type="String")
+    text = FULL.replace("aws: {region: us-east-1}", f"aws: {{region: us-east-1, endpoint_url: '{moto}'}}")
+    text = text.replace("/townsquare/prod/twilio/", "/townsquare/prod/")
+    (tmp_path / "relocate.yaml").write_text(text)
+    without = {d["current"] for d in _json(runner)["dependencies"]}
+    assert not {"mailgun", "slack"} & without
+    r = runner.invoke(app, ["check", "--read-names", "--json", "--today", TODAY])
+    assert r.exit_code == 0, r.output
+    chain = {d["current"]: d for d in json.loads(r.stdout)["dependencies"]}
+    assert chain["mailgun"]["kind"] == "email" and chain["slack"]["kind"] == "chat"
+    assert chain["mailgun"]["evidence"] == ["name /townsquare/prod/MAILGUN_API_KEY"]
+    assert "key-not-shown" not in r.stdout and "hooks.example" not in r.stdout
