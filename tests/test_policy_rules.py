@@ -186,7 +186,7 @@ def test_an_owner_change_after_an_acceptance_weakens_it() -> None:
     unknown = {"hate_speech": "unknown"}  # keeps the score off its ceiling, so the acceptance's weight shows
     plain, weakened = verdict(profile(record=accepted, categories=unknown), app), verdict(profile(record=changed, categories=unknown), app)
     note = next(f for f in weakened.findings if f.id == "t/record/parler-2021")
-    assert "weakened" in note.why and "Sold to B." in note.why
+    assert "weakened" in note.why and "owner change: Sold to B" in note.why
     assert plain.score > weakened.score
     assert any(e.kind == "owner_change" for e in weakened.events)
 

@@ -216,7 +216,7 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
             console.print(f"[yellow]note:[/] {note}")
         _table(list(report.verdicts), console)
         for v in report.verdicts:
-            if v.verdict in ("reject", "conditional") and v.incidents:
+            if v.incidents:
                 for line in render.record_lines(v):
                     console.print(f"record {v.provider}: {line}", markup=False)
         if inp.target is not None:

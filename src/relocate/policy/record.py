@@ -83,7 +83,7 @@ class Incident:
         notice = next((e.notice_hours for e in self.events if e.notice_hours is not None), None)
         verb = {"drop": "dropped", "refuse": "refused", "notice": "warned", "accept": "hosted"}.get(self.kind, self.kind)
         text = f"{self.date}: {verb} {self.target}"
-        if self.reasons:
+        if self.reasons and self.kind != "accept":
             text += f" for {', '.join(self.reasons)}"
         elif not self.reasons_known:
             text += " (no reason stated in the sources)"
@@ -93,8 +93,11 @@ class Incident:
             text += f"; took it back {self.reinstated}"
         text += f" (weight {self.weight:.2f}"
         text += f"; {len(self.events)} events, one incident)" if len(self.events) > 1 else ")"
-        if self.later_changes:
-            text += "; since then: " + "; ".join(f"{e.date} {e.kind.replace('_', ' ')}: {e.what}" for e in self.later_changes)
+        if self.later_changes:  # the latest two in full: they say who and what rules decide now
+            shown = self.later_changes[-2:]
+            more = len(self.later_changes) - len(shown)
+            text += "; since then: " + "; ".join(f"{e.date} {e.kind.replace('_', ' ')}: {e.what.rstrip('.')}" for e in shown)
+            text += f" (and {more} earlier change(s))" if more else ""
         return text
 
 
