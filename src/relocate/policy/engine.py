@@ -171,9 +171,12 @@ def _reading_finding(p: Provider) -> Finding | None:
     gaps = p.unread_governing()
     if not gaps:
         return None
+    # Cite the first governing document not read in full: --explain then names the copy that fell short.
+    first = next((p.documents[d] for d in p.governing or () if d in p.documents and not p.documents[d].complete), None)
     return Finding(f"{p.id}/reading", p.id, "unknown",
                    "an accept would rest on an incomplete reading of the terms: " + ", ".join(gaps),
-                   "Not every governing document was read in full; a clause against this app may be in the part not read.")
+                   "Not every governing document was read in full; a clause against this app may be in the part not read.",
+                   document=first, section="(the parts not read)" if first else None)
 
 
 def _findings(p: Provider, app: AppProfile, categories: dict[str, Category],
