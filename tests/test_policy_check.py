@@ -205,3 +205,27 @@ def test_read_names_lists_parameter_names_from_aws_only_when_asked(runner: CliRu
     assert chain["mailgun"]["kind"] == "email" and chain["slack"]["kind"] == "chat"
     assert chain["mailgun"]["evidence"] == ["name /townsquare/prod/MAILGUN_API_KEY"]
     assert "key-not-shown" not in r.stdout and "hooks.example" not in r.stdout
+
+
+def test_plan_shows_the_vendor_chain_from_the_source_names(moto: str, sshd, tmp_path: Path) -> None:
+    """`relocate plan` against moto + sshd: the parameter NAMES it listed find Twilio and Zendesk; the Parler-like
+    app is blocked at AWS by the record finding; the markdown lists the chain."""
+    from helpers import aws_client, cli, make_config
+
+    ssm = aws_client("ssm", moto)
+    ssm.put_parameter(Name="/app/prod/TWILIO_AUTH_TOKEN", Value="tw-secret-value", Type="SecureString")
+    ssm.put_parameter(Name="/app/prod/zendesk_api_token", Value="zd-secret-value", Type="SecureString")
+    moderation = {"moderators": 3, "report_response_hours": 72, "automated_filtering": False, "daily_active_users": 1500000}
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / f"chain-{tmp_path.name}"),
+                      parameters=[{"path": "/app/prod/", "to": "shared/app.env"}], provider="aws",
+                      extra_app={"content": ["user_generated_content", "political_speech"], "moderation": moderation})
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert "tw-secret-value" not in run.stdout + run.stderr and "zd-secret-value" not in run.stdout + run.stderr
+    plan = run.json()
+    assert plan["verdict"]["verdict"] == "reject"
+    assert any(b["code"] == "aup-reject" and "aws/record/" in b["message"] for b in plan["blockers"])
+    chain = {d["current"]: d for d in plan["verdict"]["chain"]}
+    assert chain["twilio"]["evidence"] == ["name /app/prod/TWILIO_AUTH_TOKEN"] and chain["twilio"]["kind"] == "sms"
+    assert chain["zendesk"]["kind"] == "support"
+    md = cli("plan", "-f", str(cfg), "--format", "markdown")
+    assert "vendor sms: twilio" in md.stdout and "vendor support: zendesk" in md.stdout
