@@ -229,3 +229,22 @@ def test_plan_shows_the_vendor_chain_from_the_source_names(moto: str, sshd, tmp_
     assert chain["zendesk"]["kind"] == "support"
     md = cli("plan", "-f", str(cfg), "--format", "markdown")
     assert "vendor sms: twilio" in md.stdout and "vendor support: zendesk" in md.stdout
+
+
+def test_discovered_file_feeds_the_chain_without_reading_aws(runner: CliRunner, tmp_path: Path) -> None:
+    """`relocate discover --json` output: its parameter/secret NAMES and services (SES) name vendors."""
+    found = {"regions": ["us-east-1"], "failures": [], "ties": {},
+             "resources": {"ssm": [{"name": "/townsquare/prod/STRIPE_SECRET_KEY", "type": "SecureString"}],
+                           "secrets": [{"name": "townsquare/prod/mailgun"}], "ses": [{"identity": "townsquare.example"}],
+                           "sns": [{"arn": "arn:aws:sns:us-east-1:1:alerts", "name": "alerts"}]}}
+    path = tmp_path / "found.json"
+    path.write_text(json.dumps(found))
+    data = _json(runner, *PARLER_FLAGS, "--discovered", str(path))
+    chain = {(d["current"], d["kind"]): d for d in data["dependencies"]}
+    assert chain[("stripe", "payments")]["evidence"] == ["name /townsquare/prod/STRIPE_SECRET_KEY"]
+    assert chain[("mailgun", "email")]["evidence"] == ["name townsquare/prod/mailgun"]
+    assert chain[("aws", "email")]["evidence"] == ["discover: ses"]
+    assert not [k for k in chain if k[1] == "sms"]  # an SNS topic is not SMS
+    path.write_text("[1, 2]")
+    r = runner.invoke(app, ["check", *PARLER_FLAGS, "--discovered", str(path)])
+    assert r.exit_code == 2 and "not the output of `relocate discover --json`" in r.stderr

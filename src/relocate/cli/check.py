@@ -190,8 +190,27 @@ def _table(report_verdicts: list, console: Console) -> None:
     console.print(table)
 
 
+def _discovered(path: Optional[Path]) -> tuple[list[str], list[str]]:
+    """`--discovered FILE`: what an earlier `relocate discover --json` saw (names and services; no AWS read now)."""
+    if path is None:
+        return [], []
+    from relocate.policy.chain import from_discovery
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--discovered {path}: no such file") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--discovered {path}: not JSON ({exc})") from None
+    try:
+        return from_discovery(data)
+    except ConfigError as exc:
+        raise ConfigError(f"--discovered {path}: {exc.message}") from None
+
+
 def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain: Optional[str],
-           profiles: Optional[Path], today: Optional[str], stale_days: int, uses: list[str], read_names: bool) -> None:
+           profiles: Optional[Path], today: Optional[str], stale_days: int, uses: list[str], read_names: bool,
+           discovered: Optional[Path] = None) -> None:
     app = inp.app
     profileset = load_profiles(profiles)
     day = _today(today)
@@ -203,9 +222,10 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
             for line in render.explain(v, profileset.get(explain)):
                 typer.echo(line)
         return
-    names = list(inp.names) + (_source_names(inp.config) if read_names else [])
+    found_names, services = _discovered(discovered)
+    names = list(inp.names) + found_names + (_source_names(inp.config) if read_names else [])
     report = check(app, profileset, today=day, providers=provider, kinds=kind, stale_after_days=stale_days,
-                   names=names, uses=uses)
+                   names=names, services=services, uses=uses)
     if fmt == "json":
         _print_json(report.to_dict())
     elif fmt == "markdown":
@@ -286,6 +306,9 @@ def register(app: typer.Typer) -> None:
                                                  help="SaaS vendors the app depends on (twilio, okta, ...), comma-separated."),
         read_names: bool = typer.Option(False, "--read-names", help="Also list the NAMES of the SSM parameters under "
                                         "source.parameters (an AWS read; values are never read)."),
+        discovered: Optional[Path] = typer.Option(None, "--discovered", metavar="FILE",
+                                                  help="Output of `relocate discover --json`: vendors from its parameter "
+                                                       "and secret names and the services it found (ses, route53, ...)."),
         profiles: Optional[Path] = typer.Option(None, "--profiles", help=_PROFILES_HELP),
         today: Optional[str] = typer.Option(None, "--today", hidden=True, help="Evaluate as of this date (tests, CI)."),
         stale_days: int = typer.Option(STALE_AFTER_DAYS, "--stale-days",
@@ -299,7 +322,7 @@ def register(app: typer.Typer) -> None:
                            published_rules, notice_channel)
             inp = _input(file, quick)
             _check(inp, provider or [], kind or [], "json" if as_json else fmt, explain, profiles, today, stale_days,
-                   _split(uses), read_names)
+                   _split(uses), read_names, discovered)
 
     group = typer.Typer(help="Acceptable-use provider profiles: list, show, lint.", no_args_is_help=True)
     app.add_typer(group, name="profiles")

@@ -42,10 +42,22 @@ KNOWN_PREFIXES: dict[str, tuple[str, str]] = {
     "CLOUDFLARE_": ("cloudflare", "cdn"),
 }
 # what `discover` reports -> (vendor id, kind)
+# (plain SNS topics are not mapped: they fan out notifications, and need not send SMS.)
 KNOWN_SERVICES: dict[str, tuple[str, str]] = {
-    "ses": ("aws", "email"), "sns_sms": ("aws", "sms"), "sns": ("aws", "sms"), "cognito": ("aws", "identity"),
+    "ses": ("aws", "email"), "sns_sms": ("aws", "sms"), "cognito": ("aws", "identity"),
     "route53": ("aws", "dns"), "cloudfront": ("aws", "cdn"),
 }
+
+
+def from_discovery(found: Mapping[str, object]) -> tuple[list[str], list[str]]:
+    """(names, services) from `relocate discover --json`: parameter and secret NAMES, and the services in use."""
+    resources = found.get("resources") if isinstance(found, Mapping) else None
+    if not isinstance(resources, Mapping):
+        raise ConfigError("not the output of `relocate discover --json` (no 'resources' mapping)")
+    names = [str(item["name"]) for kind in ("ssm", "secrets") for item in resources.get(kind) or ()
+             if isinstance(item, Mapping) and item.get("name")]
+    services = [kind for kind, items in resources.items() if items and isinstance(kind, str)]
+    return names, services
 _SPLIT = re.compile(r"[/:#.\s]+")
 
 
