@@ -245,8 +245,17 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
                           f"`relocate check --explain {tv.provider}` for every finding")
         for d in report.dependencies:
             console.print(f"vendor {render.chain_line(d)}", markup=False)
-        for w in (w for v in report.verdicts for w in v.warnings):
-            console.print(f"warning: {w}", markup=False)
+        # Every warning for a provider asked for by name (or the target); for the rest, a count: dozens of
+        # "undated text" lines would bury the table. --explain ID and --json list them all.
+        named = set(provider) | ({verdict_for(inp.target, app, profileset, day).provider} if inp.target else set())
+        for v in report.verdicts:
+            if v.provider in named or len(report.verdicts) == 1:
+                for w in v.warnings:
+                    console.print(f"warning: {w}", markup=False)
+        rest = [v for v in report.verdicts if v.warnings and v.provider not in named and len(report.verdicts) > 1]
+        if rest:
+            console.print(f"{sum(len(v.warnings) for v in rest)} warning(s) about {len(rest)} provider(s) (stale, undated "
+                          "or superseded texts, secondary sources): `--explain ID` or `--json` lists them", markup=False)
         console.print(f"[dim]{report.disclaimer} `relocate check --explain ID` shows every finding and its source.[/dim]")
 
 

@@ -85,7 +85,7 @@ class Incident:
         text = f"{self.date}: {verb} {self.target}"
         if self.reasons and self.kind != "accept":
             text += f" for {', '.join(self.reasons)}"
-        elif not self.reasons_known:
+        elif not self.reasons_known and self.adverse:
             text += " (no reason stated in the sources)"
         if notice is not None:
             text += f", with {notice:g} h notice"
