@@ -359,8 +359,9 @@ def register(app: typer.Typer) -> None:
                 _print_json(rows)
                 return
             for r in rows:
-                typer.echo(f"{r['id']:<14} {r['name']:<40} {r['jurisdiction']}  {r['confidence']:<6} "
-                           f"{r['categories_reviewed']:>2} categories  reviewed {r['oldest_review']}  {', '.join(r['kinds'])}")
+                typer.echo(f"{r['id']:<16} {r['name'][:40]:<40} {r['jurisdiction']}  {r['confidence']:<6} "
+                           f"{r['categories_reviewed']:>2} categories  {'read in full' if r['read_in_full'] else 'read in part'}"
+                           f"  reviewed {r['oldest_review']}  {', '.join(r['kinds'])}")
 
     @group.command("show")
     def show_cmd(
