@@ -1,9 +1,10 @@
 """Verdicts we stand behind: (app, provider) -> verdict, the finding that decides it, and the dated copy it rests on.
 
-Every row was checked by reading the finding in `relocate check --explain PROVIDER` against the cited copy of the
-provider's own document (the archive commit, or the capture date where the archive has no commits). The test fails
-when a profile edit changes a verdict, the deciding finding, or the copy it cites without this table changing too:
-change the table only after re-reading the clause or event it names.
+Each row names the finding that decides the verdict (the clause, the event, or the incomplete reading) and the dated
+copy of the provider's own document it rests on (document id + archive commit; the research readings of those copies
+are in the profiles' quotes and notes). Every row's finding was read in `relocate check --explain PROVIDER` when the
+table was written (2026-12-04). The test fails when a profile edit changes a verdict, its deciding finding, or the
+copy it cites without this table changing too: change the table only after re-reading the clause or event it names.
 """
 
 from __future__ import annotations
