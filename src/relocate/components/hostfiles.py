@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import queue
 import shutil
+import subprocess
 import tarfile
+import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +31,15 @@ from typing import IO, Any, Iterator
 
 from relocate.components import Check, Component, Context, Outcome, PlanPart
 from relocate.config import Config, SshSpec, ssh_spec
-from relocate.errors import RelocateError, TargetError
+from relocate.errors import RelocateError, TargetError, TransientError
 from relocate.plan.model import Finding, Step
 from relocate.targets import nolinks, shell
+from relocate.targets.openssh import OpenSsh, OpenSshExec, widen_pipe
 from relocate.targets.runtimes import login_is_root
 from relocate.targets.ssh import Connection, Exec
+
+CHUNK = 1 << 20  # relay unit: one read from the source, one write to the target
+QUEUED = 16  # chunks the snapshot/hash thread may lag behind the relay (bounded memory)
 
 STAGING = ".relocate/staging/hosts"
 # What earlier moves put in place, per source entry: the sha256 of the tar stream that
@@ -171,45 +180,170 @@ def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
     return [*argv, "--", *(p.lstrip("/") or "." for p in paths)]
 
 
-class _Tee:
-    """stdout sink of the source's tar: into the target's tar and the snapshot file.
+class _Chunks:
+    """A file-like view of the relayed chunks for tarfile's stream reader; every chunk it
+    takes also goes into the snapshot copy and the whole-stream sha256, once."""
 
-    It runs on the channel's reader thread, so it records a failure instead of raising
-    (an exception there would vanish with the thread) and keeps draining."""
-
-    def __init__(self, target: Exec, copy: IO[bytes]) -> None:
-        self.target, self.copy = target, copy
+    def __init__(self, chunks: "queue.Queue[bytes | None]", copy: IO[bytes]) -> None:
+        self.chunks, self.copy = chunks, copy
         self.sha = hashlib.sha256()
         self.bytes = 0
+        self.buf = memoryview(b"")
+        self.eof = False
+
+    def _next(self) -> bool:
+        chunk = self.chunks.get()
+        if chunk is None:
+            self.eof = True
+            return False
+        self.copy.write(chunk)
+        self.sha.update(chunk)
+        self.bytes += len(chunk)
+        self.buf = memoryview(chunk)
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.buf and not self.eof and self._next():
+            pass
+        take = len(self.buf) if n < 0 else min(n, len(self.buf))
+        out, self.buf = self.buf[:take].tobytes(), self.buf[take:]
+        return out
+
+    def drain(self) -> None:
+        """Whatever tar's parser did not need (end blocks, padding): copied and hashed too."""
+        self.buf = memoryview(b"")
+        while not self.eof and self._next():
+            pass
+
+
+class _Snapshotter:
+    """The snapshot copy and all hashing, on their own thread, fed by the relay through a
+    bounded queue: the relay only forwards bytes (source -> target) and never waits on
+    the disk or a hash unless this thread is QUEUED chunks behind. One pass over the bytes
+    gives the snapshot tar, the stream's sha256 (the rerun record) and each file's sha256
+    (the manifest `verify` compares with), so the tar is never read back."""
+
+    def __init__(self, copy: IO[bytes]) -> None:
+        self.chunks: "queue.Queue[bytes | None]" = queue.Queue(QUEUED)
+        self.reader = _Chunks(self.chunks, copy)
+        self.entries: dict[str, list[Any]] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="relocate-hostfiles-snapshot", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            try:
+                self.entries = _listing(tarfile.open(fileobj=self.reader, mode="r|", bufsize=CHUNK))  # type: ignore[call-overload]
+            except tarfile.TarError:
+                self.entries = None  # not a tar we can list (tar failed early): the copy still completes
+            self.reader.drain()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            self.error = exc
+            while self.chunks.get() is not None:  # keep the relay from blocking on a full queue
+                pass
+
+    def feed(self, chunk: bytes) -> None:
+        self.chunks.put(chunk)
+
+    def finish(self) -> tuple[str, int, dict[str, list[Any]] | None]:
+        self.chunks.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.reader.sha.hexdigest(), self.reader.bytes, self.entries
+
+
+class _Tee:
+    """stdout sink of the source's tar: into the target's tar and the snapshot thread.
+
+    With paramiko it runs on the channel's reader thread, so it records a failure instead
+    of raising (an exception there would vanish with the thread) and keeps draining."""
+
+    def __init__(self, target: Exec | OpenSshExec, snap: _Snapshotter) -> None:
+        self.target, self.snap = target, snap
         self.error: BaseException | None = None
 
     def write(self, data: bytes) -> int:
         if self.error is None:
             try:
                 self.target.write(data)
-                self.copy.write(data)
-                self.sha.update(data)
-                self.bytes += len(data)
+                self.snap.feed(data)
             except BaseException as exc:  # noqa: BLE001 - re-raised by the caller thread
                 self.error = exc
         return len(data)
 
 
-def listing_from_tar(path: Path) -> dict[str, list[Any]]:
-    """{path: [type, mode, mtime, owner, linkname, sha256]} read from the tar (never extracted)."""
+def _listing(tar: tarfile.TarFile) -> dict[str, list[Any]]:
+    """{path: [type, mode, mtime, owner, linkname, sha256]} of a tar read as a stream."""
     out: dict[str, list[Any]] = {}
-    with tarfile.open(path, "r|") as tar:
+    with tar:
         for m in tar:
             kind = "d" if m.isdir() else "l" if m.issym() else "f" if m.isfile() else "h" if m.islnk() else "o"
             digest = None
             if m.isfile():
                 fh = tar.extractfile(m)
                 h = hashlib.sha256()
-                while chunk := fh.read(1 << 20):  # type: ignore[union-attr]
+                while chunk := fh.read(CHUNK):  # type: ignore[union-attr]
                     h.update(chunk)
                 digest = h.hexdigest()
             out[m.name.rstrip("/")] = [kind, m.mode & 0o7777, int(m.mtime), f"{m.uname}:{m.gname}", m.linkname if m.issym() else "", digest]
     return out
+
+
+def listing_from_tar(path: Path) -> dict[str, list[Any]]:
+    """{path: [type, mode, mtime, owner, linkname, sha256]} read from the tar (never extracted)."""
+    return _listing(tarfile.open(path, "r|"))
+
+
+def _openssh(conn: Connection) -> OpenSsh | None:
+    """`ssh` pinned to the host key paramiko checked (targets/openssh.py), when usable
+    (no `via:` tunnel, the binary present); its login is started, not waited for."""
+    if not OpenSsh._usable(conn):
+        return None
+    try:
+        bulk = OpenSsh(conn)
+        bulk.first = bulk.master(wait=False)
+    except OSError:
+        return None
+    return bulk
+
+
+def _ready(bulk: OpenSsh | None) -> OpenSsh | None:
+    """The login done, or None (then paramiko carries the stream, as before)."""
+    if bulk is None:
+        return None
+    try:
+        assert bulk.first is not None
+        bulk.first.wait_ready()
+        return bulk
+    except RelocateError:
+        bulk.close()
+        return None
+
+
+def _relay_openssh(bulk: OpenSsh, command: str, tee: _Tee) -> tuple[int, bytes]:
+    """Run `command` on the source through `ssh`, its stdout relayed chunk by chunk into
+    `tee` on this thread; (exit status, stderr)."""
+    assert bulk.first is not None
+    argv = [*bulk.argv, "-o", f"ControlPath={bulk.first.path}", "-o", "ControlMaster=no", "--", bulk.host, command]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, bufsize=0)
+        assert proc.stdout is not None
+        widen_pipe(proc.stdout)
+        fd = proc.stdout.fileno()
+        try:
+            while chunk := os.read(fd, CHUNK):
+                tee.write(chunk)
+                if tee.error is not None:
+                    break
+        finally:
+            if tee.error is not None and proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            status = proc.wait()
+        err.seek(0)
+        return status, err.read()
 
 
 class HostFilesComponent(Component):
@@ -221,7 +355,11 @@ class HostFilesComponent(Component):
     def gather(self, ctx: Context) -> list[HostInfo]:
         infos = []
         entries = _entries(ctx.config)
-        for i, entry in enumerate(entries):
+        dests = [posixpath.join(ctx.config.root, e["to"]) for e in entries]
+        # The target's record first: where it holds no earlier copy (a first move), there is
+        # nothing to compare with and the source's tree is not read twice.
+        records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
+        for i, (entry, dest) in enumerate(zip(entries, dests)):
             with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 cmd, stdin = shell.script(_PROBE, *info.paths)
@@ -232,22 +370,18 @@ class HostFilesComponent(Component):
                             info.sizes[p] = int(size or 0)
                         else:
                             info.missing.append(p)
-                if not info.missing:
+                had = (records.get(_record_key(entry, info.label)) or {}).get("tar_sha256")
+                found = _earlier(ctx.config.snapshot_dir, _step_id(info), had) if had and dest in present else None
+                if not info.missing and found is not None:
                     # GNU tar's output is the same bytes for the same files, modes, owners and
-                    # mtimes: its hash says whether the target already holds this copy.
+                    # mtimes: its hash says whether the target still holds this copy.
                     cmd, stdin = shell.script(_DIGEST, *tar_command(info.paths, entry.get("exclude") or [])[1:])
                     got = src.run(cmd, stdin, timeout=None, check=False)
                     out = got.stdout.decode("ascii", "replace").strip()
                     info.digest = out if got.status == 0 and len(out) == 64 else ""
+                    if info.digest == had:
+                        info.landed, info.landed_tar = found
             infos.append(info)
-        dests = [posixpath.join(ctx.config.root, e["to"]) for e in entries]
-        records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
-        for info, entry, dest in zip(infos, entries, dests):
-            rec = records.get(_record_key(entry, info.label)) or {}
-            if info.digest and rec.get("tar_sha256") == info.digest and dest in present:
-                found = _earlier(ctx.config.snapshot_dir, _step_id(info), info.digest)
-                if found is not None:
-                    info.landed, info.landed_tar = found
         return infos
 
     def plan(self, ctx: Context, gathered: list[HostInfo]) -> PlanPart:
@@ -281,37 +415,73 @@ class HostFilesComponent(Component):
         copy_path.parent.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(changed=True)
         allow = ctx.config.allowed_links
-        # Checked twice: alone first (a clean refusal before the source is read), then again
-        # in the very command that extracts, right before it writes (nolinks.py).
-        conn.run(shell.line(nolinks.guard(root, [stage], allow)))
-        target = conn.start(nolinks.guarded(root, [stage], shell.all_of(
-            ["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage], ["tar", "-x", "-p", "-f", "-", "-C", stage]), allow))
-        with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src, open(copy_path, "wb") as copy:
-            tee = _Tee(target, copy)
-            try:
-                got = src.start(shell.line(tar_command(entry["paths"], entry.get("exclude") or [])), stdout_sink=tee).wait(timeout=None)
-            except BaseException:
-                target.chan.close()
-                raise
-        if tee.error is not None:
-            target.chan.close()
-            raise tee.error if isinstance(tee.error, RelocateError) else TargetError(f"writing host files to the target failed ({tee.error})")
-        put = target.wait(timeout=None)
-        src_err = got.stderr.decode("utf-8", "replace").strip().splitlines()
+        # Both logins (OpenSSH, pinned to the keys paramiko checked) start now, side by side.
+        target_ssh = _openssh(conn)
+        try:
+            with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
+                source_ssh = _openssh(src)
+                try:
+                    got, put, sent = self._stream(conn, src, _ready(target_ssh), _ready(source_ssh), root, stage, allow,
+                                                  shell.line(tar_command(entry["paths"], entry.get("exclude") or [])), copy_path)
+                finally:
+                    if source_ssh is not None:
+                        source_ssh.close()
+        finally:
+            if target_ssh is not None:
+                target_ssh.close()
+        digest, size, entries = sent
+        src_status, src_stderr = got
+        if src_status == 255:  # ssh's own failure (tar never exits 255): nothing whole to put in place
+            lines = src_stderr.decode("utf-8", "replace").strip().splitlines()
+            raise TransientError(f"ssh to the source host {step.source} failed: {lines[-1] if lines else 'exit 255'}",
+                                 hint="running again starts this copy over")
+        src_err = src_stderr.decode("utf-8", "replace").strip().splitlines()
         if put.status != 0:
             err = put.stderr.decode("utf-8", "replace").strip().splitlines()
             raise nolinks.refusal(put.status, put.stderr) or TargetError(f"tar on the target failed for {step.source}: {err[-1] if err else 'exit ' + str(put.status)}")
-        if got.status == 1:  # GNU tar: a file changed while being read; the archive is still whole
+        if src_status == 1:  # GNU tar: a file changed while being read; the archive is still whole
             outcome.warnings.extend(f"{step.source}: {line}" for line in src_err[:5])
-        elif got.status != 0:  # unreadable files: what could be read still moves, the rest is reported
-            outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {got.status}"])[:20])
+        elif src_status != 0:  # unreadable files: what could be read still moves, the rest is reported
+            outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {src_status}"])[:20])
         cmd, stdin = shell.script(_PROMOTE, stage, dest, nolinks.root_arg(root), nolinks.allow_arg(allow))
         conn.run(cmd, stdin)
         if not outcome.failed and info is not None:
-            _record(conn, root, _record_key(entry, info.label), tee.sha.hexdigest())
-        outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": tee.sha.hexdigest(),
-                            "bytes": tee.bytes, "entries": listing_from_tar(copy_path)}
+            _record(conn, root, _record_key(entry, info.label), digest)
+        outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": digest,
+                            "bytes": size, "entries": entries if entries is not None else listing_from_tar(copy_path)}
         return outcome
+
+    @staticmethod
+    def _stream(conn: Connection, src: Connection, target_ssh: OpenSsh | None, source_ssh: OpenSsh | None, root: str,
+                stage: str, allow: list[str], tar_c: str, copy_path: Path) -> tuple[tuple[int, bytes], Any, tuple[str, int, dict[str, list[Any]] | None]]:
+        """`tar c` on the source streamed into `tar x` in staging on the target, as
+        `ssh src tar c | ssh dst tar x` would (the `ssh` binary at both ends when it can
+        log in, else paramiko), with the snapshot copy and every hash on a side thread.
+        Returns ((source status, stderr), target Result, (stream sha256, bytes, listing))."""
+        # Checked twice: alone first (a clean refusal before the source is read), then again
+        # in the very command that extracts, right before it writes (nolinks.py).
+        conn.run(shell.line(nolinks.guard(root, [stage], allow)))
+        tar_x = nolinks.guarded(root, [stage], shell.all_of(
+            ["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage], ["tar", "-x", "-p", "-f", "-", "-C", stage]), allow)
+        target: Exec | OpenSshExec = target_ssh.start(tar_x, target_ssh.first) if target_ssh is not None else conn.start(tar_x)
+        with open(copy_path, "wb") as copy:
+            snap = _Snapshotter(copy)
+            tee = _Tee(target, snap)
+            try:
+                if source_ssh is not None:
+                    got = _relay_openssh(source_ssh, tar_c, tee)
+                else:
+                    r = src.start(tar_c, stdout_sink=tee).wait(timeout=None)
+                    got = (r.status, r.stderr)
+            except BaseException:
+                _abort(target)
+                snap.finish()
+                raise
+            sent = snap.finish()
+        if tee.error is not None:
+            _abort(target)
+            raise tee.error if isinstance(tee.error, RelocateError) else TargetError(f"writing host files to the target failed ({tee.error})")
+        return got, target.wait(timeout=None), sent
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
         root_login = login_is_root(ctx.conn)
@@ -336,6 +506,14 @@ class HostFilesComponent(Component):
             detail = f"{len(entry['entries'])} entries" + (f"; {len(bad)} differ, first {bad[0]}" if bad else "")
             checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad, detail))
         return checks
+
+
+def _abort(target: Exec | OpenSshExec) -> None:
+    """Stop the target's `tar x` mid-stream: staging is left, never the destination."""
+    if isinstance(target, OpenSshExec):
+        target.kill()
+    else:
+        target.chan.close()
 
 
 def _step_id(info: HostInfo) -> str:
