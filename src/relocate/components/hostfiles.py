@@ -14,6 +14,7 @@ direct-tcpip channel of the bastion's, so the source needs no public port.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -60,12 +61,24 @@ printf '\0'
 for d in "$@"; do if [ -d "$d" ]; then printf '%s\0' "$d"; fi; done
 """
 
-# Sizes and presence, read-only; `du -s --apparent-size` is what the tar will carry.
+# Sizes and presence, read-only; `du -s --apparent-size` is what the tar will carry. Then
+# the tree's stat fingerprint: every entry's path, type, inode, ctime and mtime (ns), size,
+# mode, owners and link target, hashed there (only the digest travels). Any write, chmod,
+# chown, rename or new entry changes a ctime or the list, so an equal fingerprint means the
+# tar would carry the same bytes, the way git's index trusts unchanged stat data. Only
+# metadata is read: a rerun with nothing to do never reads the files' contents. An entry
+# changed in the last 2 seconds ("racy", as git says: a coarse clock could hide a second
+# write) makes the fingerprint empty, and the tar's own sha256 decides instead.
 _PROBE = r"""
+all=ok
 for p in "$@"; do
   if [ -e "$p" ] || [ -L "$p" ]; then printf 'ok\t%s\t%s\0' "$(du -s -B1 --apparent-size -- "$p" | cut -f1)" "$p"
-  else printf 'missing\t0\t%s\0' "$p"; fi
+  else printf 'missing\t0\t%s\0' "$p"; all=; fi
 done
+now=$(date +%s)
+if [ -n "$all" ] && [ -z "$(find "$@" \( -newerct "@$((now - 2))" -o -newermt "@$((now - 2))" \) -print -quit)" ]; then
+  printf 'stat\t%s\t-\0' "$(find "$@" -printf '%p\t%y\t%i\t%C@\t%T@\t%s\t%m\t%u:%g:%U:%G\t%l\0' | sha256sum | cut -c1-64)"
+fi
 """
 
 # Move the staged tree into place: the old tree is set aside first, dropped last. Never
@@ -99,10 +112,14 @@ class HostInfo:
     sizes: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     digest: str = ""  # sha256 of the tar stream the move would send, computed on the source
+    stat: str = ""  # the source tree's stat fingerprint (_PROBE), taken before the tar is read
     # the manifest of an earlier move that sent exactly this tar, when the target still
     # has it and the local snapshot still holds its tar: then there is nothing to do
     landed: dict[str, Any] | None = None
     landed_tar: Path | None = None
+    # `ssh` logins (source, target) started at gather when there is a copy to make, so
+    # their handshakes overlap the plan instead of delaying the stream; not part of the plan
+    logins: tuple[OpenSsh | None, OpenSsh | None] = (None, None)
 
 
 def _entries(config: Config) -> list[dict[str, Any]]:
@@ -306,6 +323,7 @@ def _openssh(conn: Connection) -> OpenSsh | None:
         bulk.first = bulk.master(wait=False)
     except OSError:
         return None
+    atexit.register(bulk.close)  # a plan that is not carried out: the login ends with relocate
     return bulk
 
 
@@ -368,11 +386,16 @@ class HostFilesComponent(Component):
                         state, size, p = rec.decode("utf-8", "surrogateescape").split("\t", 2)
                         if state == "ok":
                             info.sizes[p] = int(size or 0)
+                        elif state == "stat":
+                            info.stat = size if len(size) == 64 else ""
                         else:
                             info.missing.append(p)
-                had = (records.get(_record_key(entry, info.label)) or {}).get("tar_sha256")
+                rec = records.get(_record_key(entry, info.label)) or {}
+                had = rec.get("tar_sha256")
                 found = _earlier(ctx.config.snapshot_dir, _step_id(info), had) if had and dest in present else None
-                if not info.missing and found is not None:
+                if not info.missing and found is not None and info.stat and rec.get("stat_sha256") == info.stat:
+                    info.landed, info.landed_tar = found  # not one entry changed since that tar was read
+                elif not info.missing and found is not None:
                     # GNU tar's output is the same bytes for the same files, modes, owners and
                     # mtimes: its hash says whether the target still holds this copy.
                     cmd, stdin = shell.script(_DIGEST, *tar_command(info.paths, entry.get("exclude") or [])[1:])
@@ -381,6 +404,8 @@ class HostFilesComponent(Component):
                     info.digest = out if got.status == 0 and len(out) == 64 else ""
                     if info.digest == had:
                         info.landed, info.landed_tar = found
+                if info.landed is None and not info.missing:
+                    info.logins = (_openssh(src), _openssh(ctx.conn))
             infos.append(info)
         return infos
 
@@ -407,7 +432,10 @@ class HostFilesComponent(Component):
             # Nothing to send; the snapshot being written keeps the same tar and record.
             keep = Path(ctx.snapshot_dir) / info.landed["tar"]
             keep.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(info.landed_tar, keep)
+            try:
+                os.link(info.landed_tar, keep)  # snapshot tars are never rewritten: share it, no copy
+            except OSError:
+                shutil.copyfile(info.landed_tar, keep)
             return Outcome(changed=False, manifest=dict(info.landed))
         stage = posixpath.join(root, STAGING, str(index))
         dest = posixpath.join(root, entry["to"])
@@ -415,20 +443,19 @@ class HostFilesComponent(Component):
         copy_path.parent.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(changed=True)
         allow = ctx.config.allowed_links
-        # Both logins (OpenSSH, pinned to the keys paramiko checked) start now, side by side.
-        target_ssh = _openssh(conn)
+        source_ssh, target_ssh = info.logins if info is not None else (None, None)
+        tar_c = shell.line(tar_command(entry["paths"], entry.get("exclude") or []))
         try:
-            with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
-                source_ssh = _openssh(src)
-                try:
-                    got, put, sent = self._stream(conn, src, _ready(target_ssh), _ready(source_ssh), root, stage, allow,
-                                                  shell.line(tar_command(entry["paths"], entry.get("exclude") or [])), copy_path)
-                finally:
-                    if source_ssh is not None:
-                        source_ssh.close()
+            target_ssh, source_ssh = _ready(target_ssh or _openssh(conn)), _ready(source_ssh)
+            if source_ssh is not None:
+                got, put, sent = self._stream(conn, None, target_ssh, source_ssh, root, stage, allow, tar_c, copy_path)
+            else:  # paramiko to the source (a `via:` tunnel, no `ssh` binary, a login `ssh` cannot do)
+                with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
+                    got, put, sent = self._stream(conn, src, target_ssh, None, root, stage, allow, tar_c, copy_path)
         finally:
-            if target_ssh is not None:
-                target_ssh.close()
+            for login in (source_ssh, target_ssh):
+                if login is not None:
+                    login.close()
         digest, size, entries = sent
         src_status, src_stderr = got
         if src_status == 255:  # ssh's own failure (tar never exits 255): nothing whole to put in place
@@ -446,13 +473,13 @@ class HostFilesComponent(Component):
         cmd, stdin = shell.script(_PROMOTE, stage, dest, nolinks.root_arg(root), nolinks.allow_arg(allow))
         conn.run(cmd, stdin)
         if not outcome.failed and info is not None:
-            _record(conn, root, _record_key(entry, info.label), digest)
+            _record(conn, root, _record_key(entry, info.label), digest, info.stat)
         outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": digest,
                             "bytes": size, "entries": entries if entries is not None else listing_from_tar(copy_path)}
         return outcome
 
     @staticmethod
-    def _stream(conn: Connection, src: Connection, target_ssh: OpenSsh | None, source_ssh: OpenSsh | None, root: str,
+    def _stream(conn: Connection, src: Connection | None, target_ssh: OpenSsh | None, source_ssh: OpenSsh | None, root: str,
                 stage: str, allow: list[str], tar_c: str, copy_path: Path) -> tuple[tuple[int, bytes], Any, tuple[str, int, dict[str, list[Any]] | None]]:
         """`tar c` on the source streamed into `tar x` in staging on the target, as
         `ssh src tar c | ssh dst tar x` would (the `ssh` binary at both ends when it can
@@ -471,6 +498,7 @@ class HostFilesComponent(Component):
                 if source_ssh is not None:
                     got = _relay_openssh(source_ssh, tar_c, tee)
                 else:
+                    assert src is not None
                     r = src.start(tar_c, stdout_sink=tee).wait(timeout=None)
                     got = (r.status, r.stderr)
             except BaseException:
@@ -520,7 +548,7 @@ def _step_id(info: HostInfo) -> str:
     return f"hosts:{info.index}:{info.label}"
 
 
-def _record(conn: Connection, root: str, key: str, digest: str) -> None:
+def _record(conn: Connection, root: str, key: str, digest: str, stat: str) -> None:
     """Note on the target which tar now sits at this entry's destination (under the move's lock)."""
     from relocate.targets import files
 
@@ -530,7 +558,9 @@ def _record(conn: Connection, root: str, key: str, digest: str) -> None:
     except ValueError:
         records = {}
     records = records if isinstance(records, dict) else {}
-    records[key] = {"tar_sha256": digest}
+    # the stat fingerprint was taken before the tar was read: if anything changed since,
+    # the next fingerprint differs and the next run compares the tar's own sha256 instead
+    records[key] = {"tar_sha256": digest, "stat_sha256": stat}
     files.write_file_atomic(conn, posixpath.join(root, RECORD), json.dumps(records, indent=1).encode(), mode=0o644)
 
 
