@@ -197,40 +197,102 @@ def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
     return [*argv, "--", *(p.lstrip("/") or "." for p in paths)]
 
 
-class _Chunks:
-    """A file-like view of the relayed chunks for tarfile's stream reader; every chunk it
-    takes also goes into the snapshot copy and the whole-stream sha256, once."""
+def _nts(field: bytes | memoryview) -> str:
+    raw = bytes(field)
+    end = raw.find(b"\0")
+    return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
 
-    def __init__(self, chunks: "queue.Queue[bytes | None]", copy: IO[bytes]) -> None:
-        self.chunks, self.copy = chunks, copy
-        self.sha = hashlib.sha256()
-        self.bytes = 0
-        self.buf = memoryview(b"")
-        self.eof = False
 
-    def _next(self) -> bool:
-        chunk = self.chunks.get()
-        if chunk is None:
-            self.eof = True
-            return False
-        self.copy.write(chunk)
-        self.sha.update(chunk)
-        self.bytes += len(chunk)
-        self.buf = memoryview(chunk)
-        return True
+def _nti(field: bytes) -> int:
+    """A tar number: octal text, or GNU base-256 (sizes over 8 GiB, ids over 2^21)."""
+    if field[0] in (0o200, 0o377):
+        n = int.from_bytes(field[1:], "big")
+        return n - 256 ** (len(field) - 1) if field[0] == 0o377 else n
+    return int(_nts(field).strip() or "0", 8)
 
-    def read(self, n: int = -1) -> bytes:
-        while not self.buf and not self.eof and self._next():
-            pass
-        take = len(self.buf) if n < 0 else min(n, len(self.buf))
-        out, self.buf = self.buf[:take].tobytes(), self.buf[take:]
-        return out
 
-    def drain(self) -> None:
-        """Whatever tar's parser did not need (end blocks, padding): copied and hashed too."""
-        self.buf = memoryview(b"")
-        while not self.eof and self._next():
-            pass
+class _TarLister:
+    """The listing `listing_from_tar` gives ({path: [type, mode, mtime, owner, link,
+    sha256]}), built from the tar stream as it passes, in chunks, without copying the
+    data (headers are parsed, file bodies hashed from memoryviews). GNU and ustar headers
+    and GNU long names/links (what GNU tar writes by default); anything else (pax, sparse,
+    a bad checksum) sets `unsupported`, and the caller lists the snapshot tar instead."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[Any]] = {}
+        self.head = bytearray()
+        self.left = 0  # data bytes of the current member still to come
+        self.pad = 0  # then padding to the 512-byte block
+        self.sink: Any = None  # a sha256 (file body), a bytearray (long name/link), or None (skipped)
+        self.row: list[Any] | None = None
+        self.path = ""
+        self.long: dict[bytes, str] = {}
+        self.done = self.unsupported = False
+
+    def feed(self, chunk: bytes) -> None:
+        view, i, n = memoryview(chunk), 0, len(chunk)
+        while i < n and not (self.done or self.unsupported):
+            if self.left:
+                take = min(self.left, n - i)
+                if self.sink is not None:
+                    self.sink.update(view[i:i + take]) if not isinstance(self.sink, bytearray) else self.sink.extend(view[i:i + take])
+                i += take
+                self.left -= take
+                if not self.left:
+                    self._end()
+            elif self.pad:
+                take = min(self.pad, n - i)
+                i += take
+                self.pad -= take
+            else:
+                take = min(512 - len(self.head), n - i)
+                self.head += view[i:i + take]
+                i += take
+                if len(self.head) == 512:
+                    self._header(bytes(self.head))
+                    self.head.clear()
+
+    def _header(self, buf: bytes) -> None:
+        if buf.count(0) == 512:
+            self.done = True  # the end-of-archive block (tarfile stops here too)
+            return
+        try:
+            ok = _nti(buf[148:156]) == 256 + sum(buf[:148]) + sum(buf[156:])
+            size, kind = _nti(buf[124:136]), buf[156:157]
+        except ValueError:
+            ok = False
+        if not ok or kind in (b"x", b"g", b"S", b"D", b"M", b"N", b"V"):
+            self.unsupported = True
+            return
+        self.left, self.pad, self.sink, self.row = size, -size % 512, None, None
+        if kind in (b"L", b"K"):  # the next member's long name / link target
+            self.sink, self.path = bytearray(), kind.decode()
+        else:
+            name = self.long.pop("L", None) or _nts(buf[0:100])
+            if buf[257:265] == b"ustar\x0000" and buf[345] != 0:  # POSIX ustar's prefix field
+                name = _nts(buf[345:500]) + "/" + name
+            link = self.long.pop("K", None) or _nts(buf[157:257])
+            t = "d" if kind == b"5" or (kind in (b"0", b"\0") and name.endswith("/")) else "l" if kind == b"2" \
+                else "f" if kind in (b"0", b"\0", b"7") else "h" if kind == b"1" else "o"
+            if t in ("d", "l", "h") or kind in (b"3", b"4", b"6"):
+                self.left = self.pad = 0  # tarfile reads no body for these whatever the size says
+            self.row = [t, _nti(buf[100:108]) & 0o7777, _nti(buf[136:148]), f"{_nts(buf[265:297])}:{_nts(buf[297:329])}",
+                        link if t == "l" else "", None]
+            self.path = name.rstrip("/")
+            if t == "f":
+                self.sink = hashlib.sha256()
+        if not self.left:
+            self._end()
+
+    def _end(self) -> None:
+        if self.row is None:
+            if isinstance(self.sink, bytearray):
+                self.long[self.path] = _nts(self.sink)
+        else:
+            if self.row[0] == "f":
+                self.row[5] = self.sink.hexdigest()
+            self.entries[self.path] = self.row
+        self.sink, self.row = None, None
 
 
 class _Snapshotter:
@@ -242,33 +304,37 @@ class _Snapshotter:
 
     def __init__(self, copy: IO[bytes]) -> None:
         self.chunks: "queue.Queue[bytes | None]" = queue.Queue(QUEUED)
-        self.reader = _Chunks(self.chunks, copy)
-        self.entries: dict[str, list[Any]] | None = None
+        self.copy = copy
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+        self.lister = _TarLister()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="relocate-hostfiles-snapshot", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        try:
+        while (chunk := self.chunks.get()) is not None:
+            if self.error is not None:
+                continue  # keep the relay from blocking on a full queue
             try:
-                self.entries = _listing(tarfile.open(fileobj=self.reader, mode="r|", bufsize=CHUNK))  # type: ignore[call-overload]
-            except tarfile.TarError:
-                self.entries = None  # not a tar we can list (tar failed early): the copy still completes
-            self.reader.drain()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-            self.error = exc
-            while self.chunks.get() is not None:  # keep the relay from blocking on a full queue
-                pass
+                self.copy.write(chunk)
+                self.sha.update(chunk)
+                self.bytes += len(chunk)
+                self.lister.feed(chunk)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                self.error = exc
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.put(chunk)
 
     def finish(self) -> tuple[str, int, dict[str, list[Any]] | None]:
+        """(stream sha256, bytes, listing or None when the lister could not follow)."""
         self.chunks.put(None)
         self.thread.join()
         if self.error is not None:
             raise self.error
-        return self.reader.sha.hexdigest(), self.reader.bytes, self.entries
+        whole = self.lister.done and not self.lister.unsupported
+        return self.sha.hexdigest(), self.bytes, self.lister.entries if whole else None
 
 
 class _Tee:
