@@ -634,9 +634,14 @@ def target_listing(conn: Connection, directory: str) -> dict[str, list[Any]]:
     from relocate.targets import files
 
     cmd, stdin = shell.script(_LIST, directory)
+    listing = conn.start(cmd)  # the metadata listing runs beside the hashing, not after it
+    listing.write(stdin)
     hashes = files.hash_tree(conn, directory)
+    got = listing.wait(timeout=None)
+    if got.status != 0:
+        raise TargetError(f"listing {directory} on the target failed: {got.stderr.decode('utf-8', 'replace').strip()[-200:]}")
     out: dict[str, list[Any]] = {}
-    for rec in conn.run(cmd, stdin, timeout=None).stdout.split(b"\0"):
+    for rec in got.stdout.split(b"\0"):
         if rec:
             kind, mode, mtime, owner, link, path = rec.decode("utf-8", "surrogateescape").split("\t", 5)
             out[path] = [kind, int(mode, 8), int(float(mtime)), owner, link, hashes.get(path)]
