@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from relocate.errors import SourceError, TargetError, TransientError
+from relocate.errors import RelocateError, SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, pgpass_line, pipe_to_target,
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
 from relocate.targets import layout, nolinks, shell
+from relocate.targets.openssh import OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection
 
 PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
@@ -455,6 +456,43 @@ def swap_sql(names: Names, existing: bool) -> str:
         swap += f"DROP DATABASE {q_ident(names.old)} WITH (FORCE);\n"
     return swap
 
+class _Bulk:
+    """`ssh` to the target for the dump's upload (targets/openssh.py: pinned to the host
+    key paramiko checked), started early; paramiko carries it when `ssh` cannot log in."""
+
+    def __init__(self, ssh: OpenSsh) -> None:
+        self.ssh = ssh
+
+    @staticmethod
+    def open(conn: Connection) -> "_Bulk | None":
+        if not OpenSsh._usable(conn):
+            return None
+        try:
+            ssh = OpenSsh(conn)
+            ssh.first = ssh.master(wait=False)
+        except OSError:
+            return None
+        return _Bulk(ssh)
+
+    @staticmethod
+    def ready(bulk: "_Bulk | None", conn: Connection) -> Any:
+        """Something with Connection's `start` for pipe_to_target: `ssh`, or conn itself."""
+        if bulk is None:
+            return conn
+        try:
+            assert bulk.ssh.first is not None
+            bulk.ssh.first.wait_ready()
+        except RelocateError:
+            return conn
+        return bulk
+
+    def start(self, command: str) -> OpenSshExec:
+        return self.ssh.start(command, self.ssh.first)
+
+    def close(self) -> None:
+        self.ssh.close()
+
+
 # --------------------------------------------------------------------------- the engine, as the component drives it
 
 LOCAL_TOOLS = ("pg_dump", "psql", "pg_restore")  # pg_restore: the in-place path replays the dump as SQL
@@ -601,6 +639,9 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
         admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
                   + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
         remote.query(admin, MAINTENANCE_DB)
+        # The dump's upload goes through `ssh` like the peers' `tar | ssh tar x` (paramiko
+        # encrypts in Python, at about half the speed); its login runs while the dump does.
+        bulk = _Bulk.open(conn) if dump_dir is not None else None
         try:
             with local.snapshot() as (snap_id, holder):
                 restore = ["pg_restore", "--no-password", "--dbname", names.tmp]
@@ -615,7 +656,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                     root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
                     upload = nolinks.guarded(root, [staging], shell.all_of(
                         ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
-                    pipe_to_target(["tar", "-c", "-f", "-", "-C", str(dump_dir), "."], dict(os.environ), conn,
+                    pipe_to_target(["tar", "-c", "-f", "-", "-C", str(dump_dir), "."], dict(os.environ), _Bulk.ready(bulk, conn),
                                    upload, lambda e: TargetError(f"packing {dump_dir}: {last_line(e)}"), remote.fail)
                     try:
                         cmd = remote.argv(*restore, "-j", str(jobs), "-Fd", staging, db=names.tmp)
@@ -628,6 +669,8 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                 remote.query(strip_roles_sql(placeholders, owner if owner_ok else ""), names.tmp)
                 remote.query("".join(f"DROP ROLE {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
             # One pass over the restored copy, with the database closed to everyone else until the swap.
+            if bulk is not None:
+                bulk.close()
             got = check_in_place(conn, remote, names, parts=max(1, min(jobs, 8)))
             diffs = on_stats(stats, got)
             if diffs:
@@ -635,6 +678,8 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                                   f"{names.final} on the target was left as it was")
             remote.query(swap_sql(names, existing), MAINTENANCE_DB)
         except BaseException:
+            if bulk is not None:
+                bulk.close()
             try:
                 remote.query(f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n"
                              + "".join(f"DROP ROLE IF EXISTS {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
