@@ -102,7 +102,7 @@ def test_first_move_reads_the_tree_once_and_a_rerun_not_at_all(tmp_path: Path, m
     (src / "bulk.bin").write_bytes(os.urandom(3 << 20))
     if os.geteuid() == 0:
         os.lchown(src / "bulk.bin", sshd2.root.stat().st_uid, sshd2.root.stat().st_gid)
-    time.sleep(2.2)  # older than the racy window: the stat fingerprint is taken, not skipped
+    time.sleep(3.2)  # older than the racy window (2 s after whole seconds): the fingerprint is taken
     root = sshd.root / "hfs"
     cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
     doc = yaml.safe_load(cfg.read_text())
@@ -140,7 +140,7 @@ def test_first_move_reads_the_tree_once_and_a_rerun_not_at_all(tmp_path: Path, m
     with open(src / "bulk.bin", "r+b") as fh:
         fh.write(b"X")
     os.utime(src / "bulk.bin", ns=(st.st_atime_ns, st.st_mtime_ns))
-    time.sleep(2.2)
+    time.sleep(3.2)
     third = cli("move", "-f", str(cfg), "--yes")
     assert third.exit_code == 0, third.stdout + third.stderr
     assert (root / "data" / "host" / str(src).lstrip("/") / "bulk.bin").read_bytes()[:1] == b"X"
