@@ -380,30 +380,17 @@ def listing_from_tar(path: Path) -> dict[str, list[Any]]:
 
 
 def _openssh(conn: Connection) -> OpenSsh | None:
-    """`ssh` pinned to the host key paramiko checked (targets/openssh.py), when usable
-    (no `via:` tunnel, the binary present); its login is started, not waited for."""
-    if not OpenSsh._usable(conn):
-        return None
-    try:
-        bulk = OpenSsh(conn)
-        bulk.first = bulk.master(wait=False)
-    except OSError:
-        return None
-    atexit.register(bulk.close)  # a plan that is not carried out: the login ends with relocate
+    """`ssh` pinned to the host key paramiko checked (targets/openssh.py), its login
+    started, not waited for; None where it cannot serve (then paramiko carries the stream)."""
+    bulk = OpenSsh.started(conn)
+    if bulk is not None:
+        atexit.register(bulk.close)  # a plan that is not carried out: the login ends with relocate
     return bulk
 
 
 def _ready(bulk: OpenSsh | None) -> OpenSsh | None:
     """The login done, or None (then paramiko carries the stream, as before)."""
-    if bulk is None:
-        return None
-    try:
-        assert bulk.first is not None
-        bulk.first.wait_ready()
-        return bulk
-    except RelocateError:
-        bulk.close()
-        return None
+    return bulk if bulk is not None and bulk.ready() else None
 
 
 def _relay_openssh(bulk: OpenSsh, command: str, tee: _Tee) -> tuple[int, bytes]:

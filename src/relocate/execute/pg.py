@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from relocate.errors import RelocateError, SourceError, TargetError, TransientError
+from relocate.errors import SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, pgpass_line, pipe_to_target,
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
@@ -465,26 +465,13 @@ class _Bulk:
 
     @staticmethod
     def open(conn: Connection) -> "_Bulk | None":
-        if not OpenSsh._usable(conn):
-            return None
-        try:
-            ssh = OpenSsh(conn)
-            ssh.first = ssh.master(wait=False)
-        except OSError:
-            return None
-        return _Bulk(ssh)
+        ssh = OpenSsh.started(conn)
+        return _Bulk(ssh) if ssh is not None else None
 
     @staticmethod
     def ready(bulk: "_Bulk | None", conn: Connection) -> Any:
         """Something with Connection's `start` for the upload: `ssh`, or conn itself."""
-        if bulk is None:
-            return conn
-        try:
-            assert bulk.ssh.first is not None
-            bulk.ssh.first.wait_ready()
-        except RelocateError:
-            return conn
-        return bulk
+        return bulk if bulk is not None and bulk.ssh.ready() else conn
 
     def start(self, command: str) -> OpenSshExec:
         return self.ssh.start(command, self.ssh.first)
