@@ -21,6 +21,10 @@ Measured here (2 cores shared with other work, loopback, jobs 4), 554 MiB databa
   after (source stats during the dump; one fenced target pass in `jobs` sessions, reused by
     the move's verify):  peer A 8.9 s, peer B 8.2 s, relocate --no-local-copy 7.7 s = 0.93x,
     relocate (dump kept, -j) 8.6 s = 1.05x
+  issue 18 (the dump's files uploaded through `ssh` as pg_dump closes each, instead of a
+    paramiko `tar | tar x` after the dump), same command on a box at load 5-7 (all ~3x
+    slower): peer A 27.0 s, peer B 26.6 s, relocate --no-local-copy 26.6 s = 1.00x,
+    relocate (dump kept, -j) 26.5 s = 1.00x (before this change, same day: 1.07x)
 Single rounds on this box vary by about +-15% (peers from 7.1 to 16.5 s), hence --repeat.
 
     python bench/bench_db.py --scale 0.05     # ~50 MiB, quick

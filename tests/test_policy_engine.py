@@ -1,4 +1,7 @@
-"""Verdict logic, table-driven, on small test profiles with known answers (tests/data/profiles)."""
+"""Verdict logic, table-driven, on small test profiles with known answers (tests/data/profiles).
+
+Issue 14's rules (partial readings, record, moderation per provider, staleness, chain) are in test_policy_rules.py.
+"""
 
 from __future__ import annotations
 
@@ -34,12 +37,14 @@ def testset() -> ProfileSet:
 
 
 CASES = [
-    # app,                      strict,        lenient,  partial,       blank
-    ("moderated_forum",         "accept",      "accept", "accept",      "unknown"),
-    ("unmoderated_image_board", "reject",      "accept", "conditional", "unknown"),
-    ("adult_site",              "reject",      "accept", "conditional", "unknown"),
-    ("crypto_miner",            "reject",      "accept", "conditional", "unknown"),
-    ("vpn_service",             "reject",      "accept", "conditional", "unknown"),
+    # app,                      strict,   lenient,       partial,       blank
+    # partial leaves harassment and defamation out: exposed unknowns never accept
+    ("moderated_forum",         "accept", "accept",      "unknown",     "unknown"),
+    # no moderation declared: short of what every provider weighs (lenient's terms allow the rest)
+    ("unmoderated_image_board", "reject", "conditional", "unknown",     "unknown"),
+    ("adult_site",              "reject", "accept",      "conditional", "unknown"),
+    ("crypto_miner",            "reject", "accept",      "conditional", "unknown"),
+    ("vpn_service",             "reject", "accept",      "conditional", "unknown"),
 ]
 
 
@@ -61,12 +66,13 @@ def test_reject_cites_clause_and_says_why(testset: ProfileSet) -> None:
 def test_thin_moderation_makes_exposed_prohibitions_conditional(testset: ProfileSet) -> None:
     thin = AppProfile(["user_generated_content"], Moderation(moderators=1, report_response_hours=96, published_rules=True))
     v = verdict_for("strict", thin, testset, TODAY)
-    effects = {f.category: f.effect for f in v.findings}
-    assert effects["unmoderated_ugc"] == "reject"
-    assert effects["harassment_threats"] == "conditional"
+    effects = {f.id: f.effect for f in v.findings}
+    assert effects["strict/unmoderated_ugc"] == "reject"
+    assert effects["strict/harassment_threats"] == "conditional"
+    assert effects["strict/moderation"] == "conditional"
     assert "96 h" in next(f.why for f in v.findings if f.category == "harassment_threats")
     # Baseline categories remind, never move the verdict, when only exposed.
-    assert effects["illegal_content"] == "note"
+    assert effects["strict/illegal_content"] == "note"
 
 
 def test_accept_risk_waives_only_the_named_finding(testset: ProfileSet) -> None:
@@ -97,20 +103,20 @@ def test_ranking_and_score(testset: ProfileSet) -> None:
     assert score["strict"] < score["partial"] < score["lenient"]
 
 
-def test_enforcement_against_similar_apps_is_shown_and_costs(testset: ProfileSet) -> None:
-    board = verdict_for("strict", APPS["unmoderated_image_board"], testset, TODAY)
-    assert [e.target for e in board.events] == ["Example board"]
+def test_the_record_against_similar_apps_is_shown(testset: ProfileSet) -> None:
+    adult = verdict_for("strict", APPS["adult_site"], testset, TODAY)  # the board was an adult board dropped for moderation
+    assert [e.target for e in adult.events] == ["Example board"]
     miner = verdict_for("strict", APPS["crypto_miner"], testset, TODAY)
     assert miner.events == ()
 
 
 def test_staleness_warning_names_the_document(testset: ProfileSet) -> None:
-    reviewed = dt.date(2026, 6, 1)
-    fresh = verdict_for("strict", APPS["adult_site"], testset, reviewed + dt.timedelta(days=180))
+    captured = dt.date(2026, 6, 1)  # the copy's capture date, not the day we read it
+    fresh = verdict_for("strict", APPS["adult_site"], testset, captured + dt.timedelta(days=180))
     assert not [w for w in fresh.warnings if "re-read" in w]
-    stale = verdict_for("strict", APPS["adult_site"], testset, reviewed + dt.timedelta(days=181))
+    stale = verdict_for("strict", APPS["adult_site"], testset, captured + dt.timedelta(days=181))
     (warning,) = [w for w in stale.warnings if "re-read" in w]
-    assert "https://strict.example/aup" in warning and "181 days" in warning
+    assert "'Strict AUP'" in warning and "captured 2026-06-01 (181 days ago)" in warning
 
 
 def test_dependency_risks_and_alternatives(testset: ProfileSet) -> None:

@@ -130,6 +130,9 @@ SCHEMA = Map(
                         "report_response_hours": Float(min=0),
                         "automated_filtering": Bool(),
                         "published_rules": Bool(),
+                        "notice_channel": Bool(),
+                        "daily_active_users": Int(min=0),
+                        "posts_per_day": Int(min=0),
                     }
                 ),
                 "dependencies": Dict(Str()),

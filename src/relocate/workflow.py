@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from relocate.kinds import Context, Kind, load_kinds
 from relocate.config import Config, load_config, parse_config
@@ -20,6 +20,7 @@ from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan
+from relocate.policy.schema import HOST_KINDS
 from relocate.settings import Switches, Tuning
 from relocate.sources.aws import Aws
 from relocate.targets.openssh import OpenSsh
@@ -38,8 +39,13 @@ class Options:
     tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
 
 
-def provider_verdict(config: Config, opts: Options, today: dt.date | None = None) -> dict[str, Any] | None:
-    """The acceptable-use verdict for target.provider, shaped for the plan."""
+def provider_verdict(config: Config, opts: Options, today: dt.date | None = None,
+                     names: Iterable[str] = ()) -> dict[str, Any] | None:
+    """The acceptable-use verdict for target.provider, and the app's vendor chain, shaped for the plan.
+
+    `names`: the NAMES of the source's parameters and secrets (from the gather step; never values),
+    from which the vendor chain is found (docs/policy.md "Vendor chain").
+    """
     if not config.provider:
         return None
     from relocate.policy import engine, profiles
@@ -50,19 +56,27 @@ def provider_verdict(config: Config, opts: Options, today: dt.date | None = None
     today = today or dt.date.today()
     verdict = engine.verdict_for(config.provider, app, profileset, today, accepted_risks=opts.accepted_risks)
     all_verdicts = engine.evaluate(app, profileset, today=today)
-    deps = engine.dependency_risks(app, profileset, all_verdicts)
+    deps = engine.dependency_risks(app, profileset, all_verdicts, names=names)
     return {
         "provider": verdict.provider,
         "name": verdict.name,
         "verdict": verdict.verdict,
+        "leaning": verdict.leaning,
         "score": verdict.score,
-        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document else 'no source'}]"}
+        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]"}
                               for f in verdict.findings if f.effect == "reject"],
         "top_findings": [f.to_dict() for f in verdict.top_findings(5)],
-        "warnings": list(verdict.warnings) + [f"dependency {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
-        "accepting": [v.provider for v in all_verdicts if v.verdict == "accept"][:8],
+        "warnings": list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
+        "accepting": [v.provider for v in all_verdicts if v.verdict == "accept" and set(v.kinds) & set(HOST_KINDS)][:8],
+        "chain": [d.to_dict() for d in deps],
         "disclaimer": verdict.disclaimer,
     }
+
+
+def source_names(inventory: Any) -> list[str]:
+    """The names (never values) of the parameters and secrets the gather step listed."""
+    names = [i.name for p in inventory.parameters for i in p.items]
+    return names + [s.spec.name for s in inventory.secrets]
 
 
 @dataclass
@@ -88,6 +102,8 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
         if opts.bulk_login and config.s3 and opts.tuning.bulk_ssh != "paramiko":
             OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn, checksum=opts.checksum)
+        if verdict is not None and (names := source_names(gathered.inventory)):
+            verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
                       accept_new_host_key=opts.accept_new_host_key, switches=opts.switches, gathered=gathered)
         if opts.probe:

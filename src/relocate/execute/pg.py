@@ -37,6 +37,7 @@ from relocate.execute.dbfiles import (classify, in_background, last_line, local_
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
 from relocate.targets import layout, nolinks, shell
+from relocate.targets.openssh import OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection
 
 PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
@@ -455,6 +456,175 @@ def swap_sql(names: Names, existing: bool) -> str:
         swap += f"DROP DATABASE {q_ident(names.old)} WITH (FORCE);\n"
     return swap
 
+class _Bulk:
+    """`ssh` to the target for the dump's upload (targets/openssh.py: pinned to the host
+    key paramiko checked), started early; paramiko carries it when `ssh` cannot log in."""
+
+    def __init__(self, ssh: OpenSsh) -> None:
+        self.ssh = ssh
+
+    @staticmethod
+    def open(conn: Connection) -> "_Bulk | None":
+        ssh = OpenSsh.started(conn)
+        return _Bulk(ssh) if ssh is not None else None
+
+    @staticmethod
+    def ready(bulk: "_Bulk | None", conn: Connection) -> Any:
+        """Something with Connection's `start` for the upload: `ssh`, or conn itself."""
+        return bulk if bulk is not None and bulk.ssh.ready() else conn
+
+    def start(self, command: str) -> OpenSshExec:
+        return self.ssh.start(command, self.ssh.first)
+
+    def close(self) -> None:
+        self.ssh.close()
+
+
+class _Closed:
+    """Names of files closed after writing in one directory (Linux inotify IN_CLOSE_WRITE,
+    through libc): a directory-format dump's file is complete once pg_dump closes it."""
+
+    def __init__(self, directory: Path) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0 or self._libc.inotify_add_watch(self.fd, os.fsencode(directory), 0x08 | 0x80) < 0:  # CLOSE_WRITE, MOVED_TO
+            if self.fd >= 0:
+                os.close(self.fd)
+            raise OSError("inotify unavailable")
+
+    def wait(self, timeout: float) -> list[str]:
+        import select
+        import struct
+
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return []
+        try:
+            buf = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        names, at = [], 0
+        while at + 16 <= len(buf):
+            _, _, _, size = struct.unpack_from("iIII", buf, at)
+            names.append(os.fsdecode(buf[at + 16:at + 16 + size].rstrip(b"\0")))
+            at += 16 + size
+        return [n for n in names if n]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Upload:
+    """A tar stream written into a remote `tar x`, one dump file at a time (1 MiB writes)."""
+
+    def __init__(self, target: Any, directory: Path) -> None:
+        import tarfile
+
+        self.target, self.directory, self.buf = target, directory, bytearray()
+        self.sent: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) as sent
+        self.tar = tarfile.open(fileobj=self, mode="w|", format=tarfile.GNU_FORMAT)  # type: ignore[call-overload]
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        if len(self.buf) >= 1 << 20:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buf:
+            self.target.write(bytes(self.buf))
+            self.buf.clear()
+
+    def send(self, name: str) -> None:
+        path = self.directory / name
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            info = self.tar.gettarinfo(fileobj=fh, arcname=name)
+            self.tar.addfile(info, fh)
+        self.sent[name] = (st.st_size, st.st_mtime_ns)
+
+    def unsent(self) -> list[str]:
+        """Files not sent, or changed since they were (sent again: a later member wins in tar x)."""
+        out = []
+        for entry in os.scandir(self.directory):
+            st = entry.stat(follow_symlinks=False)
+            if entry.is_file(follow_symlinks=False) and self.sent.get(entry.name) != (st.st_size, st.st_mtime_ns):
+                out.append(entry.name)
+        return sorted(out, key=lambda n: n == "toc.dat")  # the table of contents last
+
+    def finish(self) -> None:
+        self.tar.close()
+        self.flush()
+
+
+def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, start: Any, fail: Any) -> None:
+    """The directory-format dump into `dump_dir` (the snapshot's copy), each of its files
+    sent to the target's staging `tar x` as soon as pg_dump closes it, so the upload runs
+    beside the dump instead of after it (the peers' `pg_dump -Fd; tar | ssh tar x` run one
+    after the other). Whatever was not sent while the dump ran (toc.dat, written last; a
+    file changed after it was sent) goes at the end; `tar x` keeps the last copy of a name.
+    Without inotify: the dump, then the whole directory."""
+    import threading
+
+    dump_dir.mkdir(parents=True, exist_ok=True)  # pg_dump -Fd accepts an existing empty directory
+    try:
+        watch: _Closed | None = _Closed(dump_dir)
+    except (OSError, AttributeError):
+        watch = None
+    upload = _Upload(start(), dump_dir)
+    done, box = threading.Event(), {}
+
+    def follow() -> None:
+        try:
+            while True:
+                last = done.is_set()  # the dump ended: one more read drains what was queued
+                assert watch is not None
+                for name in watch.wait(0.2):
+                    if name != "toc.dat" and (dump_dir / name).is_file():
+                        upload.send(name)
+                if last:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            box["error"] = exc
+
+    sender = threading.Thread(target=follow, name="relocate-pg-upload", daemon=True) if watch is not None else None
+    try:
+        if sender is not None:
+            sender.start()
+        try:
+            local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
+        finally:
+            done.set()
+            if sender is not None:
+                sender.join()
+            if watch is not None:
+                watch.close()
+        if "error" in box:
+            raise box["error"]
+        for name in upload.unsent():
+            upload.send(name)
+        upload.finish()
+    except BaseException:
+        _kill(upload.target)
+        raise
+    result = upload.target.wait(None)
+    if result.status != 0:
+        refused = nolinks.refusal(result.status, result.stderr)
+        raise refused or fail(result.stderr.decode("utf-8", "replace"))
+
+
+def _kill(target: Any) -> None:
+    """Stop a remote `tar x` mid-stream (staging is removed by the caller)."""
+    if isinstance(target, OpenSshExec):
+        target.kill()
+    else:
+        try:
+            target.chan.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
 # --------------------------------------------------------------------------- the engine, as the component drives it
 
 LOCAL_TOOLS = ("pg_dump", "psql", "pg_restore")  # pg_restore: the in-place path replays the dump as SQL
@@ -601,6 +771,9 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
         admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
                   + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
         remote.query(admin, MAINTENANCE_DB)
+        # The dump's upload goes through `ssh` like the peers' `tar | ssh tar x` (paramiko
+        # encrypts in Python, at about half the speed); its login runs while the dump does.
+        bulk = _Bulk.open(conn) if dump_dir is not None else None
         try:
             with local.snapshot() as (snap_id, holder):
                 restore = ["pg_restore", "--no-password", "--dbname", names.tmp]
@@ -609,14 +782,12 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
                                        shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
                     else:
-                        local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
+                        # staging is <root>/.relocate/db/<name>: never through a symlinked component
+                        root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
+                        upload = nolinks.guarded(root, [staging], shell.all_of(
+                            ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
+                        dump_and_upload(local, dump_dir, snap_id, jobs, lambda: _Bulk.ready(bulk, conn).start(upload), remote.fail)
                 if dump_dir is not None:
-                    # staging is <root>/.relocate/db/<name>: never through a symlinked component
-                    root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
-                    upload = nolinks.guarded(root, [staging], shell.all_of(
-                        ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
-                    pipe_to_target(["tar", "-c", "-f", "-", "-C", str(dump_dir), "."], dict(os.environ), conn,
-                                   upload, lambda e: TargetError(f"packing {dump_dir}: {last_line(e)}"), remote.fail)
                     try:
                         cmd = remote.argv(*restore, "-j", str(jobs), "-Fd", staging, db=names.tmp)
                         r = conn.run(shell.line(cmd), timeout=None, check=False)
@@ -628,6 +799,8 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                 remote.query(strip_roles_sql(placeholders, owner if owner_ok else ""), names.tmp)
                 remote.query("".join(f"DROP ROLE {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
             # One pass over the restored copy, with the database closed to everyone else until the swap.
+            if bulk is not None:
+                bulk.close()
             got = check_in_place(conn, remote, names, parts=max(1, min(jobs, 8)))
             diffs = on_stats(stats, got)
             if diffs:
@@ -635,6 +808,8 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                                   f"{names.final} on the target was left as it was")
             remote.query(swap_sql(names, existing), MAINTENANCE_DB)
         except BaseException:
+            if bulk is not None:
+                bulk.close()
             try:
                 remote.query(f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n"
                              + "".join(f"DROP ROLE IF EXISTS {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)

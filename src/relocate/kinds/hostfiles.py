@@ -14,11 +14,17 @@ direct-tcpip channel of the bastion's, so the source needs no public port.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
 import posixpath
+import queue
 import shutil
+import subprocess
 import tarfile
+import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +32,15 @@ from typing import IO, Any, Iterator
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config, SshSpec, ssh_spec
-from relocate.errors import RelocateError, TargetError
+from relocate.errors import RelocateError, TargetError, TransientError
 from relocate.plan.model import Finding, Step
 from relocate.targets import nolinks, shell
+from relocate.targets.openssh import OpenSsh, OpenSshExec, widen_pipe
 from relocate.targets.runtimes import login_is_root
 from relocate.targets.ssh import Connection, Exec
+
+CHUNK = 1 << 20  # relay unit: one read from the source, one write to the target
+QUEUED = 16  # chunks the snapshot/hash thread may lag behind the relay (bounded memory)
 
 STAGING = ".relocate/staging/hosts"
 # What earlier moves put in place, per source entry: the sha256 of the tar stream that
@@ -51,12 +61,24 @@ printf '\0'
 for d in "$@"; do if [ -d "$d" ]; then printf '%s\0' "$d"; fi; done
 """
 
-# Sizes and presence, read-only; `du -s --apparent-size` is what the tar will carry.
+# Sizes and presence, read-only; `du -s --apparent-size` is what the tar will carry. Then
+# the tree's stat fingerprint: every entry's path, type, inode, ctime and mtime (ns), size,
+# mode, owners and link target, hashed there (only the digest travels). Any write, chmod,
+# chown, rename or new entry changes a ctime or the list, so an equal fingerprint means the
+# tar would carry the same bytes, the way git's index trusts unchanged stat data. Only
+# metadata is read: a rerun with nothing to do never reads the files' contents. An entry
+# changed in the last 2 seconds ("racy", as git says: a coarse clock could hide a second
+# write) makes the fingerprint empty, and the tar's own sha256 decides instead.
 _PROBE = r"""
+all=ok
 for p in "$@"; do
   if [ -e "$p" ] || [ -L "$p" ]; then printf 'ok\t%s\t%s\0' "$(du -s -B1 --apparent-size -- "$p" | cut -f1)" "$p"
-  else printf 'missing\t0\t%s\0' "$p"; fi
+  else printf 'missing\t0\t%s\0' "$p"; all=; fi
 done
+now=$(date +%s)
+if [ -n "$all" ] && [ -z "$(find "$@" \( -newerct "@$((now - 2))" -o -newermt "@$((now - 2))" \) -print -quit)" ]; then
+  printf 'stat\t%s\t-\0' "$(find "$@" -printf '%p\t%y\t%i\t%C@\t%T@\t%s\t%m\t%u:%g:%U:%G\t%l\0' | sha256sum | cut -c1-64)"
+fi
 """
 
 # Move the staged tree into place: the old tree is set aside first, dropped last. Never
@@ -90,10 +112,14 @@ class HostInfo:
     sizes: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     digest: str = ""  # sha256 of the tar stream the move would send, computed on the source
+    stat: str = ""  # the source tree's stat fingerprint (_PROBE), taken before the tar is read
     # the manifest of an earlier move that sent exactly this tar, when the target still
     # has it and the local snapshot still holds its tar: then there is nothing to do
     landed: dict[str, Any] | None = None
     landed_tar: Path | None = None
+    # `ssh` logins (source, target) started at gather when there is a copy to make, so
+    # their handshakes overlap the plan instead of delaying the stream; not part of the plan
+    logins: tuple[OpenSsh | None, OpenSsh | None] = (None, None)
 
 
 def _entries(config: Config) -> list[dict[str, Any]]:
@@ -171,45 +197,224 @@ def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
     return [*argv, "--", *(p.lstrip("/") or "." for p in paths)]
 
 
-class _Tee:
-    """stdout sink of the source's tar: into the target's tar and the snapshot file.
+def _nts(field: bytes | bytearray | memoryview) -> str:
+    raw = bytes(field)
+    end = raw.find(b"\0")
+    return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
 
-    It runs on the channel's reader thread, so it records a failure instead of raising
-    (an exception there would vanish with the thread) and keeps draining."""
 
-    def __init__(self, target: Exec, copy: IO[bytes]) -> None:
-        self.target, self.copy = target, copy
+def _nti(field: bytes) -> int:
+    """A tar number: octal text, or GNU base-256 (sizes over 8 GiB, ids over 2^21)."""
+    if field[0] in (0o200, 0o377):
+        n = int.from_bytes(field[1:], "big")
+        return n - 256 ** (len(field) - 1) if field[0] == 0o377 else n
+    return int(_nts(field).strip() or "0", 8)
+
+
+class _TarLister:
+    """The listing `listing_from_tar` gives ({path: [type, mode, mtime, owner, link,
+    sha256]}), built from the tar stream as it passes, in chunks, without copying the
+    data (headers are parsed, file bodies hashed from memoryviews). GNU and ustar headers
+    and GNU long names/links (what GNU tar writes by default); anything else (pax, sparse,
+    a bad checksum) sets `unsupported`, and the caller lists the snapshot tar instead."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[Any]] = {}
+        self.head = bytearray()
+        self.left = 0  # data bytes of the current member still to come
+        self.pad = 0  # then padding to the 512-byte block
+        self.sink: Any = None  # a sha256 (file body), a bytearray (long name/link), or None (skipped)
+        self.row: list[Any] | None = None
+        self.path = ""
+        self.long: dict[str, str] = {}  # "L" | "K" (GNU long name / link) -> the text
+        self.done = self.unsupported = False
+
+    def feed(self, chunk: bytes) -> None:
+        view, i, n = memoryview(chunk), 0, len(chunk)
+        while i < n and not (self.done or self.unsupported):
+            if self.left:
+                take = min(self.left, n - i)
+                if self.sink is not None:
+                    self.sink.update(view[i:i + take]) if not isinstance(self.sink, bytearray) else self.sink.extend(view[i:i + take])
+                i += take
+                self.left -= take
+                if not self.left:
+                    self._end()
+            elif self.pad:
+                take = min(self.pad, n - i)
+                i += take
+                self.pad -= take
+            else:
+                take = min(512 - len(self.head), n - i)
+                self.head += view[i:i + take]
+                i += take
+                if len(self.head) == 512:
+                    self._header(bytes(self.head))
+                    self.head.clear()
+
+    def _header(self, buf: bytes) -> None:
+        if buf.count(0) == 512:
+            self.done = True  # the end-of-archive block (tarfile stops here too)
+            return
+        try:
+            ok = _nti(buf[148:156]) == 256 + sum(buf[:148]) + sum(buf[156:])
+            size, kind = _nti(buf[124:136]), buf[156:157]
+        except ValueError:
+            ok = False
+        if not ok or kind in (b"x", b"g", b"S", b"D", b"M", b"N", b"V"):
+            self.unsupported = True
+            return
+        self.left, self.pad, self.sink, self.row = size, -size % 512, None, None
+        if kind in (b"L", b"K"):  # the next member's long name / link target
+            self.sink, self.path = bytearray(), kind.decode()
+        else:
+            name = self.long.pop("L", None) or _nts(buf[0:100])
+            if buf[257:265] == b"ustar\x0000" and buf[345] != 0:  # POSIX ustar's prefix field
+                name = _nts(buf[345:500]) + "/" + name
+            link = self.long.pop("K", None) or _nts(buf[157:257])
+            t = "d" if kind == b"5" or (kind in (b"0", b"\0") and name.endswith("/")) else "l" if kind == b"2" \
+                else "f" if kind in (b"0", b"\0", b"7") else "h" if kind == b"1" else "o"
+            if t in ("d", "l", "h") or kind in (b"3", b"4", b"6"):
+                self.left = self.pad = 0  # tarfile reads no body for these whatever the size says
+            self.row = [t, _nti(buf[100:108]) & 0o7777, _nti(buf[136:148]), f"{_nts(buf[265:297])}:{_nts(buf[297:329])}",
+                        link if t == "l" else "", None]
+            self.path = name.rstrip("/")
+            if t == "f":
+                self.sink = hashlib.sha256()
+        if not self.left:
+            self._end()
+
+    def _end(self) -> None:
+        if self.row is None:
+            if isinstance(self.sink, bytearray):
+                self.long[self.path] = _nts(self.sink)
+        else:
+            if self.row[0] == "f":
+                self.row[5] = self.sink.hexdigest()
+            self.entries[self.path] = self.row
+        self.sink, self.row = None, None
+
+
+class _Snapshotter:
+    """The snapshot copy and all hashing, on their own thread, fed by the relay through a
+    bounded queue: the relay only forwards bytes (source -> target) and never waits on
+    the disk or a hash unless this thread is QUEUED chunks behind. One pass over the bytes
+    gives the snapshot tar, the stream's sha256 (the rerun record) and each file's sha256
+    (the manifest `verify` compares with), so the tar is never read back."""
+
+    def __init__(self, copy: IO[bytes]) -> None:
+        self.chunks: "queue.Queue[bytes | None]" = queue.Queue(QUEUED)
+        self.copy = copy
         self.sha = hashlib.sha256()
         self.bytes = 0
+        self.lister = _TarLister()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="relocate-hostfiles-snapshot", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self.chunks.get()) is not None:
+            if self.error is not None:
+                continue  # keep the relay from blocking on a full queue
+            try:
+                self.copy.write(chunk)
+                self.sha.update(chunk)
+                self.bytes += len(chunk)
+                self.lister.feed(chunk)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                self.error = exc
+
+    def feed(self, chunk: bytes) -> None:
+        self.chunks.put(chunk)
+
+    def finish(self) -> tuple[str, int, dict[str, list[Any]] | None]:
+        """(stream sha256, bytes, listing or None when the lister could not follow)."""
+        self.chunks.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        whole = self.lister.done and not self.lister.unsupported
+        return self.sha.hexdigest(), self.bytes, self.lister.entries if whole else None
+
+
+class _Tee:
+    """stdout sink of the source's tar: into the target's tar and the snapshot thread.
+
+    With paramiko it runs on the channel's reader thread, so it records a failure instead
+    of raising (an exception there would vanish with the thread) and keeps draining."""
+
+    def __init__(self, target: Exec | OpenSshExec, snap: _Snapshotter) -> None:
+        self.target, self.snap = target, snap
         self.error: BaseException | None = None
 
     def write(self, data: bytes) -> int:
         if self.error is None:
             try:
                 self.target.write(data)
-                self.copy.write(data)
-                self.sha.update(data)
-                self.bytes += len(data)
+                self.snap.feed(data)
             except BaseException as exc:  # noqa: BLE001 - re-raised by the caller thread
                 self.error = exc
         return len(data)
 
 
-def listing_from_tar(path: Path) -> dict[str, list[Any]]:
-    """{path: [type, mode, mtime, owner, linkname, sha256]} read from the tar (never extracted)."""
+def _listing(tar: tarfile.TarFile) -> dict[str, list[Any]]:
+    """{path: [type, mode, mtime, owner, linkname, sha256]} of a tar read as a stream."""
     out: dict[str, list[Any]] = {}
-    with tarfile.open(path, "r|") as tar:
+    with tar:
         for m in tar:
             kind = "d" if m.isdir() else "l" if m.issym() else "f" if m.isfile() else "h" if m.islnk() else "o"
             digest = None
             if m.isfile():
                 fh = tar.extractfile(m)
                 h = hashlib.sha256()
-                while chunk := fh.read(1 << 20):  # type: ignore[union-attr]
+                while chunk := fh.read(CHUNK):  # type: ignore[union-attr]
                     h.update(chunk)
                 digest = h.hexdigest()
             out[m.name.rstrip("/")] = [kind, m.mode & 0o7777, int(m.mtime), f"{m.uname}:{m.gname}", m.linkname if m.issym() else "", digest]
     return out
+
+
+def listing_from_tar(path: Path) -> dict[str, list[Any]]:
+    """{path: [type, mode, mtime, owner, linkname, sha256]} read from the tar (never extracted)."""
+    return _listing(tarfile.open(path, "r|"))
+
+
+def _openssh(conn: Connection) -> OpenSsh | None:
+    """`ssh` pinned to the host key paramiko checked (targets/openssh.py), its login
+    started, not waited for; None where it cannot serve (then paramiko carries the stream)."""
+    bulk = OpenSsh.started(conn)
+    if bulk is not None:
+        atexit.register(bulk.close)  # a plan that is not carried out: the login ends with relocate
+    return bulk
+
+
+def _ready(bulk: OpenSsh | None) -> OpenSsh | None:
+    """The login done, or None (then paramiko carries the stream, as before)."""
+    return bulk if bulk is not None and bulk.ready() else None
+
+
+def _relay_openssh(bulk: OpenSsh, command: str, tee: _Tee) -> tuple[int, bytes]:
+    """Run `command` on the source through `ssh`, its stdout relayed chunk by chunk into
+    `tee` on this thread; (exit status, stderr)."""
+    assert bulk.first is not None
+    argv = [*bulk.argv, "-o", f"ControlPath={bulk.first.path}", "-o", "ControlMaster=no", "--", bulk.host, command]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, bufsize=0)
+        assert proc.stdout is not None
+        widen_pipe(proc.stdout)
+        fd = proc.stdout.fileno()
+        try:
+            while chunk := os.read(fd, CHUNK):
+                tee.write(chunk)
+                if tee.error is not None:
+                    break
+        finally:
+            if tee.error is not None and proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            status = proc.wait()
+        err.seek(0)
+        return status, err.read()
 
 
 class HostFilesKind(Kind):
@@ -221,7 +426,11 @@ class HostFilesKind(Kind):
     def gather(self, ctx: Context) -> list[HostInfo]:
         infos = []
         entries = _entries(ctx.config)
-        for i, entry in enumerate(entries):
+        dests = [posixpath.join(ctx.config.root, e["to"]) for e in entries]
+        # The target's record first: where it holds no earlier copy (a first move), there is
+        # nothing to compare with and the source's tree is not read twice.
+        records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
+        for i, (entry, dest) in enumerate(zip(entries, dests)):
             with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 cmd, stdin = shell.script(_PROBE, *info.paths)
@@ -230,24 +439,27 @@ class HostFilesKind(Kind):
                         state, size, p = line.decode("utf-8", "surrogateescape").split("\t", 2)
                         if state == "ok":
                             info.sizes[p] = int(size or 0)
+                        elif state == "stat":
+                            info.stat = size if len(size) == 64 else ""
                         else:
                             info.missing.append(p)
-                if not info.missing:
+                rec = records.get(_record_key(entry, info.label)) or {}
+                had = rec.get("tar_sha256")
+                found = _earlier(ctx.config.snapshot_dir, _step_id(info), had) if had and dest in present else None
+                if not info.missing and found is not None and info.stat and rec.get("stat_sha256") == info.stat:
+                    info.landed, info.landed_tar = found  # not one entry changed since that tar was read
+                elif not info.missing and found is not None:
                     # GNU tar's output is the same bytes for the same files, modes, owners and
-                    # mtimes: its hash says whether the target already holds this copy.
+                    # mtimes: its hash says whether the target still holds this copy.
                     cmd, stdin = shell.script(_DIGEST, *tar_command(info.paths, entry.get("exclude") or [])[1:])
                     got = src.run(cmd, stdin, timeout=None, check=False)
                     out = got.stdout.decode("ascii", "replace").strip()
                     info.digest = out if got.status == 0 and len(out) == 64 else ""
+                    if info.digest == had:
+                        info.landed, info.landed_tar = found
+                if info.landed is None and not info.missing:
+                    info.logins = (_openssh(src), _openssh(ctx.conn))
             infos.append(info)
-        dests = [posixpath.join(ctx.config.root, e["to"]) for e in entries]
-        records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
-        for info, entry, dest in zip(infos, entries, dests):
-            rec = records.get(_record_key(entry, info.label)) or {}
-            if info.digest and rec.get("tar_sha256") == info.digest and dest in present:
-                found = _earlier(ctx.config.snapshot_dir, _step_id(info), info.digest)
-                if found is not None:
-                    info.landed, info.landed_tar = found
         return infos
 
     def plan(self, ctx: Context, gathered: list[HostInfo]) -> PlanPart:
@@ -274,7 +486,10 @@ class HostFilesKind(Kind):
             # Nothing to send; the snapshot being written keeps the same tar and record.
             keep = Path(ctx.snapshot_dir) / info.landed["tar"]
             keep.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(info.landed_tar, keep)
+            try:
+                os.link(info.landed_tar, keep)  # snapshot tars are never rewritten: share it, no copy
+            except OSError:
+                shutil.copyfile(info.landed_tar, keep)
             return Outcome(changed=False, manifest=dict(info.landed))
         stage = posixpath.join(root, STAGING, str(index))
         dest = posixpath.join(root, entry["to"])
@@ -282,37 +497,73 @@ class HostFilesKind(Kind):
         copy_path.parent.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(changed=True)
         allow = ctx.config.allowed_links
-        # Checked twice: alone first (a clean refusal before the source is read), then again
-        # in the very command that extracts, right before it writes (nolinks.py).
-        conn.run(shell.line(nolinks.guard(root, [stage], allow)))
-        target = conn.start(nolinks.guarded(root, [stage], shell.all_of(
-            ["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage], ["tar", "-x", "-p", "-f", "-", "-C", stage]), allow))
-        with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src, open(copy_path, "wb") as copy:
-            tee = _Tee(target, copy)
-            try:
-                got = src.start(shell.line(tar_command(entry["paths"], entry.get("exclude") or [])), stdout_sink=tee).wait(timeout=None)  # type: ignore[arg-type]  # _Tee writes like IO[bytes]
-            except BaseException:
-                target.chan.close()
-                raise
-        if tee.error is not None:
-            target.chan.close()
-            raise tee.error if isinstance(tee.error, RelocateError) else TargetError(f"writing host files to the target failed ({tee.error})")
-        put = target.wait(timeout=None)
-        src_err = got.stderr.decode("utf-8", "replace").strip().splitlines()
+        source_ssh, target_ssh = info.logins if info is not None else (None, None)
+        tar_c = shell.line(tar_command(entry["paths"], entry.get("exclude") or []))
+        try:
+            target_ssh, source_ssh = _ready(target_ssh or _openssh(conn)), _ready(source_ssh)
+            if source_ssh is not None:
+                got, put, sent = self._stream(conn, None, target_ssh, source_ssh, root, stage, allow, tar_c, copy_path)
+            else:  # paramiko to the source (a `via:` tunnel, no `ssh` binary, a login `ssh` cannot do)
+                with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
+                    got, put, sent = self._stream(conn, src, target_ssh, None, root, stage, allow, tar_c, copy_path)
+        finally:
+            for login in (source_ssh, target_ssh):
+                if login is not None:
+                    login.close()
+        digest, size, entries = sent
+        src_status, src_stderr = got
+        if src_status == 255:  # ssh's own failure (tar never exits 255): nothing whole to put in place
+            lines = src_stderr.decode("utf-8", "replace").strip().splitlines()
+            raise TransientError(f"ssh to the source host {step.source} failed: {lines[-1] if lines else 'exit 255'}",
+                                 hint="running again starts this copy over")
+        src_err = src_stderr.decode("utf-8", "replace").strip().splitlines()
         if put.status != 0:
             err = put.stderr.decode("utf-8", "replace").strip().splitlines()
             raise nolinks.refusal(put.status, put.stderr) or TargetError(f"tar on the target failed for {step.source}: {err[-1] if err else 'exit ' + str(put.status)}")
-        if got.status == 1:  # GNU tar: a file changed while being read; the archive is still whole
+        if src_status == 1:  # GNU tar: a file changed while being read; the archive is still whole
             outcome.warnings.extend(f"{step.source}: {line}" for line in src_err[:5])
-        elif got.status != 0:  # unreadable files: what could be read still moves, the rest is reported
-            outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {got.status}"])[:20])
+        elif src_status != 0:  # unreadable files: what could be read still moves, the rest is reported
+            outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {src_status}"])[:20])
         cmd, stdin = shell.script(_PROMOTE, stage, dest, nolinks.root_arg(root), nolinks.allow_arg(allow))
         conn.run(cmd, stdin)
         if not outcome.failed and info is not None:
-            _record(conn, root, _record_key(entry, info.label), tee.sha.hexdigest())
-        outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": tee.sha.hexdigest(),
-                            "bytes": tee.bytes, "entries": listing_from_tar(copy_path)}
+            _record(conn, root, _record_key(entry, info.label), digest, info.stat)
+        outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": digest,
+                            "bytes": size, "entries": entries if entries is not None else listing_from_tar(copy_path)}
         return outcome
+
+    @staticmethod
+    def _stream(conn: Connection, src: Connection | None, target_ssh: OpenSsh | None, source_ssh: OpenSsh | None, root: str,
+                stage: str, allow: tuple[str, ...], tar_c: str, copy_path: Path) -> tuple[tuple[int, bytes], Any, tuple[str, int, dict[str, list[Any]] | None]]:
+        """`tar c` on the source streamed into `tar x` in staging on the target, as
+        `ssh src tar c | ssh dst tar x` would (the `ssh` binary at both ends when it can
+        log in, else paramiko), with the snapshot copy and every hash on a side thread.
+        Returns ((source status, stderr), target Result, (stream sha256, bytes, listing))."""
+        # Checked twice: alone first (a clean refusal before the source is read), then again
+        # in the very command that extracts, right before it writes (nolinks.py).
+        conn.run(shell.line(nolinks.guard(root, [stage], allow)))
+        tar_x = nolinks.guarded(root, [stage], shell.all_of(
+            ["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage], ["tar", "-x", "-p", "-f", "-", "-C", stage]), allow)
+        target: Exec | OpenSshExec = target_ssh.start(tar_x, target_ssh.first) if target_ssh is not None else conn.start(tar_x)
+        with open(copy_path, "wb") as copy:
+            snap = _Snapshotter(copy)
+            tee = _Tee(target, snap)
+            try:
+                if source_ssh is not None:
+                    got = _relay_openssh(source_ssh, tar_c, tee)
+                else:
+                    assert src is not None
+                    r = src.start(tar_c, stdout_sink=tee).wait(timeout=None)  # type: ignore[arg-type]  # _Tee writes like IO[bytes]
+                    got = (r.status, r.stderr)
+            except BaseException:
+                _abort(target)
+                snap.finish()
+                raise
+            sent = snap.finish()
+        if tee.error is not None:
+            _abort(target)
+            raise tee.error if isinstance(tee.error, RelocateError) else TargetError(f"writing host files to the target failed ({tee.error})")
+        return got, target.wait(timeout=None), sent
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
         root_login = login_is_root(ctx.conn)
@@ -339,11 +590,19 @@ class HostFilesKind(Kind):
         return checks
 
 
+def _abort(target: Exec | OpenSshExec) -> None:
+    """Stop the target's `tar x` mid-stream: staging is left, never the destination."""
+    if isinstance(target, OpenSshExec):
+        target.kill()
+    else:
+        target.chan.close()
+
+
 def _step_id(info: HostInfo) -> str:
     return f"hosts:{info.index}:{info.label}"
 
 
-def _record(conn: Connection, root: str, key: str, digest: str) -> None:
+def _record(conn: Connection, root: str, key: str, digest: str, stat: str) -> None:
     """Note on the target which tar now sits at this entry's destination (under the move's lock)."""
     from relocate.targets import files
 
@@ -353,7 +612,9 @@ def _record(conn: Connection, root: str, key: str, digest: str) -> None:
     except ValueError:
         records = {}
     records = records if isinstance(records, dict) else {}
-    records[key] = {"tar_sha256": digest}
+    # the stat fingerprint was taken before the tar was read: if anything changed since,
+    # the next fingerprint differs and the next run compares the tar's own sha256 instead
+    records[key] = {"tar_sha256": digest, "stat_sha256": stat}
     files.write_file_atomic(conn, posixpath.join(root, RECORD), json.dumps(records, indent=1).encode(), mode=0o644)
 
 
@@ -361,9 +622,14 @@ def target_listing(conn: Connection, directory: str) -> dict[str, list[Any]]:
     from relocate.targets import files
 
     cmd, stdin = shell.script(_LIST, directory)
+    listing = conn.start(cmd)  # the metadata listing runs beside the hashing, not after it
+    listing.write(stdin)
     hashes = files.hash_tree(conn, directory)
+    got = listing.wait(timeout=None)
+    if got.status != 0:
+        raise TargetError(f"listing {directory} on the target failed: {got.stderr.decode('utf-8', 'replace').strip()[-200:]}")
     out: dict[str, list[Any]] = {}
-    for rec in conn.run(cmd, stdin, timeout=None).stdout.split(b"\0"):
+    for rec in got.stdout.split(b"\0"):
         if rec:
             kind, mode, mtime, owner, link, path = rec.decode("utf-8", "surrogateescape").split("\t", 5)
             out[path] = [kind, int(mode, 8), int(float(mtime)), owner, link, hashes.get(path)]

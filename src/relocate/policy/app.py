@@ -12,34 +12,17 @@ from typing import Any
 
 from relocate.errors import ConfigError
 
-# What "thin" moderation means, in one place, because verdicts hinge on it.
-# Parler's case: a volunteer review team with a backlog of days (AWS's letter, Jan 2021).
-MAX_RESPONSE_HOURS = 24.0
-
-
 @dataclass(frozen=True)
 class Moderation:
+    """What the app declares about its moderation; judged per provider by relocate.policy.moderation."""
+
     moderators: int | None = None
     report_response_hours: float | None = None
     automated_filtering: bool | None = None
     published_rules: bool | None = None
-
-    def thin_reasons(self) -> list[str]:
-        """Why moderation looks too thin to satisfy a provider; empty when it looks adequate.
-
-        Unknown values count against the app: a provider asking "can you remove this
-        within a day?" will not accept "we did not say".
-        """
-        reasons = []
-        if not self.moderators:
-            reasons.append("no moderators declared" if self.moderators is None else "zero moderators")
-        if self.report_response_hours is None:
-            reasons.append("no report response time declared")
-        elif self.report_response_hours > MAX_RESPONSE_HOURS:
-            reasons.append(f"reports answered in {self.report_response_hours:g} h (> {MAX_RESPONSE_HOURS:g} h)")
-        if self.published_rules is False:
-            reasons.append("no published rules")
-        return reasons
+    notice_channel: bool | None = None  # a way for people to report content (and the provider to send notices)
+    daily_active_users: int | None = None
+    posts_per_day: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,11 +30,6 @@ class AppProfile:
     content: list[str] = field(default_factory=list)
     moderation: Moderation | None = None
     dependencies: dict[str, str] = field(default_factory=dict)
-
-    def moderation_thin(self) -> list[str]:
-        if self.moderation is None:
-            return ["no moderation declared"]
-        return self.moderation.thin_reasons()
 
 
 def _opt(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -72,7 +50,8 @@ def moderation_from_mapping(raw: Mapping[str, Any] | None, where: str = "app.mod
         return None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: must be a mapping")
-    allowed = {"moderators", "report_response_hours", "automated_filtering", "published_rules"}
+    allowed = {"moderators", "report_response_hours", "automated_filtering", "published_rules", "notice_channel",
+               "daily_active_users", "posts_per_day"}
     unknown = [k for k in raw if not (isinstance(k, str) and (k in allowed or k.startswith("x-")))]
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key (valid: {', '.join(sorted(allowed))})")
@@ -82,6 +61,9 @@ def moderation_from_mapping(raw: Mapping[str, Any] | None, where: str = "app.mod
         report_response_hours=float(hours) if hours is not None else None,
         automated_filtering=_opt(raw, "automated_filtering", bool, where),
         published_rules=_opt(raw, "published_rules", bool, where),
+        notice_channel=_opt(raw, "notice_channel", bool, where),
+        daily_active_users=_opt(raw, "daily_active_users", int, where),
+        posts_per_day=_opt(raw, "posts_per_day", int, where),
     )
 
 

@@ -1,21 +1,28 @@
 """The verdict engine: app profile x provider profiles -> ranked, cited verdicts. Pure.
 
-How one provider is judged (docs/policy.md says the same for users):
+How one provider is judged (docs/policy.md says the same for users, rule by rule):
 
+* Stances: `not_stated` counts as "no clause" only when every `governing`
+  document was read in full; otherwise it is `unknown` (`Provider.clause`).
 * Declared categories (clause categories listed in `app.content`) are what the
   app hosts on purpose. Provider stance -> finding effect:
   prohibited -> reject; restricted -> conditional; unknown -> unknown;
   customer_responsible / not_stated -> note (allowed in writing, or no clause found).
 * Descriptors (`user_generated_content`, `political_speech`) expose clause
-  categories that users may post. For those: prohibited or restricted ->
-  conditional when moderation is thin (the provider will judge the app by its
-  capacity to remove them), a note when moderation is adequate; unknown -> risk.
-  Baseline categories (illegal content, CSAM, copyright, spam, malware) are
-  removed on notice everywhere, so when only exposed they are notes.
-* A descriptor whose exposed (non-baseline) categories are all unknown for a
-  provider is itself an unknown finding: no reading, no acceptance.
-* Thin moderation (see `Moderation.thin_reasons`) with user-generated content
-  makes `unmoderated_ugc` a declared category: it is what the app then is.
+  categories that users may post. For those (non-baseline): prohibited or
+  restricted -> conditional when moderation falls short of this provider's
+  expectations, a note when it meets them; unknown -> unknown (no reading, no
+  acceptance). Baseline categories (illegal content, CSAM, copyright, spam,
+  malware) are removed on notice everywhere: exposed, they are notes (risk if unknown).
+* Moderation (relocate.policy.moderation) is judged per provider, against its
+  cure period and what its terms say it weighs; the finding `<id>/moderation`
+  quotes the provider. Short of it: conditional, and `unmoderated_ugc` becomes
+  a declared category (it is what the app then is).
+* The record (relocate.policy.record): an adverse incident of the same kind for
+  a reason the app exposes caps the verdict at conditional (leaning reject);
+  with moderation short of that provider's expectations it is a reject.
+* An accept may not rest on a partial reading: if any governing document was
+  not read in full, `<id>/reading` is unknown.
 * The catch-all clause and suspension terms are risks: they lower the score.
 * Verdict: any reject -> reject; else any unknown -> unknown; else any
   conditional -> conditional; else accept. Waived findings (`--accept-risk ID`)
@@ -30,7 +37,8 @@ blocker weighs far more than a bad point::
                 - catch_all (8 if prohibited, 4 if restricted)
                 - suspension (8 if without notice, 4 if notice terms unknown or partial)
                 + 5 if a cure period of at least 24 h is written down
-                - 5 per past enforcement event against similar content (at most 15)
+                - 10 * weight per adverse incident of the same kind (at most 20)
+                + 5 * weight per acceptance of the same kind not weakened since (at most 10)
                 - 5 if the profile's overall confidence is low
     clamped to 0..100
 
@@ -46,11 +54,15 @@ from dataclasses import replace
 
 from relocate.errors import ConfigError
 from relocate.policy.app import AppProfile
+from relocate.policy.moderation import Assessment, assess
 from relocate.policy.profiles import ProfileSet, shipped_categories
-from relocate.policy.schema import KINDS, Category, Clause, Provider
+from relocate.policy.record import Incident, event_date, incidents
+from relocate.policy import chain
+from relocate.policy.schema import HOST_KINDS, KINDS, Category, Clause, Provider
 from relocate.policy.verdict import VERDICTS, DependencyRisk, Finding, ProviderVerdict, Report
 
-STALE_AFTER_DAYS = 180
+STALE_AFTER_DAYS = 180  # a copy captured longer ago than this: re-read the live text
+TEXT_STALE_YEARS = 2  # a text whose own date is older than this: a newer version probably exists
 UNMODERATED = "unmoderated_ugc"  # the category thin moderation turns from a risk into what the app is
 
 _DECLARED_EFFECT = {"prohibited": "reject", "restricted": "conditional", "unknown": "unknown",
@@ -72,9 +84,6 @@ def _app_categories(app: AppProfile, categories: dict[str, Category]) -> tuple[d
                 exposed.setdefault(exp, f"users of a {cat.title.lower()} app may post it")
         else:
             declared[name] = "the app declares it in app.content"
-    thin = app.moderation_thin()
-    if thin and (UNMODERATED in exposed or UNMODERATED in declared):
-        declared[UNMODERATED] = "moderation looks thin: " + "; ".join(thin)
     for name in declared:
         exposed.pop(name, None)
     return declared, exposed
@@ -83,35 +92,64 @@ def _app_categories(app: AppProfile, categories: dict[str, Category]) -> tuple[d
 def _finding(p: Provider, clause: Clause, effect: str, why: str) -> Finding:
     doc = p.documents.get(clause.document) if clause.document else None
     return Finding(f"{p.id}/{clause.category}", p.id, effect, why, clause.summary, clause.category,
-                   clause.stance, doc, clause.section)
+                   clause.stance, doc, clause.section, quote=clause.quote)
 
 
-def _exposed_effect(clause: Clause, cat: Category, thin: list[str]) -> tuple[str, str]:
+def _exposed_effect(clause: Clause, cat: Category, mod: Assessment | None) -> tuple[str, str]:
     if clause.stance == "unknown":
-        return "risk", "terms not reviewed for this category"
+        if cat.baseline:
+            return "risk", "terms not reviewed for this category (removed on notice everywhere)"
+        return "unknown", "terms not known for this category: no reading, no acceptance"
     if clause.stance in ("prohibited", "restricted") and not cat.baseline:
-        if thin:
-            return "conditional", "acceptance hinges on moderation capacity, which looks thin: " + "; ".join(thin)
-        return "note", "the app must remove it on notice; declared moderation looks adequate"
+        if mod is not None and not mod.adequate:
+            return "conditional", "acceptance hinges on moderation capacity, which falls short: " + mod.summary()
+        return "note", "the app must remove it on notice; declared moderation meets what the terms ask for"
     if clause.stance in ("prohibited", "restricted"):
         return "note", "removed on notice at every provider; keep a takedown process"
     return "note", "no bar in the terms read"
 
 
-def _blind_spots(p: Provider, app: AppProfile, categories: dict[str, Category]) -> list[Finding]:
-    """A descriptor none of whose judged categories were reviewed is itself unknown.
+def _moderation_finding(p: Provider, mod: Assessment) -> Finding:
+    summary = p.moderation.summary if p.moderation else f"No moderation section in the profile; judged by the default: "         f"reports answered within {mod.cure_hours:g} h and published rules."
+    if mod.adequate:
+        why = f"declared moderation meets what {p.name} weighs ({', '.join(mod.expects)}; {mod.cure_source}: {mod.cure_hours:g} h)"
+    else:
+        why = f"moderation falls short of what {p.name} weighs: {mod.summary()}"
+    return Finding(f"{p.id}/moderation", p.id, "note" if mod.adequate else "conditional", why, summary, UNMODERATED, None,
+                   mod.document, mod.section, quote=mod.quote)
 
-    Without this, a provider we know nothing about would "accept" a forum: every
-    exposed category would be a mere risk, and unknown must never read as allowed.
-    """
+
+def _record_findings(p: Provider, found: list[Incident], mod: Assessment | None) -> list[Finding]:
+    """One finding per incident; the rules are relocate.policy.record's docstring (and docs/policy.md)."""
     out = []
-    for name in app.content:
-        cat = categories[name]
-        judged = [c for c in cat.exposes if not categories[c].baseline]
-        if cat.descriptor and judged and all(p.clause(c).stance == "unknown" for c in judged):
-            out.append(Finding(f"{p.id}/{name}", p.id, "unknown",
-                               f"none of the categories a {cat.title.lower()} app is judged by ({', '.join(judged)}) "
-                               "were reviewed for this provider", "Not covered by the terms we reviewed.", name, "unknown"))
+    short = mod is not None and not mod.adequate
+    for inc in found:
+        doc = section = quote = None
+        if inc.counts and not (inc.reinstated and not short):
+            reject = short and inc.reasons_known
+            effect = "reject" if reject else "conditional"
+            why = f"{p.name} {inc.describe()}: an app of the same kind" + (", for reasons this app exposes" if inc.reasons_known else "")
+            if reject and mod is not None:
+                why += f"; and this app's moderation falls short of what {p.name} weighs: {mod.summary()}"
+                doc, section, quote = mod.document, mod.section, mod.quote
+            else:
+                why += "; at best conditional, leaning reject, whatever the terms say"
+        elif inc.adverse or inc.kind == "notice":
+            effect = "risk"
+            why = f"{p.name} {inc.describe()}"
+            if inc.reinstated and inc.counts:
+                why += "; the app's moderation meets what the provider weighs, as when it took the app back"
+            elif not (inc.same_kind and inc.same_reason):
+                why += ": a related incident (same kind or same reasons, not both)"
+            elif inc.kind == "notice":
+                why += ": a warning, service went on"
+            elif inc.weight < 0.5:
+                why += "; old enough to weigh less than half"
+        else:
+            effect = "note"
+            why = f"{p.name} {inc.describe()}" + ("; weakened by the later change of owner or policy" if inc.later_changes else "")
+        out.append(Finding(f"{p.id}/record/{inc.id}", p.id, effect, why, inc.events[0].what, None, None, doc, section,
+                           quote=quote, events=inc.events))
     return out
 
 
@@ -129,30 +167,52 @@ def _suspension_finding(p: Provider) -> Finding:
     return Finding(f"{p.id}/suspension", p.id, effect, why, s.summary, None, None, doc, s.section)
 
 
-def _findings(p: Provider, app: AppProfile, categories: dict[str, Category]) -> list[Finding]:
+def _reading_finding(p: Provider) -> Finding | None:
+    gaps = p.unread_governing()
+    if not gaps:
+        return None
+    # Cite the first governing document not read in full: --explain then names the copy that fell short.
+    first = next((p.documents[d] for d in p.governing or () if d in p.documents and not p.documents[d].complete), None)
+    return Finding(f"{p.id}/reading", p.id, "unknown",
+                   "an accept would rest on an incomplete reading of the terms: " + ", ".join(gaps),
+                   "Not every governing document was read in full; a clause against this app may be in the part not read.",
+                   document=first, section="(the parts not read)" if first else None)
+
+
+def _findings(p: Provider, app: AppProfile, categories: dict[str, Category],
+              today: dt.date) -> tuple[list[Finding], Assessment | None, list[Incident]]:
     declared, exposed = _app_categories(app, categories)
-    thin = app.moderation_thin()
+    ugc = UNMODERATED in exposed or UNMODERATED in declared
+    mod = assess(app.moderation, p) if ugc else None
+    if mod is not None and not mod.adequate:
+        declared[UNMODERATED] = f"moderation falls short of what {p.name} weighs: {mod.summary()}"
+        exposed.pop(UNMODERATED, None)
     out: list[Finding] = []
     for name, reason in declared.items():
         clause = p.clause(name)
         out.append(_finding(p, clause, _DECLARED_EFFECT[clause.stance], reason))
     for name, reason in exposed.items():
         clause = p.clause(name)
-        effect, why = _exposed_effect(clause, categories[name], thin)
+        effect, why = _exposed_effect(clause, categories[name], mod)
         out.append(_finding(p, clause, effect, f"{reason}; {why}"))
-    out.extend(_blind_spots(p, app, categories))
+    if mod is not None:
+        out.append(_moderation_finding(p, mod))
+    found = incidents(p, set(app.content) | set(declared), set(declared) | set(exposed), today)
+    out.extend(_record_findings(p, found, mod))
     if app.content:  # any hosted content can be called objectionable
         for cat in (c for c in categories.values() if c.catch_all):
             clause = p.clause(cat.id)
             if clause.stance in ("prohibited", "restricted"):
                 out.append(_finding(p, clause, "risk", "a catch-all clause lets the provider act on content no rule names"))
+        if (reading := _reading_finding(p)) is not None and not any(f.effect == "reject" for f in out):
+            out.append(reading)
     out.append(_suspension_finding(p))
-    return out
+    return out, mod, found
 
 
-def _score(p: Provider, findings: list[Finding], events: int) -> int:
+def _score(p: Provider, findings: list[Finding], found: list[Incident]) -> int:
     count = {e: sum(1 for f in findings if f.effect == e and f.category != "objectionable_catch_all") for e in VERDICTS}
-    unreviewed = sum(1 for f in findings if f.effect == "risk" and f.stance == "unknown")
+    unreviewed = sum(1 for f in findings if f.effect in ("risk", "unknown") and f.stance == "unknown")
     conditional = min(35, 15 + 5 * (count["conditional"] - 1)) if count["conditional"] else 0
     score = 100 - 50 * count["reject"] - conditional - min(30, 10 * count["unknown"]) - 3 * unreviewed
     for f in findings:
@@ -161,38 +221,52 @@ def _score(p: Provider, findings: list[Finding], events: int) -> int:
     s = p.suspension
     score -= 8 if s.without_notice is True else (4 if s.without_notice is None else 0)
     score += 5 if (s.cure_period_hours or 0) >= 24 else 0
-    score -= min(15, 5 * events)
+    score -= round(min(20.0, sum((10 if i.adverse else 5) * i.weight for i in found
+                                 if (i.adverse or i.kind == "notice") and i.same_kind)))
+    score += round(min(10.0, sum(5 * i.weight for i in found if i.kind == "accept" and i.same_kind and not i.later_changes)))
     score -= 5 if p.confidence == "low" else 0
     return max(0, min(100, score))
 
 
 def _stale(p: Provider, findings: list[Finding], today: dt.date, days: int) -> list[str]:
-    docs = {f.document.id: f.document for f in findings if f.document is not None}
+    """Warnings from each document's own date and the date of the copy read (not from when we read it)."""
+    cited = {f.document.id for f in findings if f.document is not None}
+    docs = [d for d in p.documents.values() if d.id in cited or d.id in (p.governing or ())]
     out = []
-    for doc in docs.values():
-        age = (today - doc.reviewed).days
-        if age > days:
-            out.append(f"{p.id}: '{doc.title}' ({doc.url}) was last reviewed {doc.reviewed} ({age} days ago); re-read it")
+    for doc in docs:
+        if doc.kind == "secondary":
+            continue
+        if doc.text_date is None:
+            out.append(f"{p.id}: '{doc.title}' carries no date of its own; its age is unknown")
+        elif (age := (today - event_date(doc.text_date)).days) > TEXT_STALE_YEARS * 365:
+            out.append(f"{p.id}: '{doc.title}' is dated {doc.text_date} ({age // 365} years old); "
+                       "check for a newer version" + (f" at {doc.url}" if doc.url else ""))
+        if doc.newer_version:
+            out.append(f"{p.id}: '{doc.title}': a newer version is known and was not read: {doc.newer_version}")
+        captured = doc.copy.captured if doc.copy else None
+        if captured is not None and (age := (today - event_date(captured)).days) > days:
+            out.append(f"{p.id}: '{doc.title}' was read from a copy captured {captured} ({age} days ago); re-read it")
     return out
 
 
 def judge(p: Provider, app: AppProfile, categories: dict[str, Category], today: dt.date, *,
           accepted_risks: Collection[str] = (), stale_after_days: int = STALE_AFTER_DAYS) -> ProviderVerdict:
     """One provider's verdict for one app."""
-    findings = [
-        replace(f, waived=True) if f.id in accepted_risks else f
-        for f in _findings(p, app, categories)
-    ]
+    raw, mod, found = _findings(p, app, categories, today)
+    findings = [replace(f, waived=True) if f.id in accepted_risks else f for f in raw]
     counted = {f.effect for f in findings if not f.waived}
     verdict = next((v for v in ("reject", "unknown", "conditional") if v in counted), "accept")
-    relevant = {f.category for f in findings if f.category and f.effect != "note"} | set(app.content)
-    events = tuple(e for e in p.enforcement if relevant.intersection(e.categories))
+    leaning = "reject" if verdict == "conditional" and any(
+        f.id.startswith(f"{p.id}/record/") and f.effect == "conditional" and not f.waived for f in findings) else None
     warnings = _stale(p, findings, today, stale_after_days)
     secondary = [f.id for f in findings if f.document is not None and f.document.kind == "secondary" and f.effect != "note"]
     if secondary:
         warnings.append(f"{p.id}: {', '.join(secondary)} rest on secondary sources (press or analyses), not the terms themselves")
-    return ProviderVerdict(p.id, p.name, p.kinds, verdict, _score(p, findings, len(events)), tuple(findings),
-                           p.suspension, events, tuple(warnings), p.confidence)
+    shown = {i.id for i in found}
+    events = tuple(e for e in p.record if e.incident in shown or (shown and e.kind in ("owner_change", "policy_change")))
+    return ProviderVerdict(p.id, p.name, p.kinds, verdict, _score(p, findings, found), tuple(findings),
+                           p.suspension, events, tuple(warnings), p.confidence, leaning=leaning, moderation=mod,
+                           incidents=tuple(found))
 
 
 def _rank_key(v: ProviderVerdict) -> tuple[int, int, str]:
@@ -220,39 +294,30 @@ def verdict_for(provider_id: str, app: AppProfile, profileset: ProfileSet, today
     return judge(profileset.get(provider_id), app, profileset.categories, today, accepted_risks=accepted_risks)
 
 
-def dependency_risks(app: AppProfile, profileset: ProfileSet, verdicts: Iterable[ProviderVerdict]) -> list[DependencyRisk]:
-    """For each vendor the app depends on: is it the next single point of failure, and who else accepts?"""
-    by_id = {v.provider: v for v in verdicts}
-    out = []
-    for kind, name in app.dependencies.items():
-        if kind not in KINDS:
-            raise ConfigError(f"app.dependencies.{kind}: unknown kind (valid: {', '.join(KINDS)})")
-        alts = sorted((v for v in by_id.values() if kind in v.kinds and v.verdict in ("accept", "conditional")), key=_rank_key)
-        alternatives = tuple((v.provider, v.verdict, v.score) for v in alts)
-        provider = profileset.resolve(name)
-        if provider is None or provider.id not in by_id:
-            out.append(DependencyRisk(kind, name, None, "unknown", True,
-                                      f"no profile for {name!r}: its terms are unreviewed", alternatives))
-            continue
-        v = by_id[provider.id]
-        top = v.top_findings(1)
-        reason = f"{v.verdict} (score {v.score})" + (f": {top[0].id}, {top[0].why}" if top and v.verdict != "accept" else "")
-        if kind not in provider.kinds:
-            reason += f"; note: the profile does not list {kind} among {provider.name}'s services"
-        alternatives = tuple(a for a in alternatives if a[0] != provider.id)
-        out.append(DependencyRisk(kind, name, provider.id, v.verdict, v.verdict != "accept", reason, alternatives))
-    return out
+def dependency_risks(app: AppProfile, profileset: ProfileSet, verdicts: Iterable[ProviderVerdict], *,
+                     names: Iterable[str] = (), services: Iterable[str] = (), uses: Iterable[str] = ()) -> list[DependencyRisk]:
+    """For each vendor the app depends on (declared, or found from names): its verdict, and who else accepts."""
+    links = chain.detect(profileset, names, services, uses, app.dependencies)
+    return chain.risks(links, profileset, verdicts)
 
 
 def check(app: AppProfile, profileset: ProfileSet, *, today: dt.date, providers: Collection[str] = (),
-          kinds: Collection[str] = (), stale_after_days: int = STALE_AFTER_DAYS) -> Report:
-    """What `relocate check` shows: ranked verdicts (optionally filtered) plus dependency risks."""
+          kinds: Collection[str] = (), stale_after_days: int = STALE_AFTER_DAYS, names: Iterable[str] = (),
+          services: Iterable[str] = (), uses: Iterable[str] = ()) -> Report:
+    """What `relocate check` shows: ranked verdicts (hosts unless filtered) plus the vendor chain."""
     for kind in kinds:
         if kind not in KINDS:
             raise ConfigError(f"--kind {kind}: unknown kind (valid: {', '.join(KINDS)})")
     selected = {profileset.get(p).id for p in providers}
     all_verdicts = evaluate(app, profileset, today=today, stale_after_days=stale_after_days)
-    shown = [v for v in all_verdicts
-             if (not selected or v.provider in selected) and (not kinds or set(kinds) & set(v.kinds))]
-    notes = [f"moderation looks thin: {r}" for r in app.moderation_thin()] if app.content else []
-    return Report(tuple(shown), tuple(dependency_risks(app, profileset, all_verdicts)), tuple(notes))
+
+    def shown(v: ProviderVerdict) -> bool:
+        if selected:
+            return v.provider in selected and (not kinds or bool(set(kinds) & set(v.kinds)))
+        return bool(set(kinds or HOST_KINDS) & set(v.kinds))
+
+    notes = []
+    if app.content and app.moderation is None:
+        notes.append("no app.moderation declared: every provider that weighs moderation will find it short")
+    deps = dependency_risks(app, profileset, all_verdicts, names=names, services=services, uses=uses)
+    return Report(tuple(v for v in all_verdicts if shown(v)), tuple(deps), tuple(notes))

@@ -7,13 +7,24 @@ comments and `--format markdown` get, and what tests read.
 from __future__ import annotations
 
 from relocate.policy.schema import Provider
-from relocate.policy.verdict import DependencyRisk, Finding, ProviderVerdict, Report
+from relocate.policy.verdict import EFFECTS, DependencyRisk, Finding, ProviderVerdict, Report
 
 
 def cite(f: Finding) -> str:
     if f.document is None:
+        if f.events:
+            return "; ".join(f"{e.date} {e.kind} <{e.source}> ({e.source_kind})" for e in f.events)
         return "no source: terms not reviewed"
-    return f"{f.document.title}, {f.section} <{f.document.url}> (reviewed {f.document.reviewed})"
+    d = f.document
+    dated = f", dated {d.text_date}" if d.text_date else ", undated"
+    return f"{d.title}{dated}, {f.section} <{d.url or 'no URL recorded'}>"
+
+
+def copy_line(f: Finding) -> str:
+    """Which copy of the document the finding was read from, and whether that copy was read in full."""
+    if f.document is None:
+        return "no document"
+    return f.document.reading() + ("" if f.document.kind == "primary" else " (secondary source, not the provider's text)")
 
 
 def _md(text: str) -> str:
@@ -26,11 +37,25 @@ def top_line(v: ProviderVerdict, n: int = 2) -> str:
 
 
 def alternatives(d: DependencyRisk) -> str:
-    accepting = [p for p, verdict, _ in d.alternatives if verdict == "accept"]
+    accepting = d.accepting()
     if accepting:
         return ", ".join(accepting)
     conditional = [p for p, verdict, _ in d.alternatives if verdict == "conditional"][:3]
     return "none accept" + (f"; conditional: {', '.join(conditional)}" if conditional else "")
+
+
+def record_lines(v: ProviderVerdict) -> list[str]:
+    """The record as it bears on this app: one line per incident, strongest first."""
+    out = []
+    for i in v.incidents:
+        mark = "counts" if i.counts else ("shown" if i.kind == "accept" else "weighs less")
+        out.append(f"{i.describe()} [{mark}]")
+    return out
+
+
+def chain_line(d: DependencyRisk) -> str:
+    ev = ", ".join(d.evidence) if d.evidence else "declared"
+    return f"{d.kind}: {d.current} -> {d.verdict}{' (at risk)' if d.at_risk else ''} [{ev}]; accepting instead: {alternatives(d)}"
 
 
 def markdown(report: Report) -> str:
@@ -38,16 +63,23 @@ def markdown(report: Report) -> str:
     out += [f"- {n}" for n in report.app_notes] + ([""] if report.app_notes else [])
     out += ["| # | provider | verdict | score | kinds | top findings |", "|---|---|---|---|---|---|"]
     for i, v in enumerate(report.verdicts, 1):
-        out.append(f"| {i} | {_md(v.name)} (`{v.provider}`) | **{v.verdict}** | {v.score} | {', '.join(v.kinds)} | {_md(top_line(v))} |")
+        out.append(f"| {i} | {_md(v.name)} (`{v.provider}`) | **{v.label}** | {v.score} | {', '.join(v.kinds)} | {_md(top_line(v))} |")
     if report.dependencies:
-        out += ["", "## Dependencies", "", "| kind | current | verdict | at risk | alternatives |", "|---|---|---|---|---|"]
+        out += ["", "## Vendor chain", "", "| kind | vendor | verdict | found from | alternatives that accept |",
+                "|---|---|---|---|---|"]
         for d in report.dependencies:
-            out.append(f"| {d.kind} | {_md(d.current)} | {d.verdict} | {'yes' if d.at_risk else 'no'}: {_md(d.reason)} | {alternatives(d)} |")
+            out.append(f"| {d.kind} | {_md(d.current)} | {d.verdict}{' (at risk)' if d.at_risk else ''}: {_md(d.reason)} | "
+                       f"{_md(', '.join(d.evidence))} | {_md(alternatives(d))} |")
     for v in report.verdicts:
         if v.verdict in ("reject", "conditional"):
-            out += ["", f"## {v.name}: {v.verdict}", ""]
-            out += [f"- `{f.id}` **{f.effect}**: {_md(f.summary)} Why: {_md(f.why)}. Source: {_md(cite(f))}"
-                    for f in v.findings if f.effect in ("reject", "conditional")]
+            out += ["", f"## {v.name}: {v.label}", ""]
+            for f in v.findings:
+                if f.effect in ("reject", "conditional") and not f.waived:
+                    quote = f' "{_md(f.quote)}"' if f.quote else ""
+                    out.append(f"- `{f.id}` **{f.effect}**: {_md(f.summary)}{quote} Why: {_md(f.why)}. Source: {_md(cite(f))}")
+            rec = record_lines(v)
+            if rec:
+                out += ["", "Record:", ""] + [f"- {_md(r)}" for r in rec]
     warnings = [w for v in report.verdicts for w in v.warnings]
     if warnings:
         out += ["", "## Warnings", ""] + [f"- {_md(w)}" for w in warnings]
@@ -55,19 +87,28 @@ def markdown(report: Report) -> str:
 
 
 def explain(v: ProviderVerdict, p: Provider) -> list[str]:
-    """Every finding for one provider, with its citation: `relocate check --explain ID`."""
-    out = [f"{v.name} ({v.provider}): {v.verdict}, score {v.score}, profile confidence {v.confidence}",
-           f"jurisdiction: {p.country}" + (f" ({p.jurisdiction_note})" if p.jurisdiction_note else ""), ""]
-    for f in sorted(v.findings, key=lambda f: ("reject", "unknown", "conditional", "risk", "note").index(f.effect)):
+    """Every finding for one provider, with its citation and the copy it was read from: `check --explain ID`."""
+    out = [f"{v.name} ({v.provider}): {v.label}, score {v.score}, profile confidence {v.confidence}",
+           f"jurisdiction: {p.country}" + (f" ({p.jurisdiction_note})" if p.jurisdiction_note else ""),
+           "governing documents: " + (", ".join(p.governing) if p.governing is not None else "not listed (v1 profile)"), ""]
+    for f in sorted(v.findings, key=lambda f: EFFECTS.index(f.effect)):
         out.append(f"[{f.effect}{', waived' if f.waived else ''}] {f.id}" + (f" (stance: {f.stance})" if f.stance else ""))
         out.append(f"    terms: {f.summary}")
+        if f.quote:
+            out.append(f'    quote: "{f.quote}"')
         out.append(f"    why:   {f.why}")
         out.append(f"    source: {cite(f)}")
+        out.append(f"    copy:  {copy_line(f)}")
+    if v.moderation is not None:
+        m = v.moderation
+        out += ["", f"moderation: {'adequate' if m.adequate else 'short'} for {v.name} "
+                    f"(expects {', '.join(m.expects)}; {m.cure_source}: {m.cure_hours:g} h)"]
+        out += [f"  - {s}" for s in m.shortfalls]
     if p.abuse:
         out += ["", f"abuse process: {p.abuse.summary}" + (f" Contact: {p.abuse.contact}" if p.abuse.contact else "")]
-    if v.events:
-        out += ["", "past enforcement against similar apps:"]
-        out += [f"  {e.date} {e.target}: {e.what} <{e.source}>" for e in v.events]
+    if v.incidents:
+        out += ["", "record (incidents concerning apps like this one):"] + [f"  {r}" for r in record_lines(v)]
+        out += [f"    {e.date} {e.kind} {e.target}: {e.what} <{e.source}> ({e.source_kind})" for e in v.events]
     if v.warnings:
         out += ["", "warnings:"] + [f"  {w}" for w in v.warnings]
     out += ["", v.disclaimer]

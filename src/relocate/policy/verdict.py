@@ -7,9 +7,16 @@ plan` can record them; no logic beyond presentation helpers lives here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relocate.policy.schema import Document, Event, Suspension
+
+if TYPE_CHECKING:
+    from relocate.policy.moderation import Assessment
+    from relocate.policy.record import Incident
+
+# Bumped when the JSON's shape changes: 2 = issue 14 (copies, record, moderation, vendor chain).
+FORMAT_VERSION = 2
 
 DISCLAIMER = (
     "This is a reading of each provider's written terms as of the review dates shown, "
@@ -34,6 +41,8 @@ class Finding:
     document: Document | None = None
     section: str | None = None
     waived: bool = False
+    quote: str | None = None  # the provider's own words, when the profile records them
+    events: tuple[Event, ...] = ()  # record findings: the incident's events
 
     def to_dict(self) -> dict[str, Any]:
         doc = self.document
@@ -46,6 +55,8 @@ class Finding:
             "waived": self.waived,
             "why": self.why,
             "summary": self.summary,
+            "quote": self.quote,
+            "events": [event_dict(e) for e in self.events],
             "source": None if doc is None else {
                 "document": doc.id,
                 "title": doc.title,
@@ -54,9 +65,21 @@ class Finding:
                 "text_date": doc.text_date,
                 "reviewed": doc.reviewed.isoformat(),
                 "kind": doc.kind,
+                "role": doc.role,
                 "confidence": doc.confidence,
+                "copy": None if doc.copy is None else {"archive": doc.copy.archive, "path": doc.copy.path,
+                                                       "commit": doc.copy.commit, "captured": doc.copy.captured},
+                "read": doc.read,
+                "sections_read": list(doc.sections_read),
+                "newer_version": doc.newer_version,
             },
         }
+
+
+def event_dict(e: Event) -> dict[str, Any]:
+    return {"date": e.date, "kind": e.kind, "incident": e.incident, "target": e.target, "what": e.what,
+            "app_categories": list(e.app_categories), "reason_categories": list(e.reason_categories),
+            "notice_hours": e.notice_hours, "source": e.source, "source_kind": e.source_kind}
 
 
 @dataclass(frozen=True)
@@ -68,14 +91,21 @@ class ProviderVerdict:
     score: int
     findings: tuple[Finding, ...]
     suspension: Suspension
-    events: tuple[Event, ...] = ()  # past enforcement against apps like this one
+    events: tuple[Event, ...] = ()  # the record's events that concern apps like this one
     warnings: tuple[str, ...] = ()
     confidence: str = "low"
     disclaimer: str = DISCLAIMER
+    leaning: str | None = None  # "reject" when a conditional rests on the provider's record
+    moderation: Assessment | None = None  # this provider's view of the app's moderation (apps with UGC)
+    incidents: tuple[Incident, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.verdict + (f" (leaning {self.leaning})" if self.leaning else "")
 
     @property
     def sources(self) -> list[str]:
-        urls = [f.document.url for f in self.findings if f.document is not None]
+        urls = [f.document.url for f in self.findings if f.document is not None and f.document.url]
         urls += [e.source for e in self.events]
         return list(dict.fromkeys(urls))
 
@@ -94,14 +124,20 @@ class ProviderVerdict:
             "name": self.name,
             "kinds": list(self.kinds),
             "verdict": self.verdict,
+            "leaning": self.leaning,
             "score": self.score,
             "confidence": self.confidence,
+            "moderation": None if self.moderation is None else {
+                "adequate": self.moderation.adequate, "shortfalls": list(self.moderation.shortfalls),
+                "cure_hours": self.moderation.cure_hours, "cure_source": self.moderation.cure_source,
+                "expects": list(self.moderation.expects), "quote": self.moderation.quote,
+                "needed_moderators": self.moderation.needed_moderators},
             "findings": [f.to_dict() for f in self.findings],
             "suspension": {"without_notice": s.without_notice, "cure_period_hours": s.cure_period_hours, "summary": s.summary},
-            "enforcement": [
-                {"date": e.date, "target": e.target, "what": e.what, "source": e.source, "categories": list(e.categories)}
-                for e in self.events
-            ],
+            "record": [event_dict(e) for e in self.events],
+            "incidents": [{"incident": i.id, "kind": i.kind, "date": i.date, "target": i.target, "weight": round(i.weight, 3),
+                           "counts": i.counts, "same_kind": i.same_kind, "same_reason": i.same_reason,
+                           "later_changes": [event_dict(e) for e in i.later_changes]} for i in self.incidents],
             "warnings": list(self.warnings),
             "sources": self.sources,
             "disclaimer": self.disclaimer,
@@ -117,6 +153,10 @@ class DependencyRisk:
     at_risk: bool
     reason: str
     alternatives: tuple[tuple[str, str, int], ...] = ()  # (provider id, verdict, score), best first
+    evidence: tuple[str, ...] = ()  # what shows the dependency: "app.dependencies.dns", "name TWILIO_AUTH_TOKEN", ...
+
+    def accepting(self) -> list[str]:
+        return [p for p, verdict, _ in self.alternatives if verdict == "accept"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +166,7 @@ class DependencyRisk:
             "verdict": self.verdict,
             "at_risk": self.at_risk,
             "reason": self.reason,
+            "evidence": list(self.evidence),
             "alternatives": [{"provider": p, "verdict": v, "score": s} for p, v, s in self.alternatives],
         }
 
@@ -139,6 +180,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "format_version": FORMAT_VERSION,
             "disclaimer": self.disclaimer,
             "app_notes": list(self.app_notes),
             "providers": [v.to_dict() for v in self.verdicts],

@@ -212,6 +212,29 @@ class OpenSsh:
         self._all: list[Master] = []
         self._taken: set[Master] = set()
 
+    @classmethod
+    def started(cls, conn: Connection) -> "OpenSsh | None":
+        """An OpenSsh with one login started, not waited for (a single stream's: host files,
+        a database dump); None where `ssh` cannot serve (a `via:` tunnel, no binary)."""
+        if not cls._usable(conn):
+            return None
+        try:
+            bulk = cls(conn)
+            bulk.first = bulk.master(wait=False)
+        except OSError:
+            return None
+        return bulk
+
+    def ready(self) -> bool:
+        """Whether that login succeeded (waits for it); closed when it did not."""
+        try:
+            assert self.first is not None
+            self.first.wait_ready()
+            return True
+        except TransientError:
+            self.close()
+            return False
+
     def master(self, wait: bool = True) -> Master:
         """A new master connection (one per lane, and a fresh one per retry)."""
         m = Master(self.argv, os.path.join(self._dir, f"m{next(self._ids)}"), self.host, wait=wait)
