@@ -254,8 +254,11 @@ class OpenSsh:
 
     @staticmethod
     def _usable(conn: Connection) -> bool:
-        # RELOCATE_BULK_SSH=paramiko (relocate.settings) is the caller's: PushOptions.engine
-        return shutil.which("ssh") is not None and getattr(conn, "via", None) is None
+        # The bulk lanes take RELOCATE_BULK_SSH from relocate.settings (PushOptions.engine);
+        # the single streams (host files, a database upload: `started`) still read it here.
+        if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
+            return False
+        return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
 
     @classmethod
     def prestart(cls, conn: Connection, count: int = 1) -> None:
