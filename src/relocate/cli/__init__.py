@@ -31,7 +31,7 @@ from relocate.errors import ExitCode, RelocateError
 _COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init_cmd", "Write a commented relocate.yaml to start from."),
     "discover": ("discover_cmd", "Inventory the AWS account read-only."),
-    "check": ("check", "Rank providers by whether their written terms accept this app (not legal advice)."),
+    "check": ("check", "Rank providers by whether their written terms and record accept this app, and check its vendor chain (not legal advice)."),
     "profiles": ("check", "Acceptable-use provider profiles: list, show, lint."),
     "plan": ("plan_cmd", "Read the source and probe the target (nothing is written) and show the plan."),
     "move": ("move_cmd", "Copy the data and config to the target, then verify it there."),
