@@ -104,7 +104,7 @@ def test_compose_release_switch_health_and_rollback(tmp_path: Path, moto: str, s
     assert _version(cfg, port) == f"v2 {second}"
     assert (root / "current").resolve().name == second
 
-    r = cli("rollback", "-f", str(cfg), "--json")
+    r = cli("rollback", "-f", str(cfg), "--yes", "--json")
     assert r.exit_code == 0, r.stdout + r.stderr
     assert r.json()["to"] == first
     assert _version(cfg, port) == f"v1 {first}"

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from helpers import aws_client
-from relocate.components import Context
-from relocate.components.databases import DbGathered, Databases, compare
+from relocate.kinds import Context
+from relocate.settings import Switches
+from relocate.kinds.databases import DbGathered, Databases, compare
 from relocate.config import AwsSpec, parse_config
 from relocate.errors import ConfigError, SourceError
 from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line
@@ -87,11 +88,11 @@ def test_version_helpers_and_role_sql() -> None:
     assert classify("psql: error: connection to server at 127.0.0.1 failed: Connection refused") == "unreachable"
 
 
-def _judged(tmp_path: Path, src: dict[str, Any], dst: dict[str, Any], flags: dict[str, Any] | None = None) -> DbGathered:
+def _judged(tmp_path: Path, src: dict[str, Any], dst: dict[str, Any], switches: dict[str, Any] | None = None) -> DbGathered:
     text = ("version: 1\ntarget: {ssh: {host: h}, root: /srv}\n"
             f"snapshot: {{dir: {tmp_path}/snap, key_file: {tmp_path}/k}}\n")
     config = parse_config(text, tmp_path / "relocate.yaml")
-    ctx = Context(config=config, aws=None, conn=None, target_id="t", flags=flags or {})
+    ctx = Context(config=config, aws=None, conn=None, target_id="t", switches=Switches(**(switches or {})))
     addr = DbAddress("postgres", "h", 5432, "u", "app", Secret("p"))
     g = DbGathered({}, "app", addr, addr, facts=src, tfacts=dst)
     Databases()._judge(ctx, g)

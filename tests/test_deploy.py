@@ -129,7 +129,12 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
         r = cli("move", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert _get(cfg, "/version", port) == b"v3"
+        # rollback goes through the gate (issue 17): without --yes and without a terminal it
+        # refuses, and nothing changes on the target
         r = cli("rollback", "-f", str(cfg), "--json")
+        assert r.exit_code == 2 and "refusing to roll back without confirmation" in r.stderr, r.stdout + r.stderr
+        assert _get(cfg, "/version", port) == b"v3"
+        r = cli("rollback", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert r.json()["to"] == first
         assert _get(cfg, "/version", port) == b"v1"
@@ -227,7 +232,7 @@ def test_new_release_replaces_the_old_process_under_dash(tmp_path: Path, moto: s
         assert r.exit_code == 0, r.stdout + r.stderr
         assert _get(cfg, "/", port) == b"v2"  # the new release answers, not the old one
         assert _processes_in(root / "releases") == 1, "the old release's app still runs"
-        r = cli("rollback", "-f", str(cfg), "--json")
+        r = cli("rollback", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert _get(cfg, "/", port) == b"v1"
         assert _processes_in(root / "releases") == 1
@@ -291,8 +296,8 @@ def test_systemd_without_root_or_sudo_is_a_plan_blocker(tmp_path: Path, moto: st
 def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: Path, moto: str, sshd) -> None:
     """Run past the plan (as a saved plan made elsewhere would): the systemd steps fail
     for want of sudo; `current` must still name the release that ran before."""
-    from relocate.components import Context
-    from relocate.components.deploy import DeployComponent
+    from relocate.kinds import Context
+    from relocate.kinds.deploy import DeployKind
     from relocate.targets import releases
 
     cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-anystep")
@@ -307,10 +312,10 @@ def test_a_failing_deploy_step_leaves_current_on_the_previous_release(tmp_path: 
         config = load_config(cfg)
         with Connection(config.ssh) as conn:
             ctx = Context(config=config, aws=None, conn=conn, target_id="t")
-            comp = DeployComponent()
+            comp = DeployKind()
             gathered = comp.gather(ctx)
             step = comp.plan(ctx, gathered).steps[0]
-            out = comp.execute(ctx, gathered, step)
+            out = comp.apply(ctx, gathered, step)
             assert releases.current_release(conn, str(root)) == first
             assert out.failed and "failed at step" in out.failed[0], out.failed
             assert out.manifest["active"] == first and out.manifest["tried"] != first

@@ -12,7 +12,7 @@ import dns.rdatatype
 import yaml
 
 from helpers import aws_client, cli, make_config
-from relocate.components.dns import aws_resource, parse_zone_text
+from relocate.kinds.dns import aws_resource, parse_zone_text
 
 ZONE = "townsquare.example"
 LONG = "k=" + "A" * 250  # one TXT string near the 255-byte limit
@@ -176,7 +176,7 @@ def test_cutover_list_compares_names_not_substrings(tmp_path: Path, moto: str, s
 
 
 def test_cutover_names_compare_case_insensitive_and_absolute() -> None:
-    from relocate.components.dns import export_zone, name_key
+    from relocate.kinds.dns import export_zone, name_key
     from relocate.sources.route53 import HostedZone, RecordSet
 
     assert name_key("WWW.Example") == name_key("www.example.") == "www.example."

@@ -13,7 +13,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from relocate.components.hostfiles import _TarLister, listing_from_tar, tar_command
+from relocate.kinds.hostfiles import _TarLister, listing_from_tar, tar_command
 
 
 def _tree(base: Path) -> Path:
@@ -94,7 +94,7 @@ def test_first_move_reads_the_tree_once_and_a_rerun_not_at_all(tmp_path: Path, m
 
     import yaml
 
-    import relocate.components.hostfiles as hostfiles
+    import relocate.kinds.hostfiles as hostfiles
     from helpers import cli, make_config
     from test_hostfiles import _seed_source, _ssh
 

@@ -328,8 +328,6 @@ def test_the_receivers_refuse_a_link_themselves(sshd: Any, monkeypatch: pytest.M
     from relocate.sources.inventory import ObjectInfo
     from test_receiver import _MemReader
 
-    monkeypatch.setenv("RELOCATE_RECEIVER", receiver)
-    monkeypatch.setenv("RELOCATE_RETRY_BACKOFF", "0.01")
     root, outside = _root(sshd), _outside(sshd)
     if level == "data/sub":
         _mkdirs(root, "data")
@@ -339,7 +337,7 @@ def test_the_receivers_refuse_a_link_themselves(sshd: Any, monkeypatch: pytest.M
     with _conn(sshd) as conn:
         pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
                               paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
-                              opts=PushOptions(transfers=2, lanes=1, engine="paramiko"))
+                              opts=PushOptions(transfers=2, lanes=1, engine="paramiko", receiver=receiver, backoff_s=0.01))
         with pytest.raises(SafetyError) as err:
             pusher.run(objs, lambda done: None)
     assert f"symlink {link} -> {outside}" in err.value.message
@@ -367,7 +365,7 @@ def test_sftp_lock_and_audit_writers_refuse_a_link_themselves(sshd: Any) -> None
 
 
 def test_deploy_writers_refuse_a_link_themselves(sshd: Any, tmp_path: Path) -> None:
-    from relocate.components import deploy
+    from relocate.kinds import deploy
     from relocate.errors import SafetyError
     from relocate.targets import releases
 

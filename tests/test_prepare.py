@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from helpers import aws_client, cli, make_config
-from relocate.components.prepare import family_of, wanted_packages
+from relocate.kinds.packages import family_of, wanted_packages
 from relocate.config import parse_config
 
 

@@ -135,8 +135,6 @@ class _MemReader:
 @pytest.mark.parametrize("engine", ["openssh", "paramiko"])
 @pytest.mark.parametrize("receiver", ["python", "sh"])
 def test_batches_land_whole_through_either_receiver(sshd, monkeypatch: pytest.MonkeyPatch, receiver: str, engine: str) -> None:
-    monkeypatch.setenv("RELOCATE_RECEIVER", receiver)
-    monkeypatch.setenv("RELOCATE_BATCH_OBJECTS", "2")  # several batches per lane: the agent's session answers each
     bodies = {name: hashlib.sha256(name.encode()).digest() * 300 for name in ODD_NAMES}
     bodies["v/clip.bin"] = os.urandom(9 * MiB + 7)  # above SMALL_OBJECT: streamed, and a batch of its own
     objs = [ObjectInfo(k, len(v), "", 1_600_000_000 + i) for i, (k, v) in enumerate(bodies.items())]
@@ -147,7 +145,8 @@ def test_batches_land_whole_through_either_receiver(sshd, monkeypatch: pytest.Mo
     with Connection(spec) as conn:
         pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
                               paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
-                              opts=PushOptions(transfers=4, lanes=2, engine=engine))
+                              # several batches per lane: the agent's session answers each
+                              opts=PushOptions(transfers=4, lanes=2, engine=engine, receiver=receiver, batch_objects=2))
         pusher.run(objs, lambda done: committed.extend(d.key for d in done))
         assert pusher.receiver == ("agent" if receiver == "python" else "tar")
     assert sorted(committed) == sorted(bodies)

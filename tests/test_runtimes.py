@@ -14,7 +14,7 @@ import yaml
 
 from conftest import in_ci
 from helpers import cli
-from relocate.components.deploy import settings
+from relocate.kinds.deploy import settings
 from relocate.config import parse_config
 from relocate.errors import ConfigError
 from relocate.targets.runtimes import (CommandRuntime, ComposeRuntime, DeploySettings, SystemdRuntime, runtime_for,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from pathlib import Path
 
 import boto3
 import pytest
@@ -30,14 +29,14 @@ def _body(key: str, size: int) -> bytes:
 
 
 @pytest.fixture(params=["curl", "threads"])
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Who reads the small bodies: s3gets' libcurl multi handle, or `get` on a thread pool."""
-    monkeypatch.setenv("RELOCATE_S3_GETS", request.param)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Who reads the small bodies: s3gets' libcurl multi handle, or `get` on a thread pool
+    (RELOCATE_S3_GETS, read by the CLI into relocate.settings and handed to the reader)."""
     return request.param
 
 
 @pytest.fixture
-def reader_for(s3_server, monkeypatch: pytest.MonkeyPatch):
+def reader_for(s3_server, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
     """Seed a fresh bucket with {key: size}; returns (ObjectReader, [ObjectInfo] as listed, client)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
@@ -52,7 +51,8 @@ def reader_for(s3_server, monkeypatch: pytest.MonkeyPatch):
         listed = [ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'), 0.0)
                   for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                   for o in page.get("Contents", [])]
-        reader = ObjectReader(Aws(AwsSpec(region="us-east-1", endpoint_url=s3_server.endpoint_url)), bucket)
+        gets = request.getfixturevalue("engine") if "engine" in request.fixturenames else "auto"
+        reader = ObjectReader(Aws(AwsSpec(region="us-east-1", endpoint_url=s3_server.endpoint_url)), bucket, gets=gets)
         readers.append(reader)
         return reader, listed, s3
 
@@ -140,7 +140,7 @@ def test_a_bucket_in_another_region_is_read_signed_for_its_own(moto: str, monkey
     keys = {f"f/{i}": 3 * KiB + i for i in range(5)}
     for key, size in keys.items():
         s3.put_object(Bucket="far-away", Key=key, Body=_body(key, size))
-    reader = ObjectReader(Aws(AwsSpec(region="us-east-1", endpoint_url=moto)), "far-away")
+    reader = ObjectReader(Aws(AwsSpec(region="us-east-1", endpoint_url=moto)), "far-away", gets=engine)
     try:
         assert reader._region == "eu-west-1"
         assert reader.store.config.get("region") == "eu-west-1"  # obstore's too
@@ -264,9 +264,7 @@ def test_versioning_refused_is_unknown_not_a_failure(moto: str) -> None:
     assert inventory.versioning(aws, "vers-denied") == "unknown"
     listings, left = inventory.take_versions(aws, (BucketSpec("vers-denied", "", "data"),))
     assert listings == [] and left[0]["status"] == "unknown"
-    from relocate.plan.build import build_plan
-    from relocate.config import parse_config
+    from relocate.kinds.objects import plan_objects
 
-    cfg = parse_config("version: 1\ntarget: {ssh: {host: h}, root: /srv/a}\n", Path("r.yaml"), env={})
-    plan = build_plan(cfg, inventory.Inventory(versions_left=left), None, {}, target="t", now=0.0)
-    assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in plan.warnings)
+    part = plan_objects(inventory.Inventory(versions_left=left), {})
+    assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in part.warnings)

@@ -206,7 +206,7 @@ SCHEMA = Map(
                 "root": Str(check=_absolute),
                 "database": Map({"engine": Str(choices=("postgres", "mysql", "mariadb")), "url": Str(check=_database_url),
                                  "password_from": Str(check=_password_from)}),
-                # install what the move and the runtime need (components/prepare.py)
+                # install what the move and the runtime need (kinds/packages.py)
                 "prepare": Bool(),
                 "packages": List(Str()),  # extra distribution packages the app needs, installed by prepare
                 # links under root that relocate may write through (nolinks.py; every other one is refused)
@@ -216,7 +216,7 @@ SCHEMA = Map(
             },
             required=("ssh", "root"),
         ),
-        # Checked further (which keys each runtime needs) by components/deploy.py settings().
+        # Checked further (which keys each runtime needs) by kinds/deploy.py settings().
         "deploy": Map(
             {
                 "runtime": Str(choices=("systemd", "compose", "command")),
@@ -326,8 +326,8 @@ class Config:
     @property
     def env_files(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for item in (*self.parameters, *self.secrets):
-            seen[_norm(item.to)] = None
+        for to in [p.to for p in self.parameters] + [s.to for s in self.secrets]:
+            seen[_norm(to)] = None
         return tuple(seen)
 
 
@@ -425,7 +425,7 @@ def check_places(data: dict[str, Any], ctx: Ctx) -> None:
         ctx.report_path(f"target.allow_symlinks[{i}]", msg)
     hosts_to = {_norm(h["to"]) for h in src.get("hosts") or [] if h and h.get("to")}
     for i, link in enumerate(allowed):
-        if _norm(link) in hosts_to:  # components/hostfiles.py replaces `to:` whole, link and all
+        if _norm(link) in hosts_to:  # kinds/hostfiles.py replaces `to:` whole, link and all
             ctx.report_path(f"target.allow_symlinks[{i}]", "is a source.hosts `to:`, which is replaced whole; allow its parent instead")
     bastions = src.get("bastions") or {}
     for i, db in enumerate(src.get("databases") or []):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -13,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from relocate.components import Component, Context, load_components
+from relocate.kinds import Context, Kind, load_kinds
 from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
-from relocate.plan.build import Rates, build_plan
+from relocate.plan.build import build_plan
 from relocate.plan.model import Plan
 from relocate.policy.schema import HOST_KINDS
+from relocate.settings import Switches, Tuning
 from relocate.sources.aws import Aws
 from relocate.targets.openssh import OpenSsh
 from relocate.targets.ssh import Connection
@@ -30,10 +32,11 @@ class Options:
     accept_new_host_key: bool = False
     accepted_risks: tuple[str, ...] = ()
     profiles_dir: Path | None = None
-    flags: dict[str, Any] = field(default_factory=dict)  # component switches, e.g. replace_database
+    switches: Switches = field(default_factory=Switches)  # `move`'s switches the kinds read
     checksum: bool = False  # objects already on the target are re-hashed there, not only sized
     probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
     bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
+    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
 
 
 def provider_verdict(config: Config, opts: Options, today: dt.date | None = None,
@@ -84,8 +87,8 @@ class Prepared:
     gathered: Gathered
     plan: Plan
     ctx: Context
-    components: list[Component]
-    component_data: dict[str, Any]
+    kinds: list[Kind]
+    kind_data: dict[str, Any]  # each kind's gather, by kind name
 
 
 @contextmanager
@@ -96,26 +99,25 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
     conn.connect()
     try:
-        if opts.bulk_login and config.s3:
+        if opts.bulk_login and config.s3 and opts.tuning.bulk_ssh != "paramiko":
             OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn, checksum=opts.checksum)
         if verdict is not None and (names := source_names(gathered.inventory)):
             verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                      accept_new_host_key=opts.accept_new_host_key, flags=dict(opts.flags))
-        components = load_components(config)
-        data = {c.name: c.gather(ctx) for c in components}
-        parts = tuple(c.plan(ctx, data[c.name]) for c in components)
-        rates = Rates()
+                      accept_new_host_key=opts.accept_new_host_key, switches=opts.switches, gathered=gathered)
         if opts.probe:
             from relocate.execute.probe import measure
 
             facts = gathered.facts
-            rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None)
-        plan = build_plan(config, gathered.inventory, gathered.facts, gathered.done_keys(),
-                          target=ctx.target_id, verdict=verdict, accepted_risks=opts.accepted_risks, parts=parts,
-                          rates=rates, env_same=gathered.env_same, now=time.time())
-        yield Prepared(config, aws, conn, gathered, plan, ctx, components, data)
+            ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
+                                tuning=opts.tuning)
+        kinds = load_kinds(config)
+        data = {k.name: k.gather(ctx) for k in kinds}
+        parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
+        plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
+                          accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
+        yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
     finally:
         OpenSsh.discard(conn)
         conn.close()
@@ -152,6 +154,32 @@ def check_drift(saved: Plan, fresh: Plan, allow_drift: bool) -> list[str]:
     return changes
 
 
+def saved_steps(saved: Plan, fresh: Plan) -> Plan:
+    """The plan `move plan.json` runs: the SAVED plan's steps, in the saved order, each as
+    the fresh look at the source and target finds it (what is already there is not sent
+    again). A step left out of plan.json is not run; a saved step the fresh plan does not
+    have, or has with another kind, source or destination, makes the saved plan stale
+    (exit 6). The fresh plan's blockers stand, and so do the saved plan's deadline
+    findings: the deadline rules were decided when it was planned."""
+    by_id = {s.id: s for s in fresh.steps}
+    steps = []
+    for old in saved.steps:
+        new = by_id.get(old.id)
+        if new is None or (new.kind, new.source, new.dest) != (old.kind, old.source, old.dest):
+            why = "the source and target no longer have it" if new is None else "it now reads or writes elsewhere"
+            raise DriftError(f"the saved plan is stale: step {old.id}: {why}",
+                             hint="run `relocate plan -o` again")
+        if old.kind != "verify":
+            steps.append(new)
+    verify = by_id.get("verify")
+    if verify is not None:
+        steps.append(verify)  # the move always ends by verifying what it wrote
+    run = dataclasses.replace(fresh, steps=steps)
+    run.blockers = list(fresh.blockers) + [b for b in saved.blockers if b.code == "deadline"]
+    run.schedule = saved.schedule
+    return run
+
+
 def load_any(path: Path) -> tuple[Config, Plan | None]:
     """`move` accepts relocate.yaml or a saved plan.json."""
     if path.suffix == ".json":
@@ -160,4 +188,4 @@ def load_any(path: Path) -> tuple[Config, Plan | None]:
     return load_config(path), None
 
 
-__all__ = ["Options", "Prepared", "prepare", "load_any", "check_drift", "provider_verdict", "RelocateError"]
+__all__ = ["Options", "Prepared", "prepare", "load_any", "check_drift", "saved_steps", "provider_verdict", "RelocateError"]

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         # By name: newer Typer vendors its own click (typer._click), whose ClickException
         # is not click's; a bad flag value must still be a usage error (2), not a bug (1).
         if any(c.__name__ == "ClickException" for c in type(exc).__mro__):
-            exc.show()
+            exc.show()  # type: ignore[attr-defined]  # found by name above
             sys.exit(int(ExitCode.USAGE))
         if _state["debug"]:
             traceback.print_exc()

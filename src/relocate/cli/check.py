@@ -75,7 +75,7 @@ def _app_only_spec() -> Any:
     from relocate.schema import Int, Map
 
     app = SCHEMA.fields["app"]
-    return Map({"version": Int(min=1, max=1), "app": replace(app, required=())}, required=("app",))
+    return Map({"version": Int(min=1, max=1), "app": replace(app, required=())}, required=("app",))  # type: ignore[type-var]
 
 
 def _read_file(path: Path) -> _Input:
@@ -110,7 +110,7 @@ def _split(values: Optional[list[str]]) -> list[str]:
 def _with_flags(base: AppProfile, q: "_Quick") -> AppProfile:
     """Flags override (or, without a file, make up) the app section."""
     m = base.moderation or Moderation()
-    given = {k: v for k, v in (("moderators", q.moderators), ("report_response_hours", q.response_hours),
+    given: dict[str, Any] = {k: v for k, v in (("moderators", q.moderators), ("report_response_hours", q.response_hours),
                                 ("daily_active_users", q.daily_active_users), ("posts_per_day", q.posts_per_day),
                                 ("automated_filtering", q.automated_filtering), ("published_rules", q.published_rules),
                                 ("notice_channel", q.notice_channel)) if v is not None}
@@ -345,7 +345,7 @@ def register(app: typer.Typer) -> None:
         with _edge():
             ps = load_profiles(profiles)
             if categories:
-                rows = [{"id": c.id, "title": c.title, "definition": c.definition, "descriptor": c.descriptor,
+                rows: list[dict[str, Any]] = [{"id": c.id, "title": c.title, "definition": c.definition, "descriptor": c.descriptor,
                          "exposes": list(c.exposes)} for c in ps.categories.values()]
                 if as_json:
                     print_json({"categories": rows})

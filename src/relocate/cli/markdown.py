@@ -69,9 +69,9 @@ def plan_markdown(p: Plan, limit: int = LIMIT) -> str:
             doc.add(f"- vendor {esc(d['kind'])}: {esc(d['current'])} **{esc(d['verdict'])}** ({esc(', '.join(d['evidence']))}); "
                     f"accepting instead: {esc(', '.join(ok) or 'none')}")
     if p.schedule:
-        s = p.schedule
-        doc.add(f"- deadline {esc(s['deadline'])}: projected finish {esc(s['projected_finish'])}; "
-                f"{len(s['misses'])} step(s) miss it, {len(s['critical_misses'])} critical")
+        sched = p.schedule
+        doc.add(f"- deadline {esc(sched['deadline'])}: projected finish {esc(sched['projected_finish'])}; "
+                f"{len(sched['misses'])} step(s) miss it, {len(sched['critical_misses'])} critical")
     reserve = 2_000  # room for the truncation notes of the sections below
     if p.blockers:
         doc.add()

@@ -10,12 +10,13 @@ import typer
 
 from relocate.cli import can_prompt, options, render
 from relocate.cli.progress import Reporter
-from relocate.errors import ExitCode, UsageError
-from relocate.execute.move import MoveOptions, run_move
+from relocate.errors import ExitCode
+from relocate.execute import gate
+from relocate.execute.runner import MoveOptions, run_move
 from relocate.execute.objects import default_lanes
-from relocate.plan.build import human_bytes
-from relocate.plan.deadline import order_steps, parse_deadline
-from relocate.workflow import Options, check_drift, load_any, prepare
+from relocate.plan.deadline import parse_deadline
+from relocate.settings import Switches, Tuning
+from relocate.workflow import Options, check_drift, load_any, prepare, saved_steps
 
 
 def register(app: typer.Typer) -> None:
@@ -48,32 +49,34 @@ def register(app: typer.Typer) -> None:
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
         lanes = lanes or default_lanes()
         until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
+        tuning = Tuning.from_env()  # the RELOCATE_* knobs, read here and handed down
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
-                       flags={"replace_database": tuple(replace_database or ()), "no_local_copy": no_local_copy},
-                       bulk_login=lanes, checksum=checksum)
+                       switches=Switches(tuple(replace_database or ()), no_local_copy),
+                       bulk_login=lanes, checksum=checksum, tuning=tuning)
         with prepare(config, opts) as prep:
             plan = prep.plan
-            if until is not None:
-                plan.steps = order_steps(plan.steps)
             if saved is not None:
+                # The fresh plan only detects drift; the saved plan's steps are what runs.
                 check_drift(saved, plan, allow_drift)
+                plan = saved_steps(saved, plan)
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
-            if not plan.blockers and plan.todo_bytes + sum(s.todo_count for s in plan.steps if s.kind == "s3") > 0 and not yes:
-                if not can_prompt():
-                    raise UsageError("refusing to move without confirmation: no terminal to ask on", hint="pass --yes")
-                if not typer.confirm(f"Move {human_bytes(plan.todo_bytes)} to {plan.target}?", default=False):
+            approval = None
+            if not plan.blockers:
+                approval = gate.confirm(plan.changes, action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
+                                        ask=lambda q: typer.confirm(q, default=False),
+                                        show=lambda line: render.stderr_console().print(line, markup=False))
+                if approval is None:
                     raise typer.Exit(int(ExitCode.USAGE))
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
             progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
             try:
-                report = run_move(plan, config, prep.aws, prep.conn, prep.gathered,
+                report = run_move(plan, config, prep.ctx, prep.kinds, prep.kind_data,
                                   MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes,
-                                              bwlimit=rate, on_event=progress.event, deadline=until), progress,
-                                  components=prep.components, ctx=prep.ctx, component_data=prep.component_data)
+                                              bwlimit=rate, on_event=progress.event, deadline=until, tuning=tuning), approval, progress)
             finally:
                 progress.close()
         if as_json:

@@ -7,10 +7,11 @@ from typing import Optional
 
 import typer
 
-from relocate.cli import options, render
-from relocate.components.deploy import rollback
+from relocate.cli import can_prompt, options, render
+from relocate.kinds.deploy import rollback, rollback_step
 from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
+from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit
 from relocate.targets.ssh import Connection
 
@@ -20,6 +21,7 @@ def register(app: typer.Typer) -> None:
     def rollback_cmd(
         file: Path = options.CONFIG,
         to: Optional[str] = typer.Option(None, "--to", help="Release id to switch to (default: the one before current)."),
+        yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
         as_json: bool = options.JSON,
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
     ) -> None:
@@ -29,7 +31,15 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"{config.path.name}: no deploy: section, so there is no release to roll back")
         with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
             with TargetLock(conn, config.root, "rollback"):
-                result = rollback(config, conn, to)
+                # A one-step plan through the same gate as `move` (execute/gate.py).
+                step = rollback_step(config, conn, to)
+                approval = gate.confirm([step.change], action="roll back", target=config.ssh.host, yes=yes,
+                                        can_prompt=can_prompt(), ask=lambda q: typer.confirm(q, default=False),
+                                        show=lambda line: render.stderr_console().print(line, markup=False))
+                if approval is None:
+                    raise typer.Exit(int(ExitCode.USAGE))
+                gate.require(approval, [step.change])
+                result = rollback(config, conn, step)
                 audit(conn, config.root, "rollback", from_release=result.from_release, to_release=result.to_release,
                       result="ok" if result.healthy else "failed")
         if as_json:

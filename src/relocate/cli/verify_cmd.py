@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from relocate.cli import options, render
-from relocate.components import Context, load_components
+from relocate.kinds import Context, load_kinds
 from relocate.execute.gather import target_id
 from relocate.sources.aws import Aws
 from relocate.config import load_config
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
             ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn),
                           accept_new_host_key=accept_new_host_key)
-            report = verify_snapshot(conn, config.root, snap, identity, components=load_components(config), ctx=ctx)
+            report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)
         if as_json:
             render.print_json({"snapshot": snap.id, **report.to_dict()})
         else:

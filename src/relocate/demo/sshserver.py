@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import asyncssh
 
@@ -143,7 +143,7 @@ class _DemoServer(asyncssh.SSHServer):
         return False
 
 
-def _count_toward_rekey(chan: asyncssh.SSHServerChannel, nbytes: int) -> None:
+def _count_toward_rekey(chan: Any, nbytes: int) -> None:
     """Make received bytes count toward asyncssh's re-key limit.
 
     asyncssh only counts bytes it *sends* (`rekey_bytes`), so a long upload
@@ -185,7 +185,7 @@ async def _pump_out(child_out: asyncio.StreamReader, out: asyncssh.SSHWriter) ->
         await out.drain()
 
 
-def _exit_channel(chan: asyncssh.SSHServerChannel, returncode: int) -> None:
+def _exit_channel(chan: Any, returncode: int) -> None:
     """Report the real status: exit-status, or exit-signal when killed by one."""
     if returncode >= 0:
         chan.exit(returncode)
@@ -208,7 +208,7 @@ class _ExecHandler:
     async def __call__(
         self, stdin: asyncssh.SSHReader, stdout: asyncssh.SSHWriter, stderr: asyncssh.SSHWriter
     ) -> None:
-        chan = stdout.channel
+        chan: Any = stdout.channel  # an SSHServerChannel: exec requests come only from the server side
         command = chan.get_command()
         if not command:  # a shell or a subsystem other than sftp
             stderr.write(b"relocate demo sshd: only exec requests and sftp are served\n")
@@ -231,6 +231,7 @@ class _ExecHandler:
 
     async def _serve(self, proc: asyncio.subprocess.Process, stdin: asyncssh.SSHReader,
                      stdout: asyncssh.SSHWriter, stderr: asyncssh.SSHWriter) -> None:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three are PIPEs
         feeder = asyncio.ensure_future(_pump_in(stdin, proc.stdin))
         # The command is done when its output is drained and it has exited;
         # the client need not send EOF (`echo hi` never reads stdin).

@@ -84,7 +84,9 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tup
             continue
         mode, digest, name = item.decode("utf-8", "surrogateescape").split("\t", 2)
         path = remote.get(name)
-        rec = record.get(path) if path else None
+        if path is None:
+            continue
+        rec = record.get(path)
         if isinstance(rec, dict) and rec.get("sources") == digests[path] and rec.get("sha256") == digest \
                 and not int(mode or "0", 8) & 0o077:
             same.add(path)

@@ -38,14 +38,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Any, BinaryIO, Callable, Iterator, Protocol
 
 from relocate.errors import RelocateError, TransientError, VerificationError
+from relocate.settings import Tuning
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
-from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error,
-                                   receiver_setting)
+from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error)
 from relocate.targets import shell
 from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection, Exec, Result
@@ -64,14 +64,6 @@ def default_lanes() -> int:
     of ssh, sshd and hashing when the link is fast; on this 2-core box 2 lanes pushed the
     1 GiB media corpus in 3.3-3.8 s where 4 took 4.0-4.3 s (docs/transfer.md)."""
     return min(4, max(2, os.cpu_count() or 2))
-
-
-def _env_float(name: str, default: float) -> float:
-    """Tuning knobs for tests and odd links (documented in README, "Tuning")."""
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
 
 
 class Reader(Protocol):
@@ -210,15 +202,14 @@ def batches(objects: list[ObjectInfo], *, max_bytes: int = BATCH_BYTES, max_obje
         yield batch
 
 
-def plan_batches(objects: list[ObjectInfo], lanes: int) -> list[list[ObjectInfo]]:
+def plan_batches(objects: list[ObjectInfo], lanes: int, max_objects: int | None = None) -> list[list[ObjectInfo]]:
     """Batches sized so every lane gets several, queued biggest first (longest-job-first
     keeps one huge object from starting last and finishing alone)."""
     total = sum(o.size for o in objects)
     want = max(1, lanes * 4)
     max_bytes = min(BATCH_BYTES, max(MIN_BATCH_BYTES, total // want))
-    max_objects = min(BATCH_OBJECTS, max(64, math.ceil(len(objects) / want)))
-    max_objects = int(_env_float("RELOCATE_BATCH_OBJECTS", max_objects))
-    out = list(batches(objects, max_bytes=max_bytes, max_objects=max_objects))
+    per_batch = max_objects or min(BATCH_OBJECTS, max(64, math.ceil(len(objects) / want)))
+    out = list(batches(objects, max_bytes=max_bytes, max_objects=per_batch))
     out.sort(key=lambda b: sum(o.size for o in b), reverse=True)
     return out
 
@@ -232,29 +223,32 @@ class PushOptions:
     engine: str = "auto"  # bulk streams: "openssh" client binary when it can log in, else "paramiko"
     attempts: int = ATTEMPTS
     backoff_s: float = BACKOFF_S
+    receiver: str = "auto"  # auto | python (the agent) | sh (tar): execute/wire.choose
+    batch_objects: int | None = None  # at most this many objects a batch (None: sized by plan_batches)
 
     @classmethod
-    def from_env(cls, **kw) -> "PushOptions":
+    def tuned(cls, tuning: Tuning, **kw: Any) -> "PushOptions":
+        """These options with the CLI's tuning (relocate.settings) applied."""
         opts = cls(**kw)
-        opts.stall_s = _env_float("RELOCATE_STALL_TIMEOUT", opts.stall_s)
-        opts.backoff_s = _env_float("RELOCATE_RETRY_BACKOFF", opts.backoff_s)
-        opts.attempts = int(_env_float("RELOCATE_RETRY_ATTEMPTS", opts.attempts))
+        opts.stall_s = tuning.stall_s if tuning.stall_s is not None else opts.stall_s
+        opts.backoff_s = tuning.backoff_s if tuning.backoff_s is not None else opts.backoff_s
+        opts.attempts = tuning.attempts if tuning.attempts is not None else opts.attempts
+        opts.engine = "paramiko" if tuning.bulk_ssh == "paramiko" else opts.engine
+        opts.receiver, opts.batch_objects = tuning.receiver, tuning.batch_objects
         return opts
 
 
 Commit = Callable[[list[DoneObject]], None]
 
 
-def receiver_for(conn: Connection) -> str:
-    """`agent` when the target has python3 >= 3.6 (asked once per connection), else `tar`."""
-    setting = receiver_setting()
+def receiver_for(conn: Connection, setting: str = "auto") -> str:
+    """`agent` when the target has python3 >= 3.6 (asked once per connection: the answer
+    is kept on the session, conn.receiver), else `tar`; `setting` python|sh forces one."""
     if setting in ("python", "sh"):
         return choose(setting, False)
-    cached = conn.__dict__.get("_relocate_receiver")
-    if cached is None:
-        cached = choose(setting, conn.run(AGENT_PROBE, timeout=60, check=False).status == 0)
-        conn.__dict__["_relocate_receiver"] = cached
-    return cached
+    if conn.receiver is None:
+        conn.receiver = choose(setting, conn.run(AGENT_PROBE, timeout=60, check=False).status == 0)
+    return conn.receiver
 
 
 class BucketPusher:
@@ -299,9 +293,9 @@ class BucketPusher:
         if not objs:
             return
         nlanes = max(1, min(self.opts.lanes, len(objs)))
-        queue = deque(enumerate(plan_batches(objs, nlanes)))
+        queue = deque(enumerate(plan_batches(objs, nlanes, self.opts.batch_objects)))
         with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
-            receiver = asking.submit(receiver_for, self.template)
+            receiver = asking.submit(receiver_for, self.template, self.opts.receiver)
             self.bulk = OpenSsh.probe(self.template, min(nlanes, len(queue))) if self.opts.engine != "paramiko" else None
             self.receiver = receiver.result()
         lanes = [_Lane(i, self.template, self.bulk) for i in range(min(nlanes, len(queue)))]
@@ -510,7 +504,7 @@ class BucketPusher:
         return read_ahead(self.reader.get, objs, start=self.start, budget=self.budget,
                           window=max(2, self.opts.transfers * 2), whole_below=SMALL_OBJECT)
 
-    def _add(self, sink: io.BufferedWriter, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
+    def _add(self, sink: BinaryIO, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]
         what = f"s3://{self.bucket}/{obj.key}"
         if body.size != obj.size:

@@ -418,7 +418,7 @@ def check_in_place(conn: Connection, remote: "RemotePg", names: Names, parts: in
     superusers included) and until only they are left, then read the statistics. The swap
     (`swap_sql`) renames the still-closed database into place and only then opens it. So
     this single pass over the restored rows is also the move's verification of that
-    database (components/databases.py reuses it instead of reading every row again);
+    database (kinds/databases.py reuses it instead of reading every row again);
     `relocate verify` reads them again."""
     token = f"relocate-check-{secrets.token_hex(6)}"
     pattern = q_literal(token + "-%")

@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 
 from relocate.execute.objects import BucketPusher, PushOptions, default_lanes
+from relocate.settings import Tuning
 from relocate.plan.build import Rates, Sample, human_bytes
 from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
@@ -56,7 +57,7 @@ def pick_sample(inventory: Inventory, max_objects: int = SAMPLE_OBJECTS,
 
 
 def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing, ObjectInfo]],
-          lanes: int) -> float:
+          lanes: int, tuning: Tuning) -> float:
     """Seconds to deliver `objs` through the move's own reader, pusher and lanes into
     `where` (each bucket as the move sends it: one pusher per bucket)."""
     by_bucket: dict[str, list[ObjectInfo]] = defaultdict(list)
@@ -64,11 +65,11 @@ def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing
         by_bucket[listing.spec.bucket].append(o)
     t0 = time.monotonic()
     for n, (bucket, todo) in enumerate(by_bucket.items()):
-        reader = ObjectReader(aws, bucket)
+        reader = ObjectReader(aws, bucket, gets=tuning.s3_gets)
         try:
             pusher = BucketPusher(reader, conn, bucket=bucket, root=where, dest=f"b{n}",
                                   paths=map_keys([o.key for o in todo]), staging=posixpath.join(where, "staging"),
-                                  opts=PushOptions.from_env(transfers=TRANSFERS, lanes=lanes))
+                                  opts=PushOptions.tuned(tuning, transfers=TRANSFERS, lanes=lanes))
             pusher.run(todo, lambda done: None)
         finally:
             reader.close()
@@ -76,7 +77,7 @@ def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing
 
 
 def measure(aws: Aws, conn: Connection, inventory: Inventory, directory: str | None,
-            lanes: int | None = None) -> Rates:
+            lanes: int | None = None, tuning: Tuning = Tuning()) -> Rates:
     """`directory` None: the login user cannot write there (the plan says so as a blocker):
     nothing is measured and the conservative defaults stand, saying why."""
     sample = pick_sample(inventory)
@@ -88,8 +89,8 @@ def measure(aws: Aws, conn: Connection, inventory: Inventory, directory: str | N
     where = posixpath.join(directory, f".relocate-probe-{os.getpid()}-{int(time.time())}")
     try:
         first = min(sample, key=lambda lo: lo[1].size)
-        setup = _push(aws, conn, posixpath.join(where, "one"), [first], lanes)
-        seconds = _push(aws, conn, posixpath.join(where, "batch"), sample, lanes)
+        setup = _push(aws, conn, posixpath.join(where, "one"), [first], lanes, tuning)
+        seconds = _push(aws, conn, posixpath.join(where, "batch"), sample, lanes, tuning)
     finally:
         conn.ensure()
         conn.run(shell.line(["rm", "-rf", "--", where]), timeout=120, check=False)

@@ -18,7 +18,6 @@ hashes with what it computed while streaming (objects.BucketPusher._check_staged
 
 from __future__ import annotations
 
-import os
 import posixpath
 import struct
 import tarfile
@@ -252,13 +251,11 @@ _PERMANENT_TEXTS = ("File name too long", "Not a directory", "Is a directory", "
 
 
 def choose(setting: str, has_python: bool) -> str:
-    """`agent` or `tar`: RELOCATE_RECEIVER=python|sh forces one (tests, odd targets)."""
+    """`agent` or `tar`: the setting python|sh (RELOCATE_RECEIVER, relocate.settings)
+    forces one (tests, odd targets)."""
     if setting == "sh":
         return "tar"
     if setting == "python" or has_python:
         return "agent"
     return "tar"
 
-
-def receiver_setting() -> str:
-    return os.environ.get("RELOCATE_RECEIVER", "auto")

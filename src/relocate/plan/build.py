@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relocate.plan.deadline import order_steps
-from relocate.plan.model import Finding, Plan, Step
+from relocate.plan.model import Finding, Plan, PlanPart, Step
 
 if TYPE_CHECKING:  # types only: importing these would pull in boto3 and paramiko
-    from relocate.components import PlanPart
     from relocate.config import Config
     from relocate.sources.inventory import Inventory
     from relocate.targets.facts import TargetFacts
@@ -68,95 +67,39 @@ def eta_range(nbytes: int, nobjects: int, rates: Rates) -> tuple[float, float]:
             (s.setup_s + max(by_count, by_bytes)) * PROBE_SPREAD)
 
 
-def _eta(nbytes: int, nobjects: int, rates: Rates) -> float:
+def eta(nbytes: int, nobjects: int, rates: Rates) -> float:
     low, high = eta_range(nbytes, nobjects, rates)
     return (low + high) / 2
 
 
-def s3_step_id(bucket: str, prefix: str) -> str:
-    return f"s3:{bucket}/{prefix}"
-
-
-def env_step_id(path: str) -> str:
-    return f"env:{path}"
+_eta = eta
 
 
 def build_plan(
     config: Config,
     inventory: Inventory,
     facts: TargetFacts | None,
-    done_keys: dict[str, set[str]],
     *,
     target: str,
+    parts: tuple[PlanPart, ...] = (),
     verdict: dict[str, Any] | None = None,
     accepted_risks: tuple[str, ...] = (),
     rates: Rates = Rates(),
     now: float,
-    parts: tuple[PlanPart, ...] = (),
-    env_same: set[str] | frozenset[str] = frozenset(),
 ) -> Plan:
-    """`done_keys` maps a step id to the keys already on the target and verified;
-    `env_same` names env files the target holds as this move would write them; `now`
-    (epoch seconds) is the plan's creation time, given by the caller."""
-    steps: list[Step] = []
-    for listing in inventory.buckets:
-        sid = listing.step_id
-        done = done_keys.get(sid, set())
-        todo = [o for o in listing.objects if o.key not in done]
-        todo_bytes = sum(o.size for o in todo)
-        older = listing.kind == "versions"
-        detail = f"{listing.count - len(todo)} already on the target" if len(todo) < listing.count else ""
-        if older:
-            detail = "; ".join(filter(None, [f"older versions, {len(listing.delete_markers)} delete marker(s) recorded", detail]))
-        steps.append(Step(
-            id=sid, kind="s3", source=f"s3://{listing.spec.bucket}/{listing.spec.prefix}" + (" (older versions)" if older else ""),
-            dest=listing.dest, count=listing.count, bytes=listing.bytes, todo_count=len(todo), todo_bytes=todo_bytes,
-            est_seconds=_eta(todo_bytes, len(todo), rates), detail=detail, priority=listing.spec.priority,
-            region=listing.region or "",
-        ))
-    env_sources: dict[str, list[str]] = {}
-    env_counts: dict[str, int] = {}
-    for p in inventory.parameters:
-        env_sources.setdefault(p.spec.to, []).append(f"ssm:{p.spec.path}")
-        env_counts[p.spec.to] = env_counts.get(p.spec.to, 0) + len(p.items)
-    for s in inventory.secrets:
-        env_sources.setdefault(s.spec.to, []).append(f"secret:{s.spec.name}")
-        env_counts[s.spec.to] = env_counts.get(s.spec.to, 0) + 1
-    for path, sources in env_sources.items():
-        same = path in env_same
-        steps.append(Step(
-            id=env_step_id(path), kind="env", source=", ".join(sources), dest=path, count=env_counts[path],
-            todo_count=0 if same else env_counts[path], est_seconds=0.5 + 0.05 * env_counts[path],
-            detail=("nothing to do: the same parameter and secret versions as the last move, and the file on the "
-                    "target unchanged" if same else "mode 0600; values never printed"),
-        ))
-    for part in parts:
-        steps.extend(part.steps)
-    # The irreplaceable and the small first (plan/deadline.py says why); move runs them in this order.
+    """Assemble the plan from what each kind planned (`parts`: steps, blockers, warnings;
+    relocate.kinds), the target's facts and the provider verdict. `inventory` gives the
+    source fingerprint `move plan.json` checks for drift; `now` (epoch seconds) is the
+    plan's creation time, given by the caller."""
+    steps: list[Step] = [s for part in parts for s in part.steps]
+    # The irreplaceable and the small first (plan/deadline.py says why); the runner walks
+    # the steps in exactly this order.
     steps = order_steps(steps)
     steps.append(Step(id="verify", kind="verify", source="manifest", dest=".", count=sum(s.count for s in steps if s.kind == "s3"),
                       est_seconds=sum(s.bytes for s in steps) / 400e6, detail="sha256 of every file, computed on the target"))
 
     blockers: list[Finding] = []
     warnings: list[Finding] = []
-    for p in inventory.parameters:
-        if not p.items:
-            warnings.append(Finding("empty-source", f"no SSM parameters under {p.spec.path}"))
-    for b in inventory.buckets:
-        if not b.objects and b.kind == "current":
-            warnings.append(Finding("empty-source", f"s3://{b.spec.bucket}/{b.spec.prefix} holds no objects"))
-    for out in inventory.left_out:
-        warnings.append(Finding("s3-left-out", left_out_message(out.to_dict())))
-    for v in inventory.versions_left:
-        if v["status"] == "unknown":
-            warnings.append(Finding("s3-versions", (
-                f"s3://{v['bucket']}: cannot tell whether it keeps older versions (GetBucketVersioning refused); "
-                "if it does, they are not moved: grant s3:GetBucketVersioning, or set `versions: all` to move them")))
-            continue
-        warnings.append(Finding("s3-versions", (
-            f"s3://{v['bucket']}/{v['prefix']}: versioning {v['status']}: {v['versions']} older version(s), {_h(v['bytes'])}, "
-            f"and {v['delete_markers']} delete marker(s) are NOT moved (only the current objects are); "
-            "set `versions: all` on this source.s3 entry to move them too")))
     for part in parts:
         blockers.extend(part.blockers)
         warnings.extend(part.warnings)

@@ -24,12 +24,28 @@ class Step:
     detail: str = ""
     priority: str = ""  # s3 steps: critical | normal | bulk (source.s3[].priority); see plan/deadline.py
     region: str = ""  # s3 steps: the AWS region the bucket lives in (HeadBucket), which prices its egress; "" unknown
+    # How the step changes the target ("write 12 files (3.1 MiB) under data/media", "replace
+    # database townsquare"), "" when it changes nothing: the gate (execute/gate.py) lists these
+    # and asks once before the first change.
+    change: str = ""
+    # Under `move --deadline` the step may start only if it can finish before the deadline
+    # (non-critical object data); decided here by the planner, checked by the runner.
+    deadline_bound: bool = False
 
 
 @dataclass
 class Finding:
     code: str  # stable, machine-readable: "disk", "tools", "writable", "aup-reject", ...
     message: str
+
+
+@dataclass
+class PlanPart:
+    """What one kind contributes to a plan (relocate.kinds: Kind.plan)."""
+
+    steps: list[Step] = field(default_factory=list)
+    blockers: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +87,11 @@ class Plan:
     @property
     def est_seconds(self) -> float:
         return sum(s.est_seconds for s in self.steps)
+
+    @property
+    def changes(self) -> list[str]:
+        """What the plan would change on the target, in the order it runs (the gate's list)."""
+        return [s.change for s in self.steps if s.change]
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)

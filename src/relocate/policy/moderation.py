@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from relocate.policy.app import Moderation
 from relocate.policy.schema import Document, Provider
@@ -78,7 +79,8 @@ def needed_moderators(m: Moderation) -> int | None:
 def _size(m: Moderation) -> str:
     if m.posts_per_day is not None:
         return f"{m.posts_per_day:,} posts a day"
-    return f"{m.daily_active_users:,} daily active users (~{m.daily_active_users * POSTS_PER_USER_DAY:,.0f} posts a day)"
+    users = m.daily_active_users or 0  # one of the two is given (the schema requires it)
+    return f"{users:,} daily active users (~{users * POSTS_PER_USER_DAY:,.0f} posts a day)"
 
 
 def assess(m: Moderation | None, p: Provider) -> Assessment:
@@ -87,7 +89,7 @@ def assess(m: Moderation | None, p: Provider) -> Assessment:
     expects = terms.expects if terms is not None and terms.expects else DEFAULT_EXPECTS
     cure, cure_source = _cure(p)
     doc = p.documents.get(terms.document) if terms is not None and terms.document else None
-    base = dict(provider=p.id, cure_hours=cure, cure_source=cure_source, expects=expects,
+    base: dict[str, Any] = dict(provider=p.id, cure_hours=cure, cure_source=cure_source, expects=expects,
                 quote=terms.quote if terms else None, document=doc, section=terms.section if terms else None)
     if m is None:
         return Assessment(adequate=False, shortfalls=("no moderation declared",), **base)

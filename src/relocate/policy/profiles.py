@@ -139,7 +139,7 @@ def lint_dir(directory: Path | None = None) -> tuple[ProfileSet, list[str]]:
     base = ProfileSet() if shipped else _load_dir(SHIPPED_DIR, ProfileSet(), shipped=True, errors=[])
     # A user directory is checked on its own: keep the shipped categories, drop shipped providers.
     base = ProfileSet(base.categories, {})
-    result = _load_dir(SHIPPED_DIR if shipped else Path(directory), base, shipped=shipped, errors=errors)
+    result = _load_dir(SHIPPED_DIR if shipped or directory is None else Path(directory), base, shipped=shipped, errors=errors)
     if not result.categories:
         errors.append("categories.yaml: no categories defined")
     return result, errors

@@ -50,7 +50,7 @@ def event_date(value: str) -> dt.date:
 
 def weight(date: str, today: dt.date) -> float:
     years = max(0.0, (today - event_date(date)).days / 365.25)
-    return 0.5 ** (years / HALF_LIFE_YEARS)
+    return float(0.5 ** (years / HALF_LIFE_YEARS))
 
 
 @dataclass(frozen=True)

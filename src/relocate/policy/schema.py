@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -241,11 +241,11 @@ class CategorySet:
 class _Rec(Map):
     """A profile mapping: a missing key is named at its parent, as `profiles lint` prints it."""
 
-    def missing(self, line, path, key, ctx):
+    def missing(self, line: int | None, path: str, key: str, ctx: Ctx) -> None:
         ctx.report_at(line, path, f"missing required key {key!r}")
 
 
-def _check(pattern: str, message: str):
+def _check(pattern: str, message: str) -> Callable[[str], str | None]:
     return lambda value: None if re.match(pattern, value) else f"{message} (got {value!r})"
 
 
@@ -314,7 +314,7 @@ def _walk(doc: YamlDoc, spec: Map) -> tuple[Any, Ctx]:
     return load_node(doc.node, spec, ctx), ctx
 
 
-def _valid(items: list | None) -> tuple:
+def _valid(items: list[Any] | None) -> tuple[Any, ...]:
     return tuple(x for x in items or () if x is not None)
 
 
@@ -325,7 +325,7 @@ def parse_categories(doc: YamlDoc, base: dict[str, Category] | None = None) -> d
     """Validate a categories file; entries override `base` by id. Raises ProfileError."""
     top, ctx = _walk(doc, _CATEGORIES_FILE)
     out = dict(base or {})
-    raw: dict[str, dict] = (top or {}).get("categories") or {}
+    raw: dict[str, dict[str, Any]] = (top or {}).get("categories") or {}
     for cid, m in raw.items():
         if m["title"] and m["definition"]:
             out[cid] = Category(cid, m["title"], m["definition"], bool(m["baseline"]), bool(m["catch_all"]), bool(m["descriptor"]))
@@ -390,11 +390,12 @@ def parse_provider(doc: YamlDoc, categories: dict[str, Category], expected_id: s
     if ctx.errors:
         raise ProfileError(ctx.errors)
     j = top["jurisdiction"]
+    assert suspension is not None  # a required key: without it ctx.errors raised above
     return Provider(top["id"], top["name"], _valid(top["kinds"]), j["country"], j["note"], documents, clauses, suspension,
                     top["confidence"], _valid(top["aliases"]), abuse, events, doc.name, top["notes"], governing, moderation, detect)
 
 
-def _record(ctx: Ctx, top: dict) -> tuple[Event, ...]:
+def _record(ctx: Ctx, top: dict[str, Any]) -> tuple[Event, ...]:
     if top["record"] is not None and top["enforcement"] is not None:
         ctx.report_path("enforcement", "v1 name of `record`: give one or the other")
     out = [Event(e["date"], e["target"], e["what"], e["source"], e["kind"], e["incident"], _valid(e["app_categories"]),
@@ -409,7 +410,7 @@ def _record(ctx: Ctx, top: dict) -> tuple[Event, ...]:
     return tuple(out)
 
 
-def _documents(ctx: Ctx, raw: list | None) -> dict[str, Document]:
+def _documents(ctx: Ctx, raw: list[Any] | None) -> dict[str, Document]:
     out: dict[str, Document] = {}
     for i, m in enumerate(raw or ()):
         if m is None:
@@ -434,7 +435,7 @@ def _documents(ctx: Ctx, raw: list | None) -> dict[str, Document]:
     return out
 
 
-def _source(ctx: Ctx, m: dict, path: str, documents: dict[str, Document], *, required: bool) -> tuple[str | None, str | None]:
+def _source(ctx: Ctx, m: dict[str, Any], path: str, documents: dict[str, Document], *, required: bool) -> tuple[str | None, str | None]:
     """A (document id, section) pair; both or neither, and the document must exist."""
     doc_id, section = m["document"], m["section"]
     if required and (doc_id is None or section is None):

@@ -78,7 +78,8 @@ class _ListingXmlParser(RestXMLParser):
         got = self._plans.get(id(shape))
         if got is not None and got[0] is shape:
             return got[1]
-        plan: dict[str, tuple[str, str | None, Any]] | None = {}
+        members: dict[str, tuple[str, str | None, Any]] = {}
+        plan: dict[str, tuple[str, str | None, Any]] | None = members
         for name, member in shape.members.items():
             ser = member.serialization
             if ser.get("xmlAttribute"):
@@ -86,7 +87,7 @@ class _ListingXmlParser(RestXMLParser):
                 break
             if ser.get("location") in self.KNOWN_LOCATIONS or ser.get("eventheader"):
                 continue
-            plan[self._member_key_name(member, name)] = (name, self._KINDS.get(member.type_name), member)
+            members[self._member_key_name(member, name)] = (name, self._KINDS.get(member.type_name), member)
         self._plans[id(shape)] = (shape, plan)
         return plan
 

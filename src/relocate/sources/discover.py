@@ -9,6 +9,7 @@ Values of parameters and secrets are never read, only names.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -218,8 +219,13 @@ def _route53(aws: Aws) -> list[dict[str, Any]]:
 
 # --- ties -----------------------------------------------------------------------------
 
+def _in_region(fn: Callable[[Aws], list[dict[str, Any]]], aws_for: Callable[[str], Aws], region: str) -> list[dict[str, Any]]:
+    """A regional reader, with the region's client made in the worker thread that runs it."""
+    return fn(aws_for(region))
+
+
 def _cloudfront(aws: Aws) -> list[dict[str, Any]]:
-    dists = []
+    dists: list[dict[str, Any]] = []
     for page in aws.client("cloudfront").get_paginator("list_distributions").paginate():
         dists.extend((page.get("DistributionList") or {}).get("Items") or ())
     return [{"id": d["Id"], "domain": d.get("DomainName"), "aliases": (d.get("Aliases") or {}).get("Items") or [],
@@ -319,10 +325,10 @@ def discover(regions: list[str], *, profile: str | None = None, endpoint_url: st
     home = aws_for(regions[0])
     jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]]]] = [("s3", "global", lambda: _s3(home, aws_for, exact_sizes))]
     for kind, fn in GLOBAL.items():
-        jobs.append((kind, "global", lambda fn=fn: fn(home)))
+        jobs.append((kind, "global", functools.partial(fn, home)))
     for region in regions:
         for kind, fn in REGIONAL.items():
-            jobs.append((kind, region, lambda fn=fn, region=region: fn(aws_for(region))))
+            jobs.append((kind, region, functools.partial(_in_region, fn, aws_for, region)))
 
     def run(job: tuple[str, str, Callable[[], list[dict[str, Any]]]]) -> tuple[str, str, list[dict[str, Any]] | Failure]:
         kind, region, fn = job

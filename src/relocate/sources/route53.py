@@ -1,6 +1,6 @@
 """Read Route53 hosted zones (read-only, through the guarded client in sources/aws.py).
 
-Only reading lives here; turning records into zone files is components/dns.py.
+Only reading lives here; turning records into zone files is kinds/dns.py.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ s3gets' GET; no write method of the store is reachable from relocate.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import threading
 from collections import deque
@@ -200,7 +199,7 @@ def bucket_region(s3: Any, bucket: str) -> str | None:
 class ObjectReader:
     """GETs of one bucket's objects: libcurl for small bodies, obstore when the key allows, boto3 otherwise."""
 
-    def __init__(self, aws: Aws, bucket: str) -> None:
+    def __init__(self, aws: Aws, bucket: str, gets: str = "auto") -> None:
         self.bucket = bucket
         self.s3 = aws.client("s3")
         spec = aws.spec
@@ -234,12 +233,14 @@ class ObjectReader:
         # label (dots break the wildcard certificate); path-style on any other endpoint.
         self._virtual = "endpoint" not in kw and re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket) is not None
         self._gets: Any = None
+        self._gets_setting = gets
 
     def whole_reads(self, concurrency: int) -> Callable[[ObjectInfo], Future[Body]] | None:
         """Small bodies read whole, `concurrency` at once on one libcurl multi handle
-        (sources/s3gets.py); None when pycurl is missing or RELOCATE_S3_GETS=threads,
-        and the caller's pool calls `get` instead."""
-        if os.environ.get("RELOCATE_S3_GETS") == "threads":
+        (sources/s3gets.py); None when pycurl is missing or the reader was made with
+        gets="threads" (RELOCATE_S3_GETS, relocate.settings), and the caller's pool calls
+        `get` instead."""
+        if self._gets_setting == "threads":
             return None
         with self._lock:
             if self._gets is None:

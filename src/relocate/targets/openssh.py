@@ -163,7 +163,7 @@ def sweep_stale(tmp: str | None = None) -> list[str]:
     relocate runs that were killed: kill -9 gives a run no chance to remove its own. Only
     directories of ours, named after a pid that no longer runs; never a symlink."""
     tmp = tmp or tempfile.gettempdir()
-    gone = []
+    gone: list[str] = []
     try:
         names = os.listdir(tmp)
     except OSError:
@@ -254,6 +254,8 @@ class OpenSsh:
 
     @staticmethod
     def _usable(conn: Connection) -> bool:
+        # The bulk lanes take RELOCATE_BULK_SSH from relocate.settings (PushOptions.engine);
+        # the single streams (host files, a database upload: `started`) still read it here.
         if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
             return False
         return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
@@ -264,7 +266,7 @@ class OpenSsh:
         soon as relocate's own host-key check passed, so the handshakes overlap the S3
         listing); the next probe(conn) picks them up. Called from the thread that lives
         longest (a master dies with the thread that started it: PR_SET_PDEATHSIG)."""
-        if not cls._usable(conn) or "_relocate_bulk" in conn.__dict__:
+        if not cls._usable(conn) or conn.bulk_pending is not None:
             return
         bulk = cls(conn)
         try:
@@ -273,12 +275,12 @@ class OpenSsh:
         except OSError:
             bulk.close()
             return
-        conn.__dict__["_relocate_bulk"] = bulk
+        conn.bulk_pending = bulk
 
     @staticmethod
     def discard(conn: Connection) -> None:
         """Close a prestarted login nobody used."""
-        bulk = conn.__dict__.pop("_relocate_bulk", None)
+        bulk, conn.bulk_pending = conn.bulk_pending, None
         if bulk is not None:
             bulk.close()
 
@@ -289,7 +291,7 @@ class OpenSsh:
         much as a small batch, so the `count` of them run side by side."""
         if not cls._usable(conn):
             return None
-        pending = conn.__dict__.pop("_relocate_bulk", None)
+        pending, conn.bulk_pending = conn.bulk_pending, None
         if pending is not None:  # prestarted; if it died meanwhile, log in again below
             try:
                 assert pending.first is not None

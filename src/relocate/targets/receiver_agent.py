@@ -46,7 +46,7 @@ HEAD = struct.Struct(">IQq")
 BUF = 1 << 20
 
 
-STAGE = []  # this session's staging dir, once known
+STAGE = []  # type: list[str]  # this session's staging dir, once known
 LINK_STATUS = 86  # targets/nolinks.py STATUS
 ITEM_STATUS = 4
 PERMANENT = frozenset((errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY,

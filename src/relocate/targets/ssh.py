@@ -17,7 +17,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterable
+from typing import IO, Any, Callable, Iterable
 
 import paramiko
 
@@ -142,10 +142,10 @@ def _candidate_keys(ep: Endpoint) -> Iterable[paramiko.PKey]:
         pass
     if not ep.identity_files:
         for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
-            path = Path.home() / ".ssh" / name
-            if path.exists():
+            default = Path.home() / ".ssh" / name
+            if default.exists():
                 try:
-                    yield _load_key(str(path))
+                    yield _load_key(str(default))
                 except ConfigError:
                     continue
 
@@ -277,6 +277,11 @@ class Connection:
         self.endpoint = resolve(spec)
         self.accept_new = accept_new_host_key
         self.via = via  # a connected bastion: this host is reached through its direct-tcpip channel
+        # The session's state for the transfer engine, declared here rather than hung on
+        # the object: bulk logins started early (targets/openssh.OpenSsh.prestart) and the
+        # receiver the target was found to run (execute/objects.receiver_for).
+        self.bulk_pending: Any = None  # targets.openssh.OpenSsh | None
+        self.receiver: str | None = None
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
 

@@ -24,7 +24,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.plan.model import Finding, Step
 from relocate.sources.route53 import HostedZone, RecordSet, read_zone
@@ -220,7 +220,7 @@ class Zones:
     on_target: dict[str, str] = field(default_factory=dict)  # dest (dns/<zone>.zone) -> sha256
 
 
-class DnsComponent(Component):
+class DnsKind(Kind):
     name = "dns"
 
     def enabled(self, config: Config) -> bool:
@@ -243,7 +243,8 @@ class DnsComponent(Component):
             part.steps.append(Step(id=f"dns:{ex.zone}", kind=self.name, source=f"route53:{hz.name}", dest=ex.dest,
                                    count=ex.rrsets, todo_count=0 if same else ex.rrsets, est_seconds=0.0 if same else 0.5,
                                    detail=(f"nothing to do: the target's zone file is the same ({ex.rrsets} rrsets)" if same
-                                           else f"zone file, {ex.rrsets} rrsets")))
+                                           else f"zone file, {ex.rrsets} rrsets"),
+                                   change="" if same else f"write zone file {ex.dest} ({ex.rrsets} rrsets)"))
             if hz.private:
                 part.warnings.append(Finding("dns-private", f"{ex.zone} is a private hosted zone (VPC-only names)"))
             for note in ex.notes:
@@ -253,7 +254,7 @@ class DnsComponent(Component):
             part.warnings.append(Finding("cutover", item))
         return part
 
-    def execute(self, ctx: Context, gathered: Zones, step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: Zones, step: Step) -> Outcome:
         ex = next(e for e in self.exports(gathered.zones) if f"dns:{e.zone}" == step.id)
         data = ex.text.encode()
         if ctx.snapshot_dir is not None:
@@ -294,4 +295,4 @@ class DnsComponent(Component):
         return checks
 
 
-COMPONENT = DnsComponent
+KIND_CLASS = DnsKind

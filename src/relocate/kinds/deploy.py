@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError, TargetError
 from relocate.plan.model import Finding, Step
@@ -216,9 +216,10 @@ class RollbackResult:
     logs: list[str]
 
 
-def rollback(config: Config, conn: Connection, to: str | None = None) -> RollbackResult:
-    """Switch current to the release before it (or `to`), restart, health-check."""
-    dep = settings(config)
+def rollback_step(config: Config, conn: Connection, to: str | None = None) -> Step:
+    """`rollback` as a one-step plan: from the current release to the one before it (or
+    `to`), with the change the gate lists. Read-only."""
+    settings(config)
     root = config.root
     have = releases.list_releases(conn, root)
     current = releases.current_release(conn, root)
@@ -226,12 +227,20 @@ def rollback(config: Config, conn: Connection, to: str | None = None) -> Rollbac
     if target is None or target not in have:
         known = ", ".join(have) or "none"
         raise ConfigError(f"nothing to roll back to: {'release ' + to + ' is not on the target' if to else 'no release before ' + str(current)} (releases: {known})")
+    return Step(id="rollback", kind="deploy", source=current or "", dest=target, count=1, todo_count=1,
+                change=f"switch current from release {current} back to {target}; restart the app")
+
+
+def rollback(config: Config, conn: Connection, step: Step) -> RollbackResult:
+    """Carry out an approved rollback step: switch current, restart, health-check."""
+    dep = settings(config)
     runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
-    act = activate(conn, runtime, dep, target, current)
-    return RollbackResult(current, target, act.healthy, act.seen, act.logs)
+    current = step.source or None
+    act = activate(conn, runtime, dep, step.dest, current)
+    return RollbackResult(current, step.dest, act.healthy, act.seen, act.logs)
 
 
-class DeployComponent(Component):
+class DeployKind(Kind):
     name = "deploy"
 
     def enabled(self, config: Config) -> bool:
@@ -241,19 +250,28 @@ class DeployComponent(Component):
         dep = settings(ctx.config)
         digest, size = release_digest(dep.release_path)
         runtime = runtime_for(dep.settings, login_is_root=login_is_root(ctx.conn))
-        return {"digest": digest, "bytes": size, "current": releases.current_release(ctx.conn, ctx.config.root),
+        current = releases.current_release(ctx.conn, ctx.config.root)
+        healthy = True
+        if current and current.endswith("-" + digest[:12]) and dep.health_url:
+            # Read-only: whether the current release answers decides whether the plan has a
+            # redeploy to show (and the gate a change to ask about).
+            healthy = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 5))[0]
+        return {"digest": digest, "bytes": size, "current": current, "current_healthy": healthy,
                 "releases": releases.list_releases(ctx.conn, ctx.config.root), "runtime_blockers": runtime.preflight(ctx.conn)}
 
     def plan(self, ctx: Context, gathered: dict[str, Any]) -> PlanPart:
         dep = settings(ctx.config)
         part = PlanPart()
-        same = bool(gathered["current"] and gathered["current"].endswith("-" + gathered["digest"][:12]))
+        current = bool(gathered["current"] and gathered["current"].endswith("-" + gathered["digest"][:12]))
+        same = current and gathered.get("current_healthy", True)
         part.steps.append(Step(
             id="deploy", kind=self.name, source=str(dep.release_path), dest="releases/ + current", count=1,
             bytes=gathered["bytes"], todo_count=0 if same else 1, todo_bytes=0 if same else gathered["bytes"],
             est_seconds=2 + gathered["bytes"] / 50e6 + (dep.health_timeout if dep.health_url else 0) * 0.1,
             detail=(f"runtime {dep.settings.runtime}; " + ("this release is already current" if same else
                     f"health {dep.health_url or 'not configured'}; rollback to {gathered['current'] or 'nothing (first deploy)'} on failure")),
+            change="" if same else (f"unpack {dep.release_path.name} as a new release, switch current to it; (re)start the app "
+                                    f"({dep.settings.runtime})" + ("; the current release does not answer" if current else "")),
         ))
         for why in gathered.get("runtime_blockers") or ():
             part.blockers.append(Finding("deploy-runtime", f"deploy.runtime {dep.settings.runtime}: {why}"))
@@ -261,7 +279,7 @@ class DeployComponent(Component):
             part.warnings.append(Finding("deploy-health", "deploy.health.url is not set: a release that starts but does not answer will not be rolled back"))
         return part
 
-    def execute(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
         dep = settings(ctx.config)
         conn, root = ctx.conn, ctx.config.root
         runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
@@ -269,8 +287,8 @@ class DeployComponent(Component):
         digest = gathered["digest"]
         if current and current.endswith("-" + digest[:12]):
             ok, seen = wait_healthy(conn, dep.health_url, min(dep.health_timeout, 5)) if dep.health_url else (True, "")
-            if ok:
-                return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": True, "health": seen})
+            if ok or not step.change:  # not answering now, but the gate approved no redeploy: verify says so
+                return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": ok, "health": seen})
         release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:12]
         upload(conn, root, release_id, dep.release_path, ctx.config.allowed_links)
         act = activate(conn, runtime, dep, release_id, current)
@@ -314,5 +332,5 @@ class DeployComponent(Component):
         return checks
 
 
-COMPONENT = DeployComponent
+KIND_CLASS = DeployKind
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config, SshSpec, ssh_spec
 from relocate.errors import RelocateError, TargetError, TransientError
 from relocate.plan.model import Finding, Step
@@ -197,7 +197,7 @@ def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
     return [*argv, "--", *(p.lstrip("/") or "." for p in paths)]
 
 
-def _nts(field: bytes | memoryview) -> str:
+def _nts(field: bytes | bytearray | memoryview) -> str:
     raw = bytes(field)
     end = raw.find(b"\0")
     return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
@@ -226,7 +226,7 @@ class _TarLister:
         self.sink: Any = None  # a sha256 (file body), a bytearray (long name/link), or None (skipped)
         self.row: list[Any] | None = None
         self.path = ""
-        self.long: dict[bytes, str] = {}
+        self.long: dict[str, str] = {}  # "L" | "K" (GNU long name / link) -> the text
         self.done = self.unsupported = False
 
     def feed(self, chunk: bytes) -> None:
@@ -417,7 +417,7 @@ def _relay_openssh(bulk: OpenSsh, command: str, tee: _Tee) -> tuple[int, bytes]:
         return status, err.read()
 
 
-class HostFilesComponent(Component):
+class HostFilesKind(Kind):
     name = "hostfiles"
 
     def enabled(self, config: Config) -> bool:
@@ -434,9 +434,9 @@ class HostFilesComponent(Component):
             with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 cmd, stdin = shell.script(_PROBE, *info.paths)
-                for rec in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
-                    if rec:
-                        state, size, p = rec.decode("utf-8", "surrogateescape").split("\t", 2)
+                for line in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
+                    if line:
+                        state, size, p = line.decode("utf-8", "surrogateescape").split("\t", 2)
                         if state == "ok":
                             info.sizes[p] = int(size or 0)
                         elif state == "stat":
@@ -471,12 +471,13 @@ class HostFilesComponent(Component):
                                    dest=info.to, count=len(info.paths), bytes=size, todo_count=0 if same else len(info.paths),
                                    todo_bytes=0 if same else size, est_seconds=0.0 if same else 1 + size / 50e6,
                                    detail="nothing to do: the target holds this tar (same sha256) from an earlier move" if same
-                                   else "tar stream, owners/modes/links/mtimes kept"))
+                                   else "tar stream, owners/modes/links/mtimes kept",
+                                   change="" if same else f"replace {info.to} with {len(info.paths)} path(s) from {info.label}"))
             for p in info.missing:
                 part.blockers.append(Finding("hosts-missing", f"{info.label}: {p} does not exist (fix source.hosts[{info.index}].paths)"))
         return part
 
-    def execute(self, ctx: Context, gathered: list[HostInfo], step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: list[HostInfo], step: Step) -> Outcome:
         index = int(step.id.split(":", 2)[1])
         entry = _entries(ctx.config)[index]
         root, conn = ctx.config.root, ctx.conn
@@ -533,7 +534,7 @@ class HostFilesComponent(Component):
 
     @staticmethod
     def _stream(conn: Connection, src: Connection | None, target_ssh: OpenSsh | None, source_ssh: OpenSsh | None, root: str,
-                stage: str, allow: list[str], tar_c: str, copy_path: Path) -> tuple[tuple[int, bytes], Any, tuple[str, int, dict[str, list[Any]] | None]]:
+                stage: str, allow: tuple[str, ...], tar_c: str, copy_path: Path) -> tuple[tuple[int, bytes], Any, tuple[str, int, dict[str, list[Any]] | None]]:
         """`tar c` on the source streamed into `tar x` in staging on the target, as
         `ssh src tar c | ssh dst tar x` would (the `ssh` binary at both ends when it can
         log in, else paramiko), with the snapshot copy and every hash on a side thread.
@@ -552,7 +553,7 @@ class HostFilesComponent(Component):
                     got = _relay_openssh(source_ssh, tar_c, tee)
                 else:
                     assert src is not None
-                    r = src.start(tar_c, stdout_sink=tee).wait(timeout=None)
+                    r = src.start(tar_c, stdout_sink=tee).wait(timeout=None)  # type: ignore[arg-type]  # _Tee writes like IO[bytes]
                     got = (r.status, r.stderr)
             except BaseException:
                 _abort(target)
@@ -635,4 +636,4 @@ def target_listing(conn: Connection, directory: str) -> dict[str, list[Any]]:
     return out
 
 
-COMPONENT = HostFilesComponent
+KIND_CLASS = HostFilesKind

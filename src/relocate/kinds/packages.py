@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.plan.model import Finding, Step
 from relocate.targets import shell
@@ -112,7 +112,7 @@ def probe(conn: Connection, config: Config) -> HostPackages:
                         wanted_packages(config, family), have)
 
 
-class PrepareComponent(Component):
+class PackagesKind(Kind):
     name = "prepare"
 
     def enabled(self, config: Config) -> bool:
@@ -126,7 +126,9 @@ class PrepareComponent(Component):
         detail = (f"install {', '.join(missing)}" if missing else f"all {len(host.wanted)} packages present")
         step = Step(id="prepare", kind="prepare", source=f"{host.os_id or '?'} packages", dest="/",
                     count=len(host.wanted), todo_count=len(missing), est_seconds=30.0 + 10 * len(missing) if missing else 0.5,
-                    detail=detail)
+                    detail=detail,
+                    change=(f"install {len(missing)} package(s) as root{'' if host.root else ' (sudo)'}: {', '.join(missing)}"
+                            if missing else ""))
         blockers: list[Finding] = []
         if missing and host.family == "unknown":
             blockers.append(Finding("prepare", f"target.prepare: cannot tell the package manager of this host (os-release ID={host.os_id or 'none'}); "
@@ -136,7 +138,7 @@ class PrepareComponent(Component):
                                                "and has no passwordless sudo (sudo -n); grant it, or install them by hand"))
         return PlanPart(steps=[step], blockers=blockers)
 
-    def execute(self, ctx: Context, host: HostPackages, step: Step) -> Outcome:
+    def apply(self, ctx: Context, host: HostPackages, step: Step) -> Outcome:
         missing = host.missing
         if not missing:
             return Outcome(False, {"packages": sorted(host.wanted), "installed": []})
@@ -158,4 +160,4 @@ class PrepareComponent(Component):
         return checks
 
 
-COMPONENT = PrepareComponent
+KIND_CLASS = PackagesKind

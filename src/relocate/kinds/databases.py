@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from relocate.components import Check, Component, Context, Outcome, PlanPart
+from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError
 from relocate.execute import mysql as my
@@ -163,7 +163,17 @@ def _staging(ctx: Context, name: str) -> str:
     return posixpath.join(ctx.config.root, ".relocate", "db", name)
 
 
-class Databases(Component):
+def _change(g: DbGathered) -> str:
+    """How a restore changes the target, for the gate."""
+    name = g.target.dbname
+    if g.state == "differs":
+        return f"replace database {name} ({g.target.engine} {g.target.label()})"
+    if g.state == "empty":
+        return f"restore into the empty database {name} ({g.target.engine} {g.target.label()})"
+    return f"create database {name} and restore into it ({g.target.engine} {g.target.label()})"
+
+
+class Databases(Kind):
     name = KIND
 
     def enabled(self, config: Config) -> bool:
@@ -227,7 +237,7 @@ class Databases(Component):
         else:
             diffs = compare(f["stats"], t.get("stats"))
             g.state = "differs" if diffs else "matches"
-            replace = set(ctx.flags.get("replace_database") or ())
+            replace = set(ctx.switches.replace_database)
             if diffs and g.target.dbname not in replace:
                 g.blockers.append(Finding("db-not-empty", f"{g.name}: the target database {g.target.dbname} is not empty "
                                           f"and differs ({diffs[0]}); pass --replace-database {g.target.dbname} to overwrite it"))
@@ -249,7 +259,7 @@ class Databases(Component):
             g.blockers.append(Finding("db-privileges", f"{g.name}: {why} and database {db} does not exist there: "
                                       f"create it empty, owned by {login} (CREATE DATABASE {pg.q_ident(db)} OWNER "
                                       f"{pg.q_ident(login)}), or grant {login} CREATEDB"))
-        elif g.state == "differs" and db in set(ctx.flags.get("replace_database") or ()):
+        elif g.state == "differs" and db in ctx.switches.replace_database:
             g.blockers.append(Finding("db-privileges", f"{g.name}: {why}, so {db} cannot be replaced safely (that "
                                       f"needs a scratch database swapped in); empty {db} on the target, or grant CREATEDB"))
         elif g.state == "empty" and not t.get("create_in_db"):
@@ -267,7 +277,7 @@ class Databases(Component):
         """The dump must fit here (unless streamed) and, staged, on the target."""
         size = int(g.facts.get("size") or 0)
         if g.state != "matches":
-            if not ctx.flags.get("no_local_copy") or g.path == pg.IN_PLACE:  # in place: the dump is replayed
+            if not ctx.switches.no_local_copy or g.path == pg.IN_PLACE:  # in place: the dump is replayed
                 snapdir = ctx.config.snapshot_dir
                 probe_dir = next((p for p in (snapdir, *snapdir.parents) if p.exists()), Path("/"))
                 free = shutil.disk_usage(probe_dir).free
@@ -299,12 +309,12 @@ class Databases(Component):
                 id=step_id(g.name), kind=KIND, source=f"{src_v} {g.source.label()}", dest=f"{dst_v} {g.target.label()}",
                 count=int(f.get("tables") or 0), bytes=size, todo_count=int(f.get("tables") or 0) if todo else 0,
                 todo_bytes=size if todo else 0, est_seconds=(SETUP_SECONDS + size / RATE_BYTES_PER_S) if todo else 0.0,
-                detail=detail))
+                detail=detail, change=_change(g) if todo else ""))
             part.blockers.extend(g.blockers)
             part.warnings.extend(g.warnings)
         return part
 
-    def execute(self, ctx: Context, gathered: list[DbGathered], step: Step) -> Outcome:
+    def apply(self, ctx: Context, gathered: list[DbGathered], step: Step) -> Outcome:
         g = next(x for x in gathered if step_id(x.name) == step.id)
         manifest: dict[str, Any] = {"engine": g.source.engine, "source": g.source.label(), "target": g.target.label(),
                                     "target_db": g.target.dbname, "version": g.facts.get("version"),
@@ -313,7 +323,7 @@ class Databases(Component):
             return Outcome(False, {**manifest, "stats": g.facts["stats"], "dump": None})
         eng = _engine_of(g.source.engine)
         dump: Path | None = None
-        if not ctx.flags.get("no_local_copy"):
+        if not ctx.switches.no_local_copy:
             dump = Path(ctx.snapshot_dir) / "databases" / g.name
             dump.parent.mkdir(parents=True, exist_ok=True)
         jobs = int(g.item.get("jobs") or 2)
@@ -366,4 +376,4 @@ class Databases(Component):
         return checks
 
 
-COMPONENT = Databases
+KIND_CLASS = Databases

@@ -1,0 +1,209 @@
+"""The runner: execute a Plan, step by step, in the order the plan shows. Safe to interrupt
+and rerun.
+
+It is the only caller of `Kind.apply` (relocate.kinds). Around the steps it holds the
+target's lock, writes the audit lines, opens the snapshot and commits it (or discards it
+when nothing changed), and finally verifies on the target. Under `--deadline` it applies
+the rule the plan decided: a step marked `deadline_bound` starts only if the plan's
+estimate says it can finish before the deadline (plan/deadline.py); nothing is re-ranked
+here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from relocate.config import Config
+from relocate.errors import BlockedError, SafetyError
+from relocate.execute import gate
+from relocate.execute.lock import TargetLock, audit
+from relocate.execute.objects import default_lanes
+from relocate.execute.verify import VerifyReport, verify_snapshot
+from relocate.kinds import Context, Kind, Run
+from relocate.plan import deadline
+from relocate.plan.build import human_bytes
+from relocate.plan.model import Plan, Step
+from relocate.settings import Tuning
+from relocate.snapshot import crypto, store
+from relocate.execute.gather import journal_for
+from relocate.targets import layout, nolinks, releases, shell
+
+
+@dataclass
+class MoveOptions:
+    transfers: int = 16
+    keep_snapshot: bool = False
+    lanes: int = field(default_factory=default_lanes)  # parallel SSH connections for bulk data (issue 6)
+    bwlimit: float | None = None  # bytes/s over all lanes
+    # item done / warning events for `--json` NDJSON (the CLI decides where they go)
+    on_event: Callable[[dict], None] | None = None
+    # --deadline (epoch seconds): a step the plan marked `deadline_bound` starts only if it
+    # can finish in time (plan/deadline.py).
+    deadline: float | None = None
+    clock: Callable[[], float] = time.time
+    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
+
+
+@dataclass
+class MoveReport:
+    objects_sent: int = 0
+    bytes_sent: int = 0
+    objects_skipped: int = 0
+    env_written: list[str] = field(default_factory=list)
+    env_unchanged: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # steps not started because of --deadline; a later run resumes
+    components_changed: int = 0
+    unchanged: list[str] = field(default_factory=list)  # steps of the other kinds that found nothing to do
+    snapshot: str | None = None
+    release: str | None = None  # the deploy's active release (audit log, JSON)
+    release_tried: str | None = None  # the release this run deployed (differs from `release` after a rollback)
+    verify: VerifyReport | None = None
+
+    @property
+    def nothing_done(self) -> bool:
+        return (self.objects_sent == 0 and not self.env_written and not self.components_changed and not self.failed
+                and not self.left)
+
+    def to_dict(self) -> dict:
+        return {
+            "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
+            "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,
+            "snapshot": self.snapshot, "release": self.release, "release_tried": self.release_tried, "nothing_to_do": self.nothing_done, "failed": self.failed, "left": self.left,
+            "unchanged": self.unchanged,
+            "verify": self.verify.to_dict() if self.verify else None,
+        }
+
+
+Progress = Callable[[str, int, int], None]  # (step id, objects, bytes) just completed
+
+# Kinds whose outcomes the report counts itself (objects sent, env files written).
+_COUNTED = ("s3", "env")
+_PHASE = {"s3": "objects"}
+
+
+def run_move(plan: Plan, config: Config, ctx: Context, kinds: Sequence[Kind], gathered: dict[str, Any],
+             opts: MoveOptions, approval: gate.Approval | None, progress: Progress | None = None) -> MoveReport:
+    """Run the plan holding the target's lock for the whole move (a second move is
+    refused, exit 6), with an audit line on the target before and after
+    (execute/lock.py: names and counts only, never values). `approval` is the gate's
+    (execute/gate.py) for exactly the plan's changes; `gathered` is each kind's gather."""
+    conn, root = ctx.conn, config.root
+    # A blocked plan touches nothing on the target: no lock, no audit line (an unwritable
+    # root would otherwise be reported as a held lock, a full disk would get a log file).
+    # A symlinked directory where the move writes is a refusal (exit 6), as when a writer
+    # meets one itself (targets/nolinks.py); `plan` lists it as a blocker (exit 3).
+    links = [b for b in plan.blockers if b.code == "symlink"]
+    if links:
+        raise SafetyError(f"refusing to write through the symlink {links[0].message.split(': a symlinked', 1)[0]} under target.root",
+                          hint=nolinks.HINT)
+    if plan.blockers:
+        raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
+    gate.require(approval, plan.changes)
+    named = {k.name: k for k in kinds}
+    unknown = [s.id for s in plan.steps if s.kind != "verify" and s.kind not in named]
+    if unknown:
+        raise SafetyError(f"the plan has step(s) no configured kind runs: {', '.join(unknown[:5])}",
+                          hint="run `relocate plan -o` again")
+    with TargetLock(conn, root, "move"):
+        audit(conn, root, "move-start", target=plan.target, steps=[s.id for s in plan.steps],
+              changes=list(approval.changes) if approval else [], approved=approval.how if approval else None)
+        report = MoveReport()
+        try:
+            _run(plan, config, ctx, named, gathered, opts, progress or (lambda *_: None), report)
+        except BaseException as exc:
+            try:
+                active = releases.current_release(conn, root) if config.data.get("deploy") else None
+                audit(conn, root, "move-end", result="error", error=type(exc).__name__, release=active,
+                      tried_release=report.release_tried)
+            except Exception:  # the connection may be what failed; the original error matters
+                pass
+            raise
+        bad = bool(report.failed) or (report.verify is not None and not report.verify.ok)
+        # Both releases: after a rollback `release` (active) is not the one that was tried.
+        audit(conn, root, "move-end", result="failed" if bad else "ok", objects=report.objects_sent, bytes=report.bytes_sent,
+              env_files=report.env_written, release=report.release, tried_release=report.release_tried,
+              snapshot=report.snapshot.rsplit("/", 1)[-1] if report.snapshot else None)
+        return report
+
+
+def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathered: dict[str, Any],
+         opts: MoveOptions, progress: Progress, report: MoveReport) -> None:
+    conn, root = ctx.conn, config.root
+    staging = layout.staging_dir(root)
+    # Staging left by a killed run is never trusted: it is cleared, then refilled. Not
+    # through a symlinked .relocate (nolinks.py): rm -rf would follow it.
+    conn.run(nolinks.guarded(root, [layout.sidecar_dir(root), staging],
+                             shell.all_of(["mkdir", "-p", "--", layout.sidecar_dir(root)], ["rm", "-rf", "--", staging])))
+    snap = store.begin(config.snapshot_dir)
+    journal = journal_for(config)
+    try:
+        identity = crypto.load_identity(config.key_file, create=True)
+        run = Run(report=report, opts=opts, snap=snap, journal=journal, staging=staging, progress=progress)
+        ctx.snapshot_dir, ctx.identity, ctx.run = snap.path, identity, run
+        manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
+        phase = ""
+        for step in plan.steps:
+            if step.kind == "verify":
+                continue  # the runner's own last stage, below
+            kind = named[step.kind]
+            if _PHASE.get(step.kind, step.kind) != phase:
+                phase = _PHASE.get(step.kind, step.kind)
+                run.event({"event": "phase", "phase": phase})
+            if _may_start(plan, step, opts):
+                outcome = kind.apply(ctx, gathered.get(kind.name), step)
+            else:
+                report.left.append(f"{step.id}: {step.todo_count} object(s), {human_bytes(step.todo_bytes)} not started "
+                                   "(would not finish before the deadline; run again to resume)")
+                outcome = kind.leave(ctx, gathered.get(kind.name), step)
+            kind.record(manifest, step, outcome)
+            if step.kind not in _COUNTED:
+                report.components_changed += int(outcome.changed)
+                if not outcome.changed and not outcome.failed:
+                    report.unchanged.append(step.id)
+            report.warnings.extend(outcome.warnings)
+            report.failed.extend(outcome.failed)
+            report.release = outcome.manifest.get("active") or report.release
+            report.release_tried = outcome.manifest.get("tried") or report.release_tried
+        # Each batch's staging dir went with it; the empty staging dir goes too (docs/transfer.md).
+        conn.run(nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging])), timeout=60)
+        if report.nothing_done:
+            store.discard(snap)
+            return
+        if run.secret_files:
+            data = json.dumps({p: c.decode("utf-8") for p, c in run.secret_files.items()}).encode()
+            crypto.write_private(snap.secrets_path, crypto.encrypt(data, identity))
+        components = {name: part for name, part in manifest["components"].items() if part}
+        final = store.commit(snap, {
+            "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": ctx.target_id, "root": root,
+            "fingerprint": plan.fingerprint, "buckets": manifest["buckets"], "env_files": manifest["env_files"],
+            "components": components,
+            # what the listed prefixes leave out at the source: `verify` reports it again
+            "left_out": list(plan.left_out),
+        })
+        report.snapshot = str(final.path)
+        ctx.snapshot_dir = final.path
+        run.event({"event": "phase", "phase": "verify"})
+        report.verify = verify_snapshot(conn, root, final, identity, kinds=list(named.values()), ctx=ctx, landed=run.landed)
+    except BaseException:
+        if snap.path.exists() and snap.path.name.endswith(".partial"):
+            store.discard(snap)
+        raise
+    finally:
+        ctx.run = None
+        journal.close()
+
+
+def _may_start(plan: Plan, step: Step, opts: MoveOptions) -> bool:
+    """The deadline rule the plan decided: only a `deadline_bound` step with work to do is
+    held back, and only if its estimate would run past the deadline minus the reserve."""
+    if opts.deadline is None or not step.deadline_bound or not step.todo_count:
+        return True
+    now = opts.clock()
+    verify = plan.step("verify")
+    keep = deadline.reserve(now, opts.deadline) + (verify.est_seconds if verify else 0.0)
+    return deadline.should_start("normal", step.est_seconds, now, opts.deadline, keep)

@@ -1,0 +1,138 @@
+"""The `env` kind: env files made from SSM parameters (`source.parameters`) and Secrets
+Manager secrets (`source.secrets`), one step per file under target.root.
+
+gather: the parameter and secret names and versions (never values), and which files the
+target holds as this move would write them (execute/gather.py) -- plan: one step per file,
+pure -- apply: read the values, render the file, write it 0600 from its first byte, record
+what it was made from -- verify: the file's mode, and its sha256 against the snapshot's
+encrypted copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+from relocate.config import Config
+from relocate.execute.envfiles import EnvFile, env_name, secret_vars
+from relocate.kinds import Context, Kind, Outcome, PlanPart
+from relocate.plan.model import Finding, Step
+from relocate.snapshot import crypto
+from relocate.snapshot.store import Snapshot
+from relocate.sources.inventory import Inventory, fetch_parameters, fetch_secret
+from relocate.targets import files, layout
+from relocate.targets.ssh import Connection
+
+if TYPE_CHECKING:
+    from relocate.execute.verify import VerifyReport
+
+KIND = "env"
+
+
+def env_step_id(path: str) -> str:
+    return f"env:{path}"
+
+
+def plan_env(inventory: Inventory, env_same: set[str] | frozenset[str] = frozenset()) -> PlanPart:
+    """Pure: a step per env file, in relocate.yaml's order; `env_same` names the files the
+    target holds as this move would write them (nothing to do)."""
+    part = PlanPart()
+    sources: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
+    for p in inventory.parameters:
+        sources.setdefault(p.spec.to, []).append(f"ssm:{p.spec.path}")
+        counts[p.spec.to] = counts.get(p.spec.to, 0) + len(p.items)
+        if not p.items:
+            part.warnings.append(Finding("empty-source", f"no SSM parameters under {p.spec.path}"))
+    for s in inventory.secrets:
+        sources.setdefault(s.spec.to, []).append(f"secret:{s.spec.name}")
+        counts[s.spec.to] = counts.get(s.spec.to, 0) + 1
+    for path, names in sources.items():
+        same = path in env_same
+        part.steps.append(Step(
+            id=env_step_id(path), kind=KIND, source=", ".join(names), dest=path, count=counts[path],
+            todo_count=0 if same else counts[path], est_seconds=0.5 + 0.05 * counts[path],
+            detail=("nothing to do: the same parameter and secret versions as the last move, and the file on the "
+                    "target unchanged" if same else "mode 0600; values never printed"),
+            # a count of sources, not of variables: a secret may hold many, read only at apply
+            change="" if same else f"write env file {path} (0600, from {counts[path]} parameter(s)/secret(s))",
+        ))
+    return part
+
+
+class EnvFiles(Kind):
+    name = KIND
+
+    def enabled(self, config: Config) -> bool:
+        return bool(config.parameters or config.secrets)
+
+    def gather(self, ctx: Context) -> Any:
+        return ctx.gathered  # execute/gather.py read the names, versions and the target's record
+
+    def plan(self, ctx: Context, gathered: Any) -> PlanPart:
+        return plan_env(gathered.inventory, gathered.env_same) if gathered is not None else PlanPart()
+
+    def apply(self, ctx: Context, gathered: Any, step: Step) -> Outcome:
+        from relocate.execute.gather import ENV_RECORD, env_digests
+
+        config, conn, run = ctx.config, ctx.conn, ctx.run
+        assert run is not None, "apply runs inside the runner"
+        path = step.dest
+        env = EnvFile(path)
+        for p in config.parameters:
+            if p.to == path:
+                for rel, value in fetch_parameters(ctx.aws, p):
+                    env.add(env_name(rel), value, f"ssm:{p.path}{rel}")
+        for s in config.secrets:
+            if s.to == path:
+                for name, value in secret_vars(s.name, fetch_secret(ctx.aws, s)):
+                    env.add(name, value, f"secret:{s.name}")
+        content = env.render()
+        run.secret_files[path] = content
+        remote = posixpath.join(config.root, path)
+        current = files.read_file(conn, remote)
+        changed = not (current is not None and current[0] == content and not current[1] & 0o077)
+        if changed:
+            # The env file's directory is private (0700 unless target.env_dir_mode says
+            # otherwise) and the file is 0600 from its first byte (files.write_file_atomic).
+            files.private_dir(conn, config.root, posixpath.dirname(remote), config.env_dir_mode, config.allowed_links)
+            files.write_file_atomic(conn, remote, content, mode=0o600, root=config.root, allow=config.allowed_links)
+            run.report.env_written.append(path)
+        else:
+            run.report.env_unchanged.append(path)
+        # What the env file was made from (versions, never values): the next plan compares.
+        record = gathered.env_record
+        entry = {"sources": env_digests(config, gathered.inventory).get(path, ""), "sha256": hashlib.sha256(content).hexdigest()}
+        if record.get(path) != entry:
+            record[path] = entry
+            files.write_file_atomic(conn, posixpath.join(layout.state_dir(config.root), ENV_RECORD),
+                                    json.dumps(record, indent=1).encode(), mode=0o600)  # hashes of secret files: 0600 like them
+        return Outcome(changed, {"path": path, "vars": list(env.vars), "sources": sorted(set(env.origins.values()))},
+                       warnings=list(env.conflicts))
+
+    def record(self, manifest: dict[str, Any], step: Step, outcome: Outcome) -> None:
+        manifest.setdefault("env_files", []).append(outcome.manifest)
+
+
+KIND_CLASS = EnvFiles
+
+
+def verify_env(conn: Connection, root: str, snap: Snapshot, manifest: dict[str, Any], identity: Any,
+               report: "VerifyReport") -> None:
+    expected: dict[str, str] = {}
+    if identity is not None and snap.secrets_path.exists():
+        expected = json.loads(crypto.decrypt(snap.secrets_path.read_bytes(), identity))
+    for env in manifest.get("env_files", []):
+        path = env["path"]
+        got = files.read_file(conn, posixpath.join(root, path))
+        if got is None:
+            report.env[path] = "missing"
+        elif got[1] & 0o077:
+            report.env[path] = "bad-mode"
+        elif path not in expected:
+            report.env[path] = "not-compared"
+        else:
+            same = hashlib.sha256(got[0]).digest() == hashlib.sha256(expected[path].encode()).digest()
+            report.env[path] = "ok" if same else "differs"

@@ -1,0 +1,259 @@
+"""The `s3` kind: objects of the buckets under `source.s3`, one step per entry (and one
+more for a versioned entry's older versions with `versions: all`).
+
+gather: the S3 listing and what is already on the target, read by execute/gather.py
+(the plan's own facts) -- plan: one step per listing, pure -- apply: push what is not
+there yet through the transfer engine (execute/objects.py), journal each batch, write
+the target's sidecar -- verify: sha256 of every file, computed on the target.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+from relocate.errors import ItemError
+from relocate.kinds import Check, Context, Kind, Outcome, PlanPart
+from relocate.config import Config
+from relocate.plan.build import Rates, eta, human_bytes, left_out_message
+from relocate.plan.deadline import step_priority
+from relocate.plan.model import Finding, Step
+from relocate.snapshot.journal import DoneObject, Journal
+from relocate.snapshot.keymap import map_keys, version_path
+from relocate.snapshot.store import Snapshot
+from relocate.sources.inventory import BucketListing, Inventory, split_version_key, version_key
+from relocate.targets import files, layout
+from relocate.targets.ssh import Connection
+
+if TYPE_CHECKING:
+    from relocate.execute.verify import VerifyReport
+
+KIND = "s3"
+
+
+def s3_step_id(bucket: str, prefix: str) -> str:
+    return f"s3:{bucket}/{prefix}"
+
+
+def plan_objects(inventory: Inventory, done_keys: dict[str, set[str]], rates: Rates = Rates()) -> PlanPart:
+    """Pure: a step per listing (what is left to send, its estimate, how it changes the
+    target), and the warnings about what the listed prefixes and versions leave behind."""
+    part = PlanPart()
+    for listing in inventory.buckets:
+        sid = listing.step_id
+        done = done_keys.get(sid, set())
+        todo = [o for o in listing.objects if o.key not in done]
+        todo_bytes = sum(o.size for o in todo)
+        older = listing.kind == "versions"
+        detail = f"{listing.count - len(todo)} already on the target" if len(todo) < listing.count else ""
+        if older:
+            detail = "; ".join(filter(None, [f"older versions, {len(listing.delete_markers)} delete marker(s) recorded", detail]))
+        step = Step(
+            id=sid, kind=KIND, source=f"s3://{listing.spec.bucket}/{listing.spec.prefix}" + (" (older versions)" if older else ""),
+            dest=listing.dest, count=listing.count, bytes=listing.bytes, todo_count=len(todo), todo_bytes=todo_bytes,
+            est_seconds=eta(todo_bytes, len(todo), rates), detail=detail, priority=listing.spec.priority,
+            region=listing.region or "",
+            change=f"write {len(todo):,} file(s) ({human_bytes(todo_bytes)}) under {listing.dest}" if todo else "",
+        )
+        step.deadline_bound = step_priority(step) != "critical"
+        part.steps.append(step)
+        if not listing.objects and listing.kind == "current":
+            part.warnings.append(Finding("empty-source", f"s3://{listing.spec.bucket}/{listing.spec.prefix} holds no objects"))
+    for out in inventory.left_out:
+        part.warnings.append(Finding("s3-left-out", left_out_message(out.to_dict())))
+    for v in inventory.versions_left:
+        if v["status"] == "unknown":
+            part.warnings.append(Finding("s3-versions", (
+                f"s3://{v['bucket']}: cannot tell whether it keeps older versions (GetBucketVersioning refused); "
+                "if it does, they are not moved: grant s3:GetBucketVersioning, or set `versions: all` to move them")))
+            continue
+        part.warnings.append(Finding("s3-versions", (
+            f"s3://{v['bucket']}/{v['prefix']}: versioning {v['status']}: {v['versions']} older version(s), {human_bytes(v['bytes'])}, "
+            f"and {v['delete_markers']} delete marker(s) are NOT moved (only the current objects are); "
+            "set `versions: all` on this source.s3 entry to move them too")))
+    return part
+
+
+class Objects(Kind):
+    name = KIND
+
+    def enabled(self, config: Config) -> bool:
+        return bool(config.s3)
+
+    def gather(self, ctx: Context) -> Any:
+        return ctx.gathered  # execute/gather.py read the listing and the target for the plan itself
+
+    def plan(self, ctx: Context, gathered: Any) -> PlanPart:
+        # the object steps are planned with the bucket listings the plan's fingerprint
+        # comes from; nothing is planned from a listing that was not taken
+        return plan_objects(gathered.inventory, gathered.done_keys(), ctx.rates) if gathered is not None else PlanPart()
+
+    def apply(self, ctx: Context, gathered: Any, step: Step) -> Outcome:
+        return self._push(ctx, gathered, step, send=True)
+
+    def leave(self, ctx: Context, gathered: Any, step: Step) -> Outcome:
+        return self._push(ctx, gathered, step, send=False)
+
+    def record(self, manifest: dict[str, Any], step: Step, outcome: Outcome) -> None:
+        manifest.setdefault("buckets", []).append(outcome.manifest)
+
+    def _push(self, ctx: Context, gathered: Any, step: Step, *, send: bool) -> Outcome:
+        from relocate.execute.objects import BucketPusher, PushOptions
+        from relocate.sources.s3data import ObjectReader, VersionReader
+
+        run, conn, config = ctx.run, ctx.conn, ctx.config
+        assert run is not None, "apply runs inside the runner"
+        report, root = run.report, config.root
+        listing = next(b for b in gathered.inventory.buckets if b.step_id == step.id)
+        done = dict(gathered.done.get(step.id, {}))
+        todo = [o for o in listing.objects if o.key not in done] if send else []
+        report.objects_skipped += len(done)
+        fresh = run.landed.setdefault(listing.dest, set())
+        failed: list[str] = []
+
+        def commit(delivered: list[DoneObject]) -> None:
+            # One journal transaction per batch, after the batch is in place on the target.
+            run.journal.record(ctx.target_id, delivered)
+            fresh.update(d.key for d in delivered)
+            for d in delivered:
+                done[d.key] = d
+                run.event({"event": "item", "bucket": d.bucket, "key": d.key, "path": d.path, "size": d.size, "sha256": d.sha256})
+            report.objects_sent += len(delivered)
+            report.bytes_sent += sum(d.size for d in delivered)
+
+        def warn(msg: str) -> None:
+            report.warnings.append(msg)
+            run.event({"event": "warning", "message": msg})
+
+        if todo:
+            # Made only when there is work: a reader asks S3 where the bucket lives, and a
+            # second run that has nothing to move makes no request for it.
+            opts = run.opts
+            reader = (VersionReader if listing.kind == "versions" else ObjectReader)(ctx.aws, listing.spec.bucket,
+                                                                                     gets=opts.tuning.s3_gets)
+            pusher = BucketPusher(
+                reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
+                dest=listing.dest, paths=_paths(listing), staging=posixpath.join(run.staging, "b"),
+                opts=PushOptions.tuned(opts.tuning, transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
+                keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
+                on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
+            )
+            try:
+                pusher.run(todo, commit)
+            except ItemError as exc:  # retrying cannot fix it: the other steps still run (exit 4)
+                failed.append(f"{step.id}: {exc.line()}")
+                run.event({"event": "warning", "message": f"{step.id}: {exc.message}"})
+            finally:
+                reader.close()  # its GET thread and connections
+            conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
+        versions = listing.kind == "versions"
+        entries = [_entry(done[o.key], versions) for o in listing.objects if o.key in done]
+        head: dict[str, Any] = {"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.dest}
+        if versions:
+            head.update(journal_bucket=listing.journal_bucket, delete_markers=listing.delete_markers)
+        if todo or _markers_unrecorded(conn, root, listing):
+            sidecar = {**head, "objects": entries}
+            files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
+                                    json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
+        return Outcome(bool(todo), {**head, "objects": entries}, failed=failed)
+
+
+KIND_CLASS = Objects
+
+
+# --- verify ---------------------------------------------------------------------
+
+def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report: "VerifyReport",
+                   landed: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
+    """Compare hashes; returns {bucket: keys missing or differing} for the journal.
+
+    `landed` ({destination: keys}) names objects `move` just delivered, each of which the
+    target hashed as it was written and matched against the sha256 computed while
+    streaming. When every object of a destination is one of those, re-reading the
+    whole tree would hash the same bytes a second time within seconds, so `move` checks
+    that each is there with its size instead; `relocate verify`, and any destination
+    holding objects from an earlier run, re-hash everything."""
+    bad: dict[str, list[str]] = {}
+    for bucket in manifest.get("buckets", []):
+        dest = bucket["to"]
+        fresh = (landed or {}).get(dest, set())
+        by_size = bool(bucket["objects"]) and all(_key(obj) in fresh for obj in bucket["objects"])
+        on_target = files.tree_facts(conn, posixpath.join(root, dest), hashes=not by_size)
+        for obj in bucket["objects"]:
+            rel = posixpath.relpath(obj["path"], dest)
+            got = on_target.get(rel)
+            if got is None:
+                report.missing.append(obj["path"])
+            elif got != (obj["size"] if by_size else obj["sha256"]):
+                report.differing.append(obj["path"])
+            else:
+                report.matched += 1
+                report.checked_on_arrival += by_size
+                continue
+            bad.setdefault(bucket.get("journal_bucket") or bucket["bucket"], []).append(_key(obj))
+        if "delete_markers" in bucket:
+            report.checks.append(_markers_check(conn, root, bucket))
+    return bad
+
+
+def _key(obj: dict[str, Any]) -> str:
+    """The journal's key for a manifest entry (older versions: version_key)."""
+    return version_key(obj["key"], obj["version_id"]) if "version_id" in obj else obj["key"]
+
+
+def _markers_check(conn: Connection, root: str, bucket: dict[str, Any]) -> Check:
+    """Older versions: the delete markers the snapshot recorded are in the target's sidecar."""
+    label = f"delete markers of s3://{bucket['bucket']}/{bucket['prefix']} in {bucket['to']}"
+    found = files.read_file(conn, layout.sidecar_path(root, bucket["to"]))
+    try:
+        held = json.loads(found[0]).get("delete_markers") if found else None
+    except ValueError:
+        held = None
+    want = bucket["delete_markers"]
+    if held is None and not want:
+        return Check(label, True, "none")
+    return Check(label, held == want, f"{len(want)} recorded" if held == want else
+                 f"the target's sidecar holds {len(held) if held is not None else 'none'}, the snapshot {len(want)}")
+
+
+def forget_bad(snap: Snapshot, manifest: dict[str, Any], bad: dict[str, list[str]]) -> None:
+    """A file verify found missing or damaged leaves the journal, so the next `move`
+    sends it again instead of trusting journal + size (issue 6: a flipped byte keeps
+    the size). The journal sits beside the snapshots (execute/gather.journal_for)."""
+    if not bad or not manifest.get("target"):
+        return
+    journal = Journal(snap.path.parent / "journal.sqlite")
+    try:
+        for bucket, keys in bad.items():
+            journal.forget(manifest["target"], bucket, keys)
+    finally:
+        journal.close()
+
+
+def _entry(d: DoneObject, version: bool = False) -> dict[str, Any]:
+    key, vid = split_version_key(d.key) if version else (d.key, None)
+    entry: dict[str, Any] = {"key": key, "path": d.path, "size": d.size, "sha256": d.sha256, "etag": d.etag,
+                             "content_type": d.content_type, "metadata": d.metadata}
+    if version:
+        entry["version_id"] = vid
+    return entry
+
+
+def _paths(listing: BucketListing) -> dict[str, str]:
+    """Pusher key -> path under listing.dest (snapshot/keymap.py)."""
+    if listing.kind == "versions":
+        return {o.key: version_path(*split_version_key(o.key), listing.spec.strip) for o in listing.objects}
+    return map_keys([o.key for o in listing.objects], listing.spec.strip)
+
+
+def _markers_unrecorded(conn: Connection, root: str, listing: BucketListing) -> bool:
+    """Older versions: a delete marker is a record, not a file; the sidecar must hold
+    exactly the source's. Only asked when the bucket has markers and nothing else changed."""
+    if listing.kind != "versions" or not listing.delete_markers:
+        return False
+    found = files.read_file(conn, layout.sidecar_path(root, listing.dest))
+    try:
+        return found is None or json.loads(found[0]).get("delete_markers") != listing.delete_markers
+    except ValueError:
+        return True

@@ -1,0 +1,31 @@
+"""README's layout section matches the folders (issue 17): every package folder under
+src/relocate is named there, and every folder named there exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_layout() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Development"):]
+    block = block[block.index("```\nsrc/relocate/"):]
+    block = block[:block.index("\n```", 4)]
+    return set(re.findall(r"^  ([a-z_]+/)", block, re.M))
+
+
+def test_readme_layout_names_every_folder() -> None:
+    folders = {p.name + "/" for p in (ROOT / "src" / "relocate").iterdir()
+               if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"}
+    assert _readme_layout() == folders
+
+
+def test_architecture_doc_names_every_kind_module() -> None:
+    from relocate.kinds import MODULES
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for name in MODULES:
+        assert f"kinds/{name}.py" in doc, name
