@@ -99,9 +99,12 @@ def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
     conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
     conn.connect()
     try:
-        if opts.bulk_login and config.s3 and opts.tuning.bulk_ssh != "paramiko":
-            OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn, checksum=opts.checksum)
+        if opts.bulk_login and gathered.objects_todo() and opts.tuning.bulk_ssh != "paramiko":
+            # The bulk lanes' logins start now, pinned to the host key conn.connect() checked,
+            # and overlap the plan, the gate and the lock; a rerun with no object to send
+            # logs in once, not once per lane as well (tests/test_rerun_cost.py).
+            OpenSsh.prestart(conn, opts.bulk_login)
         if verdict is not None and (names := source_names(gathered.inventory)):
             verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),

@@ -13,9 +13,8 @@ from relocate.cli.progress import Reporter
 from relocate.errors import ExitCode
 from relocate.execute import gate
 from relocate.execute.runner import MoveOptions, run_move
-from relocate.execute.objects import default_lanes
 from relocate.plan.deadline import parse_deadline
-from relocate.settings import Switches, Tuning
+from relocate.settings import Switches, Tuning, default_lanes
 from relocate.workflow import Options, check_drift, load_any, prepare, saved_steps
 
 

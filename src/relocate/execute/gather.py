@@ -38,6 +38,10 @@ class Gathered:
     def done_keys(self) -> dict[str, set[str]]:
         return {sid: set(d) for sid, d in self.done.items()}
 
+    def objects_todo(self) -> int:
+        """How many listed objects are not on the target yet."""
+        return sum(len(b.objects) - len(self.done.get(b.step_id, {})) for b in self.inventory.buckets)
+
 
 # Per env file: a digest of what it is made from (parameter and secret names with their
 # versions, never values) and the sha256 of the file written from them. A rerun whose

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Protocol
 
 from relocate.errors import RelocateError, TransientError, VerificationError
-from relocate.settings import Tuning
+from relocate.settings import Tuning, default_lanes  # noqa: F401  (default_lanes: re-exported)
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
@@ -59,13 +59,6 @@ CHUNK = 1024 * 1024
 ATTEMPTS = 5
 STALL_S = 60.0
 BACKOFF_S = 1.0
-def default_lanes() -> int:
-    """`--lanes` when not given: the CPU count, from 2 to 4. Each lane costs a core's worth
-    of ssh, sshd and hashing when the link is fast; on this 2-core box 2 lanes pushed the
-    1 GiB media corpus in 3.3-3.8 s where 4 took 4.0-4.3 s (docs/transfer.md)."""
-    return min(4, max(2, os.cpu_count() or 2))
-
-
 class Reader(Protocol):
     def get(self, key: str, size: int, etag: str, whole: bool) -> Body: ...
 

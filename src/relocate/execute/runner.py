@@ -20,13 +20,12 @@ from relocate.config import Config
 from relocate.errors import BlockedError, SafetyError
 from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit
-from relocate.execute.objects import default_lanes
 from relocate.execute.verify import VerifyReport, verify_snapshot
 from relocate.kinds import Context, Kind, Run
 from relocate.plan import deadline
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan, Step
-from relocate.settings import Tuning
+from relocate.settings import Tuning, default_lanes
 from relocate.snapshot import crypto, store
 from relocate.execute.gather import journal_for
 from relocate.targets import layout, nolinks, releases, shell

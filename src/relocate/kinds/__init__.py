@@ -27,6 +27,14 @@ __all__ = ["Check", "Context", "Finding", "Kind", "MODULES", "Outcome", "PlanPar
 # its steps itself (plan/deadline.py), and the runner walks the plan's order.
 MODULES = ("env", "objects", "packages", "databases", "hostfiles", "dns", "deploy")
 
+# The relocate.yaml sections that switch each kind on (its `enabled` reads them). A kind
+# none of whose sections is set is not even imported: a move of objects alone does not
+# pay for the DNS, database and deploy modules and their libraries (issue 18, a rerun in
+# about a second). A kind missing here is always imported and asked.
+SECTIONS = {"env": ("source.parameters", "source.secrets"), "objects": ("source.s3",), "packages": ("target.prepare",),
+            "databases": ("source.databases",), "hostfiles": ("source.hosts",), "dns": ("source.dns",),
+            "deploy": ("deploy",)}
+
 
 @dataclass
 class Run:
@@ -115,11 +123,19 @@ class Kind(ABC):
 def load_kinds(config: Config) -> list[Kind]:
     found: list[Kind] = []
     for name in MODULES:
+        if name in SECTIONS and not any(_section(config.data, path) for path in SECTIONS[name]):
+            continue
         mod = importlib.import_module(f"relocate.kinds.{name}")
         kind: Kind = mod.KIND_CLASS()
         if kind.enabled(config):
             found.append(kind)
     return found
+
+
+def _section(data: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def by_name(kinds: list[Kind]) -> dict[str, Kind]:

@@ -99,9 +99,6 @@ class Objects(Kind):
         manifest.setdefault("buckets", []).append(outcome.manifest)
 
     def _push(self, ctx: Context, gathered: Any, step: Step, *, send: bool) -> Outcome:
-        from relocate.execute.objects import BucketPusher, PushOptions
-        from relocate.sources.s3data import ObjectReader, VersionReader
-
         run, conn, config = ctx.run, ctx.conn, ctx.config
         assert run is not None, "apply runs inside the runner"
         report, root = run.report, config.root
@@ -128,7 +125,11 @@ class Objects(Kind):
 
         if todo:
             # Made only when there is work: a reader asks S3 where the bucket lives, and a
-            # second run that has nothing to move makes no request for it.
+            # second run that has nothing to move makes no request for it, and does not
+            # even import the transfer engine (tests/test_rerun_cost.py).
+            from relocate.execute.objects import BucketPusher, PushOptions
+            from relocate.sources.s3data import ObjectReader, VersionReader
+
             opts = run.opts
             reader = (VersionReader if listing.kind == "versions" else ObjectReader)(ctx.aws, listing.spec.bucket,
                                                                                      gets=opts.tuning.s3_gets)

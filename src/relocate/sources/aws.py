@@ -178,6 +178,18 @@ class Aws:
                                    config=self._config).meta.endpoint_url
 
 
+def bucket_region(s3: Any, bucket: str) -> str | None:
+    """The region the bucket lives in, as S3 says (`x-amz-bucket-region` on HeadBucket,
+    also sent with a redirect or a refusal); None when it says nothing."""
+    try:
+        headers = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+    except botocore.exceptions.ClientError as exc:
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    except Exception:  # unreachable and the like: the reads say so, with their own retries
+        return None
+    return headers.get("x-amz-bucket-region") or None
+
+
 # Error codes that mean "fix the input", versus "try again later".
 _MISSING = {"NoSuchBucket", "ParameterNotFound", "ResourceNotFoundException", "NoSuchKey", "DBInstanceNotFound",
             "NoSuchHostedZone", "404", "NotFound"}

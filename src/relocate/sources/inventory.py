@@ -14,7 +14,7 @@ import botocore.exceptions
 
 from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec, owner_of
 from relocate.secret import Secret
-from relocate.sources.aws import Aws, translate
+from relocate.sources.aws import Aws, bucket_region, translate
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,6 @@ def list_bucket(aws: Aws, spec: BucketSpec) -> BucketListing:
 
 def region_of(aws: Aws, bucket: str) -> str | None:
     """Where the bucket lives (one HeadBucket): AWS prices a bucket's egress by its own region."""
-    from relocate.sources.s3data import bucket_region  # obstore and friends: only once a bucket is listed
-
     return bucket_region(aws.client("s3"), bucket)
 
 

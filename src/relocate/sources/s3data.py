@@ -51,7 +51,7 @@ import obstore.exceptions as oe
 from obstore.store import S3Store
 
 from relocate.errors import RelocateError, SourceError, TransientError
-from relocate.sources.aws import Aws, translate
+from relocate.sources.aws import Aws, bucket_region, translate
 from relocate.secret import Secret
 
 if TYPE_CHECKING:
@@ -182,18 +182,6 @@ def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[Object
             if fut is not None:
                 fut.cancel()
             budget.give(cost)
-
-
-def bucket_region(s3: Any, bucket: str) -> str | None:
-    """The region the bucket lives in, as S3 says (`x-amz-bucket-region` on HeadBucket,
-    also sent with a redirect or a refusal); None when it says nothing."""
-    try:
-        headers = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
-    except botocore.exceptions.ClientError as exc:
-        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    except Exception:  # unreachable and the like: the reads say so, with their own retries
-        return None
-    return headers.get("x-amz-bucket-region") or None
 
 
 class ObjectReader:
