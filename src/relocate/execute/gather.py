@@ -117,7 +117,7 @@ def already_on_target(config: Config, conn: Connection, journal: Journal, invent
         for o in listing.objects:
             rec = recorded.get(o.key)
             if rec and rec.etag == o.etag and rec.size == o.size:
-                rel = posixpath.relpath(rec.path, listing.dest)
+                rel = layout.under(rec.path, listing.dest)
                 if found.get(rel) == (rec.sha256 if checksum else o.size):
                     ok[o.key] = rec
         result[sid] = ok

@@ -46,7 +46,7 @@ from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
 from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error)
-from relocate.targets import shell
+from relocate.targets import layout, shell
 from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
 from relocate.targets.ssh import Connection, Exec, Result
 
@@ -544,7 +544,7 @@ class BucketPusher:
         return done, len(header) + obj.size + len(trailer)
 
     def _check_staged(self, done: list[DoneObject], got: dict[str, str]) -> None:
-        bad = [d.key for d in done if got.get(posixpath.relpath(d.path, self.dest)) != d.sha256]
+        bad = [d.key for d in done if got.get(layout.under(d.path, self.dest)) != d.sha256]
         if bad:
             raise VerificationError(f"{len(bad)} object(s) arrived damaged on the target (first: {bad[0]!r})", hint="running again retries them")
 

@@ -182,7 +182,7 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
         by_size = bool(bucket["objects"]) and all(_key(obj) in fresh for obj in bucket["objects"])
         on_target = files.tree_facts(conn, posixpath.join(root, dest), hashes=not by_size)
         for obj in bucket["objects"]:
-            rel = posixpath.relpath(obj["path"], dest)
+            rel = layout.under(obj["path"], dest)
             got = on_target.get(rel)
             if got is None:
                 report.missing.append(obj["path"])

@@ -31,3 +31,13 @@ def sidecar_dir(root: str) -> str:
 def sidecar_path(root: str, dest: str) -> str:
     """One JSON file per bucket directory; `/` in `to:` becomes `__`."""
     return posixpath.join(sidecar_dir(root), dest.replace("/", "__") + ".json")
+
+
+def under(path: str, base: str) -> str:
+    """`path` relative to `base` (both relative to target.root). posixpath.relpath asks for
+    the working directory and normalises both sides on every call: over 10,000 objects that
+    cost 0.1-0.6 s of a rerun (issue 18); a path mapped under its base is a plain cut."""
+    if base and base != "." and path.startswith(base + "/") and "/." not in path and "//" not in path \
+            and not path.endswith("/"):
+        return path[len(base) + 1:]
+    return posixpath.relpath(path, base)
