@@ -52,7 +52,9 @@ class Journal:
             "SELECT bucket, key, etag, size, path, sha256, content_type, metadata FROM objects WHERE target=? AND bucket=?",
             (target, bucket),
         )
-        return {r[1]: DoneObject(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in cur}
+        # Most objects carry no metadata: "{}" is not parsed 10,000 times over (a rerun's CPU).
+        return {r[1]: DoneObject(r[0], r[1], r[2], r[3], r[4], r[5], r[6], {} if r[7] == "{}" else json.loads(r[7]))
+                for r in cur}
 
     def close(self) -> None:
         self.db.close()
