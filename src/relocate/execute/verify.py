@@ -17,7 +17,7 @@ from relocate.targets.ssh import Connection
 @dataclass
 class VerifyReport:
     matched: int = 0
-    checked_on_arrival: int = 0  # of matched: hashed by the target as they landed in this move, here only sized
+    checked_on_arrival: int = 0  # of matched: hashed by the target as they landed (this move or an earlier one), here only sized
     missing: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared

@@ -46,7 +46,7 @@ class Run:
     journal: Any  # snapshot.journal.Journal
     staging: str  # the target's staging directory for this move
     progress: Callable[[str, int, int], None]
-    landed: dict[str, set[str]] = field(default_factory=dict)  # destination -> keys delivered (and hashed) in this run
+    landed: dict[str, set[str]] = field(default_factory=dict)  # destination -> keys the target hashed on arrival (this run or one the journal records)
     secret_files: dict[str, bytes] = field(default_factory=dict)  # env path -> content, encrypted into the snapshot
 
     def event(self, event: dict[str, Any]) -> None:

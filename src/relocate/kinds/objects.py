@@ -106,7 +106,12 @@ class Objects(Kind):
         done = dict(gathered.done.get(step.id, {}))
         todo = [o for o in listing.objects if o.key not in done] if send else []
         report.objects_skipped += len(done)
+        # What the target hashed on arrival: in this run (added as batches land) or in an
+        # earlier one the journal or sidecar records, found with its size (or, under
+        # --checksum, its sha256) by the gather. The final check only sizes these: a resume
+        # does not hash again what was verified before the kill (issue 18).
         fresh = run.landed.setdefault(listing.dest, set())
+        fresh.update(done)
         failed: list[str] = []
 
         def commit(delivered: list[DoneObject]) -> None:
@@ -169,12 +174,13 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
                    landed: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
     """Compare hashes; returns {bucket: keys missing or differing} for the journal.
 
-    `landed` ({destination: keys}) names objects `move` just delivered, each of which the
-    target hashed as it was written and matched against the sha256 computed while
-    streaming. When every object of a destination is one of those, re-reading the
-    whole tree would hash the same bytes a second time within seconds, so `move` checks
-    that each is there with its size instead; `relocate verify`, and any destination
-    holding objects from an earlier run, re-hash everything."""
+    `landed` ({destination: keys}) names objects `move` knows the target hashed as they
+    were written and matched against the sha256 computed while streaming: delivered in
+    this run, or in an earlier one (the journal or sidecar says so, and the gather found
+    them with their size). When every object of a destination is one of those, re-reading
+    the whole tree would hash the same bytes again, so `move` checks that each is there
+    with its size instead; `relocate verify` re-hashes everything, and `move --checksum`
+    re-hashed what was already there before sending."""
     bad: dict[str, list[str]] = {}
     for bucket in manifest.get("buckets", []):
         dest = bucket["to"]

@@ -52,9 +52,12 @@ class Journal:
             "SELECT bucket, key, etag, size, path, sha256, content_type, metadata FROM objects WHERE target=? AND bucket=?",
             (target, bucket),
         )
-        # Most objects carry no metadata: "{}" is not parsed 10,000 times over (a rerun's CPU).
-        return {r[1]: DoneObject(r[0], r[1], r[2], r[3], r[4], r[5], r[6], {} if r[7] == "{}" else json.loads(r[7]))
-                for r in cur}
+        rows = cur.fetchall()
+        try:  # one parse for every row's metadata, not 10,000 calls of json.loads (a rerun's CPU)
+            metas = json.loads("[" + ",".join(r[7] for r in rows) + "]")
+        except ValueError:
+            metas = [json.loads(r[7]) for r in rows]
+        return {r[1]: DoneObject(r[0], r[1], r[2], r[3], r[4], r[5], r[6], m) for r, m in zip(rows, metas)}
 
     def close(self) -> None:
         self.db.close()

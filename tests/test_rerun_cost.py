@@ -1,0 +1,131 @@
+"""What a second `move` costs (issue 18): the mechanism, not the time (that is
+bench/bench_rerun.py's).
+
+- A rerun with nothing to do sends no object, logs in to the target once (no bulk
+  `ssh` login), runs at most MAX_COMMANDS remote commands, and imports neither the
+  transfer engine nor the kinds relocate.yaml does not configure: checked in a fresh
+  interpreter, as a user runs it.
+- A resume (part of the bucket on the target already, as after a kill -9) does not
+  hash again on the target what the journal records as hashed on arrival; only
+  `--checksum` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import aws_client, cli, make_config
+from relocate.targets import files
+
+# Probe commands of the gather (facts, sizes under the bucket's directory), the lock,
+# the audit lines and the staging directory: 8 today. A rerun used to start as many
+# `ssh` logins again for the bulk lanes and throw them away.
+MAX_COMMANDS = 8
+
+# Loaded only when objects move: the transfer engine and its S3 readers.
+ENGINE = ("relocate.execute.objects", "relocate.execute.wire", "relocate.sources.s3data", "relocate.sources.s3gets",
+          "obstore", "pycurl")
+# Loaded only when relocate.yaml configures them.
+OTHER_KINDS = ("relocate.kinds.dns", "relocate.kinds.databases", "relocate.kinds.deploy", "relocate.kinds.hostfiles",
+               "dns", "relocate.execute.pg", "relocate.execute.mysql")
+
+# relocate's entry point in a fresh interpreter, counting what a move asks of the target.
+_PROBE = """
+import contextlib, io, json, sys
+from relocate.targets.ssh import Connection
+from relocate.targets.openssh import OpenSsh
+seen = {"commands": [], "connects": 0, "ssh_logins": 0}
+start, connect, master = Connection.start, Connection.connect, OpenSsh.master
+def count_start(self, command, *a, **kw):
+    seen["commands"].append(command)
+    return start(self, command, *a, **kw)
+def count_connect(self, *a, **kw):
+    seen["connects"] += 1
+    return connect(self, *a, **kw)
+def count_master(self, *a, **kw):
+    seen["ssh_logins"] += 1
+    return master(self, *a, **kw)
+Connection.start, Connection.connect, OpenSsh.master = count_start, count_connect, count_master
+from relocate.cli import main
+out = io.StringIO()
+code = 0
+try:
+    with contextlib.redirect_stdout(out):
+        main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+seen.update(code=code, out=out.getvalue(), modules=sorted(m for m in %r if m in sys.modules))
+print(json.dumps(seen))
+""" % (ENGINE + OTHER_KINDS,)
+
+
+def _seed(moto: str, n: int) -> tuple[Any, str]:
+    bucket = "rerun" + secrets.token_hex(3)
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket=bucket)
+    for i in range(n):
+        s3.put_object(Bucket=bucket, Key=f"d/{i:03d}.bin", Body=os.urandom(512 + i))
+    return s3, bucket
+
+
+def test_a_rerun_with_nothing_to_do_is_one_listing_one_login_and_few_commands(moto: str, sshd, tmp_path: Path) -> None:
+    _, bucket = _seed(moto, 30)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / bucket),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    first = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["result"]["objects_sent"] == 30
+
+    proc = subprocess.run([sys.executable, "-c", _PROBE, "move", "-f", str(cfg), "--yes", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert run["code"] == 0, proc.stderr
+    result = json.loads(run["out"])["result"]
+    assert result["nothing_to_do"] and result["objects_sent"] == 0 and result["objects_skipped"] == 30
+    assert run["connects"] == 1, "one SSH connection to the target"
+    assert run["ssh_logins"] == 0, "no bulk lane logs in when no object is sent"
+    assert run["modules"] == [], f"a rerun with nothing to do imported {run['modules']}"
+    assert len(run["commands"]) <= MAX_COMMANDS, "\n".join(c[:120] for c in run["commands"])
+    # nothing on the target hashed: sizes only (a `find`), never sha256sum or openssl over the data
+    assert not any("sha256" in c or "openssl" in c for c in run["commands"])
+
+
+def test_a_resume_does_not_hash_again_what_was_verified_before(moto: str, sshd, tmp_path: Path, monkeypatch) -> None:
+    s3, bucket = _seed(moto, 20)
+    root = sshd.root / bucket
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    assert cli("move", "-f", str(cfg), "--yes").exit_code == 0
+    # As after a kill -9 part-way: some objects are on the target and in the journal, some not.
+    for i in range(20, 25):
+        s3.put_object(Bucket=bucket, Key=f"d/{i:03d}.bin", Body=os.urandom(700))
+    hashed: list[str] = []
+    real = files.hash_tree
+
+    def hash_tree(conn: Any, directory: str, timeout: float | None = None) -> dict[str, str]:
+        hashed.append(directory)
+        return real(conn, directory, timeout)
+
+    monkeypatch.setattr(files, "hash_tree", hash_tree)
+    r = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = r.json()["result"]
+    assert result["objects_sent"] == 5 and result["objects_skipped"] == 20
+    assert hashed == [], "the 20 objects verified on arrival by the first move were hashed again"
+    assert result["verify"]["ok"] and result["verify"]["matched"] == 25 and result["verify"]["checked_on_arrival"] == 25
+
+    # --checksum asks for it: what is already there is hashed on the target (once, before sending).
+    r = cli("move", "-f", str(cfg), "--yes", "--json", "--checksum")
+    assert r.exit_code == 0, r.stderr
+    assert hashed == [str(root / "data")]
+    assert r.json()["result"]["nothing_to_do"]
+    # and `relocate verify` re-hashes everything
+    assert cli("verify", "-f", str(cfg)).exit_code == 0
+    assert hashed == [str(root / "data")] * 2
