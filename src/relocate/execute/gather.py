@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,22 +98,43 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tup
     return record, same
 
 
+# (journal bucket, destination) -> (what the journal or sidecar records, sizes or hashes on the target)
+Ahead = dict[tuple[str, str], tuple[dict[str, DoneObject], dict[str, Any]]]
+
+
+def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, dest: str, name: str,
+              checksum: bool) -> tuple[dict[str, DoneObject], dict[str, Any]]:
+    """What the journal (or else the target's sidecar) records for one destination, and
+    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it."""
+    recorded = journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
+    if not recorded:
+        return {}, {}
+    return recorded, files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
+
+
+def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> Ahead:
+    """on_target for each source.s3 entry's destination, known from relocate.yaml alone:
+    taken while the bucket is still being listed (older versions' destinations are asked
+    after the listing, by already_on_target)."""
+    return {(spec.bucket, spec.to): on_target(config, conn, journal, spec.bucket, spec.to, spec.bucket, checksum)
+            for spec in config.s3}
+
+
 def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory,
-                      checksum: bool = False) -> dict[str, dict[str, DoneObject]]:
+                      checksum: bool = False, ahead: Ahead | None = None) -> dict[str, dict[str, DoneObject]]:
     """Objects the journal says were delivered, unchanged at the source since, and still
     on the target with the right size (verify re-hashes; this only has to be cheap), or
-    with `checksum` the right sha256, hashed on the target now."""
-    tid = target_id(config, conn)
+    with `checksum` the right sha256, hashed on the target now. `ahead`: look_ahead's
+    answers, taken while the source was listed."""
     result: dict[str, dict[str, DoneObject]] = {}
     for listing in inventory.buckets:
         sid = listing.step_id
-        recorded = (journal.done(tid, listing.journal_bucket)
-                    or sidecar_records(conn, config.root, listing.journal_bucket, listing.dest, listing.spec.bucket))
+        pre = (ahead or {}).get((listing.journal_bucket, listing.dest))
+        recorded, found = pre if pre is not None else on_target(
+            config, conn, journal, listing.journal_bucket, listing.dest, listing.spec.bucket, checksum)
         if not recorded:
             result[sid] = {}
             continue
-        where = posixpath.join(config.root, listing.dest)
-        found = files.tree_facts(conn, where, hashes=checksum)
         ok: dict[str, DoneObject] = {}
         for o in listing.objects:
             rec = recorded.get(o.key)
@@ -158,12 +180,18 @@ def write_dirs(config: Config) -> list[str]:
 
 
 def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
-    inventory = take_inventory(config, aws)
-    facts = probe(conn, config.root, write_dirs(config), config.allowed_links)
     journal = journal_for(config)
-    exists = facts.existing == config.root or facts.existing.startswith(config.root)
     try:
-        done = already_on_target(config, conn, journal, inventory, checksum) if exists else {}
+        # The source is listed (its requests and their parsing) on a thread of its own while
+        # this one probes the target and reads what is already there: a rerun waits for the
+        # longer of the two, not for both (issue 18). The target connection stays on this thread.
+        with ThreadPoolExecutor(1, thread_name_prefix="inventory") as pool:
+            listed = pool.submit(take_inventory, config, aws)
+            facts = probe(conn, config.root, write_dirs(config), config.allowed_links)
+            exists = facts.existing == config.root or facts.existing.startswith(config.root)
+            ahead = look_ahead(config, conn, journal, checksum) if exists else {}
+            inventory = listed.result()
+        done = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else {}
     finally:
         journal.close()
     record, same = env_on_target(config, conn, inventory) if exists else ({}, set())
