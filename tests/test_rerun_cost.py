@@ -38,8 +38,8 @@ OTHER_KINDS = ("relocate.kinds.dns", "relocate.kinds.databases", "relocate.kinds
 # relocate's entry point in a fresh interpreter, counting what a move asks of the target.
 _PROBE = """
 import contextlib, io, json, sys
-from relocate.targets.ssh import Connection
-from relocate.targets.openssh import OpenSsh
+from relocate.ssh.connection import Connection
+from relocate.ssh.openssh import OpenSsh
 seen = {"commands": [], "connects": 0, "ssh_logins": 0}
 start, connect, master = Connection.start, Connection.connect, OpenSsh.master
 def count_start(self, command, *a, **kw):
