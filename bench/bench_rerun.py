@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import signal
 import shutil
 import statistics
@@ -50,20 +51,32 @@ def landed_bytes(root: Path) -> int:
     return total
 
 
+CPU: list[float] = []  # CPU seconds (user + sys, relocate and the ssh it started) of each run_move, in order
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_move(cfg: Path, env: dict[str, str], kill_after: float | None = None) -> tuple[float, str]:
-    """(seconds, stdout) of one `relocate move`; killed with SIGKILL after `kill_after` s if given."""
-    t0 = time.monotonic()
+    """(seconds, stdout) of one `relocate move`; killed with SIGKILL after `kill_after` s if given.
+    Its CPU seconds (the stable figure on a shared machine; the servers' not included) go to CPU."""
+    t0, c0 = time.monotonic(), _children_cpu()
     proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if kill_after is not None:
         try:
             out, _ = proc.communicate(timeout=kill_after)
+            CPU.append(_children_cpu() - c0)
             return time.monotonic() - t0, out.decode(errors="replace")  # finished before the kill
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
+            CPU.append(_children_cpu() - c0)
             return time.monotonic() - t0, "killed"
     out, _ = proc.communicate()
+    CPU.append(_children_cpu() - c0)
     if proc.returncode != 0:
         raise SystemExit(f"relocate move failed ({proc.returncode}):\n{out.decode(errors='replace')[-2000:]}")
     return time.monotonic() - t0, out.decode(errors="replace")
@@ -110,10 +123,13 @@ def main() -> None:
                 return cfg, where
 
             fulls, reruns, resumes = [], [], []
+            full_cpu, rerun_cpu, resume_cpu = [], [], []
             for r in range(args.rounds):
                 cfg, where = fresh()
                 full, _ = run_move(cfg, env)
+                full_cpu.append(CPU[-1])
                 again, out = run_move(cfg, env)
+                rerun_cpu.append(CPU[-1])
                 if "nothing to do" not in out:
                     raise SystemExit(f"the rerun did something:\n{out[-2000:]}")
                 fulls.append(full)
@@ -124,6 +140,7 @@ def main() -> None:
                 took, out = run_move(cfg, env, kill_after=at)
                 left = 1.0 - landed_bytes(where) / total if out == "killed" else 0.0
                 resume, _ = run_move(cfg, env)
+                resume_cpu.append(CPU[-1])
                 goal = left * full + 1.5
                 resumes.append((resume, left, goal))
                 shutil.rmtree(where, ignore_errors=True)
@@ -131,7 +148,8 @@ def main() -> None:
                       f"killed at {at:.2f} s with {left:.0%} left, resume {resume:.2f} s (goal <= {goal:.2f} s)", flush=True)
             f, rr = statistics.median(fulls), statistics.median(reruns)
             ok_rerun = rr / f <= 0.15 and rr < 1.5
-            print(f"{name}: full move {f:.2f} s (median of {args.rounds})")
+            print(f"{name}: full move {f:.2f} s (median of {args.rounds}); relocate's CPU: full {statistics.median(full_cpu):.2f} s, "
+                  f"rerun {statistics.median(rerun_cpu):.2f} s, resume {statistics.median(resume_cpu):.2f} s")
             print(f"  rerun, nothing to do : {rr:.2f} s = {rr / f:.2f}x   (goal <= 0.15x and < 1.5 s) {'OK' if ok_rerun else 'MISSED'}")
             over = [res - goal for res, _, goal in resumes]
             ok_resume = all(o <= 0 for o in over)
