@@ -5,6 +5,8 @@ bench/bench_rerun.py's).
   `ssh` login), runs at most MAX_COMMANDS remote commands, and imports neither the
   transfer engine nor the kinds relocate.yaml does not configure: checked in a fresh
   interpreter, as a user runs it.
+- paramiko's `invoke` is imported only when ~/.ssh/config has a `Match exec`, which
+  still works.
 - A resume (part of the bucket on the target already, as after a kill -9) does not
   hash again on the target what the journal records as hashed on arrival; only
   `--checksum` does.
@@ -34,6 +36,8 @@ ENGINE = ("relocate.execute.objects", "relocate.execute.wire", "relocate.sources
 # Loaded only when relocate.yaml configures them.
 OTHER_KINDS = ("relocate.kinds.dns", "relocate.kinds.databases", "relocate.kinds.deploy", "relocate.kinds.hostfiles",
                "dns", "relocate.execute.pg", "relocate.execute.mysql")
+# paramiko's `invoke` (ssh/deferred.py): only for a `Match exec` in ~/.ssh/config.
+DEFERRED = ("invoke.context",)
 
 # relocate's entry point in a fresh interpreter, counting what a move asks of the target.
 _PROBE = """
@@ -62,7 +66,7 @@ except SystemExit as exc:
     code = exc.code
 seen.update(code=code, out=out.getvalue(), modules=sorted(m for m in %r if m in sys.modules))
 print(json.dumps(seen))
-""" % (ENGINE + OTHER_KINDS,)
+""" % (ENGINE + OTHER_KINDS + DEFERRED,)
 
 
 def _seed(moto: str, n: int) -> tuple[Any, str]:
@@ -129,3 +133,18 @@ def test_a_resume_does_not_hash_again_what_was_verified_before(moto: str, sshd, 
     # and `relocate verify` re-hashes everything
     assert cli("verify", "-f", str(cfg)).exit_code == 0
     assert hashed == [str(root / "data")] * 2
+
+
+def test_invoke_is_imported_only_for_a_match_exec(tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text('Match exec "test -n x"\n  User matched\nHost *\n  Port 2222\n')
+    # relocate.ssh first, as relocate imports paramiko (a paramiko imported before it keeps the real invoke)
+    probe = ("import sys\n"
+             "import relocate.ssh.connection\n"
+             "import paramiko\n"
+             "before = 'invoke.context' in sys.modules\n"
+             "found = paramiko.SSHConfig.from_path(sys.argv[1]).lookup('example.org')\n"
+             "print(before, found.get('user'), found.get('port'), 'invoke.context' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "matched", "2222", "True"]

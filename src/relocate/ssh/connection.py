@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
-import paramiko
+from relocate.ssh.deferred import defer
+
+defer()  # before paramiko: it imports invoke as it starts (ssh/deferred.py)
+
+import paramiko  # noqa: E402
 
 from relocate.errors import ConfigError, HostKeyError, TargetError, TransientError
 from relocate.secret import Secret

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import paramiko
-from paramiko import sftp as proto
+from relocate.ssh.deferred import defer
+
+defer()  # before paramiko: it imports invoke as it starts (ssh/deferred.py)
+
+import paramiko  # noqa: E402
+from paramiko import sftp as proto  # noqa: E402
 
 
 def create_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:

@@ -12,7 +12,11 @@ import socket
 import threading
 from typing import Any
 
-import paramiko
+from relocate.ssh.deferred import defer
+
+defer()  # before paramiko: it imports invoke as it starts (ssh/deferred.py)
+
+import paramiko  # noqa: E402
 
 from relocate.errors import TransientError
 from relocate.ssh.connection import Connection
