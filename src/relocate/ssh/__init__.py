@@ -9,4 +9,5 @@ server, aside).
 - sftp.py: the SFTP calls paramiko has no public API for (a file created with its mode).
 - openssh.py: bulk streams through the system `ssh`, pinned to the key paramiko checked.
 - tunnel.py: a local port forwarded through a bastion (`ssh -L`) for database tools.
+- deferred.py: keeps paramiko's start-up from importing `invoke` until a `Match exec` needs it.
 """
