@@ -431,7 +431,7 @@ def test_hundreds_of_batches_past_a_rekey_on_one_connection(sshd, monkeypatch: p
 @pytest.mark.slow
 def test_multi_gib_object_on_one_connection(sshd) -> None:
     blob = os.urandom(4 * MiB)
-    size = 3 * 1024 * MiB + 12345  # several re-keys, not a multiple of the chunk
+    size = 2 * 1024 * MiB + 12345  # past 2^31 (a signed 32-bit size), 4 re-keys at 2^29, not a multiple of the chunk
     root = sshd.root / f"huge-{os.getpid()}-{time.monotonic_ns()}"
     sent, warnings = _push_through_one_lane(sshd, root, [ObjectInfo("huge.bin", size, "", 0)], blob)
     assert sent == 1, warnings
