@@ -156,11 +156,12 @@ def test_plan_verdict_carries_the_chain_from_gathered_names(tmp_path: Path) -> N
     import datetime as dt
 
     from relocate.config import parse_config
-    from relocate.workflow import Options, provider_verdict
+    from relocate.settings import Settings
+    from relocate.workflow import provider_verdict
 
     config = parse_config(FULL, tmp_path / "relocate.yaml", env={})
     names = ["/townsquare/prod/twilio/TWILIO_AUTH_TOKEN", "/townsquare/prod/STRIPE_SECRET_KEY"]
-    v = provider_verdict(config, Options(), dt.date(2026, 12, 4), names=names)
+    v = provider_verdict(config, Settings(), dt.date(2026, 12, 4), names=names)
     assert v is not None and v["provider"] == "aws" and v["verdict"] == "reject"
     assert any(f["id"].startswith("aws/record/") for f in v["blocking_findings"])
     chain = {d["current"]: d for d in v["chain"]}

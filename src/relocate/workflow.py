@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -21,25 +21,13 @@ from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan
 from relocate.policy.schema import HOST_KINDS
-from relocate.settings import Switches, Tuning
+from relocate.settings import Settings
 from relocate.sources.aws import Aws
 from relocate.ssh.openssh import OpenSsh
 from relocate.ssh.connection import Connection
 
 
-@dataclass
-class Options:
-    accept_new_host_key: bool = False
-    accepted_risks: tuple[str, ...] = ()
-    profiles_dir: Path | None = None
-    switches: Switches = field(default_factory=Switches)  # `move`'s switches the kinds read
-    checksum: bool = False  # objects already on the target are re-hashed there, not only sized
-    probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
-    bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
-    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
-
-
-def provider_verdict(config: Config, opts: Options, today: dt.date | None = None,
+def provider_verdict(config: Config, opts: Settings, today: dt.date | None = None,
                      names: Iterable[str] = ()) -> dict[str, Any] | None:
     """The acceptable-use verdict for target.provider, and the app's vendor chain, shaped for the plan.
 
@@ -52,7 +40,7 @@ def provider_verdict(config: Config, opts: Options, today: dt.date | None = None
     from relocate.policy.app import app_from_parts
 
     app = app_from_parts(list(config.app.content), config.app.moderation, config.app.dependencies)
-    profileset = profiles.load_profiles(opts.profiles_dir)
+    profileset = profiles.load_profile_dirs(opts.profile_dirs)
     today = today or dt.date.today()
     verdict = engine.verdict_for(config.provider, app, profileset, today, accepted_risks=opts.accepted_risks)
     all_verdicts = engine.evaluate(app, profileset, today=today)
@@ -92,20 +80,20 @@ class Prepared:
 
 
 @contextmanager
-def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
+def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
     """Read the source and probe the target (read-only), then build the Plan."""
     aws = Aws(config.aws)
     verdict = provider_verdict(config, opts)
-    conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
+    conn = Connection(config.ssh, opts.login)
     conn.connect()
     try:
-        if opts.bulk_login and config.s3 and opts.tuning.bulk_ssh != "paramiko":
+        if opts.bulk_login and config.s3 and opts.login.openssh:
             OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
         gathered = gather(config, aws, conn, checksum=opts.checksum)
         if verdict is not None and (names := source_names(gathered.inventory)):
             verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                      accept_new_host_key=opts.accept_new_host_key, switches=opts.switches, gathered=gathered)
+                      login=opts.login, switches=opts.switches, gathered=gathered)
         if opts.probe:
             from relocate.execute.probe import measure
 
@@ -188,4 +176,4 @@ def load_any(path: Path) -> tuple[Config, Plan | None]:
     return load_config(path), None
 
 
-__all__ = ["Options", "Prepared", "prepare", "load_any", "check_drift", "saved_steps", "provider_verdict", "RelocateError"]
+__all__ = ["Prepared", "prepare", "load_any", "check_drift", "saved_steps", "provider_verdict", "RelocateError"]

@@ -99,7 +99,7 @@ class Objects(Kind):
         manifest.setdefault("buckets", []).append(outcome.manifest)
 
     def _push(self, ctx: Context, gathered: Any, step: Step, *, send: bool) -> Outcome:
-        from relocate.execute.objects import BucketPusher, PushOptions
+        from relocate.execute.objects import BucketPusher
         from relocate.sources.s3data import ObjectReader, VersionReader
 
         run, conn, config = ctx.run, ctx.conn, ctx.config
@@ -135,7 +135,7 @@ class Objects(Kind):
             pusher = BucketPusher(
                 reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
                 dest=listing.dest, paths=_paths(listing), staging=posixpath.join(run.staging, "b"),
-                opts=PushOptions.tuned(opts.tuning, transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
+                opts=opts.transfer,
                 keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                 on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
             )
