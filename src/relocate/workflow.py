@@ -19,7 +19,7 @@ from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import build_plan
-from relocate.plan.model import Plan
+from relocate.plan.model import Plan, PlanVerdict, VerdictFinding
 from relocate.policy.schema import HOST_KINDS
 from relocate.settings import Settings
 from relocate.sources.aws import Aws
@@ -28,7 +28,7 @@ from relocate.ssh.connection import Connection
 
 
 def provider_verdict(config: Config, opts: Settings, today: dt.date | None = None,
-                     names: Iterable[str] = ()) -> dict[str, Any] | None:
+                     names: Iterable[str] = ()) -> PlanVerdict | None:
     """The acceptable-use verdict for target.provider, and the app's vendor chain, shaped for the plan.
 
     `names`: the NAMES of the source's parameters and secrets (from the gather step; never values),
@@ -45,20 +45,20 @@ def provider_verdict(config: Config, opts: Settings, today: dt.date | None = Non
     verdict = engine.verdict_for(config.provider, app, profileset, today, accepted_risks=opts.accepted_risks)
     all_verdicts = engine.evaluate(app, profileset, today=today)
     deps = engine.dependency_risks(app, profileset, all_verdicts, names=names)
-    return {
-        "provider": verdict.provider,
-        "name": verdict.name,
-        "verdict": verdict.verdict,
-        "leaning": verdict.leaning,
-        "score": verdict.score,
-        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]"}
-                              for f in verdict.findings if f.effect == "reject"],
-        "top_findings": [f.to_dict() for f in verdict.top_findings(5)],
-        "warnings": list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
-        "accepting": [v.provider for v in all_verdicts if v.verdict == "accept" and set(v.kinds) & set(HOST_KINDS)][:8],
-        "chain": [d.to_dict() for d in deps],
-        "disclaimer": verdict.disclaimer,
-    }
+    return PlanVerdict(
+        provider=verdict.provider,
+        name=verdict.name,
+        verdict=verdict.verdict,
+        leaning=verdict.leaning,
+        score=verdict.score,
+        blocking_findings=[VerdictFinding(f.id, f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]")
+                           for f in verdict.findings if f.effect == "reject"],
+        top_findings=[f.to_dict() for f in verdict.top_findings(5)],
+        warnings=list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
+        accepting=[v.provider for v in all_verdicts if v.verdict == "accept" and set(v.kinds) & set(HOST_KINDS)][:8],
+        chain=[d.to_dict() for d in deps],
+        disclaimer=verdict.disclaimer,
+    )
 
 
 def source_names(inventory: Any) -> list[str]:
