@@ -15,7 +15,7 @@ from relocate.cli.progress import Reporter
 from relocate.errors import ExitCode
 from relocate.execute import gate
 from relocate.execute.runner import run_move
-from relocate.plan.deadline import parse_deadline
+from relocate.plan import deadline
 from relocate.settings import Settings, Switches
 from relocate.workflow import check_drift, load_any, prepare, saved_steps
 
@@ -48,7 +48,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
-        until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
+        started = time.time()
+        until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flag: before any connection
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         # The one settings value: these options and the RELOCATE_* variables, read here only.
@@ -63,6 +64,11 @@ def register(app: typer.Typer) -> None:
                 # The fresh plan only detects drift; the saved plan's steps are what runs.
                 check_drift(saved, plan, allow_drift)
                 plan = saved_steps(saved, plan)
+            elif until is not None:
+                # A fresh plan gets the deadline rules `plan --deadline` shows (a critical
+                # step that cannot finish in time blocks, exit 3); a saved plan keeps the
+                # findings it was planned with (workflow.saved_steps).
+                deadline.apply(plan, started, until)
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
