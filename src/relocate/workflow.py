@@ -24,7 +24,7 @@ from relocate.policy.schema import HOST_KINDS
 from relocate.settings import Settings
 from relocate.sources.aws import Aws
 from relocate.ssh.openssh import OpenSsh
-from relocate.ssh.connection import Connection
+from relocate.ssh.connection import Connection, session
 
 
 def provider_verdict(config: Config, opts: Settings, today: dt.date | None = None,
@@ -84,31 +84,29 @@ def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
     """Read the source and probe the target (read-only), then build the Plan."""
     aws = Aws(config.aws)
     verdict = provider_verdict(config, opts)
-    conn = Connection(config.ssh, opts.login)
-    conn.connect()
-    try:
-        if opts.bulk_login and config.s3 and opts.login.openssh:
-            OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
-        gathered = gather(config, aws, conn, checksum=opts.checksum)
-        if verdict is not None and (names := source_names(gathered.inventory)):
-            verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
-        ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                      login=opts.login, switches=opts.switches, gathered=gathered)
-        if opts.probe:
-            from relocate.execute.probe import measure
+    with session(config.ssh, opts.login, config.target_jump) as conn:  # through target.ssh.jump when set
+        try:
+            if opts.bulk_login and config.s3 and opts.login.openssh:
+                OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
+            gathered = gather(config, aws, conn, checksum=opts.checksum)
+            if verdict is not None and (names := source_names(gathered.inventory)):
+                verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
+            ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
+                          login=opts.login, switches=opts.switches, gathered=gathered)
+            if opts.probe:
+                from relocate.execute.probe import measure
 
-            facts = gathered.facts
-            ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
-                                tuning=opts.tuning)
-        kinds = load_kinds(config)
-        data = {k.name: k.gather(ctx) for k in kinds}
-        parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
-        plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
-                          accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
-        yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
-    finally:
-        OpenSsh.discard(conn)
-        conn.close()
+                facts = gathered.facts
+                ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
+                                    tuning=opts.tuning)
+            kinds = load_kinds(config)
+            data = {k.name: k.gather(ctx) for k in kinds}
+            parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
+            plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
+                              accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
+            yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
+        finally:
+            OpenSsh.discard(conn)
 
 
 def load_plan_file(path: Path) -> tuple[Plan, Config]:

@@ -16,7 +16,7 @@ from relocate.errors import ConfigError, ExitCode
 from relocate.execute.verify import verify_snapshot
 from relocate.settings import Settings
 from relocate.snapshot import crypto, store
-from relocate.ssh.connection import Connection
+from relocate.ssh.connection import session
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"no snapshot in {config.snapshot_dir}", hint="run `relocate move` first")
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key)  # RELOCATE_* read here only
         identity = crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
-        with Connection(config.ssh, opts.login) as conn:
+        with session(config.ssh, opts.login, config.target_jump) as conn:
             ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn),
                           login=opts.login)
             report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)

@@ -25,17 +25,16 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, ContextManager
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import RelocateError, TargetError, TransientError
 from relocate.plan.model import Finding, Step
 from relocate.settings import Login
-from relocate.ssh.connection import Connection, Exec
+from relocate.ssh.connection import Connection, Exec, session
 from relocate.ssh.openssh import OpenSsh, OpenSshExec, widen_pipe
 from relocate.ssh.via import resolve_via, ssh_spec
 from relocate.targets import nolinks, shell
@@ -132,23 +131,9 @@ def _bastions(config: Config) -> dict[str, Any] | None:
     return (config.data.get("source") or {}).get("bastions")
 
 
-@contextmanager
-def source_connection(entry: dict[str, Any], login: Login, bastions: dict[str, Any] | None = None) -> Iterator[Connection]:
+def source_connection(entry: dict[str, Any], login: Login, bastions: dict[str, Any] | None = None) -> ContextManager[Connection]:
     """An SSH session to the source host, through its bastion when `via:` names one."""
-    bastion = None
-    if entry.get("via"):
-        bastion = Connection(resolve_via(entry["via"], bastions), login)
-        bastion.connect()
-    try:
-        conn = Connection(ssh_spec(entry["ssh"]), login, via=bastion)
-        conn.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
-    finally:
-        if bastion is not None:
-            bastion.close()
+    return session(ssh_spec(entry["ssh"]), login, resolve_via(entry["via"], bastions) if entry.get("via") else None)
 
 
 def _record_key(entry: dict[str, Any], label: str) -> str:

@@ -15,9 +15,10 @@ import hashlib
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import paramiko
 
@@ -427,3 +428,23 @@ class Connection:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+@contextmanager
+def session(spec: SshSpec, login: Login, via: SshSpec | None = None) -> Iterator[Connection]:
+    """A connected session to `spec` (the target, a source host), through the bastion
+    `via` when given (its direct-tcpip channel, like `ssh -J`; its host key is checked
+    like any other). Both are closed on the way out."""
+    bastion = Connection(via, login) if via is not None else None
+    if bastion is not None:
+        bastion.connect()
+    try:
+        conn = Connection(spec, login, via=bastion)
+        conn.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        if bastion is not None:
+            bastion.close()
