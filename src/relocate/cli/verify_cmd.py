@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -13,8 +14,9 @@ from relocate.sources.aws import Aws
 from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
 from relocate.execute.verify import verify_snapshot
+from relocate.settings import Settings
 from relocate.snapshot import crypto, store
-from relocate.ssh.connection import Connection
+from relocate.ssh.connection import session
 
 
 def register(app: typer.Typer) -> None:
@@ -29,10 +31,11 @@ def register(app: typer.Typer) -> None:
         snap = store.latest(config.snapshot_dir)
         if snap is None:
             raise ConfigError(f"no snapshot in {config.snapshot_dir}", hint="run `relocate move` first")
-        identity = crypto.load_identity(config.key_file, create=False)
-        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+        opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key)  # RELOCATE_* read here only
+        identity = crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
+        with session(config.ssh, opts.login, config.target_jump) as conn:
             ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn),
-                          accept_new_host_key=accept_new_host_key)
+                          login=opts.login)
             report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)
         if as_json:
             render.print_json({"snapshot": snap.id, **report.to_dict()})
