@@ -292,7 +292,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.lanes is None:
-        from relocate.execute.objects import default_lanes
+        from relocate.settings import default_lanes
 
         args.lanes = default_lanes()
     if args.leg == "s3read":
