@@ -279,3 +279,64 @@ def seaweedfs_client(seaweedfs):
     from servers import s3_client
 
     return s3_client(seaweedfs.endpoint_url, seaweedfs.access_key, seaweedfs.secret_key)
+
+
+def _inventory(s3, bucket: str, report_bucket: str, objects: list[dict], fmt: str = "CSV") -> str:
+    """An S3 Inventory report of `objects` as AWS writes one: gzip CSV data files without a
+    header, keys URL-encoded, and a manifest.json naming them and their schema."""
+    import csv
+    import gzip
+    import io
+    from urllib.parse import quote
+
+    s3.create_bucket(Bucket=report_bucket)
+    files = []
+    for n in range(2):  # two data files, each unsorted
+        buf = io.StringIO()
+        w = csv.writer(buf, quoting=csv.QUOTE_ALL)
+        for o in reversed(objects[n::2]):
+            w.writerow([bucket, quote(o["Key"], safe=""), str(o["Size"]), o["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                        o["ETag"].strip('"'), "STANDARD"])
+        key = f"{bucket}/daily/data/part-{n}.csv.gz"
+        s3.put_object(Bucket=report_bucket, Key=key, Body=gzip.compress(buf.getvalue().encode()))
+        files.append({"key": key, "size": 1, "MD5checksum": "x"})
+    manifest = {"sourceBucket": bucket, "destinationBucket": f"arn:aws:s3:::{report_bucket}", "version": "2016-11-30",
+                "creationTimestamp": "1733270400000", "fileFormat": fmt,
+                "fileSchema": "Bucket, Key, Size, LastModifiedDate, ETag, StorageClass", "files": files}
+    key = f"{bucket}/daily/2026-12-04T00-00Z/manifest.json"
+    s3.put_object(Bucket=report_bucket, Key=key, Body=json.dumps(manifest).encode())
+    return f"s3://{report_bucket}/{key}"
+
+
+def test_plan_from_s3_inventory_report(seaweedfs, sshd, tmp_path: Path, env_s3: dict[str, str]) -> None:
+    s3 = seaweedfs_client(seaweedfs)
+    bucket = f"shinv-{os.urandom(3).hex()}"
+    bodies = _seed(s3, bucket, 30)
+    listed = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", ())]
+    url = _inventory(s3, bucket, bucket + "-reports", listed)
+    s3.put_object(Bucket=bucket, Key="zz/added-after-the-report", Body=b"late")  # not in the report
+    root = sshd.root / bucket
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=None, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "to": "data", "inventory": url}])
+    plan = tmp_path / "plan.json"
+    r = cli("plan", "-f", str(cfg), "--shards", "3", "-o", str(plan), "--json", env=env_s3)
+    assert r.exit_code == 0, r.stderr
+    ranges = r.json()["shards"]["steps"][f"s3:{bucket}/"]
+    assert sum(x["objects"] for x in ranges) == len(bodies), "the report is the listing, not ListObjects"
+    assert sum(x["bytes"] for x in ranges) == sum(len(b) for b in bodies.values())
+    # the workers list their range live: the late object moves too
+    for k in range(3):
+        code, out, err = _run(["move", str(plan), "--shard", str(k), "--yes"], env_s3, tmp_path / f"h{k}")
+        assert code == 0, err
+    assert (root / "data/zz/added-after-the-report").read_bytes() == b"late"
+
+    parquet = _inventory(s3, bucket, bucket + "-pq", listed, fmt="Parquet")
+    cfg2 = make_config(tmp_path / "relocate2.yaml", endpoint=None, sshd=sshd, root=str(root),
+                       buckets=[{"bucket": bucket, "to": "data", "inventory": parquet}])
+    r = cli("plan", "-f", str(cfg2), "--shards", "2", env=env_s3)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert r.exit_code == 2 and "Parquet" in r.stderr and "pyarrow" in r.stderr, r.stderr
+    else:
+        assert r.exit_code != 0  # the CSV bytes named as Parquet are no Parquet file
