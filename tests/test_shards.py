@@ -142,7 +142,7 @@ def test_shards_run_as_engine_workers_then_finish_and_verify(seaweedfs, moto: st
                                                             env_s3: dict[str, str]) -> None:
     s3 = seaweedfs_client(seaweedfs)
     bucket = f"shards-{os.urandom(3).hex()}"
-    bodies = _seed(s3, bucket, 140)
+    bodies = _seed(s3, bucket, 80)  # a small corpus: seconds per worker; 4 chunks a shard at RELOCATE_SHARD_CHUNK=25
     ssm = aws_client("ssm", moto)
     ssm.put_parameter(Name=f"/{bucket}/mode", Value="production", Type="String")
     root = sshd.root / bucket
@@ -340,3 +340,24 @@ def test_plan_from_s3_inventory_report(seaweedfs, sshd, tmp_path: Path, env_s3: 
         assert r.exit_code == 2 and "Parquet" in r.stderr and "pyarrow" in r.stderr, r.stderr
     else:
         assert r.exit_code != 0  # the CSV bytes named as Parquet are no Parquet file
+
+
+def test_status_rates_stragglers_and_projected_finish() -> None:
+    from relocate.plan.model import Plan
+    from relocate.shards.status import shard_status
+
+    ranges = [{"index": k, "start": "", "end": None, "objects": 100, "bytes": 1000, "digest": ""} for k in range(4)]
+    plan = Plan("t", "c", "", "t", "/r", {}, "", shards={"count": 4, "id": "i", "steps": {"s3:b/": ranges}})
+    now = 1000.0
+    progress = {
+        ("s3:b/", 0): {"objects": 100, "bytes": 1000, "started": 0.0, "updated": 500.0, "complete": True},
+        ("s3:b/", 1): {"objects": 50, "bytes": 500, "started": 900.0, "updated": 1000.0, "complete": False},  # 100 s left
+        ("s3:b/", 2): {"objects": 10, "bytes": 100, "started": 900.0, "updated": 1000.0, "complete": False},  # 900 s left
+    }
+    doc = shard_status(plan, progress, now)
+    rows = doc["shards"]
+    assert [r["state"] for r in rows] == ["complete", "running", "running", "not started"]
+    assert rows[1]["eta_s"] == 100.0 and rows[2]["eta_s"] == 900.0 and rows[1]["objects_left"] == 50
+    assert doc["stragglers"] == [2, 3] and "not started" in rows[3]["why"]
+    assert doc["projected_finish_s"] is None  # shard 3 has no rate yet
+    assert doc["incomplete"] == [1, 2, 3] and not doc["ready_to_finish"]

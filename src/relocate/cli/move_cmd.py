@@ -67,7 +67,9 @@ def register(app: typer.Typer) -> None:
             mopts = MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes, bwlimit=rate,
                                 deadline=until, tuning=tuning)
             if shard is not None:
-                shards_cmd.move_shard(saved, config, shards_cmd.parse_shard(shard, saved), yes=yes, allow_drift=allow_drift,
+                index = shards_cmd.parse_shard(shard, saved)  # exit 2 unless saved is a sharded plan
+                assert saved is not None
+                shards_cmd.move_shard(saved, config, index, yes=yes, allow_drift=allow_drift,
                                       accept_new_host_key=accept_new_host_key, opts=mopts, as_json=as_json)
             if saved is None:
                 raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
