@@ -122,7 +122,7 @@ def env_s3(seaweedfs, moto: str, tmp_path: Path) -> dict[str, str]:
     """The environment a worker gets: S3 at SeaweedFS, the rest at moto, and a HOME of its own."""
     return {"AWS_ACCESS_KEY_ID": seaweedfs.access_key, "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
             "AWS_ENDPOINT_URL": moto, "AWS_ENDPOINT_URL_S3": seaweedfs.endpoint_url,
-            "RELOCATE_SHARD_CHUNK": "25", "RELOCATE_NO_INPUT": "1"}
+            "RELOCATE_SHARD_CHUNK": "10", "RELOCATE_NO_INPUT": "1"}
 
 
 def _proc(args: list[str], env: dict[str, str], home: Path, **kw) -> subprocess.Popen[str]:
@@ -142,7 +142,7 @@ def test_shards_run_as_engine_workers_then_finish_and_verify(seaweedfs, moto: st
                                                             env_s3: dict[str, str]) -> None:
     s3 = seaweedfs_client(seaweedfs)
     bucket = f"shards-{os.urandom(3).hex()}"
-    bodies = _seed(s3, bucket, 80)  # a small corpus: seconds per worker; 4 chunks a shard at RELOCATE_SHARD_CHUNK=25
+    bodies = _seed(s3, bucket, 80)  # a small corpus: seconds per worker; 2-3 chunks a shard at RELOCATE_SHARD_CHUNK=10
     ssm = aws_client("ssm", moto)
     ssm.put_parameter(Name=f"/{bucket}/mode", Value="production", Type="String")
     root = sshd.root / bucket
