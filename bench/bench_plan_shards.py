@@ -65,7 +65,7 @@ def main() -> None:
         with ThreadPoolExecutor(args.threads) as pool:
             for start in range(0, args.objects, 20_000):  # a block at a time: no million futures held
                 list(pool.map(put, range(start, min(args.objects, start + 20_000))))
-                if start and start % 100_000 == 0:
+                if start and start % 100_000 == 0 or args.objects <= 300_000:
                     print(f"  seeded {start:,} in {time.monotonic() - t0:.0f}s", flush=True)
         print(f"seeded {args.objects:,} objects in {time.monotonic() - t0:.0f}s", flush=True)
         cfg = make_config(work / "relocate.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(sshd.root / "t"),

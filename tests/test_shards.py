@@ -361,3 +361,32 @@ def test_status_rates_stragglers_and_projected_finish() -> None:
     assert doc["stragglers"] == [2, 3] and "not started" in rows[3]["why"]
     assert doc["projected_finish_s"] is None  # shard 3 has no rate yet
     assert doc["incomplete"] == [1, 2, 3] and not doc["ready_to_finish"]
+
+
+def test_worker_on_the_target_host_writes_locally(seaweedfs, sshd, tmp_path: Path, env_s3: dict[str, str]) -> None:
+    """--on-target: the worker reads S3 and writes target.root on its own file system, no
+    SSH (here the target's root is on this machine, as it is for a worker run there)."""
+    s3 = seaweedfs_client(seaweedfs)
+    bucket = f"shloc-{os.urandom(3).hex()}"
+    bodies = _seed(s3, bucket, 30)
+    root = sshd.root / bucket
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=None, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    plan = tmp_path / "plan.json"
+    assert _run(["plan", "-f", str(cfg), "--shards", "2", "-o", str(plan)], env_s3, tmp_path / "h")[0] == 0
+    code, out, err = _run(["move", str(plan), "--shard", "0", "--yes"], env_s3, tmp_path / "h0")  # over SSH
+    assert code == 0, err
+    # no SSH at all for this one: an unreachable target.ssh would fail any login
+    doc = json.loads(plan.read_text())
+    doc["config_text"] = doc["config_text"].replace(f"port: {sshd.port}", "port: 1")
+    plan.write_text(json.dumps(doc))
+    code, out, err = _run(["move", str(plan), "--shard", "1", "--on-target", "--yes", "--json"], env_s3, tmp_path / "h1")
+    assert code == 0, err
+    rep = json.loads(out)["shard"]
+    assert rep["objects_sent"] == doc["shards"]["steps"][f"s3:{bucket}/"][1]["objects"] > 0
+    paths = map_keys(sorted(bodies))
+    for key, body in bodies.items():
+        assert (root / "data" / paths[key]).read_bytes() == body, key
+    assert json.loads((root / ".relocate/shards/data/1/progress.json").read_text())["complete"]
+    code, out, err = _run(["move", str(plan), "--shard", "1", "--on-target", "--yes", "--json"], env_s3, tmp_path / "h2")
+    assert code == 0 and json.loads(out)["shard"]["objects_sent"] == 0, err
