@@ -8,9 +8,8 @@ whose commands run here, under /bin/sh, is all it takes: the same code, minus SS
 
 from __future__ import annotations
 
-from relocate.targets import nolinks
 from relocate.targets.openssh import OpenSshExec
-from relocate.targets.ssh import Result
+from relocate.targets.ssh import Connection
 
 
 class LocalConnection:
@@ -51,17 +50,6 @@ class LocalConnection:
         # the process is the command itself, not `ssh`.
         return OpenSshExec(["sh", "-c", command])
 
-    def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = 600, check: bool = True) -> Result:
-        from relocate.errors import TargetError
-
-        proc = self.start(command)
-        if stdin:
-            proc.write(stdin)
-        result = proc.wait(timeout)
-        if check and result.status != 0:
-            refused = nolinks.refusal(result.status, result.stderr)
-            if refused is not None:  # a guarded write met a symlinked directory: exit 6, naming it
-                raise refused
-            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise TargetError(f"command failed on this host (exit {result.status}): {err[-1] if err else 'no message'}")
-        return result
+    # the same run as over SSH: start, feed stdin, wait, a guarded write's refusal or one
+    # line naming the failure (it uses only self.start and self.endpoint)
+    run = Connection.run
