@@ -156,7 +156,7 @@ def test_shards_run_as_engine_workers_then_finish_and_verify(seaweedfs, moto: st
     ranges = doc["shards"]["steps"][f"s3:{bucket}/"]
     assert [r["index"] for r in ranges] == [0, 1, 2, 3] and sum(r["objects"] for r in ranges) == len(bodies)
     assert "keys" not in json.dumps(doc["shards"]) and "media/0/0000.bin" not in json.dumps(doc["shards"])
-    assert "shard" in out and "4 shard(s)" in out
+    assert "4 shard(s)" in out and "N targets each pulling" in out
 
     # the final phase is refused while shards are missing: one line naming them
     code, out, err = _run(["move", str(plan), "--finish", "--yes"], env_s3, tmp_path / "h-f0")

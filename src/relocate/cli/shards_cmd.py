@@ -156,10 +156,11 @@ def shards_table(console: Console, plan: Plan) -> None:
         objs, nbytes = shard_totals(plan, k)
         t.add_row(str(k), f"{objs:,}", human_bytes(nbytes), render._duration(est))
     console.print(t)
-    longest = max(section["est_seconds"], default=0.0)
-    console.print(f"shards side by side: about {render._duration(longest)} (the longest shard), then the final phase "
-                  f"about {render._duration(section['finish_est_seconds'])}; each worker's own link is assumed "
-                  "(N runners into one target share its link, N targets pulling do not)", markup=False)
+    lay = section["layouts"]
+    console.print(f"shards side by side: N runners into one target about {render._duration(lay['runners_to_target_s'])} "
+                  f"(they share the target's link), N targets each pulling its shard (--on-target) about "
+                  f"{render._duration(lay['targets_pulling_s'])}; then the final phase about "
+                  f"{render._duration(section['finish_est_seconds'])}", markup=False)
 
 
 def status_table(console: Console, doc: dict[str, Any]) -> None:
