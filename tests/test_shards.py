@@ -1,6 +1,10 @@
 """Sharded moves (issue 16): the partition's property, the engine variables, and N real
 worker processes of the CLI against SeaweedFS and a real sshd, each given only its index
-through an engine's own variable, as Kubernetes or Slurm would pass it."""
+through an engine's own variable, as Kubernetes or Slurm would pass it.
+
+The end-to-end tests take longer than 10 s each on purpose: they start real `relocate`
+processes (a worker is a process the engine starts, with nothing but its environment),
+several per test, on a corpus kept to a few dozen objects."""
 
 from __future__ import annotations
 
