@@ -227,7 +227,9 @@ def test_bad_shard_input_is_one_line(seaweedfs, sshd, tmp_path: Path, env_s3: di
                       (["move", str(plan), "--shard", "auto", "--yes"], {}),
                       (["move", str(plan), "--shard", "auto", "--yes"], {"JOB_COMPLETION_INDEX": "7"}),
                       (["move", str(flat), "--shard", "0", "--yes"], {}),
-                      (["move", str(flat), "--finish", "--yes"], {})):
+                      (["move", str(flat), "--finish", "--yes"], {}),
+                      (["move", str(plan), "--shard", "0", "--checksum", "--yes"], {}),
+                      (["move", str(flat), "--on-target", "--yes"], {})):
         r = cli(*args, env={**env_s3, **env})  # in-process: usage errors need no worker process
         code, err = r.exit_code, r.stderr
         assert code == 2 and len(err.strip().splitlines()) <= 2 and "Traceback" not in err, (args, err)
