@@ -250,7 +250,8 @@ class _LocalReader:
 
 def leg_sshwrite(args: argparse.Namespace) -> None:
     from relocate.ssh.via import SshSpec
-    from relocate.execute.objects import BucketPusher, PushOptions
+    from relocate.execute.objects import BucketPusher
+    from relocate.settings import Transfer
     from relocate.sources.inventory import ObjectInfo
     from relocate.ssh.connection import Connection
 
@@ -267,7 +268,7 @@ def leg_sshwrite(args: argparse.Namespace) -> None:
     with Connection(spec) as conn:
         pusher = BucketPusher(_LocalReader(src), conn, bucket="local", root=args.root, dest="data",
                               paths={o.key: o.key for o in objs}, staging=args.root + "/.relocate/staging/b",
-                              opts=PushOptions(transfers=args.transfers, lanes=args.lanes))
+                              opts=Transfer(transfers=args.transfers, lanes=args.lanes))
         pusher.run(objs, lambda done: None)
 
 

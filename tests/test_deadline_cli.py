@@ -79,9 +79,28 @@ def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, 
     assert bad.exit_code == 2 and "--deadline" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_move_with_a_deadline_it_cannot_meet_stops_in_order_and_resumes(setup: tuple[Path, Path]) -> None:
+def test_move_on_a_fresh_plan_is_blocked_as_plan_shows(setup: tuple[Path, Path]) -> None:
+    """`move --deadline` without a saved plan applies the deadline rules `plan --deadline`
+    shows: a critical step that cannot finish in time blocks (exit 3) and nothing is written."""
     cfg, root = setup
-    run = cli("move", "-f", str(cfg), "--yes", "--deadline", PAST, "--json")
+    shown = cli("plan", "-f", str(cfg), "--deadline", PAST, "--json")
+    assert shown.exit_code == 3
+    want = [b["message"].split(" is projected")[0] for b in shown.json()["blockers"] if b["code"] == "deadline"]
+    assert want == ["env:shared/app.env is critical but"]
+    run = cli("move", "-f", str(cfg), "--yes", "--deadline", PAST)
+    assert run.exit_code == 3, run.stdout + run.stderr
+    assert "the plan has 1 blocker(s): env:shared/app.env is critical but is projected to finish at" in run.stderr
+    assert "env:shared/app.env is critical but is projected" in run.stdout  # the plan it shows has the blocker
+    assert not root.exists() or not any(root.rglob("*"))
+
+
+def test_move_with_a_deadline_it_cannot_meet_stops_in_order_and_resumes(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, root = setup
+    # Planned without a deadline (ready); the move then runs against one already past:
+    # the saved plan keeps its findings, and the runner leaves what cannot finish in time.
+    saved = tmp_path / "plan.json"
+    assert cli("plan", "-f", str(cfg), "-o", str(saved)).exit_code == 0
+    run = cli("move", str(saved), "--yes", "--deadline", PAST, "--json")
     assert run.exit_code == 4, run.stderr
     result = run.json()["result"]
     assert len(result["left"]) == 1 and result["left"][0].startswith("s3:thumbs/: 5 object(s)")

@@ -324,7 +324,8 @@ def _conn(sshd: Any) -> Any:
 def test_the_receivers_refuse_a_link_themselves(sshd: Any, monkeypatch: pytest.MonkeyPatch, receiver: str, big: bool,
                                                 level: str) -> None:
     from relocate.errors import SafetyError
-    from relocate.execute.objects import BucketPusher, PushOptions
+    from relocate.execute.objects import BucketPusher
+    from relocate.settings import Transfer
     from relocate.sources.inventory import ObjectInfo
     from test_receiver import _MemReader
 
@@ -337,7 +338,7 @@ def test_the_receivers_refuse_a_link_themselves(sshd: Any, monkeypatch: pytest.M
     with _conn(sshd) as conn:
         pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
                               paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
-                              opts=PushOptions(transfers=2, lanes=1, engine="paramiko", receiver=receiver, backoff_s=0.01))
+                              opts=Transfer(transfers=2, lanes=1, engine="paramiko", receiver=receiver, backoff_s=0.01))
         with pytest.raises(SafetyError) as err:
             pusher.run(objs, lambda done: None)
     assert f"symlink {link} -> {outside}" in err.value.message

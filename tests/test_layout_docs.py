@@ -9,18 +9,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _readme_layout() -> set[str]:
-    text = (ROOT / "README.md").read_text()
-    block = text[text.index("## Development"):]
+def _layout(doc: str, heading: str) -> set[str]:
+    text = (ROOT / doc).read_text()
+    block = text[text.index(heading):]
     block = block[block.index("```\nsrc/relocate/"):]
     block = block[:block.index("\n```", 4)]
     return set(re.findall(r"^  ([a-z_]+/)", block, re.M))
 
 
+def _folders() -> set[str]:
+    return {p.name + "/" for p in (ROOT / "src" / "relocate").iterdir()
+            if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"}
+
+
 def test_readme_layout_names_every_folder() -> None:
-    folders = {p.name + "/" for p in (ROOT / "src" / "relocate").iterdir()
-               if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"}
-    assert _readme_layout() == folders
+    assert _layout("README.md", "## Development") == _folders()
+
+
+def test_architecture_doc_names_every_folder() -> None:
+    assert _layout("docs/architecture.md", "## Folders") == _folders()
 
 
 def test_architecture_doc_names_every_kind_module() -> None:

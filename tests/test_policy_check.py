@@ -156,17 +156,24 @@ def test_plan_verdict_carries_the_chain_from_gathered_names(tmp_path: Path) -> N
     import datetime as dt
 
     from relocate.config import parse_config
-    from relocate.workflow import Options, provider_verdict
+    from relocate.settings import Settings
+    from relocate.workflow import provider_verdict
 
     config = parse_config(FULL, tmp_path / "relocate.yaml", env={})
     names = ["/townsquare/prod/twilio/TWILIO_AUTH_TOKEN", "/townsquare/prod/STRIPE_SECRET_KEY"]
-    v = provider_verdict(config, Options(), dt.date(2026, 12, 4), names=names)
-    assert v is not None and v["provider"] == "aws" and v["verdict"] == "reject"
-    assert any(f["id"].startswith("aws/record/") for f in v["blocking_findings"])
-    chain = {d["current"]: d for d in v["chain"]}
+    v = provider_verdict(config, Settings(), dt.date(2026, 12, 4), names=names)
+    assert v is not None and v.provider == "aws" and v.verdict == "reject"
+    assert any(f.id.startswith("aws/record/") for f in v.blocking_findings)
+    chain = {d["current"]: d for d in v.chain}
     assert chain["twilio"]["evidence"] == ["name /townsquare/prod/twilio/TWILIO_AUTH_TOKEN"]
     assert chain["stripe"]["kind"] == "payments"
-    assert any(w.startswith("vendor sms=twilio") for w in v["warnings"]) or chain["twilio"]["verdict"] == "accept"
+    assert any(w.startswith("vendor sms=twilio") for w in v.warnings) or chain["twilio"]["verdict"] == "accept"
+    # plan.json keeps the verdict's JSON shape, and reads it back to the same value
+    d = v.to_dict()
+    assert list(d) == ["provider", "name", "verdict", "leaning", "score", "blocking_findings", "top_findings",
+                       "warnings", "accepting", "chain", "disclaimer"]
+    assert set(d["blocking_findings"][0]) == {"id", "message"}
+    assert type(v).from_dict(json.loads(json.dumps(d))) == v
 
 
 def test_policy_imports_without_io_libraries() -> None:

@@ -20,7 +20,8 @@ import pytest
 import servers
 from conftest import require
 from relocate.ssh.via import SshSpec
-from relocate.execute.objects import BucketPusher, PushOptions
+from relocate.execute.objects import BucketPusher
+from relocate.settings import Transfer
 from relocate.execute.wire import AGENT_SOURCE, AgentWire
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body
@@ -146,7 +147,7 @@ def test_batches_land_whole_through_either_receiver(sshd, monkeypatch: pytest.Mo
         pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
                               paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
                               # several batches per lane: the agent's session answers each
-                              opts=PushOptions(transfers=4, lanes=2, engine=engine, receiver=receiver, batch_objects=2))
+                              opts=Transfer(transfers=4, lanes=2, engine=engine, receiver=receiver, batch_objects=2))
         pusher.run(objs, lambda done: committed.extend(d.key for d in done))
         assert pusher.receiver == ("agent" if receiver == "python" else "tar")
     assert sorted(committed) == sorted(bodies)
@@ -188,7 +189,7 @@ def test_a_target_without_python3_gets_the_tar_receiver(sshd_without_python, mon
         assert conn.run("command -v tar && command -v openssl", timeout=30, check=False).status == 0
         pusher = BucketPusher(_MemReader(bodies), conn, bucket="mem", root=str(root), dest="data",
                               paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
-                              opts=PushOptions(transfers=4, lanes=2))
+                              opts=Transfer(transfers=4, lanes=2))
         committed: list[str] = []
         pusher.run(objs, lambda done: committed.extend(d.key for d in done))
         assert pusher.receiver == "tar"

@@ -68,3 +68,34 @@ def test_a_via_naming_no_bastion_is_refused_at_load_in_either_section(tmp_path: 
     bad_port = _doc("ops@10.0.0.9:99999", good) if where == "hosts" else _doc(good, "ops@10.0.0.9:99999")
     with pytest.raises(ConfigError, match=rf"source.{where}\[0\].via: the port must be between 1 and 65535"):
         parse_config(bad_port, tmp_path / "relocate.yaml", {"PW": "x"})
+
+
+def test_the_target_is_reached_through_its_jump_host(tmp_path: Path, moto: str, sshd, sshd2) -> None:
+    """target.ssh.jump goes through the same resolver as every `via:` (a source.bastions
+    name here) and the same bastion hop as source hosts (ssh.connection.session)."""
+    from helpers import cli, make_config
+
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / "jumped"))
+    doc = yaml.safe_load(cfg.read_text())
+    bastion = {"host": sshd2.host, "port": sshd2.port, "user": sshd2.user, "identity_file": str(sshd2.identity_file),
+               "host_key": sshd2.host_key_fingerprint}
+    doc["source"]["bastions"] = {"jump": bastion}
+    doc["target"]["ssh"]["jump"] = "jump"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = cli("plan", "-f", str(cfg), "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    # the bastion is really dialled: a wrong pin on it refuses the plan, naming the bastion
+    doc["source"]["bastions"]["jump"]["host_key"] = sshd.host_key_fingerprint
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 6 and f"{sshd2.host}:{sshd2.port}" in run.stderr and "pins" in run.stderr, run.stderr
+    doc["target"]["ssh"]["jump"] = "jmup"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = cli("plan", "-f", str(cfg))
+    assert run.exit_code == 2 and "target.ssh.jump" in run.stderr and "not a name under source.bastions" in run.stderr
+
+
+def test_jump_is_the_targets_alone(tmp_path: Path) -> None:
+    text = _doc({"host": "10.0.0.9", "jump": "ops@10.0.0.8"}, "ops@10.0.0.9")
+    with pytest.raises(ConfigError, match=r"source.hosts\[0\].via.jump: only target.ssh may name a jump host"):
+        parse_config(text, tmp_path / "relocate.yaml", {"PW": "x"})

@@ -26,7 +26,8 @@ from helpers import cli, make_config
 
 from relocate.cli.options import parse_rate
 from relocate.errors import UsageError
-from relocate.execute.objects import BucketPusher, PushOptions, plan_batches
+from relocate.execute.objects import BucketPusher, plan_batches
+from relocate.settings import Transfer
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body, _native_ok
 from relocate.ssh.openssh import sweep_stale
@@ -407,7 +408,7 @@ def _push_through_one_lane(sshd, root: Path, objs: list[ObjectInfo], blob: bytes
     with Connection(ssh) as conn:
         pusher = BucketPusher(_MemReader(blob), conn, bucket="mem", root=str(root), dest="data",
                               paths={o.key: o.key for o in objs}, staging=str(root / ".relocate" / "staging" / "b"),
-                              opts=PushOptions(transfers=4, lanes=1, backoff_s=0.2, engine=engine), on_warning=warnings.append)
+                              opts=Transfer(transfers=4, lanes=1, backoff_s=0.2, engine=engine), on_warning=warnings.append)
         lanes_seen: set[int] = set()
         pusher.run(objs, lambda done: (commits.append(len(done)), lanes_seen.add(threading.get_ident())))
     assert len(lanes_seen) == 1  # one lane did it all
@@ -431,7 +432,7 @@ def test_hundreds_of_batches_past_a_rekey_on_one_connection(sshd, monkeypatch: p
 @pytest.mark.slow
 def test_multi_gib_object_on_one_connection(sshd) -> None:
     blob = os.urandom(4 * MiB)
-    size = 3 * 1024 * MiB + 12345  # several re-keys, not a multiple of the chunk
+    size = 2 * 1024 * MiB + 12345  # past 2^31 (a signed 32-bit size), 4 re-keys at 2^29, not a multiple of the chunk
     root = sshd.root / f"huge-{os.getpid()}-{time.monotonic_ns()}"
     sent, warnings = _push_through_one_lane(sshd, root, [ObjectInfo("huge.bin", size, "", 0)], blob)
     assert sent == 1, warnings

@@ -16,7 +16,7 @@ from typing import Any
 from relocate import pathrules
 from relocate.errors import ConfigError
 from relocate.schema import Bool, Ctx, Dict, Either, Float, Int, List, Map, Optional_, Str, compose, environ, load_node
-from relocate.ssh.via import SshSpec, ref_error, via_error
+from relocate.ssh.via import SshSpec, ref_error, resolve_via, via_error
 
 DEFAULT_FILE = "relocate.yaml"
 
@@ -306,6 +306,13 @@ class Config:
     data: dict[str, Any]  # the whole validated document, for sections other modules own
 
     @property
+    def target_jump(self) -> SshSpec | None:
+        """target.ssh.jump: the bastion the target is reached through (like `ssh -J`),
+        resolved as every `via:` is (ssh/via.py); None when the target is dialled directly."""
+        bastions = (self.data.get("source") or {}).get("bastions")
+        return resolve_via(self.ssh.jump, bastions) if self.ssh.jump else None
+
+    @property
     def allowed_links(self) -> tuple[str, ...]:
         """target.allow_symlinks as absolute paths on the target (targets/nolinks.py)."""
         return tuple(posixpath.join(self.root, _norm(p)) for p in (self.data["target"].get("allow_symlinks") or ()))
@@ -411,6 +418,17 @@ def check_places(data: dict[str, Any], ctx: Ctx) -> None:
         if _norm(link) in hosts_to:  # kinds/hostfiles.py replaces `to:` whole, link and all
             ctx.report_path(f"target.allow_symlinks[{i}]", "is a source.hosts `to:`, which is replaced whole; allow its parent instead")
     bastions = src.get("bastions") or {}
+    jump = data["target"]["ssh"].get("jump")
+    if jump and (err := via_error(jump, bastions)):
+        ctx.report_path("target.ssh.jump", err)
+    # One hop: only the target names a jump host; a source host names its bastion with via:.
+    hops = [(f"source.bastions.{n}", b) for n, b in bastions.items()]
+    for i, h in enumerate(src.get("hosts") or []):
+        hops += [(f"source.hosts[{i}].{k}", (h or {}).get(k)) for k in ("ssh", "via")]
+    hops += [(f"source.databases[{i}].via", (d or {}).get("via")) for i, d in enumerate(src.get("databases") or [])]
+    for where, spec in hops:
+        if isinstance(spec, dict) and spec.get("jump"):
+            ctx.report_path(f"{where}.jump", "only target.ssh may name a jump host (a source host uses via:)")
     for section in ("hosts", "databases"):
         for i, entry in enumerate(src.get(section) or []):
             via = (entry or {}).get("via")

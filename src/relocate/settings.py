@@ -1,17 +1,38 @@
-"""One settings object, built at the CLI edge from the options and the RELOCATE_* tuning
-variables (README, "Tuning"), and handed down explicitly: nothing below the CLI reads the
-environment for them.
+"""One settings value, built at the CLI edge from the command's options and the RELOCATE_*
+variables (README, "Tuning" and "Environment variables"), and handed down explicitly:
+nothing below the CLI reads the environment for them (tests/test_settings.py greps).
+
+- `Settings`: what a command hands `workflow.prepare` and `execute.runner.run_move`.
+- `Login`: how every SSH connection logs in (target, source hosts, bastions).
+- `Transfer`: how the transfer engine pushes bytes (execute/objects.py).
+- `Tuning`: the RELOCATE_* transfer knobs as read; `Switches`: `move`'s switches the kinds read.
 
 Pure: no import of boto3 or paramiko, so the planner may take it too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
-from typing import Mapping
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from relocate.errors import UsageError
+from relocate.secret import Secret
+
+# The transfer engine's defaults (README, "Tuning"; docs/transfer.md).
+ATTEMPTS = 5
+STALL_S = 60.0
+BACKOFF_S = 1.0
+
+
+def default_lanes() -> int:
+    """`--lanes` when not given: the CPU count, from 2 to 4. Each lane costs a core's worth
+    of ssh, sshd and hashing when the link is fast; on this 2-core box 2 lanes pushed the
+    1 GiB media corpus in 3.3-3.8 s where 4 took 4.0-4.3 s (docs/transfer.md)."""
+    return min(4, max(2, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -35,8 +56,7 @@ class Tuning:
     batch_objects: int | None = None  # RELOCATE_BATCH_OBJECTS: at most this many objects a batch
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Tuning":
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> "Tuning":
         return cls(
             bulk_ssh=_choice(env, "RELOCATE_BULK_SSH", ("auto", "openssh", "paramiko")),
             receiver=_choice(env, "RELOCATE_RECEIVER", ("auto", "python", "sh")),
@@ -66,3 +86,84 @@ def _number(env: Mapping[str, str], name: str) -> float | None:
 def _int(env: Mapping[str, str], name: str) -> int | None:
     got = _number(env, name)
     return int(got) if got is not None else None
+
+
+@dataclass(frozen=True)
+class Login:
+    """How relocate logs in over SSH, the same for the target, source hosts and bastions."""
+
+    accept_new_host_key: bool = False  # --accept-new-host-key: trust an unknown key on first use
+    passphrase: Secret | None = None  # RELOCATE_SSH_KEY_PASSPHRASE: for an encrypted identity_file
+    openssh: bool = True  # RELOCATE_BULK_SSH=paramiko turns the system `ssh` off for every stream
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How the transfer engine pushes objects (execute/objects.BucketPusher)."""
+
+    transfers: int = 16  # concurrent S3 GETs
+    lanes: int = field(default_factory=default_lanes)  # SSH connections, one stream of batches each
+    bwlimit: float | None = None  # bytes per second, all lanes together
+    stall_s: float = STALL_S
+    engine: str = "auto"  # bulk streams: "openssh" client binary when it can log in, else "paramiko"
+    attempts: int = ATTEMPTS
+    backoff_s: float = BACKOFF_S
+    receiver: str = "auto"  # auto | python (the agent) | sh (tar): execute/wire.choose
+    batch_objects: int | None = None  # at most this many objects a batch (None: sized by plan_batches)
+
+    @classmethod
+    def tuned(cls, tuning: Tuning, **kw: Any) -> "Transfer":
+        """These options with the RELOCATE_* tuning applied."""
+        base = cls(**kw)
+        return dataclasses.replace(
+            base,
+            stall_s=tuning.stall_s if tuning.stall_s is not None else base.stall_s,
+            backoff_s=tuning.backoff_s if tuning.backoff_s is not None else base.backoff_s,
+            attempts=tuning.attempts if tuning.attempts is not None else base.attempts,
+            engine="paramiko" if tuning.bulk_ssh == "paramiko" else base.engine,
+            receiver=tuning.receiver, batch_objects=tuning.batch_objects)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `plan` and `move` decide from their options and the environment."""
+
+    login: Login = field(default_factory=Login)
+    accepted_risks: tuple[str, ...] = ()  # --accept-risk (and a saved plan's)
+    profile_dirs: tuple[Path, ...] = ()  # RELOCATE_PROFILES' directories, then --profiles
+    switches: Switches = field(default_factory=Switches)
+    checksum: bool = False  # objects already on the target are re-hashed there, not only sized
+    probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
+    bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
+    tuning: Tuning = field(default_factory=Tuning)
+    transfer: Transfer = field(default_factory=Transfer)
+    keep_snapshot: bool = False  # --keep-snapshot: a local copy of every object too
+    # --deadline (epoch seconds): a step the plan marked `deadline_bound` starts only if it
+    # can finish in time (plan/deadline.py).
+    deadline: float | None = None
+    clock: Callable[[], float] = time.time
+    on_event: Callable[[dict[str, Any]], None] | None = None  # item/warning events for `--json` NDJSON
+    age_identity: Secret | None = None  # RELOCATE_AGE_IDENTITY: the snapshot key instead of snapshot.key_file
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, accept_new_host_key: bool = False,
+                 profiles: Path | None = None, transfers: int = 16, lanes: int | None = None,
+                 bwlimit: float | None = None, **options: Any) -> "Settings":
+        """The CLI edge: the command's options plus every RELOCATE_* variable the library
+        uses, read here once (`env`: the CLI passes os.environ). A bad value is exit 2
+        before any connection."""
+        from relocate.policy.profiles import profile_dirs
+
+        tuning = Tuning.from_env(env)
+        login = Login(accept_new_host_key=accept_new_host_key, passphrase=env_secret(env, "RELOCATE_SSH_KEY_PASSPHRASE"),
+                      openssh=tuning.bulk_ssh != "paramiko")
+        transfer = Transfer.tuned(tuning, transfers=transfers, lanes=lanes or default_lanes(), bwlimit=bwlimit)
+        return cls(login=login, profile_dirs=tuple(profile_dirs(profiles, env)), tuning=tuning, transfer=transfer,
+                   age_identity=env_secret(env, "RELOCATE_AGE_IDENTITY"), **options)
+
+
+def env_secret(env: Mapping[str, str], name: str) -> Secret | None:
+    """A variable holding a secret: a `Secret` from the moment it is read (a traceback's
+    locals or a log line show `***`); unset or empty is None."""
+    value = env.get(name)
+    return Secret(value) if value else None

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -19,28 +19,16 @@ from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, target_id
 from relocate.plan.build import build_plan
-from relocate.plan.model import Plan
+from relocate.plan.model import Plan, PlanVerdict, VerdictFinding
 from relocate.policy.schema import HOST_KINDS
-from relocate.settings import Switches, Tuning
+from relocate.settings import Settings
 from relocate.sources.aws import Aws
 from relocate.ssh.openssh import OpenSsh
-from relocate.ssh.connection import Connection
+from relocate.ssh.connection import Connection, session
 
 
-@dataclass
-class Options:
-    accept_new_host_key: bool = False
-    accepted_risks: tuple[str, ...] = ()
-    profiles_dir: Path | None = None
-    switches: Switches = field(default_factory=Switches)  # `move`'s switches the kinds read
-    checksum: bool = False  # objects already on the target are re-hashed there, not only sized
-    probe: bool = False  # `plan --probe`: measure S3 read and SSH write rates instead of assuming them
-    bulk_login: int = 0  # `move`: start this many bulk lanes' ssh logins while the source is listed
-    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
-
-
-def provider_verdict(config: Config, opts: Options, today: dt.date | None = None,
-                     names: Iterable[str] = ()) -> dict[str, Any] | None:
+def provider_verdict(config: Config, opts: Settings, today: dt.date | None = None,
+                     names: Iterable[str] = ()) -> PlanVerdict | None:
     """The acceptable-use verdict for target.provider, and the app's vendor chain, shaped for the plan.
 
     `names`: the NAMES of the source's parameters and secrets (from the gather step; never values),
@@ -52,25 +40,25 @@ def provider_verdict(config: Config, opts: Options, today: dt.date | None = None
     from relocate.policy.app import app_from_parts
 
     app = app_from_parts(list(config.app.content), config.app.moderation, config.app.dependencies)
-    profileset = profiles.load_profiles(opts.profiles_dir)
+    profileset = profiles.load_profile_dirs(opts.profile_dirs)
     today = today or dt.date.today()
     verdict = engine.verdict_for(config.provider, app, profileset, today, accepted_risks=opts.accepted_risks)
     all_verdicts = engine.evaluate(app, profileset, today=today)
     deps = engine.dependency_risks(app, profileset, all_verdicts, names=names)
-    return {
-        "provider": verdict.provider,
-        "name": verdict.name,
-        "verdict": verdict.verdict,
-        "leaning": verdict.leaning,
-        "score": verdict.score,
-        "blocking_findings": [{"id": f.id, "message": f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]"}
-                              for f in verdict.findings if f.effect == "reject"],
-        "top_findings": [f.to_dict() for f in verdict.top_findings(5)],
-        "warnings": list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
-        "accepting": [v.provider for v in all_verdicts if v.verdict == "accept" and set(v.kinds) & set(HOST_KINDS)][:8],
-        "chain": [d.to_dict() for d in deps],
-        "disclaimer": verdict.disclaimer,
-    }
+    return PlanVerdict(
+        provider=verdict.provider,
+        name=verdict.name,
+        verdict=verdict.verdict,
+        leaning=verdict.leaning,
+        score=verdict.score,
+        blocking_findings=[VerdictFinding(f.id, f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]")
+                           for f in verdict.findings if f.effect == "reject"],
+        top_findings=[f.to_dict() for f in verdict.top_findings(5)],
+        warnings=list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
+        accepting=[v.provider for v in all_verdicts if v.verdict == "accept" and set(v.kinds) & set(HOST_KINDS)][:8],
+        chain=[d.to_dict() for d in deps],
+        disclaimer=verdict.disclaimer,
+    )
 
 
 def source_names(inventory: Any) -> list[str]:
@@ -92,35 +80,33 @@ class Prepared:
 
 
 @contextmanager
-def prepare(config: Config, opts: Options) -> Iterator[Prepared]:
+def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
     """Read the source and probe the target (read-only), then build the Plan."""
     aws = Aws(config.aws)
     verdict = provider_verdict(config, opts)
-    conn = Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key)
-    conn.connect()
-    try:
-        if opts.bulk_login and config.s3 and opts.tuning.bulk_ssh != "paramiko":
-            OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
-        gathered = gather(config, aws, conn, checksum=opts.checksum)
-        if verdict is not None and (names := source_names(gathered.inventory)):
-            verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
-        ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                      accept_new_host_key=opts.accept_new_host_key, switches=opts.switches, gathered=gathered)
-        if opts.probe:
-            from relocate.execute.probe import measure
+    with session(config.ssh, opts.login, config.target_jump) as conn:  # through target.ssh.jump when set
+        try:
+            if opts.bulk_login and config.s3 and opts.login.openssh:
+                OpenSsh.prestart(conn, opts.bulk_login)  # pinned to the host key conn.connect() just checked
+            gathered = gather(config, aws, conn, checksum=opts.checksum)
+            if verdict is not None and (names := source_names(gathered.inventory)):
+                verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
+            ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
+                          login=opts.login, switches=opts.switches, gathered=gathered)
+            if opts.probe:
+                from relocate.execute.probe import measure
 
-            facts = gathered.facts
-            ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
-                                tuning=opts.tuning)
-        kinds = load_kinds(config)
-        data = {k.name: k.gather(ctx) for k in kinds}
-        parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
-        plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
-                          accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
-        yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
-    finally:
-        OpenSsh.discard(conn)
-        conn.close()
+                facts = gathered.facts
+                ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
+                                    tuning=opts.tuning)
+            kinds = load_kinds(config)
+            data = {k.name: k.gather(ctx) for k in kinds}
+            parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
+            plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
+                              accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
+            yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
+        finally:
+            OpenSsh.discard(conn)
 
 
 def load_plan_file(path: Path) -> tuple[Plan, Config]:
@@ -188,4 +174,4 @@ def load_any(path: Path) -> tuple[Config, Plan | None]:
     return load_config(path), None
 
 
-__all__ = ["Options", "Prepared", "prepare", "load_any", "check_drift", "saved_steps", "provider_verdict", "RelocateError"]
+__all__ = ["Prepared", "prepare", "load_any", "check_drift", "saved_steps", "provider_verdict", "RelocateError"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -211,7 +212,7 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
            profiles: Optional[Path], today: Optional[str], stale_days: int, uses: list[str], read_names: bool,
            discovered: Optional[Path] = None) -> None:
     app = inp.app
-    profileset = load_profiles(profiles)
+    profileset = load_profiles(profiles, env=os.environ)
     day = _today(today)
     if explain is not None:
         v = verdict_for(explain, app, profileset, day)
@@ -343,7 +344,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List provider profiles (or categories)."""
         with _edge():
-            ps = load_profiles(profiles)
+            ps = load_profiles(profiles, env=os.environ)
             if categories:
                 rows: list[dict[str, Any]] = [{"id": c.id, "title": c.title, "definition": c.definition, "descriptor": c.descriptor,
                          "exposes": list(c.exposes)} for c in ps.categories.values()]
@@ -369,7 +370,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show one provider profile as JSON."""
         with _edge():
-            print_json(_show(load_profiles(profiles), provider_id))
+            print_json(_show(load_profiles(profiles, env=os.environ), provider_id))
 
     @group.command("lint")
     def lint_cmd(directory: Optional[Path] = typer.Argument(None, metavar="[DIR]", help="Default: the shipped profiles.")) -> None:

@@ -62,9 +62,9 @@ def plan_markdown(p: Plan, limit: int = LIMIT) -> str:
     if p.egress:
         doc.add(f"- {esc(egress_line(p.egress))}")
     if p.verdict:
-        lean = f" (leaning {p.verdict['leaning']})" if p.verdict.get("leaning") else ""
-        doc.add(f"- acceptable use at {esc(p.verdict['name'])}: **{esc(p.verdict['verdict'])}{esc(lean)}** (score {esc(p.verdict['score'])})")
-        for d in p.verdict.get("chain", []):
+        lean = f" (leaning {p.verdict.leaning})" if p.verdict.leaning else ""
+        doc.add(f"- acceptable use at {esc(p.verdict.name)}: **{esc(p.verdict.verdict)}{esc(lean)}** (score {esc(p.verdict.score)})")
+        for d in p.verdict.chain:
             ok = [a["provider"] for a in d["alternatives"] if a["verdict"] == "accept"]
             doc.add(f"- vendor {esc(d['kind'])}: {esc(d['current'])} **{esc(d['verdict'])}** ({esc(', '.join(d['evidence']))}); "
                     f"accepting instead: {esc(', '.join(ok) or 'none')}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -12,11 +14,10 @@ from relocate.cli import can_prompt, options, render
 from relocate.cli.progress import Reporter
 from relocate.errors import ExitCode, UsageError
 from relocate.execute import gate
-from relocate.execute.runner import MoveOptions, run_move
-from relocate.execute.objects import default_lanes
-from relocate.plan.deadline import parse_deadline
-from relocate.settings import Switches, Tuning
-from relocate.workflow import Options, check_drift, load_any, prepare, saved_steps
+from relocate.execute.runner import run_move
+from relocate.plan import deadline
+from relocate.settings import Settings, Switches
+from relocate.workflow import check_drift, load_any, prepare, saved_steps
 
 
 def register(app: typer.Typer) -> None:
@@ -58,39 +59,36 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
-        lanes = lanes or default_lanes()
-        until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
-        tuning = Tuning.from_env()  # the RELOCATE_* knobs, read here and handed down
+        started = time.time()
+        until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flag: before any connection
         config, saved = load_any(source or file)
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
-        opts = Options(accept_new_host_key, risks, profiles,
-                       switches=Switches(tuple(replace_database or ()), no_local_copy),
-                       bulk_login=lanes, checksum=checksum, tuning=tuning)
-        if shard is not None or finish:
+        # The one settings value: these options and the RELOCATE_* variables, read here only.
+        opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key, profiles=profiles, transfers=transfers,
+                                 lanes=lanes, bwlimit=rate, accepted_risks=risks,
+                                 switches=Switches(tuple(replace_database or ()), no_local_copy),
+                                 checksum=checksum, keep_snapshot=keep_snapshot, deadline=until)
+        opts = dataclasses.replace(opts, bulk_login=opts.transfer.lanes)
+        if shard is not None or finish or on_target:
             from relocate.cli import shards_cmd
 
             if shard is not None and finish:
                 raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
+            if on_target and shard is None:
+                raise UsageError("--on-target: only with --shard K (a worker on the target host)")
             if shard is not None and (keep_snapshot or checksum or deadline_at or replace_database or no_local_copy):
                 raise UsageError("--shard: --keep-snapshot, --checksum, --deadline, --replace-database and --no-local-copy "
                                  "do not apply to a shard's worker (it keeps no local state; databases run in --finish)")
-            if on_target and shard is None:
-                raise UsageError("--on-target: only with --shard K (a worker on the target host)")
-            mopts = MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes, bwlimit=rate,
-                                deadline=until, tuning=tuning)
             if shard is not None:
                 index = shards_cmd.parse_shard(shard, saved)  # exit 2 unless saved is a sharded plan
                 assert saved is not None
-                shards_cmd.move_shard(saved, config, index, yes=yes, allow_drift=allow_drift,
-                                      accept_new_host_key=accept_new_host_key, opts=mopts, as_json=as_json,
+                shards_cmd.move_shard(saved, config, index, yes=yes, allow_drift=allow_drift, opts=opts, as_json=as_json,
                                       on_target=on_target)
             if saved is None:
                 raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
                                  hint="pass that plan.json as the first argument")
-            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, move_opts=mopts, opts=opts)
-        elif on_target:
-            raise UsageError("--on-target: only with --shard K (a worker on the target host)")
-        elif saved is not None and saved.shards is not None:
+            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, opts=opts)
+        if saved is not None and saved.shards is not None:
             raise UsageError(f"{source}: a sharded plan runs as `--shard K` workers, then `--finish`")
         with prepare(config, opts) as prep:
             plan = prep.plan
@@ -98,6 +96,11 @@ def register(app: typer.Typer) -> None:
                 # The fresh plan only detects drift; the saved plan's steps are what runs.
                 check_drift(saved, plan, allow_drift)
                 plan = saved_steps(saved, plan)
+            elif until is not None:
+                # A fresh plan gets the deadline rules `plan --deadline` shows (a critical
+                # step that cannot finish in time blocks, exit 3); a saved plan keeps the
+                # findings it was planned with (workflow.saved_steps).
+                deadline.apply(plan, started, until)
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
@@ -106,8 +109,7 @@ def register(app: typer.Typer) -> None:
             progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
             try:
                 report = run_move(plan, config, prep.ctx, prep.kinds, prep.kind_data,
-                                  MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes,
-                                              bwlimit=rate, on_event=progress.event, deadline=until, tuning=tuning), approval, progress)
+                                  dataclasses.replace(opts, on_event=progress.event), approval, progress)
             finally:
                 progress.close()
         if as_json:

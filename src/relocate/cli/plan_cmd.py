@@ -18,9 +18,9 @@ from relocate.errors import ExitCode, UsageError
 from relocate.egress_file import load_rates
 from relocate.plan import deadline, egress
 from relocate.plan.model import Finding
-from relocate.settings import Tuning
+from relocate.settings import Settings
 from relocate.snapshot.store import write_json_atomic
-from relocate.workflow import Options, prepare
+from relocate.workflow import prepare
 
 
 def register(app: typer.Typer) -> None:
@@ -50,8 +50,9 @@ def register(app: typer.Typer) -> None:
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
         rates = load_rates(egress_rates)
         config = load_config(file)
-        opts = Options(accept_new_host_key, tuple(accept_risk or ()), profiles, probe=probe, checksum=checksum,
-                       tuning=Tuning.from_env())  # the RELOCATE_* knobs, read here and handed down
+        # The one settings value: these options and the RELOCATE_* variables, read here only.
+        opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key, profiles=profiles,
+                                 accepted_risks=tuple(accept_risk or ()), probe=probe, checksum=checksum)
         if shards is not None:
             from relocate.shards.plan import check_shardable
 

@@ -84,14 +84,14 @@ def plan(console: Console, p: Plan) -> None:
             console.print(f"  {'ok  ' if slot['fits'] else 'MISS'} {slot['priority']:<8} {slot['step_id']}  finishes {slot['finish']}", markup=False)
     if p.verdict:
         v = p.verdict
-        lean = f" (leaning {v['leaning']})" if v.get("leaning") else ""
-        console.print(f"acceptable use at {v['name']}: [bold]{v['verdict']}{lean}[/bold] (score {v['score']}); "
-                      f"providers whose terms accept this app: {', '.join(v['accepting']) or 'none found'}")
-        for d in v.get("chain", []):
+        lean = f" (leaning {v.leaning})" if v.leaning else ""
+        console.print(f"acceptable use at {v.name}: [bold]{v.verdict}{lean}[/bold] (score {v.score}); "
+                      f"providers whose terms accept this app: {', '.join(v.accepting) or 'none found'}")
+        for d in v.chain:
             ok = [a["provider"] for a in d["alternatives"] if a["verdict"] == "accept"]
             console.print(f"  vendor {d['kind']}: {d['current']} -> {d['verdict']} [{', '.join(d['evidence'])}]; "
                           f"accepting instead: {', '.join(ok) or 'none'}", markup=False)
-        console.print(f"[dim]{v['disclaimer']}[/dim]")
+        console.print(f"[dim]{v.disclaimer}[/dim]")
     # The DNS cutover checklist is a to-do list in order, not a warning: shown on its own.
     warnings = [w for w in p.warnings if w.code != "cutover"]
     if warnings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,8 @@ from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
 from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit
-from relocate.ssh.connection import Connection
+from relocate.settings import Settings
+from relocate.ssh.connection import session
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +31,8 @@ def register(app: typer.Typer) -> None:
         config = load_config(file)
         if not config.data.get("deploy"):
             raise ConfigError(f"{config.path.name}: no deploy: section, so there is no release to roll back")
-        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+        login = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key).login  # RELOCATE_* read here only
+        with session(config.ssh, login, config.target_jump) as conn:
             with TargetLock(conn, config.root, "rollback"):
                 # A one-step plan through the same gate as `move` (execute/gate.py).
                 step = rollback_step(config, conn, to)

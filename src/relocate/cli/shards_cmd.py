@@ -16,7 +16,7 @@ from relocate.cli.move_cmd import approve
 from relocate.cli.progress import Reporter
 from relocate.config import Config
 from relocate.errors import BlockedError, ExitCode, SafetyError, UsageError
-from relocate.execute.runner import MoveOptions, run_move
+from relocate.execute.runner import run_move
 from relocate.execute.verify import VerifyReport
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan
@@ -24,8 +24,9 @@ from relocate.shards import state
 from relocate.shards.engines import shard_from_env
 from relocate.shards.plan import shard_totals
 from relocate.sources.aws import Aws
-from relocate.ssh.connection import Connection
-from relocate.workflow import Options, check_drift, prepare, saved_steps
+from relocate.settings import Settings
+from relocate.ssh.connection import session
+from relocate.workflow import check_drift, prepare, saved_steps
 
 
 def parse_shard(value: str, plan: Plan | None) -> int:
@@ -46,8 +47,8 @@ def parse_shard(value: str, plan: Plan | None) -> int:
     return index
 
 
-def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift: bool, accept_new_host_key: bool,
-               opts: MoveOptions, as_json: bool, on_target: bool = False) -> None:
+def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift: bool, opts: Settings, as_json: bool,
+               on_target: bool = False) -> None:
     from relocate.shards.worker import run_shard
 
     assert plan.shards is not None
@@ -59,13 +60,13 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
     change = f"write shard {index} of {count}: up to {objs:,} object(s) ({human_bytes(nbytes)}) under {dests}"
     approve([change], plan.target, yes)
     progress = Reporter.choose(objs, nbytes, as_json=as_json)
-    opts.on_event = progress.event
+    opts = dataclasses.replace(opts, on_event=progress.event)
     if on_target:  # the target's own file system: commands run here, the lanes too (no ssh logins)
         from relocate.shards.local import LocalConnection
 
-        opts.tuning = dataclasses.replace(opts.tuning, bulk_ssh="paramiko")
+        opts = dataclasses.replace(opts, transfer=dataclasses.replace(opts.transfer, engine="paramiko"))
     try:
-        with (LocalConnection() if on_target else Connection(config.ssh, accept_new_host_key=accept_new_host_key)) as conn:
+        with (LocalConnection() if on_target else session(config.ssh, opts.login, config.target_jump)) as conn:
             report = run_shard(plan, config, conn, Aws(config.aws), index, opts, allow_drift=allow_drift, progress=progress)
     finally:
         progress.close()
@@ -81,7 +82,7 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
     raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.DIFFERENCES))
 
 
-def incomplete_shards(conn: Connection, config: Config, plan: Plan) -> list[int]:
+def incomplete_shards(conn: Any, config: Config, plan: Plan) -> list[int]:
     assert plan.shards is not None
     progress = state.read_progress(conn, config.root, plan.shards["id"])
     return [k for k in range(int(plan.shards["count"]))
@@ -95,15 +96,14 @@ def _without_objects(saved: Plan) -> Plan:
                                fingerprint_digest=hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest())
 
 
-def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, opts: Options, move_opts: MoveOptions,
-                as_json: bool) -> None:
+def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, opts: Settings, as_json: bool) -> None:
     """The final phase: refused (exit 6) while a shard is incomplete; then every other kind
     under the target-wide lock, and one verification across all shards."""
     from relocate.shards.verify import verify_shards
 
     if saved.shards is None:
         raise UsageError("--finish: this plan has no shards", hint="make one with `relocate plan --shards N -o plan.json`")
-    with Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key) as conn:
+    with session(config.ssh, opts.login, config.target_jump) as conn:
         left = incomplete_shards(conn, config, saved)
     if left:
         raise SafetyError(f"refusing to finish: {len(left)} of {saved.shards['count']} shard(s) incomplete: "
@@ -118,9 +118,9 @@ def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, op
             render.plan(out, plan)
         approval = None if plan.blockers else approve(plan.changes, plan.target, yes)
         progress = Reporter.choose(0, 0, as_json=as_json)
-        move_opts.on_event = progress.event
         try:
-            report = run_move(plan, rest, prep.ctx, prep.kinds, prep.kind_data, move_opts, approval, progress)
+            report = run_move(plan, rest, prep.ctx, prep.kinds, prep.kind_data, dataclasses.replace(opts, on_event=progress.event),
+                              approval, progress)
         finally:
             progress.close()
         report.verify = report.verify or VerifyReport()

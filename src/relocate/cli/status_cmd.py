@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -23,12 +24,15 @@ def register(app: typer.Typer) -> None:
         from relocate.cli.shards_cmd import status_table
         from relocate.shards import state
         from relocate.shards.status import shard_status
-        from relocate.ssh.connection import Connection
 
         plan, config = load_plan_file(plan_file)
         if plan.shards is None:
             raise UsageError(f"{plan_file}: this plan has no shards", hint="make one with `relocate plan --shards N -o plan.json`")
-        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+        from relocate.settings import Settings
+        from relocate.ssh.connection import session
+
+        login = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key).login  # RELOCATE_* read here only
+        with session(config.ssh, login, config.target_jump) as conn:
             progress = state.read_progress(conn, config.root, plan.shards["id"])
         doc = shard_status(plan, progress, time.time())
         if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,22 +15,22 @@ from relocate.sources.aws import Aws
 from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
 from relocate.execute.verify import verify_snapshot
+from relocate.settings import Settings
 from relocate.snapshot import crypto, store
-from relocate.ssh.connection import Connection
+from relocate.ssh.connection import session
 from relocate.workflow import load_plan_file
 
 
-def _verify_sharded(plan: Any, config: Any, snap: Any, accept_new_host_key: bool, as_json: bool) -> None:
+def _verify_sharded(plan: Any, config: Any, snap: Any, opts: Settings, as_json: bool) -> None:
     """Every shard's objects, hashed on the target; and the final phase's snapshot, if any
     (made by `move --finish`; a fresh machine has none and checks the objects only)."""
     from relocate.execute.verify import VerifyReport
     from relocate.shards.verify import verify_shards
 
-    with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+    with session(config.ssh, opts.login, config.target_jump) as conn:
         if snap is not None:
-            ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn),
-                          accept_new_host_key=accept_new_host_key)
-            identity = crypto.load_identity(config.key_file, create=False)
+            identity = crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
+            ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn), login=opts.login)
             report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)
         else:
             report = VerifyReport()
@@ -61,13 +62,14 @@ def register(app: typer.Typer) -> None:
             config = load_config(file)
         snap = store.latest(config.snapshot_dir)
         if plan is not None and plan.shards is not None:
-            _verify_sharded(plan, config, snap, accept_new_host_key, as_json)
+            _verify_sharded(plan, config, snap, Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key), as_json)
         if snap is None:
             raise ConfigError(f"no snapshot in {config.snapshot_dir}", hint="run `relocate move` first")
-        identity = crypto.load_identity(config.key_file, create=False)
-        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+        opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key)  # RELOCATE_* read here only
+        identity = crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
+        with session(config.ssh, opts.login, config.target_jump) as conn:
             ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn),
-                          accept_new_host_key=accept_new_host_key)
+                          login=opts.login)
             report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)
         if as_json:
             render.print_json({"snapshot": snap.id, **report.to_dict()})

@@ -12,8 +12,9 @@ from typing import Any
 from relocate import pathrules
 from relocate.config import Config
 from relocate.snapshot.journal import DoneObject, Journal
+from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import Inventory, take_inventory, version_key
+from relocate.sources.inventory import Inventory, take_inventory
 from relocate.targets import files, layout, shell
 from relocate.targets.facts import TargetFacts, probe
 from relocate.ssh.connection import Connection
@@ -133,12 +134,8 @@ def sidecar_records(conn: Connection, root: str, bucket: str, dest: str, name: s
         doc = json.loads(found[0])
         if doc.get("bucket") != (name or bucket):
             return {}
-        out: dict[str, DoneObject] = {}
-        for o in doc.get("objects", []):
-            key = version_key(o["key"], o["version_id"]) if "version_id" in o else o["key"]
-            out[key] = DoneObject(bucket, key, o["etag"], int(o["size"]), o["path"], o["sha256"],
-                                  o.get("content_type"), dict(o.get("metadata") or {}))
-        return out
+        entries = (ObjectEntry.from_dict(o) for o in doc.get("objects", []))
+        return {e.journal_key: e.done(bucket) for e in entries}
     except (ValueError, KeyError, TypeError, AttributeError):
         return {}  # a damaged sidecar only costs a re-send
 

@@ -30,18 +30,16 @@ import hashlib
 import io
 import itertools
 import math
-import os
 import posixpath
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Protocol
 
 from relocate.errors import RelocateError, TransientError, VerificationError
-from relocate.settings import Tuning
+from relocate.settings import Transfer
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
@@ -56,14 +54,6 @@ BATCH_BYTES = 1024 * 1024 * 1024  # upper bounds of one batch (one tar stream, o
 BATCH_OBJECTS = 5000
 MIN_BATCH_BYTES = 16 * 1024 * 1024  # below this, per-batch round trips start to show
 CHUNK = 1024 * 1024
-ATTEMPTS = 5
-STALL_S = 60.0
-BACKOFF_S = 1.0
-def default_lanes() -> int:
-    """`--lanes` when not given: the CPU count, from 2 to 4. Each lane costs a core's worth
-    of ssh, sshd and hashing when the link is fast; on this 2-core box 2 lanes pushed the
-    1 GiB media corpus in 3.3-3.8 s where 4 took 4.0-4.3 s (docs/transfer.md)."""
-    return min(4, max(2, os.cpu_count() or 2))
 
 
 class Reader(Protocol):
@@ -214,30 +204,6 @@ def plan_batches(objects: list[ObjectInfo], lanes: int, max_objects: int | None 
     return out
 
 
-@dataclass
-class PushOptions:
-    transfers: int = 16  # concurrent S3 GETs
-    lanes: int = field(default_factory=default_lanes)  # SSH connections, one stream of batches each
-    bwlimit: float | None = None  # bytes per second, all lanes together
-    stall_s: float = STALL_S
-    engine: str = "auto"  # bulk streams: "openssh" client binary when it can log in, else "paramiko"
-    attempts: int = ATTEMPTS
-    backoff_s: float = BACKOFF_S
-    receiver: str = "auto"  # auto | python (the agent) | sh (tar): execute/wire.choose
-    batch_objects: int | None = None  # at most this many objects a batch (None: sized by plan_batches)
-
-    @classmethod
-    def tuned(cls, tuning: Tuning, **kw: Any) -> "PushOptions":
-        """These options with the CLI's tuning (relocate.settings) applied."""
-        opts = cls(**kw)
-        opts.stall_s = tuning.stall_s if tuning.stall_s is not None else opts.stall_s
-        opts.backoff_s = tuning.backoff_s if tuning.backoff_s is not None else opts.backoff_s
-        opts.attempts = tuning.attempts if tuning.attempts is not None else opts.attempts
-        opts.engine = "paramiko" if tuning.bulk_ssh == "paramiko" else opts.engine
-        opts.receiver, opts.batch_objects = tuning.receiver, tuning.batch_objects
-        return opts
-
-
 Commit = Callable[[list[DoneObject]], None]
 
 
@@ -263,7 +229,7 @@ class BucketPusher:
         dest: str,
         paths: dict[str, str],
         staging: str,
-        opts: PushOptions | None = None,
+        opts: Transfer | None = None,
         keep_dir: Path | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
@@ -276,7 +242,7 @@ class BucketPusher:
         self.dest = dest
         self.paths = paths  # key -> path relative to dest
         self.staging = staging
-        self.opts = opts or PushOptions()
+        self.opts = opts or Transfer()
         self.keep_dir = keep_dir
         self.on_progress = on_progress or (lambda n, b: None)
         self.on_warning = on_warning or (lambda msg: None)

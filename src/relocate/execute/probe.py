@@ -23,8 +23,8 @@ import posixpath
 import time
 from collections import defaultdict
 
-from relocate.execute.objects import BucketPusher, PushOptions, default_lanes
-from relocate.settings import Tuning
+from relocate.execute.objects import BucketPusher
+from relocate.settings import Transfer, Tuning, default_lanes
 from relocate.plan.build import Rates, Sample, human_bytes
 from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
@@ -69,7 +69,7 @@ def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing
         try:
             pusher = BucketPusher(reader, conn, bucket=bucket, root=where, dest=f"b{n}",
                                   paths=map_keys([o.key for o in todo]), staging=posixpath.join(where, "staging"),
-                                  opts=PushOptions.tuned(tuning, transfers=TRANSFERS, lanes=lanes))
+                                  opts=Transfer.tuned(tuning, transfers=TRANSFERS, lanes=lanes))
             pusher.run(todo, lambda done: None)
         finally:
             reader.close()

@@ -12,7 +12,6 @@ here.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -20,31 +19,15 @@ from relocate.config import Config
 from relocate.errors import BlockedError, SafetyError
 from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit
-from relocate.execute.objects import default_lanes
 from relocate.execute.verify import VerifyReport, verify_snapshot
 from relocate.kinds import Context, Kind, Run
 from relocate.plan import deadline
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan, Step
-from relocate.settings import Tuning
+from relocate.settings import Settings
 from relocate.snapshot import crypto, store
 from relocate.execute.gather import journal_for
 from relocate.targets import layout, nolinks, releases, shell
-
-
-@dataclass
-class MoveOptions:
-    transfers: int = 16
-    keep_snapshot: bool = False
-    lanes: int = field(default_factory=default_lanes)  # parallel SSH connections for bulk data (issue 6)
-    bwlimit: float | None = None  # bytes/s over all lanes
-    # item done / warning events for `--json` NDJSON (the CLI decides where they go)
-    on_event: Callable[[dict], None] | None = None
-    # --deadline (epoch seconds): a step the plan marked `deadline_bound` starts only if it
-    # can finish in time (plan/deadline.py).
-    deadline: float | None = None
-    clock: Callable[[], float] = time.time
-    tuning: Tuning = field(default_factory=Tuning)  # RELOCATE_* knobs, read at the CLI edge (relocate.settings)
 
 
 @dataclass
@@ -87,7 +70,7 @@ _PHASE = {"s3": "objects"}
 
 
 def run_move(plan: Plan, config: Config, ctx: Context, kinds: Sequence[Kind], gathered: dict[str, Any],
-             opts: MoveOptions, approval: gate.Approval | None, progress: Progress | None = None) -> MoveReport:
+             opts: Settings, approval: gate.Approval | None, progress: Progress | None = None) -> MoveReport:
     """Run the plan holding the target's lock for the whole move (a second move is
     refused, exit 6), with an audit line on the target before and after
     (execute/lock.py: names and counts only, never values). `approval` is the gate's
@@ -132,7 +115,7 @@ def run_move(plan: Plan, config: Config, ctx: Context, kinds: Sequence[Kind], ga
 
 
 def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathered: dict[str, Any],
-         opts: MoveOptions, progress: Progress, report: MoveReport) -> None:
+         opts: Settings, progress: Progress, report: MoveReport) -> None:
     conn, root = ctx.conn, config.root
     staging = layout.staging_dir(root)
     # Staging left by a killed run is never trusted: it is cleared, then refilled. Not
@@ -142,7 +125,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
     snap = store.begin(config.snapshot_dir)
     journal = journal_for(config)
     try:
-        identity = crypto.load_identity(config.key_file, create=True)
+        identity = crypto.load_identity(config.key_file, create=True, given=opts.age_identity)
         run = Run(report=report, opts=opts, snap=snap, journal=journal, staging=staging, progress=progress)
         ctx.snapshot_dir, ctx.identity, ctx.run = snap.path, identity, run
         manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
@@ -198,7 +181,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         journal.close()
 
 
-def _may_start(plan: Plan, step: Step, opts: MoveOptions) -> bool:
+def _may_start(plan: Plan, step: Step, opts: Settings) -> bool:
     """The deadline rule the plan decided: only a `deadline_bound` step with work to do is
     held back, and only if its estimate would run past the deadline minus the reserve."""
     if opts.deadline is None or not step.deadline_bound or not step.todo_count:

@@ -19,7 +19,7 @@ from typing import Any, Callable, ClassVar
 from relocate.config import Config
 from relocate.plan.build import Rates
 from relocate.plan.model import Finding, PlanPart, Step
-from relocate.settings import Switches
+from relocate.settings import Login, Settings, Switches
 
 __all__ = ["Check", "Context", "Finding", "Kind", "MODULES", "Outcome", "PlanPart", "Run", "by_name", "load_kinds"]
 
@@ -33,7 +33,7 @@ class Run:
     """What the runner hands the kinds while a move runs (execute/runner.py)."""
 
     report: Any  # execute.runner.MoveReport: counts as they happen, so an error still has them
-    opts: Any  # execute.runner.MoveOptions
+    opts: Settings  # the one settings value the CLI built
     snap: Any  # snapshot.store.Snapshot being written
     journal: Any  # snapshot.journal.Journal
     staging: str  # the target's staging directory for this move
@@ -54,7 +54,7 @@ class Context:
     aws: Any  # relocate.sources.aws.Aws
     conn: Any  # relocate.ssh.connection.Connection
     target_id: str
-    accept_new_host_key: bool = False
+    login: Login = field(default_factory=Login)  # how to log in to source hosts and bastions
     snapshot_dir: Any = None  # pathlib.Path of the snapshot being written (apply) or read (verify)
     identity: Any = None  # age identity for secrets at rest (apply/verify)
     switches: Switches = field(default_factory=Switches)  # `move`'s switches kinds read (relocate.settings)

@@ -150,7 +150,7 @@ def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAdd
         yield addr
         return
     spec = resolve_via(item["via"], (ctx.config.data.get("source") or {}).get("bastions"))
-    with Tunnel(spec, addr.host, addr.port, accept_new_host_key=ctx.accept_new_host_key) as port:
+    with Tunnel(spec, addr.host, addr.port, ctx.login) as port:
         yield addr.at("127.0.0.1", port)
 
 

@@ -25,16 +25,16 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, ContextManager
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import RelocateError, TargetError, TransientError
 from relocate.plan.model import Finding, Step
-from relocate.ssh.connection import Connection, Exec
+from relocate.settings import Login
+from relocate.ssh.connection import Connection, Exec, session
 from relocate.ssh.openssh import OpenSsh, OpenSshExec, widen_pipe
 from relocate.ssh.via import resolve_via, ssh_spec
 from relocate.targets import nolinks, shell
@@ -131,23 +131,9 @@ def _bastions(config: Config) -> dict[str, Any] | None:
     return (config.data.get("source") or {}).get("bastions")
 
 
-@contextmanager
-def source_connection(entry: dict[str, Any], accept_new: bool, bastions: dict[str, Any] | None = None) -> Iterator[Connection]:
+def source_connection(entry: dict[str, Any], login: Login, bastions: dict[str, Any] | None = None) -> ContextManager[Connection]:
     """An SSH session to the source host, through its bastion when `via:` names one."""
-    bastion = None
-    if entry.get("via"):
-        bastion = Connection(resolve_via(entry["via"], bastions), accept_new_host_key=accept_new)
-        bastion.connect()
-    try:
-        conn = Connection(ssh_spec(entry["ssh"]), accept_new_host_key=accept_new, via=bastion)
-        conn.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
-    finally:
-        if bastion is not None:
-            bastion.close()
+    return session(ssh_spec(entry["ssh"]), login, resolve_via(entry["via"], bastions) if entry.get("via") else None)
 
 
 def _record_key(entry: dict[str, Any], label: str) -> str:
@@ -425,7 +411,7 @@ class HostFilesKind(Kind):
         # nothing to compare with and the source's tree is not read twice.
         records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
         for i, (entry, dest) in enumerate(zip(entries, dests)):
-            with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
+            with source_connection(entry, ctx.login, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 cmd, stdin = shell.script(_PROBE, *info.paths)
                 for line in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
@@ -498,7 +484,7 @@ class HostFilesKind(Kind):
             if source_ssh is not None:
                 got, put, sent = self._stream(conn, None, target_ssh, source_ssh, root, stage, allow, tar_c, copy_path)
             else:  # paramiko to the source (a `via:` tunnel, no `ssh` binary, a login `ssh` cannot do)
-                with source_connection(entry, ctx.accept_new_host_key, _bastions(ctx.config)) as src:
+                with source_connection(entry, ctx.login, _bastions(ctx.config)) as src:
                     got, put, sent = self._stream(conn, src, target_ssh, None, root, stage, allow, tar_c, copy_path)
         finally:
             for login in (source_ssh, target_ssh):

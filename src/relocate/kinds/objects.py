@@ -21,8 +21,9 @@ from relocate.plan.deadline import step_priority
 from relocate.plan.model import Finding, Step
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.keymap import map_keys, version_path
+from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.snapshot.store import Snapshot
-from relocate.sources.inventory import BucketListing, Inventory, split_version_key, version_key
+from relocate.sources.inventory import BucketListing, Inventory, split_version_key
 from relocate.targets import files, layout
 from relocate.ssh.connection import Connection
 
@@ -99,7 +100,7 @@ class Objects(Kind):
         manifest.setdefault("buckets", []).append(outcome.manifest)
 
     def _push(self, ctx: Context, gathered: Any, step: Step, *, send: bool) -> Outcome:
-        from relocate.execute.objects import BucketPusher, PushOptions
+        from relocate.execute.objects import BucketPusher
         from relocate.sources.s3data import ObjectReader, VersionReader
 
         run, conn, config = ctx.run, ctx.conn, ctx.config
@@ -135,7 +136,7 @@ class Objects(Kind):
             pusher = BucketPusher(
                 reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
                 dest=listing.dest, paths=_paths(listing), staging=posixpath.join(run.staging, "b"),
-                opts=PushOptions.tuned(opts.tuning, transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
+                opts=opts.transfer,
                 keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                 on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
             )
@@ -148,15 +149,13 @@ class Objects(Kind):
                 reader.close()  # its GET thread and connections
             conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
         versions = listing.kind == "versions"
-        entries = [_entry(done[o.key], versions) for o in listing.objects if o.key in done]
-        head: dict[str, Any] = {"bucket": listing.spec.bucket, "prefix": listing.spec.prefix, "to": listing.dest}
-        if versions:
-            head.update(journal_bucket=listing.journal_bucket, delete_markers=listing.delete_markers)
+        entry = BucketEntry(listing.spec.bucket, listing.spec.prefix, listing.dest,
+                            [ObjectEntry.from_done(done[o.key], versions) for o in listing.objects if o.key in done],
+                            listing.journal_bucket if versions else None, listing.delete_markers if versions else None)
         if todo or _markers_unrecorded(conn, root, listing):
-            sidecar = {**head, "objects": entries}
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
-                                    json.dumps(sidecar, ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
-        return Outcome(bool(todo), {**head, "objects": entries}, failed=failed)
+                                    json.dumps(entry.to_dict(), ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
+        return Outcome(bool(todo), entry.to_dict(), failed=failed)
 
 
 KIND_CLASS = Objects
@@ -175,42 +174,37 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
     that each is there with its size instead; `relocate verify`, and any destination
     holding objects from an earlier run, re-hash everything."""
     bad: dict[str, list[str]] = {}
-    for bucket in manifest.get("buckets", []):
-        dest = bucket["to"]
+    for bucket in map(BucketEntry.from_dict, manifest.get("buckets", [])):
+        dest = bucket.to
         fresh = (landed or {}).get(dest, set())
-        by_size = bool(bucket["objects"]) and all(_key(obj) in fresh for obj in bucket["objects"])
+        by_size = bool(bucket.objects) and all(obj.journal_key in fresh for obj in bucket.objects)
         on_target = files.tree_facts(conn, posixpath.join(root, dest), hashes=not by_size)
-        for obj in bucket["objects"]:
-            rel = posixpath.relpath(obj["path"], dest)
+        for obj in bucket.objects:
+            rel = posixpath.relpath(obj.path, dest)
             got = on_target.get(rel)
             if got is None:
-                report.missing.append(obj["path"])
-            elif got != (obj["size"] if by_size else obj["sha256"]):
-                report.differing.append(obj["path"])
+                report.missing.append(obj.path)
+            elif got != (obj.size if by_size else obj.sha256):
+                report.differing.append(obj.path)
             else:
                 report.matched += 1
                 report.checked_on_arrival += by_size
                 continue
-            bad.setdefault(bucket.get("journal_bucket") or bucket["bucket"], []).append(_key(obj))
-        if "delete_markers" in bucket:
+            bad.setdefault(bucket.journal_bucket or bucket.bucket, []).append(obj.journal_key)
+        if bucket.versions:
             report.checks.append(_markers_check(conn, root, bucket))
     return bad
 
 
-def _key(obj: dict[str, Any]) -> str:
-    """The journal's key for a manifest entry (older versions: version_key)."""
-    return version_key(obj["key"], obj["version_id"]) if "version_id" in obj else obj["key"]
-
-
-def _markers_check(conn: Connection, root: str, bucket: dict[str, Any]) -> Check:
+def _markers_check(conn: Connection, root: str, bucket: BucketEntry) -> Check:
     """Older versions: the delete markers the snapshot recorded are in the target's sidecar."""
-    label = f"delete markers of s3://{bucket['bucket']}/{bucket['prefix']} in {bucket['to']}"
-    found = files.read_file(conn, layout.sidecar_path(root, bucket["to"]))
+    label = f"delete markers of s3://{bucket.bucket}/{bucket.prefix} in {bucket.to}"
+    found = files.read_file(conn, layout.sidecar_path(root, bucket.to))
     try:
         held = json.loads(found[0]).get("delete_markers") if found else None
     except ValueError:
         held = None
-    want = bucket["delete_markers"]
+    want = bucket.delete_markers or []
     if held is None and not want:
         return Check(label, True, "none")
     return Check(label, held == want, f"{len(want)} recorded" if held == want else
@@ -229,20 +223,6 @@ def forget_bad(snap: Snapshot, manifest: dict[str, Any], bad: dict[str, list[str
             journal.forget(manifest["target"], bucket, keys)
     finally:
         journal.close()
-
-
-def _entry(d: DoneObject, version: bool = False) -> dict[str, Any]:
-    key, vid = split_version_key(d.key) if version else (d.key, None)
-    entry: dict[str, Any] = {"key": key, "path": d.path, "size": d.size, "sha256": d.sha256, "etag": d.etag,
-                             "content_type": d.content_type, "metadata": d.metadata}
-    if version:
-        entry["version_id"] = vid
-    return entry
-
-
-def shard_entry(d: DoneObject) -> dict[str, Any]:
-    """A shard's record of one object (shards/state.py): as in the sidecar manifest."""
-    return _entry(d)
 
 
 def _paths(listing: BucketListing) -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relocate.plan.deadline import order_steps
-from relocate.plan.model import Finding, Plan, PlanPart, Step
+from relocate.plan.model import Finding, Plan, PlanPart, PlanVerdict, Step
 
 if TYPE_CHECKING:  # types only: importing these would pull in boto3 and paramiko
     from relocate.config import Config
@@ -82,7 +82,7 @@ def build_plan(
     *,
     target: str,
     parts: tuple[PlanPart, ...] = (),
-    verdict: dict[str, Any] | None = None,
+    verdict: PlanVerdict | None = None,
     accepted_risks: tuple[str, ...] = (),
     rates: Rates = Rates(),
     now: float,
@@ -116,12 +116,12 @@ def build_plan(
         if facts.free_bytes is not None and facts.free_bytes < need:
             blockers.append(Finding("disk", f"not enough disk at {facts.existing}: {_h(facts.free_bytes)} free, {_h(need)} needed ({_h(todo_bytes)} plus headroom)"))
     if verdict is not None:
-        for f in verdict.get("blocking_findings", []):
-            if f["id"] in accepted_risks:
-                warnings.append(Finding("aup-accepted", f"accepted risk {f['id']}: {f['message']}"))
+        for f in verdict.blocking_findings:
+            if f.id in accepted_risks:
+                warnings.append(Finding("aup-accepted", f"accepted risk {f.id}: {f.message}"))
             else:
-                blockers.append(Finding("aup-reject", f"{f['id']}: {f['message']} (pass --accept-risk {f['id']} to proceed anyway)"))
-        for w in verdict.get("warnings", []):
+                blockers.append(Finding("aup-reject", f"{f.id}: {f.message} (pass --accept-risk {f.id} to proceed anyway)"))
+        for w in verdict.warnings:
             warnings.append(Finding("aup", w))
 
     return Plan(

@@ -39,6 +39,46 @@ class Finding:
     message: str
 
 
+@dataclass(frozen=True)
+class VerdictFinding:
+    """A finding of the provider's terms that rejects the app: a blocker unless accepted."""
+
+    id: str  # what --accept-risk names
+    message: str
+
+
+@dataclass
+class PlanVerdict:
+    """The acceptable-use verdict for target.provider as the plan carries it (plan.json
+    `verdict`, docs/json.md): built by workflow.provider_verdict from the policy engine.
+    `top_findings` and `chain` are the policy's own JSON (policy/verdict.py,
+    policy/chain.py: Finding.to_dict, DependencyRisk.to_dict), shown as they are."""
+
+    provider: str
+    name: str
+    verdict: str  # accept | conditional | unknown | reject
+    leaning: str | None
+    score: int
+    blocking_findings: list[VerdictFinding] = field(default_factory=list)
+    top_findings: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    accepting: list[str] = field(default_factory=list)  # providers whose terms accept the app
+    chain: list[dict[str, Any]] = field(default_factory=list)  # the app's vendors, each judged
+    disclaimer: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PlanVerdict":
+        return cls(
+            provider=data["provider"], name=data["name"], verdict=data["verdict"], leaning=data.get("leaning"),
+            score=data["score"], blocking_findings=[VerdictFinding(**f) for f in data.get("blocking_findings") or []],
+            top_findings=list(data.get("top_findings") or []), warnings=list(data.get("warnings") or []),
+            accepting=list(data.get("accepting") or []), chain=list(data.get("chain") or []),
+            disclaimer=data.get("disclaimer", ""))
+
+
 @dataclass
 class PlanPart:
     """What one kind contributes to a plan (relocate.kinds: Kind.plan)."""
@@ -61,7 +101,7 @@ class Plan:
     blockers: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
-    verdict: dict[str, Any] | None = None
+    verdict: PlanVerdict | None = None
     accepted_risks: list[str] = field(default_factory=list)
     estimate_basis: str = ""
     schedule: dict[str, Any] | None = None  # plan/deadline.Schedule.to_dict() when --deadline was given
@@ -122,7 +162,7 @@ class Plan:
                 blockers=[Finding(**f) for f in data["blockers"]],
                 warnings=[Finding(**f) for f in data["warnings"]],
                 facts=data.get("facts") or {},
-                verdict=data.get("verdict"),
+                verdict=PlanVerdict.from_dict(data["verdict"]) if data.get("verdict") else None,
                 accepted_risks=list(data.get("accepted_risks") or []),
                 estimate_basis=data.get("estimate_basis", ""),
                 schedule=data.get("schedule"),

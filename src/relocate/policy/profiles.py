@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +109,8 @@ def shipped_categories() -> dict[str, Category]:
     return dict(_shipped_categories())
 
 
-def profile_dirs(extra_dir: Path | None, env: Mapping[str, str] | None = None) -> list[Path]:
-    env = os.environ if env is None else env
+def profile_dirs(extra_dir: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """$RELOCATE_PROFILES' directories (from `env`, the CLI's environment), then `extra_dir`."""
     dirs = [Path(p).expanduser() for p in env.get(ENV_VAR, "").split(os.pathsep) if p.strip()]
     if extra_dir is not None:
         dirs.append(Path(extra_dir).expanduser())
@@ -122,10 +122,16 @@ def profile_dirs(extra_dir: Path | None, env: Mapping[str, str] | None = None) -
 
 
 def load_profiles(extra_dir: Path | None = None, *, env: Mapping[str, str] | None = None) -> ProfileSet:
-    """Shipped profiles merged with $RELOCATE_PROFILES and `extra_dir`. Raises ProfileError (exit 2)."""
+    """Shipped profiles merged with $RELOCATE_PROFILES (in `env`: the CLI passes its
+    environment; the library reads none) and `extra_dir`. Raises ProfileError (exit 2)."""
+    return load_profile_dirs(profile_dirs(extra_dir, env or {}))
+
+
+def load_profile_dirs(dirs: Iterable[Path]) -> ProfileSet:
+    """Shipped profiles merged with those in `dirs`, in order. Raises ProfileError (exit 2)."""
     errors: list[str] = []
     result = _load_dir(SHIPPED_DIR, ProfileSet(), shipped=True, errors=errors)
-    for directory in profile_dirs(extra_dir, env):
+    for directory in dirs:
         result = _load_dir(directory, result, shipped=False, errors=errors)
     if errors:
         raise ProfileError(errors)

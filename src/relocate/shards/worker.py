@@ -24,12 +24,13 @@ from typing import Any, Callable, Iterable, Iterator
 from relocate.config import BucketSpec, Config
 from relocate.errors import DriftError, ItemError, UsageError
 from relocate.execute.lock import TargetLock, audit
-from relocate.kinds.objects import s3_step_id, shard_entry
+from relocate.kinds.objects import s3_step_id
 from relocate.plan.model import Plan
 from relocate.shards import state
 from relocate.shards.partition import Digest, Range, start_after
 from relocate.snapshot.journal import DoneObject
 from relocate.snapshot.keymap import chunk_paths
+from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.inventory import ObjectInfo, first_owned_after, list_range
 from relocate.targets import files, layout, nolinks, shell
 
@@ -81,7 +82,7 @@ def chunked(items: Iterable[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]
 
 def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts: Any, *, allow_drift: bool = False,
               progress: Callable[[str, int, int], None] | None = None) -> ShardReport:
-    """Move shard `index` of every bucket entry; `opts` is the runner's MoveOptions."""
+    """Move shard `index` of every bucket entry; `opts` is the move's relocate.settings.Settings."""
     section = plan.shards
     assert section is not None
     count = int(section["count"])
@@ -120,7 +121,7 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
 def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpec, group: list[BucketSpec], sid: str,
                 rng: Range, report: ShardReport, opts: Any, size: int, staging: str, lock: TargetLock,
                 progress: Callable[[str, int, int], None]) -> None:
-    from relocate.execute.objects import BucketPusher, PushOptions
+    from relocate.execute.objects import BucketPusher
     from relocate.sources.s3data import ObjectReader
 
     assert plan.shards is not None
@@ -149,7 +150,7 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
             def commit(delivered: list[DoneObject], number: int = number, entries: dict[str, dict[str, Any]] = entries,
                        keys: list[str] = keys) -> None:
                 for d in delivered:
-                    entries[d.key] = shard_entry(d)
+                    entries[d.key] = ObjectEntry.from_done(d).to_dict()  # as in the sidecar manifest
                     if opts.on_event is not None:
                         opts.on_event({"event": "item", "bucket": d.bucket, "key": d.key, "path": d.path, "size": d.size,
                                        "sha256": d.sha256})
@@ -164,7 +165,7 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
                 pusher = BucketPusher(
                     reader, conn, bucket=spec.bucket, root=root, allow=config.allowed_links, dest=dest,
                     paths={o.key: paths[o.key] for o in todo}, staging=posixpath.join(staging, "b"),
-                    opts=PushOptions.tuned(opts.tuning, transfers=opts.transfers, lanes=opts.lanes, bwlimit=opts.bwlimit),
+                    opts=opts.transfer,
                     on_progress=lambda n, b: progress(sid, n, b),
                     on_warning=lambda msg: report.warnings.append(msg),
                 )

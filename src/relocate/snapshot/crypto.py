@@ -1,5 +1,6 @@
 """Secrets at rest: age encryption (pyrage), with an identity from the environment
-or a key file created 0600. We never implement cryptography ourselves."""
+(RELOCATE_AGE_IDENTITY, read by the CLI: settings.Settings.age_identity) or a key file
+created 0600. We never implement cryptography ourselves."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ from pathlib import Path
 import pyrage
 
 from relocate.errors import ConfigError
+from relocate.secret import Secret
 
 ENV_IDENTITY = "RELOCATE_AGE_IDENTITY"
 
 
-def load_identity(key_file: Path, *, create: bool) -> pyrage.x25519.Identity | None:
-    """The identity from $RELOCATE_AGE_IDENTITY, else from key_file (made on first use)."""
-    env = os.environ.get(ENV_IDENTITY)
-    if env:
+def load_identity(key_file: Path, *, create: bool, given: Secret | None = None) -> pyrage.x25519.Identity | None:
+    """The identity `given` ($RELOCATE_AGE_IDENTITY), else from key_file (made on first use)."""
+    if given is not None:
         try:
-            return pyrage.x25519.Identity.from_str(env.strip())
+            return pyrage.x25519.Identity.from_str(given.reveal().strip())
         except Exception:
             raise ConfigError(f"${ENV_IDENTITY} is not an age identity (AGE-SECRET-KEY-1...)") from None
     if key_file.exists():

@@ -15,14 +15,16 @@ import hashlib
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import paramiko
 
 from relocate.errors import ConfigError, HostKeyError, TargetError, TransientError
 from relocate.secret import Secret
+from relocate.settings import Login
 from relocate.ssh.via import SshSpec
 from relocate.targets import nolinks
 
@@ -121,25 +123,25 @@ def check_host_key(ep: Endpoint, key: paramiko.PKey, accept_new: bool) -> None:
         fh.write(f"{ep.known_hosts_name} {key.get_name()} {key.get_base64()}\n")
 
 
-def _load_key(path: str) -> paramiko.PKey:
-    # A Secret from the moment it is read: a traceback's locals or a log line show `***`.
-    passphrase = Secret(os.environ["RELOCATE_SSH_KEY_PASSPHRASE"]) if os.environ.get("RELOCATE_SSH_KEY_PASSPHRASE") else None
+def _load_key(path: str, passphrase: Secret | None) -> paramiko.PKey:
+    """`passphrase`: RELOCATE_SSH_KEY_PASSPHRASE, read by the CLI (settings.Login)."""
     try:
-        return paramiko.PKey.from_path(path, passphrase.reveal() if passphrase else None)
+        # bytes: cryptography refuses a str passphrase for OpenSSH-format keys (TypeError)
+        return paramiko.PKey.from_path(path, passphrase.reveal().encode() if passphrase else None)
     except FileNotFoundError:
         raise ConfigError(f"target.ssh.identity_file: {path}: no such file") from None
     except PermissionError:
         raise ConfigError(f"target.ssh.identity_file: {path}: permission denied") from None
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's word for an OpenSSH-format key
         raise ConfigError(f"{path}: the key is encrypted; set RELOCATE_SSH_KEY_PASSPHRASE or load it into ssh-agent") from None
     except (paramiko.SSHException, ValueError) as exc:
         raise ConfigError(f"{path}: not a usable private key ({exc})") from None
 
 
-def _candidate_keys(ep: Endpoint) -> Iterable[paramiko.PKey]:
+def _candidate_keys(ep: Endpoint, passphrase: Secret | None) -> Iterable[paramiko.PKey]:
     if ep.identity_files:
         for path in ep.identity_files:
-            yield _load_key(path)
+            yield _load_key(path, passphrase)
     try:
         yield from paramiko.Agent().get_keys()
     except paramiko.SSHException:
@@ -149,7 +151,7 @@ def _candidate_keys(ep: Endpoint) -> Iterable[paramiko.PKey]:
             default = Path.home() / ".ssh" / name
             if default.exists():
                 try:
-                    yield _load_key(str(default))
+                    yield _load_key(str(default), passphrase)
                 except ConfigError:
                     continue
 
@@ -277,9 +279,9 @@ class Exec(Draining):
 class Connection:
     """One SSH transport to a host; open commands and SFTP sessions on it."""
 
-    def __init__(self, spec: SshSpec, *, accept_new_host_key: bool = False, via: "Connection | None" = None) -> None:
+    def __init__(self, spec: SshSpec, login: Login = Login(), *, via: "Connection | None" = None) -> None:
         self.endpoint = resolve(spec)
-        self.accept_new = accept_new_host_key
+        self.login = login  # host-key trust, the key's passphrase, whether `ssh` may carry streams
         self.via = via  # a connected bastion: this host is reached through its direct-tcpip channel
         # The session's state for the transfer engine, declared here rather than hung on
         # the object: bulk logins started early (ssh/openssh.OpenSsh.prestart) and the
@@ -293,7 +295,7 @@ class Connection:
         """A fresh, unconnected Connection to the same endpoint with the same trust
         decision: bulk lanes and retries each get their own transport."""
         other = Connection.__new__(Connection)
-        other.endpoint, other.accept_new = self.endpoint, self.accept_new
+        other.endpoint, other.login = self.endpoint, self.login
         other.via = self.via  # lanes of a tunnelled host go through the same bastion
         other.bulk_pending, other.receiver = None, None
         other._transport, other._sftp = None, None
@@ -343,7 +345,7 @@ class Connection:
         )
         try:
             transport.start_client(timeout=CONNECT_TIMEOUT)
-            check_host_key(ep, transport.get_remote_server_key(), self.accept_new)
+            check_host_key(ep, transport.get_remote_server_key(), self.login.accept_new_host_key)
             self._authenticate(transport)
         except (HostKeyError, ConfigError, TargetError):
             transport.close()
@@ -357,7 +359,7 @@ class Connection:
     def _authenticate(self, transport: paramiko.Transport) -> None:
         ep = self.endpoint
         tried = 0
-        for key in _candidate_keys(ep):
+        for key in _candidate_keys(ep, self.login.passphrase):
             tried += 1
             try:
                 transport.auth_publickey(ep.user, key)
@@ -426,3 +428,23 @@ class Connection:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+@contextmanager
+def session(spec: SshSpec, login: Login, via: SshSpec | None = None) -> Iterator[Connection]:
+    """A connected session to `spec` (the target, a source host), through the bastion
+    `via` when given (its direct-tcpip channel, like `ssh -J`; its host key is checked
+    like any other). Both are closed on the way out."""
+    bastion = Connection(via, login) if via is not None else None
+    if bastion is not None:
+        bastion.connect()
+    try:
+        conn = Connection(spec, login, via=bastion)
+        conn.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        if bastion is not None:
+            bastion.close()

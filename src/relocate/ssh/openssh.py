@@ -254,11 +254,9 @@ class OpenSsh:
 
     @staticmethod
     def _usable(conn: Connection) -> bool:
-        # The bulk lanes take RELOCATE_BULK_SSH from relocate.settings (PushOptions.engine);
-        # the single streams (host files, a database upload: `started`) still read it here.
-        if shutil.which("ssh") is None or conn.via is not None:
-            return False
-        return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
+        # RELOCATE_BULK_SSH=paramiko (read by the CLI: settings.Login.openssh) keeps every
+        # stream, bulk lanes and single streams alike, on paramiko.
+        return shutil.which("ssh") is not None and conn.via is None and conn.login.openssh
 
     @classmethod
     def prestart(cls, conn: Connection, count: int = 1) -> None:

@@ -16,6 +16,7 @@ import paramiko
 
 from relocate.errors import TransientError
 from relocate.ssh.connection import Connection
+from relocate.settings import Login
 from relocate.ssh.via import SshSpec
 
 
@@ -39,8 +40,8 @@ def _pump(src: Any, dst: Any) -> None:
 class Tunnel:
     """`with Tunnel(spec, host, port) as local_port:` forwards 127.0.0.1:local_port."""
 
-    def __init__(self, spec: SshSpec, remote_host: str, remote_port: int, *, accept_new_host_key: bool = False) -> None:
-        self.conn = Connection(spec, accept_new_host_key=accept_new_host_key)
+    def __init__(self, spec: SshSpec, remote_host: str, remote_port: int, login: Login) -> None:
+        self.conn = Connection(spec, login)
         self.remote = (remote_host, remote_port)
         self._server: socket.socket | None = None
         self._stop = threading.Event()

@@ -1,0 +1,86 @@
+"""What the snapshot manifest (and the target's sidecar, .relocate/buckets/) records of
+one `source.s3` entry: typed entries with the JSON shape docs/json.md gives them.
+
+The same entry is written twice: into the local snapshot's manifest.json (`buckets`)
+and, on the target, into the destination's sidecar, from which a fresh machine without
+the journal resumes (execute/gather.sidecar_records).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from relocate.snapshot.journal import DoneObject
+from relocate.sources.inventory import split_version_key, version_key
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One object on the target: where it landed and what it was at the source."""
+
+    key: str
+    path: str  # relative to target.root
+    size: int
+    sha256: str
+    etag: str
+    content_type: str | None
+    metadata: dict[str, str]
+    version_id: str | None = None  # older versions only (`versions: all`); absent from the JSON otherwise
+
+    @property
+    def journal_key(self) -> str:
+        """The journal's key for it (an older version: inventory.version_key)."""
+        return version_key(self.key, self.version_id) if self.version_id is not None else self.key
+
+    @classmethod
+    def from_done(cls, d: DoneObject, versions: bool = False) -> "ObjectEntry":
+        key, vid = split_version_key(d.key) if versions else (d.key, None)
+        return cls(key, d.path, d.size, d.sha256, d.etag, d.content_type, d.metadata, vid)
+
+    def done(self, bucket: str) -> DoneObject:
+        """The journal record it stands for (`bucket`: the journal's name for the bucket)."""
+        return DoneObject(bucket, self.journal_key, self.etag, self.size, self.path, self.sha256,
+                          self.content_type, dict(self.metadata))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"key": self.key, "path": self.path, "size": self.size, "sha256": self.sha256,
+                             "etag": self.etag, "content_type": self.content_type, "metadata": self.metadata}
+        if self.version_id is not None:
+            d["version_id"] = self.version_id
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ObjectEntry":
+        return cls(d["key"], d["path"], int(d["size"]), d["sha256"], d["etag"], d.get("content_type"),
+                   dict(d.get("metadata") or {}), d.get("version_id"))
+
+
+@dataclass(frozen=True)
+class BucketEntry:
+    """One `source.s3` entry as moved: the manifest's `buckets[]` item and the sidecar."""
+
+    bucket: str
+    prefix: str
+    to: str  # the destination, relative to target.root
+    objects: list[ObjectEntry] = field(default_factory=list)
+    # older versions only: the journal's name for the bucket (`<bucket>#versions`) and the
+    # delete markers, which are recorded, not written as files
+    journal_bucket: str | None = None
+    delete_markers: list[dict[str, Any]] | None = None
+
+    @property
+    def versions(self) -> bool:
+        return self.journal_bucket is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"bucket": self.bucket, "prefix": self.prefix, "to": self.to}
+        if self.versions:
+            d.update(journal_bucket=self.journal_bucket, delete_markers=self.delete_markers)
+        d["objects"] = [o.to_dict() for o in self.objects]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BucketEntry":
+        return cls(d["bucket"], d.get("prefix", ""), d["to"], [ObjectEntry.from_dict(o) for o in d.get("objects", [])],
+                   d.get("journal_bucket"), d.get("delete_markers") if "journal_bucket" in d else None)

@@ -1,0 +1,36 @@
+"""The snapshot manifest's bucket entries (and the target's sidecar) are typed values
+(snapshot/manifest.py) that keep the JSON shape docs/json.md and older snapshots have."""
+
+from __future__ import annotations
+
+import json
+
+from relocate.snapshot.journal import DoneObject
+from relocate.snapshot.manifest import BucketEntry, ObjectEntry
+from relocate.sources.inventory import version_key
+
+
+def test_current_objects_keep_their_json_shape() -> None:
+    done = DoneObject("media", "a/b.jpg", "etag1", 12, "data/media/a/b.jpg", "ab" * 32, "image/jpeg", {"k": "v"})
+    entry = BucketEntry("media", "a/", "data/media", [ObjectEntry.from_done(done)])
+    d = json.loads(json.dumps(entry.to_dict()))
+    assert list(d) == ["bucket", "prefix", "to", "objects"]
+    assert d["objects"] == [{"key": "a/b.jpg", "path": "data/media/a/b.jpg", "size": 12, "sha256": "ab" * 32,
+                             "etag": "etag1", "content_type": "image/jpeg", "metadata": {"k": "v"}}]
+    back = BucketEntry.from_dict(d)
+    assert back == entry and not back.versions
+    assert back.objects[0].journal_key == "a/b.jpg" and back.objects[0].done("media") == done
+
+
+def test_older_versions_carry_their_version_and_markers() -> None:
+    vkey = version_key("a.txt", "v1")
+    done = DoneObject("docs#versions", vkey, "e", 3, "data/docs/a.txt.v1", "cd" * 32, None, {})
+    markers = [{"key": "gone.txt", "version_id": "m1", "last_modified": "2026-01-01T00:00:00Z", "latest": True}]
+    entry = BucketEntry("docs", "", "data/docs", [ObjectEntry.from_done(done, versions=True)], "docs#versions", markers)
+    d = json.loads(json.dumps(entry.to_dict()))
+    assert list(d) == ["bucket", "prefix", "to", "journal_bucket", "delete_markers", "objects"]
+    assert d["objects"][0]["key"] == "a.txt" and d["objects"][0]["version_id"] == "v1"
+    back = BucketEntry.from_dict(d)
+    assert back == entry and back.versions
+    assert back.objects[0].journal_key == vkey  # what verify hands the journal to forget
+    assert back.objects[0].done("docs#versions") == done
