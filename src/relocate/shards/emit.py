@@ -209,7 +209,7 @@ def _kubernetes(facts: PlanFacts, opts: EmitOptions) -> dict[str, str]:
         "data": {"plan.json": facts.text, "relocate.yaml": facts.config_text},
     }
     exits = {"containerName": "relocate", "operator": "In", "values": list(PERMANENT_EXIT_CODES)}
-    disrupted = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}  # drains, preemption: not a failure
+    disrupted = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}  # drains, preemption: not a failure
     shards = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": f"{name}-shards", "labels": labels},
