@@ -10,7 +10,7 @@ import typer
 
 from relocate.cli import can_prompt, options, render
 from relocate.cli.progress import Reporter
-from relocate.errors import ExitCode
+from relocate.errors import ExitCode, UsageError
 from relocate.execute import gate
 from relocate.execute.runner import MoveOptions, run_move
 from relocate.execute.objects import default_lanes
@@ -44,6 +44,14 @@ def register(app: typer.Typer) -> None:
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
         profiles: Optional[Path] = options.PROFILES,
+        shard: Optional[str] = typer.Option(None, "--shard", metavar="K|auto",
+                                            help="Run only shard K (0..N-1) of a plan made with `plan --shards N`: its objects, "
+                                                 "resuming from what the target holds. `auto` reads K from RELOCATE_SHARD, "
+                                                 "JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID, "
+                                                 "NOMAD_ALLOC_INDEX or CI_NODE_INDEX."),
+        finish: bool = typer.Option(False, "--finish",
+                                    help="The final phase of a sharded plan: every other kind, then one verification across "
+                                         "all shards. Refused (exit 6) while a shard is incomplete."),
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
@@ -51,6 +59,25 @@ def register(app: typer.Typer) -> None:
         until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
         tuning = Tuning.from_env()  # the RELOCATE_* knobs, read here and handed down
         config, saved = load_any(source or file)
+        if shard is not None or finish:
+            from relocate.cli import shards_cmd
+
+            if shard is not None and finish:
+                raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
+            mopts = MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes, bwlimit=rate,
+                                deadline=until, tuning=tuning)
+            if shard is not None:
+                shards_cmd.move_shard(saved, config, shards_cmd.parse_shard(shard, saved), yes=yes, allow_drift=allow_drift,
+                                      accept_new_host_key=accept_new_host_key, opts=mopts, as_json=as_json)
+            if saved is None:
+                raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
+                                 hint="pass that plan.json as the first argument")
+            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, move_opts=mopts,
+                                   opts=Options(accept_new_host_key, tuple(accept_risk or ()) + tuple(saved.accepted_risks),
+                                                profiles, switches=Switches(tuple(replace_database or ()), no_local_copy),
+                                                bulk_login=lanes, checksum=checksum, tuning=tuning))
+        elif saved is not None and saved.shards is not None:
+            raise UsageError(f"{source}: a sharded plan runs as `--shard K` workers, then `--finish`")
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         opts = Options(accept_new_host_key, risks, profiles,
                        switches=Switches(tuple(replace_database or ()), no_local_copy),

@@ -1,82 +1,173 @@
-"""`relocate shards emit`: ready-to-apply files that run a sharded plan under an engine."""
+"""`move plan.json --shard K|auto`, `move plan.json --finish` and their rendering (shards/)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+import dataclasses
+import hashlib
+import json
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from relocate.shards import emit as emitter
+from relocate.cli import can_prompt, render
+from relocate.cli.progress import Reporter
+from relocate.config import Config
+from relocate.errors import BlockedError, ExitCode, SafetyError, UsageError
+from relocate.execute import gate
+from relocate.execute.runner import MoveOptions, run_move
+from relocate.execute.verify import VerifyReport
+from relocate.plan.build import human_bytes
+from relocate.plan.model import Plan
+from relocate.shards import state
+from relocate.shards.engines import shard_from_env
+from relocate.shards.plan import shard_totals
+from relocate.sources.aws import Aws
+from relocate.targets.ssh import Connection
+from relocate.workflow import Options, check_drift, prepare, saved_steps
 
-_ENGINE_HELP = "kubernetes (an Indexed Job and a finish Job), github-actions (a matrix workflow) or aws-batch (an array job)."
+
+def parse_shard(value: str, plan: Plan | None) -> int:
+    """--shard K or auto -> K, checked against the plan (exit 2 otherwise)."""
+    from relocate.shards.worker import check_index
+
+    if plan is None or plan.shards is None:
+        raise UsageError(f"--shard {value}: needs a plan made with `relocate plan --shards N -o plan.json`",
+                         hint="pass that plan.json as the first argument")
+    if value == "auto":
+        index, _ = shard_from_env(int(plan.shards["count"]))
+    else:
+        try:
+            index = int(value)
+        except ValueError:
+            raise UsageError(f"--shard {value!r}: a shard number (0..N-1) or `auto`") from None
+    check_index(plan, index)
+    return index
 
 
-def register(app: typer.Typer) -> None:
-    shards = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="Sharded moves: emit the files Kubernetes, GitHub Actions or AWS Batch need to run "
-                              "a plan made with `relocate plan --shards N` (docs/scale.md).")
-    app.add_typer(shards, name="shards")
+def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift: bool, accept_new_host_key: bool,
+               opts: MoveOptions, as_json: bool) -> None:
+    from relocate.shards.worker import run_shard
 
-    @shards.command("emit")
-    def emit_cmd(
-        plan: Path = typer.Argument(..., help="A plan saved by `relocate plan --shards N -o plan.json`."),
-        engine: str = typer.Option(..., "--engine", help=_ENGINE_HELP),
-        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the files into this directory "
-                                              "(each complete before any is renamed into place); default: print them."),
-        name: Optional[str] = typer.Option(None, "--name", help="Name of the jobs and objects made (default relocate-<app name>)."),
-        image: str = typer.Option(emitter.DEFAULT_IMAGE, "--image", help="Container image of the workers (kubernetes, "
-                                  "aws-batch); it needs python3, or relocate itself with --install ''."),
-        install: str = typer.Option(emitter.DEFAULT_INSTALL, "--install", help="What each worker pip-installs before it "
-                                    "runs (a pip requirement, e.g. 'relocate-cli @ git+https://...'); '' when the image "
-                                    "already has relocate."),
-        parallelism: Optional[int] = typer.Option(None, "--parallelism", min=1, help="Shards running at once "
-                                                  "(Kubernetes parallelism, GitHub max-parallel; default: all N)."),
-        backoff_limit_per_index: int = typer.Option(3, "--backoff-limit-per-index", min=0, help="Retries of one "
-                                                    "shard after a transient failure (exit 5, a lost node)."),
-        max_failed_indexes: Optional[int] = typer.Option(None, "--max-failed-indexes", min=1, help="Kubernetes: fail "
-                                                         "the Job once this many shards failed for good (default N: let "
-                                                         "the others finish)."),
-        cpu: str = typer.Option(emitter.DEFAULT_CPU, "--cpu", help="CPU request per worker (the limit is twice it; "
-                                "AWS Batch rounds it to whole vCPUs)."),
-        aws_secret: str = typer.Option("relocate-aws", "--aws-secret", help="Kubernetes Secret holding "
-                                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (read-only source keys)."),
-        ssh_secret: str = typer.Option("relocate-ssh", "--ssh-secret", help="Kubernetes Secret holding "
-                                       "ssh-privatekey and known_hosts for the target."),
-        age_secret: str = typer.Option("relocate-age", "--age-secret", help="Kubernetes Secret holding "
-                                       "RELOCATE_AGE_IDENTITY (the snapshot key; the finish Job only)."),
-        job_queue: Optional[str] = typer.Option(None, "--job-queue", help="AWS Batch job queue (required for aws-batch)."),
-        plan_url: Optional[str] = typer.Option(None, "--plan-url", help="AWS Batch: s3://BUCKET/KEY the workers read "
-                                               "the plan from with the job role (submit.sh uploads it; required)."),
-        job_role_arn: Optional[str] = typer.Option(None, "--job-role-arn", help="AWS Batch: IAM role of the workers."),
-        execution_role_arn: Optional[str] = typer.Option(None, "--execution-role-arn", help="AWS Batch: IAM role "
-                                                         "that reads the Secrets Manager secrets for the container."),
-        ssh_key_arn: Optional[str] = typer.Option(None, "--ssh-key-arn", help="AWS Batch: Secrets Manager ARN of the "
-                                                  "target's SSH private key (required)."),
-        known_hosts_arn: Optional[str] = typer.Option(None, "--known-hosts-arn", help="AWS Batch: Secrets Manager ARN "
-                                                      "of the target's known_hosts lines."),
-        aws_keys_arn: Optional[str] = typer.Option(None, "--aws-keys-arn", help="AWS Batch: Secrets Manager ARN of a "
-                                                   "JSON secret with the source's AWS_ACCESS_KEY_ID and "
-                                                   "AWS_SECRET_ACCESS_KEY (default: the job role reads the source)."),
-        age_identity_arn: Optional[str] = typer.Option(None, "--age-identity-arn", help="AWS Batch: Secrets Manager "
-                                                       "ARN of RELOCATE_AGE_IDENTITY."),
-    ) -> None:
-        """Write the files an engine needs to run every shard of PLAN, then its finish phase.
+    assert plan.shards is not None
+    if plan.blockers:
+        raise BlockedError(f"the plan has {len(plan.blockers)} blocker(s): {plan.blockers[0].message}")
+    objs, nbytes = shard_totals(plan, index)
+    count = int(plan.shards["count"])
+    dests = ", ".join(sorted({s.dest for s in plan.steps if s.kind == "s3"}))
+    change = f"write shard {index} of {count}: up to {objs:,} object(s) ({human_bytes(nbytes)}) under {dests}"
+    approval = gate.confirm([change], action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
+                            ask=lambda q: typer.confirm(q, default=False),
+                            show=lambda line: render.stderr_console().print(line, markup=False))
+    if approval is None:
+        raise typer.Exit(int(ExitCode.USAGE))
+    progress = Reporter.choose(objs, nbytes, as_json=as_json)
+    opts.on_event = progress.event
+    try:
+        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+            report = run_shard(plan, config, conn, Aws(config.aws), index, opts, allow_drift=allow_drift, progress=progress)
+    finally:
+        progress.close()
+    if as_json:
+        render.print_json({"shard": report.to_dict()})
+    else:
+        out = render.stdout_console()
+        out.print(f"shard {index} of {count}: {report.objects_sent} object(s) sent ({human_bytes(report.bytes_sent)}), "
+                  f"{report.objects_skipped} already on the target; {report.objects} in the shard"
+                  + ("" if report.ok else f"; {len(report.failed)} failed"), markup=False)
+        for line in report.failed:
+            out.print(f"  failed: {line}", markup=False)
+    raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.DIFFERENCES))
 
-        Nothing in them is a secret value: they name Kubernetes Secrets, GitHub secrets or
-        Secrets Manager ARNs. Exit 2 for a plan without shards or a missing engine flag."""
-        facts = emitter.read_plan(plan)
-        plan_name = str(plan) if not plan.is_absolute() else plan.name
-        opts = emitter.EmitOptions(
-            engine=engine, plan_name=plan_name, name=name, image=image, install=install, parallelism=parallelism,
-            backoff_limit_per_index=backoff_limit_per_index, max_failed_indexes=max_failed_indexes, cpu=cpu,
-            aws_secret=aws_secret, ssh_secret=ssh_secret, age_secret=age_secret, job_queue=job_queue,
-            plan_url=plan_url, job_role_arn=job_role_arn, execution_role_arn=execution_role_arn,
-            ssh_key_arn=ssh_key_arn, known_hosts_arn=known_hosts_arn, aws_keys_arn=aws_keys_arn,
-            age_identity_arn=age_identity_arn)
-        files = emitter.emit(facts, opts)
-        if output is None:
-            typer.echo(emitter.to_stdout(files), nl=False)
-            return
-        for path in emitter.write_files(files, output):
-            typer.echo(f"wrote {path}", err=True)
+
+def incomplete_shards(conn: Connection, config: Config, plan: Plan) -> list[int]:
+    assert plan.shards is not None
+    progress = state.read_progress(conn, config.root, plan.shards["id"])
+    return [k for k in range(int(plan.shards["count"]))
+            if not all((progress.get((sid, k)) or {}).get("complete") for sid in plan.shards["steps"])]
+
+
+def _without_objects(saved: Plan) -> Plan:
+    """The saved plan's final phase: its steps but the shards', its fingerprint without buckets."""
+    fp = {**saved.fingerprint, "buckets": {}}
+    return dataclasses.replace(saved, steps=[s for s in saved.steps if s.kind != "s3"], fingerprint=fp,
+                               fingerprint_digest=hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest())
+
+
+def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, opts: Options, move_opts: MoveOptions,
+                as_json: bool) -> None:
+    """The final phase: refused (exit 6) while a shard is incomplete; then every other kind
+    under the target-wide lock, and one verification across all shards."""
+    from relocate.shards.verify import verify_shards
+
+    if saved.shards is None:
+        raise UsageError("--finish: this plan has no shards", hint="make one with `relocate plan --shards N -o plan.json`")
+    with Connection(config.ssh, accept_new_host_key=opts.accept_new_host_key) as conn:
+        left = incomplete_shards(conn, config, saved)
+    if left:
+        raise SafetyError(f"refusing to finish: {len(left)} of {saved.shards['count']} shard(s) incomplete: "
+                          f"{', '.join(map(str, left[:20]))}{' ...' if len(left) > 20 else ''}",
+                          hint="run `relocate move PLAN.json --shard K` for each; `relocate status PLAN.json` shows them")
+    rest = dataclasses.replace(config, s3=())  # the objects are the shards' work, already done
+    with prepare(rest, opts) as prep:
+        check_drift(_without_objects(saved), prep.plan, allow_drift)
+        plan = saved_steps(_without_objects(saved), prep.plan)
+        out = render.stdout_console()
+        if not as_json:
+            render.plan(out, plan)
+        approval = None
+        if not plan.blockers:
+            approval = gate.confirm(plan.changes, action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
+                                    ask=lambda q: typer.confirm(q, default=False),
+                                    show=lambda line: render.stderr_console().print(line, markup=False))
+            if approval is None:
+                raise typer.Exit(int(ExitCode.USAGE))
+        progress = Reporter.choose(0, 0, as_json=as_json)
+        move_opts.on_event = progress.event
+        try:
+            report = run_move(plan, rest, prep.ctx, prep.kinds, prep.kind_data, move_opts, approval, progress)
+        finally:
+            progress.close()
+        report.verify = report.verify or VerifyReport()
+        verify_shards(prep.conn, config, saved, report.verify)
+    if as_json:
+        render.print_json({"plan": plan.to_dict(), "result": report.to_dict()})
+    else:
+        render.move(out, report)
+        render.verify(out, report.verify)
+    bad = bool(report.failed) or bool(report.left) or not report.verify.ok
+    raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))
+
+
+# --- rendering ----------------------------------------------------------------------
+
+def shards_table(console: Console, plan: Plan) -> None:
+    assert plan.shards is not None
+    section = plan.shards
+    t = Table(title=f"{section['count']} shard(s) (plan {section['id']}): `relocate move PLAN --shard K`, then `--finish`")
+    for col in ("shard", "objects", "bytes", "estimate"):
+        t.add_column(col, justify="right")
+    for k, est in enumerate(section["est_seconds"]):
+        objs, nbytes = shard_totals(plan, k)
+        t.add_row(str(k), f"{objs:,}", human_bytes(nbytes), render._duration(est))
+    console.print(t)
+    longest = max(section["est_seconds"], default=0.0)
+    console.print(f"shards side by side: about {render._duration(longest)} (the longest shard), then the final phase "
+                  f"about {render._duration(section['finish_est_seconds'])}; each worker's own link is assumed "
+                  "(N runners into one target share its link, N targets pulling do not)", markup=False)
+
+
+def status_table(console: Console, doc: dict[str, Any]) -> None:
+    t = Table(title=f"{doc['complete']} of {doc['count']} shard(s) complete")
+    for col in ("shard", "state", "objects done", "bytes done", "objects left", "bytes left", "ends in", "note"):
+        t.add_column(col)
+    for r in doc["shards"]:
+        t.add_row(str(r["shard"]), r["state"], f"{r['objects_done']:,}", human_bytes(r["bytes_done"]), f"{r['objects_left']:,}",
+                  human_bytes(r["bytes_left"]), render._duration(r["eta_s"]) if r["eta_s"] is not None else "-",
+                  ("straggler: " + r["why"]) if r["straggler"] else "")
+    console.print(t)
+    fin = doc["projected_finish_s"]
+    console.print("all shards complete: run `relocate move PLAN.json --finish`" if doc["ready_to_finish"] else
+                  f"projected finish of the shards: {'in ' + render._duration(fin) if fin is not None else 'unknown (a shard has no rate yet)'}",
+                  markup=False)

@@ -240,6 +240,11 @@ def _entry(d: DoneObject, version: bool = False) -> dict[str, Any]:
     return entry
 
 
+def shard_entry(d: DoneObject) -> dict[str, Any]:
+    """A shard's record of one object (shards/state.py): as in the sidecar manifest."""
+    return _entry(d)
+
+
 def _paths(listing: BucketListing) -> dict[str, str]:
     """Pusher key -> path under listing.dest (snapshot/keymap.py)."""
     if listing.kind == "versions":

@@ -307,6 +307,37 @@ def list_prefix(aws: Aws, bucket: str, prefix: str) -> list[ObjectInfo]:
     return objects
 
 
+def list_range(aws: Aws, spec: BucketSpec, group: list[BucketSpec], start: str | None, end: str | None,
+               start_after: str | None = None) -> Iterator[ObjectInfo]:
+    """A shard's keys, streamed in key order: the keys of `spec` (the entry owning them
+    among the bucket's `group`, config.owner_of) in [start, end). One ListObjectsV2 walk
+    from StartAfter=`start_after` (just below `start`), which stops at `end`: a worker
+    never lists another shard's range, and never holds more than a page."""
+    if start is None:  # an empty shard
+        return
+    kw: dict[str, Any] = {"Bucket": spec.bucket, "Prefix": spec.prefix}
+    if start_after and start_after > spec.prefix:
+        kw["StartAfter"] = start_after
+    for page in _pages(aws.client("s3"), "list_objects_v2", f"s3://{spec.bucket}/{spec.prefix}", **kw):
+        for o in page.get("Contents", ()):
+            key = o["Key"]
+            if end is not None and key >= end:
+                return
+            if key >= start and owner_of(key, group) == spec:
+                yield _object(o)
+
+
+def first_owned_after(aws: Aws, spec: BucketSpec, group: list[BucketSpec], after: str) -> str | None:
+    """The first key of `spec` greater than `after` that starts with `after` (keymap.chunk_paths:
+    does a key at a chunk's end have "children"?), or None."""
+    kw: dict[str, Any] = {"Bucket": spec.bucket, "Prefix": after, "StartAfter": after}
+    for page in _pages(aws.client("s3"), "list_objects_v2", f"s3://{spec.bucket}/{after}", **kw):
+        for o in page.get("Contents", ()):
+            if owner_of(o["Key"], group) == spec:
+                return str(o["Key"])
+    return None
+
+
 def _object(o: dict[str, Any]) -> ObjectInfo:
     return ObjectInfo(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"'), _epoch(o.get("LastModified")))
 
