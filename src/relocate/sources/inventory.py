@@ -223,7 +223,14 @@ def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketLi
         out = LeftOut(bucket, [spec.prefix for spec in group])
         # The whole bucket, even when every entry names a prefix: what lies outside them
         # must be counted to be reported (issue 15: robots.txt left behind silently).
-        for o in list_prefix(aws, bucket, ""):
+        report = next((spec.inventory for spec in group if spec.inventory), "")
+        if report:  # an S3 Inventory report instead of ListObjects (sources/s3inventory.py)
+            from relocate.sources.s3inventory import inventory_objects
+
+            listed = inventory_objects(aws, report, bucket)
+        else:
+            listed = list_prefix(aws, bucket, "")
+        for o in listed:
             owner = owner_of(o.key, group)
             if owner is not None:
                 parts[owner].append(o)

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""`relocate plan --shards 16` over a million objects (issue 16): under a minute, plan.json
+under 1 MiB.
+
+Starts SeaweedFS and an sshd (tests/servers.py), fills a bucket with `--objects` tiny
+objects (keys spread over 1,000 "directories", as an app's uploads are, so the listing
+fans out by common prefix), then times `relocate plan --shards N -o plan.json` and
+prints the wall time, the plan file's size and the shards' balance. Seeding a million
+objects takes several minutes on a 2-core machine; it is not part of the figure.
+
+    python bench/bench_plan_shards.py                       # 1,000,000 objects, 16 shards
+    python bench/bench_plan_shards.py --objects 100000 --shards 8
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--objects", type=int, default=1_000_000)
+    ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=32, help="seeding PUTs in parallel")
+    args = ap.parse_args()
+
+    import servers
+    from helpers import make_config
+
+    work = Path(tempfile.mkdtemp(prefix="relocate-bench-shards-"))
+    weed = servers.start_seaweedfs(work / "weed")
+    sshd = servers.start_sshd(work / "sshd")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": weed.access_key, "AWS_SECRET_ACCESS_KEY": weed.secret_key,
+           "HOME": str(work / "home")}
+    s3 = servers.s3_client(weed.endpoint_url, weed.access_key, weed.secret_key)
+    try:
+        bucket = "plan-shards"
+        s3.create_bucket(Bucket=bucket)
+        t0 = time.monotonic()
+        put = lambda i: s3.put_object(Bucket=bucket, Key=f"u/{i % 1000:03d}/{i:07d}.jpg", Body=b"x" * (1 + i % 97))
+        with ThreadPoolExecutor(args.threads) as pool:
+            for start in range(0, args.objects, 20_000):  # a block at a time: no million futures held
+                list(pool.map(put, range(start, min(args.objects, start + 20_000))))
+                if start and start % 100_000 == 0:
+                    print(f"  seeded {start:,} in {time.monotonic() - t0:.0f}s", flush=True)
+        print(f"seeded {args.objects:,} objects in {time.monotonic() - t0:.0f}s", flush=True)
+        cfg = make_config(work / "relocate.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(sshd.root / "t"),
+                          buckets=[{"bucket": bucket, "to": "data"}])
+        plan = work / "plan.json"
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "relocate", "plan", "-f", str(cfg), "--shards", str(args.shards),
+                               "-o", str(plan)], env=env, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"plan failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        doc = json.loads(plan.read_text())
+        ranges = next(iter(doc["shards"]["steps"].values()))
+        counts = [r["objects"] for r in ranges]
+        print(f"plan --shards {args.shards} over {args.objects:,} objects: {wall:.1f} s wall, plan.json "
+              f"{plan.stat().st_size / 1024:.1f} KiB; objects per shard {min(counts):,}..{max(counts):,}")
+        print("goal: under 60 s, under 1024 KiB:", "met" if wall < 60 and plan.stat().st_size < 1 << 20 else "NOT met")
+    finally:
+        weed.stop()
+        sshd.stop()
+
+
+if __name__ == "__main__":
+    main()
