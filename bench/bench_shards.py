@@ -207,7 +207,7 @@ def main() -> None:
             print(f"N={n}: data phase {r['data_rate'] / MiB:.2f} MiB/s = {r['data_rate'] / (n * limit):.2f} x N x B "
                   f"(goal >= 0.9: {'OK' if r['data_rate'] >= goal else 'MISSED'}); whole wall {r['wall_rate'] / MiB:.2f} MiB/s "
                   f"= {r['wall_rate'] / (n * limit):.2f} x N x B; plan --shards {n}: {r['plan_s']:.2f} s; "
-                  f"per shard, start to first object in place: {r['overhead_s']} s; "
+                  f"per shard, start to its first bytes: {r['overhead_s']} s; "
                   f"per worker MiB/s: {[round(x / MiB, 2) for x in r['per_worker']]}", flush=True)
         efficiency = min(r["data_rate"] / (r["n"] * limit) for r in results)
         ops = small_object_rate(small, work, env, sshd, make_config)
