@@ -10,10 +10,13 @@ SeaweedFS corpus, one sshd target; both from tests/servers.py):
   workers  N `relocate move plan.json --shard auto --yes --json --bwlimit B` processes at once,
            each told only RELOCATE_SHARD; the `progress` events on stderr (bytes done, at
            most once a second) timestamp each worker's data phase
-  report   aggregate rate over the data phase against the goal 0.9 x N x B, the same over
-           the whole wall time, and each shard's overhead: from its start to its first
+  report   the aggregate rate while all N move at once against the goal 0.9 x N x B; the
+           same from the first bytes of any to the last of all (start-up skew counts) and
+           over the whole wall time; each shard's overhead, from its start to its first
            bytes (start-up, the drift check's listing, SSH connect, its range's first
-           listing chunk)
+           listing chunk); the planning time
+
+Each N gets a corpus of its own, N x --per-worker objects, so every worker moves as much.
 
 Then one worker moves a corpus of small objects with no limit (objects per second, CPU-bound
 here), and the projection: with each worker on a link of --link bytes/s at the efficiency
@@ -22,8 +25,8 @@ takes with N workers, and the fewest workers that finish inside 24 hours. (`plan
 --probe` shows each shard's estimate for the plan's own inventory; the 70 TB projection is
 computed here.) Measuring only: it changes nothing.
 
-    python bench/bench_shards.py                         # 64 MiB, B = 2 MiB/s, N = 1,2,4
-    python bench/bench_shards.py --bwlimit 4M --objects 512 --workers 1,2,4,8
+    python bench/bench_shards.py                         # 60 MiB per worker, B = 2 MiB/s, N = 1,2,4
+    python bench/bench_shards.py --bwlimit 4M --per-worker 480 --workers 1,2,4,8
 """
 
 from __future__ import annotations
@@ -69,6 +72,13 @@ class Worker:
             if event.get("event") == "progress" and int(event.get("bytes") or 0) > 0:
                 self.progress.append((time.monotonic(), int(event["bytes"])))
 
+    def bytes_at(self, t: float) -> float:
+        """Bytes done at time t, interpolated between progress events."""
+        for (t0, b0), (t1, b1) in zip(self.progress, self.progress[1:]):
+            if t0 <= t <= t1:
+                return b0 + (b1 - b0) * (t - t0) / (t1 - t0) if t1 > t0 else b1
+        return float(self.progress[-1][1] if t > self.progress[-1][0] else self.progress[0][1])
+
     def rate(self) -> float:
         """Bytes per second between its first and last progress event."""
         (t0, b0), (t1, b1) = self.progress[0], self.progress[-1]
@@ -109,9 +119,12 @@ def run_shards(n: int, bucket: str, rate: str, work: Path, env: dict[str, str], 
     readers = [threading.Thread(target=w.read_events, daemon=True) for w in workers]
     for t in readers:
         t.start()
+    cpu = 0.0
     for w in workers:
         out = w.proc.stdout.read() if w.proc.stdout else ""
-        code = w.proc.wait()
+        _, status, usage = os.wait4(w.proc.pid, 0)  # its CPU, and that of the ssh it ran
+        w.proc.returncode = code = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
         w.ended = time.monotonic()
         if code != 0:
             raise SystemExit(f"shard {w.shard} of {n}: exit {code}\n{out[-2000:]}")
@@ -120,18 +133,20 @@ def run_shards(n: int, bucket: str, rate: str, work: Path, env: dict[str, str], 
         t.join()
     shutil.rmtree(root, ignore_errors=True)
     total = sum(w.report["bytes_sent"] for w in workers)
-    # The data phase: from the first worker's first progress to the last worker's last; the
-    # bytes each had done at its first event are left out of the count.
+    # The data phase while all N move at once: from the last worker's first progress to the
+    # first worker's last, each worker's bytes in that window read off its progress line.
     moving = [w for w in workers if len(w.progress) > 1]
-    first = min(w.progress[0][0] for w in moving)
-    last = max(w.progress[-1][0] for w in moving)
-    counted = sum(w.progress[-1][1] - w.progress[0][1] for w in moving)
+    lo, hi = max(w.progress[0][0] for w in moving), min(w.progress[-1][0] for w in moving)
+    together = sum(w.bytes_at(hi) - w.bytes_at(lo) for w in moving) / (hi - lo) if hi > lo and len(moving) == n else 0.0
+    # and over the whole data phase, first bytes of any to last bytes of all (start-up skew counts)
+    first, last = min(w.progress[0][0] for w in moving), max(w.progress[-1][0] for w in moving)
+    span = sum(w.progress[-1][1] - w.progress[0][1] for w in moving) / (last - first) if last > first else 0.0
     return {
-        "n": n, "plan_s": plan_s, "bytes": total,
-        "data_rate": counted / (last - first) if last > first else 0.0,
+        "n": n, "plan_s": plan_s, "bytes": total, "cpu_s": cpu, "together_rate": together, "together_s": max(0.0, hi - lo),
+        "data_rate": span,
         "wall_rate": total / (max(w.ended for w in workers) - min(w.started for w in workers)),
         "overhead_s": [round(w.progress[0][0] - w.started, 1) if w.progress else None for w in workers],
-        "per_worker": [w.rate() for w in workers if len(w.progress) > 1],
+        "per_worker": [w.rate() for w in moving],
     }
 
 
@@ -174,7 +189,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", default="1,2,4", help="the N to run (comma-separated)")
     ap.add_argument("--bwlimit", default="2M", help="each worker's emulated link (move --bwlimit)")
-    ap.add_argument("--objects", type=int, default=256, help="objects in the corpus")
+    ap.add_argument("--per-worker", type=int, default=240, help="objects per worker (the corpus of N workers is N times it)")
     ap.add_argument("--size", type=int, default=256 * 1024, help="bytes per object")
     ap.add_argument("--small", type=int, default=2000, help="small (4 KiB) objects for the objects-per-second leg")
     ap.add_argument("--link", type=float, default=1e9, help="a real worker's link for the projection, bytes/s (1e9 = 1 GB/s)")
@@ -189,27 +204,33 @@ def main() -> None:
     sshd = servers.start_sshd(work / "sshd")
     try:
         s3 = servers.s3_client(weed.endpoint_url, weed.access_key, weed.secret_key)
-        bucket, small = f"shards-{os.getpid()}", f"small-{os.getpid()}"
-        seed(s3, bucket, args.objects, args.size)
+        ns = [int(x) for x in args.workers.split(",")]
+        small = f"small-{os.getpid()}"
+        for n in ns:
+            seed(s3, f"shards{n}-{os.getpid()}", n * args.per_worker, args.size)
         seed(s3, small, args.small, 4096)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RELOCATE_", "AWS_", "JOB_", "SLURM_"))}
         env.update({"AWS_ACCESS_KEY_ID": weed.access_key, "AWS_SECRET_ACCESS_KEY": weed.secret_key,
                     "AWS_ENDPOINT_URL_S3": weed.endpoint_url, "AWS_DEFAULT_REGION": "us-east-1",
                     "AWS_EC2_METADATA_DISABLED": "true", "RELOCATE_NO_INPUT": "1", "RELOCATE_AGE_IDENTITY": ""})
-        corpus = args.objects * args.size
-        print(f"corpus: {args.objects} objects, {corpus / MiB:.0f} MiB; each worker's link B = {limit / MiB:.2f} MiB/s "
+        share = args.per_worker * args.size
+        print(f"per worker: {args.per_worker} objects, {share / MiB:.0f} MiB; each worker's link B = {limit / MiB:.2f} MiB/s "
               f"(--bwlimit {args.bwlimit}); {os.cpu_count()} CPUs", flush=True)
         results = []
-        for n in (int(x) for x in args.workers.split(",")):
-            r = run_shards(n, bucket, args.bwlimit, work, env, sshd, make_config)
+        for n in ns:
+            r = run_shards(n, f"shards{n}-{os.getpid()}", args.bwlimit, work, env, sshd, make_config)
             results.append(r)
             goal = 0.9 * n * limit
-            print(f"N={n}: data phase {r['data_rate'] / MiB:.2f} MiB/s = {r['data_rate'] / (n * limit):.2f} x N x B "
-                  f"(goal >= 0.9: {'OK' if r['data_rate'] >= goal else 'MISSED'}); whole wall {r['wall_rate'] / MiB:.2f} MiB/s "
+            print(f"N={n}: all {n} moving ({r['together_s']:.0f} s): {r['together_rate'] / MiB:.2f} MiB/s = "
+                  f"{r['together_rate'] / (n * limit):.2f} x N x B (goal >= 0.9: {'OK' if r['together_rate'] >= goal else 'MISSED'}); "
+                  f"first to last bytes {r['data_rate'] / (n * limit):.2f} x N x B; whole wall {r['wall_rate'] / MiB:.2f} MiB/s "
                   f"= {r['wall_rate'] / (n * limit):.2f} x N x B; plan --shards {n}: {r['plan_s']:.2f} s; "
                   f"per shard, start to its first bytes: {r['overhead_s']} s; "
                   f"per worker MiB/s: {[round(x / MiB, 2) for x in r['per_worker']]}", flush=True)
-        efficiency = min(r["data_rate"] / (r["n"] * limit) for r in results)
+        efficiency = min(r["together_rate"] / (r["n"] * limit) for r in results)
+        per_gib = sum(r["cpu_s"] for r in results) / (sum(r["bytes"] for r in results) / 1024 ** 3)
+        print(f"workers' own CPU (relocate and its ssh, not the servers): {per_gib:.1f} CPU-seconds per GiB; a worker "
+              f"at 100 MB/s needs about {per_gib * 1e8 / 1024 ** 3:.1f} cores, at 1 GB/s about {per_gib * 1e9 / 1024 ** 3:.1f}")
         ops = small_object_rate(small, work, env, sshd, make_config)
         print(f"small objects (4 KiB, one worker, no limit): {ops:.0f} objects/s on this machine", flush=True)
         print(f"\nprojection (computed here; plan --probe estimates the plan's own inventory): 70 TB in 100 million "
