@@ -30,7 +30,7 @@ source:
   s3: [{bucket: media, to: data/media}]
   secrets: [{name: townsquare/prod/api, to: shared/app.env}]
 target:
-  ssh: {host: 203.0.113.10, user: deploy, identity_file: ~/.ssh/relocate key, host_key: "SHA256:abc", known_hosts: "${KNOWN}"}
+  ssh: {host: 203.0.113.10, user: deploy, identity_file: ~/.ssh/relocate key, host_key: "SHA256:abc"}
   root: /srv/townsquare
 """
 
@@ -45,12 +45,12 @@ def _plan(tmp_path: Path, shards: int = 4) -> Path:
 def _emit(tmp_path: Path, engine: str, *flags: str, shards: int = 4) -> dict[str, str]:
     out = tmp_path / f"out-{engine}"
     run = cli("shards", "emit", "--engine", engine, str(_plan(tmp_path, shards)), "-o", str(out), *flags,
-              env={"AWS_SECRET_ACCESS_KEY": "very-secret-value-123", "KNOWN": "/etc/ssh/relocate_known_hosts"})
+              env={"AWS_SECRET_ACCESS_KEY": "very-secret-value-123"})
     assert run.exit_code == 0, run.stderr
     files = {p.name: p.read_text() for p in sorted(out.iterdir())}
     assert not [n for n in files if n.startswith(".")], "a temporary file was left behind"
-    for text in files.values():  # never a secret value, never what ${VAR} expands to on the machine that emitted
-        assert "very-secret-value-123" not in text and "relocate_known_hosts" not in text
+    for text in files.values():  # never a secret value of the machine that emitted them
+        assert "very-secret-value-123" not in text
     return files
 
 
@@ -86,12 +86,14 @@ def test_kubernetes_objects_validate_against_the_pinned_schema(tmp_path: Path) -
     assert pod["restartPolicy"] == "Never"
     (container,) = pod["containers"]
     assert container["resources"]["requests"]["memory"] == "256Mi"
-    assert container["command"][4:9] == ["shard", "/etc/relocate/plan.json", "~/.ssh/relocate key", "${KNOWN}",
+    assert container["command"][4:9] == ["shard", "/etc/relocate/plan.json", "~/.ssh/relocate key", "~/.ssh/known_hosts",
                                          f"relocate-cli=={emit.__version__}"]
     assert {"secretRef": {"name": "relocate-aws"}} in container["envFrom"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
     assert refs == {"TARGET_SSH_KEY": "relocate-ssh", "TARGET_KNOWN_HOSTS": "relocate-ssh"}
     assert pod["volumes"][0] == {"name": "plan", "configMap": {"name": f"{configmap['metadata']['name']}"}}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "plan")
+    assert f"{mount['mountPath']}/plan.json" == container["command"][5] and mount["readOnly"]
     # the finish Job: created suspended, started once the shards are complete (the header says how)
     assert finish["spec"]["suspend"] is True and finish["spec"]["template"]["spec"]["containers"][0]["command"][4] == "finish"
     assert "RELOCATE_AGE_IDENTITY" in {e["name"] for e in finish["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -204,6 +206,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     run = cli("shards", "emit", str(_plan(tmp_path)), "-o", str(out), *args)
     assert run.exit_code == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_key_path_from_a_variable_is_refused(tmp_path: Path) -> None:
+    # the worker writes the key where relocate.yaml says; ${VAR} would be expanded only by relocate
+    path = _plan(tmp_path)
+    path.write_text(path.read_text().replace("~/.ssh/relocate key", '\\"${SSH_KEY}\\"'))
+    run = cli("shards", "emit", "--engine", "kubernetes", str(path))
+    assert run.exit_code == 2 and "target.ssh.identity_file" in run.stderr and "literal path" in run.stderr
+
+
+def test_a_plan_whose_config_does_not_parse_is_one_line(tmp_path: Path) -> None:
+    path = _plan(tmp_path)
+    path.write_text(path.read_text().replace("~/.ssh/relocate key", "${SSH_KEY}"))  # unquoted in a flow mapping
+    run = cli("shards", "emit", "--engine", "kubernetes", str(path))
+    assert run.exit_code == 2 and len(run.stderr.strip().splitlines()) == 1 and "does not parse (line 8" in run.stderr
 
 
 def test_a_plan_without_shards_is_refused(tmp_path: Path) -> None:

@@ -155,10 +155,16 @@ def read_plan(path: Path) -> PlanFacts:
         raise ConfigError(f"{path}: the plan has no shards", hint="make it with `relocate plan --shards N -o plan.json`")
     try:
         config = yaml.safe_load(data["config_text"]) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: the relocate.yaml it carries does not parse ({exc})") from None
+    except yaml.YAMLError as exc:  # one line: where and what, not PyYAML's drawing of the spot
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: the relocate.yaml it carries does not parse ({where}{getattr(exc, 'problem', None) or exc})") from None
     ssh = ((config.get("target") or {}).get("ssh") or {}) if isinstance(config, dict) else {}
     app = (config.get("app") or {}).get("name") if isinstance(config, dict) else None
+    for field_name in ("identity_file", "known_hosts"):
+        if "${" in str(ssh.get(field_name) or ""):  # the worker writes the file where relocate will read it
+            raise UsageError(f"{path}: target.ssh.{field_name} is {ssh[field_name]!r}: the workers need a literal path",
+                             hint="write it as ~/.ssh/... (each worker's own HOME) and plan again")
     return PlanFacts(shards=n, app=str(app or Path(str(data.get("config_path", "relocate"))).resolve().parent.name),
                      identity_file=str(ssh.get("identity_file") or "~/.ssh/id_ed25519"),
                      known_hosts=str(ssh.get("known_hosts") or "~/.ssh/known_hosts"),
