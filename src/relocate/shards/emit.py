@@ -21,6 +21,7 @@ import yaml
 
 from relocate import __version__
 from relocate.errors import ConfigError, UsageError
+from relocate.plan.model import PLAN_FORMAT
 from relocate.targets import shell
 
 ENGINES = ("kubernetes", "github-actions", "aws-batch")
@@ -128,16 +129,10 @@ def _yaml(docs: list[dict[str, Any]]) -> str:
 
 
 def shard_count(data: dict[str, Any]) -> int | None:
-    """N from a sharded plan.json (`plan --shards N`); None for a plan made without --shards."""
+    """N from a sharded plan.json (`plan --shards N`: its `shards.count`); None without shards."""
     shards = data.get("shards")
-    if isinstance(shards, dict):
-        n = shards.get("count", shards.get("n"))
-        return n if isinstance(n, int) and not isinstance(n, bool) else None
-    if isinstance(shards, int) and not isinstance(shards, bool):
-        return shards
-    if isinstance(shards, list):
-        return len(shards)
-    return None
+    n = shards.get("count") if isinstance(shards, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
 def read_plan(path: Path) -> PlanFacts:
@@ -148,10 +143,10 @@ def read_plan(path: Path) -> PlanFacts:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a JSON plan file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config_text"), str):
-        raise ConfigError(f"{path}: not a relocate plan")
+    if not isinstance(data, dict) or data.get("format_version") != PLAN_FORMAT or not isinstance(data.get("config_text"), str):
+        raise ConfigError(f"{path}: not a relocate plan (format_version {PLAN_FORMAT} expected)")
     n = shard_count(data)
-    if not n or n < 1:
+    if n is None:
         raise ConfigError(f"{path}: the plan has no shards", hint="make it with `relocate plan --shards N -o plan.json`")
     try:
         config = yaml.safe_load(data["config_text"]) or {}
