@@ -150,6 +150,35 @@ def run_shards(n: int, bucket: str, rate: str, work: Path, env: dict[str, str], 
     }
 
 
+def one_worker(where: Path, env: dict[str, str], *extra: str) -> tuple[float, float, dict]:
+    """(CPU seconds of the worker and its ssh, wall seconds, its report) of `move plan.json --shard 0`."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "plan.json", "--shard", "0", "--yes", "--json", *extra],
+                            env={**env, "HOME": str(where)}, cwd=where, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"one worker: exit {proc.returncode}: {out[-2000:]}")
+    return usage.ru_utime + usage.ru_stime, time.monotonic() - t0, json.loads(out)["shard"]
+
+
+def cpu_per_gib(bucket: str, work: Path, env: dict[str, str], sshd, make_config) -> tuple[float, float]:
+    """(CPU seconds per GiB moved, MiB/s) of one worker with no limit: its CPU for the whole
+    shard minus its CPU for the same shard again (nothing to do: start-up, listing, checks)."""
+    where = work / "cpu"
+    where.mkdir()
+    root = sshd.root / f"{bucket}-cpu"
+    make_config(where / "relocate.yaml", endpoint=None, sshd=sshd, root=str(root), buckets=[{"bucket": bucket, "to": "data"}])
+    relocate("plan", "-f", "relocate.yaml", "--shards", "1", "-o", "plan.json", env=env, cwd=where)
+    full, wall, report = one_worker(where, env)
+    again, _, rerun = one_worker(where, env)
+    shutil.rmtree(root, ignore_errors=True)
+    assert rerun["objects_sent"] == 0, rerun
+    return (full - again) / (report["bytes_sent"] / 1024 ** 3), report["bytes_sent"] / MiB / wall
+
+
 def small_object_rate(bucket: str, work: Path, env: dict[str, str], sshd, make_config) -> float:
     """Objects per second of one worker on small objects, no bandwidth limit (CPU-bound here):
     its objects over the time from its first bytes to its end."""
@@ -228,9 +257,12 @@ def main() -> None:
                   f"per shard, start to its first bytes: {r['overhead_s']} s; "
                   f"per worker MiB/s: {[round(x / MiB, 2) for x in r['per_worker']]}", flush=True)
         efficiency = min(r["together_rate"] / (r["n"] * limit) for r in results)
-        per_gib = sum(r["cpu_s"] for r in results) / (sum(r["bytes"] for r in results) / 1024 ** 3)
-        print(f"workers' own CPU (relocate and its ssh, not the servers): {per_gib:.1f} CPU-seconds per GiB; a worker "
-              f"at 100 MB/s needs about {per_gib * 1e8 / 1024 ** 3:.1f} cores, at 1 GB/s about {per_gib * 1e9 / 1024 ** 3:.1f}")
+        whole = sum(r["cpu_s"] for r in results) / (sum(r["bytes"] for r in results) / 1024 ** 3)
+        per_gib, unlimited = cpu_per_gib(f"shards{max(ns)}-{os.getpid()}", work, env, sshd, make_config)
+        print(f"workers' own CPU (relocate and its ssh, not the servers): {whole:.1f} CPU-s per GiB in the runs above, "
+              f"start-up and listing included; one worker with no limit: {unlimited:.1f} MiB/s, {per_gib:.1f} CPU-s per "
+              f"GiB moved (minus the same shard's rerun). At that cost a worker at 100 MB/s needs about "
+              f"{per_gib * 1e8 / 1024 ** 3:.1f} cores, at 1 GB/s about {per_gib * 1e9 / 1024 ** 3:.1f}", flush=True)
         ops = small_object_rate(small, work, env, sshd, make_config)
         print(f"small objects (4 KiB, one worker, no limit): {ops:.0f} objects/s on this machine", flush=True)
         print(f"\nprojection (computed here; plan --probe estimates the plan's own inventory): 70 TB in 100 million "
