@@ -30,11 +30,22 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 
+def run(argv: list[str], env: dict[str, str]) -> tuple[int, int, str]:
+    """(exit status, peak RSS in KiB of that one process, its stderr)."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, usage.ru_maxrss, err.read().decode(errors="replace")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--shards", type=int, default=16)
     ap.add_argument("--threads", type=int, default=32, help="seeding PUTs in parallel")
+    ap.add_argument("--worker", action="store_true", help="then run shard 0's worker and report its peak RSS")
     args = ap.parse_args()
 
     import servers
@@ -54,24 +65,30 @@ def main() -> None:
         with ThreadPoolExecutor(args.threads) as pool:
             for start in range(0, args.objects, 20_000):  # a block at a time: no million futures held
                 list(pool.map(put, range(start, min(args.objects, start + 20_000))))
-                if start and start % 100_000 == 0:
+                if start and start % 100_000 == 0 or args.objects <= 300_000:
                     print(f"  seeded {start:,} in {time.monotonic() - t0:.0f}s", flush=True)
         print(f"seeded {args.objects:,} objects in {time.monotonic() - t0:.0f}s", flush=True)
         cfg = make_config(work / "relocate.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(sshd.root / "t"),
                           buckets=[{"bucket": bucket, "to": "data"}])
         plan = work / "plan.json"
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "relocate", "plan", "-f", str(cfg), "--shards", str(args.shards),
-                               "-o", str(plan)], env=env, capture_output=True, text=True)
+        code, rss, err = run([sys.executable, "-m", "relocate", "plan", "-f", str(cfg), "--shards", str(args.shards),
+                              "-o", str(plan)], env)
         wall = time.monotonic() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"plan failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        if code != 0:
+            raise SystemExit(f"plan failed ({code}): {err[-2000:]}")
         doc = json.loads(plan.read_text())
         ranges = next(iter(doc["shards"]["steps"].values()))
         counts = [r["objects"] for r in ranges]
         print(f"plan --shards {args.shards} over {args.objects:,} objects: {wall:.1f} s wall, plan.json "
               f"{plan.stat().st_size / 1024:.1f} KiB; objects per shard {min(counts):,}..{max(counts):,}")
+        print(f"plan's peak RSS {rss / 1024:.0f} MiB")
         print("goal: under 60 s, under 1024 KiB:", "met" if wall < 60 and plan.stat().st_size < 1 << 20 else "NOT met")
+        if args.worker:
+            t0 = time.monotonic()
+            code, rss, err = run([sys.executable, "-m", "relocate", "move", str(plan), "--shard", "0", "--yes"], env)
+            print(f"worker of shard 0 ({counts[0]:,} objects): exit {code}, {time.monotonic() - t0:.0f} s, "
+                  f"peak RSS {rss / 1024:.0f} MiB (goal: under 256 MiB)" + ("" if code == 0 else f"\n{err[-1500:]}"))
     finally:
         weed.stop()
         sshd.stop()

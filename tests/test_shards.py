@@ -122,7 +122,7 @@ def env_s3(seaweedfs, moto: str, tmp_path: Path) -> dict[str, str]:
     """The environment a worker gets: S3 at SeaweedFS, the rest at moto, and a HOME of its own."""
     return {"AWS_ACCESS_KEY_ID": seaweedfs.access_key, "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
             "AWS_ENDPOINT_URL": moto, "AWS_ENDPOINT_URL_S3": seaweedfs.endpoint_url,
-            "RELOCATE_SHARD_CHUNK": "25", "RELOCATE_NO_INPUT": "1"}
+            "RELOCATE_SHARD_CHUNK": "10", "RELOCATE_NO_INPUT": "1"}
 
 
 def _proc(args: list[str], env: dict[str, str], home: Path, **kw) -> subprocess.Popen[str]:
@@ -142,7 +142,7 @@ def test_shards_run_as_engine_workers_then_finish_and_verify(seaweedfs, moto: st
                                                             env_s3: dict[str, str]) -> None:
     s3 = seaweedfs_client(seaweedfs)
     bucket = f"shards-{os.urandom(3).hex()}"
-    bodies = _seed(s3, bucket, 140)
+    bodies = _seed(s3, bucket, 80)  # a small corpus: seconds per worker; 2-3 chunks a shard at RELOCATE_SHARD_CHUNK=10
     ssm = aws_client("ssm", moto)
     ssm.put_parameter(Name=f"/{bucket}/mode", Value="production", Type="String")
     root = sshd.root / bucket
@@ -156,7 +156,7 @@ def test_shards_run_as_engine_workers_then_finish_and_verify(seaweedfs, moto: st
     ranges = doc["shards"]["steps"][f"s3:{bucket}/"]
     assert [r["index"] for r in ranges] == [0, 1, 2, 3] and sum(r["objects"] for r in ranges) == len(bodies)
     assert "keys" not in json.dumps(doc["shards"]) and "media/0/0000.bin" not in json.dumps(doc["shards"])
-    assert "shard" in out and "4 shard(s)" in out
+    assert "4 shard(s)" in out and "N targets each pulling" in out
 
     # the final phase is refused while shards are missing: one line naming them
     code, out, err = _run(["move", str(plan), "--finish", "--yes"], env_s3, tmp_path / "h-f0")
@@ -340,3 +340,53 @@ def test_plan_from_s3_inventory_report(seaweedfs, sshd, tmp_path: Path, env_s3: 
         assert r.exit_code == 2 and "Parquet" in r.stderr and "pyarrow" in r.stderr, r.stderr
     else:
         assert r.exit_code != 0  # the CSV bytes named as Parquet are no Parquet file
+
+
+def test_status_rates_stragglers_and_projected_finish() -> None:
+    from relocate.plan.model import Plan
+    from relocate.shards.status import shard_status
+
+    ranges = [{"index": k, "start": "", "end": None, "objects": 100, "bytes": 1000, "digest": ""} for k in range(4)]
+    plan = Plan("t", "c", "", "t", "/r", {}, "", shards={"count": 4, "id": "i", "steps": {"s3:b/": ranges}})
+    now = 1000.0
+    progress = {
+        ("s3:b/", 0): {"objects": 100, "bytes": 1000, "started": 0.0, "updated": 500.0, "complete": True},
+        ("s3:b/", 1): {"objects": 50, "bytes": 500, "started": 900.0, "updated": 1000.0, "complete": False},  # 100 s left
+        ("s3:b/", 2): {"objects": 10, "bytes": 100, "started": 900.0, "updated": 1000.0, "complete": False},  # 900 s left
+    }
+    doc = shard_status(plan, progress, now)
+    rows = doc["shards"]
+    assert [r["state"] for r in rows] == ["complete", "running", "running", "not started"]
+    assert rows[1]["eta_s"] == 100.0 and rows[2]["eta_s"] == 900.0 and rows[1]["objects_left"] == 50
+    assert doc["stragglers"] == [2, 3] and "not started" in rows[3]["why"]
+    assert doc["projected_finish_s"] is None  # shard 3 has no rate yet
+    assert doc["incomplete"] == [1, 2, 3] and not doc["ready_to_finish"]
+
+
+def test_worker_on_the_target_host_writes_locally(seaweedfs, sshd, tmp_path: Path, env_s3: dict[str, str]) -> None:
+    """--on-target: the worker reads S3 and writes target.root on its own file system, no
+    SSH (here the target's root is on this machine, as it is for a worker run there)."""
+    s3 = seaweedfs_client(seaweedfs)
+    bucket = f"shloc-{os.urandom(3).hex()}"
+    bodies = _seed(s3, bucket, 30)
+    root = sshd.root / bucket
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=None, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    plan = tmp_path / "plan.json"
+    assert _run(["plan", "-f", str(cfg), "--shards", "2", "-o", str(plan)], env_s3, tmp_path / "h")[0] == 0
+    code, out, err = _run(["move", str(plan), "--shard", "0", "--yes"], env_s3, tmp_path / "h0")  # over SSH
+    assert code == 0, err
+    # no SSH at all for this one: an unreachable target.ssh would fail any login
+    doc = json.loads(plan.read_text())
+    doc["config_text"] = doc["config_text"].replace(f"port: {sshd.port}", "port: 1")
+    plan.write_text(json.dumps(doc))
+    code, out, err = _run(["move", str(plan), "--shard", "1", "--on-target", "--yes", "--json"], env_s3, tmp_path / "h1")
+    assert code == 0, err
+    rep = json.loads(out)["shard"]
+    assert rep["objects_sent"] == doc["shards"]["steps"][f"s3:{bucket}/"][1]["objects"] > 0
+    paths = map_keys(sorted(bodies))
+    for key, body in bodies.items():
+        assert (root / "data" / paths[key]).read_bytes() == body, key
+    assert json.loads((root / ".relocate/shards/data/1/progress.json").read_text())["complete"]
+    code, out, err = _run(["move", str(plan), "--shard", "1", "--on-target", "--yes", "--json"], env_s3, tmp_path / "h2")
+    assert code == 0 and json.loads(out)["shard"]["objects_sent"] == 0, err

@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
         finish: bool = typer.Option(False, "--finish",
                                     help="The final phase of a sharded plan: every other kind, then one verification across "
                                          "all shards. Refused (exit 6) while a shard is incomplete."),
+        on_target: bool = typer.Option(False, "--on-target",
+                                       help="With --shard: this worker runs on the target host itself; it reads S3 and "
+                                            "writes target.root on this machine's file system (no SSH)."),
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
@@ -64,11 +67,16 @@ def register(app: typer.Typer) -> None:
 
             if shard is not None and finish:
                 raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
+            if on_target and shard is None:
+                raise UsageError("--on-target: only with --shard K (a worker on the target host)")
             mopts = MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes, bwlimit=rate,
                                 deadline=until, tuning=tuning)
             if shard is not None:
-                shards_cmd.move_shard(saved, config, shards_cmd.parse_shard(shard, saved), yes=yes, allow_drift=allow_drift,
-                                      accept_new_host_key=accept_new_host_key, opts=mopts, as_json=as_json)
+                index = shards_cmd.parse_shard(shard, saved)  # exit 2 unless saved is a sharded plan
+                assert saved is not None
+                shards_cmd.move_shard(saved, config, index, yes=yes, allow_drift=allow_drift,
+                                      accept_new_host_key=accept_new_host_key, opts=mopts, as_json=as_json,
+                                      on_target=on_target)
             if saved is None:
                 raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
                                  hint="pass that plan.json as the first argument")
@@ -76,6 +84,8 @@ def register(app: typer.Typer) -> None:
                                    opts=Options(accept_new_host_key, tuple(accept_risk or ()) + tuple(saved.accepted_risks),
                                                 profiles, switches=Switches(tuple(replace_database or ()), no_local_copy),
                                                 bulk_login=lanes, checksum=checksum, tuning=tuning))
+        elif on_target:
+            raise UsageError("--on-target: only with --shard K (a worker on the target host)")
         elif saved is not None and saved.shards is not None:
             raise UsageError(f"{source}: a sharded plan runs as `--shard K` workers, then `--finish`")
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())

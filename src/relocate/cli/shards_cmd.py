@@ -47,7 +47,7 @@ def parse_shard(value: str, plan: Plan | None) -> int:
 
 
 def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift: bool, accept_new_host_key: bool,
-               opts: MoveOptions, as_json: bool) -> None:
+               opts: MoveOptions, as_json: bool, on_target: bool = False) -> None:
     from relocate.shards.worker import run_shard
 
     assert plan.shards is not None
@@ -64,8 +64,12 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
         raise typer.Exit(int(ExitCode.USAGE))
     progress = Reporter.choose(objs, nbytes, as_json=as_json)
     opts.on_event = progress.event
+    if on_target:  # the target's own file system: commands run here, the lanes too (no ssh logins)
+        from relocate.shards.local import LocalConnection
+
+        opts.tuning = dataclasses.replace(opts.tuning, bulk_ssh="paramiko")
     try:
-        with Connection(config.ssh, accept_new_host_key=accept_new_host_key) as conn:
+        with (LocalConnection() if on_target else Connection(config.ssh, accept_new_host_key=accept_new_host_key)) as conn:
             report = run_shard(plan, config, conn, Aws(config.aws), index, opts, allow_drift=allow_drift, progress=progress)
     finally:
         progress.close()
@@ -152,10 +156,11 @@ def shards_table(console: Console, plan: Plan) -> None:
         objs, nbytes = shard_totals(plan, k)
         t.add_row(str(k), f"{objs:,}", human_bytes(nbytes), render._duration(est))
     console.print(t)
-    longest = max(section["est_seconds"], default=0.0)
-    console.print(f"shards side by side: about {render._duration(longest)} (the longest shard), then the final phase "
-                  f"about {render._duration(section['finish_est_seconds'])}; each worker's own link is assumed "
-                  "(N runners into one target share its link, N targets pulling do not)", markup=False)
+    lay = section["layouts"]
+    console.print(f"shards side by side: N runners into one target about {render._duration(lay['runners_to_target_s'])} "
+                  f"(they share the target's link), N targets each pulling its shard (--on-target) about "
+                  f"{render._duration(lay['targets_pulling_s'])}; then the final phase about "
+                  f"{render._duration(section['finish_est_seconds'])}", markup=False)
 
 
 def status_table(console: Console, doc: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
     {"count": N,
      "id": "<sha256 of the ranges>",        # what the target's shard records are tied to
      "steps": {"s3:<bucket>/<prefix>": [Range.to_dict(), ...N]},
-     "est_seconds": [per shard], "finish_est_seconds": the final phase}
+     "est_seconds": [per shard], "finish_est_seconds": the final phase,
+     "layouts": {"runners_to_target_s", "targets_pulling_s"}: the shards' time either way}
 
 Every `source.s3` entry is cut into the same N shards (shard K of every entry is worker
 K's work); every other step (env, databases, host files, DNS, deploy, packages) runs in
@@ -18,13 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from relocate.plan.build import Rates, eta
 from relocate.plan.model import Plan
-from relocate.shards.partition import Range, partition
+from relocate.shards.partition import partition
 
 if TYPE_CHECKING:
     from relocate.sources.inventory import Inventory
-
-MAX_SHARDS = 10000
-
 
 def shards_section(plan: Plan, inventory: "Inventory", n: int, rates: Rates) -> dict[str, Any]:
     steps: dict[str, list[dict[str, Any]]] = {}
@@ -37,18 +35,20 @@ def shards_section(plan: Plan, inventory: "Inventory", n: int, rates: Rates) -> 
             per_shard[r.index][0] += r.objects
             per_shard[r.index][1] += r.bytes
     finish = sum(s.est_seconds for s in plan.steps if s.kind != "s3")
+    per = [eta(b, c, rates) for c, b in per_shard]
+    total_b = sum(b for _, b in per_shard)
     return {
         "count": n,
         "id": hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:16],
         "steps": steps,
-        "est_seconds": [round(eta(b, c, rates), 1) for c, b in per_shard],
+        "est_seconds": [round(x, 1) for x in per],
         "finish_est_seconds": round(finish, 1),
+        # the two layouts (docs/scale.md): N runners writing into one target share the
+        # target's link, so the move takes at least all bytes at one link's rate; N
+        # targets each pulling their own shard (`--on-target`) take the longest shard
+        "layouts": {"runners_to_target_s": round(max(max(per, default=0.0), total_b / rates.bytes_per_s), 1),
+                    "targets_pulling_s": round(max(per, default=0.0), 1)},
     }
-
-
-def ranges_of(plan: Plan, step_id: str) -> list[Range]:
-    assert plan.shards is not None
-    return [Range.from_dict(d) for d in plan.shards["steps"][step_id]]
 
 
 def shard_totals(plan: Plan, index: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ import posixpath
 import time
 from typing import Any, Iterator
 
-from relocate.targets import files, layout, nolinks, shell
+from relocate.targets import layout, nolinks, shell
 
 
 def lock_path(root: str, index: int) -> str:
@@ -41,18 +41,24 @@ class Records:
     def _path(self, name: str) -> str:
         return posixpath.join(self.dir, name)
 
+    def _read(self, name: str) -> dict[str, Any]:
+        return read_json(self.conn, self._path(name))
+
+    def _write(self, name: str, data: bytes) -> None:
+        write_json(self.conn, self.root, self._path(name), data)
+
     def begin(self) -> None:
-        old = _json(files.read_file(self.conn, self._path("progress.json")))
+        old = self._read("progress.json")
         if old.get("plan") != self.plan_id:
             # another plan's chunks hold other keys: start this shard's records afresh
             self.conn.run(nolinks.guarded(self.root, [self.dir], shell.line(["rm", "-rf", "--", self.dir])), timeout=600)
         elif isinstance(old.get("started"), (int, float)):
             self.started = float(old["started"])
-        files.mkdirs(self.conn, self.dir)
+        self.conn.run(nolinks.guarded(self.root, [self.dir], shell.line(["mkdir", "-p", "--", self.dir])), timeout=600)
         self._progress(False)
 
     def read_chunk(self, number: int) -> dict[str, dict[str, Any]]:
-        doc = _json(files.read_file(self.conn, self._path(chunk_name(number))))
+        doc = self._read(chunk_name(number))
         out: dict[str, dict[str, Any]] = {}
         for o in doc.get("objects") or ():
             if isinstance(o, dict) and {"key", "path", "size", "sha256", "etag"} <= set(o):
@@ -61,7 +67,7 @@ class Records:
 
     def write_chunk(self, number: int, entries: list[dict[str, Any]]) -> None:
         data = json.dumps({"objects": entries}, ensure_ascii=False, separators=(",", ":")).encode()
-        files.write_file_atomic(self.conn, self._path(chunk_name(number)), data, mode=0o644, root=self.root)
+        self._write(chunk_name(number), data)
 
     def chunk_done(self, number: int, objects: int, nbytes: int) -> None:
         self.objects += objects
@@ -87,17 +93,31 @@ exit 0
     def _progress(self, complete: bool) -> None:
         doc = {"plan": self.plan_id, "step": self.step_id, "shard": self.index, "objects": self.objects, "bytes": self.bytes,
                "chunks": self.chunks, "started": self.started, "updated": time.time(), "complete": complete}
-        files.write_file_atomic(self.conn, self._path("progress.json"), json.dumps(doc).encode(), mode=0o644, root=self.root)
+        self._write("progress.json", json.dumps(doc).encode())
 
 
-def _json(found: tuple[bytes, int] | None) -> dict[str, Any]:
-    if found is None:
-        return {}
+# Records are read and written by shell commands (no SFTP), so the same code serves a
+# worker over SSH and one running on the target itself (`--on-target`, shards/local.py).
+_WRITE = r"""
+umask 022
+cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"
+"""
+
+
+def read_json(conn: Any, path: str) -> dict[str, Any]:
+    """A record's JSON object, {} when absent or damaged (a damaged record costs a re-send)."""
+    out = conn.run(shell.line(["sh", "-c", 'cat -- "$1" 2>/dev/null; exit 0', "sh", path]), timeout=600).stdout
     try:
-        doc = json.loads(found[0])
+        doc = json.loads(out) if out.strip() else {}
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def write_json(conn: Any, root: str, path: str, data: bytes) -> None:
+    """Write `path` whole (a temporary beside it, renamed over it), never through a symlink."""
+    cmd = nolinks.guarded(root, [posixpath.dirname(path)], shell.line(["sh", "-c", _WRITE, "sh", path]))
+    conn.run(cmd, data, timeout=600)
 
 
 _READ_ALL = r"""
@@ -130,5 +150,5 @@ def chunks(conn: Any, root: str, dest: str, index: int) -> Iterator[list[dict[st
     names = conn.run(shell.line(["sh", "-c", 'cd "$1" 2>/dev/null && ls -1 | grep "^c[0-9]*\\.json$"; exit 0', "sh", where]),
                      timeout=600).text().split()
     for name in sorted(names):
-        doc = _json(files.read_file(conn, posixpath.join(where, name)))
+        doc = read_json(conn, posixpath.join(where, name))
         yield [o for o in doc.get("objects") or () if isinstance(o, dict)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -190,6 +189,3 @@ def check_index(plan: Plan, index: int) -> None:
     count = int(plan.shards["count"])
     if not 0 <= index < count:
         raise UsageError(f"--shard {index}: outside 0..{count - 1} (the plan has {count} shards)")
-
-
-_ = time
