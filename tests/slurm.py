@@ -109,15 +109,20 @@ def start_slurm(workdir: Path, timeout: float = 60.0) -> Slurm:
         slurm.procs.append(_spawn([slurmd, "-D", "-f", str(slurm.conf), "-N", slurm.node], workdir / "slurmd.out"))
 
         def idle() -> bool:
-            for proc, name in zip(slurm.procs[1:], ("slurmctld", "slurmd")):
-                if proc.poll() is not None:
-                    raise ServerUnavailable(f"{name} exited with {proc.returncode}: {_tail(workdir / f'{name}.out')}"
-                                            f"{_tail(workdir / f'{name}.log')}")
+            if slurm.procs[1].poll() is not None:  # _wait watches slurmd; a dead slurmctld ends the wait too
+                raise_now.append(f"slurmctld exited with {slurm.procs[1].returncode}")
+                return True
             state = subprocess.run([sinfo, "--noheader", "--Node", "--format=%t"], env=slurm.env, capture_output=True,
                                    text=True, timeout=10)
             return state.stdout.split() == ["idle"]
 
-        _wait(idle, "slurm node idle", timeout, None, workdir / "slurmctld.log")
+        raise_now: list[str] = []
+        try:
+            _wait(idle, "the slurm node (idle in sinfo)", timeout, slurm.procs[2], workdir / "slurmd.out")
+        except ServerUnavailable as exc:
+            raise ServerUnavailable(f"{exc.reason}\n{slurm.logs()}") from None
+        if raise_now:
+            raise ServerUnavailable(f"{raise_now[0]}: {_tail(workdir / 'slurmctld.out')}\n{slurm.logs()}")
     except BaseException:
         slurm.stop()
         raise
