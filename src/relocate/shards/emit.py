@@ -30,8 +30,8 @@ DEFAULT_INSTALL = f"relocate-cli=={__version__}"
 # A worker's peak RSS stays under 256 MiB (issue 16): the request; the limit leaves room for
 # the pip install that precedes it when the image lacks relocate.
 MEMORY_REQUEST, MEMORY_LIMIT, MEMORY_LIMIT_MIB = "256Mi", "512Mi", 512
-# bench/bench_shards.py: one worker at 100 MiB/s used about half a core of its own (S3 read,
-# sha256, ssh); a request of 1 CPU leaves it room, a limit of 2 keeps a noisy one in check.
+# bench/bench_shards.py (2026-12-04): a worker and its ssh spent 8.2 CPU-seconds per GiB moved,
+# so 1 CPU carries about 130 MB/s; a worker on a faster link needs --cpu in proportion.
 DEFAULT_CPU = "1"
 # relocate's exit codes that retrying cannot change (README "Exit codes"): 1 bug, 2 usage or
 # configuration, 3 blocked, 4 failed items or differences, 6 refused for safety. 5 (transient)
