@@ -249,10 +249,10 @@ class _LocalReader:
 
 
 def leg_sshwrite(args: argparse.Namespace) -> None:
-    from relocate.config import SshSpec
+    from relocate.ssh.via import SshSpec
     from relocate.execute.objects import BucketPusher, PushOptions
     from relocate.sources.inventory import ObjectInfo
-    from relocate.targets.ssh import Connection
+    from relocate.ssh.connection import Connection
 
     src = Path(args.src)
     objs = []  # the object list is this leg's input (move lists S3): one stat per file, no pathlib

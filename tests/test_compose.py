@@ -17,7 +17,7 @@ from conftest import require
 from helpers import cli, make_config
 from relocate.config import load_config
 from relocate.targets.health import http_get
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 
 @pytest.fixture(scope="session")

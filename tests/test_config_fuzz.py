@@ -18,9 +18,9 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from relocate.config import _SSH_REF, parse_config, ssh_spec
+from relocate.config import parse_config
 from relocate.errors import ConfigError, ExitCode
-from relocate.targets.tunnel import parse_via
+from relocate.ssh.via import resolve_via, ssh_spec
 
 from helpers import cli
 
@@ -106,14 +106,9 @@ def _check_loaded(text: str) -> None:
     src = cfg.data["source"] or {}
     for h in src.get("hosts") or []:
         ssh_spec(h["ssh"]).host.encode("idna")
-        if isinstance(h.get("via"), str) and h["via"] not in (src.get("bastions") or {}) and _SSH_REF.match(h["via"]):
-            ssh_spec(h["via"]).host.encode("idna")
-    for db in src.get("databases") or []:
-        if db.get("via"):
-            try:
-                parse_via(db["via"], src.get("bastions")).host.encode("idna")
-            except ConfigError:
-                pass
+    for entry in [*(src.get("hosts") or []), *(src.get("databases") or [])]:
+        if entry.get("via"):  # the load checked every via: (ssh/via.py), so the one resolver accepts it
+            resolve_via(entry["via"], src.get("bastions")).host.encode("idna")
     for b in (*cfg.s3, *cfg.parameters, *cfg.secrets):
         assert "\0" not in b.to and b.to.split("/")[0] != ".relocate"
         assert all(len(seg.encode()) <= 255 for seg in b.to.split("/"))

@@ -21,20 +21,20 @@ from relocate.execute.pg import STATS_SQL, create_roles_sql, major, part_stats_s
 from relocate.secret import Secret
 from relocate.sources.aws import Aws
 from relocate.sources.rds import DbAddress, parse_url, resolve_password
-from relocate.targets.tunnel import parse_via
+from relocate.ssh.via import resolve_via
 
 
 def test_via_accepts_user_host_port_and_named_bastions() -> None:
-    spec = parse_via("ec2-user@bastion.internal:2222", None)
+    spec = resolve_via("ec2-user@bastion.internal:2222", None)
     assert (spec.user, spec.host, spec.port) == ("ec2-user", "bastion.internal", 2222)
-    assert parse_via("bastion.example", None).port is None
-    named = parse_via("jump", {"jump": {"host": "10.0.0.5", "port": 22, "user": "ops", "identity_file": None,
+    assert resolve_via("bastion.example", None).port is None
+    named = resolve_via("jump", {"jump": {"host": "10.0.0.5", "port": 22, "user": "ops", "identity_file": None,
                                         "host_key": "SHA256:x", "known_hosts": None, "jump": None}})
     assert (named.host, named.host_key) == ("10.0.0.5", "SHA256:x")
     with pytest.raises(ConfigError, match="not a name under source.bastions"):
-        parse_via("nosuch", {"jump": {"host": "h"}})
-    with pytest.raises(ConfigError, match="port is not a number"):
-        parse_via("u@h:xx", None)
+        resolve_via("nosuch", {"jump": {"host": "h"}})
+    with pytest.raises(ConfigError, match=r"must be user@host\[:port\]"):
+        resolve_via("u@h:xx", None)
 
 
 def test_credential_files_escape_what_their_formats_need() -> None:

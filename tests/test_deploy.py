@@ -21,7 +21,7 @@ from helpers import aws_client, cli, make_config, stop_app
 from relocate.config import load_config
 from relocate.targets import shell
 from relocate.targets.health import http_get
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 GREETING = "hello-from-ssm-7Qx"  # a SecureString: must reach the app, never the audit log
 MEDIA = b"the moved media file\n"
@@ -156,7 +156,7 @@ def test_command_runtime_deploy_health_rollback_lock_audit(tmp_path: Path, moto:
 
 
 def test_lock_on_unwritable_root_is_a_target_error_not_lock_held(sshd) -> None:
-    from relocate.config import SshSpec
+    from relocate.ssh.via import SshSpec
     from relocate.errors import SafetyError, TargetError
     from relocate.execute.lock import TargetLock
 

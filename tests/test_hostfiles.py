@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from helpers import cli, make_config
-from relocate.config import parse_config, ssh_spec
+from relocate.config import parse_config
+from relocate.ssh.via import ssh_spec
 from relocate.errors import ConfigError
 
 OLD = 1_600_000_000  # a fixed past mtime that must survive the move

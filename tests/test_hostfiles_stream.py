@@ -69,7 +69,7 @@ def _spy(monkeypatch) -> list[str]:
     """Every command relocate runs anywhere: over paramiko, and through the `ssh` binary."""
     import subprocess as sp
 
-    from relocate.targets.ssh import Connection
+    from relocate.ssh.connection import Connection
 
     seen: list[str] = []
     real_start, real_popen = Connection.start, sp.Popen

@@ -312,8 +312,8 @@ def test_runner_side_secrets_are_0600_from_creation_whatever_the_umask(tmp_path:
 # writer makes itself, right before it writes: shown here by calling the writers directly.
 
 def _conn(sshd: Any) -> Any:
-    from relocate.config import SshSpec
-    from relocate.targets.ssh import Connection
+    from relocate.ssh.via import SshSpec
+    from relocate.ssh.connection import Connection
 
     return Connection(SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
                               host_key=sshd.host_key_fingerprint))

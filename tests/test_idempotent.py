@@ -17,7 +17,7 @@ import yaml
 
 import servers
 from helpers import aws_client, cli, make_config, stop_app
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 from test_databases import psql, reset_db
 from test_dns import _change
 from test_hostfiles import _seed_source, _ssh

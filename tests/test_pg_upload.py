@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from relocate.execute.pg import dump_and_upload
-from relocate.targets.ssh import Result
+from relocate.ssh.connection import Result
 
 
 class _Target:

@@ -19,12 +19,12 @@ import pytest
 
 import servers
 from conftest import require
-from relocate.config import SshSpec
+from relocate.ssh.via import SshSpec
 from relocate.execute.objects import BucketPusher, PushOptions
 from relocate.execute.wire import AGENT_SOURCE, AgentWire
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 MiB = 1024 * 1024
 HEAD = struct.Struct(">IQq")
@@ -110,7 +110,7 @@ def test_agent_rejects_a_stream_that_is_not_its_own(tmp_path: Path) -> None:
 
 
 def test_agent_wire_reads_answers_and_needs_the_end_line() -> None:
-    from relocate.targets.ssh import Result
+    from relocate.ssh.connection import Result
 
     wire = AgentWire()
     ans = wire.answer(Result(0, b"0 aa\n1 bb !\nend\n", b""), ["x", "y"])

@@ -16,7 +16,7 @@ from helpers import aws_client, cli, make_config, subprocess_cli
 from relocate.config import AwsSpec
 from relocate.snapshot import store
 from relocate.sources.aws import Aws, ReadOnlyViolation
-from relocate.targets import ssh as ssh_mod
+from relocate.ssh import connection as ssh_mod
 
 
 def _root(sshd: Any) -> Path:

@@ -29,8 +29,8 @@ from relocate.errors import UsageError
 from relocate.execute.objects import BucketPusher, PushOptions, plan_batches
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import Body, _native_ok
-from relocate.targets.openssh import sweep_stale
-from relocate.targets.ssh import Connection
+from relocate.ssh.openssh import sweep_stale
+from relocate.ssh.connection import Connection
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -395,7 +395,7 @@ class _MemReader:
 def _push_through_one_lane(sshd, root: Path, objs: list[ObjectInfo], blob: bytes, engine: str = "paramiko") -> tuple[int, list[str]]:
     commits: list[int] = []
     warnings: list[str] = []
-    from relocate.config import SshSpec
+    from relocate.ssh.via import SshSpec
 
     ssh = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
                   host_key=sshd.host_key_fingerprint)
@@ -435,7 +435,7 @@ def test_multi_gib_object_on_one_connection(sshd) -> None:
 
 def test_hash_tree_many_files_and_odd_names(sshd) -> None:
     # >512 files (two hashing workers) and names openssl would escape (newline, backslash).
-    from relocate.config import SshSpec
+    from relocate.ssh.via import SshSpec
     from relocate.targets import files
 
     base = sshd.root / f"hash-{os.getpid()}-{time.monotonic_ns()}"
@@ -474,9 +474,9 @@ def test_progress_reporter_modes(mode: str) -> None:
 
 def test_openssh_lanes_refuse_a_host_key_that_changed(sshd, sshd2) -> None:
     # The bulk `ssh` is pinned to the key relocate checked; another key is refused, never retried.
-    from relocate.config import SshSpec
+    from relocate.ssh.via import SshSpec
     from relocate.errors import HostKeyError
-    from relocate.targets.openssh import ALIAS, OpenSsh
+    from relocate.ssh.openssh import ALIAS, OpenSsh
 
     ssh = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
                   host_key=sshd.host_key_fingerprint)

@@ -16,6 +16,7 @@ from typing import Any
 from relocate import pathrules
 from relocate.errors import ConfigError
 from relocate.schema import Bool, Ctx, Dict, Either, Float, Int, List, Map, Optional_, Str, compose, environ, load_node
+from relocate.ssh.via import SshSpec, ref_error, via_error
 
 DEFAULT_FILE = "relocate.yaml"
 
@@ -108,20 +109,11 @@ SSH_SPEC = Map(
     required=("host",),
 )
 
-_SSH_REF = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>\d{1,5}))?$")
-
-
-def _ssh_ref(value: str) -> str | None:
-    m = _SSH_REF.match(value)
-    if not m:
-        return "must be user@host[:port], or a mapping like target.ssh"
-    if m["port"] and not 1 <= int(m["port"]) <= 65535:
-        return "the port must be between 1 and 65535"
-    return pathrules.host_error(m["host"])
-
-
 # `ssh:` of a source host (and its `via:` bastion): the short string or target.ssh's mapping.
-SSH_REF = Either(Str(check=_ssh_ref), SSH_SPEC)
+SSH_REF = Either(Str(check=ref_error), SSH_SPEC)
+# `via:` (source.hosts, source.databases): a bastion name or an SSH address, checked
+# against source.bastions by check_places (ssh/via.py: the one grammar and resolver).
+VIA = Either(Str(), SSH_SPEC)
 
 SCHEMA = Map(
     {
@@ -184,8 +176,8 @@ SCHEMA = Map(
                             "url": Str(check=_database_url),
                             "engine": Str(choices=("postgres", "mysql", "mariadb")),
                             "password_from": Str(check=_password_from),
-                            # an SSH bastion: `user@host:port`, or a name under source.bastions
-                            "via": Str(),
+                            # an SSH bastion: a name under source.bastions, `user@host:port` or a mapping
+                            "via": VIA,
                             "name": Str(),  # the database to move (default: the RDS DBName / the URL's path)
                             "user": Str(),  # default: the URL's user / the RDS master user
                             # connect here instead of the RDS endpoint (host or host:port), e.g. a private alias
@@ -198,7 +190,7 @@ SCHEMA = Map(
                 "hosts": List(
                     Map(
                         {"ssh": SSH_REF, "paths": List(Str(check=_source_path), min_items=1), "to": Str(check=_relative_dest),
-                         "exclude": List(Str()), "via": SSH_REF},
+                         "exclude": List(Str()), "via": VIA},
                         required=("ssh", "paths", "to"),
                     )
                 ),
@@ -252,17 +244,6 @@ SCHEMA = Map(
     },
     required=("version", "target"),
 )
-
-
-@dataclass(frozen=True)
-class SshSpec:
-    host: str
-    port: int | None = None
-    user: str | None = None
-    identity_file: str | None = None
-    host_key: str | None = None
-    known_hosts: str | None = None
-    jump: str | None = None
 
 
 @dataclass(frozen=True)
@@ -339,15 +320,6 @@ class Config:
         for to in [p.to for p in self.parameters] + [s.to for s in self.secrets]:
             seen[_norm(to)] = None
         return tuple(seen)
-
-
-def ssh_spec(value: str | dict[str, Any]) -> SshSpec:
-    """SshSpec from `user@host[:port]` (validated by SSH_REF) or a target.ssh-shaped mapping."""
-    if isinstance(value, dict):
-        return SshSpec(**{k: v for k, v in value.items() if v is not None})
-    m = _SSH_REF.match(value)
-    assert m is not None  # the schema checked it
-    return SshSpec(host=m["host"], user=m["user"], port=int(m["port"]) if m["port"] else None)
 
 
 def _norm(rel: str) -> str:
@@ -439,11 +411,11 @@ def check_places(data: dict[str, Any], ctx: Ctx) -> None:
         if _norm(link) in hosts_to:  # kinds/hostfiles.py replaces `to:` whole, link and all
             ctx.report_path(f"target.allow_symlinks[{i}]", "is a source.hosts `to:`, which is replaced whole; allow its parent instead")
     bastions = src.get("bastions") or {}
-    for i, db in enumerate(src.get("databases") or []):
-        via = (db or {}).get("via")
-        if via and via not in bastions and ("@" in via or ":" in via or "." in via):
-            if err := _ssh_ref(via):
-                ctx.report_path(f"source.databases[{i}].via", err)
+    for section in ("hosts", "databases"):
+        for i, entry in enumerate(src.get(section) or []):
+            via = (entry or {}).get("via")
+            if via and (err := via_error(via, bastions)):
+                ctx.report_path(f"source.{section}[{i}].via", err)
 
 
 def _local_path(base: Path, value: str) -> Path:

@@ -23,8 +23,8 @@ from relocate.plan.model import Plan
 from relocate.policy.schema import HOST_KINDS
 from relocate.settings import Switches, Tuning
 from relocate.sources.aws import Aws
-from relocate.targets.openssh import OpenSsh
-from relocate.targets.ssh import Connection
+from relocate.ssh.openssh import OpenSsh
+from relocate.ssh.connection import Connection
 
 
 @dataclass

@@ -13,7 +13,7 @@ from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
 from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 
 def register(app: typer.Typer) -> None:

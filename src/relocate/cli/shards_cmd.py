@@ -24,7 +24,7 @@ from relocate.shards import state
 from relocate.shards.engines import shard_from_env
 from relocate.shards.plan import shard_totals
 from relocate.sources.aws import Aws
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 from relocate.workflow import Options, check_drift, prepare, saved_steps
 
 

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         from relocate.cli.shards_cmd import status_table
         from relocate.shards import state
         from relocate.shards.status import shard_status
-        from relocate.targets.ssh import Connection
+        from relocate.ssh.connection import Connection
 
         plan, config = load_plan_file(plan_file)
         if plan.shards is None:

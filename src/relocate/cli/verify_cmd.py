@@ -15,7 +15,7 @@ from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
 from relocate.execute.verify import verify_snapshot
 from relocate.snapshot import crypto, store
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 from relocate.workflow import load_plan_file
 
 

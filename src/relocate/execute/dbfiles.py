@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from relocate.errors import TransientError
 from relocate.targets import files, nolinks, shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from relocate.sources.aws import Aws
 from relocate.sources.inventory import Inventory, take_inventory, version_key
 from relocate.targets import files, layout, shell
 from relocate.targets.facts import TargetFacts, probe
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 
 def target_id(config: Config, conn: Connection) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 from relocate.errors import SafetyError, TargetError
 from relocate.targets import layout, nolinks, shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 
 # mkdir is the test-and-set; the owner file is written only by the winner.

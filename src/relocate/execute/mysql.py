@@ -27,7 +27,7 @@ from relocate.execute.dbfiles import (classify, in_background, last_line, local_
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
 from relocate.targets import shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 TARGET_TOOLS = ("mysql",)
 FACTS_SQL = """SELECT VERSION(), (SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables

@@ -47,8 +47,8 @@ from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
 from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error)
 from relocate.targets import shell
-from relocate.targets.openssh import Master, OpenSsh, OpenSshExec
-from relocate.targets.ssh import Connection, Exec, Result
+from relocate.ssh.openssh import Master, OpenSsh, OpenSshExec
+from relocate.ssh.connection import Connection, Exec, Result
 
 SMALL_OBJECT = WHOLE_BELOW  # read whole ahead of its turn; bigger ones are streamed
 PREFETCH_BYTES = BUDGET_BYTES  # global memory bound for bodies read ahead of the lanes

@@ -37,8 +37,8 @@ from relocate.execute.dbfiles import (classify, in_background, last_line, local_
                                       remote_secret_file)
 from relocate.sources.rds import DbAddress
 from relocate.targets import layout, nolinks, shell
-from relocate.targets.openssh import OpenSsh, OpenSshExec
-from relocate.targets.ssh import Connection
+from relocate.ssh.openssh import OpenSsh, OpenSshExec
+from relocate.ssh.connection import Connection
 
 PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
 MAINTENANCE_DB = "postgres"
@@ -457,7 +457,7 @@ def swap_sql(names: Names, existing: bool) -> str:
     return swap
 
 class _Bulk:
-    """`ssh` to the target for the dump's upload (targets/openssh.py: pinned to the host
+    """`ssh` to the target for the dump's upload (ssh/openssh.py: pinned to the host
     key paramiko checked), started early; paramiko carries it when `ssh` cannot log in."""
 
     def __init__(self, ssh: OpenSsh) -> None:

@@ -31,7 +31,7 @@ from relocate.sources.aws import Aws
 from relocate.sources.inventory import BucketListing, Inventory, ObjectInfo
 from relocate.sources.s3data import ObjectReader
 from relocate.targets import shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 SAMPLE_OBJECTS = 200
 SAMPLE_BYTES = 48 << 20

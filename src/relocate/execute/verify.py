@@ -11,7 +11,7 @@ from relocate.kinds import Check, Context, Kind
 from relocate.kinds.env import verify_env
 from relocate.kinds.objects import forget_bad, verify_objects
 from relocate.snapshot.store import Snapshot
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 
 @dataclass

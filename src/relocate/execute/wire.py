@@ -28,7 +28,7 @@ from relocate.errors import ItemError, RelocateError, TransientError
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.targets import files, nolinks, shell
-from relocate.targets.ssh import Result
+from relocate.ssh.connection import Result
 
 _RECORD = tarfile.RECORDSIZE
 

@@ -52,7 +52,7 @@ class Context:
 
     config: Config
     aws: Any  # relocate.sources.aws.Aws
-    conn: Any  # relocate.targets.ssh.Connection
+    conn: Any  # relocate.ssh.connection.Connection
     target_id: str
     accept_new_host_key: bool = False
     snapshot_dir: Any = None  # pathlib.Path of the snapshot being written (apply) or read (verify)

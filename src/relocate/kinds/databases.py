@@ -41,7 +41,8 @@ from relocate.secret import Secret
 from relocate.sources.rds import DbAddress, parse_url, rds_address, resolve_password, split_endpoint
 from relocate.targets import shell
 from relocate.targets.facts import probe as probe_facts
-from relocate.targets.tunnel import Tunnel, parse_via
+from relocate.ssh.tunnel import Tunnel
+from relocate.ssh.via import resolve_via
 
 # Conservative: dump + transfer + restore of a database, per byte of on-disk size.
 RATE_BYTES_PER_S = 25e6
@@ -148,7 +149,7 @@ def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAdd
     if not item.get("via"):
         yield addr
         return
-    spec = parse_via(item["via"], (ctx.config.data.get("source") or {}).get("bastions"))
+    spec = resolve_via(item["via"], (ctx.config.data.get("source") or {}).get("bastions"))
     with Tunnel(spec, addr.host, addr.port, accept_new_host_key=ctx.accept_new_host_key) as port:
         yield addr.at("127.0.0.1", port)
 

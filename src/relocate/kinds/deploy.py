@@ -30,7 +30,7 @@ from relocate.plan.model import Finding, Step
 from relocate.targets import nolinks, ports, releases, shell
 from relocate.targets.health import wait_healthy
 from relocate.targets.runtimes import DeploySettings, Runtime, login_is_root, runtime_for
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 CHUNK = 1 << 20
 LOG_LINES = 20

@@ -23,7 +23,7 @@ from relocate.snapshot import crypto
 from relocate.snapshot.store import Snapshot
 from relocate.sources.inventory import Inventory, fetch_parameters, fetch_secret
 from relocate.targets import files, layout
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 if TYPE_CHECKING:
     from relocate.execute.verify import VerifyReport

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
-from relocate.config import Config, SshSpec, ssh_spec
+from relocate.config import Config
 from relocate.errors import RelocateError, TargetError, TransientError
 from relocate.plan.model import Finding, Step
+from relocate.ssh.connection import Connection, Exec
+from relocate.ssh.openssh import OpenSsh, OpenSshExec, widen_pipe
+from relocate.ssh.via import resolve_via, ssh_spec
 from relocate.targets import nolinks, shell
-from relocate.targets.openssh import OpenSsh, OpenSshExec, widen_pipe
 from relocate.targets.runtimes import login_is_root
-from relocate.targets.ssh import Connection, Exec
 
 CHUNK = 1 << 20  # relay unit: one read from the source, one write to the target
 QUEUED = 16  # chunks the snapshot/hash thread may lag behind the relay (bounded memory)
@@ -126,13 +127,6 @@ def _entries(config: Config) -> list[dict[str, Any]]:
     return list((config.data.get("source") or {}).get("hosts") or [])
 
 
-def via_spec(value: str | dict[str, Any], bastions: dict[str, Any] | None) -> SshSpec:
-    """`via:` names an entry of source.bastions (shared with databases) or is itself an SSH address."""
-    if isinstance(value, str) and value in (bastions or {}):
-        return ssh_spec((bastions or {})[value])
-    return ssh_spec(value)
-
-
 def _bastions(config: Config) -> dict[str, Any] | None:
     return (config.data.get("source") or {}).get("bastions")
 
@@ -142,7 +136,7 @@ def source_connection(entry: dict[str, Any], accept_new: bool, bastions: dict[st
     """An SSH session to the source host, through its bastion when `via:` names one."""
     bastion = None
     if entry.get("via"):
-        bastion = Connection(via_spec(entry["via"], bastions), accept_new_host_key=accept_new)
+        bastion = Connection(resolve_via(entry["via"], bastions), accept_new_host_key=accept_new)
         bastion.connect()
     try:
         conn = Connection(ssh_spec(entry["ssh"]), accept_new_host_key=accept_new, via=bastion)
@@ -380,7 +374,7 @@ def listing_from_tar(path: Path) -> dict[str, list[Any]]:
 
 
 def _openssh(conn: Connection) -> OpenSsh | None:
-    """`ssh` pinned to the host key paramiko checked (targets/openssh.py), its login
+    """`ssh` pinned to the host key paramiko checked (ssh/openssh.py), its login
     started, not waited for; None where it cannot serve (then paramiko carries the stream)."""
     bulk = OpenSsh.started(conn)
     if bulk is not None:

@@ -24,7 +24,7 @@ from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.store import Snapshot
 from relocate.sources.inventory import BucketListing, Inventory, split_version_key, version_key
 from relocate.targets import files, layout
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 if TYPE_CHECKING:
     from relocate.execute.verify import VerifyReport

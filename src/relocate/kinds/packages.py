@@ -17,7 +17,7 @@ from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.plan.model import Finding, Step
 from relocate.targets import shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 # Debian names; the RHEL family's where they differ.
 _RHEL_NAMES = {

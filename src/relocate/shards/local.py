@@ -8,8 +8,8 @@ whose commands run here, under /bin/sh, is all it takes: the same code, minus SS
 
 from __future__ import annotations
 
-from relocate.targets.openssh import OpenSshExec
-from relocate.targets.ssh import Connection
+from relocate.ssh.openssh import OpenSshExec
+from relocate.ssh.connection import Connection
 
 
 class LocalConnection:

@@ -1,1 +1,1 @@
-"""Where the app goes. paramiko lives only in this package."""
+"""Where the app goes: the target's files, layout, runtimes and facts, over relocate.ssh."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from relocate.targets import nolinks, shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 REQUIRED_TOOLS = ("tar", "sha256sum", "find", "xargs", "cp", "df", "mkdir", "mv", "rm")
 

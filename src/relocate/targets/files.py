@@ -7,11 +7,10 @@ import posixpath
 import stat as statmod
 from typing import Iterable
 
-import paramiko
-
 from relocate.errors import ItemError, TargetError, TransientError
+from relocate.ssh.connection import LINK_ERRORS, Connection
+from relocate.ssh.sftp import create_exclusive
 from relocate.targets import nolinks, shell
-from relocate.targets.ssh import Connection
 
 _LIST_SIZES = r"""
 [ -d "$1" ] || exit 0
@@ -100,29 +99,12 @@ def read_file(conn: Connection, path: str) -> tuple[bytes, int] | None:
         return None
     except PermissionError:
         raise TargetError(f"cannot read {path} on the target: permission denied") from None
-    except (OSError, paramiko.SSHException, EOFError) as exc:
+    except LINK_ERRORS as exc:
         raise TransientError(f"reading {path} on the target failed ({exc})", hint="running again resumes") from None
 
 
 def mkdirs(conn: Connection, *paths: str) -> None:
     conn.run(shell.line(["mkdir", "-p", "--", *paths]))
-
-
-def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
-    """SFTP open(O_WRONLY|O_CREAT|O_EXCL) with the permission attribute in the OPEN
-    request itself, so sftp-server creates the file with `mode` (issue 13: paramiko's
-    `open` sends no attributes; the file then appeared 0644 until a later chmod, and a
-    neighbour watching with inotify read the secrets in that window). paramiko has no
-    public call for this, so the request is made as `SFTPClient.open` makes it."""
-    from paramiko import sftp as proto
-
-    attrs = paramiko.SFTPAttributes()
-    attrs.st_mode = mode
-    flags = proto.SFTP_FLAG_WRITE | proto.SFTP_FLAG_CREATE | proto.SFTP_FLAG_EXCL
-    kind, msg = sftp._request(proto.CMD_OPEN, sftp._adjust_cwd(path), flags, attrs)
-    if kind != proto.CMD_HANDLE:
-        raise paramiko.SFTPError("Expected handle")
-    return paramiko.SFTPFile(sftp, msg.get_binary(), "wb", -1)
 
 
 def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: Iterable[str] = ()) -> None:
@@ -147,7 +129,7 @@ def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: I
                     pass
     except PermissionError:
         raise TargetError(f"cannot create {cur} on the target: permission denied") from None
-    except (OSError, paramiko.SSHException, EOFError) as exc:
+    except LINK_ERRORS as exc:
         raise TransientError(f"creating {cur} on the target failed ({exc})", hint="running again resumes") from None
 
 
@@ -174,13 +156,13 @@ def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o60
             sftp.remove(tmp)
         except FileNotFoundError:
             pass
-        with _create(sftp, tmp, mode) as fh:
+        with create_exclusive(sftp, tmp, mode) as fh:
             fh.chmod(mode)  # the server's umask may have narrowed it; never widened before this
             fh.write(data)
         sftp.posix_rename(tmp, path)
     except PermissionError:
         raise TargetError(f"cannot write {path} on the target: permission denied") from None
-    except (OSError, paramiko.SSHException, EOFError) as exc:
+    except LINK_ERRORS as exc:
         try:
             sftp.remove(tmp)
         except Exception:

@@ -1,6 +1,6 @@
 """HTTP health checks through an SSH tunnel: the app's port never has to be public.
 
-The request goes over a paramiko direct-tcpip channel opened on the target's SSH
+The request goes over a direct-tcpip channel opened on the target's SSH
 connection to the URL's host:port as the target sees it (like `ssh -L`), so
 `http://127.0.0.1:8080/healthz` means the target's own loopback.
 """
@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import paramiko
-
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import LINK_ERRORS, Connection
 
 READ_LIMIT = 1 << 20
 
@@ -44,7 +42,9 @@ def http_get(conn: Connection, url: str, timeout: float = 5.0) -> HttpResult:
             if not chunk:
                 break
             data += chunk
-    except (paramiko.SSHException, EOFError) as exc:
+    except OSError:
+        raise
+    except LINK_ERRORS as exc:
         raise OSError(f"tunnel to {host}:{port} failed ({exc})") from None
     finally:
         chan.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from relocate.targets import shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 # $1 port. Prints "held" when a socket listens on it, then "pid pgid" per visible holder
 # ("unknown" instead when the host has no find to look with).

@@ -15,7 +15,7 @@ from __future__ import annotations
 import posixpath
 
 from relocate.targets import nolinks, shell
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 # Newest last: release ids begin with a UTC timestamp.
 _LIST = r"""

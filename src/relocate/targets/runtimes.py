@@ -18,7 +18,7 @@ from typing import ClassVar
 from relocate.errors import ConfigError
 from relocate.targets import shell
 from relocate.targets.ports import Holders
-from relocate.targets.ssh import Connection
+from relocate.ssh.connection import Connection
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ bulk lanes are the one place that matters (issue 6, "SSH write <= 1.1x OpenSSH")
 It also takes the bulk bytes off paramiko's re-key hazard (DESIGN.md).
 
 How trust is kept: the host key is the one paramiko already checked (pin or
-known_hosts, in ssh.py) and goes into a private known_hosts file with
+known_hosts, in connection.py) and goes into a private known_hosts file with
 StrictHostKeyChecking=yes, so ssh refuses anything else. `-F /dev/null` ignores
 ~/.ssh/config (the endpoint was already resolved from it); BatchMode never prompts.
 Where this cannot work (no `ssh` binary, a `via:` tunnel, a key that needs a
@@ -26,7 +26,7 @@ import time
 from typing import IO
 
 from relocate.errors import HostKeyError, TransientError
-from relocate.targets.ssh import Connection, Draining, Result
+from relocate.ssh.connection import Connection, Draining, Result
 
 _CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
 ALIAS = "relocate-target"
@@ -61,7 +61,7 @@ def _die_with_parent() -> None:
 
 
 class OpenSshExec(Draining):
-    """A remote command run by `ssh`: the same write/wait surface as ssh.Exec."""
+    """A remote command run by `ssh`: the same write/wait surface as connection.Exec."""
 
     def __init__(self, argv: list[str]) -> None:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
@@ -188,7 +188,7 @@ class OpenSsh:
 
     def __init__(self, conn: Connection) -> None:
         ep = conn.endpoint
-        key = conn.transport.get_remote_server_key()  # already checked by ssh.check_host_key
+        key = conn.transport.get_remote_server_key()  # already checked by connection.check_host_key
         sweep_stale()
         self._dir = tempfile.mkdtemp(prefix=f"relocate-ssh-{os.getpid()}-")
         known = os.path.join(self._dir, "known_hosts")
@@ -256,7 +256,7 @@ class OpenSsh:
     def _usable(conn: Connection) -> bool:
         # The bulk lanes take RELOCATE_BULK_SSH from relocate.settings (PushOptions.engine);
         # the single streams (host files, a database upload: `started`) still read it here.
-        if shutil.which("ssh") is None or getattr(conn, "via", None) is not None:
+        if shutil.which("ssh") is None or conn.via is not None:
             return False
         return os.environ.get("RELOCATE_BULK_SSH", "auto") != "paramiko"
 

@@ -21,9 +21,9 @@ from typing import IO, Any, Callable, Iterable
 
 import paramiko
 
-from relocate.config import SshSpec
 from relocate.errors import ConfigError, HostKeyError, TargetError, TransientError
 from relocate.secret import Secret
+from relocate.ssh.via import SshSpec
 from relocate.targets import nolinks
 
 # Bigger windows and packets keep one channel busy on a fast link (paramiko's default
@@ -33,6 +33,10 @@ WINDOW = 64 * 1024 * 1024
 MAX_PACKET = 32768
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 CONNECT_TIMEOUT = 15.0
+
+# What a dropped link raises from a channel or an SFTP call: callers outside this
+# package catch these without importing paramiko.
+LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -278,9 +282,9 @@ class Connection:
         self.accept_new = accept_new_host_key
         self.via = via  # a connected bastion: this host is reached through its direct-tcpip channel
         # The session's state for the transfer engine, declared here rather than hung on
-        # the object: bulk logins started early (targets/openssh.OpenSsh.prestart) and the
+        # the object: bulk logins started early (ssh/openssh.OpenSsh.prestart) and the
         # receiver the target was found to run (execute/objects.receiver_for).
-        self.bulk_pending: Any = None  # targets.openssh.OpenSsh | None
+        self.bulk_pending: Any = None  # relocate.ssh.openssh.OpenSsh | None
         self.receiver: str | None = None
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -290,9 +294,9 @@ class Connection:
         decision: bulk lanes and retries each get their own transport."""
         other = Connection.__new__(Connection)
         other.endpoint, other.accept_new = self.endpoint, self.accept_new
+        other.via = self.via  # lanes of a tunnelled host go through the same bastion
+        other.bulk_pending, other.receiver = None, None
         other._transport, other._sftp = None, None
-        if getattr(self, "via", None) is not None:  # lanes of a tunnelled target go through the same bastion
-            other.via = self.via  # type: ignore[attr-defined]
         return other
 
     def ensure(self) -> None:
@@ -323,7 +327,7 @@ class Connection:
     def connect(self) -> None:
         ep = self.endpoint
         try:
-            via = getattr(self, "via", None)  # clone() builds instances without __init__
+            via = self.via
             sock = (via.open_tunnel(ep.hostname, ep.port) if via is not None
                     else socket.create_connection((ep.hostname, ep.port), timeout=CONNECT_TIMEOUT))
         except OSError as exc:

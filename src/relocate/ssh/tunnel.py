@@ -14,24 +14,9 @@ from typing import Any
 
 import paramiko
 
-from relocate.config import SshSpec
-from relocate.errors import ConfigError, TransientError
-from relocate.targets.ssh import Connection
-
-
-def parse_via(via: str, bastions: dict[str, Any] | None) -> SshSpec:
-    """`via:` is a name under source.bastions, or `user@host:port` (port optional)."""
-    named = (bastions or {}).get(via)
-    if named is not None:
-        return SshSpec(**{k: v for k, v in named.items() if v is not None})
-    if "@" not in via and ":" not in via and "." not in via:
-        known = ", ".join(sorted(bastions or {})) or "none defined"
-        raise ConfigError(f"via: {via!r} is not a name under source.bastions ({known}) nor user@host:port")
-    user, _, hostport = via.rpartition("@")
-    host, sep, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
-    if sep and not port.isdigit():
-        raise ConfigError(f"via: {via!r}: the port is not a number")
-    return SshSpec(host=host or hostport, port=int(port) if sep else None, user=user or None)
+from relocate.errors import TransientError
+from relocate.ssh.connection import Connection
+from relocate.ssh.via import SshSpec
 
 
 def _pump(src: Any, dst: Any) -> None:
