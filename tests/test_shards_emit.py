@@ -141,6 +141,18 @@ def test_github_workflow_passes_actionlint(tmp_path: Path) -> None:
     assert _actionlint(text.replace("needs: shard", "needs: shards"))
 
 
+def test_the_workflow_step_passes_its_arguments_quoted(tmp_path: Path) -> None:
+    # the step's `set -- ...` line hands the worker its paths (one with a space) intact: run
+    # it in dash, where `relocate` cannot be found, after it wrote the key where relocate.yaml says
+    step = yaml.safe_load(_emit(tmp_path, "github-actions", "--install", "")["relocate-townsquare.yml"])["jobs"]["shard"]["steps"][-1]
+    home = tmp_path / "home"
+    run = subprocess.run(["dash", "-c", step["run"]], env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                                                            "TARGET_SSH_KEY": "KEY", "RELOCATE_SHARD": "1"},
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 127 and "relocate: not found" in run.stderr, run.stderr
+    assert (home / ".ssh" / "relocate key").read_text() == "KEY\n" and not (home / ".ssh" / "known_hosts").exists()
+
+
 # --------------------------------------------------------------------------- AWS Batch
 
 
