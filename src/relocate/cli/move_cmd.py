@@ -62,6 +62,10 @@ def register(app: typer.Typer) -> None:
         until = parse_deadline(deadline_at, time.time()) if deadline_at else None  # bad flag: before any connection
         tuning = Tuning.from_env()  # the RELOCATE_* knobs, read here and handed down
         config, saved = load_any(source or file)
+        risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
+        opts = Options(accept_new_host_key, risks, profiles,
+                       switches=Switches(tuple(replace_database or ()), no_local_copy),
+                       bulk_login=lanes, checksum=checksum, tuning=tuning)
         if shard is not None or finish:
             from relocate.cli import shards_cmd
 
@@ -80,18 +84,11 @@ def register(app: typer.Typer) -> None:
             if saved is None:
                 raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
                                  hint="pass that plan.json as the first argument")
-            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, move_opts=mopts,
-                                   opts=Options(accept_new_host_key, tuple(accept_risk or ()) + tuple(saved.accepted_risks),
-                                                profiles, switches=Switches(tuple(replace_database or ()), no_local_copy),
-                                                bulk_login=lanes, checksum=checksum, tuning=tuning))
+            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, move_opts=mopts, opts=opts)
         elif on_target:
             raise UsageError("--on-target: only with --shard K (a worker on the target host)")
         elif saved is not None and saved.shards is not None:
             raise UsageError(f"{source}: a sharded plan runs as `--shard K` workers, then `--finish`")
-        risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
-        opts = Options(accept_new_host_key, risks, profiles,
-                       switches=Switches(tuple(replace_database or ()), no_local_copy),
-                       bulk_login=lanes, checksum=checksum, tuning=tuning)
         with prepare(config, opts) as prep:
             plan = prep.plan
             if saved is not None:
@@ -101,13 +98,7 @@ def register(app: typer.Typer) -> None:
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
-            approval = None
-            if not plan.blockers:
-                approval = gate.confirm(plan.changes, action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
-                                        ask=lambda q: typer.confirm(q, default=False),
-                                        show=lambda line: render.stderr_console().print(line, markup=False))
-                if approval is None:
-                    raise typer.Exit(int(ExitCode.USAGE))
+            approval = None if plan.blockers else approve(plan.changes, plan.target, yes)
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
             progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
             try:
@@ -122,3 +113,13 @@ def register(app: typer.Typer) -> None:
             render.move(out, report)
         bad = bool(report.failed) or bool(report.left) or (report.verify is not None and not report.verify.ok)
         raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))
+
+
+def approve(changes: list[str], target: str, yes: bool) -> gate.Approval:
+    """The gate's one question for `move` (and its shard phases); no: exit 2."""
+    approval = gate.confirm(changes, action="move", target=target, yes=yes, can_prompt=can_prompt(),
+                            ask=lambda q: typer.confirm(q, default=False),
+                            show=lambda line: render.stderr_console().print(line, markup=False))
+    if approval is None:
+        raise typer.Exit(int(ExitCode.USAGE))
+    return approval

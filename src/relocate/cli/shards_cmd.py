@@ -11,11 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relocate.cli import can_prompt, render
+from relocate.cli import render
+from relocate.cli.move_cmd import approve
 from relocate.cli.progress import Reporter
 from relocate.config import Config
 from relocate.errors import BlockedError, ExitCode, SafetyError, UsageError
-from relocate.execute import gate
 from relocate.execute.runner import MoveOptions, run_move
 from relocate.execute.verify import VerifyReport
 from relocate.plan.build import human_bytes
@@ -57,11 +57,7 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
     count = int(plan.shards["count"])
     dests = ", ".join(sorted({s.dest for s in plan.steps if s.kind == "s3"}))
     change = f"write shard {index} of {count}: up to {objs:,} object(s) ({human_bytes(nbytes)}) under {dests}"
-    approval = gate.confirm([change], action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
-                            ask=lambda q: typer.confirm(q, default=False),
-                            show=lambda line: render.stderr_console().print(line, markup=False))
-    if approval is None:
-        raise typer.Exit(int(ExitCode.USAGE))
+    approve([change], plan.target, yes)
     progress = Reporter.choose(objs, nbytes, as_json=as_json)
     opts.on_event = progress.event
     if on_target:  # the target's own file system: commands run here, the lanes too (no ssh logins)
@@ -120,13 +116,7 @@ def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, op
         out = render.stdout_console()
         if not as_json:
             render.plan(out, plan)
-        approval = None
-        if not plan.blockers:
-            approval = gate.confirm(plan.changes, action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
-                                    ask=lambda q: typer.confirm(q, default=False),
-                                    show=lambda line: render.stderr_console().print(line, markup=False))
-            if approval is None:
-                raise typer.Exit(int(ExitCode.USAGE))
+        approval = None if plan.blockers else approve(plan.changes, plan.target, yes)
         progress = Reporter.choose(0, 0, as_json=as_json)
         move_opts.on_event = progress.event
         try:
