@@ -1,6 +1,10 @@
 """Sharded moves (issue 16): the partition's property, the engine variables, and N real
 worker processes of the CLI against SeaweedFS and a real sshd, each given only its index
-through an engine's own variable, as Kubernetes or Slurm would pass it."""
+through an engine's own variable, as Kubernetes or Slurm would pass it.
+
+The end-to-end tests take longer than 10 s each on purpose: they start real `relocate`
+processes (a worker is a process the engine starts, with nothing but its environment),
+several per test, on a corpus kept to a few dozen objects."""
 
 from __future__ import annotations
 
@@ -223,7 +227,9 @@ def test_bad_shard_input_is_one_line(seaweedfs, sshd, tmp_path: Path, env_s3: di
                       (["move", str(plan), "--shard", "auto", "--yes"], {}),
                       (["move", str(plan), "--shard", "auto", "--yes"], {"JOB_COMPLETION_INDEX": "7"}),
                       (["move", str(flat), "--shard", "0", "--yes"], {}),
-                      (["move", str(flat), "--finish", "--yes"], {})):
+                      (["move", str(flat), "--finish", "--yes"], {}),
+                      (["move", str(plan), "--shard", "0", "--checksum", "--yes"], {}),
+                      (["move", str(flat), "--on-target", "--yes"], {})):
         r = cli(*args, env={**env_s3, **env})  # in-process: usage errors need no worker process
         code, err = r.exit_code, r.stderr
         assert code == 2 and len(err.strip().splitlines()) <= 2 and "Traceback" not in err, (args, err)

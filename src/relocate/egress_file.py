@@ -10,6 +10,7 @@ import yaml
 
 from relocate.errors import ConfigError
 from relocate.plan.egress import EgressRates, parse_rates
+from relocate.schema import SafeLoader
 
 
 def load_rates(path: Path | None = None) -> EgressRates:
@@ -23,7 +24,7 @@ def load_rates(path: Path | None = None) -> EgressRates:
             raise ConfigError(f"--egress-rates {path}: cannot read ({exc.strerror or exc})") from None
         source = str(path)
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (the safe loader, libyaml's when built)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     return parse_rates(doc, source)

@@ -350,6 +350,13 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())[:200]
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): the same YAML 1.1 safe
+# semantics and line marks, ~18x less CPU than the pure-Python one. Loading the 43 shipped
+# profiles took 1.2 s of CPU with the pure parser, paid by every `check` and `plan`; libyaml
+# also caps nesting at 1000 levels, a clean ScannerError rather than a RecursionError.
+SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def compose(text: str | bytes, source: str) -> yaml.Node | None:
     """Parse YAML safely (SafeLoader semantics) into a node tree with line marks.
 
@@ -362,7 +369,7 @@ def compose(text: str | bytes, source: str) -> yaml.Node | None:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
 
             if shard is not None and finish:
                 raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
+            if shard is not None and (keep_snapshot or checksum or deadline_at or replace_database or no_local_copy):
+                raise UsageError("--shard: --keep-snapshot, --checksum, --deadline, --replace-database and --no-local-copy "
+                                 "do not apply to a shard's worker (it keeps no local state; databases run in --finish)")
             if on_target and shard is None:
                 raise UsageError("--on-target: only with --shard K (a worker on the target host)")
             mopts = MoveOptions(transfers=transfers, keep_snapshot=keep_snapshot, lanes=lanes, bwlimit=rate,
