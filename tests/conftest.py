@@ -132,3 +132,16 @@ def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers
     server = require(servers.start_mariadb, tmp_path_factory.mktemp("mariadb"))
     yield server
     server.stop()
+
+
+# --- a batch engine
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A one-node Slurm cluster (tests/slurm.py): slurmctld, slurmd and munged of their own."""
+    import slurm as slurm_cluster
+
+    cluster = require(slurm_cluster.start_slurm, tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()

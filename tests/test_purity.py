@@ -12,7 +12,8 @@ import pytest
 ABSENT = ("boto3", "botocore", "paramiko", "obstore", "pycurl", "asyncssh", "moto")
 PURE = ("relocate.plan", "relocate.plan.model", "relocate.plan.build", "relocate.plan.deadline", "relocate.plan.egress",
         "relocate.policy", "relocate.policy.engine", "relocate.policy.profiles", "relocate.policy.schema",
-        "relocate.policy.verdict", "relocate.policy.app", "relocate.policy.render")
+        "relocate.policy.verdict", "relocate.policy.app", "relocate.policy.render",
+        "relocate.shards.partition", "relocate.shards.plan", "relocate.shards.status", "relocate.shards.engines")
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -229,7 +229,7 @@ def test_bucket_listing_walks_prefixes_side_by_side_and_misses_nothing(reader_fo
         if prefix == "":  # (SeaweedFS folds "a//b" into "a/b": the flat listing is the reference)
             assert len(want) >= len(_TREE) - 1
             walked = [c["Prefix"] for c in calls if c.get("Delimiter") == "/"]
-            whole = sorted(c["Prefix"] for c in calls if "Delimiter" not in c)
+            whole = sorted(c["Prefix"] for c in calls if "Delimiter" not in c and "MaxKeys" not in c)  # (MaxKeys: a density sample)
             tops = sorted({k.split("/")[0] + "/" for k in _TREE if "/" in k})
             if fanout == 1:  # one prefix is already "enough": the plain single pass
                 assert (walked, whole) == ([], [""])
@@ -268,3 +268,24 @@ def test_versioning_refused_is_unknown_not_a_failure(moto: str) -> None:
 
     part = plan_objects(inventory.Inventory(versions_left=left), {})
     assert any(w.code == "s3-versions" and "cannot tell whether it keeps older versions" in w.message for w in part.warnings)
+
+
+def test_many_dense_prefixes_are_listed_side_by_side(reader_for, s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past LIST_MAX_SPLIT prefixes, a level whose sampled prefixes are dense is still
+    listed one prefix per request, side by side (1,000 directories of 1,000 keys are not
+    one serial walk of 1,000 pages); sparse ones go on being listed whole."""
+    from relocate.config import BucketSpec
+    from relocate.sources import inventory
+
+    keys = {f"d/{i:02d}/{j}.bin": 3 for i in range(8) for j in range(4)}
+    reader, _, s3 = reader_for(keys)
+    aws = Aws(AwsSpec(region="us-east-1", endpoint_url=s3_server.endpoint_url))
+    calls: list[dict] = []
+    aws.client("s3").meta.events.register("provide-client-params.s3.ListObjectsV2", lambda params, **kw: calls.append(dict(params)))
+    monkeypatch.setattr(inventory, "LIST_MAX_SPLIT", 4)
+    for dense, want_whole in ((4, [f"d/{i:02d}/" for i in range(8)]), (5, ["d/"])):
+        monkeypatch.setattr(inventory, "LIST_DENSE", dense)
+        calls.clear()
+        got = inventory.list_bucket(aws, BucketSpec(reader.bucket, "", "data")).objects
+        assert [o.key for o in got] == sorted(keys)
+        assert sorted(c["Prefix"] for c in calls if "Delimiter" not in c and "MaxKeys" not in c) == want_whole

@@ -41,6 +41,12 @@ def _dir_mode(value: str) -> str | None:
     return None if re.fullmatch(r"0?[0-7]{3}", value) else 'must be an octal mode like "0700" (quoted)'
 
 
+def _inventory_url(value: str) -> str | None:
+    if not re.match(r"^s3://[^/]+/.+manifest\.json$", value):
+        return "must be the s3:// address of an S3 Inventory manifest.json (s3://BUCKET/PATH/manifest.json)"
+    return None
+
+
 def _source_path(value: str) -> str | None:
     return None if value.startswith("/") else "must be an absolute path on the source host"
 
@@ -153,6 +159,9 @@ SCHEMA = Map(
                             # current: the latest version of each key; all: older versions and
                             # delete markers too (README, "Versioned buckets")
                             "versions": Str(choices=VERSIONS),
+                            # an S3 Inventory report's manifest.json (s3://bucket/path/manifest.json),
+                            # read as the bucket's listing instead of ListObjects (README, "Shards")
+                            "inventory": Str(check=_inventory_url),
                         },
                         required=("bucket", "to"),
                         defaults={"prefix": "", "priority": "normal", "strip_prefix": False, "versions": "current"},
@@ -245,6 +254,7 @@ class BucketSpec:
     priority: str = "normal"
     strip_prefix: bool = False  # <to>/<key minus prefix> instead of <to>/<key>
     versions: str = "current"  # current | all (older versions and delete markers too)
+    inventory: str = ""  # s3://.../manifest.json: an S3 Inventory report read as the listing (sources/s3inventory.py)
 
     @property
     def strip(self) -> str:
@@ -335,7 +345,8 @@ def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Co
     target = data["target"]
     snap = data["snapshot"] or {"dir": ".relocate/snapshots", "key_file": ".relocate/age.key"}
     s3 = tuple(BucketSpec(b["bucket"], b["prefix"] or "", _norm(b["to"]), b["priority"] or "normal",
-                          bool(b.get("strip_prefix")), b.get("versions") or "current") for b in src.get("s3") or [])
+                          bool(b.get("strip_prefix")), b.get("versions") or "current", b.get("inventory") or "")
+               for b in src.get("s3") or [])
     dests = [b.to for b in s3]
     for item in src.get("parameters") or []:
         dests.append(_norm(item["to"]))

@@ -35,8 +35,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "profiles": ("check", "Acceptable-use provider profiles: list, show, lint."),
     "plan": ("plan_cmd", "Read the source and probe the target (nothing is written) and show the plan."),
     "move": ("move_cmd", "Copy the data and config to the target, then verify it there."),
+    "status": ("status_cmd", "Show a sharded move's progress per shard, read from the target."),
     "verify": ("verify_cmd", "Hash every file on the target and compare with the latest snapshot."),
     "rollback": ("rollback_cmd", "Switch back to the previous release and restart it."),
+    "shards": ("emit_cmd", "Sharded moves: emit the files Kubernetes, GitHub Actions or AWS Batch need to run a plan made with `relocate plan --shards N` (docs/scale.md)."),
     "demo": ("demo_cmd", "Run plan, move and verify against an embedded source cloud and SSH target."),
 }
 _loaded: dict[str, dict[str, Any]] = {}  # module -> its commands, each module registered once

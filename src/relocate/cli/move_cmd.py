@@ -12,7 +12,7 @@ import typer
 
 from relocate.cli import can_prompt, options, render
 from relocate.cli.progress import Reporter
-from relocate.errors import ExitCode
+from relocate.errors import ExitCode, UsageError
 from relocate.execute import gate
 from relocate.execute.runner import run_move
 from relocate.plan import deadline
@@ -45,6 +45,17 @@ def register(app: typer.Typer) -> None:
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
         accept_risk: Optional[list[str]] = options.ACCEPT_RISK,
         profiles: Optional[Path] = options.PROFILES,
+        shard: Optional[str] = typer.Option(None, "--shard", metavar="K|auto",
+                                            help="Run only shard K (0..N-1) of a plan made with `plan --shards N`: its objects, "
+                                                 "resuming from what the target holds. `auto` reads K from RELOCATE_SHARD, "
+                                                 "JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID, "
+                                                 "NOMAD_ALLOC_INDEX or CI_NODE_INDEX."),
+        finish: bool = typer.Option(False, "--finish",
+                                    help="The final phase of a sharded plan: every other kind, then one verification across "
+                                         "all shards. Refused (exit 6) while a shard is incomplete."),
+        on_target: bool = typer.Option(False, "--on-target",
+                                       help="With --shard: this worker runs on the target host itself; it reads S3 and "
+                                            "writes target.root on this machine's file system (no SSH)."),
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
@@ -58,6 +69,27 @@ def register(app: typer.Typer) -> None:
                                  switches=Switches(tuple(replace_database or ()), no_local_copy),
                                  checksum=checksum, keep_snapshot=keep_snapshot, deadline=until)
         opts = dataclasses.replace(opts, bulk_login=opts.transfer.lanes)
+        if shard is not None or finish or on_target:
+            from relocate.cli import shards_cmd
+
+            if shard is not None and finish:
+                raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
+            if on_target and shard is None:
+                raise UsageError("--on-target: only with --shard K (a worker on the target host)")
+            if shard is not None and (keep_snapshot or checksum or deadline_at or replace_database or no_local_copy):
+                raise UsageError("--shard: --keep-snapshot, --checksum, --deadline, --replace-database and --no-local-copy "
+                                 "do not apply to a shard's worker (it keeps no local state; databases run in --finish)")
+            if shard is not None:
+                index = shards_cmd.parse_shard(shard, saved)  # exit 2 unless saved is a sharded plan
+                assert saved is not None
+                shards_cmd.move_shard(saved, config, index, yes=yes, allow_drift=allow_drift, opts=opts, as_json=as_json,
+                                      on_target=on_target)
+            if saved is None:
+                raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
+                                 hint="pass that plan.json as the first argument")
+            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, opts=opts)
+        if saved is not None and saved.shards is not None:
+            raise UsageError(f"{source}: a sharded plan runs as `--shard K` workers, then `--finish`")
         with prepare(config, opts) as prep:
             plan = prep.plan
             if saved is not None:
@@ -72,13 +104,7 @@ def register(app: typer.Typer) -> None:
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
-            approval = None
-            if not plan.blockers:
-                approval = gate.confirm(plan.changes, action="move", target=plan.target, yes=yes, can_prompt=can_prompt(),
-                                        ask=lambda q: typer.confirm(q, default=False),
-                                        show=lambda line: render.stderr_console().print(line, markup=False))
-                if approval is None:
-                    raise typer.Exit(int(ExitCode.USAGE))
+            approval = None if plan.blockers else approve(plan.changes, plan.target, yes)
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
             progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
             try:
@@ -92,3 +118,13 @@ def register(app: typer.Typer) -> None:
             render.move(out, report)
         bad = bool(report.failed) or bool(report.left) or (report.verify is not None and not report.verify.ok)
         raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))
+
+
+def approve(changes: list[str], target: str, yes: bool) -> gate.Approval:
+    """The gate's one question for `move` (and its shard phases); no: exit 2."""
+    approval = gate.confirm(changes, action="move", target=target, yes=yes, can_prompt=can_prompt(),
+                            ask=lambda q: typer.confirm(q, default=False),
+                            show=lambda line: render.stderr_console().print(line, markup=False))
+    if approval is None:
+        raise typer.Exit(int(ExitCode.USAGE))
+    return approval

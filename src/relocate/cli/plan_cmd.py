@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         egress_rates: Optional[Path] = typer.Option(None, "--egress-rates", help="AWS data-transfer-out rates file (default: the shipped, dated one)."),
         fmt: str = typer.Option("text", "--format", help="text, json or markdown (for a pull-request comment)."),
         checksum: bool = options.CHECKSUM,
+        shards: Optional[int] = typer.Option(None, "--shards", min=1, max=10000, metavar="N",
+                                             help="Cut every bucket into N key ranges (balanced by bytes and count) for N workers "
+                                                  "(`move PLAN.json --shard K`); everything else runs in `move PLAN.json --finish`."),
     ) -> None:
         """Read the source and probe the target (nothing is written) and show the plan. Exit 0 ready, 3 blocked."""
         if fmt not in ("text", "json", "markdown"):
@@ -50,8 +53,16 @@ def register(app: typer.Typer) -> None:
         # The one settings value: these options and the RELOCATE_* variables, read here only.
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key, profiles=profiles,
                                  accepted_risks=tuple(accept_risk or ()), probe=probe, checksum=checksum)
+        if shards is not None:
+            from relocate.shards.plan import check_shardable
+
+            check_shardable(config)  # before any connection
         with prepare(config, opts) as prep:
             plan = prep.plan
+            if shards is not None:
+                from relocate.shards.plan import shards_section
+
+                plan.shards = shards_section(plan, prep.gathered.inventory, shards, prep.ctx.rates)
         plan.egress = egress.estimate(egress.bytes_by_region(plan.steps, config.aws.region), rates,
                                       dt.datetime.fromtimestamp(started, dt.timezone.utc).date())
         if plan.egress["rates_stale"]:
@@ -69,6 +80,10 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(plan_markdown(plan))
         else:
             render.plan(render.stdout_console(), plan)
+            if plan.shards is not None:
+                from relocate.cli.shards_cmd import shards_table
+
+                shards_table(render.stdout_console(), plan)
             if output is not None:
                 render.stdout_console().print(f"saved to {output}; run `relocate move {output}` to execute exactly this plan", markup=False)
         raise typer.Exit(int(ExitCode.OK if plan.ready else ExitCode.BLOCKED))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
@@ -17,18 +18,51 @@ from relocate.execute.verify import verify_snapshot
 from relocate.settings import Settings
 from relocate.snapshot import crypto, store
 from relocate.ssh.connection import session
+from relocate.workflow import load_plan_file
+
+
+def _verify_sharded(plan: Any, config: Any, snap: Any, opts: Settings, as_json: bool) -> None:
+    """Every shard's objects, hashed on the target; and the final phase's snapshot, if any
+    (made by `move --finish`; a fresh machine has none and checks the objects only)."""
+    from relocate.execute.verify import VerifyReport
+    from relocate.shards.verify import verify_shards
+
+    with session(config.ssh, opts.login, config.target_jump) as conn:
+        if snap is not None:
+            identity = crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
+            ctx = Context(config=config, aws=Aws(config.aws), conn=conn, target_id=target_id(config, conn), login=opts.login)
+            report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)
+        else:
+            report = VerifyReport()
+        verify_shards(conn, config, plan, report)
+    if as_json:
+        render.print_json({"snapshot": snap.id if snap else None, "shards": plan.shards["count"], **report.to_dict()})
+    else:
+        render.stdout_console().print(f"{plan.shards['count']} shard(s) of plan {plan.shards['id']}"
+                                      + (f", snapshot {snap.id}" if snap else ""), markup=False)
+        render.verify(render.stdout_console(), report)
+    raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.DIFFERENCES))
 
 
 def register(app: typer.Typer) -> None:
     @app.command("verify")
     def verify_cmd(
+        plan_file: Optional[Path] = typer.Argument(None, metavar="[PLAN.json]",
+                                                   help="A saved plan: its relocate.yaml is used; a sharded plan's objects are "
+                                                        "verified across all its shards (default: -f)."),
         file: Path = options.CONFIG,
         as_json: bool = options.JSON,
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
     ) -> None:
         """Hash every file on the target and compare with the latest snapshot. Exit 4 on any difference."""
-        config = load_config(file)
+        plan = None
+        if plan_file is not None:
+            plan, config = load_plan_file(plan_file)
+        else:
+            config = load_config(file)
         snap = store.latest(config.snapshot_dir)
+        if plan is not None and plan.shards is not None:
+            _verify_sharded(plan, config, snap, Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key), as_json)
         if snap is None:
             raise ConfigError(f"no snapshot in {config.snapshot_dir}", hint="run `relocate move` first")
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key)  # RELOCATE_* read here only

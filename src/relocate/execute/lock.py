@@ -69,10 +69,15 @@ class TargetLock:
     conn: Connection
     root: str
     action: str = "move"
+    # A shard worker's lock (shards/worker.py) lives elsewhere, and may be taken over when
+    # its owner file was not touched for `stale_s` seconds: a Kubernetes pod that died
+    # leaves it from a host name that never comes back (the holder touches it every chunk).
+    where: str = ""
+    stale_s: float | None = None
 
     @property
     def path(self) -> str:
-        return posixpath.join(layout.state_dir(self.root), "lock")
+        return self.where or posixpath.join(layout.state_dir(self.root), "lock")
 
     def __enter__(self) -> "TargetLock":
         owner = {"who": who(), "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "action": self.action}
@@ -93,11 +98,26 @@ class TargetLock:
                 # Provably stale: the holder was a process on this machine that is gone.
                 self.conn.run(shell.line(["rm", "-rf", "--", self.path]))
                 continue
+            if self.stale_s is not None and self._age() > self.stale_s:
+                self.conn.run(shell.line(["rm", "-rf", "--", self.path]))
+                continue
             desc = (f"{holder.get('who', '?')} (pid {holder.get('pid', '?')}, {holder.get('action', 'move')} since "
                     f"{holder.get('since', '?')})") if holder else "an unknown holder (no owner file)"
             raise SafetyError(f"the target is locked by {desc}: another relocate move or rollback is running",
                               hint=f"wait for it; if none runs any more, remove {self.path} on the target")
         raise SafetyError(f"could not take the lock {self.path} on the target")
+
+    def _age(self) -> float:
+        """Seconds since the owner file was last touched, by the target's own clock."""
+        cmd, body = shell.script(_AGE, posixpath.join(self.path, "owner"))
+        try:
+            return float(self.conn.run(cmd, body, timeout=60).text().strip() or 0)
+        except ValueError:
+            return 0.0
+
+    def touch(self) -> None:
+        """The holder is alive (see stale_s)."""
+        self.conn.run(shell.line(["touch", "-c", "--", posixpath.join(self.path, "owner")]), timeout=60, check=False)
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -116,6 +136,11 @@ def audit(conn: Connection, root: str, action: str, **fields: Any) -> None:
     cmd = nolinks.guarded(root, [path], cmd)  # `>>` would follow a symlinked .relocate or audit.log
     conn.run(cmd, body, timeout=60)
 
+
+_AGE = r"""
+m=$(stat -c %Y -- "$1" 2>/dev/null) || { echo 0; exit 0; }
+echo $(( $(date +%s) - m ))
+"""
 
 _APPEND = r"""
 mkdir -p -- "$(dirname -- "$1")"

@@ -111,6 +111,8 @@ class Plan:
     # per versioned source.s3 entry without `versions: all`: older versions and delete markers not moved
     versions_left: list[dict[str, Any]] = field(default_factory=list)
     estimate_range: dict[str, float] | None = None  # plan --probe: {low_s, high_s} for the whole plan
+    # plan --shards N: {count, id, steps: {s3 step id: [range, ...]}, est_seconds}; shards/plan.py
+    shards: dict[str, Any] | None = None
 
     @property
     def ready(self) -> bool:
@@ -168,6 +170,7 @@ class Plan:
                 left_out=list(data.get("left_out") or []),
                 versions_left=list(data.get("versions_left") or []),
                 estimate_range=data.get("estimate_range"),
+                shards=data.get("shards"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: damaged plan file ({exc})") from None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Callable
 from urllib.parse import quote, unquote
 
 MAX_SEGMENT = 200
@@ -94,3 +95,30 @@ def map_keys(keys: list[str], strip: str = "") -> dict[str, str]:
         if path in dirs:
             mapped[key] = path + _tag(key)
     return mapped
+
+
+def is_dir_of(key: str, other: str, strip: str = "") -> bool:
+    """Step 5 for two keys: `other`'s path has `key`'s path as one of its directories."""
+    return encode_key(other, strip).startswith(encode_key(key, strip) + "/")
+
+
+def chunk_paths(keys: list[str], strip: str, after: Callable[[str], str | None]) -> dict[str, str]:
+    """map_keys for one chunk of a key-sorted stream (a shard's worker never holds all the
+    keys): the same paths map_keys gives over the whole listing. Only keys starting with
+    `key + "/"` can make `key` a directory, and then the first of them past `key + "/"`
+    does (a tagged key is no one's directory), so each key needs just that
+    one neighbour: found in the chunk by bisection, else asked of `after(s)` (the first
+    key of the listing greater than s; one S3 request) for the few keys at a chunk's end."""
+    import bisect
+
+    out: dict[str, str] = {}
+    for key in keys:
+        path = encode_key(key, strip)
+        if "%%" not in path:
+            probe = key + "/"
+            j = bisect.bisect_right(keys, probe)
+            nxt = keys[j] if j < len(keys) else after(probe)
+            if nxt is not None and nxt.startswith(probe) and is_dir_of(key, nxt, strip):
+                path += _tag(key)
+        out[key] = path
+    return out

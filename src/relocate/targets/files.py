@@ -181,3 +181,44 @@ PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, e
 
 def permanent_errno(exc: OSError) -> bool:
     return exc.errno in PERMANENT_ERRNOS
+
+
+# For a chunk of a shard: facts about named files only (a whole-tree `find` would read
+# every shard's files). Paths come NUL-separated on stdin, relative to $1; a missing one
+# is simply absent from the answer.
+_SIZES_OF = r"""
+cd "$1" 2>/dev/null || exit 0
+LC_ALL=C xargs -0 -r stat --printf '%F\t%s\t%n\0' -- 2>/dev/null
+exit 0
+"""
+_HASH_OF = r"""
+cd "$1" 2>/dev/null || exit 0
+xargs -0 -r sha256sum -z -- 2>/dev/null
+exit 0
+"""
+
+
+def _named(conn: Connection, script: str, directory: str, rels: Iterable[str]) -> bytes:
+    names = b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rels)
+    # the script is an argument (`sh -c`), so stdin is the names alone
+    return conn.run(shell.line(["sh", "-c", script, "sh", directory]), names, timeout=3600).stdout
+
+
+def sizes_of(conn: Connection, directory: str, rels: Iterable[str]) -> dict[str, int]:
+    """{rel: size} for those of `rels` that are regular files under directory."""
+    out: dict[str, int] = {}
+    for rec in _named(conn, _SIZES_OF, directory, rels).split(b"\0"):
+        kind, _, rest = rec.partition(b"\t")
+        if kind.startswith(b"regular"):
+            size, _, name = rest.partition(b"\t")
+            out[name.decode("utf-8", "surrogateescape")] = int(size)
+    return out
+
+
+def hashes_of(conn: Connection, directory: str, rels: Iterable[str]) -> dict[str, str]:
+    """{rel: sha256} for those of `rels` that exist under directory, hashed on the target."""
+    out: dict[str, str] = {}
+    for rec in _named(conn, _HASH_OF, directory, rels).split(b"\0"):
+        if len(rec) > 66:
+            out[rec[66:].decode("utf-8", "surrogateescape")] = rec[:64].decode()
+    return out

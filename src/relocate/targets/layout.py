@@ -7,6 +7,10 @@
     <root>/.relocate/hosts.json      per source.hosts entry: sha256 of the tar that landed
     <root>/.relocate/lock            held for the whole move
     <root>/.relocate/audit.log       append-only record of moves
+    <root>/.relocate/shards/<to>/<K>/   a sharded move's records for shard K of one bucket
+                                     entry: c<NNNNNN>.json per chunk (key, path, sha256),
+                                     progress.json (counts, bytes, complete)
+    <root>/.relocate/shards/staging/<K>, .../locks/<K>: shard K's own staging and lock
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ def sidecar_dir(root: str) -> str:
 def sidecar_path(root: str, dest: str) -> str:
     """One JSON file per bucket directory; `/` in `to:` becomes `__`."""
     return posixpath.join(sidecar_dir(root), dest.replace("/", "__") + ".json")
+
+
+def shards_dir(root: str) -> str:
+    return posixpath.join(root, STATE_DIR, "shards")
+
+
+def shard_dir(root: str, dest: str, index: int) -> str:
+    """Shard `index`'s records for the bucket entry written to `dest`."""
+    return posixpath.join(shards_dir(root), dest.replace("/", "__"), str(index))
+
+
+def shard_staging(root: str, index: int) -> str:
+    return posixpath.join(shards_dir(root), "staging", str(index))
 
 
 def under(path: str, base: str) -> str:

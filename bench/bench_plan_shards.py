@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""`relocate plan --shards 16` over a million objects (issue 16): under a minute, plan.json
+under 1 MiB.
+
+Starts SeaweedFS and an sshd (tests/servers.py), fills a bucket with `--objects` tiny
+objects (keys spread over 1,000 "directories", as an app's uploads are, so the listing
+fans out by common prefix), then times `relocate plan --shards N -o plan.json` and
+prints the wall time, the plan file's size and the shards' balance. Seeding a million
+objects takes several minutes on a 2-core machine; it is not part of the figure.
+
+    python bench/bench_plan_shards.py                       # 1,000,000 objects, 16 shards
+    python bench/bench_plan_shards.py --objects 100000 --shards 8
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[int, int, str]:
+    """(exit status, peak RSS in KiB of that one process, its stderr)."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, usage.ru_maxrss, err.read().decode(errors="replace")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--objects", type=int, default=1_000_000)
+    ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=32, help="seeding PUTs in parallel")
+    ap.add_argument("--worker", action="store_true", help="then run shard 0's worker and report its peak RSS")
+    args = ap.parse_args()
+
+    import servers
+    from helpers import make_config
+
+    work = Path(tempfile.mkdtemp(prefix="relocate-bench-shards-"))
+    weed = servers.start_seaweedfs(work / "weed")
+    sshd = servers.start_sshd(work / "sshd")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": weed.access_key, "AWS_SECRET_ACCESS_KEY": weed.secret_key,
+           "HOME": str(work / "home")}
+    s3 = servers.s3_client(weed.endpoint_url, weed.access_key, weed.secret_key)
+    try:
+        bucket = "plan-shards"
+        s3.create_bucket(Bucket=bucket)
+        t0 = time.monotonic()
+        put = lambda i: s3.put_object(Bucket=bucket, Key=f"u/{i % 1000:03d}/{i:07d}.jpg", Body=b"x" * (1 + i % 97))
+        with ThreadPoolExecutor(args.threads) as pool:
+            for start in range(0, args.objects, 20_000):  # a block at a time: no million futures held
+                list(pool.map(put, range(start, min(args.objects, start + 20_000))))
+                if start and start % 100_000 == 0 or args.objects <= 300_000:
+                    print(f"  seeded {start:,} in {time.monotonic() - t0:.0f}s", flush=True)
+        print(f"seeded {args.objects:,} objects in {time.monotonic() - t0:.0f}s", flush=True)
+        cfg = make_config(work / "relocate.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(sshd.root / "t"),
+                          buckets=[{"bucket": bucket, "to": "data"}])
+        plan = work / "plan.json"
+        t0 = time.monotonic()
+        code, rss, err = run([sys.executable, "-m", "relocate", "plan", "-f", str(cfg), "--shards", str(args.shards),
+                              "-o", str(plan)], env)
+        wall = time.monotonic() - t0
+        if code != 0:
+            raise SystemExit(f"plan failed ({code}): {err[-2000:]}")
+        doc = json.loads(plan.read_text())
+        ranges = next(iter(doc["shards"]["steps"].values()))
+        counts = [r["objects"] for r in ranges]
+        print(f"plan --shards {args.shards} over {args.objects:,} objects: {wall:.1f} s wall, plan.json "
+              f"{plan.stat().st_size / 1024:.1f} KiB; objects per shard {min(counts):,}..{max(counts):,}")
+        print(f"plan's peak RSS {rss / 1024:.0f} MiB")
+        print("goal: under 60 s, under 1024 KiB:", "met" if wall < 60 and plan.stat().st_size < 1 << 20 else "NOT met")
+        if args.worker:
+            t0 = time.monotonic()
+            code, rss, err = run([sys.executable, "-m", "relocate", "move", str(plan), "--shard", "0", "--yes"], env)
+            print(f"worker of shard 0 ({counts[0]:,} objects): exit {code}, {time.monotonic() - t0:.0f} s, "
+                  f"peak RSS {rss / 1024:.0f} MiB (goal: under 256 MiB)" + ("" if code == 0 else f"\n{err[-1500:]}"))
+    finally:
+        weed.stop()
+        sshd.stop()
+
+
+if __name__ == "__main__":
+    main()
