@@ -1,5 +1,5 @@
-"""mypy in CI (issue 17): the library type-checks, the pure planner and policy engine under
-the strict flags (pyproject.toml [tool.mypy]). A type error fails the suite like any bug."""
+"""mypy in CI (issue 17): the whole library type-checks under mypy's strict flags
+(pyproject.toml [tool.mypy]). A type error fails the suite like any bug."""
 
 from __future__ import annotations
 
@@ -17,13 +17,19 @@ def test_mypy_passes_on_the_library() -> None:
     assert "Success: no issues found" in proc.stdout
 
 
-def test_the_strict_part_is_strict(tmp_path: Path) -> None:
-    """The same run fails on an untyped function in relocate.plan: the check can fail."""
-    pkg = tmp_path / "relocate" / "plan"
+def test_the_whole_library_is_strict(tmp_path: Path) -> None:
+    """The same configuration fails on an untyped function in any relocate module (not only the
+    planner), on a bare generic and on a stray `type: ignore`: the check can fail."""
+    pkg = tmp_path / "relocate" / "execute"
     pkg.mkdir(parents=True)
     (tmp_path / "relocate" / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text("def untyped(x):\n    return x\n")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "anything.py").write_text("def untyped(x):\n    return x\n\n\n"
+                                     "def bare() -> dict:\n    return {}\n\n\n"
+                                     "N: int = 1  # type: ignore[assignment]\n")
     proc = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--config-file", str(ROOT / "pyproject.toml"),
                            str(tmp_path / "relocate")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0 and "no-untyped-def" in proc.stdout, proc.stdout
+    assert proc.returncode != 0, proc.stdout
+    for code in ("no-untyped-def", "type-arg", "unused-ignore"):
+        assert f"[{code}]" in proc.stdout, proc.stdout
     assert (ROOT / "src" / "relocate" / "py.typed").exists()

@@ -101,15 +101,16 @@ class Spec:
 def _scalar(node: yaml.Node, path: str, ctx: Ctx, what: str) -> str:
     if not isinstance(node, yaml.ScalarNode):
         raise ctx.fail(node, path, f"must be {what}")
-    value = node.value
-    if ctx.env is not None and "$" in value:
+    value: str = node.value
+    env = ctx.env  # a local: the closure below keeps the not-None narrowing
+    if env is not None and "$" in value:
         def sub(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
             name = m.group(1)
-            if name not in ctx.env:  # type: ignore[operator]
+            if name not in env:
                 raise ctx.fail(node, path, f"environment variable {name} is not set (export it, or write $${{{name}}} for a literal)")
-            return ctx.env[name]  # type: ignore[index]
+            return env[name]
         value = _ENV_RE.sub(sub, value)
     return value
 
@@ -124,7 +125,7 @@ class Str(Spec):
     nonempty: bool = True
     check: Callable[[str], str | None] | None = None  # returns an error message or None
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> str:
         if isinstance(node, yaml.ScalarNode) and node.tag in (
             "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
         ) and not node.style:
@@ -138,7 +139,7 @@ class Str(Spec):
             raise ctx.fail(node, path, err)
         return value
 
-    def describe(self):
+    def describe(self) -> str:
         return "one of " + ", ".join(self.choices) if self.choices else "a string"
 
 
@@ -147,7 +148,7 @@ class Int(Spec):
     min: int | None = None
     max: int | None = None
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> int:
         raw = _scalar(node, path, ctx, "an integer")
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
             raise ctx.fail(node, path, "must be an integer")
@@ -164,7 +165,7 @@ class Int(Spec):
 class Float(Spec):
     min: float | None = None
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> float:
         raw = _scalar(node, path, ctx, "a number")
         try:
             value = float(raw)
@@ -183,7 +184,7 @@ class Bool(Spec):
 
     _MAP = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> bool | None:
         if self.nullable and _is_null(node):
             return None
         what = "true or false or null" if self.nullable else "true or false"
@@ -202,7 +203,7 @@ class Date(Spec):
 
     partial: bool = False
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> dt.date | str:
         raw = _scalar(node, path, ctx, "a date").strip()
         what = "a date YYYY, YYYY-MM or YYYY-MM-DD" if self.partial else "a date YYYY-MM-DD"
         try:
@@ -222,7 +223,7 @@ class Date(Spec):
 class Optional_(Spec):
     inner: Spec
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
         return None if _is_null(node) else self.inner.load(node, path, ctx)
 
 
@@ -234,10 +235,10 @@ class Either(Spec):
     scalar: Spec
     mapping: Spec
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
         return self.mapping.load(node, path, ctx) if isinstance(node, yaml.MappingNode) else self.scalar.load(node, path, ctx)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"{self.scalar.describe()} or {self.mapping.describe()}"
 
 
@@ -246,7 +247,7 @@ class List(Spec):
     item: Spec
     min_items: int = 0
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> list[Any]:
         if _is_null(node):
             items: list[yaml.Node] = []
         elif isinstance(node, yaml.SequenceNode):
@@ -255,7 +256,7 @@ class List(Spec):
             raise ctx.fail(node, path, "must be a list")
         if len(items) < self.min_items:
             raise ctx.fail(node, path, f"must have at least {self.min_items} item(s)")
-        out = []
+        out: list[Any] = []
         for i, n in enumerate(items):
             try:
                 out.append(_child(self.item, n, join(path, i), ctx))
@@ -271,7 +272,7 @@ class Dict(Spec):
     value: Spec
     key_check: Callable[[str], str | None] | None = None  # returns an error message or None
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> dict[str, Any]:
         if _is_null(node):
             return {}
         if not isinstance(node, yaml.MappingNode):
@@ -295,7 +296,7 @@ class Map(Spec):
     defaults: dict[str, Any] = field(default_factory=dict)
     one_of: tuple[str, ...] = ()  # exactly one of these keys must be present
 
-    def load(self, node, path, ctx):
+    def load(self, node: yaml.Node, path: str, ctx: Ctx) -> dict[str, Any]:
         if _is_null(node) and not self.required:
             node_items: list[tuple[yaml.Node, yaml.Node]] = []
         elif isinstance(node, yaml.MappingNode):
@@ -342,7 +343,7 @@ class Map(Spec):
     def missing(self, line: int | None, path: str, key: str, ctx: Ctx) -> None:
         ctx.report_at(line, join(path, key), f"is required ({self.fields[key].describe()})")
 
-    def describe(self):
+    def describe(self) -> str:
         return "a mapping"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 
 class Secret:
     """Holds a value that must never be shown. `reveal()` is the only way out,
@@ -30,5 +32,5 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self):  # pickling would carry the value out of the type
+    def __reduce__(self) -> NoReturn:  # pickling would carry the value out of the type
         raise TypeError("Secret values cannot be pickled")

@@ -67,13 +67,13 @@ class _Commands(dict):  # type: ignore[type-arg]
     def __getitem__(self, name: str) -> Any:
         return _load(name)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return _load(name) if name in _COMMANDS else default
 
-    def items(self) -> Any:  # type: ignore[override]
+    def items(self) -> Any:
         return [(name, _load(name)) for name in _COMMANDS]
 
-    def values(self) -> Any:  # type: ignore[override]
+    def values(self) -> Any:
         return [_load(name) for name in _COMMANDS]
 
 

@@ -30,7 +30,7 @@ from relocate.policy.app import AppProfile, Moderation, app_from_parts
 from relocate.policy.engine import STALE_AFTER_DAYS, check, verdict_for
 from relocate.policy.profiles import ProfileSet, lint_dir, load_profiles
 from relocate.policy.schema import lint_warnings
-from relocate.policy.verdict import FORMAT_VERSION, event_dict
+from relocate.policy.verdict import FORMAT_VERSION, ProviderVerdict, event_dict
 
 _PROFILES_HELP = "Extra profiles directory (overrides shipped profiles by id); $RELOCATE_PROFILES also works."
 
@@ -180,7 +180,7 @@ def _console() -> Console:
 _COLOUR = {"accept": "green", "conditional": "yellow", "unknown": "magenta", "reject": "red"}
 
 
-def _table(report_verdicts: list, console: Console) -> None:
+def _table(report_verdicts: list[ProviderVerdict], console: Console) -> None:
     table = Table(title="Acceptable use, ranked")
     for col in ("#", "provider", "verdict", "score", "kinds", "top findings"):
         table.add_column(col, overflow="fold")
@@ -259,7 +259,7 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
         console.print(f"[dim]{report.disclaimer} `relocate check --explain ID` shows every finding and its source.[/dim]")
 
 
-def _provider_rows(ps: ProfileSet) -> list[dict]:
+def _provider_rows(ps: ProfileSet) -> list[dict[str, Any]]:
     return [{"id": p.id, "name": p.name, "kinds": list(p.kinds), "jurisdiction": p.country, "confidence": p.confidence,
              "categories_reviewed": sum(1 for c in p.clauses.values() if c.stance != "unknown"),
              "oldest_review": min(d.reviewed for d in p.documents.values()).isoformat(),
@@ -267,7 +267,7 @@ def _provider_rows(ps: ProfileSet) -> list[dict]:
             for p in sorted(ps.providers.values(), key=lambda p: p.id)]
 
 
-def _show(ps: ProfileSet, pid: str) -> dict:
+def _show(ps: ProfileSet, pid: str) -> dict[str, Any]:
     p = ps.get(pid)
     return {
         "id": p.id, "name": p.name, "aliases": list(p.aliases), "kinds": list(p.kinds),

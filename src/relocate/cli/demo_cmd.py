@@ -22,7 +22,8 @@ from relocate.errors import ExitCode, RelocateError, UsageError
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _run_step(args: list[str]) -> int:

@@ -34,7 +34,7 @@ def _line(kind: str, item: dict[str, Any]) -> str:
     if kind == "route53":
         return f"{item['name']}: {item.get('records')} records" + (" (private)" if item.get("private") else "")
     if kind in ("ssm", "secrets"):
-        return item["name"]
+        return str(item["name"])
     fields = [str(v) for k, v in item.items() if k not in ("region",) and v not in (None, "", [])]
     return " ".join(fields[:3])
 

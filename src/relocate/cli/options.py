@@ -31,7 +31,7 @@ def parse_rate(text: str | None) -> float | None:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?B)?(?:/s)?\s*", text)
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"--bwlimit {text!r}: expected a rate like 800k, 10M or 1.5G (bytes per second)")
-    return float(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " ")
+    return float(m.group(1)) * 1024.0 ** " kmg".index(m.group(2).lower() or " ")
 
 
 DEADLINE = typer.Option(

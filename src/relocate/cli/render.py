@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from relocate.cli.jsondoc import print_json  # noqa: F401  (re-exported: render.print_json)
+from relocate.cli.jsondoc import print_json as print_json  # re-exported: render.print_json
 from relocate.execute.runner import MoveReport
 from relocate.execute.verify import VerifyReport
 from relocate.plan.build import human_bytes, left_out_message

@@ -153,10 +153,10 @@ def _count_toward_rekey(chan: Any, nbytes: int) -> None:
     """
     conn = chan.get_connection()
     if isinstance(getattr(conn, "_rekey_bytes_sent", None), int):
-        conn._rekey_bytes_sent += nbytes  # type: ignore[attr-defined]
+        conn._rekey_bytes_sent += nbytes
 
 
-async def _pump_in(stdin: asyncssh.SSHReader, child_in: asyncio.StreamWriter) -> None:
+async def _pump_in(stdin: asyncssh.SSHReader[bytes], child_in: asyncio.StreamWriter) -> None:
     """Channel -> child stdin, closing the child's stdin on the client's EOF
     (so `tar -x` or `sha256sum` sees end of input)."""
     chan = stdin.channel
@@ -175,7 +175,7 @@ async def _pump_in(stdin: asyncssh.SSHReader, child_in: asyncio.StreamWriter) ->
             child_in.close()
 
 
-async def _pump_out(child_out: asyncio.StreamReader, out: asyncssh.SSHWriter) -> None:
+async def _pump_out(child_out: asyncio.StreamReader, out: asyncssh.SSHWriter[bytes]) -> None:
     """Child stdout/stderr -> channel, respecting the client's window via drain()."""
     while True:
         data = await child_out.read(CHUNK_BYTES)
@@ -206,7 +206,7 @@ class _ExecHandler:
         self._children = children
 
     async def __call__(
-        self, stdin: asyncssh.SSHReader, stdout: asyncssh.SSHWriter, stderr: asyncssh.SSHWriter
+        self, stdin: asyncssh.SSHReader[bytes], stdout: asyncssh.SSHWriter[bytes], stderr: asyncssh.SSHWriter[bytes]
     ) -> None:
         chan: Any = stdout.channel  # an SSHServerChannel: exec requests come only from the server side
         command = chan.get_command()
@@ -229,8 +229,8 @@ class _ExecHandler:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
 
-    async def _serve(self, proc: asyncio.subprocess.Process, stdin: asyncssh.SSHReader,
-                     stdout: asyncssh.SSHWriter, stderr: asyncssh.SSHWriter) -> None:
+    async def _serve(self, proc: asyncio.subprocess.Process, stdin: asyncssh.SSHReader[bytes],
+                     stdout: asyncssh.SSHWriter[bytes], stderr: asyncssh.SSHWriter[bytes]) -> None:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three are PIPEs
         feeder = asyncio.ensure_future(_pump_in(stdin, proc.stdin))
         # The command is done when its output is drained and it has exited;
@@ -334,7 +334,7 @@ class EmbeddedSshd:
     identity_file: Path
     host_key_fingerprint: str
     host_key_line: str
-    process: subprocess.Popen = field(repr=False)
+    process: subprocess.Popen[bytes] = field(repr=False)
 
     @property
     def known_hosts_line(self) -> str:

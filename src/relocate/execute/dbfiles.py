@@ -176,7 +176,8 @@ def in_background(work: Callable[[], T], *, on_abort: Callable[[], None],
         worker.join()
         if "error" in box:
             raise box["error"]
-        return box["value"]
+        value: T = box["value"]  # run() stored work()'s result
+        return value
 
     try:
         yield outcome

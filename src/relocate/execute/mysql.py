@@ -18,9 +18,9 @@ import os
 import re
 import shutil
 import subprocess
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, mysql_defaults, pipe_to_target,
@@ -130,7 +130,7 @@ def parse_stats(out: str) -> dict[str, Any]:
     return {"tables": counts, "sequences": {}, "large_objects": {}}
 
 
-def _stats(query) -> dict[str, Any]:
+def _stats(query: Callable[[str], str]) -> dict[str, Any]:
     return parse_stats(query(stats_sql(table_layout(query(COLUMNS_SQL)))))
 
 
@@ -226,12 +226,12 @@ class RemoteMy:
         return r.text()
 
 
-def _local(addr: DbAddress):
+def _local(addr: DbAddress) -> AbstractContextManager[Path]:
     pw = addr.password.reveal() if addr.password else ""
     return local_secret_file(mysql_defaults(addr.user, pw, addr.host, addr.port), ".cnf")
 
 
-def _remote(conn: Connection, addr: DbAddress):
+def _remote(conn: Connection, addr: DbAddress) -> AbstractContextManager[str]:
     pw = addr.password.reveal() if addr.password else ""
     return remote_secret_file(conn, mysql_defaults(addr.user, pw, addr.host, addr.port), ".cnf")
 

@@ -36,7 +36,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.settings import Transfer
@@ -47,6 +47,9 @@ from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWi
 from relocate.targets import layout, shell
 from relocate.ssh.openssh import Master, OpenSsh, OpenSshExec
 from relocate.ssh.connection import Connection, Exec, Result
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 SMALL_OBJECT = WHOLE_BELOW  # read whole ahead of its turn; bigger ones are streamed
 PREFETCH_BYTES = BUDGET_BYTES  # global memory bound for bodies read ahead of the lanes
@@ -167,13 +170,14 @@ class _ChannelSink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data: Buffer) -> int:
         if self.stop.is_set():
             raise _Cancelled()
-        n = len(data)
+        view = memoryview(data)  # any buffer, as RawIOBase.write takes; nbytes, not len(), counts bytes
+        n = view.nbytes
         if self.limit is not None:
             self.limit.take(n)
-        self.proc.write(data)
+        self.proc.write(view)
         self.lane.beat = time.monotonic()
         return n
 

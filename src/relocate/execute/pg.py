@@ -631,11 +631,19 @@ LOCAL_TOOLS = ("pg_dump", "psql", "pg_restore")  # pg_restore: the in-place path
 TARGET_TOOLS = ("psql", "pg_restore")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """psql's output of our own SQL, which builds one JSON object (a ValueError like json's own otherwise)."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a JSON object from psql, got {text[:80]!r}")
+    return doc
+
+
 def probe_source(src: DbAddress, what: str) -> dict[str, Any]:
     """Read-only: version, size, tables, extensions, owner, roles."""
     local = LocalPg(src, what)
     with local.session():
-        facts = local.json(SOURCE_FACTS_SQL)
+        facts = _json_object(local.query(SOURCE_FACTS_SQL))
         facts["roles"] = local.json(ROLES_SQL)
     facts["major"] = major(facts["version_num"])
     return facts
@@ -646,7 +654,7 @@ def source_stats(src: DbAddress, what: str) -> dict[str, Any]:
     already holds a non-empty database to compare with."""
     local = LocalPg(src, what)
     with local.session():
-        return json.loads(local.query(STATS_SQL).splitlines()[-1])
+        return _json_object(local.query(STATS_SQL).splitlines()[-1])
 
 
 def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
@@ -675,7 +683,7 @@ def target_stats(conn: Connection, dst: DbAddress) -> dict[str, Any] | None:
         if kind == "missing-db":
             return None
         raise TargetError(msg)
-    return json.loads(out.splitlines()[-1])
+    return _json_object(out.splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- restore paths

@@ -52,7 +52,7 @@ class MoveReport:
         return (self.objects_sent == 0 and not self.env_written and not self.components_changed and not self.failed
                 and not self.left)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent, "objects_skipped": self.objects_skipped,
             "env_written": self.env_written, "env_unchanged": self.env_unchanged, "warnings": self.warnings,

@@ -5,13 +5,16 @@ snapshot's copy (when the key is at hand)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from relocate.kinds import Check, Context, Kind
 from relocate.kinds.env import verify_env
 from relocate.kinds.objects import forget_bad, verify_objects
 from relocate.snapshot.store import Snapshot
 from relocate.ssh.connection import Connection
+
+if TYPE_CHECKING:
+    import pyrage
 
 
 @dataclass
@@ -38,7 +41,7 @@ class VerifyReport:
                 "left_out": self.left_out}
 
 
-def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity, *,
+def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity: pyrage.x25519.Identity | None, *,
                     kinds: Sequence[Kind] = (), ctx: Context | None = None,
                     landed: dict[str, set[str]] | None = None) -> VerifyReport:
     manifest = snap.manifest()

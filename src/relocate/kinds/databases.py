@@ -29,6 +29,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
@@ -54,7 +55,7 @@ def step_id(name: str) -> str:
     return f"db:{name}"
 
 
-def _engine_of(engine: str):
+def _engine_of(engine: str) -> ModuleType:
     return pg if engine == "postgres" else my
 
 
@@ -157,7 +158,8 @@ def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAdd
 def _target_tools(ctx: Context, tools: tuple[str, ...]) -> list[str]:
     script = 'for t in "$@"; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done\n'
     cmd, stdin = shell.script(script, *tools)
-    return ctx.conn.run(cmd, stdin, timeout=60).text().split()
+    missing: str = ctx.conn.run(cmd, stdin, timeout=60).text()
+    return missing.split()
 
 
 def _staging(ctx: Context, name: str) -> str:

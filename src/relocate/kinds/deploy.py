@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
@@ -101,11 +101,12 @@ def _open_release(path: Path) -> IO[bytes]:
         raise ConfigError(f"deploy.release: {path}: no such directory or tarball")
     name = path.name.lower()
     if name.endswith((".tar.gz", ".tgz")):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        # GzipFile is a binary file at run time; typeshed just does not derive it from IO[bytes] (BZ2File, LZMAFile are)
+        return cast(IO[bytes], gzip.open(path, "rb"))
     if name.endswith((".tar.xz", ".txz")):
-        return lzma.open(path, "rb")  # type: ignore[return-value]
+        return lzma.open(path, "rb")
     if name.endswith((".tar.bz2", ".tbz2")):
-        return bz2.open(path, "rb")  # type: ignore[return-value]
+        return bz2.open(path, "rb")
     if name.endswith(".tar"):
         return open(path, "rb")
     raise ConfigError(f"deploy.release: {path}: expected a directory, .tar, .tar.gz, .tar.xz or .tar.bz2")

@@ -241,8 +241,9 @@ def _kubernetes(facts: PlanFacts, opts: EmitOptions) -> dict[str, str]:
 
 
 def _pod(facts: PlanFacts, opts: EmitOptions, mode: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    secret = (lambda key, var, secret_name, optional=False: {  # noqa: E731
-        "name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, "optional": optional}}})
+    def secret(key: str, var: str, secret_name: str, optional: bool = False) -> dict[str, Any]:
+        return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, "optional": optional}}}
+
     env = [secret("ssh-privatekey", "TARGET_SSH_KEY", opts.ssh_secret),
            secret("known_hosts", "TARGET_KNOWN_HOSTS", opts.ssh_secret, True)]
     if mode == "finish":  # the snapshot's secrets are encrypted with it (only the final phase writes env files)
@@ -432,7 +433,9 @@ shards=$(aws batch submit-job --cli-input-json file://submit-shards.json --query
 echo "shards: $shards"
 aws batch submit-job --cli-input-json file://submit-finish.json --depends-on "jobId=$shards" --query jobId --output text
 """
-    dump = (lambda doc: json.dumps(doc, indent=2) + "\n")  # noqa: E731
+    def dump(doc: dict[str, Any]) -> str:
+        return json.dumps(doc, indent=2) + "\n"
+
     return {"job-definition.json": dump(definition), "submit-shards.json": dump(shards),
             "submit-finish.json": dump(finish), "submit.sh": submit}
 

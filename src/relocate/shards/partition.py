@@ -55,7 +55,7 @@ class Range:
 class Digest:
     """The running digest a Range records, fed one object at a time (planner and worker)."""
 
-    h: Any = field(default_factory=hashlib.sha256)
+    h: hashlib._Hash = field(default_factory=hashlib.sha256)
 
     def add(self, key: str, size: int, etag: str) -> None:
         self.h.update(f"{key}\0{size}\0{etag}\n".encode("utf-8", "surrogateescape"))

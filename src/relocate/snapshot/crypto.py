@@ -47,11 +47,13 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def encrypt(data: bytes, identity: pyrage.x25519.Identity) -> bytes:
-    return pyrage.encrypt(data, [identity.to_public()])
+    out: bytes = pyrage.encrypt(data, [identity.to_public()])
+    return out
 
 
 def decrypt(data: bytes, identity: pyrage.x25519.Identity) -> bytes:
     try:
-        return pyrage.decrypt(data, [identity])
+        out: bytes = pyrage.decrypt(data, [identity])
+        return out
     except Exception:
         raise ConfigError("cannot decrypt the snapshot's secrets with this key (wrong RELOCATE_AGE_IDENTITY or key file?)") from None

@@ -62,6 +62,8 @@ class Snapshot:
                 data = json.load(fh)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.manifest_path}: unreadable manifest ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.manifest_path}: unreadable manifest (not a JSON object)")
         if data.get("format_version") != MANIFEST_FORMAT:
             raise ConfigError(f"{self.manifest_path}: manifest format {data.get('format_version')} is not supported")
         return data

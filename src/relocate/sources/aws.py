@@ -52,7 +52,8 @@ def _timestamp(value: Any) -> datetime:
         else:
             if parsed.tzinfo is not None:
                 return parsed
-    return parse_timestamp(value)
+    stamp: datetime = parse_timestamp(value)
+    return stamp
 
 
 class _ListingXmlParser(RestXMLParser):
@@ -174,8 +175,9 @@ class Aws:
     def endpoint_in(self, service: str, region: str) -> str:
         """Where boto3 sends `service` requests for `region` (relocate.yaml's endpoint_url
         when set); the client made to resolve it is never called."""
-        return self.session.client(service, region_name=region, endpoint_url=self.spec.endpoint_url,
-                                   config=self._config).meta.endpoint_url
+        url: str = self.session.client(service, region_name=region, endpoint_url=self.spec.endpoint_url,
+                                       config=self._config).meta.endpoint_url
+        return url
 
 
 def bucket_region(s3: Any, bucket: str) -> str | None:

@@ -82,7 +82,8 @@ def describe_instance(aws: Aws, identifier: str) -> dict[str, Any]:
         raise translate(exc, what) from None
     if not found:
         raise SourceError(f"{what}: not found on the source", hint="check the identifier in relocate.yaml")
-    return found[0]
+    inst: dict[str, Any] = found[0]  # boto3's DBInstances: a list of dicts
+    return inst
 
 
 def rds_address(aws: Aws, identifier: str, engine: str | None) -> DbAddress:

@@ -116,7 +116,7 @@ class _Job:
     key: str
     size: int
     etag: str
-    future: Future
+    future: Future[Body]
     tries: int = 0
     first_failure: float = 0.0
     buf: BytesIO = field(init=False)  # body and header lines of the current try, set by _start
@@ -153,8 +153,8 @@ class CurlGets:
 
     # ------------------------------------------------------------------ callers
 
-    def submit(self, key: str, size: int, etag: str) -> Future:
-        fut: Future = Future()
+    def submit(self, key: str, size: int, etag: str) -> Future[Body]:
+        fut: Future[Body] = Future()
         if self._closed:
             fut.set_exception(TransientError(f"s3://{self.bucket}/{key}: reader closed"))
             return fut
@@ -238,7 +238,7 @@ class CurlGets:
                 if fut.set_running_or_notify_cancel():
                     fut.set_exception(ended)
 
-    def _wait(self, multi: pycurl.CurlMulti, active: dict, later: list) -> None:
+    def _wait(self, multi: pycurl.CurlMulti, active: dict[pycurl.Curl, _Job], later: list[tuple[float, int, _Job]]) -> None:
         """Sleep until a socket is ready, curl's next timeout, a retry is due or a caller woke us.
 
         `_sleeping` is raised before the queue is looked at, so a submit either lands
@@ -252,7 +252,7 @@ class CurlGets:
         finally:
             self._sleeping = False
 
-    def _sleep(self, multi: pycurl.CurlMulti, active: dict, later: list) -> None:
+    def _sleep(self, multi: pycurl.CurlMulti, active: dict[pycurl.Curl, _Job], later: list[tuple[float, int, _Job]]) -> None:
         timeout: float | None = None
         if active:
             ms = multi.timeout()
@@ -296,7 +296,7 @@ class CurlGets:
         multi.add_handle(c)
 
     def _finished(self, multi: pycurl.CurlMulti, c: pycurl.Curl, job: _Job, error: tuple[int, str] | None,
-                  later: list, order: itertools.count) -> None:
+                  later: list[tuple[float, int, _Job]], order: itertools.count[int]) -> None:
         status = 0 if error else c.getinfo(pycurl.RESPONSE_CODE)
         self.connections += c.getinfo(pycurl.NUM_CONNECTS)
         multi.remove_handle(c)
@@ -338,7 +338,7 @@ class CurlGets:
             self._fallbacks = ThreadPoolExecutor(2, thread_name_prefix=f"s3-boto-{self.bucket}")
         inner = self._fallbacks.submit(self.fallback, job.key, job.size)
 
-        def copy(f: Future) -> None:
+        def copy(f: Future[Body]) -> None:
             if f.cancelled():  # the reader closed before boto3's turn came
                 job.future.set_exception(TransientError(f"s3://{self.bucket}/{job.key}: reader closed"))
                 return

@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from relocate.ssh.deferred import defer
 
@@ -31,6 +31,9 @@ from relocate.secret import Secret
 from relocate.settings import Login
 from relocate.ssh.via import SshSpec
 from relocate.targets import nolinks
+
+if TYPE_CHECKING:  # openssh imports this module
+    from relocate.ssh.openssh import OpenSsh
 
 # Bigger windows and packets keep one channel busy on a fast link (paramiko's default
 # 2 MiB window halves throughput on loopback); GCM first because it is the fastest
@@ -76,7 +79,7 @@ class Endpoint:
 
 def resolve(spec: SshSpec) -> Endpoint:
     cfg_path = Path.home() / ".ssh" / "config"
-    looked: dict = {}
+    looked: dict[str, Any] = {}
     if cfg_path.exists():
         try:
             looked = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(spec.host)
@@ -290,7 +293,7 @@ class Connection:
         # The session's state for the transfer engine, declared here rather than hung on
         # the object: bulk logins started early (ssh/openssh.OpenSsh.prestart) and the
         # receiver the target was found to run (execute/objects.receiver_for).
-        self.bulk_pending: Any = None  # relocate.ssh.openssh.OpenSsh | None
+        self.bulk_pending: OpenSsh | None = None
         self.receiver: str | None = None
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -318,7 +321,7 @@ class Connection:
         transport = self._transport
         if transport is not None:
             try:
-                transport.sock.close()  # type: ignore[union-attr]
+                transport.sock.close()
             except OSError:
                 pass
             transport.close()

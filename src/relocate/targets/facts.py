@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from relocate.targets import nolinks, shell
 from relocate.ssh.connection import Connection
@@ -43,7 +44,7 @@ class TargetFacts:
     def missing_tools(self) -> list[str]:
         return [t for t, ok in self.tools.items() if not ok]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "os": self.os, "distro": self.distro, "user": self.user, "existing": self.existing,
             "writable": self.writable, "free_bytes": self.free_bytes, "missing_tools": self.missing_tools,

@@ -35,18 +35,23 @@ exit 4 naming the path; the sender reports the item instead of retrying.
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import stat
 import struct
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing imported at run time
+    from typing import Iterable, NoReturn, Set
+
 MAGIC = b"RLC1"
 HEAD = struct.Struct(">IQq")
 BUF = 1 << 20
 
 
-STAGE = []  # type: list[str]  # this session's staging dir, once known
+STAGE = []  # type: list[bytes]  # this session's staging dir, once known
 LINK_STATUS = 86  # targets/nolinks.py STATUS
 ITEM_STATUS = 4
 PERMANENT = frozenset((errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY,
@@ -54,6 +59,7 @@ PERMANENT = frozenset((errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EI
 
 
 def fail(msg, status=1):
+    # type: (str, int) -> NoReturn
     """Give up: nothing under STAGE is ever trusted, so leave none of it behind."""
     for stage in STAGE:
         shutil.rmtree(stage, ignore_errors=True)
@@ -65,11 +71,13 @@ class Dirs:
     """Directories under ROOT made or checked once each, refusing symlinked components."""
 
     def __init__(self, root, allowed):
+        # type: (bytes, Iterable[bytes]) -> None
         self.root = root.rstrip(b"/")
         self.allowed = set(allowed)
-        self.ok = set()
+        self.ok = set()  # type: Set[bytes]
 
     def ensure(self, d):
+        # type: (bytes) -> None
         if d in self.ok or d == b"/" or not d:
             return
         if d == self.root:  # the root itself may be (or sit under) a link: the user chose it
@@ -101,6 +109,7 @@ class Dirs:
 
 
 def read_exact(src, n):
+    # type: (io.BufferedIOBase, int) -> bytes
     data = src.read(n)
     if len(data) != n:
         fail("stream ended early (connection lost?)")
@@ -108,6 +117,7 @@ def read_exact(src, n):
 
 
 def safe_rel(path):
+    # type: (bytes) -> bytes
     """Paths come from relocate's key mapping; refuse anything that could escape FINAL."""
     parts = path.split(b"/")
     if not path or path.startswith(b"/") or any(p in (b"", b".", b"..") for p in parts) or b"\0" in path:
@@ -116,6 +126,7 @@ def safe_rel(path):
 
 
 def place(tmp, dest, final, index):
+    # type: (bytes, bytes, bytes, int) -> None
     """rename(2) into place; across file systems (FINAL on another mount than the
     staging area) copy beside the destination first, so the last step is still a rename."""
     try:
@@ -130,6 +141,7 @@ def place(tmp, dest, final, index):
 
 
 def main():
+    # type: () -> None
     stage, final = (os.fsencode(a) for a in sys.argv[1:3])
     # ROOT: where the checks start (without it, the deepest directory STAGE and FINAL share)
     root = os.fsencode(sys.argv[3]) if len(sys.argv) > 3 else os.path.commonpath([stage, final])
@@ -143,7 +155,7 @@ def main():
         fcntl.fcntl(0, 1031, BUF)  # F_SETPIPE_SZ (named only from Python 3.10)
     except (ImportError, OSError):
         pass
-    src = os.fdopen(0, "rb", buffering=BUF)
+    src = io.BufferedReader(io.FileIO(0, "r"), BUF)  # what os.fdopen(0, "rb", BUF) builds, typed as such
     out = sys.stdout
     if read_exact(src, 4) != MAGIC:
         fail("not a relocate stream")
