@@ -54,6 +54,8 @@ class Tuning:
     backoff_s: float | None = None  # RELOCATE_RETRY_BACKOFF: first retry's wait, doubled each time
     attempts: int | None = None  # RELOCATE_RETRY_ATTEMPTS: tries per batch
     batch_objects: int | None = None  # RELOCATE_BATCH_OBJECTS: at most this many objects a batch
+    shard_chunk: int | None = None  # RELOCATE_SHARD_CHUNK: keys a shard worker lists, compares and records at a time
+    shard_lock_stale_s: float | None = None  # RELOCATE_SHARD_LOCK_STALE_S: a shard lock untouched this long is taken over
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Tuning":
@@ -65,6 +67,8 @@ class Tuning:
             backoff_s=_number(env, "RELOCATE_RETRY_BACKOFF"),
             attempts=_int(env, "RELOCATE_RETRY_ATTEMPTS"),
             batch_objects=_int(env, "RELOCATE_BATCH_OBJECTS"),
+            shard_chunk=_int(env, "RELOCATE_SHARD_CHUNK"),
+            shard_lock_stale_s=_number(env, "RELOCATE_SHARD_LOCK_STALE_S"),
         )
 
 

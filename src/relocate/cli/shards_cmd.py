@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Any
 
 import typer
@@ -37,7 +38,7 @@ def parse_shard(value: str, plan: Plan | None) -> int:
         raise UsageError(f"--shard {value}: needs a plan made with `relocate plan --shards N -o plan.json`",
                          hint="pass that plan.json as the first argument")
     if value == "auto":
-        index, _ = shard_from_env(int(plan.shards["count"]))
+        index, _ = shard_from_env(int(plan.shards["count"]), os.environ)
     else:
         try:
             index = int(value)

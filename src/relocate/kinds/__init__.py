@@ -133,9 +133,10 @@ def load_kinds(config: Config) -> list[Kind]:
 
 
 def _section(data: dict[str, Any], path: str) -> Any:
+    node: Any = data
     for part in path.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def by_name(kinds: list[Kind]) -> dict[str, Kind]:

@@ -8,7 +8,6 @@ The emitters (`relocate shards emit`) and docs/scale.md import this table.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -35,10 +34,10 @@ ENGINES: tuple[Engine, ...] = (
 VARIABLES = tuple(e.variable for e in ENGINES)
 
 
-def shard_from_env(count: int, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+def shard_from_env(count: int, env: Mapping[str, str]) -> tuple[int, str]:
     """(shard index in 0..count-1, the variable it came from). UsageError (exit 2) when none
-    of the variables is set, or the first one set does not name a shard of this plan."""
-    env = os.environ if env is None else env
+    of the variables is set, or the first one set does not name a shard of this plan. The CLI
+    passes its environment (the library reads none: relocate.settings)."""
     for engine in ENGINES:
         raw = env.get(engine.variable, "").strip()
         if not raw:

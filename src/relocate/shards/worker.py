@@ -16,7 +16,6 @@ target never meet. The target-wide lock is only taken by `move plan.json --finis
 
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -87,8 +86,8 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
     assert section is not None
     count = int(section["count"])
     report = ShardReport(index, count)
-    size = int(os.environ.get("RELOCATE_SHARD_CHUNK") or CHUNK)
-    stale = float(os.environ.get("RELOCATE_SHARD_LOCK_STALE_S") or LOCK_STALE_S)
+    size = opts.tuning.shard_chunk or CHUNK  # read at the CLI edge (relocate.settings)
+    stale = opts.tuning.shard_lock_stale_s or LOCK_STALE_S
     root = config.root
     steps = [(sid, Range.from_dict(ranges[index])) for sid, ranges in section["steps"].items()]
     specs = {sid: spec_for(config, sid) for sid, _ in steps}
