@@ -9,6 +9,10 @@ defer()  # before paramiko: it imports invoke as it starts (ssh/deferred.py)
 import paramiko  # noqa: E402
 from paramiko import sftp as proto  # noqa: E402
 
+# The SFTP session type, for code outside this package that is handed one (targets/nolinks.py):
+# paramiko is imported only under relocate/ssh (tests/test_ssh_package.py).
+SFTPClient = paramiko.SFTPClient
+
 
 def create_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
     """SFTP open(O_WRONLY|O_CREAT|O_EXCL) with the permission attribute in the OPEN

@@ -29,7 +29,7 @@ from relocate.errors import ItemError, SafetyError
 from relocate.targets import shell
 
 if TYPE_CHECKING:  # paramiko costs an import; only the SFTP path uses it
-    import paramiko
+    from relocate.ssh.sftp import SFTPClient
 
 STATUS = 86  # a remote check's exit status for "refused: symlink"
 MARK = "relocate: symlink: "
@@ -109,7 +109,7 @@ def components(root: str, directory: str) -> list[str]:
     return out
 
 
-def check_sftp(sftp: paramiko.SFTPClient, root: str, directory: str, allow: Iterable[str] = ()) -> None:
+def check_sftp(sftp: SFTPClient, root: str, directory: str, allow: Iterable[str] = ()) -> None:
     """lstat every component of `directory` below `root` over SFTP (paramiko): refuse a
     symlink not in `allow`. Components that do not exist yet are fine (made later)."""
     allowed = set(allow)
