@@ -26,6 +26,7 @@ from relocate.secret import Secret
 ATTEMPTS = 5
 STALL_S = 60.0
 BACKOFF_S = 1.0
+GET_BACKOFF_S = 0.2  # one S3 GET's first retry wait (obstore's and the libcurl reader's), doubled each time
 
 
 def default_lanes() -> int:
@@ -56,6 +57,12 @@ class Tuning:
     batch_objects: int | None = None  # RELOCATE_BATCH_OBJECTS: at most this many objects a batch
     shard_chunk: int | None = None  # RELOCATE_SHARD_CHUNK: keys a shard worker lists, compares and records at a time
     shard_lock_stale_s: float | None = None  # RELOCATE_SHARD_LOCK_STALE_S: a shard lock untouched this long is taken over
+
+    @property
+    def get_backoff_s(self) -> float:
+        """The first wait before a single S3 GET is retried inside a batch: a fifth of the
+        batch's (RELOCATE_RETRY_BACKOFF scales both; 0.2 s by default)."""
+        return GET_BACKOFF_S if self.backoff_s is None else self.backoff_s / 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Tuning":

@@ -65,7 +65,7 @@ def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing
         by_bucket[listing.spec.bucket].append(o)
     t0 = time.monotonic()
     for n, (bucket, todo) in enumerate(by_bucket.items()):
-        reader = ObjectReader(aws, bucket, gets=tuning.s3_gets)
+        reader = ObjectReader(aws, bucket, gets=tuning.s3_gets, backoff_s=tuning.get_backoff_s)
         try:
             pusher = BucketPusher(reader, conn, bucket=bucket, root=where, dest=f"b{n}",
                                   paths=map_keys([o.key for o in todo]), staging=posixpath.join(where, "staging"),

@@ -138,7 +138,8 @@ class Objects(Kind):
 
             opts = run.opts
             reader = (VersionReader if listing.kind == "versions" else ObjectReader)(ctx.aws, listing.spec.bucket,
-                                                                                     gets=opts.tuning.s3_gets)
+                                                                                     gets=opts.tuning.s3_gets,
+                                                                                     backoff_s=opts.tuning.get_backoff_s)
             pusher = BucketPusher(
                 reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
                 dest=listing.dest, paths=_paths(listing), staging=posixpath.join(run.staging, "b"),

@@ -160,7 +160,7 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
 
             if todo:
                 if reader is None:
-                    reader = ObjectReader(aws, spec.bucket, gets=opts.tuning.s3_gets)
+                    reader = ObjectReader(aws, spec.bucket, gets=opts.tuning.s3_gets, backoff_s=opts.tuning.get_backoff_s)
                 pusher = BucketPusher(
                     reader, conn, bucket=spec.bucket, root=root, allow=config.allowed_links, dest=dest,
                     paths={o.key: paths[o.key] for o in todo}, staging=posixpath.join(staging, "b"),

@@ -53,6 +53,7 @@ from obstore.store import S3Store
 from relocate.errors import RelocateError, SourceError, TransientError
 from relocate.sources.aws import Aws, bucket_region, translate
 from relocate.secret import Secret
+from relocate.settings import GET_BACKOFF_S
 
 if TYPE_CHECKING:
     from relocate.sources.inventory import ObjectInfo
@@ -187,7 +188,7 @@ def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[Object
 class ObjectReader:
     """GETs of one bucket's objects: libcurl for small bodies, obstore when the key allows, boto3 otherwise."""
 
-    def __init__(self, aws: Aws, bucket: str, gets: str = "auto") -> None:
+    def __init__(self, aws: Aws, bucket: str, gets: str = "auto", backoff_s: float = GET_BACKOFF_S) -> None:
         self.bucket = bucket
         self.s3 = aws.client("s3")
         spec = aws.spec
@@ -209,7 +210,7 @@ class ObjectReader:
                                    "allow_http": endpoint.startswith("http://")}
         # obstore retries 5xx/throttling itself with backoff, like botocore's standard mode.
         retry = {"max_retries": 6, "retry_timeout": dt.timedelta(minutes=3),
-                 "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "max_backoff": dt.timedelta(seconds=15), "base": 2}}
+                 "backoff": {"init_backoff": dt.timedelta(seconds=backoff_s), "max_backoff": dt.timedelta(seconds=15), "base": 2}}
         self.store = S3Store(bucket, client_options=options, retry_config=retry,  # type: ignore[arg-type]
                              credential_provider=_credentials(aws), **kw)
         self._lock = threading.Lock()
@@ -222,6 +223,7 @@ class ObjectReader:
         self._virtual = "endpoint" not in kw and re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket) is not None
         self._gets: Any = None
         self._gets_setting = gets
+        self._backoff_s = backoff_s
 
     def whole_reads(self, concurrency: int) -> Callable[[ObjectInfo], Future[Body]] | None:
         """Small bodies read whole, `concurrency` at once on one libcurl multi handle
@@ -249,7 +251,7 @@ class ObjectReader:
                                       virtual=self._virtual, credentials=frozen,
                                       fallback=lambda key, size: self._get_boto(key, size, True, f"s3://{self.bucket}/{key}"),
                                       ca_bundle=session.get_config_variable("ca_bundle") or get_cert_path(True),
-                                      limit=concurrency)
+                                      limit=concurrency, backoff_s=self._backoff_s)
             gets = self._gets
         gets.raise_limit(concurrency)
         return lambda o: gets.submit(o.key, o.size, o.etag)

@@ -131,7 +131,7 @@ class CurlGets:
 
     def __init__(self, *, endpoint: str, bucket: str, region: str, virtual: bool,
                  credentials: Callable[[], Creds], fallback: Callable[[str, int], Body],
-                 ca_bundle: str | None = None, limit: int = 16) -> None:
+                 ca_bundle: str | None = None, limit: int = 16, backoff_s: float = BACKOFF_S) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
         self.virtual = virtual
@@ -139,6 +139,7 @@ class CurlGets:
         self.fallback = fallback
         self.ca_bundle = ca_bundle
         self.limit = max(1, limit)
+        self.backoff_s = backoff_s  # the first retry's wait, doubled each time (RELOCATE_RETRY_BACKOFF / 5)
         self.connections = 0  # TCP connections opened so far: kept alive, it stays near `limit`
         self.signer = SigV4(region)
         self._queue: deque[_Job] = deque()
@@ -325,7 +326,7 @@ class CurlGets:
             job.first_failure = job.first_failure or now
             job.tries += 1
             if job.tries <= RETRIES and now - job.first_failure < RETRY_FOR_S:
-                delay = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** (job.tries - 1))
+                delay = min(BACKOFF_MAX_S, self.backoff_s * 2 ** (job.tries - 1))
                 heapq.heappush(later, (now + delay, next(order), job))
                 return
             why = error[1] if error else f"HTTP {status} {code}".strip()
