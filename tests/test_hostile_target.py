@@ -409,3 +409,43 @@ def test_a_name_too_long_is_a_failed_item_not_transient(tmp_path: Path) -> None:
     assert not stage.exists()
     err = receiver_error(proc.returncode, proc.stderr, "")
     assert isinstance(err, ItemError) and err.exit_code == 4 and "n" * 300 in err.message
+
+
+@pytest.mark.parametrize("link", ["shared/log", "shared/run", "shared/log/townsquare.log"])
+def test_the_command_runtime_never_writes_its_log_or_pid_through_a_link(sshd: Any, link: str) -> None:
+    """The spawn script appends the app's log and writes its pid file with the shell's own
+    redirections, which follow links: it checks them itself right before, as every writer does
+    (`plan` lists such a link as a blocker too, but the target may change after the plan).
+    A link listed in target.allow_symlinks is written through."""
+    from relocate.errors import SafetyError
+    from relocate.ssh.connection import Connection
+    from relocate.ssh.via import SshSpec
+    from relocate.targets.runtimes import DeploySettings, runtime_for
+
+    root, outside = _root(sshd), _outside(sshd)
+    _mkdirs(root, "current")
+    if link.endswith(".log"):
+        _mkdirs(root, "shared/log")
+        victim = outside / "victim"
+        victim.write_text("keep\n")
+        _owned(victim, root)
+        _link(root, link, victim)
+    else:
+        _link(root, link, outside)
+    spec = SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                   host_key=sshd.host_key_fingerprint)
+    settings = DeploySettings(runtime="command", root=str(root), service="townsquare", command="exec sleep 30",
+                              log_file="shared/log/townsquare.log")
+    try:
+        with Connection(spec) as conn:
+            with pytest.raises(SafetyError, match="refusing to write through the symlink"):
+                runtime_for(settings).start(conn, "r1")
+            assert [p.name for p in outside.iterdir()] == (["victim"] if link.endswith(".log") else [])
+            if link.endswith(".log"):
+                assert (outside / "victim").read_text() == "keep\n"
+                return
+            allowed = DeploySettings(**{**settings.__dict__, "allow": (str(root / link),)})
+            runtime_for(allowed).start(conn, "r1")  # listed: written through
+            assert _files(outside), "the allowed link was not written through"
+    finally:
+        stop_app(root)

@@ -76,6 +76,7 @@ def settings(config: Config) -> Deploy:
         command=d.get("command"), start=d.get("start"), stop=d.get("stop"), status=d.get("status"),
         compose_file=d.get("compose_file") or "compose.yaml", env_file=env_file,
         log_file=d.get("log_file") or f"shared/log/{_service(config.app.name)}.log", user=config.ssh.user,
+        allow=tuple(config.allowed_links),
     )
     health = d.get("health") or {}
     return Deploy(s, release, health.get("url"), float(health.get("timeout_s") or 60.0), int(d.get("keep_releases") or 5))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from relocate.errors import ConfigError
-from relocate.targets import shell
+from relocate.targets import nolinks, shell
 from relocate.targets.ports import Holders
 from relocate.ssh.connection import Connection
 
@@ -34,6 +34,7 @@ class DeploySettings:
     env_file: str | None = None  # relative to root
     log_file: str = "shared/log/app.log"  # relative to root (command runtime)
     user: str | None = None  # systemd User=
+    allow: tuple[str, ...] = ()  # target.allow_symlinks (absolute): links the spawn script may write through
 
     @property
     def current(self) -> str:
@@ -83,7 +84,7 @@ class Runtime(ABC):
 
     def start(self, conn: Connection, release: str) -> None:
         cmd, stdin = self.start_line(release)
-        conn.run(cmd, stdin, timeout=300)
+        conn.run(cmd, stdin, timeout=300)  # a refused link (exit 86) is a SafetyError, exit 6
 
     def stop(self, conn: Connection) -> None:
         cmd, stdin = self.stop_line()
@@ -114,8 +115,9 @@ exec sh -c "$5"
 # leader writes its own pid (= its process group id) before exec'ing the command:
 # `$!` would be wrong when setsid has to fork. Its pid file and log live in shared/.
 # $6 log file, $7 pid file.
-_SPAWN = _ENV_PRELUDE + r"""
+_SPAWN = nolinks.NOLINKS_FN + _ENV_PRELUDE + r"""
 mkdir -p -- "$(dirname -- "$6")" "$(dirname -- "$7")"
+relocate_nolinks "$4" "$8" "$6" "$7" "$7.tmp" || exit 86
 rm -f -- "$7"
 printf '%s relocate: starting release %s\n' "$(date -u +%FT%TZ)" "$3" >> "$6"
 setsid sh -c 'echo $$ > "$1.tmp" && mv -f -- "$1.tmp" "$1" && exec sh -c "$2"' relocate-app "$7" "$5" >> "$6" 2>&1 < /dev/null &
@@ -172,7 +174,11 @@ class CommandRuntime(Runtime):
         if self.s.start:
             return shell.script(_RUN_USER_CMD, *self._args(release, self.s.start))
         assert self.s.command
-        return shell.script(_SPAWN, *self._args(release, self.s.command), self.s.abs(self.s.log_file), self.pid_file)
+        # $8: the links target.allow_symlinks lets it write through; the log and the pid file
+        # are appended and written by the shell (`>>`, `>`), which follow links, so the
+        # script checks them itself, right before (targets/nolinks.py).
+        return shell.script(_SPAWN, *self._args(release, self.s.command), self.s.abs(self.s.log_file), self.pid_file,
+                            nolinks.allow_arg(self.s.allow))
 
     def stop_line(self) -> tuple[str, bytes]:
         if self.s.stop:
