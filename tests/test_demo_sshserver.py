@@ -30,6 +30,7 @@ import yaml
 
 from relocate.demo.seed import SampleApp, sample_objects, seed_sample_app, write_demo_config
 from relocate.demo.sshserver import EmbeddedSshd, start_embedded_sshd
+from conftest import in_ci
 
 MiB = 1024 * 1024
 
@@ -145,7 +146,7 @@ def test_ready_file_describes_the_server(sshd: EmbeddedSshd) -> None:
 
 def test_fingerprint_matches_ssh_keygen(sshd: EmbeddedSshd, tmp_path: Path) -> None:
     if shutil.which("ssh-keygen") is None:  # openssh-client: .ci/run installs it
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("ssh-keygen missing (Debian package openssh-client)")
         pytest.skip("needs ssh-keygen")
     pub = tmp_path / "host.pub"
