@@ -25,6 +25,8 @@ Measured here (2 cores shared with other work, loopback, jobs 4), 554 MiB databa
     paramiko `tar | tar x` after the dump), same command on a box at load 5-7 (all ~3x
     slower): peer A 27.0 s, peer B 26.6 s, relocate --no-local-copy 26.6 s = 1.00x,
     relocate (dump kept, -j) 26.5 s = 1.00x (before this change, same day: 1.07x)
+  2026-12-04 night, same command, load 4-8 (other work running): peer A 25.4 s, peer B 41.5 s,
+    relocate --no-local-copy 22.2 s = 0.87x, relocate (dump kept, -j) 20.4 s = 0.80x
 Single rounds on this box vary by about +-15% (peers from 7.1 to 16.5 s), hence --repeat.
 
     python bench/bench_db.py --scale 0.05     # ~50 MiB, quick
@@ -168,10 +170,15 @@ def main() -> None:
                           "UNION ALL SELECT count(*) FROM t2 UNION ALL SELECT count(*) FROM t3) x;", db)
             print(f"  rows in target {db}: {n}")
         best = min(v for k, v in results.items() if k.startswith("peer"))
-        print("ratios (relocate / best peer, lower is better; goal <= 1.1):")
+        # Issue 18's goal is the default mode (dump kept) at or under the best hand pipeline;
+        # issue 3 allowed 1.1x for both.
+        goals = {"relocate move --no-local-copy": 1.1, "relocate move (dump kept, -j)": 1.0}
+        print("ratios (relocate / best peer, lower is better):")
         for k, v in results.items():
             if k.startswith("relocate"):
-                print(f"  {k:<44} {v / best:5.2f}x")
+                ratio = v / best
+                verdict = "met" if ratio <= goals[k] else "MISSED"
+                print(f"  {k:<44} {ratio:5.2f}x   goal <= {goals[k]:.1f}x: {verdict}")
     finally:
         sshd.stop()
         tgt.stop()
