@@ -51,3 +51,12 @@ def test_the_root_help_lines_are_the_commands_own() -> None:
     for name, (_module, line) in _COMMANDS.items():
         own = " ".join((group.commands[name].help or "").split())
         assert own.startswith(line.rstrip(".")), f"{name}: {line!r} is not the start of {own!r}"
+
+
+def test_a_flag_shows_no_value_in_help() -> None:
+    # `--json <bool>` would read as if --json took a value; options that take one keep theirs.
+    for args in (("--help",), ("move", "--help"), ("plan", "--help")):
+        run = cli(*args)
+        assert run.exit_code == 0, run.stderr
+        assert "<bool>" not in run.stdout, args
+    assert re.search(r"--transfers\s.*<int", cli("move", "--help").stdout)

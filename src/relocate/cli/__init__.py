@@ -103,6 +103,16 @@ class _LazyGroup(typer.core.TyperGroup):
             self._listing = False
 
 
+def _flag_type(self: Any, ctx: Any) -> Any:
+    """Typer 0.29's help shows a flag's Python type (`--json <bool>`, `--help <bool>`),
+    which reads as if the flag took a value; a flag's type column stays blank, as in click."""
+    return None if getattr(self, "is_flag", False) else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"relocate {__version__}")

@@ -16,7 +16,7 @@ ACCEPT_NEW_HOST_KEY = typer.Option(
     False, "--accept-new-host-key", envvar="RELOCATE_ACCEPT_NEW_HOST_KEY",
     help="Trust an unknown SSH host key on first use and record it (a changed key is always refused).",
 )
-ACCEPT_RISK = typer.Option(None, "--accept-risk", help="Proceed despite this acceptable-use finding id (recorded in the plan).")
+ACCEPT_RISK = typer.Option(None, "--accept-risk", metavar="ID", help="Proceed despite this acceptable-use finding id (recorded in the plan); repeat for several.")
 PROFILES = typer.Option(None, "--profiles", envvar="RELOCATE_PROFILES", help="Extra provider profiles directory.")
 
 
