@@ -154,11 +154,13 @@ def main() -> None:
         p, m, r = statistics.median(peers), statistics.median(moves), statistics.median(reruns)
         print(f"corpus {mib:.0f} MiB ({args.files} x 128 KiB + {args.big} MiB), medians of {args.rounds} alternating rounds")
         print(f"  OpenSSH tar c | ssh tar x : {p:6.2f} s  {mib / p:6.1f} MiB/s")
-        print(f"  relocate move (+verify)   : {m:6.2f} s  {mib / m:6.1f} MiB/s   ratio {m / p:.2f}x  (goal <= 1.2x)")
+        print(f"  relocate move (+verify)   : {m:6.2f} s  {mib / m:6.1f} MiB/s   ratio {m / p:.2f}x  (goal <= 1.2x); "
+              f"median of the rounds' own ratios {statistics.median(a / b for a, b in zip(moves, peers)):.2f}x")
         print(f"  rerun, nothing to do      : {r:6.2f} s  = {r / m:.2f}x of the move  (goal <= 0.15x and < 1.5 s)")
         if olds:
             o = statistics.median(olds)
-            print(f"  relocate at {args.against:<13} : {o:6.2f} s  {mib / o:6.1f} MiB/s   ratio {o / p:.2f}x")
+            print(f"  relocate at {args.against:<13} : {o:6.2f} s  {mib / o:6.1f} MiB/s   ratio {o / p:.2f}x; "
+                  f"median of the rounds' own ratios {statistics.median(a / b for a, b in zip(olds, peers)):.2f}x")
         cp, cm, cr = (statistics.median(cpu[k]) for k in ("peer", "move", "rerun"))
         print(f"  client CPU seconds (median): peer's two ssh {cp:.2f}, relocate and its ssh {cm:.2f} "
               f"(+{cm - cp:.2f}: Python start-up, plan, relay, snapshot copy, hashes), rerun {cr:.2f}"
