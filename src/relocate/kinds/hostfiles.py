@@ -646,11 +646,11 @@ def _damaged(entries: dict[str, list[Any]], hashed: bytes) -> list[str]:
     stream carried: "path: missing" or "path: differs"."""
     from relocate.targets.files import parse_hashes
 
-    on_target = parse_hashes(hashed)
+    on_target = parse_hashes(hashed)  # keyed by normalised path ("./etc/x" -> "etc/x")
     bad = []
     for path, row in entries.items():
-        if row[0] == "f" and on_target.get(path) != row[5]:
-            bad.append(f"{path}: {'missing' if path not in on_target else 'differs'}")
+        if row[0] == "f" and on_target.get(posixpath.normpath(path)) != row[5]:
+            bad.append(f"{path}: {'missing' if posixpath.normpath(path) not in on_target else 'differs'}")
     return bad
 
 
