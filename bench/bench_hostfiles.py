@@ -29,8 +29,18 @@ Measured (defaults, 506 MiB, 3 rounds, a shared 2-core box at load 3-6), issue 1
   client CPU was peer + 2.1 s, of which 1.5 s is what a rerun with nothing to do costs
   (Python start-up and the plan): the relay, the snapshot copy and both hashes add ~0.6 s.
   Rerun: 2.1-3.3 s = 0.16x of the move.
+  After the target hashes in the extracting command (no second read of the tree at the
+  end) and the logins start before the source probe (h18h, 2026-12-05, load 5-11,
+  `--rounds 3 --against 3236af7`, sync before each leg): 1.32x against 3236af7's 1.40x,
+  then 1.34x against 1.54x (medians of the rounds' own ratios 1.32/1.40, 1.37/1.54).
+  Client CPU: peer 3.39-3.49 s, relocate 4.70-4.87 s (3236af7: 4.66-4.92). Phases on
+  the same corpus: the wait for the logins 0.12-0.56 s -> 0.04-0.28 s, the end of the move
+  after the stream 0.7-2.9 s -> 0.3 s; the stream itself (aes128-gcm at both ends, the
+  peer's ssh use chacha20: 0.70 against 1.15 s of client CPU per ssh per 506 MiB) is as
+  fast as the peer's whole run; Python start-up to the first byte (0.75-0.95 s of CPU,
+  1.1-3.6 s of wall under load) is what is left over.
 
-    python bench/bench_hostfiles.py --big 256 --files 2000 --rounds 3
+    python bench/bench_hostfiles.py --big 256 --files 2000 --rounds 3 [--against 3236af7]
 """
 
 from __future__ import annotations
