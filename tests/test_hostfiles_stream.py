@@ -1,4 +1,5 @@
-"""Host files, the mechanism behind the speed (issue 18): the tar stream is read once.
+"""Host files, the mechanism behind the speed (issue 18): the tar stream is read once,
+and the target's tree once (hashed as it lands, before it is put in place).
 
 The listing `verify` compares with (type, mode, mtime, owner, link, sha256 per entry) is
 built from the stream as it passes; it must equal what Python's tarfile reads from the
@@ -89,6 +90,59 @@ def _spy(monkeypatch) -> list[str]:
     return seen
 
 
+def _hash_spy(monkeypatch) -> list[str]:
+    """The directories hashed on the target by a separate command (files.hash_tree)."""
+    from relocate.targets import files
+
+    hashed: list[str] = []
+    real = files.hash_tree
+    monkeypatch.setattr(files, "hash_tree", lambda conn, d, timeout=None: hashed.append(d) or real(conn, d, timeout))
+    return hashed
+
+
+def test_what_lands_damaged_is_never_put_in_place(tmp_path: Path, moto: str, sshd, sshd2, monkeypatch) -> None:
+    """The target's hashes of what tar x wrote are compared with the stream's before the
+    tree replaces `to:`: a difference (here the stream's hash of one file is made wrong,
+    as a corrupted delivery would look) leaves the old tree, exit 5, and a rerun fixes it."""
+    import yaml
+
+    import relocate.kinds.hostfiles as hostfiles
+    from helpers import cli, make_config
+    from test_hostfiles import _seed_source, _ssh
+
+    src = _seed_source(sshd2.root / "hfd", sshd2.root)
+    root = sshd.root / "hfd"
+    landed = root / "data" / "host" / str(src).lstrip("/")
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    landed.mkdir(parents=True)
+    (landed / "app.conf").write_text("the old tree\n")
+    if os.geteuid() == 0:  # the target's login user owns its root, as on a real host
+        for path in [root, *root.rglob("*")]:
+            os.lchown(path, sshd.root.stat().st_uid, sshd.root.stat().st_gid)
+
+    real_end = hostfiles._TarLister._end
+
+    def end(self) -> None:
+        if self.row is not None and self.path.endswith("/app.conf"):
+            self.sink.update(b"not what was sent")
+        real_end(self)
+
+    monkeypatch.setattr(hostfiles._TarLister, "_end", end)
+    r = cli("move", "-f", str(cfg), "--yes")
+    assert r.exit_code == 5, r.stdout + r.stderr
+    assert "app.conf: differs" in r.stderr and "nothing was put in place" in r.stderr, r.stderr
+    assert (landed / "app.conf").read_text() == "the old tree\n" and not (landed / "run.sh").exists()
+    assert not (root / ".relocate" / "hosts.json").exists()  # no record: the next move copies again
+
+    monkeypatch.setattr(hostfiles._TarLister, "_end", real_end)
+    again = cli("move", "-f", str(cfg), "--yes")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert (landed / "app.conf").read_text() == "listen 8080\n"
+
+
 def test_first_move_reads_the_tree_once_and_a_rerun_not_at_all(tmp_path: Path, moto: str, sshd, sshd2, monkeypatch) -> None:
     import time
 
@@ -113,6 +167,7 @@ def test_first_move_reads_the_tree_once_and_a_rerun_not_at_all(tmp_path: Path, m
     monkeypatch.setattr(hostfiles, "listing_from_tar", lambda p: reread.append(p) or real_listing(p))
 
     seen = _spy(monkeypatch)
+    hashed = _hash_spy(monkeypatch)
     first = cli("move", "-f", str(cfg), "--yes", "--json")
     assert first.exit_code == 0, first.stdout + first.stderr
     # One `tar c` on the source (no digest pass before a first move), streamed by `ssh` at
@@ -126,6 +181,13 @@ def test_first_move_reads_the_tree_once_and_a_rerun_not_at_all(tmp_path: Path, m
     assert (root / "data" / "host" / str(src).lstrip("/") / "bulk.bin").read_bytes() == (src / "bulk.bin").read_bytes()
     record = (root / ".relocate" / "hosts.json").read_text()
     assert '"stat_sha256"' in record and len([s for s in (tmp_path / "snapshots").iterdir() if s.is_dir()]) == 1
+    # The target hashed the tree in the extracting command itself; the move's check only
+    # listed it (sizes). `relocate verify` reads every file there again.
+    assert hashed == [] and "hashed on arrival" in checks[0]["detail"], (hashed, checks)
+    v = cli("verify", "-f", str(cfg), "--json")
+    assert v.exit_code == 0 and len(hashed) == 1, v.stdout + v.stderr
+    assert "hashed on arrival" not in str(v.json())
+    hashed.clear()
 
     seen.clear()
     again = cli("move", "-f", str(cfg), "--yes")

@@ -97,10 +97,21 @@ mv -T -- "$stage" "$dest"
 rm -rf -- "$dest.relocate-old"
 """
 
-# What verify compares: type, mode, mtime, link target, owner, path (NUL-separated).
+# What verify compares: type, mode, mtime, owner, link target, size, path (NUL-separated).
 _LIST = r"""
 [ -d "$1" ] || exit 0
-cd "$1" && find . -mindepth 1 -printf '%y\t%m\t%T@\t%u:%g\t%l\t%P\0'
+cd "$1" && find . -mindepth 1 -printf '%y\t%m\t%T@\t%u:%g\t%l\t%s\t%P\0'
+"""
+
+# tar x into staging; then, in the same command, every file that landed is read back and
+# hashed there (files.HASH_CWD, as the object lanes hash each batch they extract). apply
+# compares those hashes with the ones taken from the stream before anything is put in
+# place, so the move's final check only lists (sizes, modes, ...) instead of reading the
+# tree a second time; `relocate verify` and `move --checksum` hash again.
+_EXTRACT = r"""
+stage=$1
+rm -rf -- "$stage" && mkdir -p -- "$stage" && tar -x -p -f - -C "$stage" || exit
+cd "$stage" || exit 1
 """
 
 
@@ -193,7 +204,7 @@ def _nti(field: bytes) -> int:
 
 class _TarLister:
     """The listing `listing_from_tar` gives ({path: [type, mode, mtime, owner, link,
-    sha256]}), built from the tar stream as it passes, in chunks, without copying the
+    sha256, size]}), built from the tar stream as it passes, in chunks, without copying the
     data (headers are parsed, file bodies hashed from memoryviews). GNU and ustar headers
     and GNU long names/links (what GNU tar writes by default); anything else (pax, sparse,
     a bad checksum) sets `unsupported`, and the caller lists the snapshot tar instead."""
@@ -257,7 +268,7 @@ class _TarLister:
             if t in ("d", "l", "h") or kind in (b"3", b"4", b"6"):
                 self.left = self.pad = 0  # tarfile reads no body for these whatever the size says
             self.row = [t, _nti(buf[100:108]) & 0o7777, _nti(buf[136:148]), f"{_nts(buf[265:297])}:{_nts(buf[297:329])}",
-                        link if t == "l" else "", None]
+                        link if t == "l" else "", None, size if t == "f" else 0]
             self.path = name.rstrip("/")
             if t == "f":
                 self.sink = hashlib.sha256()
@@ -338,7 +349,7 @@ class _Tee:
 
 
 def _listing(tar: tarfile.TarFile) -> dict[str, list[Any]]:
-    """{path: [type, mode, mtime, owner, linkname, sha256]} of a tar read as a stream."""
+    """{path: [type, mode, mtime, owner, linkname, sha256, size]} of a tar read as a stream."""
     out: dict[str, list[Any]] = {}
     with tar:
         for m in tar:
@@ -350,12 +361,13 @@ def _listing(tar: tarfile.TarFile) -> dict[str, list[Any]]:
                 while chunk := fh.read(CHUNK):  # type: ignore[union-attr]
                     h.update(chunk)
                 digest = h.hexdigest()
-            out[m.name.rstrip("/")] = [kind, m.mode & 0o7777, int(m.mtime), f"{m.uname}:{m.gname}", m.linkname if m.issym() else "", digest]
+            out[m.name.rstrip("/")] = [kind, m.mode & 0o7777, int(m.mtime), f"{m.uname}:{m.gname}", m.linkname if m.issym() else "", digest,
+                                       m.size if m.isfile() else 0]
     return out
 
 
 def listing_from_tar(path: Path) -> dict[str, list[Any]]:
-    """{path: [type, mode, mtime, owner, linkname, sha256]} read from the tar (never extracted)."""
+    """{path: [type, mode, mtime, owner, linkname, sha256, size]} read from the tar (never extracted)."""
     return _listing(tarfile.open(path, "r|"))
 
 
@@ -366,6 +378,12 @@ def _openssh(conn: Connection) -> OpenSsh | None:
     if bulk is not None:
         atexit.register(bulk.close)  # a plan that is not carried out: the login ends with relocate
     return bulk
+
+
+def _close(logins: tuple[OpenSsh | None, OpenSsh | None]) -> None:
+    for login in logins:
+        if login is not None:
+            login.close()
 
 
 def _ready(bulk: OpenSsh | None) -> OpenSsh | None:
@@ -411,8 +429,16 @@ class HostFilesKind(Kind):
         # nothing to compare with and the source's tree is not read twice.
         records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
         for i, (entry, dest) in enumerate(zip(entries, dests)):
+            # No record at all (a first move): this entry will be copied, so the target's
+            # `ssh` login starts now, before the source is even reached; measured, the
+            # handshakes otherwise ran past the plan and held the stream back ~0.5 s.
+            target_login = _openssh(ctx.conn) if not records else None
             with source_connection(entry, ctx.login, _bastions(ctx.config)) as src:
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
+                rec = records.get(_record_key(entry, info.label)) or {}
+                had = rec.get("tar_sha256")
+                if not had:  # nothing to compare with: a copy, unless a path is missing
+                    info.logins = (_openssh(src), target_login or _openssh(ctx.conn))
                 cmd, stdin = shell.script(_PROBE, *info.paths)
                 for line in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
                     if line:
@@ -423,8 +449,6 @@ class HostFilesKind(Kind):
                             info.stat = size if len(size) == 64 else ""
                         else:
                             info.missing.append(p)
-                rec = records.get(_record_key(entry, info.label)) or {}
-                had = rec.get("tar_sha256")
                 found = _earlier(ctx.config.snapshot_dir, _step_id(info), had) if had and dest in present else None
                 if not info.missing and found is not None and info.stat and rec.get("stat_sha256") == info.stat:
                     info.landed, info.landed_tar = found  # not one entry changed since that tar was read
@@ -437,8 +461,11 @@ class HostFilesKind(Kind):
                     info.digest = out if got.status == 0 and len(out) == 64 else ""
                     if info.digest == had:
                         info.landed, info.landed_tar = found
-                if info.landed is None and not info.missing:
+                if info.landed is None and not info.missing and info.logins == (None, None):
                     info.logins = (_openssh(src), _openssh(ctx.conn))
+                elif info.missing:  # blocked: no copy will run
+                    _close(info.logins)
+                    info.logins = (None, None)
             infos.append(info)
         return infos
 
@@ -487,9 +514,7 @@ class HostFilesKind(Kind):
                 with source_connection(entry, ctx.login, _bastions(ctx.config)) as src:
                     got, put, sent = self._stream(conn, src, target_ssh, None, root, stage, allow, tar_c, copy_path)
         finally:
-            for login in (source_ssh, target_ssh):
-                if login is not None:
-                    login.close()
+            _close((source_ssh, target_ssh))
         digest, size, entries = sent
         src_status, src_stderr = got
         if src_status == 255:  # ssh's own failure (tar never exits 255): nothing whole to put in place
@@ -504,12 +529,18 @@ class HostFilesKind(Kind):
             outcome.warnings.extend(f"{step.source}: {line}" for line in src_err[:5])
         elif src_status != 0:  # unreadable files: what could be read still moves, the rest is reported
             outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {src_status}"])[:20])
+        if entries is None:
+            entries = listing_from_tar(copy_path)
+        damaged = _damaged(entries, put.stdout)
+        if damaged:  # staging is left as it is, never put in place
+            raise TransientError(f"host files from {step.source} differ on the target from what was sent ({len(damaged)} file(s), "
+                                 f"first {damaged[0]}); nothing was put in place", hint="running again starts this copy over")
         cmd, stdin = shell.script(_PROMOTE, stage, dest, nolinks.root_arg(root), nolinks.allow_arg(allow))
         conn.run(cmd, stdin)
         if not outcome.failed and info is not None:
             _record(conn, root, _record_key(entry, info.label), digest, info.stat)
         outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": digest,
-                            "bytes": size, "entries": entries if entries is not None else listing_from_tar(copy_path)}
+                            "bytes": size, "entries": entries}
         return outcome
 
     @staticmethod
@@ -519,11 +550,12 @@ class HostFilesKind(Kind):
         `ssh src tar c | ssh dst tar x` would (the `ssh` binary at both ends when it can
         log in, else paramiko), with the snapshot copy and every hash on a side thread.
         Returns ((source status, stderr), target Result, (stream sha256, bytes, listing))."""
+        from relocate.targets.files import HASH_CWD
+
         # Checked twice: alone first (a clean refusal before the source is read), then again
         # in the very command that extracts, right before it writes (nolinks.py).
         conn.run(shell.line(nolinks.guard(root, [stage], allow)))
-        tar_x = nolinks.guarded(root, [stage], shell.all_of(
-            ["rm", "-rf", "--", stage], ["mkdir", "-p", "--", stage], ["tar", "-x", "-p", "-f", "-", "-C", stage]), allow)
+        tar_x = nolinks.guarded(root, [stage], shell.line(["sh", "-c", _EXTRACT + HASH_CWD, "sh", stage]), allow)
         target: Exec | OpenSshExec = target_ssh.start(tar_x, target_ssh.first) if target_ssh is not None else conn.start(tar_x)
         with open(copy_path, "wb") as copy:
             snap = _Snapshotter(copy)
@@ -547,12 +579,20 @@ class HostFilesKind(Kind):
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
         root_login = login_is_root(ctx.conn)
+        run = ctx.run
         checks = []
         for entry in manifest.values():
             dest = posixpath.join(ctx.config.root, entry["to"])
-            on_target = target_listing(ctx.conn, dest)
+            rows = entry["entries"]
+            # The check ending a move: every tree in its manifest was hashed on the target as it
+            # landed and matched the stream before it was put in place (this move's apply, or the
+            # earlier move whose record let this one skip it), so sizes stand for contents here.
+            # `relocate verify`, `move --checksum` and a manifest without sizes hash again.
+            hashed = run is None or run.opts.checksum or any(len(r) < 7 for r in rows.values())
+            on_target = target_listing(ctx.conn, dest, hashes=hashed)
             bad: list[str] = []
-            for path, (kind, mode, mtime, owner, link, digest) in entry["entries"].items():
+            for path, row in rows.items():
+                kind, mode, mtime, owner, link, digest = row[:6]
                 got = on_target.get(path)
                 if got is None:
                     bad.append(f"{path}: missing")
@@ -561,11 +601,14 @@ class HostFilesKind(Kind):
                     if got[0] != "f":
                         bad.append(f"{path}: not a regular file")
                     continue
-                wanted = [kind, mode, link, digest] + ([mtime] if kind != "l" else []) + ([owner] if root_login else [])
-                have = [got[0], got[1], got[4], got[5]] + ([got[2]] if kind != "l" else []) + ([got[3]] if root_login else [])
+                content = (digest if hashed else row[6]) if kind == "f" else None
+                held = (got[5] if hashed else got[6]) if kind == "f" else None
+                wanted = [kind, mode, link, content] + ([mtime] if kind != "l" else []) + ([owner] if root_login else [])
+                have = [got[0], got[1], got[4], held] + ([got[2]] if kind != "l" else []) + ([got[3]] if root_login else [])
                 if wanted != have:
                     bad.append(f"{path}: {have} != {wanted}")
-            detail = f"{len(entry['entries'])} entries" + (f"; {len(bad)} differ, first {bad[0]}" if bad else "")
+            detail = f"{len(rows)} entries" + ("" if hashed else ", contents hashed on arrival") + \
+                (f"; {len(bad)} differ, first {bad[0]}" if bad else "")
             checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad, detail))
         return checks
 
@@ -598,21 +641,35 @@ def _record(conn: Connection, root: str, key: str, digest: str, stat: str) -> No
     files.write_file_atomic(conn, posixpath.join(root, RECORD), json.dumps(records, indent=1).encode(), mode=0o644)
 
 
-def target_listing(conn: Connection, directory: str) -> dict[str, list[Any]]:
+def _damaged(entries: dict[str, list[Any]], hashed: bytes) -> list[str]:
+    """The regular files whose sha256 on the target (_EXTRACT's output) is not the one the
+    stream carried: "path: missing" or "path: differs"."""
+    from relocate.targets.files import parse_hashes
+
+    on_target = parse_hashes(hashed)  # keyed by normalised path ("./etc/x" -> "etc/x")
+    bad = []
+    for path, row in entries.items():
+        if row[0] == "f" and on_target.get(posixpath.normpath(path)) != row[5]:
+            bad.append(f"{path}: {'missing' if posixpath.normpath(path) not in on_target else 'differs'}")
+    return bad
+
+
+def target_listing(conn: Connection, directory: str, hashes: bool = True) -> dict[str, list[Any]]:
+    """{path: [type, mode, mtime, owner, link, sha256 (None unless `hashes`), size]} below `directory`."""
     from relocate.targets import files
 
     cmd, stdin = shell.script(_LIST, directory)
     listing = conn.start(cmd)  # the metadata listing runs beside the hashing, not after it
     listing.write(stdin)
-    hashes = files.hash_tree(conn, directory)
+    digests = files.hash_tree(conn, directory) if hashes else {}
     got = listing.wait(timeout=None)
     if got.status != 0:
         raise TargetError(f"listing {directory} on the target failed: {got.stderr.decode('utf-8', 'replace').strip()[-200:]}")
     out: dict[str, list[Any]] = {}
     for rec in got.stdout.split(b"\0"):
         if rec:
-            kind, mode, mtime, owner, link, path = rec.decode("utf-8", "surrogateescape").split("\t", 5)
-            out[path] = [kind, int(mode, 8), int(float(mtime)), owner, link, hashes.get(path)]
+            kind, mode, mtime, owner, link, size, path = rec.decode("utf-8", "surrogateescape").split("\t", 6)
+            out[path] = [kind, int(mode, 8), int(float(mtime)), owner, link, digests.get(path), int(size)]
     return out
 
 
