@@ -57,11 +57,15 @@ def client_stage(comm: str, thread: str | None) -> str:
             return "relocate lanes (hash, frame, pipe to ssh)"
         if thread.startswith(("s3get", "s3-gets", "tokio", "s3-boto")):
             return "relocate S3 GETs"
-        if thread.startswith(("leg", "write")):
-            return "relocate bench writer (hash, local write)"
-        return "relocate main (start-up, listing, journal)"
+        if thread.startswith(("s3-list", "inventory")):
+            return "relocate S3 listing"
+        if "(drai" in thread or "_watchd" in thread:
+            return "relocate ssh output drains, watchdog"
+        if thread.startswith("Thread-"):  # paramiko's transport (the control connection), unnamed helpers
+            return "relocate control SSH (paramiko), other threads"
+        return "relocate main (start-up, plan, journal, verify)"
     if comm.startswith("python"):
-        return "relocate main (start-up, listing, journal)"
+        return "relocate main (start-up, plan, journal, verify)"
     return "client other (sh, ...)"
 
 

@@ -26,6 +26,7 @@ The shape of a bulk move (issue 6):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import itertools
@@ -262,6 +263,11 @@ class BucketPusher:
         """Deliver every object; `commit` is called (serialised) after each batch is in place."""
         if not objs:
             return
+        # Everything alive now (modules, clients, the listing, the plan) lives until the
+        # move ends: out of the cyclic collector's sight, each full collection that the
+        # transfer's per-object garbage triggers stops walking all of it again (on 2,500
+        # small objects the collector took 0.18 s of CPU before, 0.07 s after; bench/stages.py).
+        gc.freeze()
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes, self.opts.batch_objects)))
         with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
