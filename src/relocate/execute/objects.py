@@ -268,6 +268,12 @@ class BucketPusher:
         # transfer's per-object garbage triggers stops walking all of it again (on 2,500
         # small objects the collector took 0.18 s of CPU before, 0.07 s after; bench/stages.py).
         gc.freeze()
+        try:
+            self._run(objs, commit)
+        finally:
+            gc.unfreeze()  # back to normal for whatever the process does next (tests run many moves)
+
+    def _run(self, objs: list[ObjectInfo], commit: Commit) -> None:
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes, self.opts.batch_objects)))
         with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
