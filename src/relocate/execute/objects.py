@@ -58,6 +58,7 @@ BATCH_BYTES = 1024 * 1024 * 1024  # upper bounds of one batch (one tar stream, o
 BATCH_OBJECTS = 5000
 MIN_BATCH_BYTES = 16 * 1024 * 1024  # below this, per-batch round trips start to show
 CHUNK = 1024 * 1024
+SINK_BUFFER = CHUNK // 2  # a lane's write buffer: below CHUNK, so streamed chunks skip it
 
 
 class Reader(Protocol):
@@ -392,7 +393,11 @@ class BucketPusher:
         else:
             proc = lane.session
         lane.proc = proc
-        sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
+        # Small writes (headers, small bodies) coalesce; a write bigger than the buffer (a
+        # streamed body's 1 MiB chunk) goes to the pipe as it is. With a buffer of CHUNK
+        # itself, io copied every chunk into the buffer first (not "bigger than"): a copy
+        # of every streamed byte.
+        sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=SINK_BUFFER)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
         try:
