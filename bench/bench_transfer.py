@@ -104,11 +104,13 @@ SERVERS: dict[str, int | None] = {"sshd": None, "s3": None}  # pids the stage me
 
 
 def relocate_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """A relocate leg's environment: its Python threads named for the OS (bench/stages.py)."""
+    """A relocate leg's environment: the relocate of the tree this bench belongs to (not
+    whichever one is installed), its Python threads named for the OS (bench/stages.py)."""
     from stages import THREAD_NAMES
 
     base = dict(env if env is not None else os.environ)
-    base["PYTHONPATH"] = os.pathsep.join(p for p in (THREAD_NAMES, base.get("PYTHONPATH", "")) if p)
+    code = (env or {}).get("PYTHONPATH") or str(HERE.parent / "src")  # this tree's relocate, or --baseline's
+    base["PYTHONPATH"] = os.pathsep.join((THREAD_NAMES, code))
     return base
 
 
@@ -310,10 +312,7 @@ def compile_bytecode(src: str | None = None) -> None:
     (set on this machine) an editable checkout compiles every module from source on every
     run, 0.1-0.2 s of CPU per `move` that an installed relocate never pays; Python still
     reads bytecode that exists, so it is compiled once here, before anything is timed."""
-    if src is None:
-        import relocate
-
-        src = str(Path(relocate.__file__).resolve().parent.parent)
+    src = src or str(HERE.parent / "src")
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", os.path.join(src, "relocate")], check=True,
                    stdout=subprocess.DEVNULL)
 
