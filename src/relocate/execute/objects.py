@@ -26,6 +26,7 @@ The shape of a bulk move (issue 6):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import itertools
@@ -57,6 +58,7 @@ BATCH_BYTES = 1024 * 1024 * 1024  # upper bounds of one batch (one tar stream, o
 BATCH_OBJECTS = 5000
 MIN_BATCH_BYTES = 16 * 1024 * 1024  # below this, per-batch round trips start to show
 CHUNK = 1024 * 1024
+SINK_BUFFER = CHUNK // 2  # a lane's write buffer: below CHUNK, so streamed chunks skip it
 
 
 class Reader(Protocol):
@@ -262,6 +264,17 @@ class BucketPusher:
         """Deliver every object; `commit` is called (serialised) after each batch is in place."""
         if not objs:
             return
+        # Everything alive now (modules, clients, the listing, the plan) lives until the
+        # move ends: out of the cyclic collector's sight, each full collection that the
+        # transfer's per-object garbage triggers stops walking all of it again (on 2,500
+        # small objects the collector took 0.18 s of CPU before, 0.07 s after; bench/stages.py).
+        gc.freeze()
+        try:
+            self._run(objs, commit)
+        finally:
+            gc.unfreeze()  # back to normal for whatever the process does next (tests run many moves)
+
+    def _run(self, objs: list[ObjectInfo], commit: Commit) -> None:
         nlanes = max(1, min(self.opts.lanes, len(objs)))
         queue = deque(enumerate(plan_batches(objs, nlanes, self.opts.batch_objects)))
         with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
@@ -380,7 +393,11 @@ class BucketPusher:
         else:
             proc = lane.session
         lane.proc = proc
-        sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=CHUNK)
+        # Small writes (headers, small bodies) coalesce; a write bigger than the buffer (a
+        # streamed body's 1 MiB chunk) goes to the pipe as it is. With a buffer of CHUNK
+        # itself, io copied every chunk into the buffer first (not "bigger than"): a copy
+        # of every streamed byte.
+        sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=SINK_BUFFER)
         done: list[DoneObject] = []
         lane.beat, lane.watch = time.monotonic(), True
         try:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing impor
 MAGIC = b"RLC1"
 HEAD = struct.Struct(">IQq")
 BUF = 1 << 20
+READ_BUF = 128 << 10  # the stdin reader's own buffer: below BUF, so big reads bypass it
 
 
 STAGE = []  # type: list[bytes]  # this session's staging dir, once known
@@ -155,7 +156,10 @@ def main():
         fcntl.fcntl(0, 1031, BUF)  # F_SETPIPE_SZ (named only from Python 3.10)
     except (ImportError, OSError):
         pass
-    src = io.BufferedReader(io.FileIO(0, "r"), BUF)  # what os.fdopen(0, "rb", BUF) builds, typed as such
+    # Headers and small files come through the reader's buffer; a read of more than it
+    # holds (a big file's next MiB) goes from the pipe straight into `buf`: with a
+    # buffer as big as the reads, every byte was copied through the buffer first.
+    src = io.BufferedReader(io.FileIO(0, "r"), READ_BUF)
     out = sys.stdout
     if read_exact(src, 4) != MAGIC:
         fail("not a relocate stream")
