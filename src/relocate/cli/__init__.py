@@ -24,6 +24,7 @@ import typer.core
 import typer.main
 
 from relocate import __version__
+from relocate.cli import coerce
 from relocate.errors import ExitCode, RelocateError
 
 # name -> (module under relocate.cli, the line `relocate --help` shows without importing it).
@@ -227,7 +228,9 @@ _NO_ENVVAR = {"--version"}
 
 def _bind_envvars(cmd: Any, path: tuple[str, ...] = ()) -> None:
     """Every option of `cmd` and its subcommands also reads its RELOCATE_* variable,
-    including options a command module declares without one (CI sets env, not flags)."""
+    including options a command module declares without one (CI sets env, not flags);
+    and converts its value without pydantic when it is plain (cli/coerce.py)."""
+    coerce.install(cmd)
     for param in cmd.params:
         # by duck type: newer Typer vendors its own click, whose classes are not click's
         if getattr(param, "param_type_name", "") != "option" or _NO_ENVVAR & set(param.opts):
