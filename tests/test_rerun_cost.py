@@ -25,10 +25,11 @@ from typing import Any
 from helpers import aws_client, cli, make_config
 from relocate.targets import files
 
-# Probe commands of the gather (facts, sizes under the bucket's directory), the lock,
-# the audit lines and the staging directory: 8 today. A rerun used to start as many
-# `ssh` logins again for the bulk lanes and throw them away.
-MAX_COMMANDS = 8
+# Remote commands: the gather's probe with the sizes under the bucket's directory (one),
+# the lock with the move-start line and the staging dir (one), the staging dir's removal
+# with the move-end line and the unlock (one). They were 8 separate ones; a rerun also
+# used to start as many `ssh` logins again for the bulk lanes and throw them away.
+MAX_COMMANDS = 3
 
 # Loaded only when objects move: the transfer engine and its S3 readers.
 ENGINE = ("relocate.execute.objects", "relocate.execute.wire", "relocate.sources.s3data", "relocate.sources.s3gets",

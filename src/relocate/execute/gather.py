@@ -17,7 +17,7 @@ from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import Inventory, take_inventory
 from relocate.targets import files, layout, shell
-from relocate.targets.facts import TargetFacts, probe
+from relocate.targets.facts import Probing, TargetFacts
 from relocate.ssh.connection import Connection
 
 
@@ -104,21 +104,40 @@ Ahead = dict[tuple[str, str], tuple[dict[str, DoneObject], dict[str, Any]]]
 
 
 def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, dest: str, name: str,
-              checksum: bool) -> tuple[dict[str, DoneObject], dict[str, Any]]:
+              checksum: bool, recorded: dict[str, DoneObject] | None = None,
+              listed: dict[str, int] | None = None) -> tuple[dict[str, DoneObject], dict[str, Any]]:
     """What the journal (or else the target's sidecar) records for one destination, and
-    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it."""
-    recorded = journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
+    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it.
+    `recorded`, `listed`: the journal's records and those sizes, when already read."""
+    recorded = recorded or journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
     if not recorded:
         return {}, {}
-    return recorded, files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
+    return recorded, listed if listed is not None else files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
 
 
-def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> Ahead:
-    """on_target for each source.s3 entry's destination, known from relocate.yaml alone:
-    taken while the bucket is still being listed (older versions' destinations are asked
-    after the listing, by already_on_target)."""
-    return {(spec.bucket, spec.to): on_target(config, conn, journal, spec.bucket, spec.to, spec.bucket, checksum)
-            for spec in config.s3}
+def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> tuple[TargetFacts, Ahead]:
+    """The target's facts, and on_target for each source.s3 entry's destination, known
+    from relocate.yaml alone: taken while the bucket is still being listed (older
+    versions' destinations are asked after the listing, by already_on_target). The facts
+    and the sizes under every destination come in one remote command (with `checksum`,
+    hashes instead, each its own), and the journal is read while the target answers (issue 18)."""
+    dests = list(dict.fromkeys((spec.bucket, spec.to) for spec in config.s3))
+    sizes = [] if checksum else [posixpath.join(config.root, to) for _, to in dests]
+    probing = Probing(conn, config.root, write_dirs(config), config.allowed_links, sizes)
+    tid = target_id(config, conn)
+    journaled = {(bucket, to): journal.done(tid, bucket) for bucket, to in dests}
+    facts, listed = probing.result()
+    if not _under_root(facts, config.root):
+        return facts, {}
+    found: dict[tuple[str, str], dict[str, int]] = dict(zip(dests, listed))
+    return facts, {(bucket, to): on_target(config, conn, journal, bucket, to, bucket, checksum, journaled[bucket, to],
+                                           found.get((bucket, to)))
+                   for bucket, to in dests}
+
+
+def _under_root(facts: TargetFacts, root: str) -> bool:
+    """target.root exists (else nothing is on the target yet)."""
+    return facts.existing == root or facts.existing.startswith(root)
 
 
 def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory,
@@ -184,9 +203,8 @@ def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -
         # longer of the two, not for both (issue 18). The target connection stays on this thread.
         with ThreadPoolExecutor(1, thread_name_prefix="inventory") as pool:
             listed = pool.submit(take_inventory, config, aws)
-            facts = probe(conn, config.root, write_dirs(config), config.allowed_links)
-            exists = facts.existing == config.root or facts.existing.startswith(config.root)
-            ahead = look_ahead(config, conn, journal, checksum) if exists else {}
+            facts, ahead = look_ahead(config, conn, journal, checksum)
+            exists = _under_root(facts, config.root)
             inventory = listed.result()
         done = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else {}
     finally:
