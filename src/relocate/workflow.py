@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 from relocate.kinds import Context, Kind, load_kinds
 from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
-from relocate.execute.gather import Gathered, gather, target_id
+from relocate.execute.gather import Gathered, gather, list_source, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan, PlanVerdict, VerdictFinding
 from relocate.policy.schema import HOST_KINDS
@@ -83,10 +83,11 @@ class Prepared:
 def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
     """Read the source and probe the target (read-only), then build the Plan."""
     aws = Aws(config.aws)
+    listed = list_source(config, aws)  # the source's listing starts now, beside the login (gather.py)
     verdict = provider_verdict(config, opts)
     with session(config.ssh, opts.login, config.target_jump) as conn:  # through target.ssh.jump when set
         try:
-            gathered = gather(config, aws, conn, checksum=opts.checksum)
+            gathered = gather(config, aws, conn, checksum=opts.checksum, listed=listed)
             if opts.bulk_login and gathered.objects_todo() and opts.login.openssh:
                 # The bulk lanes' logins start now, pinned to the host key conn.connect() checked,
                 # and overlap the plan, the gate and the lock; a rerun with no object to send

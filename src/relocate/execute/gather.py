@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,17 +196,34 @@ def write_dirs(config: Config) -> list[str]:
     return [posixpath.join(config.root, r) for r in dict.fromkeys(rels) if r]
 
 
-def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
+def list_source(config: Config, aws: Aws) -> Future[Inventory]:
+    """take_inventory on a thread of its own, started before the target's SSH login: the
+    source's listing (its S3 client's creation, its requests and their parsing) overlaps
+    the login, the probe and the journal read, and a rerun waits for the longer of the
+    two, not for both (issue 18). A daemon thread: a login that fails is reported at once,
+    not after a long listing."""
+    listed: Future[Inventory] = Future()
+
+    def run() -> None:
+        try:
+            listed.set_result(take_inventory(config, aws))
+        except BaseException as exc:  # noqa: BLE001 - raised again by listed.result(), on the caller's thread
+            listed.set_exception(exc)
+
+    threading.Thread(target=run, name="inventory", daemon=True).start()
+    return listed
+
+
+def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
+           listed: Future[Inventory] | None = None) -> Gathered:
+    """`listed`: list_source's, when the caller started the listing already. The target
+    connection stays on this thread."""
+    listed = listed or list_source(config, aws)
     journal = journal_for(config)
     try:
-        # The source is listed (its requests and their parsing) on a thread of its own while
-        # this one probes the target and reads what is already there: a rerun waits for the
-        # longer of the two, not for both (issue 18). The target connection stays on this thread.
-        with ThreadPoolExecutor(1, thread_name_prefix="inventory") as pool:
-            listed = pool.submit(take_inventory, config, aws)
-            facts, ahead = look_ahead(config, conn, journal, checksum)
-            exists = _under_root(facts, config.root)
-            inventory = listed.result()
+        facts, ahead = look_ahead(config, conn, journal, checksum)
+        exists = _under_root(facts, config.root)
+        inventory = listed.result()
         done = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else {}
     finally:
         journal.close()
