@@ -45,7 +45,7 @@ if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$owner" > "$dir/owner"; echo
 elif [ -d "$dir" ]; then cat -- "$dir/owner" 2>/dev/null || echo '{}'; exit 0
 else printf 'cannot-create\t'; mkdir -- "$dir" 2>&1 | tail -n 1; exit 0; fi
 for c in "$@"; do
-  sh -c "$c" >&2 || { s=$?; rm -rf -- "$dir"; exit "$s"; }
+  eval "$c" >&2 || { s=$?; rm -rf -- "$dir"; exit "$s"; }
 done
 """
 # The caller's last commands (`before_release`: its staging dir cleared, an audit line),
@@ -55,7 +55,7 @@ _RELEASE = r"""
 dir=$1; shift
 s=0
 for c in "$@"; do
-  sh -c "$c"; e=$?
+  eval "$c"; e=$?
   [ "$s" -ne 0 ] || s=$e
 done
 rm -rf -- "$dir"
