@@ -20,7 +20,7 @@ from relocate.errors import BlockedError, SafetyError
 from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit_command
 from relocate.execute.verify import VerifyReport, verify_snapshot
-from relocate.kinds import Context, Kind, Run
+from relocate.kinds import Context, Kind, Outcome, Run
 from relocate.plan import deadline
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan, Step
@@ -135,7 +135,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         identity = crypto.load_identity(config.key_file, create=True, given=opts.age_identity)
         run = Run(report=report, opts=opts, snap=snap, journal=journal, staging=staging, progress=progress)
         ctx.snapshot_dir, ctx.identity, ctx.run = snap.path, identity, run
-        manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
+        outcomes: list[tuple[Kind, Step, Outcome]] = []
         phase = ""
         for step in plan.steps:
             if step.kind == "verify":
@@ -150,7 +150,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
                 report.left.append(f"{step.id}: {step.todo_count} object(s), {human_bytes(step.todo_bytes)} not started "
                                    "(would not finish before the deadline; run again to resume)")
                 outcome = kind.leave(ctx, gathered.get(kind.name), step)
-            kind.record(manifest, step, outcome)
+            outcomes.append((kind, step, outcome))
             if step.kind not in _COUNTED:
                 report.components_changed += int(outcome.changed)
                 if not outcome.changed and not outcome.failed:
@@ -162,6 +162,10 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         if report.nothing_done:
             store.discard(snap)
             return
+        # Filed only for a snapshot that is kept: a rerun with nothing to do builds no manifest.
+        manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
+        for kind, step, outcome in outcomes:
+            kind.record(manifest, step, outcome)
         if run.secret_files:
             data = json.dumps({p: c.decode("utf-8") for p, c in run.secret_files.items()}).encode()
             crypto.write_private(snap.secrets_path, crypto.encrypt(data, identity))
