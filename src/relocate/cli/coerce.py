@@ -80,13 +80,14 @@ def _plain(annotation: Any, info: Any) -> bool:
 if RuntimeParam is not None:
 
     @dataclass(frozen=True)
-    class PlainParam(RuntimeParam):  # type: ignore[misc,valid-type]
+    class PlainParam(RuntimeParam):
         """A plain option's converter: the valid case here, the rest in Typer's."""
 
         descriptor: Any
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            annotation, info = self.annotation, self.parameter_info
+            annotation: Any = self.annotation  # typed by Typer far wider than relocate's options
+            info = self.parameter_info
             if get_origin(annotation) is list:
                 (item,) = get_args(annotation)
                 got: Any = [_leaf(item, info, v, param, ctx) for v in value] if isinstance(value, (list, tuple)) else _TYPER
