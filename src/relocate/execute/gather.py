@@ -130,7 +130,7 @@ def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: boo
     facts, listed = probing.result()
     if not _under_root(facts, config.root):
         return facts, {}
-    found: dict[tuple[str, str], dict[str, int]] = dict(zip(dests, listed))
+    found: dict[tuple[str, str], dict[str, int] | None] = dict(zip(dests, listed))
     return facts, {(bucket, to): on_target(config, conn, journal, bucket, to, bucket, checksum, journaled[bucket, to],
                                            found.get((bucket, to)))
                    for bucket, to in dests}

@@ -11,9 +11,10 @@ from relocate.ssh.connection import Connection
 REQUIRED_TOOLS = ("tar", "sha256sum", "find", "xargs", "cp", "df", "mkdir", "mv", "rm")
 
 # Arguments: ROOT, nolinks' ROOT and ALLOW, N, then N directories whose file sizes follow
-# the facts (after a NUL, each listing ended by an empty record: files.SIZES_FN), then the
-# directories the move will write into. One remote command: a rerun asks the target for
-# its facts and for what it holds in one round trip (issue 18).
+# the facts (after a NUL, each listing ended by an empty record: files.SIZES_FN; a `!`
+# record when it failed, an unreadable subdirectory say), then the directories the move
+# will write into. One remote command: a rerun asks the target for its facts and for what
+# it holds in one round trip (issue 18).
 _PROBE = nolinks.NOLINKS_FN + files.SIZES_FN + r"""
 root="$1"
 echo "os=$(uname -s) $(uname -m)"
@@ -38,7 +39,7 @@ printf '\0'
 i=0
 for d in "$@"; do
   i=$((i + 1)); [ "$i" -le "$n" ] || break
-  relocate_sizes "$d" || exit
+  relocate_sizes "$d" 2>/dev/null || printf '!\0'
   printf '\0'
 done
 """
@@ -87,16 +88,18 @@ class Probing:
         self.conn, self.count = conn, len(sizes)
         self.proc = conn.begin(*_command(root, paths, allow, sizes))
 
-    def result(self) -> tuple[TargetFacts, list[dict[str, int]]]:
-        """(the facts, {path: size} under each of `sizes`, in order)."""
+    def result(self) -> tuple[TargetFacts, list[dict[str, int] | None]]:
+        """(the facts, {path: size} under each of `sizes`, in order; None where the listing
+        failed: files.list_sizes, asked again by whoever needs it, says why)."""
         out = self.conn.finish(self.proc, timeout=3600).stdout
         text, _, rest = out.partition(b"\0")
         records = rest.split(b"\0")
-        listings: list[dict[str, int]] = []
+        listings: list[dict[str, int] | None] = []
         start = 0
         for _ in range(self.count):  # each listing ends with an empty record
             end = records.index(b"", start)
-            listings.append(files.parse_sizes(records[start:end]))
+            listing = records[start:end]
+            listings.append(None if listing[-1:] == [b"!"] else files.parse_sizes(listing))
             start = end + 1
         return _facts(text), listings
 
