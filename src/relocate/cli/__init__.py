@@ -10,6 +10,7 @@ and paramiko take most of a second to import, which `relocate --help`, `--versio
 from __future__ import annotations
 
 import collections
+import gc
 import importlib
 import logging
 import os
@@ -51,6 +52,10 @@ def _load(name: str) -> Any:
     if module not in _loaded:
         sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
         importlib.import_module(f"relocate.cli.{module}").register(sub)
+        # The modules just imported (boto3's, paramiko's: hundreds of thousands of objects)
+        # live as long as the process: moved out of the collector's way, so a full collection
+        # does not walk them again and again (issue 18: ~0.05 s of a rerun's CPU).
+        gc.freeze()
         commands = dict(typer.main.get_group(sub).commands)
         for cname, cmd in commands.items():
             _bind_envvars(cmd, (cname,))
