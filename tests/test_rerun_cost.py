@@ -14,21 +14,27 @@ bench/bench_rerun.py's).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import aws_client, cli, make_config
+from relocate.errors import TargetError
 from relocate.targets import files
 
-# Probe commands of the gather (facts, sizes under the bucket's directory), the lock,
-# the audit lines and the staging directory: 8 today. A rerun used to start as many
-# `ssh` logins again for the bulk lanes and throw them away.
-MAX_COMMANDS = 8
+# Remote commands: the gather's probe with the sizes under the bucket's directory (one),
+# the lock with the move-start line and the staging dir (one), the staging dir's removal
+# with the move-end line and the unlock (one). They were 8 separate ones; a rerun also
+# used to start as many `ssh` logins again for the bulk lanes and throw them away.
+MAX_COMMANDS = 3
 
 # Loaded only when objects move: the transfer engine and its S3 readers.
 ENGINE = ("relocate.execute.objects", "relocate.execute.wire", "relocate.sources.s3data", "relocate.sources.s3gets",
@@ -148,3 +154,41 @@ def test_invoke_is_imported_only_for_a_match_exec(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "matched", "2222", "True"]
+
+
+def test_the_probe_lists_sizes_in_the_same_command(sshd) -> None:
+    """targets/facts.Probing: the facts and, per directory, what files.list_sizes says, in
+    one remote command; a listing that fails (an unreadable subdirectory) is None, so the
+    caller asks list_sizes itself and reports its error as before."""
+    from relocate.ssh.connection import Connection
+    from relocate.ssh.via import SshSpec
+    from relocate.targets import facts, files
+
+    root = sshd.root / f"probe-{secrets.token_hex(3)}"
+    good, locked = root / "data", root / "locked"
+    for d in (good / "a b", locked / "inner"):
+        d.mkdir(parents=True)
+    (good / "a b" / "x\ty\nz").write_bytes(b"12345")
+    (good / "top").write_bytes(b"")
+    (locked / "inner" / "f").write_bytes(b"1")
+    for d in (root, good, good / "a b", locked):
+        shutil.chown(d, sshd.user, sshd.user)
+    os.chmod(locked / "inner", 0)  # root's, unreadable by the login user
+    conn = Connection(SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                              host_key=sshd.host_key_fingerprint))
+    with conn:
+        conn.connect()
+        seen: list[str] = []
+        start = conn.start
+        conn.start = lambda command, *a, **kw: (seen.append(command), start(command, *a, **kw))[1]  # type: ignore[method-assign]
+        got, listings = facts.Probing(conn, str(root), [str(good)], (),
+                                      [str(good), str(root / "missing"), str(locked), str(good)]).result()
+        assert len(seen) == 1
+        assert listings == [{"a b/x\ty\nz": 5, "top": 0}, {}, None, {"a b/x\ty\nz": 5, "top": 0}]
+        alone = facts.probe(conn, str(root), [str(good)])
+        assert got.free_bytes and alone.free_bytes  # the disk's free space moves under other tests' writes
+        assert dataclasses.replace(got, free_bytes=None) == dataclasses.replace(alone, free_bytes=None)
+        assert got.writable and got.existing == str(root) and got.user == sshd.user
+        assert files.list_sizes(conn, str(good)) == listings[0]
+        with pytest.raises(TargetError):
+            files.list_sizes(conn, str(locked))

@@ -10,6 +10,7 @@ and paramiko take most of a second to import, which `relocate --help`, `--versio
 from __future__ import annotations
 
 import collections
+import gc
 import importlib
 import logging
 import os
@@ -24,6 +25,7 @@ import typer.core
 import typer.main
 
 from relocate import __version__
+from relocate.cli import coerce
 from relocate.errors import ExitCode, RelocateError
 
 # name -> (module under relocate.cli, the line `relocate --help` shows without importing it).
@@ -49,7 +51,18 @@ def _load(name: str) -> Any:
     module = _COMMANDS[name][0]
     if module not in _loaded:
         sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        importlib.import_module(f"relocate.cli.{module}").register(sub)
+        # The modules a command imports (boto3's, paramiko's: hundreds of thousands of
+        # objects, none of them garbage) live as long as the process: no collection while
+        # they load, and moved out of the collector's way afterwards, so a full collection
+        # does not walk them again and again (issue 18: ~0.1 s of a rerun's CPU).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            importlib.import_module(f"relocate.cli.{module}").register(sub)
+        finally:
+            gc.freeze()
+            if collecting:
+                gc.enable()
         commands = dict(typer.main.get_group(sub).commands)
         for cname, cmd in commands.items():
             _bind_envvars(cmd, (cname,))
@@ -237,7 +250,9 @@ _NO_ENVVAR = {"--version"}
 
 def _bind_envvars(cmd: Any, path: tuple[str, ...] = ()) -> None:
     """Every option of `cmd` and its subcommands also reads its RELOCATE_* variable,
-    including options a command module declares without one (CI sets env, not flags)."""
+    including options a command module declares without one (CI sets env, not flags);
+    and converts its value without pydantic when it is plain (cli/coerce.py)."""
+    coerce.install(cmd)
     for param in cmd.params:
         # by duck type: newer Typer vendors its own click, whose classes are not click's
         if getattr(param, "param_type_name", "") != "option" or _NO_ENVVAR & set(param.opts):

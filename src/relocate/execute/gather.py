@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.aws import Aws
 from relocate.sources.inventory import Inventory, take_inventory
 from relocate.targets import files, layout, shell
-from relocate.targets.facts import TargetFacts, probe
+from relocate.targets.facts import Probing, TargetFacts
 from relocate.ssh.connection import Connection
 
 
@@ -104,21 +105,40 @@ Ahead = dict[tuple[str, str], tuple[dict[str, DoneObject], dict[str, Any]]]
 
 
 def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, dest: str, name: str,
-              checksum: bool) -> tuple[dict[str, DoneObject], dict[str, Any]]:
+              checksum: bool, recorded: dict[str, DoneObject] | None = None,
+              listed: dict[str, int] | None = None) -> tuple[dict[str, DoneObject], dict[str, Any]]:
     """What the journal (or else the target's sidecar) records for one destination, and
-    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it."""
-    recorded = journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
+    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it.
+    `recorded`, `listed`: the journal's records and those sizes, when already read."""
+    recorded = recorded or journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
     if not recorded:
         return {}, {}
-    return recorded, files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
+    return recorded, listed if listed is not None else files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
 
 
-def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> Ahead:
-    """on_target for each source.s3 entry's destination, known from relocate.yaml alone:
-    taken while the bucket is still being listed (older versions' destinations are asked
-    after the listing, by already_on_target)."""
-    return {(spec.bucket, spec.to): on_target(config, conn, journal, spec.bucket, spec.to, spec.bucket, checksum)
-            for spec in config.s3}
+def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> tuple[TargetFacts, Ahead]:
+    """The target's facts, and on_target for each source.s3 entry's destination, known
+    from relocate.yaml alone: taken while the bucket is still being listed (older
+    versions' destinations are asked after the listing, by already_on_target). The facts
+    and the sizes under every destination come in one remote command (with `checksum`,
+    hashes instead, each its own), and the journal is read while the target answers (issue 18)."""
+    dests = list(dict.fromkeys((spec.bucket, spec.to) for spec in config.s3))
+    sizes = [] if checksum else [posixpath.join(config.root, to) for _, to in dests]
+    probing = Probing(conn, config.root, write_dirs(config), config.allowed_links, sizes)
+    tid = target_id(config, conn)
+    journaled = {(bucket, to): journal.done(tid, bucket) for bucket, to in dests}
+    facts, listed = probing.result()
+    if not _under_root(facts, config.root):
+        return facts, {}
+    found: dict[tuple[str, str], dict[str, int] | None] = dict(zip(dests, listed))
+    return facts, {(bucket, to): on_target(config, conn, journal, bucket, to, bucket, checksum, journaled[bucket, to],
+                                           found.get((bucket, to)))
+                   for bucket, to in dests}
+
+
+def _under_root(facts: TargetFacts, root: str) -> bool:
+    """target.root exists (else nothing is on the target yet)."""
+    return facts.existing == root or facts.existing.startswith(root)
 
 
 def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory,
@@ -176,18 +196,34 @@ def write_dirs(config: Config) -> list[str]:
     return [posixpath.join(config.root, r) for r in dict.fromkeys(rels) if r]
 
 
-def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
+def list_source(config: Config, aws: Aws) -> Future[Inventory]:
+    """take_inventory on a thread of its own, started before the target's SSH login: the
+    source's listing (its S3 client's creation, its requests and their parsing) overlaps
+    the login, the probe and the journal read, and a rerun waits for the longer of the
+    two, not for both (issue 18). A daemon thread: a login that fails is reported at once,
+    not after a long listing."""
+    listed: Future[Inventory] = Future()
+
+    def run() -> None:
+        try:
+            listed.set_result(take_inventory(config, aws))
+        except BaseException as exc:  # noqa: BLE001 - raised again by listed.result(), on the caller's thread
+            listed.set_exception(exc)
+
+    threading.Thread(target=run, name="inventory", daemon=True).start()
+    return listed
+
+
+def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
+           listed: Future[Inventory] | None = None) -> Gathered:
+    """`listed`: list_source's, when the caller started the listing already. The target
+    connection stays on this thread."""
+    listed = listed or list_source(config, aws)
     journal = journal_for(config)
     try:
-        # The source is listed (its requests and their parsing) on a thread of its own while
-        # this one probes the target and reads what is already there: a rerun waits for the
-        # longer of the two, not for both (issue 18). The target connection stays on this thread.
-        with ThreadPoolExecutor(1, thread_name_prefix="inventory") as pool:
-            listed = pool.submit(take_inventory, config, aws)
-            facts = probe(conn, config.root, write_dirs(config), config.allowed_links)
-            exists = facts.existing == config.root or facts.existing.startswith(config.root)
-            ahead = look_ahead(config, conn, journal, checksum) if exists else {}
-            inventory = listed.result()
+        facts, ahead = look_ahead(config, conn, journal, checksum)
+        exists = _under_root(facts, config.root)
+        inventory = listed.result()
         done = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else {}
     finally:
         journal.close()

@@ -24,21 +24,42 @@ import json
 import os
 import posixpath
 import socket
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from relocate.errors import SafetyError, TargetError
 from relocate.targets import layout, nolinks, shell
 from relocate.ssh.connection import Connection
 
 
-# mkdir is the test-and-set; the owner file is written only by the winner.
-_TAKE = r"""
-dir=$1
+# mkdir is the test-and-set; the owner file is written only by the winner, which then
+# runs the caller's first commands (`then`: an audit line, its staging dir) in the same
+# remote command. If one fails, the lock goes again and the script exits with its status:
+# a start that failed never leaves the lock held. Never a lock or owner file through a
+# symlinked directory (nolinks.py): refused with its status before anything is made.
+_TAKE = nolinks.NOLINKS_FN + r"""
+dir=$1 owner=$2; r=$3 a=$4; shift 4
+relocate_nolinks "$r" "$a" "$dir" || exit 86
 mkdir -p -- "$(dirname -- "$dir")" 2>/dev/null
-if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$2" > "$dir/owner"; echo taken
-elif [ -d "$dir" ]; then cat -- "$dir/owner" 2>/dev/null || echo '{}'
-else printf 'cannot-create\t'; mkdir -- "$dir" 2>&1 | tail -n 1; fi
+if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$owner" > "$dir/owner"; echo taken
+elif [ -d "$dir" ]; then cat -- "$dir/owner" 2>/dev/null || echo '{}'; exit 0
+else printf 'cannot-create\t'; mkdir -- "$dir" 2>&1 | tail -n 1; exit 0; fi
+for c in "$@"; do
+  eval "$c" >&2 || { s=$?; rm -rf -- "$dir"; exit "$s"; }
+done
+"""
+# The caller's last commands (`before_release`: its staging dir cleared, an audit line),
+# then the lock removed, in one remote command; the first failure's status is the exit
+# status, and the lock goes whatever failed.
+_RELEASE = r"""
+dir=$1; shift
+s=0
+for c in "$@"; do
+  eval "$c"; e=$?
+  [ "$s" -ne 0 ] || s=$e
+done
+rm -rf -- "$dir"
+exit "$s"
 """
 
 
@@ -74,6 +95,11 @@ class TargetLock:
     # leaves it from a host name that never comes back (the holder touches it every chunk).
     where: str = ""
     stale_s: float | None = None
+    # Remote command lines (shell.line, nolinks.guarded) run right after the lock is taken,
+    # and right before it is removed, each in the lock's own remote command: a move with
+    # nothing to do asks the target three times in all, not eight (issue 18).
+    then: Sequence[str] = ()
+    before_release: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> str:
@@ -82,9 +108,9 @@ class TargetLock:
     def __enter__(self) -> "TargetLock":
         owner = {"who": who(), "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "action": self.action}
         for _attempt in range(2):
-            cmd, body = shell.script(_TAKE, self.path, json.dumps(owner))
-            cmd = nolinks.guarded(self.root, [self.path], cmd)  # never a lock or owner file through a link
-            out = self.conn.run(cmd, body, timeout=60).text().strip()
+            cmd, body = shell.script(_TAKE, self.path, json.dumps(owner), nolinks.root_arg(self.root),
+                                     nolinks.allow_arg(()), *self.then)
+            out = self.conn.run(cmd, body, timeout=600).text().strip()
             if out == "taken":
                 return self
             if out.startswith("cannot-create"):  # not a lock held: the root is not writable
@@ -119,22 +145,30 @@ class TargetLock:
         """The holder is alive (see stale_s)."""
         self.conn.run(shell.line(["touch", "-c", "--", posixpath.join(self.path, "owner")]), timeout=60, check=False)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        last = self.before_release
         try:
-            self.conn.run(shell.line(["rm", "-rf", "--", self.path]), timeout=60)
+            cmd, body = shell.script(_RELEASE, self.path, *last)
+            self.conn.run(cmd, body, timeout=600)
         except Exception:  # a dropped connection leaves a lock the owner file explains
-            pass
+            if last and exc_type is None:
+                raise  # the caller's last commands failed: that is the outcome (the original error wins otherwise)
 
 
 def audit(conn: Connection, root: str, action: str, **fields: Any) -> None:
     """Append one line to root/.relocate/audit.log. Pass names and counts, never values."""
+    conn.run(audit_command(root, action, **fields), timeout=60)
+
+
+def audit_command(root: str, action: str, **fields: Any) -> str:
+    """The remote command line that appends audit's line (for TargetLock's then and
+    before_release, which run it in the lock's own remote command)."""
     entry = {"at": _now(), "who": who(), "action": action, **fields}
     path = posixpath.join(layout.state_dir(root), "audit.log")
     # The line is an argument (it holds no secret); `>>` opens with O_APPEND, so
     # concurrent writers never overwrite each other's lines.
-    cmd, body = shell.script(_APPEND, path, json.dumps(entry, ensure_ascii=False))
-    cmd = nolinks.guarded(root, [path], cmd)  # `>>` would follow a symlinked .relocate or audit.log
-    conn.run(cmd, body, timeout=60)
+    cmd = shell.line(["sh", "-c", _APPEND, "sh", path, json.dumps(entry, ensure_ascii=False)])
+    return nolinks.guarded(root, [path], cmd)  # `>>` would follow a symlinked .relocate or audit.log
 
 
 _AGE = r"""

@@ -18,9 +18,9 @@ from typing import Any, Callable, Sequence
 from relocate.config import Config
 from relocate.errors import BlockedError, SafetyError
 from relocate.execute import gate
-from relocate.execute.lock import TargetLock, audit
+from relocate.execute.lock import TargetLock, audit_command
 from relocate.execute.verify import VerifyReport, verify_snapshot
-from relocate.kinds import Context, Kind, Run
+from relocate.kinds import Context, Kind, Outcome, Run
 from relocate.plan import deadline
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan, Step
@@ -92,43 +92,50 @@ def run_move(plan: Plan, config: Config, ctx: Context, kinds: Sequence[Kind], ga
     if unknown:
         raise SafetyError(f"the plan has step(s) no configured kind runs: {', '.join(unknown[:5])}",
                           hint="run `relocate plan -o` again")
-    with TargetLock(conn, root, "move"):
-        audit(conn, root, "move-start", target=plan.target, steps=[s.id for s in plan.steps],
-              changes=list(approval.changes) if approval else [], approved=approval.how if approval else None)
+    staging = layout.staging_dir(root)
+    # The lock, the move-start line and the staging dir are one remote command, and so are
+    # the staging dir's removal, the move-end line and the unlock (lock.py): a rerun with
+    # nothing to do asks the target three times in all (issue 18). Staging left by a killed
+    # run is never trusted: it is cleared, then refilled; not through a symlinked .relocate
+    # (nolinks.py): rm -rf would follow it.
+    start = [audit_command(root, "move-start", target=plan.target, steps=[s.id for s in plan.steps],
+                           changes=list(approval.changes) if approval else [], approved=approval.how if approval else None),
+             nolinks.guarded(root, [layout.sidecar_dir(root), staging],
+                             shell.all_of(["mkdir", "-p", "--", layout.sidecar_dir(root)], ["rm", "-rf", "--", staging]))]
+    with TargetLock(conn, root, "move", then=start) as lock:
         report = MoveReport()
         try:
-            _run(plan, config, ctx, named, gathered, opts, progress or (lambda *_: None), report)
+            _run(plan, config, ctx, named, gathered, opts, progress or (lambda *_: None), report, staging)
         except BaseException as exc:
             try:
                 active = releases.current_release(conn, root) if config.data.get("deploy") else None
-                audit(conn, root, "move-end", result="error", error=type(exc).__name__, release=active,
-                      tried_release=report.release_tried)
+                lock.before_release.append(audit_command(root, "move-end", result="error", error=type(exc).__name__,
+                                                         release=active, tried_release=report.release_tried))
             except Exception:  # the connection may be what failed; the original error matters
                 pass
             raise
         bad = bool(report.failed) or (report.verify is not None and not report.verify.ok)
+        # Each batch's staging dir went with it; the empty staging dir goes too (docs/transfer.md).
+        lock.before_release.append(nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging])))
         # Both releases: after a rollback `release` (active) is not the one that was tried.
-        audit(conn, root, "move-end", result="failed" if bad else "ok", objects=report.objects_sent, bytes=report.bytes_sent,
-              env_files=report.env_written, release=report.release, tried_release=report.release_tried,
-              snapshot=report.snapshot.rsplit("/", 1)[-1] if report.snapshot else None)
-        return report
+        lock.before_release.append(audit_command(
+            root, "move-end", result="failed" if bad else "ok", objects=report.objects_sent, bytes=report.bytes_sent,
+            env_files=report.env_written, release=report.release, tried_release=report.release_tried,
+            snapshot=report.snapshot.rsplit("/", 1)[-1] if report.snapshot else None))
+    return report
 
 
 def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathered: dict[str, Any],
-         opts: Settings, progress: Progress, report: MoveReport) -> None:
+         opts: Settings, progress: Progress, report: MoveReport, staging: str) -> None:
+    """The steps, the snapshot and the final check, under the lock, with `staging` made."""
     conn, root = ctx.conn, config.root
-    staging = layout.staging_dir(root)
-    # Staging left by a killed run is never trusted: it is cleared, then refilled. Not
-    # through a symlinked .relocate (nolinks.py): rm -rf would follow it.
-    conn.run(nolinks.guarded(root, [layout.sidecar_dir(root), staging],
-                             shell.all_of(["mkdir", "-p", "--", layout.sidecar_dir(root)], ["rm", "-rf", "--", staging])))
     snap = store.begin(config.snapshot_dir)
     journal = journal_for(config)
     try:
         identity = crypto.load_identity(config.key_file, create=True, given=opts.age_identity)
         run = Run(report=report, opts=opts, snap=snap, journal=journal, staging=staging, progress=progress)
         ctx.snapshot_dir, ctx.identity, ctx.run = snap.path, identity, run
-        manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
+        outcomes: list[tuple[Kind, Step, Outcome]] = []
         phase = ""
         for step in plan.steps:
             if step.kind == "verify":
@@ -143,7 +150,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
                 report.left.append(f"{step.id}: {step.todo_count} object(s), {human_bytes(step.todo_bytes)} not started "
                                    "(would not finish before the deadline; run again to resume)")
                 outcome = kind.leave(ctx, gathered.get(kind.name), step)
-            kind.record(manifest, step, outcome)
+            outcomes.append((kind, step, outcome))
             if step.kind not in _COUNTED:
                 report.components_changed += int(outcome.changed)
                 if not outcome.changed and not outcome.failed:
@@ -152,11 +159,13 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
             report.failed.extend(outcome.failed)
             report.release = outcome.manifest.get("active") or report.release
             report.release_tried = outcome.manifest.get("tried") or report.release_tried
-        # Each batch's staging dir went with it; the empty staging dir goes too (docs/transfer.md).
-        conn.run(nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging])), timeout=60)
         if report.nothing_done:
             store.discard(snap)
             return
+        # Filed only for a snapshot that is kept: a rerun with nothing to do builds no manifest.
+        manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
+        for kind, step, outcome in outcomes:
+            kind.record(manifest, step, outcome)
         if run.secret_files:
             data = json.dumps({p: c.decode("utf-8") for p, c in run.secret_files.items()}).encode()
             crypto.write_private(snap.secrets_path, crypto.encrypt(data, identity))

@@ -77,6 +77,9 @@ class Outcome:
     manifest: dict[str, Any] = field(default_factory=dict)  # what Kind.record files in the snapshot manifest
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # items that did not make it: the move exits 4
+    # What record() files instead of `manifest` when building it costs (the s3 kind: an entry
+    # per object): called only when the run commits a snapshot, never by a rerun with nothing to do.
+    build: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass

@@ -97,7 +97,7 @@ class Objects(Kind):
         return self._push(ctx, gathered, step, send=False)
 
     def record(self, manifest: dict[str, Any], step: Step, outcome: Outcome) -> None:
-        manifest.setdefault("buckets", []).append(outcome.manifest)
+        manifest.setdefault("buckets", []).append(outcome.build() if outcome.build is not None else outcome.manifest)
 
     def _push(self, ctx: Context, gathered: Any, step: Step, *, send: bool) -> Outcome:
         run, conn, config = ctx.run, ctx.conn, ctx.config
@@ -156,13 +156,21 @@ class Objects(Kind):
                 reader.close()  # its GET thread and connections
             conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
         versions = listing.kind == "versions"
-        entry = BucketEntry(listing.spec.bucket, listing.spec.prefix, listing.dest,
-                            [ObjectEntry.from_done(done[o.key], versions) for o in listing.objects if o.key in done],
-                            listing.journal_bucket if versions else None, listing.delete_markers if versions else None)
+
+        def entry() -> dict[str, Any]:
+            return BucketEntry(listing.spec.bucket, listing.spec.prefix, listing.dest,
+                               [ObjectEntry.from_done(done[o.key], versions) for o in listing.objects if o.key in done],
+                               listing.journal_bucket if versions else None,
+                               listing.delete_markers if versions else None).to_dict()
+
         if todo or _markers_unrecorded(conn, root, listing):
+            made = entry()
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
-                                    json.dumps(entry.to_dict(), ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
-        return Outcome(bool(todo), entry.to_dict(), failed=failed)
+                                    json.dumps(made, ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
+            return Outcome(bool(todo), made, failed=failed)
+        # Nothing sent: the manifest's entry (one per object) is built only if the run commits
+        # a snapshot; a rerun with nothing to do commits none (issue 18).
+        return Outcome(False, failed=failed, build=entry)
 
 
 KIND_CLASS = Objects

@@ -74,6 +74,15 @@ class _ListingXmlParser(RestXMLParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plans: dict[int, tuple[Any, dict[str, tuple[str, str | None, Any]] | None]] = {}
+        self._tags: dict[str, str] = {}
+
+    def _node_tag(self, node: Any) -> str:
+        """botocore's (the tag without its namespace: a regex substitution, six per listed
+        object), remembered per tag: a listing has a dozen distinct tags."""
+        tag = self._tags.get(node.tag)
+        if tag is None:
+            tag = self._tags[node.tag] = super()._node_tag(node)
+        return tag
 
     def _plan(self, shape: Any) -> dict[str, tuple[str, str | None, Any]] | None:
         got = self._plans.get(id(shape))

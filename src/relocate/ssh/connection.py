@@ -266,11 +266,15 @@ class Exec(Draining):
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise TransientError(f"connection lost while writing to the target ({exc})", hint="running again resumes") from None
 
-    def wait(self, timeout: float | None = None) -> Result:
+    def end_input(self) -> None:
+        """EOF on the command's stdin (a `sh -s` script runs to its end only after it)."""
         try:
             self.chan.shutdown_write()
         except (OSError, EOFError):
             pass
+
+    def wait(self, timeout: float | None = None) -> Result:
+        self.end_input()
         for t in self._readers:
             t.join(timeout)
         if not self.chan.status_event.wait(timeout if timeout is not None else 3600):
@@ -281,6 +285,18 @@ class Exec(Draining):
         except (OSError, EOFError, paramiko.SSHException):  # the transport died after the status came
             pass
         return Result(status, self._out.value(), b"".join(self._err))
+
+
+def checked(endpoint: object, result: Result) -> Result:
+    """`result`, or the error a failed command is: a guarded write's refusal (exit 6,
+    naming the link) or one line with the command's last stderr line."""
+    if result.status != 0:
+        refused = nolinks.refusal(result.status, result.stderr)
+        if refused is not None:  # a guarded write met a symlinked directory: exit 6, naming it
+            raise refused
+        err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise TargetError(f"on {endpoint}: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
+    return result
 
 
 class Connection:
@@ -399,13 +415,19 @@ class Connection:
         if stdin:
             proc.write(stdin)
         result = proc.wait(timeout)
-        if check and result.status != 0:
-            refused = nolinks.refusal(result.status, result.stderr)
-            if refused is not None:  # a guarded write met a symlinked directory: exit 6, naming it
-                raise refused
-            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise TargetError(f"on {self.endpoint}: command failed (exit {result.status}): {err[-1] if err else 'no message'}")
-        return result
+        return checked(self.endpoint, result) if check else result
+
+    def begin(self, command: str, stdin: bytes | None = None) -> Exec:
+        """`run` in two halves: the command starts with all its stdin sent, and the caller
+        does other work while the target answers; `finish` then waits and checks."""
+        proc = self.start(command)
+        if stdin:
+            proc.write(stdin)
+        proc.end_input()
+        return proc
+
+    def finish(self, proc: Exec, *, timeout: float | None = 600) -> Result:
+        return checked(self.endpoint, proc.wait(timeout))
 
     def open_tunnel(self, host: str, port: int) -> paramiko.Channel:
         """A TCP stream to host:port as seen from this host (paramiko direct-tcpip, like

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
-from relocate.targets import nolinks, shell
+from relocate.targets import files, nolinks, shell
 from relocate.ssh.connection import Connection
 
 REQUIRED_TOOLS = ("tar", "sha256sum", "find", "xargs", "cp", "df", "mkdir", "mv", "rm")
 
-_PROBE = nolinks.NOLINKS_FN + r"""
+# Arguments: ROOT, nolinks' ROOT and ALLOW, N, then N directories whose file sizes follow
+# the facts (after a NUL, each listing ended by an empty record: files.SIZES_FN; a `!`
+# record when it failed, an unreadable subdirectory say), then the directories the move
+# will write into. One remote command: a rerun asks the target for its facts and for what
+# it holds in one round trip (issue 18).
+_PROBE = nolinks.NOLINKS_FN + files.SIZES_FN + r"""
 root="$1"
 echo "os=$(uname -s) $(uname -m)"
 if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "distro=${PRETTY_NAME:-$ID}" ); fi
@@ -24,8 +29,19 @@ for t in """ + " ".join(REQUIRED_TOOLS) + r"""; do
   if command -v "$t" >/dev/null 2>&1; then echo "tool.$t=1"; else echo "tool.$t=0"; fi
 done
 # symlinked directories on the way to where the move will write (nolinks.py refuses them)
-r=$2 a=$3; shift 3
-for p in "$@"; do relocate_nolinks "$r" "$a" "$p" 2>&1 >/dev/null | sed -n 's/^relocate: symlink: /link=/p'; done
+r=$2 a=$3 n=$4; shift 4
+i=0
+for p in "$@"; do
+  i=$((i + 1)); [ "$i" -gt "$n" ] || continue
+  relocate_nolinks "$r" "$a" "$p" 2>&1 >/dev/null | sed -n 's/^relocate: symlink: /link=/p'
+done
+printf '\0'
+i=0
+for d in "$@"; do
+  i=$((i + 1)); [ "$i" -le "$n" ] || break
+  relocate_sizes "$d" 2>/dev/null || printf '!\0'
+  printf '\0'
+done
 """
 
 
@@ -52,12 +68,45 @@ class TargetFacts:
         }
 
 
+def _command(root: str, paths: list[str] | None, allow: tuple[str, ...], sizes: Sequence[str]) -> tuple[str, bytes]:
+    return shell.script(_PROBE, root, nolinks.root_arg(root), nolinks.allow_arg(allow), str(len(sizes)), *sizes,
+                        *(paths or []))
+
+
 def probe(conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = ()) -> TargetFacts:
     """`paths`: where the move will write (directories), checked for symlinked components."""
-    cmd, stdin = shell.script(_PROBE, root, nolinks.root_arg(root), nolinks.allow_arg(allow), *(paths or []))
-    out = conn.run(cmd, stdin, timeout=60).text()
+    cmd, stdin = _command(root, paths, allow, ())
+    return _facts(conn.run(cmd, stdin, timeout=60).stdout.partition(b"\0")[0])
+
+
+class Probing:
+    """`probe` under way (the caller works while the target answers), and with it the
+    sizes of the files under each of `sizes` (files.list_sizes, in the same command)."""
+
+    def __init__(self, conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = (),
+                 sizes: Sequence[str] = ()) -> None:
+        self.conn, self.count = conn, len(sizes)
+        self.proc = conn.begin(*_command(root, paths, allow, sizes))
+
+    def result(self) -> tuple[TargetFacts, list[dict[str, int] | None]]:
+        """(the facts, {path: size} under each of `sizes`, in order; None where the listing
+        failed: files.list_sizes, asked again by whoever needs it, says why)."""
+        out = self.conn.finish(self.proc, timeout=3600).stdout
+        text, _, rest = out.partition(b"\0")
+        records = rest.split(b"\0")
+        listings: list[dict[str, int] | None] = []
+        start = 0
+        for _ in range(self.count):  # each listing ends with an empty record
+            end = records.index(b"", start)
+            listing = records[start:end]
+            listings.append(None if listing[-1:] == [b"!"] else files.parse_sizes(listing))
+            start = end + 1
+        return _facts(text), listings
+
+
+def _facts(out: bytes) -> TargetFacts:
     facts = TargetFacts()
-    for raw in out.splitlines():
+    for raw in out.decode("utf-8", "replace").splitlines():
         key, _, value = raw.partition("=")
         if key == "os":
             facts.os = value

@@ -12,10 +12,15 @@ from relocate.ssh.connection import LINK_ERRORS, Connection
 from relocate.ssh.sftp import create_exclusive
 from relocate.targets import nolinks, shell
 
-_LIST_SIZES = r"""
-[ -d "$1" ] || exit 0
-cd "$1" && find . -type f -printf '%s\t%P\0'
+# relocate_sizes DIR: `size<TAB>path<NUL>` for every regular file below DIR (nothing when
+# DIR is absent); also run by the target's probe (targets/facts.py), in the same script.
+SIZES_FN = r"""
+relocate_sizes() {
+  [ -d "$1" ] || return 0
+  (cd "$1" && find . -type f -printf '%s\t%P\0')
+}
 """
+_LIST_SIZES = SIZES_FN + 'relocate_sizes "$1"\n'
 
 # sha256sum -z: NUL-terminated records with names unescaped; two workers use both cores.
 # Each worker writes its own file: two sha256sum writing into one pipe interleave
@@ -51,9 +56,13 @@ cd "$1" || exit 1
 def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
     """{path relative to directory: size} for every regular file below it."""
     cmd, stdin = shell.script(_LIST_SIZES, directory)
-    out = conn.run(cmd, stdin, timeout=3600).stdout
+    return parse_sizes(conn.run(cmd, stdin, timeout=3600).stdout.split(b"\0"))
+
+
+def parse_sizes(records: list[bytes]) -> dict[str, int]:
+    """relocate_sizes' records (split at NUL; empty ones skipped) -> {path: size}."""
     sizes: dict[str, int] = {}
-    for rec in out.split(b"\0"):
+    for rec in records:
         if rec:
             size, _, name = rec.partition(b"\t")
             sizes[name.decode("utf-8", "surrogateescape")] = int(size)
