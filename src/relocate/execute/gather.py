@@ -12,6 +12,7 @@ from typing import Any
 
 from relocate import pathrules
 from relocate.config import Config
+from relocate.snapshot import receipts
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.aws import Aws
@@ -36,6 +37,10 @@ class Gathered:
     done: dict[str, dict[str, DoneObject]]  # step id -> key -> record, present and intact
     env_record: dict[str, Any] = field(default_factory=dict)  # the target's ENV_RECORD
     env_same: set[str] = field(default_factory=set)  # env files the target holds as this move would write them
+    # step id -> key -> record, for destinations with receipts (snapshot/receipts.py): the
+    # objects in `done` only a receipt records; kinds/objects.py journals them and folds
+    # the receipts into the sidecar
+    receipted: dict[str, dict[str, DoneObject]] = field(default_factory=dict)
 
     def done_keys(self) -> dict[str, set[str]]:
         return {sid: set(d) for sid, d in self.done.items()}
@@ -99,18 +104,56 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tup
     return record, same
 
 
-# (journal bucket, destination) -> (what the journal or sidecar records, sizes or hashes on the target)
-Ahead = dict[tuple[str, str], tuple[dict[str, DoneObject], dict[str, Any]]]
+@dataclass
+class Recorded:
+    """What is known of one destination before sending: the journal's (or else the
+    target's sidecar's) records, the target's receipts (snapshot/receipts.py: files an
+    earlier, killed run placed), and the sizes (or with `checksum` the sha256s, hashed
+    there now) of the files under it."""
+
+    records: dict[str, DoneObject]
+    receipts: dict[str, DoneObject]
+    found: dict[str, Any]
+
+
+# (journal bucket, destination) -> what is recorded and found there
+Ahead = dict[tuple[str, str], Recorded]
+
+# One command for all a destination's records on the target: its receipts, its sidecar
+# ($2, '' when the local journal has records), then the sizes under the destination when
+# $4 is `yes`, or `if` anything was recorded. \001 separates them (JSON and the receipts'
+# ASCII lines never hold one). A newline after each receipt ends a line a kill tore.
+_RECORDED = r"""
+list=$4
+for f in "$1"/*.r; do
+  if [ -f "$f" ]; then cat -- "$f"; echo; [ "$list" = if ] && list=yes; fi
+done
+printf '\001'
+if [ -n "$2" ] && [ -f "$2" ]; then cat -- "$2"; [ "$list" = if ] && list=yes; fi
+printf '\001'
+[ "$list" = yes ] && [ -d "$3" ] && cd "$3" && """ + files.LIST_CWD + """exit 0
+"""
 
 
 def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, dest: str, name: str,
-              checksum: bool) -> tuple[dict[str, DoneObject], dict[str, Any]]:
-    """What the journal (or else the target's sidecar) records for one destination, and
-    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it."""
-    recorded = journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
-    if not recorded:
-        return {}, {}
-    return recorded, files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
+              checksum: bool) -> Recorded:
+    """What the journal (or else the target's sidecar) and the target's receipts record
+    for one destination, and what is under it: one remote command, plus the hashing
+    with `checksum`. `bucket` is the journal's name (`<bucket>#versions` for older
+    versions), `name` the bucket's own as the sidecar says it."""
+    records = journal.done(target_id(config, conn), bucket)
+    directory = posixpath.join(config.root, dest)
+    cmd, stdin = shell.script(_RECORDED, layout.receipts_dir(config.root, dest),
+                              "" if records else layout.sidecar_path(config.root, dest), directory,
+                              "no" if checksum else "yes" if records else "if")
+    raw, _, rest = conn.run(cmd, stdin, timeout=3600).stdout.partition(b"\001")
+    side, _, sizes = rest.partition(b"\001")
+    records = records or parse_sidecar(side, bucket, name)
+    taken = receipts.parse(raw, bucket)
+    if not records and not taken:
+        return Recorded({}, {}, {})
+    found = files.hash_tree(conn, directory) if checksum else files.parse_sizes(sizes)
+    return Recorded(records, taken, found)
 
 
 def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> Ahead:
@@ -121,44 +164,51 @@ def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: boo
             for spec in config.s3}
 
 
+Done = dict[str, dict[str, DoneObject]]  # step id -> key -> record
+
+
 def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory,
-                      checksum: bool = False, ahead: Ahead | None = None) -> dict[str, dict[str, DoneObject]]:
-    """Objects the journal says were delivered, unchanged at the source since, and still
-    on the target with the right size (verify re-hashes; this only has to be cheap), or
-    with `checksum` the right sha256, hashed on the target now. `ahead`: look_ahead's
-    answers, taken while the source was listed."""
-    result: dict[str, dict[str, DoneObject]] = {}
+                      checksum: bool = False, ahead: Ahead | None = None) -> tuple[Done, Done]:
+    """Objects the journal (or a receipt) says were delivered, unchanged at the source
+    since, and still on the target with the right size (verify re-hashes; this only has
+    to be cheap), or with `checksum` the right sha256, hashed on the target now; and,
+    apart, those of them only a receipt records, per step id of a destination that has
+    receipts (kinds/objects.py journals them and folds the receipts into the sidecar).
+    `ahead`: look_ahead's answers, taken while the source was listed."""
+    result: Done = {}
+    receipted: Done = {}
     for listing in inventory.buckets:
         sid = listing.step_id
         pre = (ahead or {}).get((listing.journal_bucket, listing.dest))
-        recorded, found = pre if pre is not None else on_target(
+        known = pre if pre is not None else on_target(
             config, conn, journal, listing.journal_bucket, listing.dest, listing.spec.bucket, checksum)
-        if not recorded:
-            result[sid] = {}
-            continue
         ok: dict[str, DoneObject] = {}
-        for o in listing.objects:
-            rec = recorded.get(o.key)
-            if rec and rec.etag == o.etag and rec.size == o.size:
-                rel = layout.under(rec.path, listing.dest)
-                if found.get(rel) == (rec.sha256 if checksum else o.size):
-                    ok[o.key] = rec
         result[sid] = ok
-    return result
+        if known.receipts:
+            receipted[sid] = {}
+        for o in listing.objects:
+            # the journal's record, else the receipt of a run killed before it journalled the file
+            for rec in (known.records.get(o.key), known.receipts.get(o.key)):
+                if rec and rec.etag == o.etag and rec.size == o.size \
+                        and known.found.get(layout.under(rec.path, listing.dest)) == (rec.sha256 if checksum else o.size):
+                    ok[o.key] = rec
+                    if rec is not known.records.get(o.key):
+                        receipted[sid][o.key] = rec
+                    break
+    return result, receipted
 
 
-def sidecar_records(conn: Connection, root: str, bucket: str, dest: str, name: str | None = None) -> dict[str, DoneObject]:
+def parse_sidecar(raw: bytes, bucket: str, name: str) -> dict[str, DoneObject]:
     """What an earlier move recorded on the target itself: lets a fresh machine (a CI
     runner without the journal) resume instead of re-sending everything. Each record
     was hashed by the target when it landed; sizes are re-checked by the caller.
     `bucket` is the journal's name (`<bucket>#versions` for older versions), `name` the
     bucket's own as the sidecar says it."""
-    found = files.read_file(conn, layout.sidecar_path(root, dest))
-    if found is None:
+    if not raw.strip():
         return {}
     try:
-        doc = json.loads(found[0])
-        if doc.get("bucket") != (name or bucket):
+        doc = json.loads(raw)
+        if doc.get("bucket") != name:
             return {}
         entries = (ObjectEntry.from_dict(o) for o in doc.get("objects", []))
         return {e.journal_key: e.done(bucket) for e in entries}
@@ -168,7 +218,7 @@ def sidecar_records(conn: Connection, root: str, bucket: str, dest: str, name: s
 
 def write_dirs(config: Config) -> list[str]:
     """Every directory under the root the move writes into (checked by the plan for links)."""
-    rels = [".relocate/lock", ".relocate/buckets", ".relocate/staging"]
+    rels = [".relocate/lock", ".relocate/buckets", ".relocate/staging", ".relocate/receipts"]
     for d in pathrules.destinations(config.data):
         rels.append(d.rel if d.kind == "dir" else posixpath.dirname(d.rel))
     if config.data.get("deploy"):
@@ -188,8 +238,8 @@ def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -
             exists = facts.existing == config.root or facts.existing.startswith(config.root)
             ahead = look_ahead(config, conn, journal, checksum) if exists else {}
             inventory = listed.result()
-        done = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else {}
+        done, receipted = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else ({}, {})
     finally:
         journal.close()
     record, same = env_on_target(config, conn, inventory) if exists else ({}, set())
-    return Gathered(inventory, facts, done, record, same)
+    return Gathered(inventory, facts, done, record, same, receipted)

@@ -24,7 +24,7 @@ from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.snapshot.store import Snapshot
 from relocate.sources.inventory import BucketListing, Inventory, split_version_key
-from relocate.targets import files, layout
+from relocate.targets import files, layout, shell
 from relocate.ssh.connection import Connection
 
 if TYPE_CHECKING:
@@ -114,6 +114,11 @@ class Objects(Kind):
         fresh = run.landed.setdefault(listing.dest, set())
         fresh.update(done)
         failed: list[str] = []
+        # Files a killed run placed but never journalled, found by their receipts with
+        # their size (snapshot/receipts.py): journalled now, as that run would have.
+        receipted = gathered.receipted.get(step.id)
+        if receipted:
+            run.journal.record(ctx.target_id, receipted.values())
 
         def commit(delivered: list[DoneObject]) -> None:
             # One journal transaction per batch, after the batch is in place on the target.
@@ -146,6 +151,7 @@ class Objects(Kind):
                 opts=opts.transfer,
                 keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                 on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
+                receipts=layout.receipts_dir(root, listing.dest),
             )
             try:
                 pusher.run(todo, commit)
@@ -159,9 +165,13 @@ class Objects(Kind):
         entry = BucketEntry(listing.spec.bucket, listing.spec.prefix, listing.dest,
                             [ObjectEntry.from_done(done[o.key], versions) for o in listing.objects if o.key in done],
                             listing.journal_bucket if versions else None, listing.delete_markers if versions else None)
-        if todo or _markers_unrecorded(conn, root, listing):
+        if todo or receipted is not None or _markers_unrecorded(conn, root, listing):
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
                                     json.dumps(entry.to_dict(), ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
+            if send and not failed:
+                # Everything the receipts told is now in the journal and the sidecar: a rerun
+                # reads the sidecar, not a growing pile of receipts.
+                conn.run(shell.line(["rm", "-rf", "--", layout.receipts_dir(root, listing.dest)]), timeout=120)
         return Outcome(bool(todo), entry.to_dict(), failed=failed)
 
 

@@ -12,10 +12,12 @@ from relocate.ssh.connection import LINK_ERRORS, Connection
 from relocate.ssh.sftp import create_exclusive
 from relocate.targets import nolinks, shell
 
+# Sizes of the files below the current directory (parse_sizes reads the output).
+LIST_CWD = r"""find . -type f -printf '%s\t%P\0'
+"""
 _LIST_SIZES = r"""
 [ -d "$1" ] || exit 0
-cd "$1" && find . -type f -printf '%s\t%P\0'
-"""
+cd "$1" && """ + LIST_CWD
 
 # sha256sum -z: NUL-terminated records with names unescaped; two workers use both cores.
 # Each worker writes its own file: two sha256sum writing into one pipe interleave
@@ -51,7 +53,11 @@ cd "$1" || exit 1
 def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
     """{path relative to directory: size} for every regular file below it."""
     cmd, stdin = shell.script(_LIST_SIZES, directory)
-    out = conn.run(cmd, stdin, timeout=3600).stdout
+    return parse_sizes(conn.run(cmd, stdin, timeout=3600).stdout)
+
+
+def parse_sizes(out: bytes) -> dict[str, int]:
+    """LIST_CWD's output -> {path relative to the directory: size}."""
     sizes: dict[str, int] = {}
     for rec in out.split(b"\0"):
         if rec:
