@@ -26,8 +26,8 @@ def target_id(config: Config, conn: Connection) -> str:
     return f"{conn.endpoint}{config.root}"
 
 
-def journal_for(config: Config) -> Journal:
-    return Journal(config.snapshot_dir / "journal.sqlite")
+def journal_for(config: Config, readonly: bool = False) -> Journal:
+    return Journal(config.snapshot_dir / "journal.sqlite", readonly)
 
 
 @dataclass
@@ -227,7 +227,7 @@ def write_dirs(config: Config) -> list[str]:
 
 
 def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False) -> Gathered:
-    journal = journal_for(config)
+    journal = journal_for(config, readonly=True)  # read only: the move's own writer checkpoints, once
     try:
         # The source is listed (its requests and their parsing) on a thread of its own while
         # this one probes the target and reads what is already there: a rerun waits for the
