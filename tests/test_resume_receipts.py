@@ -15,10 +15,13 @@ import os
 import secrets
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from helpers import aws_client, make_config
 from relocate.snapshot import receipts
@@ -135,14 +138,33 @@ def test_a_receipt_is_not_trusted_for_a_file_truncated_or_deleted_since(moto: st
     _assert_complete(root, objects)
 
 
+def test_receipts_are_folded_even_when_nothing_is_left_to_send(moto: str, sshd, tmp_path: Path) -> None:
+    cfg, root, objects, named = _killed_part_way(tmp_path, moto, sshd)
+    bucket = yaml_bucket(cfg)
+    s3 = aws_client("s3", moto)
+    for key in set(objects) - named:  # what the receipts do not name is gone from the source
+        s3.delete_object(Bucket=bucket, Key=key)
+    r = _move(cfg)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)["result"]
+    assert result["objects_sent"] == 0 and result["objects_skipped"] == len(named)
+    assert not (root / ".relocate" / "receipts" / "data").exists()
+    side = json.loads((root / ".relocate" / "buckets" / "data.json").read_bytes())
+    assert {o["key"] for o in side["objects"]} == named
+    db = sqlite3.connect(tmp_path / "snapshots" / "journal.sqlite")
+    try:
+        assert {k for (k,) in db.execute("SELECT key FROM objects")} == named
+    finally:
+        db.close()
+
+
+def yaml_bucket(cfg: Path) -> str:
+    return yaml.safe_load(cfg.read_text())["source"]["s3"][0]["bucket"]
+
+
 # ----------------------------------------------------------------- the two ends, on pipes
 
-HEAD = (b"F", 0)
-
-
 def _file(path: bytes, data: bytes, digest: bytes | None = None) -> bytes:
-    import struct
-
     return (b"F" + struct.pack(">IQq", len(path), len(data), 1_600_000_000) + path + data
             + (digest or hashlib.sha256(data).digest()))
 

@@ -168,9 +168,10 @@ class Objects(Kind):
         if todo or receipted is not None or _markers_unrecorded(conn, root, listing):
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
                                     json.dumps(entry.to_dict(), ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
-            if send and not failed:
-                # Everything the receipts told is now in the journal and the sidecar: a rerun
-                # reads the sidecar, not a growing pile of receipts.
+            if send:
+                # What the receipts told is now in the journal and the sidecar: a rerun reads
+                # the sidecar, not a growing pile of receipts. (After a failed item, what the
+                # stopped lanes had placed unjournalled is sent again: a rare, bounded cost.)
                 conn.run(shell.line(["rm", "-rf", "--", layout.receipts_dir(root, listing.dest)]), timeout=120)
         return Outcome(bool(todo), entry.to_dict(), failed=failed)
 
