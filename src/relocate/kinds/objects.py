@@ -24,7 +24,7 @@ from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.snapshot.store import Snapshot
 from relocate.sources.inventory import BucketListing, Inventory, split_version_key
-from relocate.targets import files, layout, shell
+from relocate.targets import files, layout, nolinks, shell
 from relocate.ssh.connection import Connection
 
 if TYPE_CHECKING:
@@ -172,7 +172,9 @@ class Objects(Kind):
                 # What the receipts told is now in the journal and the sidecar: a rerun reads
                 # the sidecar, not a growing pile of receipts. (After a failed item, what the
                 # stopped lanes had placed unjournalled is sent again: a rare, bounded cost.)
-                conn.run(shell.line(["rm", "-rf", "--", layout.receipts_dir(root, listing.dest)]), timeout=120)
+                # Not through a symlinked .relocate or receipts (nolinks.py): rm -rf would follow it.
+                gone = layout.receipts_dir(root, listing.dest)
+                conn.run(nolinks.guarded(root, [gone], shell.line(["rm", "-rf", "--", gone]), config.allowed_links), timeout=120)
         return Outcome(bool(todo), entry.to_dict(), failed=failed)
 
 
