@@ -11,8 +11,8 @@ up to a batch per lane, a quarter of the small-object corpus (issue 18). The rec
 
 The record is this module's `describe` (compact ASCII JSON, no newline), sent ahead of
 each file on the wire; the hash is the receiver's own, and a line is written only when
-it equals the sender's. One `write(2)` per line on an O_APPEND file, fsynced at each
-batch's end: a kill leaves whole lines and at most a torn last one, which `parse`
+it equals the sender's. One `write(2)` per line on an O_APPEND file, fsynced after each
+batch is answered: a kill leaves whole lines and at most a torn last one, which `parse`
 ignores (no newline, or JSON that does not close).
 
 The next move's gather (execute/gather.py) reads the receipts with the sizes in one

@@ -26,9 +26,9 @@ Receipts (snapshot/receipts.py), when the sender asks for them:
   b"M" u32 length, a record (one line of ASCII, no newline): describes the next "F"
 After each file described by an "M" is renamed into place, the line
 "<sha256 hex> <record>\n" is appended to the receipt with one write(2) (a kill of
-either end leaves whole lines behind); the receipt is fsynced at each "E". The next
-move trusts those files without sending them again, even when the sender was killed
-before it could journal them.
+either end leaves whole lines behind); the receipt is fsynced once each "E" is
+answered. The next move trusts those files without sending them again, even when the
+sender was killed before it could journal them.
 Nothing is ever half written in FINAL: a file is written under STAGE (cleared
 first; the sender's next run clears a killed one) and only renamed into FINAL whole.
 
@@ -200,10 +200,10 @@ def main():
                 fail("stream ended early (connection lost?)")
             break
         if kind == b"E":
-            if receipt >= 0:
-                os.fsync(receipt)
             out.write("end\n")
             out.flush()
+            if receipt >= 0:  # after the answer: a busy disk's fsync (up to 1 s seen) is off the sender's path
+                os.fsync(receipt)
             in_batch, index = False, 0
             continue
         if kind == b"R":
