@@ -16,7 +16,7 @@ from relocate.snapshot import receipts
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import Inventory, take_inventory
+from relocate.sources.inventory import Inventory, ObjectInfo, take_inventory
 from relocate.targets import files, layout, shell
 from relocate.targets.facts import TargetFacts, probe
 from relocate.ssh.connection import Connection
@@ -108,11 +108,11 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tup
 class Recorded:
     """What is known of one destination before sending: the journal's (or else the
     target's sidecar's) records, the target's receipts (snapshot/receipts.py: files an
-    earlier, killed run placed), and the sizes (or with `checksum` the sha256s, hashed
-    there now) of the files under it."""
+    earlier, killed run placed; as read, parsed only for objects no record covers), and
+    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it."""
 
     records: dict[str, DoneObject]
-    receipts: dict[str, DoneObject]
+    receipts: bytes
     found: dict[str, Any]
 
 
@@ -149,11 +149,11 @@ def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, d
     raw, _, rest = conn.run(cmd, stdin, timeout=3600).stdout.partition(b"\001")
     side, _, sizes = rest.partition(b"\001")
     records = records or parse_sidecar(side, bucket, name)
-    taken = receipts.parse(raw, bucket)
-    if not records and not taken:
-        return Recorded({}, {}, {})
+    raw = raw.strip()
+    if not records and not raw:
+        return Recorded({}, b"", {})
     found = files.hash_tree(conn, directory) if checksum else files.parse_sizes(sizes)
-    return Recorded(records, taken, found)
+    return Recorded(records, raw, found)
 
 
 def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> Ahead:
@@ -184,18 +184,28 @@ def already_on_target(config: Config, conn: Connection, journal: Journal, invent
             config, conn, journal, listing.journal_bucket, listing.dest, listing.spec.bucket, checksum)
         ok: dict[str, DoneObject] = {}
         result[sid] = ok
-        if known.receipts:
-            receipted[sid] = {}
+        missed = []
         for o in listing.objects:
-            # the journal's record, else the receipt of a run killed before it journalled the file
-            for rec in (known.records.get(o.key), known.receipts.get(o.key)):
-                if rec and rec.etag == o.etag and rec.size == o.size \
-                        and known.found.get(layout.under(rec.path, listing.dest)) == (rec.sha256 if checksum else o.size):
-                    ok[o.key] = rec
-                    if rec is not known.records.get(o.key):
-                        receipted[sid][o.key] = rec
-                    break
+            rec = known.records.get(o.key)
+            if rec and _intact(rec, o, listing.dest, known.found, checksum):
+                ok[o.key] = rec
+            else:
+                missed.append(o)
+        if known.receipts:  # what the journal misses, a run killed before it journalled it may have placed
+            receipted[sid] = {}
+            taken = receipts.parse(known.receipts, listing.journal_bucket) if missed else {}
+            for o in missed:
+                rec = taken.get(o.key)
+                if rec and _intact(rec, o, listing.dest, known.found, checksum):
+                    ok[o.key] = receipted[sid][o.key] = rec
     return result, receipted
+
+
+def _intact(rec: DoneObject, o: ObjectInfo, dest: str, found: dict[str, Any], checksum: bool) -> bool:
+    """The record is of the object as listed now, and the target holds its file with that
+    size (or with `checksum`, that sha256)."""
+    return rec.etag == o.etag and rec.size == o.size \
+        and found.get(layout.under(rec.path, dest)) == (rec.sha256 if checksum else o.size)
 
 
 def parse_sidecar(raw: bytes, bucket: str, name: str) -> dict[str, DoneObject]:

@@ -25,6 +25,7 @@ grow past one killed run's worth.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from relocate.snapshot.journal import DoneObject
@@ -40,18 +41,18 @@ def describe(bucket: str, key: str, etag: str, size: int, path: str, content_typ
                       ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+# A whole line: the receiver's sha256, a space, the sender's record (a JSON object).
+_LINE = re.compile(rb"^([0-9a-f]{64}) (\{[^\n]*\})$", re.M)
+
+
 def parse(raw: bytes, bucket: str) -> dict[str, DoneObject]:
     """{journal key: record} of the receipt lines for `bucket` (its journal name) in
-    `raw` (receipt files in the order written: a later line for a key wins)."""
-    hashes: list[str] = []
-    blobs: list[str] = []
-    lines = raw.split(b"\n")
-    for line in lines[:-1]:  # the last piece has no newline: empty, or a torn line
-        if len(line) > 66 and line[64:65] == b" ":
-            hashes.append(line[:64].decode("ascii", "replace"))
-            blobs.append(line[65:].decode("ascii", "replace"))
-    if not blobs:
+    `raw` (receipt files in the order written: a later line for a key wins). A line
+    without its newline (torn by a kill) is not matched; one whose JSON is damaged is skipped."""
+    found = _LINE.findall(raw)
+    if not found:
         return {}
+    blobs = [blob.decode("ascii", "replace") for _, blob in found]
     try:  # one parse for all of them (10,000 json.loads calls cost a resume 0.1 s)
         docs: list[Any] = json.loads("[" + ",".join(blobs) + "]")
     except ValueError:
@@ -59,13 +60,14 @@ def parse(raw: bytes, bucket: str) -> dict[str, DoneObject]:
     if len(docs) != len(blobs):
         docs = [_loads(b) for b in blobs]
     out: dict[str, DoneObject] = {}
-    for sha, d in zip(hashes, docs):
+    for (sha, _), d in zip(found, docs):
         try:
-            if d.get("bucket") != bucket or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            if d.get("bucket") != bucket:
                 continue
             meta = d.get("metadata") or {}
-            out[d["key"]] = DoneObject(bucket, str(d["key"]), str(d["etag"]), int(d["size"]), str(d["path"]), sha,
-                                       d.get("content_type"), {str(k): str(v) for k, v in meta.items()})
+            out[d["key"]] = DoneObject(bucket, str(d["key"]), str(d["etag"]), int(d["size"]), str(d["path"]),
+                                       sha.decode("ascii"), d.get("content_type"),
+                                       {str(k): str(v) for k, v in meta.items()})
         except (AttributeError, KeyError, TypeError, ValueError):
             continue  # a damaged line only costs a re-send
     return out
