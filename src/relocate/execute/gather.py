@@ -149,7 +149,8 @@ def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, d
     raw, _, rest = conn.run(cmd, stdin, timeout=3600).stdout.partition(b"\001")
     side, _, sizes = rest.partition(b"\001")
     records = records or parse_sidecar(side, bucket, name)
-    raw = raw.strip()
+    if not raw.strip():
+        raw = b""
     if not records and not raw:
         return Recorded({}, b"", {})
     found = files.hash_tree(conn, directory) if checksum else files.parse_sizes(sizes)

@@ -42,7 +42,7 @@ def describe(bucket: str, key: str, etag: str, size: int, path: str, content_typ
 
 
 # A whole line: the receiver's sha256, a space, the sender's record (a JSON object).
-_LINE = re.compile(rb"^([0-9a-f]{64}) (\{[^\n]*\})$", re.M)
+_LINE = re.compile(rb"^([0-9a-f]{64}) (\{[^\n]*\})(?=\n)", re.M)
 
 
 def parse(raw: bytes, bucket: str) -> dict[str, DoneObject]:
