@@ -33,12 +33,16 @@ from relocate.snapshot.journal import DoneObject
 SUFFIX = ".r"  # receipt files; the receiver names them <microseconds>-<pid>.r
 
 
+# Built once: json.dumps builds an encoder per call when given options (1 us of the 4 per object)
+_ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
 def describe(bucket: str, key: str, etag: str, size: int, path: str, content_type: str | None,
              metadata: dict[str, str]) -> bytes:
-    """The record the sender sends ahead of a file (`path` relative to target.root)."""
-    return json.dumps({"bucket": bucket, "key": key, "etag": etag, "size": size, "path": path,
-                       "content_type": content_type, "metadata": metadata},
-                      ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    """The record the sender sends ahead of a file (`path` relative to target.root):
+    compact JSON, ASCII only, so never a newline or a control character."""
+    return _ENCODE({"bucket": bucket, "key": key, "etag": etag, "size": size, "path": path,
+                    "content_type": content_type, "metadata": metadata}).encode("ascii")
 
 
 # A whole line: the receiver's sha256, a space, the sender's record (a JSON object).
