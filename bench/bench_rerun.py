@@ -10,6 +10,9 @@ an sshd it starts; both from tests/servers.py), ROUNDS times each:
   resume   a fresh root; `relocate move` killed with SIGKILL at a random point between
            10% and 90% of the full move's time, then `relocate move` again, timed
            goal: <= (share of the bytes left at the kill x full move) + 1.5 s
+           also printed: the resume's CPU seconds, and how many objects already in place
+           at the kill (counted 0.5 s after it, once the receivers stopped) it sent again
+           (0 since the receivers write receipts, snapshot/receipts.py)
 
 Medians are printed with the ratios and the goals. Measuring only: it changes nothing.
 
@@ -20,6 +23,7 @@ Medians are printed with the ratios and the goals. Measuring only: it changes no
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
@@ -39,16 +43,17 @@ sys.path.insert(0, str(HERE))
 from bench_transfer import BIN, MiB, aws_env, corpus_spec, rclone_env, write_corpus  # noqa: E402
 
 
-def landed_bytes(root: Path) -> int:
-    """Bytes of the corpus already in place under the target's data dir (staging excluded)."""
-    total = 0
+def landed(root: Path) -> tuple[int, int]:
+    """(files, bytes) of the corpus already in place under the target's data dir (staging excluded)."""
+    files = total = 0
     for dirpath, _, names in os.walk(root / "data"):
         for n in names:
             try:
                 total += os.lstat(os.path.join(dirpath, n)).st_size
+                files += 1
             except OSError:
                 pass
-    return total
+    return files, total
 
 
 CPU: list[float] = []  # CPU seconds (user + sys, relocate and the ssh it started) of each run_move, in order
@@ -59,11 +64,11 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_move(cfg: Path, env: dict[str, str], kill_after: float | None = None) -> tuple[float, str]:
+def run_move(cfg: Path, env: dict[str, str], kill_after: float | None = None, *extra: str) -> tuple[float, str]:
     """(seconds, stdout) of one `relocate move`; killed with SIGKILL after `kill_after` s if given.
     Its CPU seconds (the stable figure on a shared machine; the servers' not included) go to CPU."""
     t0, c0 = time.monotonic(), _children_cpu()
-    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if kill_after is not None:
         try:
@@ -130,7 +135,7 @@ def main() -> None:
                                   root=str(where), buckets=[{"bucket": bucket, "to": "data"}])
                 return cfg, where
 
-            fulls, reruns, resumes = [], [], []
+            fulls, reruns, resumes, resent = [], [], [], []
             full_cpu, rerun_cpu, resume_cpu = [], [], []
             for r in range(args.rounds):
                 cfg, where = fresh()
@@ -146,14 +151,21 @@ def main() -> None:
                 cfg, where = fresh()
                 at = rng.uniform(0.1, 0.9) * full
                 took, out = run_move(cfg, env, kill_after=at)
-                left = 1.0 - landed_bytes(where) / total if out == "killed" else 0.0
-                resume, _ = run_move(cfg, env)
+                left = 1.0 - landed(where)[1] / total if out == "killed" else 0.0
+                time.sleep(0.5)  # the receivers place what was already on its way, then stop
+                files = landed(where)[0]
+                resume, out = run_move(cfg, env, None, "--json")
                 resume_cpu.append(CPU[-1])
+                # objects sent again although they were in place at the kill (journalled or not)
+                doc = out.splitlines()
+                doc = doc[doc.index("{"):]  # the --json document, after the progress events (one line each)
+                resent.append(json.loads("\n".join(doc))["result"]["objects_sent"] - (len(spec) - files))
                 goal = left * full + 1.5
                 resumes.append((resume, left, goal))
                 shutil.rmtree(where, ignore_errors=True)
                 print(f"round {r + 1}: full {full:.2f} s, rerun {again:.2f} s ({again / full:.2f}x); "
-                      f"killed at {at:.2f} s with {left:.0%} left, resume {resume:.2f} s (goal <= {goal:.2f} s)", flush=True)
+                      f"killed at {at:.2f} s with {left:.0%} left, resume {resume:.2f} s (goal <= {goal:.2f} s), "
+                      f"CPU {resume_cpu[-1]:.2f} s, {resent[-1]} object(s) in place sent again", flush=True)
             f, rr = statistics.median(fulls), statistics.median(reruns)
             ok_rerun = rr / f <= 0.15 and rr < 1.5
             print(f"{name}: full move {f:.2f} s (median of {args.rounds}); relocate's CPU: full {statistics.median(full_cpu):.2f} s, "
@@ -163,7 +175,8 @@ def main() -> None:
             ok_resume = all(o <= 0 for o in over)
             print(f"  resume after SIGKILL : median {statistics.median(res for res, _, _ in resumes):.2f} s; "
                   f"over the goal (share left x full + 1.5 s) by median {statistics.median(over):+.2f} s, worst {max(over):+.2f} s "
-                  f"{'OK' if ok_resume else 'MISSED'}")
+                  f"{'OK' if ok_resume else 'MISSED'}; objects in place at the kill sent again: median {statistics.median(resent):g}, "
+                  f"most {max(resent)}")
             verdicts.append(f"{name}: rerun {'OK' if ok_rerun else 'MISSED'}, resume {'OK' if ok_resume else 'MISSED'}")
         print("\n" + "\n".join(verdicts))
     finally:

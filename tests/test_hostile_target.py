@@ -103,6 +103,8 @@ def _files(d: Path) -> list[str]:
     ("shared", "python"),
     (".relocate", "python"),
     (".relocate/buckets", "python"),
+    (".relocate/receipts", "python"),
+    (".relocate/receipts/data__media", "python"),
 ])
 def test_a_symlinked_directory_at_any_level_is_refused(tmp_path: Path, moto: str, sshd: Any, level: str,
                                                      receiver: str) -> None:

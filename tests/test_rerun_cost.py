@@ -171,6 +171,11 @@ def test_the_probe_lists_sizes_in_the_same_command(sshd) -> None:
     (good / "a b" / "x\ty\nz").write_bytes(b"12345")
     (good / "top").write_bytes(b"")
     (locked / "inner" / "f").write_bytes(b"1")
+    receipts = root / "receipts"
+    receipts.mkdir()
+    (receipts / "1-1.r").write_bytes(b'{"k": 1}\n{"k": 2}\n')
+    (receipts / "2-2.r").write_bytes(b'{"k": 3}')
+    (receipts / "other.txt").write_bytes(b"not a receipt")
     for d in (root, good, good / "a b", locked):
         shutil.chown(d, sshd.user, sshd.user)
     os.chmod(locked / "inner", 0)  # root's, unreadable by the login user
@@ -181,10 +186,13 @@ def test_the_probe_lists_sizes_in_the_same_command(sshd) -> None:
         seen: list[str] = []
         start = conn.start
         conn.start = lambda command, *a, **kw: (seen.append(command), start(command, *a, **kw))[1]  # type: ignore[method-assign]
-        got, listings = facts.Probing(conn, str(root), [str(good)], (),
-                                      [str(good), str(root / "missing"), str(locked), str(good)]).result()
+        got, listings, taken = facts.Probing(conn, str(root), [str(good)], (),
+                                             [str(good), str(root / "missing"), str(locked), str(good)],
+                                             [str(receipts), str(root / "none")]).result()
         assert len(seen) == 1
         assert listings == [{"a b/x\ty\nz": 5, "top": 0}, {}, None, {"a b/x\ty\nz": 5, "top": 0}]
+        # each receipt file's lines, a newline after each file (a torn last line stays torn); none: b""
+        assert taken == [b'{"k": 1}\n{"k": 2}\n\n{"k": 3}\n', b""]
         alone = facts.probe(conn, str(root), [str(good)])
         assert got.free_bytes and alone.free_bytes  # the disk's free space moves under other tests' writes
         assert dataclasses.replace(got, free_bytes=None) == dataclasses.replace(alone, free_bytes=None)

@@ -13,10 +13,11 @@ from typing import Any
 
 from relocate import pathrules
 from relocate.config import Config
+from relocate.snapshot import receipts
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import Inventory, take_inventory
+from relocate.sources.inventory import Inventory, ObjectInfo, take_inventory
 from relocate.targets import files, layout, shell
 from relocate.targets.facts import Probing, TargetFacts
 from relocate.ssh.connection import Connection
@@ -26,8 +27,8 @@ def target_id(config: Config, conn: Connection) -> str:
     return f"{conn.endpoint}{config.root}"
 
 
-def journal_for(config: Config) -> Journal:
-    return Journal(config.snapshot_dir / "journal.sqlite")
+def journal_for(config: Config, readonly: bool = False) -> Journal:
+    return Journal(config.snapshot_dir / "journal.sqlite", readonly)
 
 
 @dataclass
@@ -37,6 +38,10 @@ class Gathered:
     done: dict[str, dict[str, DoneObject]]  # step id -> key -> record, present and intact
     env_record: dict[str, Any] = field(default_factory=dict)  # the target's ENV_RECORD
     env_same: set[str] = field(default_factory=set)  # env files the target holds as this move would write them
+    # step id -> key -> record, for destinations with receipts (snapshot/receipts.py): the
+    # objects in `done` only a receipt records; kinds/objects.py journals them and folds
+    # the receipts into the sidecar
+    receipted: dict[str, dict[str, DoneObject]] = field(default_factory=dict)
 
     def done_keys(self) -> dict[str, set[str]]:
         return {sid: set(d) for sid, d in self.done.items()}
@@ -100,40 +105,92 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tup
     return record, same
 
 
-# (journal bucket, destination) -> (what the journal or sidecar records, sizes or hashes on the target)
-Ahead = dict[tuple[str, str], tuple[dict[str, DoneObject], dict[str, Any]]]
+@dataclass
+class Recorded:
+    """What is known of one destination before sending: the journal's (or else the
+    target's sidecar's) records, the target's receipts (snapshot/receipts.py: files an
+    earlier, killed run placed; as read, parsed only for objects no record covers), and
+    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it."""
+
+    records: dict[str, DoneObject]
+    receipts: bytes
+    found: dict[str, Any]
+
+
+# (journal bucket, destination) -> what is recorded and found there
+Ahead = dict[tuple[str, str], Recorded]
+
+# All a destination's records on the target in one command, for what the probe did not
+# read (older versions' destinations, a fresh machine's sidecar): its receipts, its
+# sidecar ($2, '' when the local journal has records), then the sizes under the
+# destination when $4 is `yes`, or `if` anything was recorded (a `!` record when that
+# listing failed). \001 separates them (JSON and the receipts' ASCII lines never hold
+# one). A newline after each receipt ends a line a kill tore.
+_RECORDED = files.SIZES_FN + r"""
+list=$4
+for f in "$1"/*.r; do
+  if [ -f "$f" ]; then cat -- "$f"; echo; [ "$list" = if ] && list=yes; fi
+done
+printf '\001'
+if [ -n "$2" ] && [ -f "$2" ]; then cat -- "$2"; [ "$list" = if ] && list=yes; fi
+printf '\001'
+if [ "$list" = yes ]; then relocate_sizes "$3" 2>/dev/null || printf '!\0'; fi
+exit 0
+"""
 
 
 def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, dest: str, name: str,
-              checksum: bool, recorded: dict[str, DoneObject] | None = None,
-              listed: dict[str, int] | None = None) -> tuple[dict[str, DoneObject], dict[str, Any]]:
-    """What the journal (or else the target's sidecar) records for one destination, and
-    the sizes (or with `checksum` the sha256s, hashed there now) of the files under it.
-    `recorded`, `listed`: the journal's records and those sizes, when already read."""
-    recorded = recorded or journal.done(target_id(config, conn), bucket) or sidecar_records(conn, config.root, bucket, dest, name)
-    if not recorded:
-        return {}, {}
-    return recorded, listed if listed is not None else files.tree_facts(conn, posixpath.join(config.root, dest), hashes=checksum)
+              checksum: bool, records: dict[str, DoneObject] | None = None, taken: bytes | None = None,
+              listed: dict[str, int] | None = None) -> Recorded:
+    """What the journal (or else the target's sidecar) and the target's receipts record
+    for one destination, and what is under it. `records`, `taken`, `listed`: the journal's
+    records, the receipts and the sizes, when already read (look_ahead: the probe brought
+    them); what is missing is read in one remote command, plus the hashing with
+    `checksum`. `bucket` is the journal's name (`<bucket>#versions` for older versions),
+    `name` the bucket's own as the sidecar says it."""
+    records = records or journal.done(target_id(config, conn), bucket)
+    directory = posixpath.join(config.root, dest)
+    if taken is None or not records or (listed is None and not checksum):
+        cmd, stdin = shell.script(_RECORDED, layout.receipts_dir(config.root, dest),
+                                  "" if records else layout.sidecar_path(config.root, dest), directory,
+                                  "no" if checksum else "yes" if records else "if")
+        raw, _, rest = conn.run(cmd, stdin, timeout=3600).stdout.partition(b"\001")
+        side, _, sizes = rest.partition(b"\001")
+        records = records or parse_sidecar(side, bucket, name)
+        taken = raw if raw.strip() else b""
+        records_out = sizes.split(b"\0")
+        if checksum:
+            listed = None
+        elif b"!" in records_out:  # the listing failed (an unreadable subdirectory): list_sizes says why
+            listed = files.list_sizes(conn, directory)
+        else:
+            listed = files.parse_sizes(records_out)
+    if not records and not taken:
+        return Recorded({}, b"", {})
+    found = files.hash_tree(conn, directory) if checksum else listed or {}
+    return Recorded(records, taken, found)
 
 
 def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> tuple[TargetFacts, Ahead]:
     """The target's facts, and on_target for each source.s3 entry's destination, known
     from relocate.yaml alone: taken while the bucket is still being listed (older
-    versions' destinations are asked after the listing, by already_on_target). The facts
-    and the sizes under every destination come in one remote command (with `checksum`,
-    hashes instead, each its own), and the journal is read while the target answers (issue 18)."""
+    versions' destinations are asked after the listing, by already_on_target). The facts,
+    the receipts and the sizes under every destination come in one remote command (with
+    `checksum`, hashes instead, each its own; without a journal, the sidecar too, each its
+    own), and the journal is read while the target answers (issue 18)."""
     dests = list(dict.fromkeys((spec.bucket, spec.to) for spec in config.s3))
     sizes = [] if checksum else [posixpath.join(config.root, to) for _, to in dests]
-    probing = Probing(conn, config.root, write_dirs(config), config.allowed_links, sizes)
+    probing = Probing(conn, config.root, write_dirs(config), config.allowed_links, sizes,
+                      [layout.receipts_dir(config.root, to) for _, to in dests])
     tid = target_id(config, conn)
     journaled = {(bucket, to): journal.done(tid, bucket) for bucket, to in dests}
-    facts, listed = probing.result()
+    facts, listed, taken = probing.result()
     if not _under_root(facts, config.root):
         return facts, {}
     found: dict[tuple[str, str], dict[str, int] | None] = dict(zip(dests, listed))
-    return facts, {(bucket, to): on_target(config, conn, journal, bucket, to, bucket, checksum, journaled[bucket, to],
-                                           found.get((bucket, to)))
-                   for bucket, to in dests}
+    return facts, {dest: on_target(config, conn, journal, dest[0], dest[1], dest[0], checksum, journaled[dest], raw,
+                                   found.get(dest))
+                   for dest, raw in zip(dests, taken)}
 
 
 def _under_root(facts: TargetFacts, root: str) -> bool:
@@ -141,44 +198,61 @@ def _under_root(facts: TargetFacts, root: str) -> bool:
     return facts.existing == root or facts.existing.startswith(root)
 
 
+Done = dict[str, dict[str, DoneObject]]  # step id -> key -> record
+
+
 def already_on_target(config: Config, conn: Connection, journal: Journal, inventory: Inventory,
-                      checksum: bool = False, ahead: Ahead | None = None) -> dict[str, dict[str, DoneObject]]:
-    """Objects the journal says were delivered, unchanged at the source since, and still
-    on the target with the right size (verify re-hashes; this only has to be cheap), or
-    with `checksum` the right sha256, hashed on the target now. `ahead`: look_ahead's
-    answers, taken while the source was listed."""
-    result: dict[str, dict[str, DoneObject]] = {}
+                      checksum: bool = False, ahead: Ahead | None = None) -> tuple[Done, Done]:
+    """Objects the journal (or a receipt) says were delivered, unchanged at the source
+    since, and still on the target with the right size (verify re-hashes; this only has
+    to be cheap), or with `checksum` the right sha256, hashed on the target now; and,
+    apart, those of them only a receipt records, per step id of a destination that has
+    receipts (kinds/objects.py journals them and folds the receipts into the sidecar).
+    `ahead`: look_ahead's answers, taken while the source was listed."""
+    result: Done = {}
+    receipted: Done = {}
     for listing in inventory.buckets:
         sid = listing.step_id
         pre = (ahead or {}).get((listing.journal_bucket, listing.dest))
-        recorded, found = pre if pre is not None else on_target(
+        known = pre if pre is not None else on_target(
             config, conn, journal, listing.journal_bucket, listing.dest, listing.spec.bucket, checksum)
-        if not recorded:
-            result[sid] = {}
-            continue
         ok: dict[str, DoneObject] = {}
-        for o in listing.objects:
-            rec = recorded.get(o.key)
-            if rec and rec.etag == o.etag and rec.size == o.size:
-                rel = layout.under(rec.path, listing.dest)
-                if found.get(rel) == (rec.sha256 if checksum else o.size):
-                    ok[o.key] = rec
         result[sid] = ok
-    return result
+        missed = []
+        for o in listing.objects:
+            rec = known.records.get(o.key)
+            if rec and _intact(rec, o, listing.dest, known.found, checksum):
+                ok[o.key] = rec
+            else:
+                missed.append(o)
+        if known.receipts:  # what the journal misses, a run killed before it journalled it may have placed
+            receipted[sid] = {}
+            taken = receipts.parse(known.receipts, listing.journal_bucket) if missed else {}
+            for o in missed:
+                rec = taken.get(o.key)
+                if rec and _intact(rec, o, listing.dest, known.found, checksum):
+                    ok[o.key] = receipted[sid][o.key] = rec
+    return result, receipted
 
 
-def sidecar_records(conn: Connection, root: str, bucket: str, dest: str, name: str | None = None) -> dict[str, DoneObject]:
+def _intact(rec: DoneObject, o: ObjectInfo, dest: str, found: dict[str, Any], checksum: bool) -> bool:
+    """The record is of the object as listed now, and the target holds its file with that
+    size (or with `checksum`, that sha256)."""
+    return rec.etag == o.etag and rec.size == o.size \
+        and found.get(layout.under(rec.path, dest)) == (rec.sha256 if checksum else o.size)
+
+
+def parse_sidecar(raw: bytes, bucket: str, name: str) -> dict[str, DoneObject]:
     """What an earlier move recorded on the target itself: lets a fresh machine (a CI
     runner without the journal) resume instead of re-sending everything. Each record
     was hashed by the target when it landed; sizes are re-checked by the caller.
     `bucket` is the journal's name (`<bucket>#versions` for older versions), `name` the
     bucket's own as the sidecar says it."""
-    found = files.read_file(conn, layout.sidecar_path(root, dest))
-    if found is None:
+    if not raw.strip():
         return {}
     try:
-        doc = json.loads(found[0])
-        if doc.get("bucket") != (name or bucket):
+        doc = json.loads(raw)
+        if doc.get("bucket") != name:
             return {}
         entries = (ObjectEntry.from_dict(o) for o in doc.get("objects", []))
         return {e.journal_key: e.done(bucket) for e in entries}
@@ -188,7 +262,7 @@ def sidecar_records(conn: Connection, root: str, bucket: str, dest: str, name: s
 
 def write_dirs(config: Config) -> list[str]:
     """Every directory under the root the move writes into (checked by the plan for links)."""
-    rels = [".relocate/lock", ".relocate/buckets", ".relocate/staging"]
+    rels = [".relocate/lock", ".relocate/buckets", ".relocate/staging", ".relocate/receipts"]
     for d in pathrules.destinations(config.data):
         rels.append(d.rel if d.kind == "dir" else posixpath.dirname(d.rel))
     if config.data.get("deploy"):
@@ -219,13 +293,13 @@ def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
     """`listed`: list_source's, when the caller started the listing already. The target
     connection stays on this thread."""
     listed = listed or list_source(config, aws)
-    journal = journal_for(config)
+    journal = journal_for(config, readonly=True)  # read only: the move's own writer checkpoints, once
     try:
         facts, ahead = look_ahead(config, conn, journal, checksum)
         exists = _under_root(facts, config.root)
         inventory = listed.result()
-        done = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else {}
+        done, receipted = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else ({}, {})
     finally:
         journal.close()
     record, same = env_on_target(config, conn, inventory) if exists else ({}, set())
-    return Gathered(inventory, facts, done, record, same)
+    return Gathered(inventory, facts, done, record, same, receipted)

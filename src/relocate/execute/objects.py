@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.settings import Transfer
+from relocate.snapshot.receipts import describe
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
@@ -239,6 +240,7 @@ class BucketPusher:
         keep_dir: Path | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        receipts: str | None = None,
     ) -> None:
         self.reader = reader
         self.template = conn  # cloned per lane and per retry; never used for bulk itself
@@ -250,6 +252,7 @@ class BucketPusher:
         self.staging = staging
         self.opts = opts or Transfer()
         self.keep_dir = keep_dir
+        self.receipts = receipts  # where the receiver writes a receipt per file placed (snapshot/receipts.py)
         self.on_progress = on_progress or (lambda n, b: None)
         self.on_warning = on_warning or (lambda msg: None)
         self.limit = RateLimit(self.opts.bwlimit) if self.opts.bwlimit else None
@@ -480,7 +483,7 @@ class BucketPusher:
 
     def _wire(self, objs: list[ObjectInfo]) -> Wire:
         if self.receiver == "agent":
-            return AgentWire(self.place)
+            return AgentWire(self.place, self.receipts)
         if len(objs) == 1 and objs[0].size > SMALL_OBJECT:
             return RawWire(objs[0].last_modified, self.place)
         return TarWire(self.place)
@@ -497,6 +500,9 @@ class BucketPusher:
         if body.size != obj.size:
             raise TransientError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
         header = wire.header(path, obj)
+        if wire.receipts:  # the receiver's receipt of this file, should this run be killed before journalling it
+            header = wire.note(describe(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
+                                        body.content_type, body.metadata)) + header
         sink.write(header)
         tee = None
         if self.keep_dir is not None:

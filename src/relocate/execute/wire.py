@@ -97,9 +97,11 @@ class Answer:
 
 class Wire(Protocol):
     session: bool  # True: one receiver per connection, batch after batch; False: one process per batch
+    receipts: bool  # True: the receiver writes a receipt per file placed (snapshot/receipts.py), given a note()
     def command(self, stage: str, final: str, rels: list[str]) -> str: ...
     def start(self) -> bytes: ...
     def header(self, rel: str, obj: ObjectInfo) -> bytes: ...
+    def note(self, record: bytes) -> bytes: ...
     def trailer(self, size: int, digest: bytes) -> bytes: ...
     def end(self, done: list[DoneObject], rels: list[str], written: int) -> bytes: ...
     def answer(self, result: Result, rels: list[str]) -> Answer: ...
@@ -124,19 +126,28 @@ class AgentWire:
     session = True  # one receiver per lane connection, answering batch by batch
     MAGIC = b"RLC1"
     HEAD = struct.Struct(">IQq")
+    LEN = struct.Struct(">I")
 
-    def __init__(self, place: Place | None = None) -> None:
+    def __init__(self, place: Place | None = None, receipts: str | None = None) -> None:
         self.place = place or Place()
+        self.where = receipts  # the directory the receiver appends its receipts in (None: none)
+        self.receipts = receipts is not None
 
     def command(self, stage: str, final: str, rels: list[str]) -> str:
         return shell.line(["python3", "-I", "-S", "-c", AGENT_SOURCE, stage, final, self.place.root, *self.place.allow])
 
     def start(self) -> bytes:
-        return self.MAGIC
+        if self.where is None:
+            return self.MAGIC
+        where = _b(self.where)
+        return self.MAGIC + b"R" + self.LEN.pack(len(where)) + where
 
     def header(self, rel: str, obj: ObjectInfo) -> bytes:
         path = _b(rel)
         return b"F" + self.HEAD.pack(len(path), obj.size, int(obj.last_modified)) + path
+
+    def note(self, record: bytes) -> bytes:
+        return b"M" + self.LEN.pack(len(record)) + record
 
     def trailer(self, size: int, digest: bytes) -> bytes:
         return digest
@@ -162,6 +173,7 @@ class AgentWire:
 
 class TarWire:
     session = False
+    receipts = False  # its batch is journalled or sent again whole
 
     def __init__(self, place: Place | None = None) -> None:
         self.place = place or Place()
@@ -178,6 +190,9 @@ class TarWire:
         info.mtime = int(obj.last_modified)
         info.mode = 0o644
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def note(self, record: bytes) -> bytes:
+        return b""
 
     def trailer(self, size: int, digest: bytes) -> bytes:
         return b"\0" * (-size % tarfile.BLOCKSIZE)
@@ -203,6 +218,7 @@ class TarWire:
 
 class RawWire:
     session = False
+    receipts = False
 
     def __init__(self, mtime: float, place: Place | None = None) -> None:
         self.mtime = int(mtime)
@@ -216,6 +232,9 @@ class RawWire:
         return b""
 
     def header(self, rel: str, obj: ObjectInfo) -> bytes:
+        return b""
+
+    def note(self, record: bytes) -> bytes:
         return b""
 
     def trailer(self, size: int, digest: bytes) -> bytes:

@@ -24,7 +24,7 @@ from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.snapshot.store import Snapshot
 from relocate.sources.inventory import BucketListing, Inventory, split_version_key
-from relocate.targets import files, layout
+from relocate.targets import files, layout, nolinks, shell
 from relocate.ssh.connection import Connection
 
 if TYPE_CHECKING:
@@ -114,6 +114,11 @@ class Objects(Kind):
         fresh = run.landed.setdefault(listing.dest, set())
         fresh.update(done)
         failed: list[str] = []
+        # Files a killed run placed but never journalled, found by their receipts with
+        # their size (snapshot/receipts.py): journalled now, as that run would have.
+        receipted = gathered.receipted.get(step.id)
+        if receipted:
+            run.journal.record(ctx.target_id, receipted.values())
 
         def commit(delivered: list[DoneObject]) -> None:
             # One journal transaction per batch, after the batch is in place on the target.
@@ -146,6 +151,7 @@ class Objects(Kind):
                 opts=opts.transfer,
                 keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                 on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
+                receipts=layout.receipts_dir(root, listing.dest),
             )
             try:
                 pusher.run(todo, commit)
@@ -163,10 +169,17 @@ class Objects(Kind):
                                listing.journal_bucket if versions else None,
                                listing.delete_markers if versions else None).to_dict()
 
-        if todo or _markers_unrecorded(conn, root, listing):
+        if todo or receipted is not None or _markers_unrecorded(conn, root, listing):
             made = entry()
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
                                     json.dumps(made, ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
+            if send:
+                # What the receipts told is now in the journal and the sidecar: a rerun reads
+                # the sidecar, not a growing pile of receipts. (After a failed item, what the
+                # stopped lanes had placed unjournalled is sent again: a rare, bounded cost.)
+                # Not through a symlinked .relocate or receipts (nolinks.py): rm -rf would follow it.
+                gone = layout.receipts_dir(root, listing.dest)
+                conn.run(nolinks.guarded(root, [gone], shell.line(["rm", "-rf", "--", gone]), config.allowed_links), timeout=120)
             return Outcome(bool(todo), made, failed=failed)
         # Nothing sent: the manifest's entry (one per object) is built only if the run commits
         # a snapshot; a rerun with nothing to do commits none (issue 18).

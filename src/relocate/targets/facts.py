@@ -10,11 +10,13 @@ from relocate.ssh.connection import Connection
 
 REQUIRED_TOOLS = ("tar", "sha256sum", "find", "xargs", "cp", "df", "mkdir", "mv", "rm")
 
-# Arguments: ROOT, nolinks' ROOT and ALLOW, N, then N directories whose file sizes follow
+# Arguments: ROOT, nolinks' ROOT and ALLOW, N, M, then N directories whose file sizes follow
 # the facts (after a NUL, each listing ended by an empty record: files.SIZES_FN; a `!`
-# record when it failed, an unreadable subdirectory say), then the directories the move
-# will write into. One remote command: a rerun asks the target for its facts and for what
-# it holds in one round trip (issue 18).
+# record when it failed, an unreadable subdirectory say), then M receipts directories
+# whose receipts follow (snapshot/receipts.py: each directory's `*.r` files, a newline
+# after each to end a line a kill tore, then a NUL; the receipts' lines hold none), then
+# the directories the move will write into. One remote command: a rerun asks the target
+# for its facts and for what it holds in one round trip (issue 18).
 _PROBE = nolinks.NOLINKS_FN + files.SIZES_FN + r"""
 root="$1"
 echo "os=$(uname -s) $(uname -m)"
@@ -29,10 +31,10 @@ for t in """ + " ".join(REQUIRED_TOOLS) + r"""; do
   if command -v "$t" >/dev/null 2>&1; then echo "tool.$t=1"; else echo "tool.$t=0"; fi
 done
 # symlinked directories on the way to where the move will write (nolinks.py refuses them)
-r=$2 a=$3 n=$4; shift 4
+r=$2 a=$3 n=$4 m=$5; shift 5
 i=0
 for p in "$@"; do
-  i=$((i + 1)); [ "$i" -gt "$n" ] || continue
+  i=$((i + 1)); [ "$i" -gt $((n + m)) ] || continue
   relocate_nolinks "$r" "$a" "$p" 2>&1 >/dev/null | sed -n 's/^relocate: symlink: /link=/p'
 done
 printf '\0'
@@ -40,6 +42,14 @@ i=0
 for d in "$@"; do
   i=$((i + 1)); [ "$i" -le "$n" ] || break
   relocate_sizes "$d" 2>/dev/null || printf '!\0'
+  printf '\0'
+done
+i=0
+for d in "$@"; do
+  i=$((i + 1)); [ "$i" -gt "$n" ] || continue; [ "$i" -le $((n + m)) ] || break
+  for f in "$d"/*.r; do
+    if [ -f "$f" ]; then cat -- "$f"; echo; fi
+  done
   printf '\0'
 done
 """
@@ -68,9 +78,10 @@ class TargetFacts:
         }
 
 
-def _command(root: str, paths: list[str] | None, allow: tuple[str, ...], sizes: Sequence[str]) -> tuple[str, bytes]:
-    return shell.script(_PROBE, root, nolinks.root_arg(root), nolinks.allow_arg(allow), str(len(sizes)), *sizes,
-                        *(paths or []))
+def _command(root: str, paths: list[str] | None, allow: tuple[str, ...], sizes: Sequence[str],
+             receipts: Sequence[str] = ()) -> tuple[str, bytes]:
+    return shell.script(_PROBE, root, nolinks.root_arg(root), nolinks.allow_arg(allow), str(len(sizes)),
+                        str(len(receipts)), *sizes, *receipts, *(paths or []))
 
 
 def probe(conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = ()) -> TargetFacts:
@@ -81,16 +92,18 @@ def probe(conn: Connection, root: str, paths: list[str] | None = None, allow: tu
 
 class Probing:
     """`probe` under way (the caller works while the target answers), and with it the
-    sizes of the files under each of `sizes` (files.list_sizes, in the same command)."""
+    sizes of the files under each of `sizes` (files.list_sizes, in the same command) and
+    the receipts in each of `receipts`."""
 
     def __init__(self, conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = (),
-                 sizes: Sequence[str] = ()) -> None:
-        self.conn, self.count = conn, len(sizes)
-        self.proc = conn.begin(*_command(root, paths, allow, sizes))
+                 sizes: Sequence[str] = (), receipts: Sequence[str] = ()) -> None:
+        self.conn, self.count, self.receipts = conn, len(sizes), len(receipts)
+        self.proc = conn.begin(*_command(root, paths, allow, sizes, receipts))
 
-    def result(self) -> tuple[TargetFacts, list[dict[str, int] | None]]:
-        """(the facts, {path: size} under each of `sizes`, in order; None where the listing
-        failed: files.list_sizes, asked again by whoever needs it, says why)."""
+    def result(self) -> tuple[TargetFacts, list[dict[str, int] | None], list[bytes]]:
+        """(the facts, {path: size} under each of `sizes`, in order, None where the listing
+        failed: files.list_sizes, asked again by whoever needs it, says why; the receipts
+        read from each of `receipts`, in order, b"" where there are none)."""
         out = self.conn.finish(self.proc, timeout=3600).stdout
         text, _, rest = out.partition(b"\0")
         records = rest.split(b"\0")
@@ -101,7 +114,8 @@ class Probing:
             listing = records[start:end]
             listings.append(None if listing[-1:] == [b"!"] else files.parse_sizes(listing))
             start = end + 1
-        return _facts(text), listings
+        taken = [raw if raw.strip() else b"" for raw in records[start:start + self.receipts]]
+        return _facts(text), listings, taken
 
 
 def _facts(out: bytes) -> TargetFacts:

@@ -13,7 +13,8 @@ from relocate.ssh.sftp import create_exclusive
 from relocate.targets import nolinks, shell
 
 # relocate_sizes DIR: `size<TAB>path<NUL>` for every regular file below DIR (nothing when
-# DIR is absent); also run by the target's probe (targets/facts.py), in the same script.
+# DIR is absent); also run by the target's probe (targets/facts.py) and the gather's
+# records read (execute/gather.py), in the same script.
 SIZES_FN = r"""
 relocate_sizes() {
   [ -d "$1" ] || return 0

@@ -3,6 +3,9 @@
     <root>/.relocate/staging/        batches land here, are hashed, then linked into place
     <root>/.relocate/buckets/*.json  sidecar manifest per bucket (key, sha256, metadata);
                                      `<to>__%%versions.json` for older versions and delete markers
+    <root>/.relocate/receipts/<to>/*.r  what the receiver placed, a line per file, written as
+                                     it places them; read by the next move after a kill,
+                                     folded into the journal and sidecar at the step's end
     <root>/.relocate/env.json        per env file: digest of its sources' versions, its sha256
     <root>/.relocate/hosts.json      per source.hosts entry: sha256 of the tar that landed
     <root>/.relocate/lock            held for the whole move
@@ -35,6 +38,11 @@ def sidecar_dir(root: str) -> str:
 def sidecar_path(root: str, dest: str) -> str:
     """One JSON file per bucket directory; `/` in `to:` becomes `__`."""
     return posixpath.join(sidecar_dir(root), dest.replace("/", "__") + ".json")
+
+
+def receipts_dir(root: str, dest: str) -> str:
+    """The receipts (snapshot/receipts.py) of the files placed under `dest`, named like its sidecar."""
+    return posixpath.join(root, STATE_DIR, "receipts", dest.replace("/", "__"))
 
 
 def shards_dir(root: str) -> str:

@@ -20,6 +20,15 @@ Stream on stdin (big-endian), after the magic b"RLC1", batches of:
 and the end of stdin after an "E" ends the session. stdout, per batch: one line per
 file, "<index in the batch> <sha256 hex of what landed>", with " !" appended when it
 differs from the sender's (that file is not put in place), then "end", flushed.
+
+Receipts (snapshot/receipts.py), when the sender asks for them:
+  b"R" u32 length, a directory under ROOT: append receipts to a new file in it
+  b"M" u32 length, a record (one line of ASCII, no newline): describes the next "F"
+After each file described by an "M" is renamed into place, the line
+"<sha256 hex> <record>\n" is appended to the receipt with one write(2) (a kill of
+either end leaves whole lines behind); the receipt is fsynced once each "E" is
+answered. The next move trusts those files without sending them again, even when the
+sender was killed before it could journal them.
 Nothing is ever half written in FINAL: a file is written under STAGE (cleared
 first; the sender's next run clears a killed one) and only renamed into FINAL whole.
 
@@ -41,13 +50,15 @@ import shutil
 import stat
 import struct
 import sys
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing imported at run time
-    from typing import Iterable, NoReturn, Set
+    from typing import Iterable, NoReturn, Optional, Set
 
 MAGIC = b"RLC1"
 HEAD = struct.Struct(">IQq")
+LEN = struct.Struct(">I")
 BUF = 1 << 20
 READ_BUF = 128 << 10  # the stdin reader's own buffer: below BUF, so big reads bypass it
 
@@ -141,6 +152,23 @@ def place(tmp, dest, final, index):
         os.unlink(tmp)
 
 
+def open_receipt(dirs, src):
+    # type: (Dirs, io.BufferedIOBase) -> int
+    """An "R" record: a new receipt file in the directory it names (under ROOT, no links)."""
+    (n,) = LEN.unpack(read_exact(src, LEN.size))
+    where = safe_abs(read_exact(src, n))
+    dirs.ensure(where)
+    name = os.path.join(where, b"%d-%d.r" % (int(time.time() * 1e6), os.getpid()))
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+
+
+def safe_abs(path):
+    # type: (bytes) -> bytes
+    if not path.startswith(b"/") or b"\0" in path or any(p in (b".", b"..") for p in path.split(b"/")):
+        fail("refusing unsafe path %r" % (path,))
+    return path.rstrip(b"/")
+
+
 def main():
     # type: () -> None
     stage, final = (os.fsencode(a) for a in sys.argv[1:3])
@@ -167,6 +195,8 @@ def main():
     view = memoryview(buf)
     index = 0
     in_batch = False
+    receipt = -1  # the receipt's fd, once an "R" asked for one
+    note = None  # type: Optional[bytes]  # the "M" record describing the next file
     while True:
         kind = src.read(1)
         if not kind:
@@ -176,9 +206,18 @@ def main():
         if kind == b"E":
             out.write("end\n")
             out.flush()
+            if receipt >= 0:  # after the answer: a busy disk's fsync (up to 1 s seen) is off the sender's path
+                os.fsync(receipt)
             in_batch, index = False, 0
             continue
+        if kind == b"R":
+            receipt = open_receipt(dirs, src)
+            continue
         in_batch = True
+        if kind == b"M":
+            (n,) = LEN.unpack(read_exact(src, LEN.size))
+            note = read_exact(src, n)
+            continue
         if kind != b"F":
             fail("bad record %r" % (kind,))
         plen, size, mtime = HEAD.unpack(read_exact(src, HEAD.size))
@@ -206,10 +245,14 @@ def main():
             dest = os.path.join(final, rel)
             dirs.ensure(os.path.dirname(dest))
             place(tmp, dest, final, index)
-            out.write("%d %s\n" % (index, sha.hexdigest()))
+            hexdigest = sha.hexdigest()
+            if receipt >= 0 and note is not None and b"\n" not in note:
+                os.write(receipt, hexdigest.encode() + b" " + note + b"\n")
+            out.write("%d %s\n" % (index, hexdigest))
         else:
             os.unlink(tmp)
             out.write("%d %s !\n" % (index, sha.hexdigest()))
+        note = None
         index += 1
     shutil.rmtree(stage, ignore_errors=True)
 
