@@ -148,7 +148,8 @@ def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, d
     them); what is missing is read in one remote command, plus the hashing with
     `checksum`. `bucket` is the journal's name (`<bucket>#versions` for older versions),
     `name` the bucket's own as the sidecar says it."""
-    records = records or journal.done(target_id(config, conn), bucket)
+    if records is None:  # look_ahead read the journal while the probe ran: not again
+        records = journal.done(target_id(config, conn), bucket)
     directory = posixpath.join(config.root, dest)
     if taken is None or not records or (listed is None and not checksum):
         cmd, stdin = shell.script(_RECORDED, layout.receipts_dir(config.root, dest),
