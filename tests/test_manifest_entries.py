@@ -34,3 +34,19 @@ def test_older_versions_carry_their_version_and_markers() -> None:
     assert back == entry and back.versions
     assert back.objects[0].journal_key == vkey  # what verify hands the journal to forget
     assert back.objects[0].done("docs#versions") == done
+
+
+def test_an_entry_read_back_from_the_target_has_its_types_whatever_the_json_said() -> None:
+    """The sidecar and receipts come back from the target: a forged or damaged value is a
+    string that matches nothing, or the entry is refused, never an int where a key belongs."""
+    e = ObjectEntry.from_dict({"key": 7, "path": "data/7", "size": "3", "sha256": "ab" * 32, "etag": 1,
+                               "content_type": 5, "metadata": {"n": 2}, "version_id": 9})
+    assert (e.key, e.size, e.etag, e.content_type, e.metadata, e.version_id) == ("7", 3, "1", "5", {"n": "2"}, "9")
+    good = {"key": "k", "path": "p", "size": 1, "sha256": "ab" * 32, "etag": "e"}
+    damaged = [{**good, "size": "many"}, {**good, "metadata": [1]}, {k: v for k, v in good.items() if k != "key"}]
+    for d in damaged:
+        try:
+            ObjectEntry.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        raise AssertionError(f"accepted {d}")

@@ -25,6 +25,7 @@ import yaml
 
 from helpers import aws_client, make_config
 from relocate.snapshot import receipts
+from relocate.snapshot.manifest import ObjectEntry
 from relocate.execute.wire import AGENT_SOURCE
 
 N = 40
@@ -215,3 +216,22 @@ def test_parse_ignores_torn_damaged_and_foreign_lines() -> None:
     ])
     got = receipts.parse(raw, "b")
     assert list(got) == ["k"] and got["k"].sha256 == sha.decode() and got["k"].size == 5
+
+
+def test_a_receipt_is_read_as_the_manifest_entry_it_describes() -> None:
+    """One record format for receipts, sidecar, manifest and shard chunks: a receipt's record
+    read back is the ObjectEntry the sidecar would hold, and values of the wrong type (a
+    forged line) become strings that match nothing or cost the line, never another type."""
+    sha = hashlib.sha256(b"x").hexdigest()
+    rec = receipts.describe("b", "k", '"e"', 5, "data/k", "text/plain", {"m": "1"})
+    entry = ObjectEntry.from_dict({**json.loads(rec), "sha256": sha})
+    got = receipts.parse(sha.encode() + b" " + rec + b"\n", "b")
+    assert got == {"k": entry.done("b")}
+    forged = b"\n".join(sha.encode() + b" " + line for line in [
+        b'{"bucket":"b","key":7,"etag":"e","size":1,"path":"data/7","content_type":null,"metadata":{"n":2}}',
+        b'{"bucket":"b","key":"s","etag":"e","size":"many","path":"data/s","content_type":null,"metadata":{}}',
+        b'{"bucket":"b","key":"m","etag":"e","size":1,"path":"data/m","content_type":null,"metadata":[1]}',
+    ]) + b"\n"
+    got = receipts.parse(forged, "b")
+    assert list(got) == ["7"]
+    assert got["7"].key == "7" and got["7"].metadata == {"n": "2"}

@@ -52,8 +52,15 @@ class ObjectEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ObjectEntry":
-        return cls(d["key"], d["path"], int(d["size"]), d["sha256"], d["etag"], d.get("content_type"),
-                   dict(d.get("metadata") or {}), d.get("version_id"))
+        """The record as the manifest, the sidecar, a shard's chunk and a receipt all write it.
+        Read back from the target, so every field is coerced to its type: a damaged or forged
+        value raises (KeyError, TypeError, ValueError, AttributeError) or stays a string that
+        matches nothing, never another type further on."""
+        ctype, vid = d.get("content_type"), d.get("version_id")
+        return cls(str(d["key"]), str(d["path"]), int(d["size"]), str(d["sha256"]), str(d["etag"]),
+                   None if ctype is None else str(ctype),
+                   {str(k): str(v) for k, v in (d.get("metadata") or {}).items()},
+                   None if vid is None else str(vid))
 
 
 @dataclass(frozen=True)

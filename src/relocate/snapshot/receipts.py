@@ -29,6 +29,7 @@ import re
 from typing import Any
 
 from relocate.snapshot.journal import DoneObject
+from relocate.snapshot.manifest import ObjectEntry
 
 SUFFIX = ".r"  # receipt files; the receiver names them <microseconds>-<pid>.r
 
@@ -39,8 +40,10 @@ _ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 def describe(bucket: str, key: str, etag: str, size: int, path: str, content_type: str | None,
              metadata: dict[str, str]) -> bytes:
-    """The record the sender sends ahead of a file (`path` relative to target.root):
-    compact JSON, ASCII only, so never a newline or a control character."""
+    """The record the sender sends ahead of a file (`path` relative to target.root): the
+    fields of a manifest entry (snapshot/manifest.ObjectEntry) but its sha256, and the
+    journal's bucket name; `key` is the journal's key (an older version's carries its id).
+    Compact JSON, ASCII only, so never a newline or a control character."""
     return _ENCODE({"bucket": bucket, "key": key, "etag": etag, "size": size, "path": path,
                     "content_type": content_type, "metadata": metadata}).encode("ascii")
 
@@ -68,12 +71,12 @@ def parse(raw: bytes, bucket: str) -> dict[str, DoneObject]:
         try:
             if d.get("bucket") != bucket:
                 continue
-            meta = d.get("metadata") or {}
-            out[d["key"]] = DoneObject(bucket, str(d["key"]), str(d["etag"]), int(d["size"]), str(d["path"]),
-                                       sha.decode("ascii"), d.get("content_type"),
-                                       {str(k): str(v) for k, v in meta.items()})
+            # The record is a manifest entry without its hash (the receiver's own is the line's
+            # first field): one reader for the manifest, sidecar, shard chunks and receipts.
+            done = ObjectEntry.from_dict({**d, "sha256": sha.decode("ascii")}).done(bucket)
         except (AttributeError, KeyError, TypeError, ValueError):
             continue  # a damaged line only costs a re-send
+        out[done.key] = done
     return out
 
 
