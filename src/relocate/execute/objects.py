@@ -59,7 +59,7 @@ BATCH_BYTES = 1024 * 1024 * 1024  # upper bounds of one batch (one tar stream, o
 BATCH_OBJECTS = 5000
 MIN_BATCH_BYTES = 16 * 1024 * 1024  # below this, per-batch round trips start to show
 CHUNK = 1024 * 1024
-SINK_BUFFER = CHUNK // 2  # a lane's write buffer: below CHUNK, so streamed chunks skip it
+SINK_BUFFER = 64 * 1024  # a lane's write buffer: small, so no body worth copying is copied (see _push)
 
 
 class Reader(Protocol):
