@@ -98,6 +98,17 @@ def test_agent_cut_short_leaves_nothing_half_written(tmp_path: Path) -> None:
     assert (final / "two").read_bytes() == b"2" * 10 and not stage.exists()
 
 
+def test_agent_clears_what_a_killed_session_left_in_its_staging(tmp_path: Path) -> None:
+    # a SIGKILLed receiver leaves its staging dir behind, not empty (shutil is then loaded to clear it)
+    stage = tmp_path / "stage" / "7"
+    (stage / "sub").mkdir(parents=True)
+    (stage / "0").write_bytes(b"half")
+    (stage / "sub" / "x").write_bytes(b"debris")
+    proc, stage, final = _run_agent(tmp_path, b"RLC1" + _record(b"0", b"new") + b"E")
+    assert proc.returncode == 0, proc.stderr
+    assert (final / "0").read_bytes() == b"new" and not stage.exists()
+
+
 @pytest.mark.parametrize("path", [b"../escape", b"/abs", b"a//b", b"a/./b", b""])
 def test_agent_refuses_paths_that_could_leave_the_final_dir(tmp_path: Path, path: bytes) -> None:
     proc, _, final = _run_agent(tmp_path, b"RLC1" + _record(path, b"x") + b"E")

@@ -46,7 +46,6 @@ import errno
 import hashlib
 import io
 import os
-import shutil
 import stat
 import struct
 import sys
@@ -74,9 +73,22 @@ def fail(msg, status=1):
     # type: (str, int) -> NoReturn
     """Give up: nothing under STAGE is ever trusted, so leave none of it behind."""
     for stage in STAGE:
-        shutil.rmtree(stage, ignore_errors=True)
+        clear(stage)
     sys.stderr.write("relocate receiver: " + msg + "\n")
     sys.exit(status)
+
+
+def clear(path):
+    # type: (bytes) -> None
+    """Remove a staging dir. It is absent or empty but after a killed run, so shutil
+    (which imports re and enum: 10 ms of each receiver's start-up) is loaded only then."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Dirs:
@@ -146,6 +158,7 @@ def place(tmp, dest, final, index):
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+        import shutil
         near = os.path.join(os.path.dirname(dest), b".relocate-tmp-%d-%d" % (os.getpid(), index))
         shutil.copy2(tmp, near)
         os.rename(near, dest)
@@ -175,8 +188,8 @@ def main():
     # ROOT: where the checks start (without it, the deepest directory STAGE and FINAL share)
     root = os.fsencode(sys.argv[3]) if len(sys.argv) > 3 else os.path.commonpath([stage, final])
     dirs = Dirs(root, [os.fsencode(a) for a in sys.argv[4:]])
-    dirs.ensure(os.path.dirname(stage))  # before rmtree: it must not follow a symlinked .relocate
-    shutil.rmtree(stage, ignore_errors=True)
+    dirs.ensure(os.path.dirname(stage))  # before clearing: it must not follow a symlinked .relocate
+    clear(stage)
     dirs.ensure(stage)
     STAGE.append(stage)
     try:  # sshd's pipe to us: 1 MiB, not 64 KiB, so sshd and we wake each other less
@@ -254,7 +267,7 @@ def main():
             out.write("%d %s !\n" % (index, sha.hexdigest()))
         note = None
         index += 1
-    shutil.rmtree(stage, ignore_errors=True)
+    clear(stage)
 
 
 if __name__ == "__main__":
