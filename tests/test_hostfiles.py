@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -93,6 +96,39 @@ def test_missing_source_path_blocks_the_plan(tmp_path: Path, moto: str, sshd, ss
     r = cli("plan", "-f", str(cfg), "--json")
     assert r.exit_code == 3
     assert any(b["code"] == "hosts-missing" and "/nonexistent/townsquare" in b["message"] for b in r.json()["blockers"])
+
+
+# A move in a fresh interpreter, as a user runs it, reporting which AWS libraries it loaded.
+_IMPORTS = """
+import contextlib, io, json, sys
+from relocate.cli import main
+out = io.StringIO()
+try:
+    with contextlib.redirect_stdout(out):
+        main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "out": out.getvalue(), "aws": [m for m in ("boto3", "botocore") if m in sys.modules]}))
+"""
+
+
+def test_a_host_files_only_move_never_loads_boto3(tmp_path: Path, sshd, sshd2) -> None:
+    # Nothing in the config reads AWS: boto3 and botocore (~0.2 s of CPU to import) stay
+    # unloaded through plan, move and the final check (issue 18); the endpoint is a port
+    # nothing listens on, so any read of AWS would fail the move too.
+    src = _seed_source(sshd2.root / "hf3", sshd2.root)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint="http://127.0.0.1:9", sshd=sshd, root=str(sshd.root / "hf3"))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS, "move", "-f", str(cfg), "--yes", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["code"] == 0, proc.stderr + got["out"][-2000:]
+    result = json.loads(got["out"])["result"]
+    assert not result["nothing_to_do"]
+    assert result["verify"]["ok"]
+    assert got["aws"] == [], f"a host-files-only move imported {got['aws']}"
 
 
 def _doc(hosts: list) -> str:
