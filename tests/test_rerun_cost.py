@@ -200,3 +200,48 @@ def test_the_probe_lists_sizes_in_the_same_command(sshd) -> None:
         assert files.list_sizes(conn, str(good)) == listings[0]
         with pytest.raises(TargetError):
             files.list_sizes(conn, str(locked))
+
+
+def test_a_first_move_starts_the_bulk_logins_while_the_source_is_still_listed(moto: str, sshd, tmp_path: Path) -> None:
+    # gather's `first_move` (workflow.prepare starts the lanes' ssh logins there) runs as
+    # soon as the target and the journal show nothing was moved, before the listing is
+    # waited for; once something was moved it is not called (a rerun logs in only when
+    # the comparison finds work, as above).
+    import threading
+    from concurrent.futures import Future
+
+    from relocate.config import load_config
+    from relocate.execute.gather import gather
+    from relocate.settings import Login
+    from relocate.sources.aws import Aws
+    from relocate.sources.inventory import take_inventory
+    from relocate.ssh.connection import session
+
+    _, bucket = _seed(moto, 5)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / bucket),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    config = load_config(cfg)
+    aws = Aws(config.aws)
+    inventory = take_inventory(config, aws)
+
+    def gather_once(listing_ends: float) -> list[bool]:
+        listed: Future = Future()
+        seen: list[bool] = []
+        timer = threading.Timer(listing_ends, lambda: listed.done() or listed.set_result(inventory))
+        timer.start()
+        try:
+            with session(config.ssh, Login()) as conn:
+                def first_move() -> None:
+                    seen.append(listed.done())
+                    if not listed.done():
+                        listed.set_result(inventory)
+                got = gather(config, aws, conn, listed=listed, first_move=first_move)
+        finally:
+            timer.cancel()
+        assert len(got.inventory.buckets[0].objects) == 5
+        return seen
+
+    # the listing "ends" after 20 s unless first_move is called before it is waited for
+    assert gather_once(20) == [False], "called once, before the listing was waited for"
+    assert cli("move", "-f", str(cfg), "--yes").exit_code == 0
+    assert gather_once(0.1) == [], "something was moved: not a first move"

@@ -88,13 +88,18 @@ def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
     verdict = provider_verdict(config, opts)
     with session(config.ssh, opts.login, config.target_jump) as conn:  # through target.ssh.jump when set
         try:
+            bulk = opts.bulk_login if opts.login.openssh else 0
             with gcfreeze.paused():  # see gcfreeze.py: ~0.15 s of a 10,000-object rerun's CPU
-                gathered = gather(config, aws, conn, checksum=opts.checksum, listed=listed)
-            if opts.bulk_login and gathered.objects_todo() and opts.login.openssh:
-                # The bulk lanes' logins start now, pinned to the host key conn.connect() checked,
-                # and overlap the plan, the gate and the lock; a rerun with no object to send
-                # logs in once, not once per lane as well (tests/test_rerun_cost.py).
-                OpenSsh.prestart(conn, opts.bulk_login)
+                gathered = gather(config, aws, conn, checksum=opts.checksum, listed=listed,
+                                  first_move=(lambda: OpenSsh.prestart(conn, bulk)) if bulk else None)
+            if bulk and gathered.objects_todo():
+                # The bulk lanes' logins start now (on a first move, already while the source
+                # was listed: gather's first_move), pinned to the host key conn.connect()
+                # checked, and overlap the plan, the gate and the lock; a rerun with no object
+                # to send logs in once, not once per lane as well (tests/test_rerun_cost.py).
+                OpenSsh.prestart(conn, bulk)
+            elif conn.bulk_pending is not None:  # a first move whose listing came back empty
+                OpenSsh.discard(conn)
             if verdict is not None and (names := source_names(gathered.inventory)):
                 verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
             ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
