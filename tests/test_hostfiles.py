@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import cli, make_config
+from helpers import cli, fresh_cli, make_config
 from relocate.config import parse_config
 from relocate.ssh.via import ssh_spec
 from relocate.errors import ConfigError
@@ -98,20 +96,6 @@ def test_missing_source_path_blocks_the_plan(tmp_path: Path, moto: str, sshd, ss
     assert any(b["code"] == "hosts-missing" and "/nonexistent/townsquare" in b["message"] for b in r.json()["blockers"])
 
 
-# A move in a fresh interpreter, as a user runs it, reporting which AWS libraries it loaded.
-_IMPORTS = """
-import contextlib, io, json, sys
-from relocate.cli import main
-out = io.StringIO()
-try:
-    with contextlib.redirect_stdout(out):
-        main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "out": out.getvalue(), "aws": [m for m in ("boto3", "botocore") if m in sys.modules]}))
-"""
-
-
 def test_a_host_files_only_move_never_loads_boto3(tmp_path: Path, sshd, sshd2) -> None:
     # Nothing in the config reads AWS: boto3 and botocore (~0.2 s of CPU to import) stay
     # unloaded through plan, move and the final check (issue 18); the endpoint is a port
@@ -121,14 +105,11 @@ def test_a_host_files_only_move_never_loads_boto3(tmp_path: Path, sshd, sshd2) -
     doc = yaml.safe_load(cfg.read_text())
     doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
-    proc = subprocess.run([sys.executable, "-c", _IMPORTS, "move", "-f", str(cfg), "--yes", "--json"],
-                          capture_output=True, text=True, timeout=120)
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["code"] == 0, proc.stderr + got["out"][-2000:]
+    got = fresh_cli("move", "-f", str(cfg), "--yes", "--json", watch=("boto3", "botocore"))
+    assert got["code"] == 0, got["out"][-2000:]
     result = json.loads(got["out"])["result"]
-    assert not result["nothing_to_do"]
-    assert result["verify"]["ok"]
-    assert got["aws"] == [], f"a host-files-only move imported {got['aws']}"
+    assert not result["nothing_to_do"] and result["verify"]["ok"]
+    assert got["loaded"] == [], f"a host-files-only move imported {got['loaded']}"
 
 
 def _doc(hosts: list) -> str:
