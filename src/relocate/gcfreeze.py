@@ -11,7 +11,8 @@ transfer's own unfreeze used to undo the CLI's freeze after the first bucket, an
 collector walked the modules again. Here a block only unfreezes in a process that lives
 on after the move (tests, a library caller running many moves: frozen garbage is never
 collected there, so it must not pile up); the process's own entry point, which exits
-right after the command without tearing down (cli._leave), keeps everything frozen.
+right after the command without tearing down (cli._leave), keeps everything frozen,
+and alone freezes for the process's life (`freeze`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ def own_process() -> None:
 
 
 def freeze() -> None:
-    """Everything alive now (a command's modules, just imported) out of the collector's sight."""
-    gc.freeze()
+    """Everything alive now (a command's modules just imported; after the gather, boto3's,
+    the clients, the listing) lives as long as the process: out of the collector's sight
+    when the process owns the freeze (own_process). A process that lives on (tests, a
+    library caller) keeps its collector as it was: frozen garbage is never collected."""
+    if _state["for_life"]:
+        gc.freeze()
 
 
 @contextmanager

@@ -95,6 +95,7 @@ def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
             stack.callback(OpenSsh.discard, conn)  # a prestarted login nobody used
             gathered = gather(config, aws, conn, checksum=opts.checksum, listed=listed,
                               first_move=(lambda: OpenSsh.prestart(conn, bulk)) if bulk else None)
+            gcfreeze.freeze()  # boto3's modules (imported by the listing), the clients, the listing: kept to the end
         if bulk and gathered.objects_todo():
             # The bulk lanes' logins start now (on a first move, already while the source
             # was listed: gather's first_move), pinned to the host key conn.connect()
