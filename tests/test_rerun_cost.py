@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, fresh_cli, make_config
 from relocate.errors import TargetError
 from relocate.targets import files
 
@@ -45,12 +45,11 @@ OTHER_KINDS = ("relocate.kinds.dns", "relocate.kinds.databases", "relocate.kinds
 # paramiko's `invoke` (ssh/deferred.py): only for a `Match exec` in ~/.ssh/config.
 DEFERRED = ("invoke.context",)
 
-# relocate's entry point in a fresh interpreter, counting what a move asks of the target.
-_PROBE = """
-import contextlib, io, json, sys
+# Run before relocate's entry point (helpers.fresh_cli): counts what a move asks of the target.
+_COUNT = """
 from relocate.ssh.connection import Connection
 from relocate.ssh.openssh import OpenSsh
-seen = {"commands": [], "connects": 0, "ssh_logins": 0}
+seen.update(commands=[], connects=0, ssh_logins=0)
 start, connect, master = Connection.start, Connection.connect, OpenSsh.master
 def count_start(self, command, *a, **kw):
     seen["commands"].append(command)
@@ -62,18 +61,7 @@ def count_master(self, *a, **kw):
     seen["ssh_logins"] += 1
     return master(self, *a, **kw)
 Connection.start, Connection.connect, OpenSsh.master = count_start, count_connect, count_master
-from relocate.cli import main
-out = io.StringIO()
-code = 0
-try:
-    with contextlib.redirect_stdout(out):
-        main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-seen.update(code=code, out=out.getvalue(), modules=sorted(m for m in %r if m in sys.modules))
-print(json.dumps(seen))
-""" % (ENGINE + OTHER_KINDS + DEFERRED,)
-
+"""
 
 def _seed(moto: str, n: int) -> tuple[Any, str]:
     bucket = "rerun" + secrets.token_hex(3)
@@ -92,16 +80,13 @@ def test_a_rerun_with_nothing_to_do_is_one_listing_one_login_and_few_commands(mo
     assert first.exit_code == 0, first.stderr
     assert first.json()["result"]["objects_sent"] == 30
 
-    proc = subprocess.run([sys.executable, "-c", _PROBE, "move", "-f", str(cfg), "--yes", "--json"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    run = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert run["code"] == 0, proc.stderr
+    run = fresh_cli("move", "-f", str(cfg), "--yes", "--json", watch=ENGINE + OTHER_KINDS + DEFERRED, prelude=_COUNT)
+    assert run["code"] == 0, run["out"][-2000:]
     result = json.loads(run["out"])["result"]
     assert result["nothing_to_do"] and result["objects_sent"] == 0 and result["objects_skipped"] == 30
     assert run["connects"] == 1, "one SSH connection to the target"
     assert run["ssh_logins"] == 0, "no bulk lane logs in when no object is sent"
-    assert run["modules"] == [], f"a rerun with nothing to do imported {run['modules']}"
+    assert run["loaded"] == [], f"a rerun with nothing to do imported {run['loaded']}"
     assert len(run["commands"]) <= MAX_COMMANDS, "\n".join(c[:120] for c in run["commands"])
     # nothing on the target hashed: sizes only (a `find`), never sha256sum or openssl over the data
     assert not any("sha256" in c or "openssl" in c for c in run["commands"])
