@@ -98,6 +98,35 @@ def subprocess_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | No
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+# relocate's entry point in a fresh interpreter: its exit code, its stdout, and which of
+# the modules named in argv[1] (comma-separated) it imported; argv[2] is code run first,
+# which may fill `seen` (reported too).
+_FRESH = """
+import contextlib, io, json, sys
+watch = sys.argv.pop(1).split(",")
+seen = {}
+exec(sys.argv.pop(1))
+from relocate.cli import main
+out = io.StringIO()
+code = 0
+try:
+    with contextlib.redirect_stdout(out):
+        main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({**seen, "code": code, "out": out.getvalue(), "loaded": [m for m in watch if m in sys.modules]}))
+"""
+
+
+def fresh_cli(*args: str, watch: tuple[str, ...], prelude: str = "", cwd: Path | None = None,
+              timeout: float = 120) -> dict[str, Any]:
+    """Run relocate as a user does, in a new interpreter, reporting which of `watch` it
+    imported; `prelude` runs before relocate.cli is imported (to count calls into `seen`)."""
+    proc = subprocess.run([sys.executable, "-c", _FRESH, ",".join(watch), prelude, *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
 def aws_client(service: str, endpoint: str, **kw: Any) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id=kw.get("key", "testing"), aws_secret_access_key=kw.get("secret", "testing"))

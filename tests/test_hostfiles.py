@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tarfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import cli, make_config
+from helpers import cli, fresh_cli, make_config
 from relocate.config import parse_config
 from relocate.ssh.via import ssh_spec
 from relocate.errors import ConfigError
@@ -93,6 +94,22 @@ def test_missing_source_path_blocks_the_plan(tmp_path: Path, moto: str, sshd, ss
     r = cli("plan", "-f", str(cfg), "--json")
     assert r.exit_code == 3
     assert any(b["code"] == "hosts-missing" and "/nonexistent/townsquare" in b["message"] for b in r.json()["blockers"])
+
+
+def test_a_host_files_only_move_never_loads_boto3(tmp_path: Path, sshd, sshd2) -> None:
+    # Nothing in the config reads AWS: boto3 and botocore (~0.2 s of CPU to import) stay
+    # unloaded through plan, move and the final check (issue 18); the endpoint is a port
+    # nothing listens on, so any read of AWS would fail the move too.
+    src = _seed_source(sshd2.root / "hf3", sshd2.root)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint="http://127.0.0.1:9", sshd=sshd, root=str(sshd.root / "hf3"))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    got = fresh_cli("move", "-f", str(cfg), "--yes", "--json", watch=("boto3", "botocore"))
+    assert got["code"] == 0, got["out"][-2000:]
+    result = json.loads(got["out"])["result"]
+    assert not result["nothing_to_do"] and result["verify"]["ok"]
+    assert got["loaded"] == [], f"a host-files-only move imported {got['loaded']}"
 
 
 def _doc(hosts: list) -> str:

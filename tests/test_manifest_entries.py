@@ -50,3 +50,23 @@ def test_an_entry_read_back_from_the_target_has_its_types_whatever_the_json_said
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         raise AssertionError(f"accepted {d}")
+
+
+def test_manifest_text_is_the_same_json_a_record_per_line() -> None:
+    # snapshot/store.json_text: the C encoder per record instead of json.dump(indent=1)'s
+    # Python one; what it writes must parse back to the same document, keys in order,
+    # non-ASCII kept, with one object's entry per line.
+    from relocate.snapshot.store import json_text
+
+    objects = [ObjectEntry.from_done(DoneObject("b", f"k\u00e9/{i}\"}}, {{", "e", i, f"data/{i}", "ab" * 32, None,
+                                                {"m": "\u2603"})).to_dict() for i in range(3)]
+    doc = {"format_version": 1, "buckets": [BucketEntry("b", "", "data", []).to_dict() | {"objects": objects},
+                                            {"bucket": "c", "objects": []}],
+           "env_files": [], "components": {"dns": [{"zone": "x"}], "none": {}}, "left_out": []}
+    text = json_text(doc)
+    assert json.loads(text) == doc and list(json.loads(text)) == list(doc)
+    assert "\u2603" in text and "\\u" not in text
+    lines = text.splitlines()
+    for o in objects:
+        assert sum(json.dumps(o, ensure_ascii=False) in line for line in lines) == 1
+    assert json_text({"a": 1}) == '{"a": 1}' and json.loads(json_text([])) == []

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, fresh_cli, make_config
 from relocate.errors import TargetError
 from relocate.targets import files
 
@@ -45,12 +45,11 @@ OTHER_KINDS = ("relocate.kinds.dns", "relocate.kinds.databases", "relocate.kinds
 # paramiko's `invoke` (ssh/deferred.py): only for a `Match exec` in ~/.ssh/config.
 DEFERRED = ("invoke.context",)
 
-# relocate's entry point in a fresh interpreter, counting what a move asks of the target.
-_PROBE = """
-import contextlib, io, json, sys
+# Run before relocate's entry point (helpers.fresh_cli): counts what a move asks of the target.
+_COUNT = """
 from relocate.ssh.connection import Connection
 from relocate.ssh.openssh import OpenSsh
-seen = {"commands": [], "connects": 0, "ssh_logins": 0}
+seen.update(commands=[], connects=0, ssh_logins=0)
 start, connect, master = Connection.start, Connection.connect, OpenSsh.master
 def count_start(self, command, *a, **kw):
     seen["commands"].append(command)
@@ -62,18 +61,7 @@ def count_master(self, *a, **kw):
     seen["ssh_logins"] += 1
     return master(self, *a, **kw)
 Connection.start, Connection.connect, OpenSsh.master = count_start, count_connect, count_master
-from relocate.cli import main
-out = io.StringIO()
-code = 0
-try:
-    with contextlib.redirect_stdout(out):
-        main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-seen.update(code=code, out=out.getvalue(), modules=sorted(m for m in %r if m in sys.modules))
-print(json.dumps(seen))
-""" % (ENGINE + OTHER_KINDS + DEFERRED,)
-
+"""
 
 def _seed(moto: str, n: int) -> tuple[Any, str]:
     bucket = "rerun" + secrets.token_hex(3)
@@ -92,16 +80,13 @@ def test_a_rerun_with_nothing_to_do_is_one_listing_one_login_and_few_commands(mo
     assert first.exit_code == 0, first.stderr
     assert first.json()["result"]["objects_sent"] == 30
 
-    proc = subprocess.run([sys.executable, "-c", _PROBE, "move", "-f", str(cfg), "--yes", "--json"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    run = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert run["code"] == 0, proc.stderr
+    run = fresh_cli("move", "-f", str(cfg), "--yes", "--json", watch=ENGINE + OTHER_KINDS + DEFERRED, prelude=_COUNT)
+    assert run["code"] == 0, run["out"][-2000:]
     result = json.loads(run["out"])["result"]
     assert result["nothing_to_do"] and result["objects_sent"] == 0 and result["objects_skipped"] == 30
     assert run["connects"] == 1, "one SSH connection to the target"
     assert run["ssh_logins"] == 0, "no bulk lane logs in when no object is sent"
-    assert run["modules"] == [], f"a rerun with nothing to do imported {run['modules']}"
+    assert run["loaded"] == [], f"a rerun with nothing to do imported {run['loaded']}"
     assert len(run["commands"]) <= MAX_COMMANDS, "\n".join(c[:120] for c in run["commands"])
     # nothing on the target hashed: sizes only (a `find`), never sha256sum or openssl over the data
     assert not any("sha256" in c or "openssl" in c for c in run["commands"])
@@ -200,3 +185,48 @@ def test_the_probe_lists_sizes_in_the_same_command(sshd) -> None:
         assert files.list_sizes(conn, str(good)) == listings[0]
         with pytest.raises(TargetError):
             files.list_sizes(conn, str(locked))
+
+
+def test_a_first_move_starts_the_bulk_logins_while_the_source_is_still_listed(moto: str, sshd, tmp_path: Path) -> None:
+    # gather's `first_move` (workflow.prepare starts the lanes' ssh logins there) runs as
+    # soon as the target and the journal show nothing was moved, before the listing is
+    # waited for; once something was moved it is not called (a rerun logs in only when
+    # the comparison finds work, as above).
+    import threading
+    from concurrent.futures import Future
+
+    from relocate.config import load_config
+    from relocate.execute.gather import gather
+    from relocate.settings import Login
+    from relocate.sources.aws import Aws
+    from relocate.sources.inventory import take_inventory
+    from relocate.ssh.connection import session
+
+    _, bucket = _seed(moto, 5)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / bucket),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    config = load_config(cfg)
+    aws = Aws(config.aws)
+    inventory = take_inventory(config, aws)
+
+    def gather_once(listing_ends: float) -> list[bool]:
+        listed: Future = Future()
+        seen: list[bool] = []
+        timer = threading.Timer(listing_ends, lambda: listed.done() or listed.set_result(inventory))
+        timer.start()
+        try:
+            with session(config.ssh, Login()) as conn:
+                def first_move() -> None:
+                    seen.append(listed.done())
+                    if not listed.done():
+                        listed.set_result(inventory)
+                got = gather(config, aws, conn, listed=listed, first_move=first_move)
+        finally:
+            timer.cancel()
+        assert len(got.inventory.buckets[0].objects) == 5
+        return seen
+
+    # the listing "ends" after 20 s unless first_move is called before it is waited for
+    assert gather_once(20) == [False], "called once, before the listing was waited for"
+    assert cli("move", "-f", str(cfg), "--yes").exit_code == 0
+    assert gather_once(0.1) == [], "something was moved: not a first move"

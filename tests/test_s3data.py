@@ -176,7 +176,7 @@ _LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
 def test_fast_listing_parser_agrees_with_botocore() -> None:
     from botocore.parsers import RestXMLParser
 
-    from relocate.sources.aws import _ListingXmlParser, _timestamp
+    from relocate.sources.awsparse import _ListingXmlParser, _timestamp
 
     client = Aws(AwsSpec(region="us-east-1", endpoint_url="http://127.0.0.1:9")).client("s3")
     for op in ("ListObjectsV2", "ListObjects", "ListObjectVersions"):

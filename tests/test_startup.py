@@ -4,34 +4,19 @@ itself is measured in bench/bench_startup.py, not asserted here."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
+from helpers import fresh_cli
 from relocate import __version__
 
 HEAVY = ("boto3", "botocore", "paramiko", "obstore", "pycurl", "relocate.workflow", "relocate.plan.build")
 
-# Runs relocate's entry point in a fresh interpreter and reports what got imported.
-_PROBE = """
-import contextlib, io, json, sys
-from relocate.cli import main
-out = io.StringIO()
-try:
-    with contextlib.redirect_stdout(out):
-        main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "out": out.getvalue(), "heavy": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
-
-
 def _start(*args: str, cwd=None) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    run = fresh_cli(*args, watch=HEAVY, cwd=cwd, timeout=60)
+    return {**run, "heavy": run["loaded"]}
 
 
 @pytest.mark.parametrize("args", [["--help"], [], ["--version"], ["init", "--help"], ["check", "--help"],

@@ -116,7 +116,7 @@ def test_fast_timestamp_parser_agrees_with_botocore() -> None:
     # The listing's fast path (datetime.fromisoformat) must give botocore's own answer.
     from botocore.utils import parse_timestamp
 
-    from relocate.sources.aws import _timestamp
+    from relocate.sources.awsparse import _timestamp
 
     for value in ("2026-11-27T10:40:00.000Z", "2026-11-27T10:40:00Z", "2026-11-27T10:40:00.123456+02:00",
                   "2026-11-27T10:40:00", "Thu, 27 Nov 2026 10:40:00 GMT", 1700000000, 1700000000.5, "1700000000"):

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gc
 import json
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from relocate import gcfreeze
 from relocate.kinds import Context, Kind, load_kinds
 from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError
@@ -84,51 +84,42 @@ class Prepared:
 def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
     """Read the source and probe the target (read-only), then build the Plan."""
     aws = Aws(config.aws)
-    listed = list_source(config, aws)  # the source's listing starts now, beside the login (gather.py)
-    verdict = provider_verdict(config, opts)
-    with session(config.ssh, opts.login, config.target_jump) as conn:  # through target.ssh.jump when set
-        try:
-            with _collector_paused():
-                gathered = gather(config, aws, conn, checksum=opts.checksum, listed=listed)
-            if opts.bulk_login and gathered.objects_todo() and opts.login.openssh:
-                # The bulk lanes' logins start now, pinned to the host key conn.connect() checked,
-                # and overlap the plan, the gate and the lock; a rerun with no object to send
-                # logs in once, not once per lane as well (tests/test_rerun_cost.py).
-                OpenSsh.prestart(conn, opts.bulk_login)
-            if verdict is not None and (names := source_names(gathered.inventory)):
-                verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
-            ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                          login=opts.login, switches=opts.switches, gathered=gathered)
-            if opts.probe:
-                from relocate.execute.probe import measure
-
-                facts = gathered.facts
-                ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
-                                    tuning=opts.tuning)
-            kinds = load_kinds(config)
-            data = {k.name: k.gather(ctx) for k in kinds}
-            parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
-            plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
-                              accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
-            yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
-        finally:
+    bulk = opts.bulk_login if opts.login.openssh else 0
+    with ExitStack() as stack:
+        # No automatic collection from the listing's start (boto3's import on its thread,
+        # the parsing) to the gather's end: gcfreeze.py; ~0.15 s of a 10,000-object rerun.
+        with gcfreeze.paused():
+            listed = list_source(config, aws)  # the source's listing starts now, beside the login (gather.py)
+            verdict = provider_verdict(config, opts)
+            conn = stack.enter_context(session(config.ssh, opts.login, config.target_jump))  # through target.ssh.jump when set
+            stack.callback(OpenSsh.discard, conn)  # a prestarted login nobody used
+            gathered = gather(config, aws, conn, checksum=opts.checksum, listed=listed,
+                              first_move=(lambda: OpenSsh.prestart(conn, bulk)) if bulk else None)
+            gcfreeze.freeze()  # boto3's modules (imported by the listing), the clients, the listing: kept to the end
+        if bulk and gathered.objects_todo():
+            # The bulk lanes' logins start now (on a first move, already while the source
+            # was listed: gather's first_move), pinned to the host key conn.connect()
+            # checked, and overlap the plan, the gate and the lock; a rerun with no object
+            # to send logs in once, not once per lane as well (tests/test_rerun_cost.py).
+            OpenSsh.prestart(conn, bulk)
+        elif conn.bulk_pending is not None:  # a first move whose listing came back empty
             OpenSsh.discard(conn)
+        if verdict is not None and (names := source_names(gathered.inventory)):
+            verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
+        ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
+                      login=opts.login, switches=opts.switches, gathered=gathered)
+        if opts.probe:
+            from relocate.execute.probe import measure
 
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic cyclic garbage collection while the gather reads the source and the
-    target: the listing, the journal and the target's sizes make objects by the hundred
-    thousand, none of them garbage, and each full collection walked them all again
-    (issue 18: ~0.15 s of a 10,000-object rerun's CPU). Reference counting still frees
-    everything; the collector runs again afterwards."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+            facts = gathered.facts
+            ctx.rates = measure(aws, conn, gathered.inventory, (facts.existing or config.root) if facts.writable else None,
+                                tuning=opts.tuning)
+        kinds = load_kinds(config)
+        data = {k.name: k.gather(ctx) for k in kinds}
+        parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
+        plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
+                          accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
+        yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
 
 
 def load_plan_file(path: Path) -> tuple[Plan, Config]:

@@ -10,7 +10,6 @@ and paramiko take most of a second to import, which `relocate --help`, `--versio
 from __future__ import annotations
 
 import collections
-import gc
 import importlib
 import logging
 import os
@@ -24,7 +23,7 @@ import typer
 import typer.core
 import typer.main
 
-from relocate import __version__
+from relocate import __version__, gcfreeze
 from relocate.cli import coerce
 from relocate.errors import ExitCode, RelocateError
 
@@ -55,14 +54,11 @@ def _load(name: str) -> Any:
         # objects, none of them garbage) live as long as the process: no collection while
         # they load, and moved out of the collector's way afterwards, so a full collection
         # does not walk them again and again (issue 18: ~0.1 s of a rerun's CPU).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            importlib.import_module(f"relocate.cli.{module}").register(sub)
-        finally:
-            gc.freeze()
-            if collecting:
-                gc.enable()
+        with gcfreeze.paused():
+            try:
+                importlib.import_module(f"relocate.cli.{module}").register(sub)
+            finally:
+                gcfreeze.freeze()
         commands = dict(typer.main.get_group(sub).commands)
         for cname, cmd in commands.items():
             _bind_envvars(cmd, (cname,))
@@ -281,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     caller) it raises SystemExit as usual."""
     if argv is not None:
         return _main(argv)
+    gcfreeze.own_process()  # leaves through _leave: what is frozen stays frozen (gcfreeze.py)
     try:
         _main(None)
     except SystemExit as exc:

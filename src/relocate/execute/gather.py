@@ -9,7 +9,7 @@ import posixpath
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from relocate import pathrules
 from relocate.config import Config
@@ -194,6 +194,14 @@ def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: boo
                    for dest, raw in zip(dests, taken)}
 
 
+def _nothing_moved(config: Config, ahead: Ahead, exists: bool) -> bool:
+    """No destination has a record, a receipt or (the root missing) anything at all; the
+    older versions' destinations are only asked after the listing, so not with them."""
+    if not config.s3 or any(spec.versions == "all" for spec in config.s3):
+        return False
+    return not exists or all(not r.records and not r.receipts for r in ahead.values())
+
+
 def _under_root(facts: TargetFacts, root: str) -> bool:
     """target.root exists (else nothing is on the target yet)."""
     return facts.existing == root or facts.existing.startswith(root)
@@ -290,14 +298,19 @@ def list_source(config: Config, aws: Aws) -> Future[Inventory]:
 
 
 def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
-           listed: Future[Inventory] | None = None) -> Gathered:
+           listed: Future[Inventory] | None = None, first_move: Callable[[], None] | None = None) -> Gathered:
     """`listed`: list_source's, when the caller started the listing already. The target
-    connection stays on this thread."""
+    connection stays on this thread. `first_move` is called, on this thread, as soon as the
+    target and the journal show that nothing of any bucket was moved yet (whatever the
+    source lists is then all to send), while the listing may still run: `move` starts
+    the bulk lanes' logins there, so they overlap the listing instead of following it."""
     listed = listed or list_source(config, aws)
     journal = journal_for(config, readonly=True)  # read only: the move's own writer checkpoints, once
     try:
         facts, ahead = look_ahead(config, conn, journal, checksum)
         exists = _under_root(facts, config.root)
+        if first_move is not None and _nothing_moved(config, ahead, exists):
+            first_move()
         inventory = listed.result()
         done, receipted = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else ({}, {})
     finally:

@@ -26,7 +26,6 @@ The shape of a bulk move (issue 6):
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import io
 import itertools
@@ -39,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
+from relocate import gcfreeze
 from relocate.errors import RelocateError, TransientError, VerificationError
 from relocate.settings import Transfer
 from relocate.snapshot.receipts import describe
@@ -274,11 +274,8 @@ class BucketPusher:
         # move ends: out of the cyclic collector's sight, each full collection that the
         # transfer's per-object garbage triggers stops walking all of it again (on 2,500
         # small objects the collector took 0.18 s of CPU before, 0.07 s after; bench/stages.py).
-        gc.freeze()
-        try:
+        with gcfreeze.frozen():  # the one owner of the freeze (gcfreeze.py): the CLI's is not undone
             self._run(objs, commit)
-        finally:
-            gc.unfreeze()  # back to normal for whatever the process does next (tests run many moves)
 
     def _run(self, objs: list[ObjectInfo], commit: Commit) -> None:
         nlanes = max(1, min(self.opts.lanes, len(objs)))

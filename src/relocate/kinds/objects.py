@@ -22,7 +22,7 @@ from relocate.plan.model import Finding, Step
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
-from relocate.snapshot.store import Snapshot
+from relocate.snapshot.store import Snapshot, json_text
 from relocate.sources.inventory import BucketListing, Inventory, split_version_key
 from relocate.targets import files, layout, nolinks, shell
 from relocate.ssh.connection import Connection
@@ -172,7 +172,7 @@ class Objects(Kind):
         if todo or receipted is not None or _markers_unrecorded(conn, root, listing):
             made = entry()
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
-                                    json.dumps(made, ensure_ascii=False, indent=0).encode(), mode=0o644, root=root)
+                                    json_text(made).encode(), mode=0o644, root=root)
             if send:
                 # What the receipts told is now in the journal and the sidecar: a rerun reads
                 # the sidecar, not a growing pile of receipts. (After a failed item, what the

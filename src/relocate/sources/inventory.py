@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-import botocore.exceptions
-
 from relocate.config import BucketSpec, Config, ParamSpec, SecretSpec, owner_of
 from relocate.secret import Secret
 from relocate.sources.aws import Aws, bucket_region, translate
@@ -192,6 +190,8 @@ def versioning(aws: Aws, bucket: str) -> str:
     """"Enabled", "Suspended" (older versions may exist), "" (never versioned), or
     "unknown" when the credentials may list and read but not ask (s3:GetBucketVersioning
     is a permission of its own): the plan says it cannot tell rather than failing."""
+    import botocore.exceptions  # asked only with a bucket to read: boto3 is loaded for it anyway
+
     try:
         return str(aws.client("s3").get_bucket_versioning(Bucket=bucket).get("Status") or "")
     except botocore.exceptions.ClientError as exc:

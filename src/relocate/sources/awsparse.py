@@ -1,0 +1,123 @@
+"""botocore's response parsing, with quicker paths for what S3 listings carry. Imported
+with boto3 itself, when the source is first read (sources/aws.py's Aws.session)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.parsers import ResponseParserFactory, RestXMLParser
+from botocore.utils import parse_timestamp
+
+
+def _timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, with a fast path for the ISO 8601 form every S3
+    listing entry carries: botocore's own goes through dateutil (~40 us each), half the
+    time of listing 10,000 objects here. Anything else, or a time without a zone,
+    goes to botocore's parser as before."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    stamp: datetime = parse_timestamp(value)
+    return stamp
+
+
+class _ListingXmlParser(RestXMLParser):
+    """botocore's REST-XML parser with a quicker path for the entries of S3 listings.
+
+    botocore parses each `<Contents>` entry generically (a tag -> node dict, then every
+    member of the model looked up): ~70 us an entry, two thirds of listing 10,000 objects
+    here. For the shapes in _FAST, scalar members (string, integer, timestamp, boolean)
+    are converted straight from the child nodes; anything else (Owner, ChecksumAlgorithm,
+    RestoreStatus) goes through botocore's own handlers, and a shape with XML attributes
+    or a scalar tag seen twice takes the generic path whole. Same result, key for key
+    (tests/test_s3data.py compares them).
+    """
+
+    _FAST = frozenset({"Object", "CommonPrefix", "ObjectVersion", "DeleteMarkerEntry"})
+    _KINDS = {"string": "s", "integer": "i", "long": "i", "timestamp": "t", "boolean": "b"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plans: dict[int, tuple[Any, dict[str, tuple[str, str | None, Any]] | None]] = {}
+        self._tags: dict[str, str] = {}
+
+    def _node_tag(self, node: Any) -> str:
+        """botocore's (the tag without its namespace: a regex substitution, six per listed
+        object), remembered per tag: a listing has a dozen distinct tags."""
+        tag = self._tags.get(node.tag)
+        if tag is None:
+            tag = self._tags[node.tag] = super()._node_tag(node)
+        return tag
+
+    def _plan(self, shape: Any) -> dict[str, tuple[str, str | None, Any]] | None:
+        got = self._plans.get(id(shape))
+        if got is not None and got[0] is shape:
+            return got[1]
+        members: dict[str, tuple[str, str | None, Any]] = {}
+        plan: dict[str, tuple[str, str | None, Any]] | None = members
+        for name, member in shape.members.items():
+            ser = member.serialization
+            if ser.get("xmlAttribute"):
+                plan = None
+                break
+            if ser.get("location") in self.KNOWN_LOCATIONS or ser.get("eventheader"):
+                continue
+            members[self._member_key_name(member, name)] = (name, self._KINDS.get(member.type_name), member)
+        self._plans[id(shape)] = (shape, plan)
+        return plan
+
+    def _handle_structure(self, shape: Any, node: Any) -> Any:
+        if shape.name not in self._FAST or isinstance(node, list) or shape.metadata.get("exception"):
+            return super()._handle_structure(shape, node)
+        plan = self._plan(shape)
+        if plan is None:
+            return super()._handle_structure(shape, node)
+        parsed: dict[str, Any] = {}
+        others: dict[str, Any] = {}
+        for child in node:
+            tag = self._node_tag(child)
+            entry = plan.get(tag)
+            if entry is None:
+                continue  # not in the model: botocore ignores it too
+            name, kind, member = entry
+            if kind is None:
+                prev = others.get(tag)  # aggregated as botocore's _build_name_to_xml_node does
+                others[tag] = child if prev is None else (prev + [child] if isinstance(prev, list) else [prev, child])
+                continue
+            if name in parsed:
+                return super()._handle_structure(shape, node)
+            text = child.text
+            if text is None:
+                text = ""
+            if kind == "s":
+                parsed[name] = text
+            elif kind == "i":
+                parsed[name] = int(text)
+            elif kind == "t":
+                parsed[name] = self._timestamp_parser(text)
+            else:
+                parsed[name] = text == "true"
+        for tag, nodes in others.items():
+            name, _, member = plan[tag]
+            parsed[name] = self._parse_shape(member, nodes)
+        return parsed
+
+
+class _ParserFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "rest-xml":
+            return _ListingXmlParser(**self._defaults)
+        return super().create_parser(protocol_name)
+
+
+def parser_factory() -> ResponseParserFactory:
+    """The factory a boto3 session is given: the listing parser, the quick timestamps."""
+    parsers = _ParserFactory()
+    parsers.set_parser_defaults(timestamp_parser=_timestamp)
+    return parsers
