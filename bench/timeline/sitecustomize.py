@@ -47,7 +47,7 @@ def _gets(delta):
 
 def _patch(m):
     bp = m.BucketPusher
-    trace_hook = hasattr(bp, "trace")  # new code: the pusher reports its own events
+    trace_hook = not hasattr(bp, "_push")  # new code: the pusher reports its own events (BucketPusher.trace)
 
     if trace_hook:
         def init(self, *a, _orig=bp.__init__, **kw):
