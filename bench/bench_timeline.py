@@ -19,6 +19,7 @@ in turn), each traced by bench/timeline/sitecustomize.py, and prints per run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -73,7 +74,7 @@ def analyse(run: dict, verbose: bool) -> dict[str, float]:
             print(f"      lane {lane}: {line}")
     figures["lane_wait"] = gap
     if verbose:
-        commits = [e for e in ev if e[1] in ("commit1",)]
+        commits = [e for e in ev if e[1] in ("commit1", "commit")]  # old code wrapped, new code traced
         print("      commits end at " + " ".join(f"{e[0] - r0:.2f}" for e in commits))
     return figures
 
@@ -96,49 +97,52 @@ def main() -> None:
     bt.compile_bytecode()
     if args.baseline:
         bt.compile_bytecode(args.baseline)
-    work = Path(tempfile.mkdtemp(prefix="relocate-timeline-"))
-    weed = servers.start_seaweedfs(work / "weed")
-    sshd = servers.start_sshd(work / "sshd")
-    out = work / "timeline.jsonl"
-    try:
-        spec = bt.corpus_spec(args.corpus, args.scale)
-        src = work / "corpus"
-        bt.write_corpus(src, spec)
-        bucket = f"tl-{args.corpus}-{os.getpid()}"
-        renv = bt.rclone_env(weed)
-        rclone = str(bt.BIN / "rclone")
-        subprocess.run([rclone, "mkdir", f"src:{bucket}"], env=renv, check=True)
-        subprocess.run([rclone, "copy", str(src), f"src:{bucket}", "--transfers", "16"], env=renv, check=True)
-        shutil.rmtree(src)
-        sides = [("old", args.baseline), ("new", None)] if args.baseline else [("new", None)]
-        results: dict[str, list[dict[str, float]]] = {s: [] for s, _ in sides}
-        for i in range(args.runs):
-            for label, code in (sides if i % 2 == 0 else sides[::-1]):
-                root = sshd.root / f"tl-{label}-{i}"
-                cfg = make_config(work / f"r-{label}-{i}.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(root),
-                                  buckets=[{"bucket": bucket, "to": "data"}])
-                shutil.rmtree(work / "snapshots", ignore_errors=True)
-                env = bt.relocate_env({**bt.aws_env(weed), "RELOCATE_AGE_IDENTITY": "", **({"PYTHONPATH": code} if code else {})})
-                env["PYTHONPATH"] = os.pathsep.join([TRACE] + env["PYTHONPATH"].split(os.pathsep)[1:])
-                env.update(BENCH_TIMELINE_OUT=str(out), BENCH_TIMELINE_LABEL=label)
-                subprocess.run(["sync"])
-                p = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--transfers",
-                                    str(args.transfers), "--lanes", str(lanes)], env=env, capture_output=True, text=True)
-                if p.returncode != 0:
-                    raise SystemExit(f"move failed:\n{p.stderr[-2000:]}")
-                run = json.loads(out.read_text().splitlines()[-1])
-                print(f"  run {i} {label}:", flush=True)
-                f = analyse(run, args.verbose)
-                print("    " + "  ".join(f"{k} {v:.2f}" for k, v in f.items()), flush=True)
-                results[label].append(f)
-        for label, runs in results.items():
-            keys = runs[0].keys()
-            print(f"median {label}: " + "  ".join(f"{k} {statistics.median(r[k] for r in runs):.2f}" for k in keys))
-    finally:
-        sshd.stop()
-        weed.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    with contextlib.ExitStack() as cleanup:  # servers stopped and the work dir removed, whatever happens
+        work = Path(tempfile.mkdtemp(prefix="relocate-timeline-"))
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        weed = servers.start_seaweedfs(work / "weed")
+        cleanup.callback(weed.stop)
+        sshd = servers.start_sshd(work / "sshd")
+        cleanup.callback(sshd.stop)
+        compare(args, lanes, work, weed, sshd, make_config)
 
+
+def compare(args: argparse.Namespace, lanes: int, work: Path, weed, sshd, make_config) -> None:
+    """Seed the corpus, then the traced moves, old and new in turn, and their medians."""
+    out = work / "timeline.jsonl"
+    spec = bt.corpus_spec(args.corpus, args.scale)
+    src = work / "corpus"
+    bt.write_corpus(src, spec)
+    bucket = f"tl-{args.corpus}-{os.getpid()}"
+    renv = bt.rclone_env(weed)
+    rclone = str(bt.BIN / "rclone")
+    subprocess.run([rclone, "mkdir", f"src:{bucket}"], env=renv, check=True)
+    subprocess.run([rclone, "copy", str(src), f"src:{bucket}", "--transfers", "16"], env=renv, check=True)
+    shutil.rmtree(src)
+    sides = [("old", args.baseline), ("new", None)] if args.baseline else [("new", None)]
+    results: dict[str, list[dict[str, float]]] = {s: [] for s, _ in sides}
+    for i in range(args.runs):
+        for label, code in (sides if i % 2 == 0 else sides[::-1]):
+            root = sshd.root / f"tl-{label}-{i}"
+            cfg = make_config(work / f"r-{label}-{i}.yaml", endpoint=weed.endpoint_url, sshd=sshd, root=str(root),
+                              buckets=[{"bucket": bucket, "to": "data"}])
+            shutil.rmtree(work / "snapshots", ignore_errors=True)
+            env = bt.relocate_env({**bt.aws_env(weed), "RELOCATE_AGE_IDENTITY": "", **({"PYTHONPATH": code} if code else {})})
+            env["PYTHONPATH"] = os.pathsep.join([TRACE] + env["PYTHONPATH"].split(os.pathsep)[1:])
+            env.update(BENCH_TIMELINE_OUT=str(out), BENCH_TIMELINE_LABEL=label)
+            subprocess.run(["sync"])
+            p = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--transfers",
+                                str(args.transfers), "--lanes", str(lanes)], env=env, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise SystemExit(f"move failed:\n{p.stderr[-2000:]}")
+            run = json.loads(out.read_text().splitlines()[-1])
+            print(f"  run {i} {label}:", flush=True)
+            f = analyse(run, args.verbose)
+            print("    " + "  ".join(f"{k} {v:.2f}" for k, v in f.items()), flush=True)
+            results[label].append(f)
+    for label, runs in results.items():
+        keys = runs[0].keys()
+        print(f"median {label}: " + "  ".join(f"{k} {statistics.median(r[k] for r in runs):.2f}" for k in keys))
 
 if __name__ == "__main__":
     main()
