@@ -25,7 +25,7 @@ from faultproxy import FaultProxy, Rule
 from helpers import cli, make_config
 
 from relocate.cli.options import parse_rate
-from relocate.errors import UsageError
+from relocate.errors import TransientError, UsageError
 from relocate.execute.objects import BucketPusher, plan_batches
 from relocate.settings import Transfer
 from relocate.sources.inventory import ObjectInfo
@@ -443,12 +443,15 @@ def _one_lane_pusher(conn: Connection, root: Path, bodies: dict[str, bytes], eve
 
 
 class _KeyedReader:
-    """Small bodies from memory, by key."""
+    """Small bodies from memory, by key; the keys in `fail_once` fail their first GET."""
 
-    def __init__(self, bodies: dict[str, bytes]) -> None:
-        self.bodies = bodies
+    def __init__(self, bodies: dict[str, bytes], fail_once: set[str] = set()) -> None:
+        self.bodies, self.fail_once = bodies, set(fail_once)
 
     def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
+        if key in self.fail_once:
+            self.fail_once.discard(key)
+            raise TransientError(f"s3://mem/{key}: connection reset (after the GET's own retries)")
         return Body(key, size, etag, None, {}, data=memoryview(self.bodies[key]))
 
 
@@ -485,6 +488,35 @@ def test_a_lane_sends_its_next_batch_before_reading_the_last_ones_answer(sshd, r
         assert unanswered <= (2 if receiver == "python" else 1)
     assert [b for e, b in events if e == "answer"] == order == [b for e, b in events if e == "commit"]
     assert sorted(k for c in commits for k in c) == sorted(bodies)  # each object journalled once
+    for k, v in bodies.items():
+        assert (root / "data" / k).read_bytes() == v
+
+
+def test_a_source_read_failing_mid_batch_sends_only_that_batch_again(sshd) -> None:
+    """A GET that fails in batch 1 leaves the connection sound: batch 0, sent before it and
+    not yet answered, is answered and journalled once; only batch 1 goes again."""
+    bodies = {f"r/{i:02d}": hashlib.sha256(str(i).encode()).digest() * 32 for i in range(8)}
+    root = sshd.root / f"srcfail-{os.getpid()}-{time.monotonic_ns()}"
+    events: list[tuple[str, int]] = []
+    warnings: list[str] = []
+    commits: list[list[str]] = []
+    progress = [0, 0]
+
+    def count(objects: int, nbytes: int) -> None:
+        progress[0] += objects
+        progress[1] += nbytes
+
+    with Connection(_ssh(sshd)) as conn:
+        pusher = _one_lane_pusher(conn, root, bodies, events, warnings, receiver="python", batch_objects=4)
+        pusher.reader = _KeyedReader(bodies, fail_once={"r/06"})
+        pusher.on_progress = count
+        pusher.run([ObjectInfo(k, len(v), "", 0) for k, v in bodies.items()], lambda done: commits.append([d.key for d in done]))
+    assert [b for e, b in events if e == "send"] == [0, 1, 1]
+    assert [e for e in events if e[0] in ("answer", "commit")] == [("answer", 0), ("commit", 0), ("answer", 1), ("commit", 1)]
+    assert events.index(("commit", 0)) < len(events) - 1 - events[::-1].index(("send", 1))  # before batch 1 went again
+    assert len(warnings) == 1 and "r/06: connection reset" in warnings[0] and "retrying the batch of 4 on a new connection" in warnings[0]
+    assert sorted(k for c in commits for k in c) == sorted(bodies)
+    assert progress == [len(bodies), sum(map(len, bodies.values()))]
     for k, v in bodies.items():
         assert (root / "data" / k).read_bytes() == v
 

@@ -29,10 +29,11 @@ The shape of a bulk move (issue 6):
   staging debris (cleared by the next run), never a half-written file in place.
 - Faults: any failure on a lane's connection (reset, stall, damaged arrival) sends
   every batch the lane had sent and not seen answered again, in order, on a brand-new
-  connection with exponential backoff; after ATTEMPTS tries of one batch it stops with
-  TransientError (exit 5, "running again resumes"). A watchdog aborts a lane whose
-  stream made no progress for `stall_s` seconds, because paramiko's keepalive does
-  not notice a dead peer.
+  connection with exponential backoff (a failed source read leaves the connection
+  sound: the batches before it are answered first, and only its own batch goes again);
+  after ATTEMPTS tries of one batch it stops with TransientError (exit 5, "running
+  again resumes"). A watchdog aborts a lane whose stream made no progress for
+  `stall_s` seconds, because paramiko's keepalive does not notice a dead peer.
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ class RateLimit:
 
 class _Cancelled(Exception):
     pass
+
+
+class _SourceError(TransientError):
+    """Reading the source failed mid-batch (an S3 body cut short, a GET that kept failing):
+    the connection is sound, so the batches sent before this one are answered first and
+    only this one goes again."""
 
 
 class _Lane:
@@ -454,7 +461,7 @@ class BucketPusher:
                         raise _Cancelled() from None
                     for f in failed:
                         tries[f.number] = tries.get(f.number, 0) + 1
-                    worst = max(failed, key=lambda f: tries[f.number])
+                    worst = max(reversed(failed), key=lambda f: tries[f.number])  # ties: the latest
                     attempt = tries[worst.number]
                     if attempt >= self.opts.attempts:
                         cls = VerificationError if isinstance(exc, VerificationError) else TransientError
@@ -487,21 +494,27 @@ class BucketPusher:
         GETs going. The tar wire has a process per batch: one at a time."""
         window = PIPELINE if self.receiver == "agent" else 1
         try:
-            while True:
-                if self._stop.is_set():
-                    raise _Cancelled()
-                batch = ahead.next_batch()
-                if batch is None:
-                    break
-                flight = _Flight(*batch)
-                flights.append(flight)
-                self._send(lane, flight, ahead.bodies)
-                while len(flights) >= window:
+            try:
+                while True:
+                    if self._stop.is_set():
+                        raise _Cancelled()
+                    batch = ahead.next_batch()
+                    if batch is None:
+                        break
+                    flight = _Flight(*batch)
+                    flights.append(flight)
+                    self._send(lane, flight, ahead.bodies)
+                    while len(flights) >= window:
+                        self._land(lane, flights[0], commit)
+                        flights.popleft()
+                while flights:
                     self._land(lane, flights[0], commit)
                     flights.popleft()
-            while flights:
-                self._land(lane, flights[0], commit)
-                flights.popleft()
+            except _SourceError:
+                while len(flights) > 1:  # the connection is sound: what went before is answered
+                    self._land(lane, flights[0], commit)
+                    flights.popleft()
+                raise
         except TransientError:
             lane.session = None
             proc = flights[-1].proc if flights else None
@@ -556,7 +569,12 @@ class BucketPusher:
             sink.write(head)
             written = len(head)
             for want in objs:
-                obj, body = next(bodies)
+                try:
+                    obj, body = next(bodies)
+                except _SourceError:
+                    raise
+                except TransientError as exc:  # a GET that failed after its own retries
+                    raise _SourceError(exc.message, hint=exc.hint) from None
                 assert obj is want, "the read-ahead is in the lane's batch order"
                 d, n = self._add(sink, wire, obj, body, flight)
                 flight.done.append(d)
@@ -646,7 +664,7 @@ class BucketPusher:
         path = self.paths[obj.key]
         what = f"s3://{self.bucket}/{obj.key}"
         if body.size != obj.size:
-            raise TransientError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
+            raise _SourceError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
         header = wire.header(path, obj)
         if wire.receipts:  # the receiver's receipt of this file, should this run be killed before journalling it
             header = wire.note(describe(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
@@ -663,7 +681,7 @@ class BucketPusher:
             for chunk in body.iter_chunks():
                 n = len(chunk)
                 if count + n > obj.size:
-                    raise TransientError(f"{what}: longer than listed (changed while moving?)", hint="running again resumes")
+                    raise _SourceError(f"{what}: longer than listed (changed while moving?)", hint="running again resumes")
                 sha.update(chunk)
                 sink.write(chunk)
                 if tee is not None:
@@ -674,9 +692,9 @@ class BucketPusher:
         except RelocateError:
             raise
         except (OSError, ValueError) as exc:
-            raise TransientError(f"{what}: read failed ({exc})", hint="running again resumes") from None
+            raise _SourceError(f"{what}: read failed ({exc})", hint="running again resumes") from None
         except Exception as exc:  # obstore stream errors surface as plain exceptions mid-iteration
-            raise TransientError(f"{what}: read failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+            raise _SourceError(f"{what}: read failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                                  hint="running again resumes") from None
         finally:
             if body.close is not None:
@@ -684,7 +702,7 @@ class BucketPusher:
             if tee is not None:
                 tee.close()
         if count != obj.size:
-            raise TransientError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
+            raise _SourceError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
         trailer = wire.trailer(obj.size, sha.digest())
         sink.write(trailer)
         done = DoneObject(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
