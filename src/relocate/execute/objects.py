@@ -18,8 +18,8 @@ The shape of a bulk move (issue 6):
   and reads k's answer after that (PIPELINE = 2 batches sent and unanswered at most),
   answers in order, each batch journalled only once its answer's hashes match. A lane
   that waited for each answer and commit sent nothing and started no GET meanwhile
-  (0.2-2.5 s in all per move of 5,000 small objects here, bench/bench_timeline.py;
-  now 0.05-0.07 s). The tar wire, a process per batch, goes one
+  (0.1-0.5 s in all per move of 5,000 small objects here, up to 2.5 s on a busy
+  machine; now 0.05-0.3 s: bench/bench_timeline.py). The tar wire, a process per batch, goes one
   batch at a time.
 - How a batch travels is execute/wire.py: to one long-lived receiver per lane when
   the target has python3 (each file hashed as it is written and renamed into place
