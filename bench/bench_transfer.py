@@ -331,6 +331,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON document")
     ap.add_argument("--baseline", default=None, metavar="SRC",
                     help="another tree's src/ (e.g. an old commit's): its `move` alternates with this code's, stage by stage")
+    ap.add_argument("--move-only", action="store_true",
+                    help="with --baseline: time only `move`, old and new code in turn (no peers, no read or write legs)")
     ap.add_argument("--leg", help=argparse.SUPPRESS)
     for extra in ("endpoint", "bucket", "out", "src", "host", "user", "identity", "host_key", "root"):
         ap.add_argument(f"--{extra.replace('_', '-')}", dest=extra, help=argparse.SUPPRESS)
@@ -425,12 +427,13 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
             drop(dest)  # one file: deleting it costs the next leg nothing, and the disk is not endless
         return t, rss
 
-    alternate(r, "rclone_read", lambda: read_into("rclone_read", read_rclone),
-              "relocate_read", lambda: read_into("relocate_read", read_relocate), args.pairs)
-    out = outs[0]  # rclone's first download feeds the SSH legs
+    if not args.move_only:
+        alternate(r, "rclone_read", lambda: read_into("rclone_read", read_rclone),
+                  "relocate_read", lambda: read_into("relocate_read", read_relocate), args.pairs)
+    out = outs[0] if outs else src  # rclone's first download feeds the SSH legs
     aws = BIN / "aws"
     out2 = fresh(work / "dl-aws")
-    if aws.exists():  # informational, after the pair above
+    if aws.exists() and not args.move_only:  # informational, after the pair above
         r["aws_read"], _ = timed([str(aws), "s3", "sync", f"s3://{bucket}", str(out2), "--endpoint-url", weed.endpoint_url,
                                   "--only-show-errors"], env=aws_env(weed), label="aws_read")
     drop(out2)
@@ -467,13 +470,15 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         landed(where, "relocate's SSH write")
         return got
 
-    alternate(r, "openssh_write", write_openssh, "relocate_write", write_relocate, args.pairs)
-    # The same, but hashing what landed like relocate does (informational: the goal is vs the plain one).
-    peer2 = target("openssh-hashed")
-    hashed = (f"tar -xf - -C {peer2 / 'data'} && cd {peer2 / 'data'} && "
-              "find . -type f -print0 | xargs -0 -r -P 2 -n 512 openssl dgst -sha256 -r >/dev/null")
-    r["openssh_write_hashed"], _ = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} '{hashed}'", shell=True, label="openssh_write_hashed")
-    landed(peer2, "tar | ssh with sha256")
+    if not args.move_only:
+        alternate(r, "openssh_write", write_openssh, "relocate_write", write_relocate, args.pairs)
+        # The same, but hashing what landed like relocate does (informational: the goal is vs the plain one).
+        peer2 = target("openssh-hashed")
+        hashed = (f"tar -xf - -C {peer2 / 'data'} && cd {peer2 / 'data'} && "
+                  "find . -type f -print0 | xargs -0 -r -P 2 -n 512 openssl dgst -sha256 -r >/dev/null")
+        r["openssh_write_hashed"], _ = timed(f"tar -C {out} -cf - . | {' '.join(ssh)} '{hashed}'", shell=True,
+                                             label="openssh_write_hashed")
+        landed(peer2, "tar | ssh with sha256")
     # -- end to end: relocate move (S3 -> SSH, streaming) vs the two-step peer (the sum of the medians above)
     cfg_n = itertools.count()
 
@@ -494,8 +499,9 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         alternate(r, "baseline_move", lambda: move("baseline_move", args.baseline), "relocate_move", move, args.pairs)
     else:
         repeat(r, "relocate_move", move, args.pairs)
-    r["two_step"] = r["rclone_read"] + r["openssh_write"]
-    CPU["two_step"] = CPU["rclone_read"] + CPU["openssh_write"]
+    if not args.move_only:
+        r["two_step"] = r["rclone_read"] + r["openssh_write"]
+        CPU["two_step"] = CPU["rclone_read"] + CPU["openssh_write"]
     r["cpu_s"] = dict(CPU)
     r["stages_s"] = {k: dict(v) for k, v in STAGES.items()}
     report(r)
@@ -541,7 +547,8 @@ def report(r: dict) -> None:
     if "relocate_move_runs" in r:
         print(f"    (move: the median of {r['relocate_move_runs']} s; the peer: the sum of the two medians above)", flush=True)
     for k in ("relocate_read_rss_kib", "relocate_write_rss_kib", "relocate_move_rss_kib"):
-        print(f"  peak RSS {k.split('_')[1]:<8} {r[k] / 1024:7.1f} MiB (goal <= 256)")
+        if k in r:
+            print(f"  peak RSS {k.split('_')[1]:<8} {r[k] / 1024:7.1f} MiB (goal <= 256)")
     if "baseline_move" in r:
         runs("baseline_move", "relocate_move")
         print(f"  move, this code vs --baseline: {r['relocate_move']:.2f} / {r['baseline_move']:.2f} s wall, "

@@ -128,6 +128,47 @@ def test_get_many_stays_within_its_byte_budget(reader_for, engine: str) -> None:
     assert budget.used == 0
 
 
+def test_read_ahead_asks_for_more_only_when_small_bodies_are_all_that_is_left(reader_for, engine: str) -> None:
+    """A lane's ReadAhead runs on into its next batch (`more`) while the current batch's
+    last bodies are consumed, but never while a big (streamed) body is ahead of the
+    consumer or in its hands: a lane streaming a big object must not take the next batch
+    from the other lanes. fill() starts the GETs before anything is consumed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from relocate.sources.s3data import ReadAhead, whole_reads
+
+    sizes = {f"a/{i}": 2 * KiB for i in range(3)} | {"b/big": 300 * KiB} | {f"c/{i}": 3 * KiB for i in range(3)}
+    reader, listed, _ = reader_for(sizes)
+    by_key = {o.key: o for o in listed}
+    batches = [[by_key["b/big"]], [by_key[f"c/{i}"] for i in range(3)]]
+    asked: list[int] = []
+    started: list[str] = []
+
+    def more() -> list[ObjectInfo] | None:
+        asked.append(len(started))
+        return batches.pop(0) if batches else None
+
+    budget = ByteBudget(1 << 20)
+    with ThreadPoolExecutor(4) as pool:
+        start = whole_reads(reader, pool, 4)
+        ahead = ReadAhead(reader.get, [by_key[f"a/{i}"] for i in range(3)], budget=budget, window=8,
+                          whole_below=64 * KiB, more=more,
+                          start=lambda o: (started.append(o.key), start(o))[1])
+        ahead.fill()
+        assert started == ["a/0", "a/1", "a/2"] and asked == [3]  # the big one is next: nothing after it yet
+        got = [next(ahead) for _ in range(3)]
+        assert [o.key for o, _ in got] == ["a/0", "a/1", "a/2"] and asked == [3]  # the big body is still ahead
+        obj, body = next(ahead)
+        assert obj.key == "b/big" and asked == [3]  # in the consumer's hands: still no more
+        assert _read(body) == _body("b/big", 300 * KiB)
+        assert ahead.peek() == by_key["c/0"]  # done with it: the next batch's GETs go out
+        assert asked == [3, 3, 6] and started[3:] == ["c/0", "c/1", "c/2"]  # and, with room left, found the end
+        rest = list(ahead)
+        assert [o.key for o, _ in rest] == ["c/0", "c/1", "c/2"] and asked == [3, 3, 6]
+        assert all(_read(b) == _body(o.key, o.size) for o, b in got + rest)
+    assert budget.used == 0
+
+
 def test_a_bucket_in_another_region_is_read_signed_for_its_own(moto: str, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     """relocate.yaml names us-east-1; the bucket lives in eu-west-1. boto3 follows S3's
     redirects by itself, the native readers sign for the region HeadBucket reports."""

@@ -25,7 +25,7 @@ from faultproxy import FaultProxy, Rule
 from helpers import cli, make_config
 
 from relocate.cli.options import parse_rate
-from relocate.errors import UsageError
+from relocate.errors import TransientError, UsageError
 from relocate.execute.objects import BucketPusher, plan_batches
 from relocate.settings import Transfer
 from relocate.sources.inventory import ObjectInfo
@@ -428,6 +428,155 @@ def test_hundreds_of_batches_past_a_rekey_on_one_connection(sshd, monkeypatch: p
     want = hashlib.sha256(blob).hexdigest()
     files = sorted((root / "data" / "b").iterdir())
     assert len(files) == 300 and hashlib.sha256(files[-1].read_bytes()).hexdigest() == want
+
+
+# --------------------------------------------------------------------------- pipelined lanes (issue 18)
+
+def _one_lane_pusher(conn: Connection, root: Path, bodies: dict[str, bytes], events: list[tuple[str, int]],
+                     warnings: list[str], **opts: object) -> BucketPusher:
+    """A one-lane pusher of in-memory bodies whose trace hook records (event, batch)."""
+    pusher = BucketPusher(_KeyedReader(bodies), conn, bucket="mem", root=str(root), dest="data",
+                          paths={k: k for k in bodies}, staging=str(root / ".relocate" / "staging" / "b"),
+                          opts=Transfer(transfers=4, lanes=1, backoff_s=0.1, **opts), on_warning=warnings.append)  # type: ignore[arg-type]
+    pusher.trace = lambda event, lane, batch, n: events.append((event, batch))
+    return pusher
+
+
+class _KeyedReader:
+    """Small bodies from memory, by key; the keys in `fail_once` fail their first GET."""
+
+    def __init__(self, bodies: dict[str, bytes], fail_once: set[str] = set()) -> None:
+        self.bodies, self.fail_once = bodies, set(fail_once)
+
+    def get(self, key: str, size: int, etag: str, whole: bool) -> Body:
+        if key in self.fail_once:
+            self.fail_once.discard(key)
+            raise TransientError(f"s3://mem/{key}: connection reset (after the GET's own retries)")
+        return Body(key, size, etag, None, {}, data=memoryview(self.bodies[key]))
+
+
+def _ssh(sshd):
+    from relocate.ssh.via import SshSpec
+
+    return SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                   host_key=sshd.host_key_fingerprint)
+
+
+@pytest.mark.parametrize("receiver", ["python", "sh"])
+def test_a_lane_sends_its_next_batch_before_reading_the_last_ones_answer(sshd, receiver: str) -> None:
+    """With the long-lived receiver a lane streams batch k+1 right after k's tail and reads
+    k's answer after that (at most 2 unanswered); the tar wire stays one batch at a time.
+    Answers are read, checked and journalled in the order the batches went."""
+    bodies = {f"p/{i:02d}": hashlib.sha256(str(i).encode()).digest() * 64 for i in range(12)}
+    root = sshd.root / f"pipe-{receiver}-{os.getpid()}-{time.monotonic_ns()}"
+    events: list[tuple[str, int]] = []
+    commits: list[list[str]] = []
+    with Connection(_ssh(sshd)) as conn:
+        pusher = _one_lane_pusher(conn, root, bodies, events, [], receiver=receiver, batch_objects=3)
+        pusher.run([ObjectInfo(k, len(v), "", 0) for k, v in bodies.items()], lambda done: commits.append([d.key for d in done]))
+    order = [b for e, b in events if e == "send"]
+    assert sorted(order) == [0, 1, 2, 3]
+    at = {(e, b): i for i, (e, b) in enumerate(events)}
+    for k, nxt in zip(order, order[1:]):
+        if receiver == "python":
+            assert at["send", nxt] < at["answer", k], events  # k+1's first bytes before k's answer is read
+        else:
+            assert at["commit", k] < at["send", nxt], events  # a process per batch: one at a time
+    unanswered = 0
+    for e, _ in events:
+        unanswered += {"send": 1, "answer": -1}.get(e, 0)
+        assert unanswered <= (2 if receiver == "python" else 1)
+    assert [b for e, b in events if e == "answer"] == order == [b for e, b in events if e == "commit"]
+    assert sorted(k for c in commits for k in c) == sorted(bodies)  # each object journalled once
+    for k, v in bodies.items():
+        assert (root / "data" / k).read_bytes() == v
+
+
+def test_a_source_read_failing_mid_batch_sends_only_that_batch_again(sshd) -> None:
+    """A GET that fails in batch 1 leaves the connection sound: batch 0, sent before it and
+    not yet answered, is answered and journalled once; only batch 1 goes again."""
+    bodies = {f"r/{i:02d}": hashlib.sha256(str(i).encode()).digest() * 32 for i in range(8)}
+    root = sshd.root / f"srcfail-{os.getpid()}-{time.monotonic_ns()}"
+    events: list[tuple[str, int]] = []
+    warnings: list[str] = []
+    commits: list[list[str]] = []
+    progress = [0, 0]
+
+    def count(objects: int, nbytes: int) -> None:
+        progress[0] += objects
+        progress[1] += nbytes
+
+    with Connection(_ssh(sshd)) as conn:
+        pusher = _one_lane_pusher(conn, root, bodies, events, warnings, receiver="python", batch_objects=4)
+        pusher.reader = _KeyedReader(bodies, fail_once={"r/06"})
+        pusher.on_progress = count
+        pusher.run([ObjectInfo(k, len(v), "", 0) for k, v in bodies.items()], lambda done: commits.append([d.key for d in done]))
+    assert [b for e, b in events if e == "send"] == [0, 1, 1]
+    assert [e for e in events if e[0] in ("answer", "commit")] == [("answer", 0), ("commit", 0), ("answer", 1), ("commit", 1)]
+    assert events.index(("commit", 0)) < len(events) - 1 - events[::-1].index(("send", 1))  # before batch 1 went again
+    assert len(warnings) == 1 and "r/06: connection reset" in warnings[0] and "retrying the batch of 4 on a new connection" in warnings[0]
+    assert sorted(k for c in commits for k in c) == sorted(bodies)
+    assert progress == [len(bodies), sum(map(len, bodies.values()))]
+    for k, v in bodies.items():
+        assert (root / "data" / k).read_bytes() == v
+
+
+def _receiver_pid(staging: Path, timeout: float = 20.0) -> int:
+    """The pid of the lane's receiver on the (local) target: the python3 whose own argv
+    holds its session's staging dir."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.startswith(str(staging).encode() + b"/l0.") for a in argv):
+                return int(pid)
+        time.sleep(0.02)
+    raise AssertionError("the receiver never started")
+
+
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_connection_lost_with_two_batches_unanswered_sends_both_again(sshd, engine: str) -> None:
+    """The receiver is stopped before it reads anything, so both batches are sent and
+    neither is answered, then killed: the lane sends both again on a new connection, each
+    is journalled once, and the bytes counted for the lost try are taken back."""
+    bodies = {f"q/{i:02d}": hashlib.sha256(str(i).encode()).digest() * 32 for i in range(8)}
+    root = sshd.root / f"lost-{engine}-{os.getpid()}-{time.monotonic_ns()}"
+    staging = root / ".relocate" / "staging" / "b"
+    events: list[tuple[str, int]] = []
+    warnings: list[str] = []
+    commits: list[list[str]] = []
+    progress = [0, 0]
+    pids: list[int] = []
+
+    def hook(event: str, lane: int, batch: int, n: int) -> None:
+        events.append((event, batch))
+        if event == "send" and not pids:
+            pids.append(_receiver_pid(staging))
+            os.kill(pids[0], signal.SIGSTOP)  # it reads nothing more: no answer can come
+        elif event == "tail" and batch == 1 and len(pids) == 1:
+            pids.append(pids[0])
+            os.kill(pids[0], signal.SIGKILL)  # the connection's end goes away, two batches unanswered
+
+    def count(objects: int, nbytes: int) -> None:
+        progress[0] += objects
+        progress[1] += nbytes
+
+    with Connection(_ssh(sshd)) as conn:
+        pusher = _one_lane_pusher(conn, root, bodies, events, warnings, receiver="python", batch_objects=4, engine=engine)
+        pusher.trace = hook
+        pusher.on_progress = count
+        pusher.run([ObjectInfo(k, len(v), "", 0) for k, v in bodies.items()], lambda done: commits.append([d.key for d in done]))
+    assert [e for e in events if e[0] != "tail"][:2] == [("send", 0), ("send", 1)]  # both went before any answer
+    assert [b for e, b in events if e == "send"] == [0, 1, 0, 1]  # both again, in order, on the new connection
+    assert [b for e, b in events if e == "commit"] == [0, 1]
+    assert len(warnings) == 1 and "retrying the 2 batches it had sent (8 objects) on a new connection" in warnings[0]
+    assert sorted(k for c in commits for k in c) == sorted(bodies)  # each journalled once
+    assert progress == [len(bodies), sum(map(len, bodies.values()))]  # the lost try's bytes taken back
+    for k, v in bodies.items():
+        assert (root / "data" / k).read_bytes() == v
 
 
 @pytest.mark.slow

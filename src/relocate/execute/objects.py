@@ -3,25 +3,37 @@
 The shape of a bulk move (issue 6):
 
 - Objects are cut into batches (bounded in bytes and count) and the batches are
-  handed out, biggest first, to N lanes. A lane owns one SSH connection and sends
-  one batch at a time down one long stream (few channel opens, see the paramiko
-  re-key hazard in DESIGN.md); several lanes run in parallel to use more than one
-  core on each side.
-- Bodies come from sources/s3data.py through read_ahead: small objects are read
-  ahead whole, `--transfers` at once on one libcurl multi handle (sources/s3gets.py),
-  within one global byte budget (PREFETCH_BYTES); bigger ones are streamed chunk by chunk when their turn
-  comes, so memory stays bounded whatever the object sizes and counts.
+  handed out, biggest first, to N lanes. A lane owns one SSH connection and sends its
+  batches down one long stream (few channel opens, see the paramiko re-key hazard in
+  DESIGN.md); several lanes run in parallel to use more than one core on each side.
+- Bodies come from sources/s3data.py through one ReadAhead per lane, for all its
+  batches: small objects are read ahead whole, `--transfers` at once on one libcurl
+  multi handle (sources/s3gets.py), within one global byte budget (PREFETCH_BYTES);
+  bigger ones are streamed chunk by chunk when their turn comes, so memory stays
+  bounded whatever the object sizes and counts. Once the current batch's GETs are all
+  under way (and no big object is ahead), the lane takes its next batch from the queue
+  and reads on into it, one batch ahead at most; the first GETs go out before the
+  lanes' logins are ready.
+- Pipelined: with the long-lived receiver a lane sends batch k+1 right after k's tail
+  and reads k's answer after that (PIPELINE = 2 batches sent and unanswered at most),
+  answers in order, each batch journalled only once its answer's hashes match. A lane
+  that waited for each answer and commit sent nothing and started no GET meanwhile
+  (0.1-0.5 s in all per move of 5,000 small objects here, up to 2.5 s on a busy
+  machine; now 0.05-0.3 s: bench/bench_timeline.py). The tar wire, a process per batch, goes one
+  batch at a time.
 - How a batch travels is execute/wire.py: to one long-lived receiver per lane when
   the target has python3 (each file hashed as it is written and renamed into place
   when its sha256 equals the sender's), else a tar stream per batch into a staging
   directory that is hashed and hard-linked into place. Either way the sender checks
   the target's hashes before the batch is journalled, and a killed move leaves
   staging debris (cleared by the next run), never a half-written file in place.
-- Faults: any failure of a batch (connection reset, stall, damaged arrival) retries
-  that batch on a brand-new connection with exponential backoff; after ATTEMPTS
-  tries it stops with TransientError (exit 5, "running again resumes"). A watchdog
-  aborts a lane whose stream made no progress for `stall_s` seconds, because
-  paramiko's keepalive does not notice a dead peer.
+- Faults: any failure on a lane's connection (reset, stall, damaged arrival) sends
+  every batch the lane had sent and not seen answered again, in order, on a brand-new
+  connection with exponential backoff (a failed source read leaves the connection
+  sound: the batches before it are answered first, and only its own batch goes again);
+  after ATTEMPTS tries of one batch it stops with TransientError (exit 5, "running
+  again resumes"). A watchdog aborts a lane whose stream made no progress for
+  `stall_s` seconds, because paramiko's keepalive does not notice a dead peer.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import posixpath
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
@@ -44,7 +57,7 @@ from relocate.settings import Transfer
 from relocate.snapshot.receipts import describe
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
-from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, read_ahead, whole_reads
+from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, ReadAhead, whole_reads
 from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error)
 from relocate.targets import layout, shell
 from relocate.ssh.openssh import Master, OpenSsh, OpenSshExec
@@ -63,6 +76,11 @@ CHUNK = 1024 * 1024
 # it is: at 64 KiB, headers and small bodies (4 KiB: 15 to a write) coalesce, and a 256 KiB
 # body is not copied first (at 512 KiB it was: ~10 us per object, docs/transfer.md).
 SINK_BUFFER = 64 * 1024
+# Batches a lane has sent and not yet seen answered, on the long-lived receiver. Two: while
+# batch k+1 streams, k's answer (and its commit) comes back, so the lane never waits on
+# an answer unless the receiver is more than a whole batch behind; more would only add
+# to what a failed connection sends again.
+PIPELINE = 2
 
 
 class Reader(Protocol):
@@ -88,6 +106,12 @@ class RateLimit:
 
 class _Cancelled(Exception):
     pass
+
+
+class _SourceError(TransientError):
+    """Reading the source failed mid-batch (an S3 body cut short, a GET that kept failing):
+    the connection is sound, so the batches sent before this one are answered first and
+    only this one goes again."""
 
 
 class _Lane:
@@ -188,6 +212,76 @@ class _ChannelSink(io.RawIOBase):
         return n
 
 
+Batch = tuple[int, list[ObjectInfo]]  # (its number in the plan, its objects)
+
+
+class _Queue:
+    """The batches no lane has taken yet, biggest first; lanes take them one by one."""
+
+    def __init__(self, batches: list[list[ObjectInfo]]) -> None:
+        self.items: deque[Batch] = deque(enumerate(batches))
+        self.lock = threading.Lock()
+
+    def take(self) -> Batch | None:
+        with self.lock:
+            return self.items.popleft() if self.items else None
+
+
+class _Ahead:
+    """A lane's batches that are not started yet, in order, and one read-ahead for all of
+    the lane's bodies: it takes the lane's next batch from the queue once the current
+    one's GETs are all under way (so they run on while its tail is sent and answered),
+    and never more than that one ahead (the other lanes may need it sooner)."""
+
+    def __init__(self, queue: _Queue, first: list[Batch],
+                 make: Callable[[list[ObjectInfo], Callable[[], list[ObjectInfo] | None]], ReadAhead]) -> None:
+        self.queue = queue
+        self.waiting: deque[Batch] = deque(first)
+        self.bodies = make([o for _, objs in first for o in objs], self._more)
+
+    def _more(self) -> list[ObjectInfo] | None:
+        if self.waiting:
+            return []  # a batch is already read ahead for later
+        got = self.queue.take()
+        if got is None:
+            return None
+        self.waiting.append(got)
+        return got[1]
+
+    def next_batch(self) -> Batch | None:
+        """The lane's next batch (its first GETs under way), None when nothing is left."""
+        head = self.bodies.peek()
+        if head is None:
+            return None
+        batch = self.waiting.popleft()
+        assert batch[1][0] is head
+        return batch
+
+    def close(self) -> list[Batch]:
+        """Stop reading ahead; the batches taken and not started, to go again elsewhere."""
+        self.bodies.close()
+        left, self.waiting = list(self.waiting), deque()
+        return left
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A batch a lane has begun to send and has not seen answered."""
+
+    number: int
+    objs: list[ObjectInfo]
+    wire: Wire | None = None
+    rels: list[str] = field(default_factory=list)
+    proc: Exec | OpenSshExec | None = None
+    done: list[DoneObject] = field(default_factory=list)
+    sent: int = 0  # body bytes reported to on_progress (taken back when the batch goes again)
+    limit: float = 0.0  # seconds the target has to answer once the tail is written
+
+    def stage(self, staging: str) -> str:
+        """A per-batch receiver's staging dir (the tar wire)."""
+        return posixpath.join(staging, str(self.number))
+
+
 def batches(objects: list[ObjectInfo], *, max_bytes: int = BATCH_BYTES, max_objects: int = BATCH_OBJECTS) -> Iterator[list[ObjectInfo]]:
     """Consecutive runs of objects, each at most max_bytes (unless one object is bigger) and max_objects."""
     batch: list[ObjectInfo] = []
@@ -263,6 +357,10 @@ class BucketPusher:
         self._commit_lock = threading.Lock()
         self._stop = threading.Event()
         self._sessions = itertools.count()
+        # (event, lane, batch number, objects) as a lane sends a batch's first bytes ("send"),
+        # its tail ("tail"), reads its answer ("answer") and journals it ("commit"): for
+        # tests and bench/bench_timeline.py; None in a normal run.
+        self.trace: Callable[[str, int, int, int], None] | None = None
 
     # ----------------------------------------------------------------- driver
 
@@ -279,57 +377,55 @@ class BucketPusher:
 
     def _run(self, objs: list[ObjectInfo], commit: Commit) -> None:
         nlanes = max(1, min(self.opts.lanes, len(objs)))
-        queue = deque(enumerate(plan_batches(objs, nlanes, self.opts.batch_objects)))
-        with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
-            receiver = asking.submit(receiver_for, self.template, self.opts.receiver)
-            self.bulk = OpenSsh.probe(self.template, min(nlanes, len(queue))) if self.opts.engine != "paramiko" else None
-            self.receiver = receiver.result()
-        lanes = [_Lane(i, self.template, self.bulk) for i in range(min(nlanes, len(queue)))]
-        qlock = threading.Lock()
+        queue = _Queue(plan_batches(objs, nlanes, self.opts.batch_objects))
+        nlanes = min(nlanes, len(queue.items))
         self._stop.clear()
-        done_watch = threading.Event()
-        watchdog = threading.Thread(target=self._watchdog, args=(lanes, done_watch), daemon=True)
-        watchdog.start()
-
-        def work(lane: _Lane) -> None:
-            try:
-                while not self._stop.is_set():
-                    with qlock:
-                        if not queue:
-                            return
-                        number, batch = queue.popleft()
-                    self._deliver(lane, number, batch, commit)
-                lane.finish(self.opts.stall_s)
-            except _Cancelled:
-                raise
-            except BaseException:
-                self._stop.set()  # a lane that gave up stops the others at their next write
-                raise
-            finally:
-                lane.drop()
-
         first: BaseException | None = None
-        with ThreadPoolExecutor(max(1, self.opts.transfers), thread_name_prefix="s3get") as pool:
-            self.start = whole_reads(self.reader, pool, self.opts.transfers)
-            with ThreadPoolExecutor(nlanes, thread_name_prefix="lane") as lanes_pool:
-                futures = [lanes_pool.submit(work, lane) for lane in lanes]
-                for fut in futures:
-                    try:
-                        fut.result()
-                    except _Cancelled:
-                        pass
-                    except BaseException as exc:  # first real failure stops the others
-                        self._stop.set()
-                        first = first or exc
-        done_watch.set()
-        if self.bulk is not None:
-            self.bulk.close()
+        aheads: list[_Ahead] = []
+        try:
+            with ThreadPoolExecutor(max(1, self.opts.transfers), thread_name_prefix="s3get") as pool:
+                self.start = whole_reads(self.reader, pool, self.opts.transfers)
+                # Every lane's first GETs go out now: they overlap the python3 question and the
+                # logins (measured: the first GET came 0.14-0.16 s after the engine started).
+                aheads = [self._ahead(queue, []) for _ in range(nlanes)]
+                for ahead in aheads:
+                    ahead.bodies.fill()
+                with ThreadPoolExecutor(1) as asking:  # the python3 question rides beside the bulk logins
+                    receiver = asking.submit(receiver_for, self.template, self.opts.receiver)
+                    self.bulk = OpenSsh.probe(self.template, nlanes) if self.opts.engine != "paramiko" else None
+                    self.receiver = receiver.result()
+                lanes = [_Lane(i, self.template, self.bulk) for i in range(nlanes)]
+                done_watch = threading.Event()
+                threading.Thread(target=self._watchdog, args=(lanes, done_watch), daemon=True).start()
+                try:
+                    with ThreadPoolExecutor(nlanes, thread_name_prefix="lane") as lanes_pool:
+                        futures = [lanes_pool.submit(self._work, lane, ahead, queue, commit) for lane, ahead in zip(lanes, aheads)]
+                        for fut in futures:
+                            try:
+                                fut.result()
+                            except _Cancelled:
+                                pass
+                            except BaseException as exc:  # first real failure stops the others
+                                self._stop.set()
+                                first = first or exc
+                finally:
+                    done_watch.set()
+                    if self.bulk is not None:
+                        self.bulk.close()
+        finally:
+            for ahead in aheads:
+                ahead.close()
         if first is not None:
             raise first
         # A receiver whose connection died mid-batch may have left its staging dir (the
         # batch went again on a new connection, into a new one): none of it is trusted.
         self.template.ensure()
         self.template.run(shell.line(["rm", "-rf", "--", self.staging]), timeout=60, check=False)
+
+    def _ahead(self, queue: _Queue, first: list[Batch]) -> _Ahead:
+        return _Ahead(queue, first, lambda objs, more: ReadAhead(
+            self.reader.get, objs, start=self.start, budget=self.budget, window=max(2, self.opts.transfers * 2),
+            whole_below=SMALL_OBJECT, more=more))
 
     def _watchdog(self, lanes: list[_Lane], finished: threading.Event) -> None:
         while not finished.wait(min(1.0, self.opts.stall_s / 4)):
@@ -339,52 +435,117 @@ class BucketPusher:
                     lane.stalled = True
                     lane.abort()
 
-    def _deliver(self, lane: _Lane, number: int, batch: list[ObjectInfo], commit: Commit) -> None:
-        """One batch, retried on a fresh connection until it is in place or attempts run out."""
-        stage = posixpath.join(self.staging, str(number))
-        for attempt in range(1, self.opts.attempts + 1):
-            sent = [0]
+    def _work(self, lane: _Lane, ahead: _Ahead, queue: _Queue, commit: Commit) -> None:
+        """One lane's whole share: its batches back to back on one connection; when that
+        connection fails, every batch the lane had sent and not seen answered goes again,
+        first, on a new one (with backoff), until it is in place or attempts run out."""
+        tries: dict[int, int] = {}  # batch number -> failed tries
+        try:
+            while True:
+                flights: deque[_Flight] = deque()
+                try:
+                    self._connection(lane, ahead, flights, commit)
+                    lane.finish(self.opts.stall_s)
+                    return
+                except (TransientError, VerificationError) as exc:
+                    if not flights:
+                        raise
+                    failed = list(flights)
+                    self.on_progress(0, -sum(f.sent for f in failed))
+                    why = f"no progress for {self.opts.stall_s:g}s (stalled connection)" if lane.stalled else exc.message
+                    lane.stalled = False
+                    lane.drop()
+                    # what the read-ahead had taken for later goes again too, after them
+                    again = [(f.number, f.objs) for f in failed] + ahead.close()
+                    if self._stop.is_set():
+                        raise _Cancelled() from None
+                    for f in failed:
+                        tries[f.number] = tries.get(f.number, 0) + 1
+                    worst = max(reversed(failed), key=lambda f: tries[f.number])  # ties: the latest
+                    attempt = tries[worst.number]
+                    if attempt >= self.opts.attempts:
+                        cls = VerificationError if isinstance(exc, VerificationError) else TransientError
+                        raise cls(f"batch of {len(worst.objs)} object(s) from s3://{self.bucket} failed {attempt} times; "
+                                  f"last: {why}", hint="running again resumes") from None
+                    delay = min(self.opts.backoff_s * 2 ** (attempt - 1), 60.0)
+                    what = (f"the batch of {len(failed[0].objs)}" if len(failed) == 1 else
+                            f"the {len(failed)} batches it had sent ({sum(len(f.objs) for f in failed)} objects)")
+                    self.on_warning(f"s3://{self.bucket}: {why}; retrying {what} on a new connection "
+                                    f"in {delay:g}s (attempt {attempt + 1}/{self.opts.attempts})")
+                    if self._stop.wait(delay):
+                        raise _Cancelled() from None
+                    ahead = self._ahead(queue, again)
+        except _Cancelled:
+            raise
+        except BaseException:
+            self._stop.set()  # a lane that gave up stops the others at their next write
+            raise
+        finally:
+            ahead.close()
+            lane.drop()
+
+    # ----------------------------------------------------------------- one connection
+
+    def _connection(self, lane: _Lane, ahead: _Ahead, flights: deque[_Flight], commit: Commit) -> None:
+        """Send the lane's batches on one connection. With the long-lived receiver
+        (AgentWire) the next batch's first bytes follow the last one's tail at once:
+        up to PIPELINE batches are sent and not yet answered (`flights`), their answers
+        read in order as the receiver gives them, while the lane's read-ahead keeps the
+        GETs going. The tar wire has a process per batch: one at a time."""
+        window = PIPELINE if self.receiver == "agent" else 1
+        try:
             try:
-                lane.connect()
-                done, hashes, promoted = self._push(lane, stage, batch, sent)
-                self._check_staged(done, hashes)
-                if not promoted:
-                    self._promote(lane, stage)
-                with self._commit_lock:
-                    commit(done)
-                    self.on_progress(len(done), 0)
-                return
-            except (TransientError, VerificationError) as exc:
-                self.on_progress(0, -sent[0])
-                why = f"no progress for {self.opts.stall_s:g}s (stalled connection)" if lane.stalled else exc.message
-                lane.stalled = False
-                lane.drop()
-                if self._stop.is_set():
-                    raise _Cancelled() from None
-                if attempt >= self.opts.attempts:
-                    cls = VerificationError if isinstance(exc, VerificationError) else TransientError
-                    raise cls(f"batch of {len(batch)} object(s) from s3://{self.bucket} failed {attempt} times; last: {why}",
-                              hint="running again resumes") from None
-                delay = min(self.opts.backoff_s * 2 ** (attempt - 1), 60.0)
-                self.on_warning(f"s3://{self.bucket}: {why}; retrying the batch of {len(batch)} on a new connection "
-                                f"in {delay:g}s (attempt {attempt + 1}/{self.opts.attempts})")
-                if self._stop.wait(delay):
-                    raise _Cancelled() from None
+                while True:
+                    if self._stop.is_set():
+                        raise _Cancelled()
+                    batch = ahead.next_batch()
+                    if batch is None:
+                        break
+                    flight = _Flight(*batch)
+                    flights.append(flight)
+                    self._send(lane, flight, ahead.bodies)
+                    while len(flights) >= window:
+                        self._land(lane, flights[0], commit)
+                        flights.popleft()
+                while flights:
+                    self._land(lane, flights[0], commit)
+                    flights.popleft()
+            except _SourceError:
+                while len(flights) > 1:  # the connection is sound: what went before is answered
+                    self._land(lane, flights[0], commit)
+                    flights.popleft()
+                raise
+        except TransientError:
+            lane.session = None
+            proc = flights[-1].proc if flights else None
+            refused = self._receiver_refused(proc) if proc is not None else None  # a refusal (symlink, unwritable item) is not retried
+            if refused is not None:
+                raise refused from None
+            raise
+        except BaseException:
+            lane.session = None
+            for proc in {id(f.proc): f.proc for f in flights if f.proc is not None}.values():
+                try:
+                    proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
+                except Exception:  # paramiko raises EOFError closing a channel of a dead transport
+                    pass
+            raise
+        finally:
+            lane.watch = False
+            lane.proc = None
 
-    # ----------------------------------------------------------------- one batch
-
-    def _push(self, lane: _Lane, stage: str, objs: list[ObjectInfo],
-              sent: list[int]) -> tuple[list[DoneObject], dict[str, str], bool]:
-        """Send one batch to the target's receiver; returns what was sent with the sha256s
-        computed while streaming, the target's own hashes of what landed, and whether the
-        target already put it in place (see execute/wire.py)."""
-        wire = self._wire(objs)
-        rels = [self.paths[o.key] for o in objs]
+    def _send(self, lane: _Lane, flight: _Flight, bodies: ReadAhead) -> None:
+        """Stream one batch to the target's receiver, hashing each body as it goes; its
+        answer is read later (_land)."""
+        lane.connect()
+        objs = flight.objs
+        wire = flight.wire = self._wire(objs)
+        rels = flight.rels = [self.paths[o.key] for o in objs]
         final = posixpath.join(self.root, self.dest)
         head = b""
         if not wire.session:
             # A retried batch starts from an empty staging dir: nothing of a failed try survives.
-            proc = lane.start(wire.command(stage, final, rels))
+            proc = lane.start(wire.command(flight.stage(self.staging), final, rels))
             head = wire.start()
         elif lane.session is None:
             # One receiver per lane connection, batch after batch; its own staging dir
@@ -395,53 +556,64 @@ class BucketPusher:
             head = wire.start()
         else:
             proc = lane.session
-        lane.proc = proc
+        flight.proc = lane.proc = proc
         # Small writes (headers, small bodies) coalesce; a write bigger than the buffer (a
         # streamed body's 1 MiB chunk) goes to the pipe as it is. With a buffer of CHUNK
         # itself, io copied every chunk into the buffer first (not "bigger than"): a copy
         # of every streamed byte.
         sink = io.BufferedWriter(_ChannelSink(proc, lane, self.limit, self._stop), buffer_size=SINK_BUFFER)
-        done: list[DoneObject] = []
+        if self.trace is not None:
+            self.trace("send", lane.index, flight.number, len(objs))
         lane.beat, lane.watch = time.monotonic(), True
         try:
             sink.write(head)
             written = len(head)
-            for obj, body in self._bodies(objs):
-                d, n = self._add(sink, wire, obj, body, sent)
-                done.append(d)
+            for want in objs:
+                try:
+                    obj, body = next(bodies)
+                except _SourceError:
+                    raise
+                except TransientError as exc:  # a GET that failed after its own retries
+                    raise _SourceError(exc.message, hint=exc.hint) from None
+                assert obj is want, "the read-ahead is in the lane's batch order"
+                d, n = self._add(sink, wire, obj, body, flight)
+                flight.done.append(d)
                 written += n
-            tail = wire.end(done, rels, written)
+            tail = wire.end(flight.done, rels, written)
             sink.write(tail)
             written += len(tail)
             sink.flush()
-            lane.watch = False
-            # The target now writes the rest and hashes the batch: allow the stall time
-            # plus a slow disk's pace rather than the no-progress watchdog.
-            limit = self.opts.stall_s + written / (8 << 20)
-            result = self._answer(proc, lane, limit) if wire.session else self._exit(proc, limit)
-        except TransientError:
-            lane.session = None
-            refused = self._receiver_refused(proc)  # a refusal (symlink, unwritable item) is not retried
-            if refused is not None:
-                raise refused from None
-            raise
-        except BaseException:
-            lane.session = None
-            try:
-                proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
-            except Exception:  # paramiko raises EOFError closing a channel of a dead transport
-                pass
-            raise
         finally:
             lane.watch = False
-            lane.proc = None
+        # The target now writes the rest and hashes the batch: allow the stall time
+        # plus a slow disk's pace rather than the no-progress watchdog.
+        flight.limit = self.opts.stall_s + written / (8 << 20)
+        if self.trace is not None:
+            self.trace("tail", lane.index, flight.number, len(objs))
+
+    def _land(self, lane: _Lane, flight: _Flight, commit: Commit) -> None:
+        """The target's answer to one batch: its hashes equal the ones computed while
+        streaming, the batch is in place, then (only then) it is journalled."""
+        assert flight.proc is not None and flight.wire is not None
+        wire = flight.wire
+        result = self._answer(flight.proc, lane, flight.limit) if wire.session else self._exit(flight.proc, flight.limit)
         if result.status != 0:
             raise receiver_error(result.status, result.stderr, f"exit {result.status}")
         try:
-            answer = wire.answer(result, rels)
+            answer = wire.answer(result, flight.rels)
         except (ValueError, IndexError) as exc:
             raise TransientError(f"the target's receiver gave an answer relocate cannot read ({exc})") from None
-        return done, answer.hashes, answer.placed
+        if self.trace is not None:
+            self.trace("answer", lane.index, flight.number, len(flight.objs))
+        self._check_staged(flight.done, answer.hashes)
+        if not answer.placed:
+            self._promote(lane, flight.stage(self.staging))
+        with self._commit_lock:
+            commit(flight.done)
+            self.on_progress(len(flight.done), 0)
+        if self.trace is not None:
+            self.trace("commit", lane.index, flight.number, len(flight.objs))
+
 
     @staticmethod
     def _receiver_refused(proc: Exec | OpenSshExec) -> RelocateError | None:
@@ -488,17 +660,11 @@ class BucketPusher:
             return RawWire(objs[0].last_modified, self.place)
         return TarWire(self.place)
 
-    def _bodies(self, objs: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, Body]]:
-        """Bodies in batch order; small ones read ahead within the global byte budget
-        all lanes share, `--transfers` at once (the reader's own GETs, or the pusher's pool)."""
-        return read_ahead(self.reader.get, objs, start=self.start, budget=self.budget,
-                          window=max(2, self.opts.transfers * 2), whole_below=SMALL_OBJECT)
-
-    def _add(self, sink: BinaryIO, wire: Wire, obj: ObjectInfo, body: Body, sent: list[int]) -> tuple[DoneObject, int]:
+    def _add(self, sink: BinaryIO, wire: Wire, obj: ObjectInfo, body: Body, flight: _Flight) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]
         what = f"s3://{self.bucket}/{obj.key}"
         if body.size != obj.size:
-            raise TransientError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
+            raise _SourceError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
         header = wire.header(path, obj)
         if wire.receipts:  # the receiver's receipt of this file, should this run be killed before journalling it
             header = wire.note(describe(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
@@ -515,20 +681,20 @@ class BucketPusher:
             for chunk in body.iter_chunks():
                 n = len(chunk)
                 if count + n > obj.size:
-                    raise TransientError(f"{what}: longer than listed (changed while moving?)", hint="running again resumes")
+                    raise _SourceError(f"{what}: longer than listed (changed while moving?)", hint="running again resumes")
                 sha.update(chunk)
                 sink.write(chunk)
                 if tee is not None:
                     tee.write(chunk)
                 count += n
-                sent[0] += n
+                flight.sent += n
                 self.on_progress(0, n)
         except RelocateError:
             raise
         except (OSError, ValueError) as exc:
-            raise TransientError(f"{what}: read failed ({exc})", hint="running again resumes") from None
+            raise _SourceError(f"{what}: read failed ({exc})", hint="running again resumes") from None
         except Exception as exc:  # obstore stream errors surface as plain exceptions mid-iteration
-            raise TransientError(f"{what}: read failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+            raise _SourceError(f"{what}: read failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                                  hint="running again resumes") from None
         finally:
             if body.close is not None:
@@ -536,7 +702,7 @@ class BucketPusher:
             if tee is not None:
                 tee.close()
         if count != obj.size:
-            raise TransientError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
+            raise _SourceError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
         trailer = wire.trailer(obj.size, sha.digest())
         sink.write(trailer)
         done = DoneObject(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),

@@ -24,7 +24,7 @@ and worse, `/abs` and `tr/` are silently trimmed to `abs` and `tr` (another obje
 compared with the listing.
 
 Many objects: `ObjectReader.get_many` yields bodies in the caller's order while up to
-N GETs run at once (`read_ahead`). Bodies read ahead are bounded by a byte budget
+N GETs run at once (`ReadAhead`). Bodies read ahead are bounded by a byte budget
 (`ByteBudget`, shareable between calls); big objects are streamed when their turn comes,
 never read ahead whole. Without pycurl (or with RELOCATE_S3_GETS=threads) the small
 bodies are read by `get` on a pool of N threads instead, as before: sync `obstore.get`
@@ -144,45 +144,103 @@ Start = Callable[["ObjectInfo"], "Future[Body]"]
 
 
 def whole_reads(reader: Any, pool: ThreadPoolExecutor, concurrency: int) -> Start:
-    """How read_ahead starts reading a small body whole: the reader's own concurrent
+    """How ReadAhead starts reading a small body whole: the reader's own concurrent
     GETs when it has them (ObjectReader: one libcurl multi handle), else `get` on `pool`."""
     own = getattr(reader, "whole_reads", None)
     start: Start | None = own(concurrency) if own is not None else None
     return start or (lambda o: pool.submit(reader.get, o.key, o.size, o.etag, True))
 
 
-def read_ahead(get: Callable[[str, int, str, bool], Body], objs: Iterable[ObjectInfo], *, start: Start,
-               budget: ByteBudget, window: int, whole_below: int = WHOLE_BELOW) -> Iterator[tuple[ObjectInfo, Body]]:
+class ReadAhead:
     """get_many's engine, for any `get(key, size, etag, whole)` (BucketPusher reads
-    through it whatever its reader): at most `window` bodies in flight or waiting.
-    Small bodies are read whole by `start`; bigger ones are opened by `get` in turn."""
-    pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
-    it = iter(objs)
-    nxt = next(it, None)
-    try:
-        while True:
-            while nxt is not None and len(pending) < window:
-                if nxt.size > whole_below:  # opened when its turn comes, held one chunk at a time
-                    pending.append((nxt, None, 0))
-                elif budget.try_take(nxt.size, force=not pending):
-                    pending.append((nxt, start(nxt), nxt.size))
-                else:
-                    break
-                nxt = next(it, None)
-            if not pending:
+    through it whatever its reader): (object, body) in order, at most `window` bodies in
+    flight or waiting. Small bodies are read whole by `start`; bigger ones are opened by
+    `get` in turn, never read ahead.
+
+    A BucketPusher lane keeps one for all its batches (execute/objects.py), so the next
+    batch's GETs are in flight while the current batch's tail is still being sent:
+    `more()` is asked for further objects whenever the ones given are all being read
+    and no big (streamed) body is ahead of, or in the hands of, the consumer. It returns
+    a list (empty: nothing yet, ask again later) or None (nothing ever again). `fill()`
+    starts reads without taking a body (a lane starts its GETs before its login is
+    ready); `peek()` is the next object, or None at the end."""
+
+    def __init__(self, get: Callable[[str, int, str, bool], Body], objs: Iterable[ObjectInfo] = (), *, start: Start,
+                 budget: ByteBudget, window: int, whole_below: int = WHOLE_BELOW,
+                 more: Callable[[], list[ObjectInfo] | None] | None = None) -> None:
+        self.get, self.start, self.budget, self.window, self.whole_below = get, start, budget, window, whole_below
+        self._todo: deque[ObjectInfo] = deque(objs)
+        self._more = more
+        self._pending: deque[tuple[ObjectInfo, Future[Body] | None, int]] = deque()
+        self._streamed = 0  # big bodies among _pending
+        self._held = 0  # budget held by the body the consumer has (given back when it asks for the next)
+        self._held_big = False
+
+    def fill(self) -> None:
+        pending, todo = self._pending, self._todo
+        while len(pending) < self.window:
+            if not todo:
+                # More only while the consumer's remaining work is small bodies: a lane
+                # streaming a big object must not claim the next batch from the other lanes.
+                if self._more is None or self._streamed or self._held_big:
+                    return
+                got = self._more()
+                if not got:
+                    if got is None:
+                        self._more = None
+                    return
+                todo.extend(got)
+            nxt = todo[0]
+            if nxt.size > self.whole_below:  # opened when its turn comes, held one chunk at a time
+                pending.append((nxt, None, 0))
+                self._streamed += 1
+            elif self.budget.try_take(nxt.size, force=not pending and not self._held):
+                # the consumer's very next body is read even above the budget: one object
+                # larger than the budget still goes through
+                pending.append((nxt, self.start(nxt), nxt.size))
+            else:
                 return
-            obj, fut, cost = pending[0]
-            try:
-                body = fut.result() if fut is not None else get(obj.key, obj.size, obj.etag, False)
-                yield obj, body
-            finally:
-                pending.popleft()
-                budget.give(cost)
-    finally:
+            todo.popleft()
+
+    def peek(self) -> ObjectInfo | None:
+        """The next object (its read started), None when there is none; the body the
+        caller holds counts as consumed."""
+        self._release()
+        self.fill()
+        return self._pending[0][0] if self._pending else None
+
+    def __iter__(self) -> Iterator[tuple[ObjectInfo, Body]]:
+        return self
+
+    def __next__(self) -> tuple[ObjectInfo, Body]:
+        self._release()
+        self.fill()
+        if not self._pending:
+            raise StopIteration
+        obj, fut, cost = self._pending.popleft()
+        self._held, self._held_big = cost, fut is None
+        if fut is None:
+            self._streamed -= 1
+        try:
+            return obj, (fut.result() if fut is not None else self.get(obj.key, obj.size, obj.etag, False))
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        self.budget.give(self._held)
+        self._held, self._held_big = 0, False
+
+    def close(self) -> None:
+        """Cancel what is in flight and give back everything read ahead."""
+        self._release()
+        pending, self._pending = self._pending, deque()
         for _, fut, cost in pending:
             if fut is not None:
                 fut.cancel()
-            budget.give(cost)
+            self.budget.give(cost)
+        self._todo.clear()
+        self._streamed, self._more = 0, None
 
 
 class ObjectReader:
@@ -293,7 +351,7 @@ class ObjectReader:
 
     def get_many(self, objs: Iterable[ObjectInfo], *, concurrency: int = 16,
                  budget_bytes: int | ByteBudget = BUDGET_BYTES,
-                 whole_below: int = WHOLE_BELOW) -> Iterator[tuple[ObjectInfo, Body]]:
+                 whole_below: int = WHOLE_BELOW) -> ReadAhead:
         """(object, body) for each of `objs`, in their order, up to `concurrency` GETs at once.
 
         Bodies of at most `whole_below` bytes are read ahead whole while the bytes held
@@ -308,8 +366,8 @@ class ObjectReader:
         failing object's turn comes; closing the iterator early cancels what is in flight.
         """
         budget = budget_bytes if isinstance(budget_bytes, ByteBudget) else ByteBudget(budget_bytes)
-        return read_ahead(self.get, objs, start=whole_reads(self, self._pool(concurrency), concurrency), budget=budget,
-                          window=max(2, concurrency * 2), whole_below=whole_below)
+        return ReadAhead(self.get, objs, start=whole_reads(self, self._pool(concurrency), concurrency), budget=budget,
+                         window=max(2, concurrency * 2), whole_below=whole_below)
 
     def _pool(self, size: int) -> ThreadPoolExecutor:
         """get_many's workers, one pool per size, shared by concurrent calls (lanes) on this reader."""

@@ -1,0 +1,141 @@
+"""Bench only (bench/bench_timeline.py): a timeline of one `relocate move`'s bulk engine.
+
+Loaded through PYTHONPATH by bench_timeline.py's runs, never by relocate. When
+relocate.execute.objects is imported, its BucketPusher is wrapped (old code and new
+alike, so a baseline tree can be traced too): each lane's batch events (stream start,
+tail written, answer read, commit), the S3 GETs in flight (every whole read's start
+and end), the lanes' logins; at exit the events go, as one JSON line, to the file
+named by BENCH_TIMELINE_OUT. Nothing here changes what relocate does.
+"""
+
+import atexit
+import importlib.machinery
+import json
+import os
+import posixpath
+import sys
+import threading
+import time
+
+_T0 = time.monotonic()
+_EVENTS = []  # (t, kind, lane, batch, n)
+_GETS = []  # (t, +1 | -1)
+_lock = threading.Lock()
+
+
+def _since_start():
+    """Seconds the process had run when this file was imported (interpreter start-up)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            started = int(fh.read().rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as fh:
+            return float(fh.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+_BOOT = _since_start()
+
+
+def ev(kind, lane=-1, batch=-1, n=0):
+    _EVENTS.append((time.monotonic() - _T0, kind, lane, batch, n))
+
+
+def _gets(delta):
+    _GETS.append((time.monotonic() - _T0, delta))
+
+
+def _patch(m):
+    bp = m.BucketPusher
+    trace_hook = not hasattr(bp, "_push")  # new code: the pusher reports its own events (BucketPusher.trace)
+
+    if trace_hook:
+        def init(self, *a, _orig=bp.__init__, **kw):
+            _orig(self, *a, **kw)
+            self.trace = lambda kind, lane, batch, n: ev(kind, lane, batch, n)
+        bp.__init__ = init
+    else:
+        def push(self, lane, stage, objs, sent, _orig=bp._push):
+            number = int(posixpath.basename(stage))
+            ev("send", lane.index, number, len(objs))
+            out = _orig(self, lane, stage, objs, sent)
+            ev("answer", lane.index, number, len(objs))
+            return out
+        bp._push = push
+
+        def tail(orig):
+            def wrapped(*a):
+                lane = a[1] if len(a) == 3 else None
+                ev("tail", lane.index if lane is not None else -1)
+                return orig(*a)
+            return staticmethod(wrapped)
+        bp._answer = tail(bp._answer)
+        bp._exit = tail(bp._exit)
+
+    def run(self, objs, commit, _orig=bp.run):
+        def traced(done):
+            ev("commit0", n=len(done))
+            commit(done)
+            ev("commit1", n=len(done))
+        ev("run0", n=len(objs))
+        try:
+            return _orig(self, objs, traced if not trace_hook else commit)
+        finally:
+            ev("run1")
+    bp.run = run
+
+    lane_cls = m._Lane
+
+    def connect(self, _orig=lane_cls.connect):
+        ev("connect0", self.index)
+        _orig(self)
+        ev("connect1", self.index)
+    lane_cls.connect = connect
+
+    def whole_reads(reader, pool, concurrency, _orig=m.whole_reads):
+        start = _orig(reader, pool, concurrency)
+
+        def traced(o):
+            with _lock:
+                _gets(+1)
+            fut = start(o)
+            fut.add_done_callback(lambda f: _gets(-1))
+            return fut
+        return traced
+    m.whole_reads = whole_reads
+
+
+class _Finder:
+    """Patch relocate.execute.objects right after it is first executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "relocate.execute.objects":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        orig = spec.loader.exec_module
+
+        def exec_module(module):
+            orig(module)
+            _patch(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+    def invalidate_caches(self):
+        pass
+
+
+def _dump():
+    out = os.environ.get("BENCH_TIMELINE_OUT")
+    if not out:
+        return
+    ev("exit")
+    with open(out, "a") as fh:
+        fh.write(json.dumps({"boot": _BOOT, "events": _EVENTS, "gets": _GETS, "label": os.environ.get("BENCH_TIMELINE_LABEL", "")}) + "\n")
+
+
+if os.environ.get("BENCH_TIMELINE_OUT"):
+    sys.meta_path.insert(0, _Finder())
+    atexit.register(_dump)
