@@ -85,6 +85,31 @@ def test_agent_never_places_a_file_whose_hash_differs(tmp_path: Path) -> None:
     assert not (final / "a" / "bad").exists()
 
 
+def test_agent_sizes_around_its_one_read_small_file_path_land_whole(tmp_path: Path) -> None:
+    # Up to 64 KiB a file and its hash come in one read (receiver_agent.SMALL), above that
+    # in chunks: sizes on both sides of the edge and of the 1 MiB chunk, and a damaged
+    # small file between good ones, must land byte for byte or not at all.
+    edge = 64 * 1024
+    sizes = [0, 1, edge - 1, edge, edge + 1, MiB, MiB + 7]
+    bodies = {f"d{i % 3}/s{n}".encode(): os.urandom(n) for i, n in enumerate(sizes)}
+    bad = os.urandom(edge - 3)
+    stream = (b"RLC1" + b"".join(_record(p, b) for p, b in list(bodies.items())[:3])
+              + _record(b"d0/bad", bad, digest=hashlib.sha256(b"other").digest())
+              + b"".join(_record(p, b) for p, b in list(bodies.items())[3:]) + b"E")
+    proc, stage, final = _run_agent(tmp_path, stream)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert lines[3] == f"3 {hashlib.sha256(bad).hexdigest()} !" and lines[-1] == "end"
+    for path, body in bodies.items():
+        assert (final / path.decode()).read_bytes() == body
+        assert int((final / path.decode()).stat().st_mtime) == 1_600_000_000
+    assert not (final / "d0" / "bad").exists() and not stage.exists()
+    cut = _record(b"short", b"s" * 100)[:-40]  # a small file whose body and hash did not all arrive
+    proc, stage, final = _run_agent(tmp_path, b"RLC1" + cut)
+    assert proc.returncode == 1 and b"stream ended early" in proc.stderr
+    assert not (final / "short").exists() and not stage.exists()
+
+
 def test_agent_cut_short_leaves_nothing_half_written(tmp_path: Path) -> None:
     whole = _record(b"one", b"1" * 5000)
     cut = _record(b"two", b"2" * (3 * MiB))[: 2 * MiB]  # the connection died mid-file
@@ -109,7 +134,7 @@ def test_agent_clears_what_a_killed_session_left_in_its_staging(tmp_path: Path) 
     assert (final / "0").read_bytes() == b"new" and not stage.exists()
 
 
-@pytest.mark.parametrize("path", [b"../escape", b"/abs", b"a//b", b"a/./b", b""])
+@pytest.mark.parametrize("path", [b"../escape", b"/abs", b"a//b", b"a/./b", b"", b"a/..", b"a/", b"a/\0b"])
 def test_agent_refuses_paths_that_could_leave_the_final_dir(tmp_path: Path, path: bytes) -> None:
     proc, _, final = _run_agent(tmp_path, b"RLC1" + _record(path, b"x") + b"E")
     assert proc.returncode == 1 and b"unsafe path" in proc.stderr

@@ -60,6 +60,7 @@ HEAD = struct.Struct(">IQq")
 LEN = struct.Struct(">I")
 BUF = 1 << 20
 READ_BUF = 128 << 10  # the stdin reader's own buffer: below BUF, so big reads bypass it
+SMALL = 64 << 10  # up to this size a file comes in one read with its hash (from the reader's buffer)
 
 
 STAGE = []  # type: list[bytes]  # this session's staging dir, once known
@@ -140,11 +141,15 @@ def read_exact(src, n):
     return data
 
 
+UNSAFE_PARTS = frozenset((b"", b".", b".."))
+
+
 def safe_rel(path):
     # type: (bytes) -> bytes
-    """Paths come from relocate's key mapping; refuse anything that could escape FINAL."""
-    parts = path.split(b"/")
-    if not path or path.startswith(b"/") or any(p in (b"", b".", b"..") for p in parts) or b"\0" in path:
+    """Paths come from relocate's key mapping; refuse anything that could escape FINAL.
+    (A set test, not any() over a generator: this runs once per file, 10,000 times for
+    10,000 small objects.)"""
+    if not path or path[:1] == b"/" or b"\0" in path or not UNSAFE_PARTS.isdisjoint(path.split(b"/")):
         fail("refusing unsafe path %r" % (path,))
     return path
 
@@ -204,6 +209,9 @@ def main():
     out = sys.stdout
     if read_exact(src, 4) != MAGIC:
         fail("not a relocate stream")
+    # Paths built by concatenation (safe_rel: REL is relative, no "." or ".." or empty part)
+    tmp_prefix = stage if stage.endswith(b"/") else stage + b"/"
+    fin = final.rstrip(b"/")
     buf = bytearray(BUF)
     view = memoryview(buf)
     index = 0
@@ -235,28 +243,41 @@ def main():
             fail("bad record %r" % (kind,))
         plen, size, mtime = HEAD.unpack(read_exact(src, HEAD.size))
         rel = safe_rel(read_exact(src, plen))
-        tmp = os.path.join(stage, b"%d" % index)
+        tmp = tmp_prefix + b"%d" % index
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        sha = hashlib.sha256()
-        left = size
         try:
-            while left:
-                n = src.readinto(view[:min(left, BUF)])
-                if not n:
-                    fail("stream ended early (connection lost?)")
-                chunk = view[:n]
-                sha.update(chunk)
+            if size <= SMALL:
+                # A small file and the sender's hash of it in one read from the reader's
+                # buffer, hashed and written in one call each: no slicing loop per file.
+                data = read_exact(src, size + 32)
+                body = memoryview(data)[:size]
+                sha = hashlib.sha256(body)
+                chunk = body
                 while chunk:
                     chunk = chunk[os.write(fd, chunk):]
-                left -= n
+                sent = data[size:]
+            else:
+                sha = hashlib.sha256()
+                left = size
+                while left:
+                    n = src.readinto(view[:min(left, BUF)])
+                    if not n:
+                        fail("stream ended early (connection lost?)")
+                    chunk = view[:n]
+                    sha.update(chunk)
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk):]
+                    left -= n
+                sent = read_exact(src, 32)
+            digest = sha.digest()
+            if digest == sent:
+                os.utime(fd, (mtime, mtime))  # futimens: no second lookup of the path
         finally:
             os.close(fd)
-        digest = sha.digest()
-        sent = read_exact(src, 32)
         if digest == sent:
-            os.utime(tmp, (mtime, mtime))
-            dest = os.path.join(final, rel)
-            dirs.ensure(os.path.dirname(dest))
+            dest = fin + b"/" + rel  # os.path.join and dirname, by hand: once per file
+            head = rel.rpartition(b"/")[0]
+            dirs.ensure(fin + b"/" + head if head else (fin or b"/"))
             place(tmp, dest, final, index)
             hexdigest = sha.hexdigest()
             if receipt >= 0 and note is not None and b"\n" not in note:
