@@ -282,6 +282,14 @@ class _Flight:
         return posixpath.join(staging, str(self.number))
 
 
+def _kill(proc: Exec | OpenSshExec) -> None:
+    """End a receiver's process or channel, whatever state its connection is in."""
+    try:
+        proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
+    except Exception:  # paramiko raises EOFError closing a channel of a dead transport
+        pass
+
+
 def batches(objects: list[ObjectInfo], *, max_bytes: int = BATCH_BYTES, max_objects: int = BATCH_OBJECTS) -> Iterator[list[ObjectInfo]]:
     """Consecutive runs of objects, each at most max_bytes (unless one object is bigger) and max_objects."""
     batch: list[ObjectInfo] = []
@@ -504,16 +512,10 @@ class BucketPusher:
                     flight = _Flight(*batch)
                     flights.append(flight)
                     self._send(lane, flight, ahead.bodies)
-                    while len(flights) >= window:
-                        self._land(lane, flights[0], commit)
-                        flights.popleft()
-                while flights:
-                    self._land(lane, flights[0], commit)
-                    flights.popleft()
+                    self._land(lane, flights, commit, keep=window - 1)
+                self._land(lane, flights, commit, keep=0)
             except _SourceError:
-                while len(flights) > 1:  # the connection is sound: what went before is answered
-                    self._land(lane, flights[0], commit)
-                    flights.popleft()
+                self._land(lane, flights, commit, keep=1)  # the connection is sound: what went before is answered
                 raise
         except TransientError:
             lane.session = None
@@ -525,10 +527,7 @@ class BucketPusher:
         except BaseException:
             lane.session = None
             for proc in {id(f.proc): f.proc for f in flights if f.proc is not None}.values():
-                try:
-                    proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
-                except Exception:  # paramiko raises EOFError closing a channel of a dead transport
-                    pass
+                _kill(proc)
             raise
         finally:
             lane.watch = False
@@ -591,7 +590,13 @@ class BucketPusher:
         if self.trace is not None:
             self.trace("tail", lane.index, flight.number, len(objs))
 
-    def _land(self, lane: _Lane, flight: _Flight, commit: Commit) -> None:
+    def _land(self, lane: _Lane, flights: deque[_Flight], commit: Commit, keep: int) -> None:
+        """Land the oldest flights until `keep` are left unanswered."""
+        while len(flights) > keep:
+            self._land_one(lane, flights[0], commit)
+            flights.popleft()  # only once landed: a failure sends it again (_work)
+
+    def _land_one(self, lane: _Lane, flight: _Flight, commit: Commit) -> None:
         """The target's answer to one batch: its hashes equal the ones computed while
         streaming, the batch is in place, then (only then) it is journalled."""
         assert flight.proc is not None and flight.wire is not None
@@ -614,7 +619,6 @@ class BucketPusher:
         if self.trace is not None:
             self.trace("commit", lane.index, flight.number, len(flight.objs))
 
-
     @staticmethod
     def _receiver_refused(proc: Exec | OpenSshExec) -> RelocateError | None:
         """After a failed write or read: did the receiver exit on purpose (a symlinked
@@ -624,10 +628,7 @@ class BucketPusher:
         except TransientError:
             res = None
         finally:
-            try:
-                proc.kill() if isinstance(proc, OpenSshExec) else proc.chan.close()
-            except Exception:
-                pass
+            _kill(proc)
         if res is None or res.status in (0, None):
             return None
         err = receiver_error(res.status, res.stderr, "")
