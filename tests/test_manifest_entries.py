@@ -70,3 +70,6 @@ def test_manifest_text_is_the_same_json_a_record_per_line() -> None:
     for o in objects:
         assert sum(json.dumps(o, ensure_ascii=False) in line for line in lines) == 1
     assert json_text({"a": 1}) == '{"a": 1}' and json.loads(json_text([])) == []
+    # a list is laid out by its first record; one of another shape further on is still the same JSON
+    mixed = {"rows": [{"a": 1}, {"b": [{"c": 2}]}, {"d": {"e": [{"f": 3}]}}]}
+    assert json.loads(json_text(mixed)) == mixed and len(json_text(mixed).splitlines()) == 7
