@@ -230,6 +230,38 @@ def test_fast_listing_parser_agrees_with_botocore() -> None:
     assert len(got["Versions"]) == 3 and got["Versions"][1]["ChecksumAlgorithm"] == ["CRC32", "SHA256"]
 
 
+def test_listing_pages_are_checked_for_an_error_body_without_a_second_parse(reader_for, monkeypatch: pytest.MonkeyPatch) -> None:
+    # awsparse._listing_200_error stands in for botocore's _handle_200_error on listings:
+    # the same verdicts (an <Error> root or a body cut short is turned into a 500 and
+    # retried), without parsing the whole page into a tree first.
+    from botocore import handlers
+
+    from relocate.sources.awsparse import _listing_200_error
+
+    client = Aws(AwsSpec(region="us-east-1", endpoint_url="http://127.0.0.1:9")).client("s3")
+    error = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code></Error>'
+    for op in ("ListObjectsV2", "ListObjectVersions", "GetBucketAcl"):
+        model = client.meta.service_model.operation_model(op)
+        for body in (_LISTING, _LISTING + b"\n", error, _LISTING[:-40], b"", b"not xml"):
+            ours, theirs = {"body": body, "status_code": 200, "headers": {}}, {"body": body, "status_code": 200, "headers": {}}
+            _listing_200_error(model, ours)
+            handlers._handle_200_error(model, theirs)
+            assert ours["status_code"] == theirs["status_code"], (op, body[:60])
+        whole, cut = {"body": _LISTING, "status_code": 200}, {"body": _LISTING[:-40], "status_code": 200}
+        _listing_200_error(model, whole)
+        _listing_200_error(model, cut)
+        assert (whole["status_code"], cut["status_code"]) == (200, 500)
+    # a real listing through relocate's client never falls back to botocore's whole-tree parse
+    reader, _, plain = reader_for({f"p/{i:03d}": 1 for i in range(5)})
+    trees: list[bytes] = []
+    real = handlers._looks_like_special_case_error
+    monkeypatch.setattr(handlers, "_looks_like_special_case_error", lambda status, body: trees.append(body) or real(status, body))
+    for s3 in (reader.s3, plain):
+        listed = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=reader.bucket) for o in p.get("Contents", [])]
+        assert len(listed) == 5
+    assert len(trees) == 1  # the plain boto3 client's page; relocate's own went without
+
+
 def test_listing_through_relocate_equals_plain_boto3(reader_for, s3_server) -> None:
     reader, listed, s3 = reader_for({f"l/{i:03d}": i for i in range(30)} | {"tab\tkey": 3})
     ours = Aws(AwsSpec(region="us-east-1", endpoint_url=s3_server.endpoint_url)).client("s3")

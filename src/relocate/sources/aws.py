@@ -87,6 +87,10 @@ class Aws:
             session = self.session
             client = session.client(service, endpoint_url=self.spec.endpoint_url, config=self._config)
             client.meta.events.register("before-call", _refuse_writes)
+            if service == "s3":
+                from relocate.sources.awsparse import quicker_listings
+
+                quicker_listings(client)
             self._clients[service] = client
         return self._clients[service]
 

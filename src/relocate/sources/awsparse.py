@@ -3,9 +3,11 @@ with boto3 itself, when the source is first read (sources/aws.py's Aws.session).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
+from botocore import handlers
 from botocore.parsers import ResponseParserFactory, RestXMLParser
 from botocore.utils import parse_timestamp
 
@@ -121,3 +123,29 @@ def parser_factory() -> ResponseParserFactory:
     parsers = _ParserFactory()
     parsers.set_parser_defaults(timestamp_parser=_timestamp)
     return parsers
+
+
+_LISTINGS = frozenset({"ListObjectsV2", "ListObjectVersions", "ListObjects"})
+_ROOT = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<([A-Za-z][\w.-]*)[\s>]")
+
+
+def _listing_200_error(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
+    """botocore's check for S3's "200 with an error in the body" (`_handle_200_error`: an
+    `<Error>` root, or a body cut short, becomes a 500 to be retried), without parsing a
+    listing page into a whole tree only to look at its root: every page was parsed twice
+    (10,000 keys: 0.14 of the listing's 0.38 s of CPU here). A listing page whose root is
+    not Error and which ends with that root's closing tag is whole and no error; anything
+    else goes to botocore's own check."""
+    if operation_model.name in _LISTINGS and response_dict.get("status_code") == 200:
+        body = response_dict.get("body") or b""
+        m = _ROOT.match(body)
+        if m is not None and m.group(1) != b"Error" and body.rstrip().endswith(b"</" + m.group(1) + b">"):
+            return
+    handlers._handle_200_error(operation_model, response_dict, **kwargs)
+
+
+def quicker_listings(client: Any) -> None:
+    """Swap botocore's 200-error check for _listing_200_error on an S3 client."""
+    events = client.meta.events
+    events.unregister("before-parse.s3.*", handlers._handle_200_error)
+    events.register_first("before-parse.s3.*", _listing_200_error)
