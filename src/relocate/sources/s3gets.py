@@ -27,7 +27,7 @@ import heapq
 import hmac
 import itertools
 import re
-import selectors
+import select
 import socket
 import threading
 import time
@@ -68,8 +68,7 @@ class SigV4:
     """AWS Signature Version 4 for an S3 GET without a body or a query.
 
     Per request it costs two sha256s and one HMAC (the signing key is derived once a
-    day); `hmac.digest` is OpenSSL's one-shot HMAC, without the Python HMAC object that
-    `hmac.new` builds, and the date stamp is formatted once a second, not per request."""
+    day), and the date stamp is formatted once a second, not per request."""
 
     def __init__(self, region: str) -> None:
         self.region = region
@@ -99,6 +98,9 @@ class SigV4:
             signed += ";x-amz-security-token"
         request = f"GET\n{path}\n\n{canon}\n{signed}\n{EMPTY_SHA256}"
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
+        # hmac.new, not the one-shot hmac.digest: that one releases the GIL around its
+        # microseconds of work, and with the lanes busy this thread then waited up to a
+        # switch interval (5 ms) to get it back, once per GET.
         sig = hmac.new(self._key(creds.secret_key, stamp[:8]), to_sign.encode(), "sha256").hexdigest()
         out = [f"Authorization: AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={signed}, Signature={sig}",
                f"x-amz-content-sha256: {EMPTY_SHA256}", f"x-amz-date: {stamp}"]
@@ -208,7 +210,6 @@ class CurlGets:
 
     def _run(self) -> None:
         multi = pycurl.CurlMulti()  # its connection cache keeps 4 per handle: every GET's connection is reused
-        events = _Events(multi, self._wake_r)
         idle: list[pycurl.Curl] = []
         active: dict[pycurl.Curl, _Job] = {}
         later: list[tuple[float, int, _Job]] = []  # retries, by when they are due
@@ -216,16 +217,6 @@ class CurlGets:
         crash: BaseException | None = None
         try:
             while not self._closed:
-                while True:
-                    left, ok, failed = multi.info_read()
-                    for handle in ok:
-                        self._finished(multi, handle, active.pop(handle), None, later, order)
-                        idle.append(handle)
-                    for handle, errno, msg in failed:
-                        self._finished(multi, handle, active.pop(handle), (errno, msg), later, order)
-                        idle.append(handle)
-                    if not left:
-                        break
                 now = time.monotonic()
                 while len(active) < self.limit:
                     if later and later[0][0] <= now:
@@ -239,7 +230,19 @@ class CurlGets:
                     handle = idle.pop() if idle else self._handle()
                     self._start(multi, handle, job)
                     active[handle] = job
-                self._wait(events, active, later)
+                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
+                while True:
+                    left, ok, failed = multi.info_read()
+                    for handle in ok:
+                        self._finished(multi, handle, active.pop(handle), None, later, order)
+                        idle.append(handle)
+                    for handle, errno, msg in failed:
+                        self._finished(multi, handle, active.pop(handle), (errno, msg), later, order)
+                        idle.append(handle)
+                    if not left:
+                        break
+                self._wait(multi, active, later)
         except BaseException as exc:  # never leave a consumer waiting on a dead loop
             crash = exc
             raise
@@ -248,7 +251,6 @@ class CurlGets:
             for handle in [*active, *idle]:
                 handle.close()
             multi.close()
-            events.close()
             why = f"reading stopped ({type(crash).__name__}: {crash})" if crash else "reader closed"
             ended = TransientError(f"s3://{self.bucket}: {why}", hint="running again resumes")
             for job in [*active.values(), *(j for _, _, j in later)]:
@@ -259,9 +261,8 @@ class CurlGets:
                 if fut.set_running_or_notify_cancel():
                     fut.set_exception(ended)
 
-    def _wait(self, events: _Events, active: dict[pycurl.Curl, _Job], later: list[tuple[float, int, _Job]]) -> None:
-        """Sleep until a socket is ready, curl's next timeout, a retry is due or a caller
-        woke us; then let curl work on what is ready.
+    def _wait(self, multi: pycurl.CurlMulti, active: dict[pycurl.Curl, _Job], later: list[tuple[float, int, _Job]]) -> None:
+        """Sleep until a socket is ready, curl's next timeout, a retry is due or a caller woke us.
 
         `_sleeping` is raised before the queue is looked at, so a submit either lands
         before that look or sees the flag and writes the wake-up byte: none is missed, and
@@ -269,14 +270,29 @@ class CurlGets:
         self._sleeping = True
         try:
             if self._queue and len(active) < self.limit:
-                events.run(0.0)  # a GET finished and made room for one that is waiting
-                return
-            timeout: float | None = None
-            if later:
-                timeout = max(0.0, later[0][0] - time.monotonic())
-            events.run(timeout)
+                return  # a GET finished and made room for one that is waiting
+            self._sleep(multi, active, later)
         finally:
             self._sleeping = False
+
+    def _sleep(self, multi: pycurl.CurlMulti, active: dict[pycurl.Curl, _Job], later: list[tuple[float, int, _Job]]) -> None:
+        timeout: float | None = None
+        if active:
+            ms = multi.timeout()
+            timeout = 1.0 if ms < 0 else ms / 1000
+        if later:
+            due = max(0.0, later[0][0] - time.monotonic())
+            timeout = due if timeout is None else min(timeout, due)
+        if timeout == 0:
+            return
+        r, w, x = multi.fdset() if active else ([], [], [])
+        ready = select.select([*r, self._wake_r], w, x, timeout)[0]
+        if self._wake_r in ready:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
 
     def _handle(self) -> pycurl.Curl:
         c = pycurl.Curl()
@@ -379,68 +395,6 @@ class CurlGets:
             raise TransientError(f"{what} changed since it was listed", hint="running again moves the new version")
         data = job.buf.getbuffer()
         return Body(job.key, len(data), etag, ctype or None, meta, data=data)
-
-
-class _Events:
-    """libcurl's socket interface on one selector (epoll on Linux, kqueue on macOS): curl
-    says which sockets it waits on and when its next timeout is, and is told which
-    sockets are ready.
-
-    Why not curl_multi_perform and select(2): perform runs every transfer in flight on
-    each call, trying a read on each socket whether or not it has data, and select walks
-    all of them again. With 64 GETs in flight that was 14-16 recv calls per GET (10,000
-    small objects: 146,000-164,000 calls, most of them EAGAIN; with a real network's
-    latency, one completion per wake-up, it would be one for each GET in flight); here
-    curl hears only of the sockets that are ready: 1.4 a GET (14,000)."""
-
-    def __init__(self, multi: pycurl.CurlMulti, wake: socket.socket) -> None:
-        self.multi = multi
-        self.sel = selectors.DefaultSelector()
-        self.wake = wake
-        self.sel.register(wake, selectors.EVENT_READ)
-        self.due: float | None = None  # when curl's timeout expires (monotonic); None: no timeout
-        multi.setopt(pycurl.M_SOCKETFUNCTION, self._socket)
-        multi.setopt(pycurl.M_TIMERFUNCTION, self._timer)
-
-    def _socket(self, what: int, fd: int, multi: Any, data: Any) -> None:
-        mask = ((selectors.EVENT_READ if what & pycurl.POLL_IN else 0)
-                | (selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0))
-        try:
-            if what == pycurl.POLL_REMOVE or not mask:
-                self.sel.unregister(fd)
-            else:
-                self.sel.modify(fd, mask)
-        except KeyError:  # not watched yet, or not any more
-            if mask and what != pycurl.POLL_REMOVE:
-                self.sel.register(fd, mask)
-
-    def _timer(self, ms: int) -> None:
-        self.due = None if ms < 0 else time.monotonic() + ms / 1000
-
-    def run(self, timeout: float | None) -> None:
-        """Wait up to `timeout` (None: as long as curl's own timeout allows, or until
-        woken) for ready sockets and hand them to curl; run curl's timeouts once due."""
-        if self.due is not None:
-            wait = max(0.0, self.due - time.monotonic())
-            timeout = wait if timeout is None else min(timeout, wait)
-        if timeout is None and len(self.sel.get_map()) > 1:
-            timeout = 1.0  # curl keeps a timer while it works: never sleep on none for long
-        for key, ev in self.sel.select(timeout):
-            if key.fileobj is self.wake:
-                try:
-                    while self.wake.recv(4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
-                continue
-            self.multi.socket_action(key.fd, (pycurl.CSELECT_IN if ev & selectors.EVENT_READ else 0)
-                                     | (pycurl.CSELECT_OUT if ev & selectors.EVENT_WRITE else 0))
-        if self.due is not None and self.due <= time.monotonic():
-            self.due = None
-            self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
-
-    def close(self) -> None:
-        self.sel.close()
 
 
 def _error_code(body: bytes) -> str:
