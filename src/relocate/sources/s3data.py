@@ -298,9 +298,16 @@ class ObjectReader:
                     return None
                 creds = _boto_credentials(self._aws)
 
+                last: list[Any] = [None, None]  # botocore's last frozen triple, and its Creds
+
                 def frozen() -> Creds:
+                    # Asked once per GET: the same Creds (and Secrets) while botocore's
+                    # credentials stay the same, new ones the moment they are refreshed.
                     f = creds.get_frozen_credentials()
-                    return Creds(f.access_key, Secret(f.secret_key), Secret(f.token) if f.token else None)
+                    if f != last[0]:
+                        last[:] = [f, Creds(f.access_key, Secret(f.secret_key), Secret(f.token) if f.token else None)]
+                    made: Creds = last[1]
+                    return made
 
                 from botocore.httpsession import get_cert_path
 
