@@ -14,6 +14,7 @@ in turn), each traced by bench/timeline/sitecustomize.py, and prints per run:
   first bytes (what a lane waiting for its answer costs).
 
     python bench/bench_timeline.py --corpus tiny --scale 0.5 --runs 3 --baseline /tmp/base/src
+    python bench/bench_timeline.py --corpus tiny --scale 1 --runs 3 --phases   # the steps before and after the engine
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ def analyse(run: dict, verbose: bool) -> dict[str, float]:
     return figures
 
 
+def print_phases(run: dict) -> None:
+    """Each timed step of one run: start and end in seconds from the process's start
+    (interpreter start-up included), its length, its thread."""
+    for thread, name, start, end in sorted(run.get("phases", ()), key=lambda p: p[2]):
+        print(f"      {run['boot'] + start:6.3f} {run['boot'] + end:6.3f} {end - start:6.3f}  {thread[:12]:12s} {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="tiny")
@@ -88,6 +96,8 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=None)
     ap.add_argument("--baseline", default=None, metavar="SRC")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every lane's events")
+    ap.add_argument("--phases", action="store_true",
+                    help="print when each main step ran (login, listing, gather, plan, engine, sidecar, manifest, check)")
     args = ap.parse_args()
     import servers
     from helpers import make_config
@@ -138,6 +148,8 @@ def compare(args: argparse.Namespace, lanes: int, work: Path, weed, sshd, make_c
             run = json.loads(out.read_text().splitlines()[-1])
             print(f"  run {i} {label}:", flush=True)
             f = analyse(run, args.verbose)
+            if args.phases:
+                print_phases(run)
             print("    " + "  ".join(f"{k} {v:.2f}" for k, v in f.items()), flush=True)
             results[label].append(f)
     for label, runs in results.items():

@@ -6,6 +6,11 @@ alike, so a baseline tree can be traced too): each lane's batch events (stream s
 tail written, answer read, commit), the S3 GETs in flight (every whole read's start
 and end), the lanes' logins; at exit the events go, as one JSON line, to the file
 named by BENCH_TIMELINE_OUT. Nothing here changes what relocate does.
+
+It also times the move's main steps (STEPS: the login, the listing, the gather, the
+plan, the engine, the sidecar, the manifest, the final check), each call's thread,
+start and end, so `bench_timeline.py --phases` can say where the time before the
+first GET and after the last answer goes.
 """
 
 import atexit
@@ -20,6 +25,43 @@ import time
 _T0 = time.monotonic()
 _EVENTS = []  # (t, kind, lane, batch, n)
 _GETS = []  # (t, +1 | -1)
+_PHASES = []  # (thread, step, start, end)
+
+# module -> the functions and methods of it timed as steps
+STEPS = {
+    "relocate.workflow": ["prepare"],
+    "relocate.sources.aws": ["Aws._make_session", "Aws.client"],
+    "relocate.sources.inventory": ["take_inventory"],
+    "relocate.ssh.connection": ["Connection.connect"],
+    "relocate.execute.gather": ["look_ahead", "gather"],
+    "relocate.plan.build": ["build_plan"],
+    "relocate.execute.runner": ["run_move"],
+    "relocate.kinds.objects": ["Objects.apply", "verify_objects"],
+    "relocate.execute.objects": ["BucketPusher.run"],
+    "relocate.targets.files": ["write_file_atomic"],
+    "relocate.snapshot.store": ["write_json_atomic"],
+    "relocate.execute.verify": ["verify_snapshot"],
+}
+
+
+def _step(name, fn):
+    def call(*args, **kwargs):
+        start = time.monotonic() - _T0
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _PHASES.append((threading.current_thread().name, name, start, time.monotonic() - _T0))
+    call.__wrapped__ = fn
+    return call
+
+
+def _steps(module):
+    for qual in STEPS.get(module.__name__, ()):
+        owner, _, attr = qual.rpartition(".")
+        holder = getattr(module, owner) if owner else module
+        fn = getattr(holder, attr, None)
+        if fn is not None:
+            setattr(holder, attr, _step(qual, fn))
 _lock = threading.Lock()
 
 
@@ -106,12 +148,12 @@ def _patch(m):
 
 
 class _Finder:
-    """Patch relocate.execute.objects right after it is first executed."""
+    """Patch relocate.execute.objects, and time the STEPS of each module in it, right
+    after the module is first executed."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "relocate.execute.objects":
+        if name != "relocate.execute.objects" and name not in STEPS:
             return None
-        sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
             return spec
@@ -119,7 +161,9 @@ class _Finder:
 
         def exec_module(module):
             orig(module)
-            _patch(module)
+            if module.__name__ == "relocate.execute.objects":
+                _patch(module)
+            _steps(module)
         spec.loader.exec_module = exec_module
         return spec
 
@@ -133,7 +177,7 @@ def _dump():
         return
     ev("exit")
     with open(out, "a") as fh:
-        fh.write(json.dumps({"boot": _BOOT, "events": _EVENTS, "gets": _GETS, "label": os.environ.get("BENCH_TIMELINE_LABEL", "")}) + "\n")
+        fh.write(json.dumps({"boot": _BOOT, "events": _EVENTS, "gets": _GETS, "phases": _PHASES, "label": os.environ.get("BENCH_TIMELINE_LABEL", "")}) + "\n")
 
 
 if os.environ.get("BENCH_TIMELINE_OUT"):
