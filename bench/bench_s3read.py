@@ -11,7 +11,7 @@ variant in turn, round after round, and prints each one's median wall time and p
 
 Each line also gives the child's own CPU seconds (user+sys), steadier than wall time here.
 
-Variants: rclone (`rclone copy --transfers 16 --checkers 16`); relocate
+Variants: rclone (`rclone copy --transfers N --checkers N`, N relocate's default --transfers); relocate
 (bench_transfer.py's leg_s3read: ObjectReader.get_many, 4 lanes, small bodies on one
 libcurl multi handle); obstore (the same with RELOCATE_S3_GETS=threads: small bodies by
 obstore on a thread pool, as before sources/s3gets.py); lanesN (relocate with N lanes);
@@ -128,7 +128,9 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variants", default="rclone,relocate")
-    ap.add_argument("--transfers", type=int, default=16)
+    from relocate.settings import TRANSFERS
+
+    ap.add_argument("--transfers", type=int, default=TRANSFERS, help="rclone's and relocate's alike (relocate's default)")
     ap.add_argument("--check", action="store_true", help="compare every relocate download with the corpus")
     args = ap.parse_args()
     corpora = args.corpus.split(",")

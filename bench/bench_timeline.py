@@ -92,7 +92,9 @@ def main() -> None:
     ap.add_argument("--corpus", default="tiny")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--transfers", type=int, default=16)
+    from relocate.settings import TRANSFERS
+
+    ap.add_argument("--transfers", type=int, default=TRANSFERS)
     ap.add_argument("--lanes", type=int, default=None)
     ap.add_argument("--baseline", default=None, metavar="SRC")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every lane's events")

@@ -321,7 +321,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="media,tiny", help="comma list of media, tiny, big")
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--transfers", type=int, default=16, help="parallel S3 reads (rclone and relocate alike)")
+    from relocate.settings import TRANSFERS
+
+    ap.add_argument("--transfers", type=int, default=TRANSFERS,
+                    help="parallel S3 reads, rclone and relocate alike (default: relocate's own default)")
     ap.add_argument("--lanes", type=int, default=None, help="relocate's parallel SSH connections (default: relocate's own)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--settle", type=float, default=65.0,

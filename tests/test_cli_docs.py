@@ -60,3 +60,13 @@ def test_a_flag_shows_no_value_in_help() -> None:
         assert run.exit_code == 0, run.stderr
         assert "<bool>" not in run.stdout, args
     assert re.search(r"--transfers\s.*<int", cli("move", "--help").stdout)
+
+
+def test_move_help_states_the_defaults_it_describes() -> None:
+    # rich reads "[default: ...]" in a help text as markup and drops it unless escaped:
+    # `--lanes` said nothing of its default until this test.
+    from relocate.settings import TRANSFERS
+
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", cli("move", "--help").stdout).split())
+    assert f"in parallel [default: {TRANSFERS}]" in text
+    assert "[default: the number of CPUs, from 2 to 4]" in text

@@ -16,7 +16,7 @@ from relocate.errors import ExitCode, UsageError
 from relocate.execute import gate
 from relocate.execute.runner import run_move
 from relocate.plan import deadline
-from relocate.settings import Settings, Switches
+from relocate.settings import TRANSFERS, Settings, Switches
 from relocate.workflow import check_drift, load_any, prepare, saved_steps
 
 
@@ -27,10 +27,11 @@ def register(app: typer.Typer) -> None:
         file: Path = options.CONFIG,
         yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
         allow_drift: bool = typer.Option(False, "--allow-drift", help="Move even if the source changed since the saved plan."),
-        transfers: int = typer.Option(16, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", help="Objects read from S3 in parallel."),
+        transfers: int = typer.Option(TRANSFERS, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", show_default=False,
+                                      help=f"Objects read from S3 in parallel \\[default: {TRANSFERS}]."),
         lanes: Optional[int] = typer.Option(None, "--lanes", min=1, max=16, envvar="RELOCATE_LANES", show_default=False,
                                             help="Parallel SSH connections (one stream of batches each) for bulk data "
-                                                 "[default: the number of CPUs, from 2 to 4]."),
+                                                 "\\[default: the number of CPUs, from 2 to 4]."),
         bwlimit: Optional[str] = typer.Option(None, "--bwlimit", metavar="RATE", envvar="RELOCATE_BWLIMIT",
                                               help="Cap the bulk transfer rate over all lanes, bytes/s: 800k, 10M, 1.5G."),
         keep_snapshot: bool = typer.Option(False, "--keep-snapshot", help="Also keep a local copy of every object in the snapshot."),

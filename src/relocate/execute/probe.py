@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 
 from relocate.execute.objects import BucketPusher
-from relocate.settings import Transfer, Tuning, default_lanes
+from relocate.settings import TRANSFERS, Transfer, Tuning, default_lanes
 from relocate.plan.build import Rates, Sample, human_bytes
 from relocate.snapshot.keymap import map_keys
 from relocate.sources.aws import Aws
@@ -35,7 +35,6 @@ from relocate.ssh.connection import Connection
 
 SAMPLE_OBJECTS = 200
 SAMPLE_BYTES = 48 << 20
-TRANSFERS = 16  # move's default --transfers
 
 
 def pick_sample(inventory: Inventory, max_objects: int = SAMPLE_OBJECTS,
