@@ -141,11 +141,17 @@ def _listing_200_error(operation_model: Any, response_dict: dict[str, Any], **kw
         m = _ROOT.match(body)
         if m is not None and m.group(1) != b"Error" and body.rstrip().endswith(b"</" + m.group(1) + b">"):
             return
-    handlers._handle_200_error(operation_model, response_dict, **kwargs)
+    _BOTOCORE_200_CHECK(operation_model, response_dict, **kwargs)
+
+
+# A private botocore function: a botocore without it keeps its own check (quicker_listings).
+_BOTOCORE_200_CHECK: Any = getattr(handlers, "_handle_200_error", None)
 
 
 def quicker_listings(client: Any) -> None:
     """Swap botocore's 200-error check for _listing_200_error on an S3 client."""
+    if _BOTOCORE_200_CHECK is None:
+        return
     events = client.meta.events
-    events.unregister("before-parse.s3.*", handlers._handle_200_error)
+    events.unregister("before-parse.s3.*", _BOTOCORE_200_CHECK)
     events.register_first("before-parse.s3.*", _listing_200_error)
