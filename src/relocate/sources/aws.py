@@ -62,13 +62,14 @@ class Aws:
         import botocore.exceptions
         from botocore.config import Config as BotoConfig
 
-        from relocate.sources.awsparse import parser_factory
+        from relocate.sources.awsparse import parser_factory, quicker_listings
 
         try:
             session = boto3.Session(profile_name=self.spec.profile, region_name=self.spec.region)
         except botocore.exceptions.ProfileNotFound as exc:
             raise SourceError(f"source.aws.profile: {exc}") from None
         session._session.register_component("response_parser_factory", parser_factory())
+        quicker_listings(session._session.get_component("event_emitter"))  # every client made from here on
         # Standard retry mode handles throttling/5xx with backoff; the pool grows with
         # our concurrency (botocore's default of 10 would serialise a thread pool).
         config = BotoConfig(
@@ -87,10 +88,6 @@ class Aws:
             session = self.session
             client = session.client(service, endpoint_url=self.spec.endpoint_url, config=self._config)
             client.meta.events.register("before-call", _refuse_writes)
-            if service == "s3":
-                from relocate.sources.awsparse import quicker_listings
-
-                quicker_listings(client)
             self._clients[service] = client
         return self._clients[service]
 
