@@ -663,13 +663,12 @@ class BucketPusher:
 
     def _add(self, sink: BinaryIO, wire: Wire, obj: ObjectInfo, body: Body, flight: _Flight) -> tuple[DoneObject, int]:
         path = self.paths[obj.key]
-        what = f"s3://{self.bucket}/{obj.key}"
+        target = posixpath.join(self.dest, path)  # relative to the root: in the receipt and the journal
         if body.size != obj.size:
-            raise _SourceError(f"{what}: size is {body.size}, listed {obj.size} (changed while moving?)", hint="running again resumes")
+            raise self._read_error(obj, f"size is {body.size}, listed {obj.size} (changed while moving?)")
         header = wire.header(path, obj)
         if wire.receipts:  # the receiver's receipt of this file, should this run be killed before journalling it
-            header = wire.note(describe(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
-                                        body.content_type, body.metadata)) + header
+            header = wire.note(describe(self.bucket, obj.key, obj.etag, obj.size, target, body.content_type, body.metadata)) + header
         sink.write(header)
         tee = None
         if self.keep_dir is not None:
@@ -682,7 +681,7 @@ class BucketPusher:
             for chunk in body.iter_chunks():
                 n = len(chunk)
                 if count + n > obj.size:
-                    raise _SourceError(f"{what}: longer than listed (changed while moving?)", hint="running again resumes")
+                    raise self._read_error(obj, "longer than listed (changed while moving?)")
                 sha.update(chunk)
                 sink.write(chunk)
                 if tee is not None:
@@ -693,22 +692,24 @@ class BucketPusher:
         except RelocateError:
             raise
         except (OSError, ValueError) as exc:
-            raise _SourceError(f"{what}: read failed ({exc})", hint="running again resumes") from None
+            raise self._read_error(obj, f"read failed ({exc})") from None
         except Exception as exc:  # obstore stream errors surface as plain exceptions mid-iteration
-            raise _SourceError(f"{what}: read failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                                 hint="running again resumes") from None
+            raise self._read_error(obj, f"read failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         finally:
             if body.close is not None:
                 body.close()
             if tee is not None:
                 tee.close()
         if count != obj.size:
-            raise _SourceError(f"{what}: read {count} bytes, listed {obj.size}", hint="running again resumes")
+            raise self._read_error(obj, f"read {count} bytes, listed {obj.size}")
         trailer = wire.trailer(obj.size, sha.digest())
         sink.write(trailer)
-        done = DoneObject(self.bucket, obj.key, obj.etag, obj.size, posixpath.join(self.dest, path),
-                          sha.hexdigest(), body.content_type, body.metadata)
+        done = DoneObject(self.bucket, obj.key, obj.etag, obj.size, target, sha.hexdigest(), body.content_type, body.metadata)
         return done, len(header) + obj.size + len(trailer)
+
+    def _read_error(self, obj: ObjectInfo, why: str) -> _SourceError:
+        """A body that could not be read whole as listed (made only when one fails)."""
+        return _SourceError(f"s3://{self.bucket}/{obj.key}: {why}", hint="running again resumes")
 
     def _check_staged(self, done: list[DoneObject], got: dict[str, str]) -> None:
         bad = [d.key for d in done if got.get(layout.under(d.path, self.dest)) != d.sha256]
