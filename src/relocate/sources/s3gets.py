@@ -34,7 +34,6 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
@@ -140,7 +139,7 @@ class _Job:
     future: Future[Body]
     tries: int = 0
     first_failure: float = 0.0
-    buf: BytesIO = field(init=False)  # body and header lines of the current try, set by _start
+    body: list[bytes] = field(init=False)  # body chunks and header lines of the current try, set by _start
     head: list[bytes] = field(init=False)
 
 
@@ -314,11 +313,11 @@ class CurlGets:
 
     def _start(self, multi: pycurl.CurlMulti, c: pycurl.Curl, job: _Job) -> None:
         url, host, path = self.address(job.key)
-        job.buf = BytesIO()
+        job.body = []
         job.head = []
         c.setopt(pycurl.URL, url)
         c.setopt(pycurl.HTTPHEADER, self.signer.headers(self.credentials(), host, path, time.time()))
-        c.setopt(pycurl.WRITEFUNCTION, job.buf.write)
+        c.setopt(pycurl.WRITEFUNCTION, job.body.append)
         c.setopt(pycurl.HEADERFUNCTION, job.head.append)
         multi.add_handle(c)
 
@@ -338,7 +337,7 @@ class CurlGets:
             job.future.set_exception(TransientError(f"{what}: vanished since it was listed",
                                                     hint="running again moves what is there now"))
             return
-        code = _error_code(job.buf.getvalue())
+        code = _error_code(b"".join(job.body))
         if status == 403 and code == "AccessDenied":
             job.future.set_exception(SourceError(f"{what}: access denied (AccessDenied)",
                                                  hint="grant read access to these credentials"))
@@ -393,7 +392,7 @@ class CurlGets:
                 meta[name[11:].decode("latin-1")] = value.strip().decode("latin-1")
         if job.etag and etag and etag != job.etag:
             raise TransientError(f"{what} changed since it was listed", hint="running again moves the new version")
-        data = job.buf.getbuffer()
+        data = memoryview(job.body[0] if len(job.body) == 1 else b"".join(job.body))
         return Body(job.key, len(data), etag, ctype or None, meta, data=data)
 
 
