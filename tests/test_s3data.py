@@ -362,3 +362,27 @@ def test_many_dense_prefixes_are_listed_side_by_side(reader_for, s3_server, monk
         got = inventory.list_bucket(aws, BucketSpec(reader.bucket, "", "data")).objects
         assert [o.key for o in got] == sorted(keys)
         assert sorted(c["Prefix"] for c in calls if "Delimiter" not in c and "MaxKeys" not in c) == want_whole
+
+
+def test_the_session_takes_profile_and_region_as_boto3_did(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aws makes botocore's session itself (boto3's import is not on the way to the first
+    listing): relocate.yaml's region over the profile's, the profile's where relocate
+    asks for the user's default (`discover`), and an unknown profile is one clear error
+    naming source.aws.profile, as with boto3.Session."""
+    from relocate.errors import SourceError
+    from relocate.sources.discover import default_region
+
+    conf = tmp_path / "config"
+    conf.write_text("[profile far]\nregion = ap-southeast-2\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    assert default_region("far") == boto3.Session(profile_name="far").region_name == "ap-southeast-2"
+    aws = Aws(AwsSpec(profile="far", region="eu-north-1"))
+    assert aws.region_name == aws.client("s3").meta.region_name == "eu-north-1"
+    assert default_region(None) == "us-east-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "sa-east-1")
+    assert default_region(None) == "sa-east-1"
+    with pytest.raises(SourceError, match=r"source\.aws\.profile: .*nope"):
+        Aws(AwsSpec(profile="nope")).client("s3")

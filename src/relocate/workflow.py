@@ -21,7 +21,6 @@ from relocate.errors import ConfigError, DriftError, RelocateError
 from relocate.execute.gather import Gathered, gather, list_source, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan, PlanVerdict, VerdictFinding
-from relocate.policy.schema import HOST_KINDS
 from relocate.settings import Settings
 from relocate.sources.aws import Aws
 from relocate.ssh.openssh import OpenSsh
@@ -37,8 +36,9 @@ def provider_verdict(config: Config, opts: Settings, today: dt.date | None = Non
     """
     if not config.provider:
         return None
-    from relocate.policy import engine, profiles
+    from relocate.policy import engine, profiles  # a move without target.provider never loads the policy code
     from relocate.policy.app import app_from_parts
+    from relocate.policy.schema import HOST_KINDS
 
     app = app_from_parts(list(config.app.content), config.app.moderation, config.app.dependencies)
     profileset = profiles.load_profile_dirs(opts.profile_dirs)

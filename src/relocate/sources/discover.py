@@ -289,7 +289,7 @@ def all_regions(aws: Aws) -> list[str]:
 
 
 class _SharedAws(Aws):
-    """Aws whose clients may be asked for from many threads: boto3 sessions are not
+    """Aws whose clients may be asked for from many threads: botocore sessions are not
     thread-safe while creating clients (made clients are)."""
 
     _lock = threading.Lock()
@@ -301,10 +301,11 @@ class _SharedAws(Aws):
 
 def default_region(profile: str | None) -> str:
     """The region the user's AWS config names (AWS_DEFAULT_REGION, the profile), else us-east-1."""
-    import boto3
+    import botocore.session
 
     try:
-        return boto3.Session(profile_name=profile).region_name or "us-east-1"
+        region: str | None = botocore.session.Session(profile=profile).get_config_variable("region")
+        return region or "us-east-1"
     except botocore.exceptions.ProfileNotFound as exc:
         raise translate(exc, "--profile") from None
 

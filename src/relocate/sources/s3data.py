@@ -250,7 +250,7 @@ class ObjectReader:
         self.bucket = bucket
         self.s3 = aws.client("s3")
         spec = aws.spec
-        kw: dict[str, Any] = {"region": spec.region or aws.session.region_name or "us-east-1"}
+        kw: dict[str, Any] = {"region": spec.region or aws.region_name or "us-east-1"}
         # The endpoint boto3 actually resolved (relocate.yaml, or AWS_ENDPOINT_URL_S3 and
         # friends): obstore reads env vars of its own, and must not disagree with boto3.
         endpoint = spec.endpoint_url or self.s3.meta.endpoint_url
@@ -311,7 +311,7 @@ class ObjectReader:
 
                 from botocore.httpsession import get_cert_path
 
-                session = self._aws.session._session
+                session = self._aws.session
                 self._gets = CurlGets(endpoint=self._endpoint, bucket=self.bucket, region=self._region,
                                       virtual=self._virtual, credentials=frozen,
                                       fallback=lambda key, size: self._get_boto(key, size, True, f"s3://{self.bucket}/{key}"),

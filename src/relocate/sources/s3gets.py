@@ -303,9 +303,10 @@ class CurlGets:
         c.setopt(pycurl.LOW_SPEED_TIME, 60)
         c.setopt(pycurl.FOLLOWLOCATION, 0)
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        # Bodies reach Python (BytesIO.write) once per receive buffer: 256 KiB instead of
-        # libcurl's 16 KiB makes a 256 KiB body one or a few reads and calls, not 16+
-        # (client CPU 510-590 -> 400-440 us per 256 KiB GET here); 16 handles, 4 MiB.
+        # A receive buffer of 256 KiB instead of libcurl's 16 KiB: a 256 KiB body is one or
+        # a few recv(2) calls, not 16+ (client CPU 510-590 -> 400-440 us per 256 KiB GET
+        # here). libcurl still hands the body to Python in 16 KiB pieces (CURL_MAX_WRITE_SIZE);
+        # they are kept in a list and joined once (_body). 32 handles, 8 MiB.
         c.setopt(pycurl.BUFFERSIZE, RECV_BUFFER)
         if self.ca_bundle:
             c.setopt(pycurl.CAINFO, self.ca_bundle)
