@@ -222,12 +222,18 @@ def test_fast_listing_parser_agrees_with_botocore() -> None:
     client = Aws(AwsSpec(region="us-east-1", endpoint_url="http://127.0.0.1:9")).client("s3")
     for op in ("ListObjectsV2", "ListObjects", "ListObjectVersions"):
         shape = client.meta.service_model.operation_model(op).output_shape
-        response = {"body": _LISTING.replace(b"Contents", b"Version") if op == "ListObjectVersions" else _LISTING,
-                    "headers": {}, "status_code": 200}
+        body = _LISTING
+        if op == "ListObjectVersions":  # versions and delete markers interleaved, as S3 sends them
+            marker = (b"<DeleteMarker><Key>gone</Key><VersionId>v&#49;</VersionId><IsLatest>true</IsLatest>"
+                      b"<LastModified>2026-11-27T10:40:00.000Z</LastModified></DeleteMarker>")
+            body = _LISTING.replace(b"Contents", b"Version").replace(b"<Version><Key>one", marker + b"<Version><Key>one")
+            body = body.replace(b"<CommonPrefixes>", marker.replace(b"gone", b"gone2") + b"<CommonPrefixes>", 1)
+        response = {"body": body, "headers": {}, "status_code": 200}
         want = RestXMLParser(timestamp_parser=_timestamp).parse(dict(response), shape)
         got = _ListingXmlParser(timestamp_parser=_timestamp).parse(dict(response), shape)
         assert got == want, op
     assert len(got["Versions"]) == 3 and got["Versions"][1]["ChecksumAlgorithm"] == ["CRC32", "SHA256"]
+    assert [(m["Key"], m["VersionId"], m["IsLatest"]) for m in got["DeleteMarkers"]] == [("gone", "v1", True), ("gone2", "v1", True)]
 
 
 def _simple_page(n: int, extra: bytes = b"") -> bytes:

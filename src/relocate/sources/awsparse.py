@@ -77,10 +77,9 @@ class _ListingXmlParser(RestXMLParser):
 
     A whole listing page (ListObjectsV2, ListObjects, ListObjectVersions) goes faster
     still: its entries (`<Contents>`, `<Version>`, `<DeleteMarker>`, `<CommonPrefixes>`)
-    are cut out of the bytes with one regex each and converted field by field, with no
-    element tree (ElementTree's tree was ~10 us an entry, the walk over it another 10;
-    now ~4 for both), and only the rest of the page (name, token, counts) goes through
-    botocore. An entry with a nested field (Owner, RestoreStatus) is parsed alone as XML;
+    are cut out of the decoded page with plain splits and converted field by field, with
+    no element tree (a SeaweedFS page of 1,000 entries: 13-19 ms with the tree, 9-12
+    without), and only the rest of the page (name, token, counts) goes through botocore. An entry with a nested field (Owner, RestoreStatus) is parsed alone as XML;
     a page with anything an XML parser would refuse or rewrite (a stray `&`, a control
     character, CDATA, an entry tag with attributes) goes to botocore's path whole.
     """
@@ -154,7 +153,6 @@ class _ListingXmlParser(RestXMLParser):
             name, _, member = plan[tag]
             parsed[name] = self._parse_shape(member, nodes)
         return parsed
-
 
     def _entry_lists(self, shape: Any) -> dict[str, tuple[str, Any, dict[str, tuple[str, str | None, Any]]]] | None:
         """For a listing's output shape, per entry tag: the member it fills, the entry's
