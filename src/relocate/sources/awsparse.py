@@ -139,16 +139,7 @@ class _ListingXmlParser(RestXMLParser):
             if name in parsed:
                 return super()._handle_structure(shape, node)
             text = child.text
-            if text is None:
-                text = ""
-            if kind == "s":
-                parsed[name] = text
-            elif kind == "i":
-                parsed[name] = int(text)
-            elif kind == "t":
-                parsed[name] = self._timestamp_parser(text)
-            else:
-                parsed[name] = text == "true"
+            parsed[name] = self._scalar(kind, "" if text is None else text)
         for tag, nodes in others.items():
             name, _, member = plan[tag]
             parsed[name] = self._parse_shape(member, nodes)
@@ -227,24 +218,25 @@ class _ListingXmlParser(RestXMLParser):
             name, kind, member = entry
             if "&" in text:
                 text = _unescape(text)
-            if kind == "s":
-                if name in parsed:
-                    return None
-                parsed[name] = text
-            elif kind is None:
+            if kind is None:
                 if member.type_name == "list" and member.member.type_name == "string":
                     parsed.setdefault(name, []).append(text)  # ChecksumAlgorithm, one element per value
                     continue
                 return None
-            elif name in parsed:
+            if name in parsed:
                 return None
-            elif kind == "i":
-                parsed[name] = int(text)
-            elif kind == "t":
-                parsed[name] = self._timestamp_parser(text)
-            else:
-                parsed[name] = text == "true"
+            parsed[name] = self._scalar(kind, text)
         return parsed
+
+    def _scalar(self, kind: str, text: str) -> Any:
+        """A scalar field's text converted as botocore converts it (kind: a letter of _KINDS)."""
+        if kind == "s":
+            return text
+        if kind == "i":
+            return int(text)
+        if kind == "t":
+            return self._timestamp_parser(text)
+        return text == "true"
 
 
 class _ParserFactory(ResponseParserFactory):
