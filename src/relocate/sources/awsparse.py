@@ -79,9 +79,10 @@ class _ListingXmlParser(RestXMLParser):
     still: its entries (`<Contents>`, `<Version>`, `<DeleteMarker>`, `<CommonPrefixes>`)
     are cut out of the decoded page with plain splits and converted field by field, with
     no element tree (a SeaweedFS page of 1,000 entries: 13-19 ms with the tree, 6-12
-    without), and only the rest of the page (name, token, counts) goes through botocore. An entry with a nested field (Owner, RestoreStatus) is parsed alone as XML;
-    a page with anything an XML parser would refuse or rewrite (a stray `&`, a control
-    character, CDATA, an entry tag with attributes) goes to botocore's path whole.
+    without), and only the rest of the page (name, token, counts) goes through botocore.
+    An entry with a nested field (Owner, RestoreStatus) is parsed alone as XML; a page
+    with anything an XML parser would refuse or rewrite (a stray `&`, a control
+    character, a CR, CDATA, an entry tag with attributes) goes to botocore's path whole.
     """
 
     _FAST = frozenset({"Object", "CommonPrefix", "ObjectVersion", "DeleteMarkerEntry"})
