@@ -90,9 +90,8 @@ class _ListingXmlParser(RestXMLParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple[Any, dict[str, tuple[str, str | None, Any]] | None]] = {}
         self._tags: dict[str, str] = {}
-        self._pages: dict[int, tuple[Any, Any]] = {}
+        self._shapes: dict[tuple[str, int], tuple[Any, Any]] = {}  # (what, id(shape)) -> (shape, what was derived)
 
     def _node_tag(self, node: Any) -> str:
         """botocore's (the tag without its namespace: a regex substitution, six per listed
@@ -102,10 +101,22 @@ class _ListingXmlParser(RestXMLParser):
             tag = self._tags[node.tag] = super()._node_tag(node)
         return tag
 
-    def _plan(self, shape: Any) -> dict[str, tuple[str, str | None, Any]] | None:
-        got = self._plans.get(id(shape))
+    def _per_shape(self, what: str, shape: Any, make: Any) -> Any:
+        """make(shape), once per shape the model holds (kept by id, checked by identity)."""
+        got = self._shapes.get((what, id(shape)))
         if got is not None and got[0] is shape:
             return got[1]
+        made = make(shape)
+        self._shapes[(what, id(shape))] = (shape, made)
+        return made
+
+    def _plan(self, shape: Any) -> dict[str, tuple[str, str | None, Any]] | None:
+        """Per XML tag of a structure: (member name, scalar kind or None, member shape);
+        None when the structure has XML attributes (botocore's generic path then)."""
+        plan: dict[str, tuple[str, str | None, Any]] | None = self._per_shape("plan", shape, self._make_plan)
+        return plan
+
+    def _make_plan(self, shape: Any) -> dict[str, tuple[str, str | None, Any]] | None:
         members: dict[str, tuple[str, str | None, Any]] = {}
         plan: dict[str, tuple[str, str | None, Any]] | None = members
         for name, member in shape.members.items():
@@ -116,7 +127,6 @@ class _ListingXmlParser(RestXMLParser):
             if ser.get("location") in self.KNOWN_LOCATIONS or ser.get("eventheader"):
                 continue
             members[self._member_key_name(member, name)] = (name, self._KINDS.get(member.type_name), member)
-        self._plans[id(shape)] = (shape, plan)
         return plan
 
     def _handle_structure(self, shape: Any, node: Any) -> Any:
@@ -149,10 +159,11 @@ class _ListingXmlParser(RestXMLParser):
     def _entry_lists(self, shape: Any) -> dict[str, tuple[str, Any, dict[str, tuple[str, str | None, Any]]]] | None:
         """For a listing's output shape, per entry tag: the member it fills, the entry's
         shape and its plan; None for any other shape."""
-        got = self._pages.get(id(shape))
-        if got is not None and got[0] is shape:
-            cached: dict[str, tuple[str, Any, dict[str, tuple[str, str | None, Any]]]] | None = got[1]
-            return cached
+        found: dict[str, tuple[str, Any, dict[str, tuple[str, str | None, Any]]]] | None = self._per_shape(
+            "entries", shape, self._make_entry_lists)
+        return found
+
+    def _make_entry_lists(self, shape: Any) -> dict[str, tuple[str, Any, dict[str, tuple[str, str | None, Any]]]] | None:
         lists: dict[str, tuple[str, Any, dict[str, tuple[str, str | None, Any]]]] = {}
         for name, member in shape.members.items():
             if member.type_name != "list" or not member.serialization.get("flattened") or member.member.name not in self._FAST:
@@ -160,7 +171,6 @@ class _ListingXmlParser(RestXMLParser):
             plan = self._plan(member.member)
             if plan is not None:
                 lists[self._member_key_name(member, name)] = (name, member.member, plan)
-        self._pages[id(shape)] = (shape, lists or None)
         return lists or None
 
     def _parse_payload(self, response: dict[str, Any], shape: Any, member_shapes: Any, final_parsed: dict[str, Any]) -> None:
