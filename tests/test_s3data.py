@@ -9,6 +9,7 @@ libcurl (the default) and by the thread pool (RELOCATE_S3_GETS=threads, or no py
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import boto3
@@ -439,3 +440,39 @@ def test_the_session_takes_profile_and_region_as_boto3_did(tmp_path, monkeypatch
     assert default_region(None) == "sa-east-1"
     with pytest.raises(SourceError, match=r"source\.aws\.profile: .*nope"):
         Aws(AwsSpec(profile="nope")).client("s3")
+
+
+def test_the_model_loader_gives_botocores_models_and_errors(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sources/botomodels.py loads models into plain dicts and checks only the service
+    asked for: the same models as botocore's own loader, the same UnknownServiceError
+    naming every known service, and AWS_DATA_PATH's models found first."""
+    import botocore.exceptions
+    import botocore.session
+
+    from relocate.sources.botomodels import model_loader
+
+    plain, stock = model_loader(None), botocore.session.Session().get_component("data_loader")
+    for service, kind in (("s3", "service-2"), ("s3", "endpoint-rule-set-1"), ("ssm", "paginators-1"),
+                          ("secretsmanager", "service-2"), ("route53", "waiters-2")):
+        ours = plain.load_service_model(service, kind)
+        assert type(ours) is dict
+        assert ours == stock.load_service_model(service, kind)
+    assert plain.load_data("endpoints") == stock.load_data("endpoints")
+    known = plain.list_available_services("service-2")
+    assert "s3" in known and "no-such-service" not in known and "../s3" not in known
+    assert list(known) == stock.list_available_services("service-2")
+    with pytest.raises(botocore.exceptions.UnknownServiceError) as err:
+        plain.load_service_model("no-such-service", "service-2")
+    assert "s3, s3control" in str(err.value).replace("\n", " ")
+
+    # A model under AWS_DATA_PATH wins, as with botocore's loader (here: one operation fewer).
+    model = dict(stock.load_service_model("sts", "service-2"))
+    model["operations"] = {k: v for k, v in model["operations"].items() if k != "GetSessionToken"}
+    version = model["metadata"]["apiVersion"]
+    (tmp_path / "sts" / version).mkdir(parents=True)
+    (tmp_path / "sts" / version / "service-2.json").write_text(json.dumps(model))
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    sts = Aws(AwsSpec(region="eu-west-1")).client("sts")
+    assert hasattr(sts, "get_caller_identity") and not hasattr(sts, "get_session_token")

@@ -72,6 +72,7 @@ class Aws:
         from botocore.config import Config as BotoConfig
 
         from relocate.sources.awsparse import parser_factory, quicker_listings
+        from relocate.sources.botomodels import model_loader
 
         session = botocore.session.Session(profile=self.spec.profile)
         try:
@@ -80,6 +81,7 @@ class Aws:
             raise SourceError(f"source.aws.profile: {exc}") from None
         if self.spec.region:
             session.set_config_variable("region", self.spec.region)
+        session.register_component("data_loader", model_loader(session.get_config_variable("data_path")))
         session.register_component("response_parser_factory", parser_factory())
         quicker_listings(session.get_component("event_emitter"))  # every client made from here on
         # Standard retry mode handles throttling/5xx with backoff; the pool grows with
