@@ -41,7 +41,9 @@ ENGINE = ("relocate.execute.objects", "relocate.execute.wire", "relocate.sources
           "obstore", "pycurl")
 # Loaded only when relocate.yaml configures them.
 OTHER_KINDS = ("relocate.kinds.dns", "relocate.kinds.databases", "relocate.kinds.deploy", "relocate.kinds.hostfiles",
-               "dns", "relocate.execute.pg", "relocate.execute.mysql")
+               "dns", "relocate.execute.pg", "relocate.execute.mysql",
+               # the terms checks: only with target.provider (settings.profile_dirs reads the env var)
+               "relocate.policy.schema", "relocate.policy.profiles", "relocate.policy.engine")
 # paramiko's `invoke` (ssh/deferred.py): only for a `Match exec` in ~/.ssh/config.
 DEFERRED = ("invoke.context",)
 

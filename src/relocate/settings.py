@@ -170,14 +170,29 @@ class Settings:
         """The CLI edge: the command's options plus every RELOCATE_* variable the library
         uses, read here once (`env`: the CLI passes os.environ). A bad value is exit 2
         before any connection."""
-        from relocate.policy.profiles import profile_dirs
-
         tuning = Tuning.from_env(env)
         login = Login(accept_new_host_key=accept_new_host_key, passphrase=env_secret(env, "RELOCATE_SSH_KEY_PASSPHRASE"),
                       openssh=tuning.bulk_ssh != "paramiko")
         transfer = Transfer.tuned(tuning, transfers=transfers, lanes=lanes or default_lanes(), bwlimit=bwlimit)
         return cls(login=login, profile_dirs=tuple(profile_dirs(profiles, env)), tuning=tuning, transfer=transfer,
                    age_identity=env_secret(env, "RELOCATE_AGE_IDENTITY"), **options)
+
+
+PROFILES_VAR = "RELOCATE_PROFILES"
+
+
+def profile_dirs(extra_dir: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """$RELOCATE_PROFILES' directories (from `env`, the CLI's environment), then `extra_dir`.
+    (Here, not in policy/: every command reads it, and only a plan with a provider loads
+    the policy code.)"""
+    dirs = [Path(p).expanduser() for p in env.get(PROFILES_VAR, "").split(os.pathsep) if p.strip()]
+    if extra_dir is not None:
+        dirs.append(Path(extra_dir).expanduser())
+    # `--profiles` often arrives from the same env var too (Typer envvar): load each directory once.
+    unique: dict[Path, Path] = {}
+    for d in dirs:
+        unique.setdefault(d.resolve(), d)
+    return list(unique.values())
 
 
 def env_secret(env: Mapping[str, str], name: str) -> Secret | None:

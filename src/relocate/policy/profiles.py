@@ -20,9 +20,9 @@ from pathlib import Path
 
 from relocate.errors import ConfigError
 from relocate.policy.schema import Category, ProfileError, Provider, parse_categories, parse_provider, parse_yaml
+from relocate.settings import profile_dirs
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
-ENV_VAR = "RELOCATE_PROFILES"
 _MAX_FILE_BYTES = 1 << 20  # a profile is a few KiB; refuse to parse something absurd
 
 
@@ -107,18 +107,6 @@ def _shipped_categories() -> tuple[tuple[str, Category], ...]:
 def shipped_categories() -> dict[str, Category]:
     """The shipped vocabulary, for callers that pass providers without a ProfileSet."""
     return dict(_shipped_categories())
-
-
-def profile_dirs(extra_dir: Path | None, env: Mapping[str, str]) -> list[Path]:
-    """$RELOCATE_PROFILES' directories (from `env`, the CLI's environment), then `extra_dir`."""
-    dirs = [Path(p).expanduser() for p in env.get(ENV_VAR, "").split(os.pathsep) if p.strip()]
-    if extra_dir is not None:
-        dirs.append(Path(extra_dir).expanduser())
-    # `--profiles` often arrives from the same env var too (Typer envvar): load each directory once.
-    unique: dict[Path, Path] = {}
-    for d in dirs:
-        unique.setdefault(d.resolve(), d)
-    return list(unique.values())
 
 
 def load_profiles(extra_dir: Path | None = None, *, env: Mapping[str, str] | None = None) -> ProfileSet:
