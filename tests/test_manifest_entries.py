@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from relocate.snapshot.journal import DoneObject
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.sources.inventory import version_key
@@ -73,3 +75,20 @@ def test_manifest_text_is_the_same_json_a_record_per_line() -> None:
     # a list is laid out by its first record; one of another shape further on is still the same JSON
     mixed = {"rows": [{"a": 1}, {"b": [{"c": 2}]}, {"d": {"e": [{"f": 3}]}}]}
     assert json.loads(json_text(mixed)) == mixed and len(json_text(mixed).splitlines()) == 7
+
+
+@pytest.mark.parametrize("ascii", [True, False])
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
+def test_the_compact_encoder_writes_what_json_dumps_writes(ascii: bool, separators: tuple[str, str]) -> None:
+    """snapshot/jsonenc.py's encoder (made once, for the records written per object) gives
+    json.dumps's exact text, so the journal's metadata and the receipts read as before; and
+    it refuses what json.dumps refuses."""
+    from relocate.snapshot.jsonenc import compact
+
+    encode = compact(ascii=ascii, separators=separators)
+    for value in ({}, {"a": "b"}, {"ünï": "cödé \u2028 \" \\ \n\t\x01"}, [1, 2.5, True, None, "s", -0.0, 10**20],
+                  {"bucket": "b", "size": 4096, "content_type": None, "metadata": {"x": "y"}, "nested": [{"k": []}]},
+                  "just a string", 3):
+        assert encode(value) == json.dumps(value, ensure_ascii=ascii, separators=separators)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode({"when": object()})

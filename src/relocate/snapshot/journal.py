@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from relocate.snapshot.jsonenc import compact
+
+# Each object's metadata as json.dumps wrote it (rows written before read the same),
+# by an encoder made once: one call per object as each batch is journalled.
+_metadata = compact(ascii=True, separators=(", ", ": "))
+
 
 @dataclass(frozen=True)
 class DoneObject:
@@ -51,7 +57,7 @@ class Journal:
         )
 
     def record(self, target: str, items: Iterable[DoneObject]) -> None:
-        rows = [(target, o.bucket, o.key, o.etag, o.size, o.path, o.sha256, o.content_type, json.dumps(o.metadata)) for o in items]
+        rows = [(target, o.bucket, o.key, o.etag, o.size, o.path, o.sha256, o.content_type, _metadata(o.metadata)) for o in items]
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?)", rows)

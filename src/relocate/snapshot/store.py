@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from relocate.errors import ConfigError
+from relocate.snapshot.jsonenc import compact
 
 MANIFEST_FORMAT = 1
 
@@ -27,20 +28,8 @@ def new_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-{secrets.token_hex(2)}"
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False)
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# The C encoder, made once: JSONEncoder.encode builds one per call, half the cost of a
-# small record. No circular-reference check (markers None): these documents are trees.
-_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
-_compact: Any = (
-    (lambda value, _enc=_C_ENCODER(None, _not_json, json.encoder.encode_basestring, None, ": ", ", ", False, False, True):
-     "".join(_enc(value, 0)))
-    if _C_ENCODER is not None else _ENCODER.encode)
+# One record per call of the C encoder (snapshot/jsonenc.py), laid out as json.dumps does.
+_compact = compact(ascii=False, separators=(", ", ": "))
 
 
 def _nested(value: Any) -> bool:
