@@ -4,7 +4,8 @@ Each command group lives in its own module with a `register(app)` function, so a
 new command is a new module and one line in `_COMMANDS`. A command's module is
 imported only when that command runs (or shows its own --help): the planner, boto3
 and paramiko take most of a second to import, which `relocate --help`, `--version`,
-`init`, `check` and `profiles` must not pay.
+`init`, `check` and `profiles` must not pay. `plan` and `move` import their machinery
+inside the command's body, so their own --help does not pay it either.
 """
 
 from __future__ import annotations

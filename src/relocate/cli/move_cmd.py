@@ -6,18 +6,16 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from relocate.cli import can_prompt, options, render
-from relocate.cli.progress import Reporter
+from relocate.cli import can_prompt, options
 from relocate.errors import ExitCode, UsageError
-from relocate.execute import gate
-from relocate.execute.runner import run_move
-from relocate.plan import deadline
 from relocate.settings import TRANSFERS, Settings, Switches
-from relocate.workflow import check_drift, load_any, prepare, saved_steps
+
+if TYPE_CHECKING:
+    from relocate.execute import gate
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +57,14 @@ def register(app: typer.Typer) -> None:
                                             "writes target.root on this machine's file system (no SSH)."),
     ) -> None:
         """Copy the data and config to the target, then verify it there. Exit 0 done, 4 differences."""
+        # The planner, the runner and the SSH stack load here, not with the module:
+        # `relocate move --help` shows the options without them (issue 18).
+        from relocate.cli import render
+        from relocate.cli.progress import Reporter
+        from relocate.execute.runner import run_move
+        from relocate.plan import deadline
+        from relocate.workflow import check_drift, load_any, prepare, saved_steps
+
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flag: before any connection
@@ -123,6 +129,9 @@ def register(app: typer.Typer) -> None:
 
 def approve(changes: list[str], target: str, yes: bool) -> gate.Approval:
     """The gate's one question for `move` (and its shard phases); no: exit 2."""
+    from relocate.cli import render
+    from relocate.execute import gate
+
     approval = gate.confirm(changes, action="move", target=target, yes=yes, can_prompt=can_prompt(),
                             ask=lambda q: typer.confirm(q, default=False),
                             show=lambda line: render.stderr_console().print(line, markup=False))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -12,15 +11,9 @@ from typing import Optional
 
 import typer
 
-from relocate.cli import options, render
-from relocate.config import load_config
+from relocate.cli import options
 from relocate.errors import ExitCode, UsageError
-from relocate.egress_file import load_rates
-from relocate.plan import deadline, egress
-from relocate.plan.model import Finding
 from relocate.settings import Settings
-from relocate.snapshot.store import write_json_atomic
-from relocate.workflow import prepare
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +36,16 @@ def register(app: typer.Typer) -> None:
                                                   "(`move PLAN.json --shard K`); everything else runs in `move PLAN.json --finish`."),
     ) -> None:
         """Read the source and probe the target (nothing is written) and show the plan. Exit 0 ready, 3 blocked."""
+        # The planner, the renderer and the SSH stack load here, not with the module:
+        # `relocate plan --help` shows the options without them (issue 18).
+        from relocate.cli import render
+        from relocate.config import load_config
+        from relocate.egress_file import load_rates
+        from relocate.plan import deadline, egress
+        from relocate.plan.model import Finding
+        from relocate.snapshot.store import write_json_atomic
+        from relocate.workflow import prepare
+
         if fmt not in ("text", "json", "markdown"):
             raise UsageError(f"--format {fmt!r}: must be text, json or markdown")
         as_json = as_json or fmt == "json"
@@ -87,5 +90,3 @@ def register(app: typer.Typer) -> None:
             if output is not None:
                 render.stdout_console().print(f"saved to {output}; run `relocate move {output}` to execute exactly this plan", markup=False)
         raise typer.Exit(int(ExitCode.OK if plan.ready else ExitCode.BLOCKED))
-
-    _ = json  # json output goes through render.print_json
