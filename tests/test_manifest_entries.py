@@ -77,18 +77,18 @@ def test_manifest_text_is_the_same_json_a_record_per_line() -> None:
     assert json.loads(json_text(mixed)) == mixed and len(json_text(mixed).splitlines()) == 7
 
 
-@pytest.mark.parametrize("ascii", [True, False])
+@pytest.mark.parametrize("ascii_only", [True, False])
 @pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
-def test_the_compact_encoder_writes_what_json_dumps_writes(ascii: bool, separators: tuple[str, str]) -> None:
+def test_the_compact_encoder_writes_what_json_dumps_writes(ascii_only: bool, separators: tuple[str, str]) -> None:
     """snapshot/jsonenc.py's encoder (made once, for the records written per object) gives
     json.dumps's exact text, so the journal's metadata and the receipts read as before; and
     it refuses what json.dumps refuses."""
     from relocate.snapshot.jsonenc import compact
 
-    encode = compact(ascii=ascii, separators=separators)
+    encode = compact(ascii_only=ascii_only, separators=separators)
     for value in ({}, {"a": "b"}, {"ünï": "cödé \u2028 \" \\ \n\t\x01"}, [1, 2.5, True, None, "s", -0.0, 10**20],
                   {"bucket": "b", "size": 4096, "content_type": None, "metadata": {"x": "y"}, "nested": [{"k": []}]},
                   "just a string", 3):
-        assert encode(value) == json.dumps(value, ensure_ascii=ascii, separators=separators)
+        assert encode(value) == json.dumps(value, ensure_ascii=ascii_only, separators=separators)
     with pytest.raises(TypeError, match="not JSON serializable"):
         encode({"when": object()})

@@ -13,7 +13,7 @@ from relocate.snapshot.jsonenc import compact
 
 # Each object's metadata as json.dumps wrote it (rows written before read the same),
 # by an encoder made once: one call per object as each batch is journalled.
-_metadata = compact(ascii=True, separators=(", ", ": "))
+_metadata = compact(ascii_only=True, separators=(", ", ": "))
 
 
 @dataclass(frozen=True)

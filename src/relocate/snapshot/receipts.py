@@ -36,7 +36,7 @@ SUFFIX = ".r"  # receipt files; the receiver names them <microseconds>-<pid>.r
 
 
 # Encoded in C by an encoder made once (snapshot/jsonenc.py): sent ahead of every file.
-_ENCODE = compact(ascii=True, separators=(",", ":"))
+_ENCODE = compact(ascii_only=True, separators=(",", ":"))
 
 
 def describe(bucket: str, key: str, etag: str, size: int, path: str, content_type: str | None,

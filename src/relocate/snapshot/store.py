@@ -29,7 +29,7 @@ def new_id() -> str:
 
 
 # One record per call of the C encoder (snapshot/jsonenc.py), laid out as json.dumps does.
-_compact = compact(ascii=False, separators=(", ", ": "))
+_compact = compact(ascii_only=False, separators=(", ", ": "))
 
 
 def _nested(value: Any) -> bool:
