@@ -1,1 +1,1 @@
-"""Read-only sources: what the app has on its cloud. boto3 lives only in this package."""
+"""Read-only sources: what the app has on its cloud. botocore (the core of the AWS SDK, boto3) lives only in this package."""

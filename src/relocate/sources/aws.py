@@ -106,7 +106,7 @@ class Aws:
         return self._clients[service]
 
     def endpoint_in(self, service: str, region: str) -> str:
-        """Where boto3 sends `service` requests for `region` (relocate.yaml's endpoint_url
+        """Where botocore sends `service` requests for `region` (relocate.yaml's endpoint_url
         when set); the client made to resolve it is never called."""
         session = self.session
         url: str = session.create_client(service, region_name=region, endpoint_url=self.spec.endpoint_url,

@@ -258,7 +258,7 @@ class _ParserFactory(ResponseParserFactory):
 
 
 def parser_factory() -> ResponseParserFactory:
-    """The factory a boto3 session is given: the listing parser, the quick timestamps."""
+    """The factory the botocore session is given: the listing parser, the quick timestamps."""
     parsers = _ParserFactory()
     parsers.set_parser_defaults(timestamp_parser=_timestamp)
     return parsers

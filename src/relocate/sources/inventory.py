@@ -190,7 +190,7 @@ def versioning(aws: Aws, bucket: str) -> str:
     """"Enabled", "Suspended" (older versions may exist), "" (never versioned), or
     "unknown" when the credentials may list and read but not ask (s3:GetBucketVersioning
     is a permission of its own): the plan says it cannot tell rather than failing."""
-    import botocore.exceptions  # asked only with a bucket to read: boto3 is loaded for it anyway
+    import botocore.exceptions  # asked only with a bucket to read: botocore is loaded for it anyway
 
     try:
         return str(aws.client("s3").get_bucket_versioning(Bucket=bucket).get("Status") or "")

@@ -104,7 +104,7 @@ def _boto_credentials(aws: Aws) -> Any:
 
 
 def _credentials(aws: Aws) -> Any:
-    """An obstore credential provider backed by the boto3 session (refreshing creds work)."""
+    """An obstore credential provider backed by the botocore session (refreshing creds work)."""
     creds = _boto_credentials(aws)
 
     def provide() -> dict[str, Any]:
@@ -251,8 +251,8 @@ class ObjectReader:
         self.s3 = aws.client("s3")
         spec = aws.spec
         kw: dict[str, Any] = {"region": spec.region or aws.region_name or "us-east-1"}
-        # The endpoint boto3 actually resolved (relocate.yaml, or AWS_ENDPOINT_URL_S3 and
-        # friends): obstore reads env vars of its own, and must not disagree with boto3.
+        # The endpoint botocore actually resolved (relocate.yaml, or AWS_ENDPOINT_URL_S3 and
+        # friends): obstore reads env vars of its own, and must not disagree with botocore.
         endpoint = spec.endpoint_url or self.s3.meta.endpoint_url
         # An account's buckets live in several regions, relocate.yaml names one. boto3 follows
         # S3's redirects by itself; the native clients sign for one region and must be told.
