@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from relocate.snapshot.journal import DoneObject
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
-from relocate.sources.inventory import version_key
+from relocate.sources.inventory import ObjectInfo, version_key
 
 
 def test_current_objects_keep_their_json_shape() -> None:
@@ -92,3 +93,14 @@ def test_the_compact_encoder_writes_what_json_dumps_writes(ascii_only: bool, sep
         assert encode(value) == json.dumps(value, ensure_ascii=ascii_only, separators=separators)
     with pytest.raises(TypeError, match="not JSON serializable"):
         encode({"when": object()})
+
+
+def test_the_records_kept_per_object_carry_no_dict_of_their_own() -> None:
+    """A plain `move` holds one listing record and one journal record per object until its
+    snapshot is checked, and one manifest entry each at the end (docs/transfer.md,
+    "Memory"): slotted, each is its fields and no per-instance __dict__; still frozen."""
+    done = DoneObject("media", "a.jpg", "e", 1, "data/media/a.jpg", "ab" * 32, None, {})
+    for record in (ObjectInfo("a.jpg", 1, "e", 0.0), done, ObjectEntry.from_done(done)):
+        assert not hasattr(record, "__dict__"), type(record).__name__
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.size = 2  # type: ignore[misc]

@@ -16,7 +16,7 @@ from relocate.snapshot.jsonenc import compact
 _metadata = compact(ascii_only=True, separators=(", ", ": "))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object moved, kept until the move ends: no __dict__ each
 class DoneObject:
     bucket: str
     key: str

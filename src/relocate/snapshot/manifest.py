@@ -15,7 +15,7 @@ from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import split_version_key, version_key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object in the manifest: no __dict__ each
 class ObjectEntry:
     """One object on the target: where it landed and what it was at the source."""
 

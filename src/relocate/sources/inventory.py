@@ -15,7 +15,7 @@ from relocate.secret import Secret
 from relocate.sources.aws import Aws, bucket_region, translate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object listed, alive for the whole move: no __dict__ each
 class ObjectInfo:
     key: str
     size: int
