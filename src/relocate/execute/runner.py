@@ -180,8 +180,8 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         report.snapshot = str(final.path)
         ctx.snapshot_dir = final.path
         # The final check reads the manifest back from disk: the copy built here (a dict per
-        # object, held by the outcomes and by the loops' last `outcome`) is let go first
-        # rather than held alongside it.
+        # object, held by the outcomes and by the loops' last `outcome`, bound since a kept
+        # snapshot means a step ran) is let go first rather than held alongside it.
         del outcomes, outcome, manifest, components
         run.event({"event": "phase", "phase": "verify"})
         report.verify = verify_snapshot(conn, root, final, identity, kinds=list(named.values()), ctx=ctx, landed=run.landed)
