@@ -88,6 +88,21 @@ def test_deadline_bound_is_decided_by_the_plan() -> None:
     assert {s.id: s.deadline_bound for s in plan.steps} == {"s3:c/": False, "s3:n/": True, "s3:b/": True, "verify": False}
 
 
+def test_a_plan_over_many_objects_says_what_a_plain_move_holds_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MEMORY_WARN_OBJECTS listed objects (counted over every bucket, done or not: the
+    listing is held either way) the plan warns, with the memory a plain move needs; it
+    never blocks. (The threshold is lowered here so the inventory stays small.)"""
+    from relocate.plan import build
+
+    monkeypatch.setattr(build, "MEMORY_WARN_OBJECTS", 5)
+    small = _plan(Inventory(buckets=[_bucket("a", 3), _bucket("b", 2)]), done={"s3:a/": {"k0", "k1", "k2"}})
+    assert [w.code for w in small.warnings] == []
+    big = _plan(Inventory(buckets=[_bucket("a", 4), _bucket("b", 2)]), done={"s3:a/": {"k0", "k1", "k2", "k3"}})
+    memory = [w.message for w in big.warnings if w.code == "memory"]
+    assert memory and memory[0].startswith("6 objects:") and "14.6 KiB of memory" in memory[0] and "--shards" in memory[0]
+    assert big.ready
+
+
 def test_other_kinds_steps_take_their_place_in_the_order() -> None:
     """Steps from the other kinds (packages, databases, deploy) slot in by class: packages
     before everything, databases before objects, deploy after them."""

@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # types only: importing these would pull in boto3 and paramik
 
 HEADROOM_FRACTION = 0.05
 HEADROOM_BYTES = 64 * 1024 * 1024
+# A plain `move` keeps a record of every object it lists until its snapshot is checked:
+# ~2.4 KB each, 335 MiB at most for 100,000 objects (docs/transfer.md, "Memory"), where a
+# shard worker streams its range. Past this many objects the plan says so.
+MOVE_BYTES_PER_OBJECT = 2500
+MEMORY_WARN_OBJECTS = 250_000
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,11 @@ def build_plan(
         need = int(todo_bytes * (1 + HEADROOM_FRACTION)) + HEADROOM_BYTES
         if facts.free_bytes is not None and facts.free_bytes < need:
             blockers.append(Finding("disk", f"not enough disk at {facts.existing}: {_h(facts.free_bytes)} free, {_h(need)} needed ({_h(todo_bytes)} plus headroom)"))
+    listed = sum(s.count for s in steps if s.kind == "s3")
+    if listed > MEMORY_WARN_OBJECTS:
+        warnings.append(Finding("memory", f"{listed:,} objects: a plain `relocate move` holds about "
+                                          f"{_h(listed * MOVE_BYTES_PER_OBJECT)} of memory for them; shard workers stream "
+                                          "their ranges instead (`relocate plan --shards N`, README \"Shards\")"))
     if verdict is not None:
         for f in verdict.blocking_findings:
             if f.id in accepted_risks:
