@@ -45,7 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-import botocore.exceptions
+import botocore.exceptions  # needed at import: tests/test_purity.py uses this module as its positive control
 import obstore
 import obstore.exceptions as oe
 from obstore.store import S3Store
