@@ -22,7 +22,7 @@ from relocate.plan.model import Finding, Step
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
-from relocate.snapshot.store import Snapshot, json_text
+from relocate.snapshot.store import Snapshot, json_chunks
 from relocate.sources.inventory import BucketListing, Inventory, split_version_key
 from relocate.targets import files, layout, nolinks, shell
 from relocate.ssh.connection import Connection
@@ -167,12 +167,12 @@ class Objects(Kind):
             return BucketEntry(listing.spec.bucket, listing.spec.prefix, listing.dest,
                                [ObjectEntry.from_done(done[o.key], versions) for o in listing.objects if o.key in done],
                                listing.journal_bucket if versions else None,
-                               listing.delete_markers if versions else None).to_dict()
+                               listing.delete_markers if versions else None).to_dict(lazy=True)
 
         if todo or receipted is not None or _markers_unrecorded(conn, root, listing):
             made = entry()
             files.write_file_atomic(conn, layout.sidecar_path(root, listing.dest),
-                                    json_text(made).encode(), mode=0o644, root=root)
+                                    (piece.encode() for piece in json_chunks(made)), mode=0o644, root=root)
             if send:
                 # What the receipts told is now in the journal and the sidecar: a rerun reads
                 # the sidecar, not a growing pile of receipts. (After a failed item, what the

@@ -23,13 +23,15 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def compact(*, ascii_only: bool, separators: tuple[str, str]) -> Callable[[Any], str]:
-    """A function giving `json.dumps(value, ensure_ascii=ascii_only, separators=separators)`."""
+def compact(*, ascii_only: bool, separators: tuple[str, str],
+            default: Callable[[Any], Any] = _not_json) -> Callable[[Any], str]:
+    """A function giving `json.dumps(value, ensure_ascii=ascii_only, separators=separators,
+    default=default)`."""
     item_sep, key_sep = separators
     if _C_MAKE is None:  # an interpreter without the C accelerator: the standard encoder
-        return json.JSONEncoder(ensure_ascii=ascii_only, separators=separators).encode
+        return json.JSONEncoder(ensure_ascii=ascii_only, separators=separators, default=default).encode
     strings = json.encoder.encode_basestring_ascii if ascii_only else json.encoder.encode_basestring
-    enc = _C_MAKE(None, _not_json, strings, None, key_sep, item_sep, False, False, True)
+    enc = _C_MAKE(None, default, strings, None, key_sep, item_sep, False, False, True)
 
     def encode(value: Any) -> str:
         return "".join(enc(value, 0))

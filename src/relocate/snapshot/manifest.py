@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relocate.snapshot.journal import DoneObject
+from relocate.snapshot.store import Records
 from relocate.sources.inventory import split_version_key, version_key
 
 
@@ -80,11 +81,13 @@ class BucketEntry:
     def versions(self) -> bool:
         return self.journal_bucket is not None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, lazy: bool = False) -> dict[str, Any]:
+        """`lazy`: the objects as store.Records, a dict each only as it is written (what
+        a move keeps until its snapshot is committed); else a list of dicts."""
         d: dict[str, Any] = {"bucket": self.bucket, "prefix": self.prefix, "to": self.to}
         if self.versions:
             d.update(journal_bucket=self.journal_bucket, delete_markers=self.delete_markers)
-        d["objects"] = [o.to_dict() for o in self.objects]
+        d["objects"] = Records(self.objects, ObjectEntry.to_dict) if lazy else [o.to_dict() for o in self.objects]
         return d
 
     @classmethod

@@ -29,6 +29,7 @@ import itertools
 import re
 import select
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -388,7 +389,9 @@ class CurlGets:
             if name == b"etag":
                 etag = value.strip().strip(b'"').decode("latin-1")
             elif name == b"content-type":
-                ctype = value.strip().decode("latin-1")
+                # one string per type, not per object: the journal record a move keeps for
+                # each object holds it (100,000 objects: 7 MiB less)
+                ctype = sys.intern(value.strip().decode("latin-1"))
             elif name.startswith(b"x-amz-meta-"):
                 meta[name[11:].decode("latin-1")] = value.strip().decode("latin-1")
         if job.etag and etag and etag != job.etag:

@@ -143,14 +143,15 @@ def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: I
         raise TransientError(f"creating {cur} on the target failed ({exc})", hint="running again resumes") from None
 
 
-def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o600, *,
+def write_file_atomic(conn: Connection, path: str, data: bytes | Iterable[bytes], mode: int = 0o600, *,
                       root: str | None = None, allow: Iterable[str] = ()) -> None:
     """Write to a temporary name created with `mode` from its first byte (the mode is
     part of the SFTP OPEN request, O_EXCL), then rename over `path`: a reader sees the
     old file or the new one, never half of one, and no one else can open the temporary.
     With `root`, every directory component below it is checked (lstat) right before
     the write: a symlinked directory is refused (nolinks.py). A symlink at `path`
-    itself is replaced by the rename, never followed."""
+    itself is replaced by the rename, never followed. `data`: the bytes, or pieces of
+    them (a sidecar of 100,000 objects is written as it is encoded, never whole)."""
     sftp = conn.sftp()
     tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.relocate-tmp")
     if root is not None:
@@ -168,7 +169,8 @@ def write_file_atomic(conn: Connection, path: str, data: bytes, mode: int = 0o60
             pass
         with create_exclusive(sftp, tmp, mode) as fh:
             fh.chmod(mode)  # the server's umask may have narrowed it; never widened before this
-            fh.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                fh.write(piece)
         sftp.posix_rename(tmp, path)
     except PermissionError:
         raise TargetError(f"cannot write {path} on the target: permission denied") from None
