@@ -135,3 +135,29 @@ def test_a_moved_bucket_keeps_its_entries_typed_until_they_are_written(tmp_path:
         assert (tmp_path / "m.json").read_text(encoding="utf-8") == text
     with pytest.raises(TypeError, match="not JSON serializable"):
         store.json_text({"a": [{"b": object()}]})
+
+
+def test_the_final_check_reads_entries_typed_and_nothing_else(tmp_path: Path) -> None:
+    """execute/verify.py reads the manifest back with manifest.entries_as_read: each
+    object's entry comes out of the parser as its ObjectEntry (no dict per object held),
+    equal to the one written; a dict of other keys, user metadata with an entry's very
+    keys (strings only) and a damaged entry stay dicts, so BucketEntry.from_dict still
+    refuses the damaged one as before."""
+    from relocate.snapshot import store
+    from relocate.snapshot.manifest import entries_as_read
+
+    meta = {"key": "k", "path": "p", "size": "1", "sha256": "s", "etag": "e"}
+    entries = [ObjectEntry.from_done(DoneObject("b", f"k{i}", "e", i, f"data/{i}", "ab" * 32, None, dict(meta)))
+               for i in range(3)]
+    doc = {"format_version": store.MANIFEST_FORMAT, "buckets": [BucketEntry("b", "", "data", entries).to_dict(lazy=True)],
+           "components": {"db": {"x": {"path": "p", "size": 1, "sha256": "s"}}}}
+    snap = store.Snapshot(tmp_path)
+    store.write_json_atomic(snap.manifest_path, doc)
+    read = snap.manifest(object_hook=entries_as_read)
+    assert [type(o) for o in read["buckets"][0]["objects"]] == [ObjectEntry] * 3
+    assert BucketEntry.from_dict(read["buckets"][0]).objects == entries and entries[0].metadata == meta
+    assert read["components"] == doc["components"]
+    damaged = {**entries[0].to_dict(), "size": 1, "metadata": ["not", "a", "mapping"]}
+    assert entries_as_read(damaged) is damaged
+    with pytest.raises(AttributeError):
+        BucketEntry.from_dict({"bucket": "b", "to": "data", "objects": [damaged]})

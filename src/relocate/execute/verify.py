@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from relocate.kinds import Check, Context, Kind
 from relocate.kinds.env import verify_env
 from relocate.kinds.objects import forget_bad, verify_objects
+from relocate.snapshot.manifest import entries_as_read
 from relocate.snapshot.store import Snapshot
 from relocate.ssh.connection import Connection
 
@@ -44,7 +45,7 @@ class VerifyReport:
 def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity: pyrage.x25519.Identity | None, *,
                     kinds: Sequence[Kind] = (), ctx: Context | None = None,
                     landed: dict[str, set[str]] | None = None) -> VerifyReport:
-    manifest = snap.manifest()
+    manifest = snap.manifest(object_hook=entries_as_read)
     report = VerifyReport(left_out=list(manifest.get("left_out") or []))
     forget_bad(snap, manifest, verify_objects(conn, root, manifest, report, landed))
     verify_env(conn, root, snap, manifest, identity, report)

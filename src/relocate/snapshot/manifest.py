@@ -92,5 +92,25 @@ class BucketEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BucketEntry":
-        return cls(d["bucket"], d.get("prefix", ""), d["to"], [ObjectEntry.from_dict(o) for o in d.get("objects", [])],
+        return cls(d["bucket"], d.get("prefix", ""), d["to"],
+                   [o if type(o) is ObjectEntry else ObjectEntry.from_dict(o) for o in d.get("objects", [])],
                    d.get("journal_bucket"), d.get("delete_markers") if "journal_bucket" in d else None)
+
+
+_ENTRY_NEEDS = frozenset(("key", "path", "size", "sha256", "etag"))
+_ENTRY_MAY = _ENTRY_NEEDS | {"content_type", "metadata", "version_id"}
+
+
+def entries_as_read(d: dict[str, Any]) -> Any:
+    """json.load's object_hook for the final check (execute/verify.py): an object's entry
+    becomes its ObjectEntry as it is parsed, so a manifest of 100,000 objects is never
+    held as a dict per object beside the typed entries (issue 18). Only a dict of exactly
+    an entry's keys is taken, and one that does not convert stays a dict, for
+    BucketEntry.from_dict to refuse as before. (`size` a number: an object's user metadata,
+    strings only, is never taken for an entry even with those very keys.)"""
+    if len(d) >= 5 and type(d.get("size")) is int and _ENTRY_NEEDS <= d.keys() <= _ENTRY_MAY:
+        try:
+            return ObjectEntry.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return d
+    return d

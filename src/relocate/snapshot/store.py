@@ -160,10 +160,12 @@ class Snapshot:
     def objects_dir(self) -> Path:
         return self.path / "objects"
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+        """`object_hook`: json.load's, e.g. manifest.entries_as_read, for a reader that
+        wants the objects' entries typed (no dict per object held)."""
         try:
             with open(self.manifest_path, encoding="utf-8") as fh:
-                data = json.load(fh)
+                data = json.load(fh, object_hook=object_hook)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.manifest_path}: unreadable manifest ({exc})") from None
         if not isinstance(data, dict):
