@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # types only: importing these would pull in boto3 and paramik
 HEADROOM_FRACTION = 0.05
 HEADROOM_BYTES = 64 * 1024 * 1024
 # A plain `move` keeps a record of every object it lists until its snapshot is checked:
-# ~2.4 KB each, 335 MiB at most for 100,000 objects (docs/transfer.md, "Memory"), where a
+# ~1.8 KB each, 263 MiB at most for 100,000 objects (docs/transfer.md, "Memory"), where a
 # shard worker streams its range. Past this many objects the plan says so.
-MOVE_BYTES_PER_OBJECT = 2500
+MOVE_BYTES_PER_OBJECT = 1900
 MEMORY_WARN_OBJECTS = 250_000
 
 
