@@ -102,6 +102,10 @@ def test_a_plan_over_many_objects_says_what_a_plain_move_holds_in_memory(monkeyp
     assert memory and memory[0].startswith("6 objects:") and "--shards" in memory[0]
     assert f"{build._h(6 * build.MOVE_BYTES_PER_OBJECT)} of memory" in memory[0]  # all six, done or not
     assert big.ready
+    parts = (plan_objects(Inventory(buckets=[_bucket("a", 4), _bucket("b", 2)]), {}),)
+    sharded = build_plan(CONFIG, Inventory(buckets=[_bucket("a", 4), _bucket("b", 2)]), _facts(), target="t",
+                         parts=parts, now=NOW, sharded=True)
+    assert [w.code for w in sharded.warnings if w.code == "memory"] == []  # shard workers stream their ranges
 
 
 def test_other_kinds_steps_take_their_place_in_the_order() -> None:

@@ -81,8 +81,9 @@ class Prepared:
 
 
 @contextmanager
-def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
-    """Read the source and probe the target (read-only), then build the Plan."""
+def prepare(config: Config, opts: Settings, *, sharded: bool = False) -> Iterator[Prepared]:
+    """Read the source and probe the target (read-only), then build the Plan
+    (`sharded`: for `plan --shards N`, build_plan's)."""
     aws = Aws(config.aws)
     bulk = opts.bulk_login if opts.login.openssh else 0
     with ExitStack() as stack:
@@ -118,7 +119,8 @@ def prepare(config: Config, opts: Settings) -> Iterator[Prepared]:
         data = {k.name: k.gather(ctx) for k in kinds}
         parts = tuple(k.plan(ctx, data[k.name]) for k in kinds)
         plan = build_plan(config, gathered.inventory, gathered.facts, target=ctx.target_id, verdict=verdict,
-                          accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time())
+                          accepted_risks=opts.accepted_risks, parts=parts, rates=ctx.rates, now=time.time(),
+                          sharded=sharded)
         yield Prepared(config, aws, conn, gathered, plan, ctx, kinds, data)
 
 

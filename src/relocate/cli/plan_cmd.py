@@ -60,13 +60,12 @@ def register(app: typer.Typer) -> None:
             from relocate.shards.plan import check_shardable
 
             check_shardable(config)  # before any connection
-        with prepare(config, opts) as prep:
+        with prepare(config, opts, sharded=shards is not None) as prep:
             plan = prep.plan
             if shards is not None:
                 from relocate.shards.plan import shards_section
 
                 plan.shards = shards_section(plan, prep.gathered.inventory, shards, prep.ctx.rates)
-                plan.warnings = [w for w in plan.warnings if w.code != "memory"]  # the workers stream their ranges
         plan.egress = egress.estimate(egress.bytes_by_region(plan.steps, config.aws.region), rates,
                                       dt.datetime.fromtimestamp(started, dt.timezone.utc).date())
         if plan.egress["rates_stale"]:

@@ -91,11 +91,13 @@ def build_plan(
     accepted_risks: tuple[str, ...] = (),
     rates: Rates = Rates(),
     now: float,
+    sharded: bool = False,
 ) -> Plan:
     """Assemble the plan from what each kind planned (`parts`: steps, blockers, warnings;
     relocate.kinds), the target's facts and the provider verdict. `inventory` gives the
     source fingerprint `move plan.json` checks for drift; `now` (epoch seconds) is the
-    plan's creation time, given by the caller."""
+    plan's creation time, given by the caller. `sharded`: the plan is cut into shards
+    (`plan --shards N`), whose workers stream their ranges: no memory warning."""
     steps: list[Step] = [s for part in parts for s in part.steps]
     # The irreplaceable and the small first (plan/deadline.py says why); the runner walks
     # the steps in exactly this order.
@@ -121,7 +123,7 @@ def build_plan(
         if facts.free_bytes is not None and facts.free_bytes < need:
             blockers.append(Finding("disk", f"not enough disk at {facts.existing}: {_h(facts.free_bytes)} free, {_h(need)} needed ({_h(todo_bytes)} plus headroom)"))
     listed = sum(s.count for s in steps if s.kind == "s3")
-    if listed > MEMORY_WARN_OBJECTS:
+    if listed > MEMORY_WARN_OBJECTS and not sharded:
         warnings.append(Finding("memory", f"{listed:,} objects: a plain `relocate move` holds about "
                                           f"{_h(listed * MOVE_BYTES_PER_OBJECT)} of memory for them; shard workers stream "
                                           "their ranges instead (`relocate plan --shards N`, README \"Shards\")"))
