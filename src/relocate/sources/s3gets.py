@@ -396,8 +396,7 @@ class CurlGets:
                 meta[name[11:].decode("latin-1")] = value.strip().decode("latin-1")
         if job.etag and etag and etag != job.etag:
             raise TransientError(f"{what} changed since it was listed", hint="running again moves the new version")
-        data = memoryview(job.body[0] if len(job.body) == 1 else b"".join(job.body))
-        return Body(job.key, len(data), etag, ctype or None, meta, data=data)
+        return Body(job.key, sum(map(len, job.body)), etag, ctype or None, meta, data=job.body)
 
 
 def _error_code(body: bytes) -> str:
