@@ -677,6 +677,9 @@ class BucketPusher:
             tee = open(local, "wb")
         sha = hashlib.sha256()
         count = 0
+        # A streamed body's progress is told chunk by chunk (a big object moves for a while);
+        # a whole one's once, after its last piece (libcurl's 16 KiB pieces: s3data.Body).
+        streamed = body.data is None
         try:
             for chunk in body.iter_chunks():
                 n = len(chunk)
@@ -687,8 +690,12 @@ class BucketPusher:
                 if tee is not None:
                     tee.write(chunk)
                 count += n
-                flight.sent += n
-                self.on_progress(0, n)
+                if streamed:
+                    flight.sent += n
+                    self.on_progress(0, n)
+            if not streamed:
+                flight.sent += count
+                self.on_progress(0, count)
         except RelocateError:
             raise
         except (OSError, ValueError) as exc:
