@@ -187,3 +187,28 @@ def test_debug_shows_the_traceback(tmp_path: Path, sshd, moto: str) -> None:
     assert run.exit_code == 2 and "Traceback" in run.stderr
     run = cli("plan", "-f", str(tmp_path / "missing.yaml"), env={"RELOCATE_DEBUG": "1"})
     assert run.exit_code == 2 and "Traceback" in run.stderr
+
+
+def test_a_file_that_does_not_fit_is_refused_and_leaves_nothing(sshd, small_disk: Path) -> None:
+    """write_file_atomic (sidecars, env files, manifests on the target) sends its pieces
+    without waiting for each answer (pipelined SFTP writes); a write the target refused
+    (here ENOSPC, 3 MiB into 2 MiB) still fails the call, before the rename, and neither the
+    file nor its temporary is left behind."""
+    from relocate.errors import RelocateError
+    from relocate.ssh.connection import Connection
+    from relocate.ssh.via import SshSpec
+    from relocate.targets import files
+
+    root = small_disk / "app"
+    root.mkdir()
+    os.chown(root, pwd.getpwnam(sshd.user).pw_uid, -1)
+    path = str(root / "sidecar.json")
+    conn = Connection(SshSpec(host=sshd.host, port=sshd.port, user=sshd.user, identity_file=str(sshd.identity_file),
+                              host_key=sshd.host_key_fingerprint))
+    with conn:
+        with pytest.raises(RelocateError) as err:
+            files.write_file_atomic(conn, path, (os.urandom(64 * 1024) for _ in range(48)), mode=0o644, root=str(root))
+        assert "sidecar.json" in err.value.message
+        files.write_file_atomic(conn, path, [b"{}", b"\n"], mode=0o644, root=str(root))  # what fits is written whole
+    assert sorted(p.name for p in root.iterdir()) == ["sidecar.json"]
+    assert (root / "sidecar.json").read_bytes() == b"{}\n"

@@ -1,4 +1,5 @@
-"""The SFTP request paramiko has no public call for: a file created with its mode."""
+"""The SFTP requests paramiko has no public call for: a file created with its mode, and
+pipelined writes whose refusals are not lost."""
 
 from __future__ import annotations
 
@@ -27,3 +28,16 @@ def create_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramik
     if kind != proto.CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")
     return paramiko.SFTPFile(sftp, msg.get_binary(), "wb", -1)
+
+
+def finish_writes(fh: paramiko.SFTPFile) -> None:
+    """Send what `fh` still buffers and read the answer to every write it sent pipelined,
+    raising the first refusal (IOError, as an unpipelined write would). paramiko's own
+    close() does not: it files write answers under no file, so a write the server refused
+    (a full disk) would pass unnoticed and the short file be renamed into place."""
+    fh.flush()
+    reqs = fh._reqs  # the writes sent and not yet answered, in order (SFTPFile._write)
+    while reqs:
+        kind, _ = fh.sftp._read_response(reqs.popleft())
+        if kind != proto.CMD_STATUS:
+            raise paramiko.SFTPError("Expected status")

@@ -9,7 +9,7 @@ from typing import Iterable
 
 from relocate.errors import ItemError, TargetError, TransientError
 from relocate.ssh.connection import LINK_ERRORS, Connection
-from relocate.ssh.sftp import create_exclusive
+from relocate.ssh.sftp import create_exclusive, finish_writes
 from relocate.targets import nolinks, shell
 
 # relocate_sizes DIR: `size<TAB>path<NUL>` for every regular file below DIR (nothing when
@@ -169,8 +169,13 @@ def write_file_atomic(conn: Connection, path: str, data: bytes | Iterable[bytes]
             pass
         with create_exclusive(sftp, tmp, mode) as fh:
             fh.chmod(mode)  # the server's umask may have narrowed it; never widened before this
+            # Writes go out without waiting for each one's answer (a sidecar of 10,000 objects
+            # is 64 writes of 32 KiB: 64 round trips before, 0.03 s); every answer is read,
+            # and a refused write raised, before the rename (finish_writes).
+            fh.set_pipelined(True)
             for piece in [data] if isinstance(data, bytes) else data:
                 fh.write(piece)
+            finish_writes(fh)
         sftp.posix_rename(tmp, path)
     except PermissionError:
         raise TargetError(f"cannot write {path} on the target: permission denied") from None
