@@ -413,3 +413,26 @@ def test_managed_target_without_createdb_restores_in_place_in_one_transaction(
     msg = next(b["message"] for b in blocked.json()["blockers"] if b["code"] == "db-privileges")
     assert "CREATEDB" in msg and f"OWNER {role}" in msg.replace('"', "")
     psql(postgres_target, f"DROP ROLE {role};")
+
+
+def test_the_statistics_do_not_depend_on_the_numberings_frame(source_pg: Any) -> None:
+    """STATS_SQL numbers each table's rows with a frame of the current row alone (faster:
+    docs/transfer.md); row_number() ignores frames, so the counts and sample checksums are
+    the ones the default frame gives, and snapshots recorded before still verify. Shown on
+    integer keys, a text key (compared in the "C" collation) and a table with no key."""
+    from relocate.execute.pg import STATS_SQL
+
+    framed = "ROWS BETWEEN CURRENT ROW AND CURRENT ROW"
+    assert framed in STATS_SQL
+    default = STATS_SQL.replace(" " + framed, "")
+    reset_db(source_pg, "frames", r"""
+CREATE TABLE tags (name text PRIMARY KEY, n int);
+INSERT INTO tags SELECT 'tag-' || md5(g::text) || CASE WHEN g % 2 = 0 THEN 'Ä' ELSE 'a' END, g FROM generate_series(1, 3000) g;
+CREATE TABLE loose (a int, b text);
+INSERT INTO loose SELECT g % 97, 'x' || (g % 13) FROM generate_series(1, 5000) g;
+""")
+    for db in ("townsquare", "frames"):
+        got = json.loads(psql(source_pg, STATS_SQL, db).splitlines()[-1])
+        assert got == json.loads(psql(source_pg, default, db).splitlines()[-1]), db
+        assert got["tables"] and all(len(t["sample"]) == 32 and t["rows"] > 0 for t in got["tables"].values())
+    reset_db(source_pg, "frames")
