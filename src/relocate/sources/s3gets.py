@@ -307,7 +307,8 @@ class CurlGets:
         # A receive buffer of 256 KiB instead of libcurl's 16 KiB: a 256 KiB body is one or
         # a few recv(2) calls, not 16+ (client CPU 510-590 -> 400-440 us per 256 KiB GET
         # here). libcurl still hands the body to Python in 16 KiB pieces (CURL_MAX_WRITE_SIZE);
-        # they are kept in a list and joined once (_body). 32 handles, 8 MiB.
+        # they are kept in a list and handed over as they came (_body, s3data.Body): no join.
+        # 32 handles, 8 MiB.
         c.setopt(pycurl.BUFFERSIZE, RECV_BUFFER)
         if self.ca_bundle:
             c.setopt(pycurl.CAINFO, self.ca_bundle)
