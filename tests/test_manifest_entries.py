@@ -12,6 +12,12 @@ import pytest
 from relocate.snapshot.journal import DoneObject
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.sources.inventory import ObjectInfo, version_key
+from relocate.snapshot.store import json_chunks
+
+
+def _text(data: object) -> str:
+    """The manifest's text, its pieces joined (store.json_chunks)."""
+    return "".join(json_chunks(data))
 
 
 def test_current_objects_keep_their_json_shape() -> None:
@@ -57,26 +63,25 @@ def test_an_entry_read_back_from_the_target_has_its_types_whatever_the_json_said
 
 
 def test_manifest_text_is_the_same_json_a_record_per_line() -> None:
-    # snapshot/store.json_text: the C encoder per record instead of json.dump(indent=1)'s
+    # snapshot/store.json_chunks: the C encoder per record instead of json.dump(indent=1)'s
     # Python one; what it writes must parse back to the same document, keys in order,
     # non-ASCII kept, with one object's entry per line.
-    from relocate.snapshot.store import json_text
 
     objects = [ObjectEntry.from_done(DoneObject("b", f"k\u00e9/{i}\"}}, {{", "e", i, f"data/{i}", "ab" * 32, None,
                                                 {"m": "\u2603"})).to_dict() for i in range(3)]
     doc = {"format_version": 1, "buckets": [BucketEntry("b", "", "data", []).to_dict() | {"objects": objects},
                                             {"bucket": "c", "objects": []}],
            "env_files": [], "components": {"dns": [{"zone": "x"}], "none": {}}, "left_out": []}
-    text = json_text(doc)
+    text = _text(doc)
     assert json.loads(text) == doc and list(json.loads(text)) == list(doc)
     assert "\u2603" in text and "\\u" not in text
     lines = text.splitlines()
     for o in objects:
         assert sum(json.dumps(o, ensure_ascii=False) in line for line in lines) == 1
-    assert json_text({"a": 1}) == '{"a": 1}' and json.loads(json_text([])) == []
+    assert _text({"a": 1}) == '{"a": 1}' and json.loads(_text([])) == []
     # a list is laid out by its first record; one of another shape further on is still the same JSON
     mixed = {"rows": [{"a": 1}, {"b": [{"c": 2}]}, {"d": {"e": [{"f": 3}]}}]}
-    assert json.loads(json_text(mixed)) == mixed and len(json_text(mixed).splitlines()) == 7
+    assert json.loads(_text(mixed)) == mixed and len(_text(mixed).splitlines()) == 7
 
 
 @pytest.mark.parametrize("ascii_only", [True, False])
@@ -127,14 +132,14 @@ def test_a_moved_bucket_keeps_its_entries_typed_until_they_are_written(tmp_path:
     for first, second in ((full, empty), (empty, full)):
         doc = {"format_version": 1, "buckets": [first.to_dict(), second.to_dict()], "left_out": []}
         kept = {"format_version": 1, "buckets": [first.to_dict(lazy=True), second.to_dict(lazy=True)], "left_out": []}
-        text = store.json_text(doc)
-        assert store.json_text(kept) == text and json.loads(text) == doc
+        text = _text(doc)
+        assert _text(kept) == text and json.loads(text) == doc
         pieces = list(store.json_chunks(kept))
         assert "".join(pieces) == text and len(pieces) > 3  # never one string for the whole document
         store.write_json_atomic(tmp_path / "m.json", kept)
         assert (tmp_path / "m.json").read_text(encoding="utf-8") == text
     with pytest.raises(TypeError, match="not JSON serializable"):
-        store.json_text({"a": [{"b": object()}]})
+        _text({"a": [{"b": object()}]})
 
 
 def test_the_final_check_reads_entries_typed_and_nothing_else(tmp_path: Path) -> None:

@@ -127,10 +127,6 @@ def json_chunks(data: Any, indent: str = "") -> Iterator[str]:
     yield "\n" + indent + "}"
 
 
-def json_text(data: Any) -> str:
-    """json_chunks' pieces as one string."""
-    return "".join(json_chunks(data))
-
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
