@@ -415,24 +415,36 @@ def test_managed_target_without_createdb_restores_in_place_in_one_transaction(
     psql(postgres_target, f"DROP ROLE {role};")
 
 
-def test_the_statistics_do_not_depend_on_the_numberings_frame(source_pg: Any) -> None:
-    """STATS_SQL numbers each table's rows with a frame of the current row alone (faster:
-    docs/transfer.md); row_number() ignores frames, so the counts and sample checksums are
-    the ones the default frame gives, and snapshots recorded before still verify. Shown on
-    integer keys, a text key (compared in the "C" collation) and a table with no key."""
+def test_the_statistics_are_those_of_the_whole_row_form(source_pg: Any) -> None:
+    """STATS_SQL numbers a heap table's rows carrying only their addresses and fetches the
+    ~1,200 sampled rows by tableoid and ctid (faster: docs/transfer.md), with a frame of
+    the current row alone. Its counts and sample checksums must be the ones the first form
+    gave (every row carried whole, the default frame), which other access methods still
+    use: snapshots recorded before still verify. Shown on integer keys, a text key
+    (compared in the "C" collation), a two-column key, a table with no key, rows updated
+    in place (their ctids out of key order) and an inheritance parent whose child's rows
+    have the same ctids as its own."""
     from relocate.execute.pg import STATS_SQL
 
-    framed = "ROWS BETWEEN CURRENT ROW AND CURRENT ROW"
-    assert framed in STATS_SQL
-    default = STATS_SQL.replace(" " + framed, "")
+    heap, framed = "CASE WHEN t.heap THEN", " ROWS BETWEEN CURRENT ROW AND CURRENT ROW"
+    assert heap in STATS_SQL and framed in STATS_SQL
+    first = STATS_SQL.replace(heap, "CASE WHEN false THEN").replace(framed, "")
     reset_db(source_pg, "frames", r"""
 CREATE TABLE tags (name text PRIMARY KEY, n int);
 INSERT INTO tags SELECT 'tag-' || md5(g::text) || CASE WHEN g % 2 = 0 THEN 'Ä' ELSE 'a' END, g FROM generate_series(1, 3000) g;
 CREATE TABLE loose (a int, b text);
 INSERT INTO loose SELECT g % 97, 'x' || (g % 13) FROM generate_series(1, 5000) g;
+CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (b, a));
+INSERT INTO pairs SELECT g % 50, g / 50, md5(g::text) FROM generate_series(1, 4000) g;
+UPDATE pairs SET v = v || '!' WHERE a % 3 = 0;
+CREATE TABLE parent (id int PRIMARY KEY, v text);
+CREATE TABLE child (extra int) INHERITS (parent);
+INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 2500) g;
+INSERT INTO child SELECT g, 'c' || g, g FROM generate_series(2501, 5000) g;
 """)
     for db in ("townsquare", "frames"):
         got = json.loads(psql(source_pg, STATS_SQL, db).splitlines()[-1])
-        assert got == json.loads(psql(source_pg, default, db).splitlines()[-1]), db
+        assert got == json.loads(psql(source_pg, first, db).splitlines()[-1]), db
         assert got["tables"] and all(len(t["sample"]) == 32 and t["rows"] > 0 for t in got["tables"].values())
+    assert got["tables"]["public.parent"]["rows"] == 5000  # a parent is read with its children, as a SELECT reads it
     reset_db(source_pg, "frames")
