@@ -21,7 +21,6 @@ from __future__ import annotations
 import posixpath
 import struct
 import tarfile
-from importlib import resources
 from typing import Protocol
 
 from relocate.errors import ItemError, RelocateError, TransientError
@@ -79,11 +78,7 @@ chmod 644 "$2" && touch -m -d "@$3" -- "$2"
 """
 
 
-def _agent_source() -> str:
-    return resources.files("relocate.targets").joinpath("receiver_agent.py").read_text(encoding="utf-8")
-
-
-AGENT_SOURCE = _agent_source()
+AGENT_SOURCE = shell.program("receiver_agent")
 AGENT_PROBE = "command -v python3 >/dev/null 2>&1 && python3 -I -S -c 'import sys; sys.exit(sys.version_info < (3, 6))'"
 
 

@@ -86,7 +86,8 @@ def parse_hashes(out: bytes) -> dict[str, str]:
     """HASH_CWD's output -> {normalised relative path: hex digest}: `sha256sum -z`
     records, then \x01, then `openssl dgst -r` lines ("<hex> *<name>")."""
     hashes: dict[str, str] = {}
-    out, _, lines = out.partition(b"\x01")
+    # The separator is the \x01 that starts a record (a name may hold one too).
+    out, lines = (b"", out[1:]) if out.startswith(b"\x01") else out.partition(b"\0\x01")[::2]
     for rec in lines.split(b"\n"):
         if rec:
             hashes[posixpath.normpath(rec[66:].decode("utf-8", "surrogateescape"))] = rec[:64].decode()

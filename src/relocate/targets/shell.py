@@ -34,3 +34,11 @@ def script(body: str, *args: str) -> tuple[str, bytes]:
     Scripts are constants in relocate's source; only their arguments vary, and those
     go through `line` like any token. Returns (command line, stdin bytes)."""
     return line(["sh", "-s", "--", *args]), body.encode()
+
+
+def program(name: str) -> str:
+    """The source of one of relocate's programs that run on the target
+    (targets/<name>.py, standard library only), to pass as `python3 -I -S -c SOURCE`."""
+    from importlib import resources
+
+    return resources.files("relocate.targets").joinpath(f"{name}.py").read_text(encoding="utf-8")
