@@ -34,7 +34,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing imported at run time
     from typing import Dict, List, Optional, Tuple
-    Seen = Tuple[str, int, int, int]  # (hex digest, inode, size, mtime_ns) of a file when it was hashed
+    Seen = Tuple[bytes, int, int, int]  # (sha256, inode, size, mtime_ns) of a file when it was hashed
 
 BUF = 1 << 20
 BUFFER = memoryview(bytearray(BUF))  # every read lands here: no new 1 MiB object (and its page faults) per read
@@ -92,7 +92,7 @@ class Following(object):
         if self.fd >= 0:
             try:
                 st = os.fstat(self.fd)
-                seen[self.path] = (self.sha.hexdigest(), st.st_ino, st.st_size, st.st_mtime_ns)
+                seen[self.path] = (self.sha.digest(), st.st_ino, st.st_size, st.st_mtime_ns)
             except OSError:
                 pass  # the walk at the end tries again
         self.drop()
@@ -153,25 +153,25 @@ def extract(tar):
 
 
 def hash_file(path):
-    # type: (bytes) -> str
+    # type: (bytes) -> bytes
     sha = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     try:
         while True:
             n = os.readv(fd, [BUFFER])
             if not n:
-                return sha.hexdigest()
+                return sha.digest()
             sha.update(BUFFER[:n])
     finally:
         os.close(fd)
 
 
 def settle(seen):
-    # type: (Dict[bytes, Seen]) -> Tuple[List[Tuple[bytes, str]], int]
+    # type: (Dict[bytes, Seen]) -> Tuple[List[Tuple[bytes, bytes]], int]
     """Every regular file below ".", with its sha256: the one taken during the extraction
-    when the file is still what it was then, else one taken now. ([(path, hex)], how many
+    when the file is still what it was then, else one taken now. ([(path, sha256)], how many
     were hashed now)."""
-    out = []  # type: List[Tuple[bytes, str]]
+    out = []  # type: List[Tuple[bytes, bytes]]
     again = 0
 
     def refuse(exc):
@@ -204,7 +204,7 @@ def main():
         sys.stderr.write("relocate: cannot hash %s: %s\n" % (exc.filename, exc.strerror))
         sys.exit(1)
     out = sys.stdout.buffer
-    out.write(b"".join(b"%s  %s\0" % (digest.encode(), path) for path, digest in files) + b"\x01")
+    out.write(b"".join(b"%s  %s\0" % (digest.hex().encode(), path) for path, digest in files) + b"\x01")
     out.flush()
 
 
