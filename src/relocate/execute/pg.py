@@ -794,23 +794,35 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                                  dump_dir=where, jobs=jobs, on_stats=on_stats)
     local, remote = LocalPg(src, what), RemotePg(conn, dst)
     with local.session(), remote.session():
-        tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
-                                         tmpname=names.tmp, oldname=names.old))
-        created = create_roles_sql(roles, set(tfacts["roles"]))
-        placeholders = rds_placeholders(roles, set(tfacts["roles"]))
-        admin = f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n" + created + "\n"
-        owner_ok = (owner in tfacts["roles"] or any(r["name"] == owner for r in roles)) and owner not in placeholders
-        admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
-                  + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
-        remote.query(admin, MAINTENANCE_DB)
+        made: dict[str, Any] = {}  # what make_scratch() learnt, also for the cleanup should the move fail
+
+        def make_scratch() -> dict[str, Any]:
+            """The target's facts, the roles the dump names, an empty scratch database."""
+            tfacts: dict[str, Any] = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
+                                             tmpname=names.tmp, oldname=names.old))
+            created = create_roles_sql(roles, set(tfacts["roles"]))
+            made["placeholders"] = placeholders = rds_placeholders(roles, set(tfacts["roles"]))
+            admin = f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n" + created + "\n"
+            made["owner_ok"] = owner_ok = ((owner in tfacts["roles"] or any(r["name"] == owner for r in roles))
+                                           and owner not in placeholders)
+            admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
+                      + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
+            remote.query(admin, MAINTENANCE_DB)
+            return tfacts
+
         # The dump's upload goes through `ssh` like the peers' `tar | ssh tar x` (paramiko
         # encrypts in Python, at about half the speed); its login runs while the dump does.
         bulk = _Bulk.open(conn) if dump_dir is not None else None
         try:
-            with local.snapshot() as (snap_id, holder):
+            # The scratch database is made on a thread while the source's snapshot opens and
+            # the dump starts: its two round trips to the target (~0.14 s here) are off the
+            # move's path. pg_restore waits for it; a failure joins it before the cleanup.
+            with in_background(make_scratch, on_abort=lambda: None, name="relocate-target-scratch") as target_ready, \
+                    local.snapshot() as (snap_id, holder):
                 restore = ["pg_restore", "--no-password", "--dbname", names.tmp]
                 with local.stats_alongside(holder) as stats:  # the source's statistics, during the dump
                     if dump_dir is None:
+                        target_ready()  # the stream is restored as it comes
                         pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
                                        shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
                     else:
@@ -819,6 +831,9 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         upload = nolinks.guarded(root, [staging], shell.all_of(
                             ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
                         dump_and_upload(local, dump_dir, snap_id, jobs, lambda: _Bulk.ready(bulk, conn).start(upload), remote.fail)
+                tfacts = target_ready()
+                placeholders: list[str] = made["placeholders"]
+                owner_ok: bool = made["owner_ok"]
                 if dump_dir is not None:
                     try:
                         cmd = remote.argv(*restore, "-j", str(jobs), "-Fd", staging, db=names.tmp)
@@ -844,7 +859,8 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                 bulk.close()
             try:
                 remote.query(f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n"
-                             + "".join(f"DROP ROLE IF EXISTS {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
+                             + "".join(f"DROP ROLE IF EXISTS {q_ident(r)};\n" for r in made.get("placeholders", ())),
+                             MAINTENANCE_DB)
             except Exception:
                 pass
             raise
