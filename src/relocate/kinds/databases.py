@@ -36,6 +36,7 @@ from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
 from relocate.errors import ConfigError
 from relocate.execute import mysql as my
+from relocate.execute.dbfiles import in_background
 from relocate.execute import pg
 from relocate.plan.model import Finding, Step
 from relocate.secret import Secret
@@ -200,18 +201,24 @@ class Databases(Kind):
                                       f"(install the {g.source.engine} client tools)"))
             return
         what = f"source.databases[{index}] ({g.name})"
-        with reach(ctx, g.item, g.source) as here:
+
+        def target_side() -> tuple[list[str], dict[str, Any]]:
+            missing = _target_tools(ctx, eng.TARGET_TOOLS)
+            return missing, ({} if missing else eng.probe_target(ctx.conn, g.target))
+
+        # The target's two round trips run on a thread while the source is probed here.
+        with in_background(target_side, on_abort=lambda: None, name="relocate-target-db-probe") as target_probe, \
+                reach(ctx, g.item, g.source) as here:
             g.facts = eng.probe_source(here, what)
             tool = eng.dump_tool_major()
             if g.source.engine == "postgres" and tool is not None and tool < g.facts["major"]:
                 g.blockers.append(Finding("db-tools", f"{g.name}: the local pg_dump is version {tool}, older than the "
                                           f"source server ({g.facts['version']}); install pg_dump {g.facts['major']} or newer"))
-            missing_there = _target_tools(ctx, eng.TARGET_TOOLS)
+            missing_there, g.tfacts = target_probe()
             if missing_there:
                 g.blockers.append(Finding("db-tools", f"{g.name}: the target lacks {', '.join(missing_there)} "
                                           f"(install the {g.target.engine} client there)"))
                 return
-            g.tfacts = eng.probe_target(ctx.conn, g.target)
             if "error" in g.tfacts:
                 g.state = "unreachable"
                 how = "refused the login" if g.tfacts["error"] == "auth" else "is unreachable"
