@@ -108,8 +108,9 @@ cd "$1" && find . -mindepth 1 -printf '%y\t%m\t%T@\t%u:%g\t%l\t%s\t%P\0'
 # place, and the move's final check only lists (sizes, modes, ...) instead of reading the
 # tree a second time; `relocate verify` and `move --checksum` hash again. Where the target
 # has python3 and GNU tar, targets/extract_hasher.py ($2) hashes each file while tar
-# extracts the next (measured: the hash pass after the stream was a tenth of the move);
-# elsewhere the tree is hashed once tar is done (files.HASH_CWD, appended).
+# extracts the next, so on a target with cores to spare the pass no longer follows the
+# stream (it was a tenth of the bench's move; on its one shared machine the two are about
+# even: docs/transfer.md); elsewhere the tree is hashed once tar is done (files.HASH_CWD).
 _EXTRACT = r"""
 stage=$1
 rm -rf -- "$stage" && mkdir -p -- "$stage" && cd "$stage" || exit
