@@ -127,7 +127,6 @@ def json_chunks(data: Any, indent: str = "") -> Iterator[str]:
     yield "\n" + indent + "}"
 
 
-
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:

@@ -68,12 +68,8 @@ class Following(object):
                 return
         try:
             if self.fd < 0:
-                self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            while True:
-                n = os.readv(self.fd, [BUFFER])
-                if not n:
-                    return
-                self.sha.update(BUFFER[:n])
+                self.fd = open_file(self.path)
+            read_on(self.fd, self.sha)
         except OSError:
             self.drop()  # the walk at the end hashes it, or says why it cannot
 
@@ -152,16 +148,28 @@ def extract(tar):
     return code, seen
 
 
+def open_file(path):
+    # type: (bytes) -> int
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+
+
+def read_on(fd, sha):
+    # type: (int, hashlib._Hash) -> None
+    """Hash what `fd` holds from where it stands to its current end."""
+    while True:
+        n = os.readv(fd, [BUFFER])
+        if not n:
+            return
+        sha.update(BUFFER[:n])
+
+
 def hash_file(path):
     # type: (bytes) -> bytes
     sha = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd = open_file(path)
     try:
-        while True:
-            n = os.readv(fd, [BUFFER])
-            if not n:
-                return sha.digest()
-            sha.update(BUFFER[:n])
+        read_on(fd, sha)
+        return sha.digest()
     finally:
         os.close(fd)
 
