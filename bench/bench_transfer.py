@@ -10,9 +10,9 @@ then times, in the same run:
   end to end rclone download + OpenSSH upload (the two-step peer, summed) | `relocate move`
 
 Reads and writes are timed `--pairs` times each, alternating peer and relocate, and
-`move` as often; each side's median is compared. Each group of legs starts with
-`--warmup` untimed runs of each of its legs (their times are printed, outside the
-medians). Each run writes into a directory of its own (see run_corpus).
+`move` as often; each side's median is compared. Each group of timed legs starts with
+`--warmup` untimed full reads of the bucket, so no leg pays for the S3 server's warming. Each run writes into a directory of
+its own (see run_corpus).
 
 and prints each time, the ratios (relocate / peer) and relocate's peak RSS (ru_maxrss of
 the child process that did the work). Goals (issue 6): S3 read <= 1.0x rclone, SSH write
@@ -46,7 +46,6 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -332,7 +331,7 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=65.0,
                     help="seconds to wait between corpora (ext4 without a journal does not reuse an inode freed in the last 60 s)")
     ap.add_argument("--warmup", type=int, default=1,
-                    help="untimed runs of each leg before its group is timed (printed, not in the medians)")
+                    help="untimed full reads of the bucket (rclone md5sum --download) before the reads and before the moves")
     ap.add_argument("--pairs", type=int, default=4,
                     help="runs of each side per leg: reads and writes alternate peer and relocate; `move` runs this often")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON document")
@@ -434,22 +433,19 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
             drop(dest)  # one file: deleting it costs the next leg nothing, and the disk is not endless
         return t, rss
 
-    def warm_up(*legs: tuple[str, Any]) -> None:
-        # hyperfine's --warmup: each leg of a group runs untimed before the group is timed.
-        # The first run of a group was the slow one in every full run here (the first move:
-        # 7.8-8.7 s against 6.2-7.0 s for the next two): SeaweedFS gives its heap back while
-        # it sits idle (the SSH legs take a minute) and growing it again cost it 1-2.4 CPU
-        # seconds of page faults on this VM; a move grows it further than rclone's read does
-        # (1.0 -> 1.5 GB), so a warm-up read by another tool did not help the moves. The
-        # warm-up times are printed, outside the medians.
+    def warm_up() -> None:
+        # One untimed read of every object before each group of timed legs (hyperfine's
+        # --warmup). SeaweedFS's heap shrinks back while it sits idle (the SSH legs take
+        # a minute), and growing it again on the next full read cost it 1-2.4 CPU seconds
+        # more, nearly all page faults: whichever leg came first paid for it (the first
+        # move of every run here: 8.5-8.7 s against 6.3-7.0). rclone reads and hashes,
+        # writing nothing, so no leg's disk or inodes are touched.
         for _ in range(args.warmup):
-            for label, leg in legs:
-                t, _ = leg()
-                r.setdefault("warmup_s", {}).setdefault(label, []).append(round(t, 2))
+            subprocess.run([rclone, "md5sum", "--download", f"src:{bucket}", "--checkers", str(args.transfers)],
+                           env=renv, check=True, stdout=subprocess.DEVNULL)
 
     if not args.move_only:
-        warm_up(("rclone_read", lambda: read_into("rclone_read", read_rclone)),
-                ("relocate_read", lambda: read_into("relocate_read", read_relocate)))
+        warm_up()
         alternate(r, "rclone_read", lambda: read_into("rclone_read", read_rclone),
                   "relocate_read", lambda: read_into("relocate_read", read_relocate), args.pairs)
     out = outs[0] if outs else src  # rclone's first download feeds the SSH legs
@@ -493,7 +489,6 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         return got
 
     if not args.move_only:
-        warm_up(("openssh_write", write_openssh), ("relocate_write", write_relocate))
         alternate(r, "openssh_write", write_openssh, "relocate_write", write_relocate, args.pairs)
         # The same, but hashing what landed like relocate does (informational: the goal is vs the plain one).
         peer2 = target("openssh-hashed")
@@ -518,11 +513,10 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         landed(where, "relocate move")
         return got
 
+    warm_up()
     if args.baseline:  # old code and this code in turn, on the same corpus and target
-        warm_up(("baseline_move", lambda: move("baseline_move", args.baseline)), ("relocate_move", move))
         alternate(r, "baseline_move", lambda: move("baseline_move", args.baseline), "relocate_move", move, args.pairs)
     else:
-        warm_up(("relocate_move", move))
         repeat(r, "relocate_move", move, args.pairs)
     if not args.move_only:
         r["two_step"] = r["rclone_read"] + r["openssh_write"]
@@ -571,9 +565,6 @@ def report(r: dict) -> None:
               f"ratio {ratio:5.2f}x  {verdict}", flush=True)
     if "relocate_move_runs" in r:
         print(f"    (move: the median of {r['relocate_move_runs']} s; the peer: the sum of the two medians above)", flush=True)
-    if r.get("warmup_s"):
-        print("  untimed warm-up runs, outside the medians: "
-              + ", ".join(f"{k} {v} s" for k, v in r["warmup_s"].items()), flush=True)
     for k in ("relocate_read_rss_kib", "relocate_write_rss_kib", "relocate_move_rss_kib"):
         if k in r:
             print(f"  peak RSS {k.split('_')[1]:<8} {r[k] / 1024:7.1f} MiB (goal <= 256)")
