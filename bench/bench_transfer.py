@@ -10,8 +10,7 @@ then times, in the same run:
   end to end rclone download + OpenSSH upload (the two-step peer, summed) | `relocate move`
 
 Reads and writes are timed `--pairs` times each, alternating peer and relocate, and
-`move` as often; each side's median is compared. Each group of timed legs starts with
-`--warmup` untimed full reads of the bucket, so no leg pays for the S3 server's warming. Each run writes into a directory of
+`move` as often; each side's median is compared. Each run writes into a directory of
 its own (see run_corpus).
 
 and prints each time, the ratios (relocate / peer) and relocate's peak RSS (ru_maxrss of
@@ -330,8 +329,6 @@ def main() -> None:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--settle", type=float, default=65.0,
                     help="seconds to wait between corpora (ext4 without a journal does not reuse an inode freed in the last 60 s)")
-    ap.add_argument("--warmup", type=int, default=1,
-                    help="untimed full reads of the bucket (rclone md5sum --download) before the reads and before the moves")
     ap.add_argument("--pairs", type=int, default=4,
                     help="runs of each side per leg: reads and writes alternate peer and relocate; `move` runs this often")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON document")
@@ -433,19 +430,7 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
             drop(dest)  # one file: deleting it costs the next leg nothing, and the disk is not endless
         return t, rss
 
-    def warm_up() -> None:
-        # One untimed read of every object before each group of timed legs (hyperfine's
-        # --warmup). SeaweedFS's heap shrinks back while it sits idle (the SSH legs take
-        # a minute), and growing it again on the next full read cost it 1-2.4 CPU seconds
-        # more, nearly all page faults: whichever leg came first paid for it (the first
-        # move of every run here: 8.5-8.7 s against 6.3-7.0). rclone reads and hashes,
-        # writing nothing, so no leg's disk or inodes are touched.
-        for _ in range(args.warmup):
-            subprocess.run([rclone, "md5sum", "--download", f"src:{bucket}", "--checkers", str(args.transfers)],
-                           env=renv, check=True, stdout=subprocess.DEVNULL)
-
     if not args.move_only:
-        warm_up()
         alternate(r, "rclone_read", lambda: read_into("rclone_read", read_rclone),
                   "relocate_read", lambda: read_into("relocate_read", read_relocate), args.pairs)
     out = outs[0] if outs else src  # rclone's first download feeds the SSH legs
@@ -513,7 +498,6 @@ def run_corpus(name: str, args, work: Path, weed, sshd, make_config) -> dict:
         landed(where, "relocate move")
         return got
 
-    warm_up()
     if args.baseline:  # old code and this code in turn, on the same corpus and target
         alternate(r, "baseline_move", lambda: move("baseline_move", args.baseline), "relocate_move", move, args.pairs)
     else:
