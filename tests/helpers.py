@@ -143,3 +143,36 @@ def stop_app(root: Path, service: str = "townsquare") -> None:
             os.killpg(int(pidfile.read_text()), 9)  # test clean-up: no app may outlive its test
         except (ProcessLookupError, ValueError):
             pass
+
+
+def page_cached(path: Path) -> int:
+    """Bytes of the file in the page cache (util-linux fincore: mincore(2) on a mapping of it)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip())
+
+
+def needs_page_cache(where: Path) -> None:
+    """Fail (never skip) when files written under `where` are not cached at all (tmpfs):
+    a test of what relocate lets go of from the page cache means nothing there."""
+    control = where / "page-cache-control"
+    control.write_bytes(os.urandom(16 << 20))
+    cached = page_cached(control)
+    control.unlink()
+    if cached < 8 << 20:
+        import pytest
+
+        pytest.fail(f"{where} keeps no page cache (tmpfs?): this test needs a disk file system")
+
+
+def feed_at_network_pace(proc: subprocess.Popen[bytes], data: bytes, chunk: int = 1 << 20, pause: float = 0.02) -> tuple[bytes, bytes]:
+    """Write `data` to proc's stdin a chunk at a time (1 MiB per 20 ms: a network's pace,
+    not a pipe's), then wait for it; (stdout, stderr)."""
+    import time
+
+    assert proc.stdin is not None
+    for at in range(0, len(data), chunk):
+        proc.stdin.write(data[at:at + chunk])
+        proc.stdin.flush()
+        time.sleep(pause)
+    return proc.communicate(timeout=120)

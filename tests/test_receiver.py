@@ -19,6 +19,7 @@ import pytest
 
 import servers
 from conftest import require
+from helpers import feed_at_network_pace, needs_page_cache, page_cached
 from relocate.ssh.via import SshSpec
 from relocate.execute.objects import BucketPusher
 from relocate.settings import Transfer
@@ -110,37 +111,22 @@ def test_agent_sizes_around_its_one_read_small_file_path_land_whole(tmp_path: Pa
     assert not (final / "short").exists() and not stage.exists()
 
 
-def _cached(path: Path) -> int:
-    """Bytes of the file in the page cache (util-linux fincore: mincore(2) on a mapping of it)."""
-    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return int(out.strip())
-
-
 def test_agent_lets_what_it_wrote_leave_the_page_cache(tmp_path: Path) -> None:
-    # receiver_agent.DropBehind: a big file window by window as it is written, and files
-    # over 64 KiB once 8 MiB more has been written after them. The stream comes at the
-    # pace of a network (1 MiB per 20 ms), so each window has reached the disk before it
-    # is let go of; pages still being written would stay, so the bound is loose.
-    control = tmp_path / "control"  # the same data written plainly stays cached: this file system keeps a cache
-    control.write_bytes(os.urandom(16 * MiB))
-    if _cached(control) < 8 * MiB:
-        pytest.fail(f"{tmp_path} keeps no page cache (tmpfs?): this test needs a disk file system")
+    # targets/dropbehind.py: a big file window by window as it is written, and files
+    # over 64 KiB once 8 MiB more has been written after them. The stream comes at a
+    # network's pace, so each window has reached the disk before it is let go of; pages
+    # still being written would stay, so the bound is loose.
+    needs_page_cache(tmp_path)  # the same data written plainly stays cached here
     big, smalls = os.urandom(40 * MiB), [os.urandom(MiB) for _ in range(24)]
     stream = b"RLC1" + _record(b"big.bin", big) + b"".join(_record(b"s/%d" % i, b) for i, b in enumerate(smalls)) + b"E"
     stage, final = tmp_path / "stage" / "7", tmp_path / "final"
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", AGENT_SOURCE, str(stage), str(final)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    for at in range(0, len(stream), MiB):
-        proc.stdin.write(stream[at:at + MiB])
-        proc.stdin.flush()
-        time.sleep(0.02)
-    out, err = proc.communicate(timeout=60)
+    out, err = feed_at_network_pace(proc, stream)
     assert proc.returncode == 0, err
     assert out.decode().splitlines()[-1] == "end"
-    assert _cached(final / "big.bin") <= len(big) // 2
-    assert sum(_cached(final / "s" / str(i)) for i in range(12)) <= 6 * MiB  # the first half of the small ones
+    assert page_cached(final / "big.bin") <= len(big) // 2
+    assert sum(page_cached(final / "s" / str(i)) for i in range(12)) <= 6 * MiB  # the first half of the small ones
     assert (final / "big.bin").read_bytes() == big  # and all of it is there, read back from the disk
     assert all((final / "s" / str(i)).read_bytes() == b for i, b in enumerate(smalls))
 

@@ -34,6 +34,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing imported at run time
     from typing import Dict, List, Optional, Tuple
+    from relocate.targets.dropbehind import DropBehind  # at run time: sent in front of this file (shell.program)
     Seen = Tuple[bytes, int, int, int]  # (sha256, inode, size, mtime_ns) of a file when it was hashed
 
 BUF = 1 << 20
@@ -44,11 +45,13 @@ POLL_S = 0.005  # how often the file tar is writing is read on, between its name
 class Following(object):
     """The member tar named last: its file, opened once it exists, read as it grows."""
 
-    __slots__ = ("path", "fd", "sha", "skip")
+    __slots__ = ("path", "fd", "sha", "skip", "behind", "pos")
 
-    def __init__(self, path):
-        # type: (bytes) -> None
+    def __init__(self, path, behind):
+        # type: (bytes, DropBehind) -> None
         self.path = path
+        self.behind = behind  # hashed is done with: tar wrote it, nothing here reads it again
+        self.pos = 0
         self.fd = -1
         self.sha = hashlib.sha256()
         self.skip = False  # not a regular file (a directory, a link, a device): never opened
@@ -69,7 +72,8 @@ class Following(object):
         try:
             if self.fd < 0:
                 self.fd = open_file(self.path)
-            read_on(self.fd, self.sha)
+            self.pos += read_on(self.fd, self.sha)
+            self.behind.wrote(self.fd, self.pos)
         except OSError:
             self.drop()  # the walk at the end hashes it, or says why it cannot
 
@@ -91,6 +95,8 @@ class Following(object):
                 seen[self.path] = (self.sha.digest(), st.st_ino, st.st_size, st.st_mtime_ns)
             except OSError:
                 pass  # the walk at the end tries again
+            fd, self.fd = self.fd, -1
+            self.behind.finish(fd, self.pos)  # closes it, now or once its pages can go
         self.drop()
 
 
@@ -122,6 +128,7 @@ def extract(tar):
     except OSError:
         pass
     seen = {}  # type: Dict[bytes, Seen]
+    behind = DropBehind()
     cur = None  # type: Optional[Following]
     pending = b""
     try:
@@ -136,13 +143,14 @@ def extract(tar):
                 for line in lines:
                     if cur is not None:
                         cur.finish(seen)
-                    cur = Following(member_path(line))
+                    cur = Following(member_path(line), behind)
             if cur is not None:
                 cur.read_on()
         if cur is not None:
             cur.finish(seen)
     finally:
         os.close(r)
+        behind.close()
     status = os.waitpid(pid, 0)[1]
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     return code, seen
@@ -154,13 +162,15 @@ def open_file(path):
 
 
 def read_on(fd, sha):
-    # type: (int, hashlib._Hash) -> None
-    """Hash what `fd` holds from where it stands to its current end."""
+    # type: (int, hashlib._Hash) -> int
+    """Hash what `fd` holds from where it stands to its current end; how many bytes that was."""
+    total = 0
     while True:
         n = os.readv(fd, [BUFFER])
         if not n:
-            return
+            return total
         sha.update(BUFFER[:n])
+        total += n
 
 
 def hash_file(path):

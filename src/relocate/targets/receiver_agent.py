@@ -53,7 +53,8 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing imported at run time
-    from typing import Iterable, List, NoReturn, Optional, Set, Tuple
+    from typing import Iterable, NoReturn, Optional, Set
+    from relocate.targets.dropbehind import DropBehind  # at run time: sent in front of this file (shell.program)
 
 MAGIC = b"RLC1"
 HEAD = struct.Struct(">IQq")
@@ -61,8 +62,6 @@ LEN = struct.Struct(">I")
 BUF = 1 << 20
 READ_BUF = 128 << 10  # the stdin reader's own buffer: below BUF, so big reads bypass it
 SMALL = 64 << 10  # up to this size a file comes in one read with its hash (from the reader's buffer)
-DROP_WINDOW = 8 << 20  # written data is let go of in steps of this size (DropBehind)
-DROP_FILES = 64  # files held open until their pages are let go of, at most
 
 
 STAGE = []  # type: list[bytes]  # this session's staging dir, once known
@@ -172,76 +171,6 @@ def place(tmp, dest, final, index):
         os.unlink(tmp)
 
 
-class DropBehind:
-    """Lets written data leave the target's page cache once the disk has it.
-
-    A bulk copy's files are not read again soon, and left cached they cost twice: they
-    push the target's own working set out of memory, and every page of them is a new
-    page to allocate. On a VM whose free memory goes back to the host (virtio-balloon
-    free page reporting, as on the machine the bench runs on) touching such a page is a
-    fault to the host: writing 1 GiB cost the receiver 4.1 CPU-s, 3.3 of them in the
-    kernel; letting the pages go as it writes, so that the kernel hands the same ones
-    out again, took that to 2.2 (docs/transfer.md, "Drop-behind").
-
-    posix_fadvise(DONTNEED) twice per range, never waiting: the first call starts the
-    range's writeback, the second, a window later, drops what is clean by then (pages
-    still being written stay cached, no harm done). A big file is let go of window by
-    window as it is written; a finished file (over SMALL: a small one is not worth two
-    more system calls) stays open in a short queue until a window's worth of data has
-    been written after it, then is let go of and closed. tar x, `cp` and rclone do
-    neither; `dd oflag=nocache` and rsync's --drop-cache patch do the same thing."""
-
-    def __init__(self):
-        # type: () -> None
-        self.held = []  # type: List[Tuple[int, int]]  # (fd, size) of finished files, oldest first
-        self.held_bytes = 0
-        self.last = (-1, 0, 0)  # (fd, start, length): the window of a big file let go of last
-
-    def window(self, fd, start, end):
-        # type: (int, int, int) -> None
-        """A big file's bytes [start, end) are written: start writing them out, and
-        drop the window before it, which has had a window's time to reach the disk."""
-        advise(fd, start, end - start)
-        last_fd, last_start, last_len = self.last
-        if last_fd == fd:
-            advise(fd, last_start, last_len)
-        self.last = (fd, start, end - start)
-
-    def finished(self, fd, size, mark):
-        # type: (int, int, int) -> None
-        """The file behind fd is whole (or given up), its data from `mark` on not yet
-        let go of: close it now or hold it until that much more has been written."""
-        self.last = (-1, 0, 0)
-        if size <= SMALL:
-            os.close(fd)
-            return
-        advise(fd, mark, 0)
-        self.held.append((fd, size - mark))
-        self.held_bytes += size - mark
-        while self.held_bytes > DROP_WINDOW or len(self.held) > DROP_FILES:
-            self.release()
-
-    def release(self):
-        # type: () -> None
-        fd, pending = self.held.pop(0)
-        self.held_bytes -= pending
-        advise(fd, 0, 0)
-        os.close(fd)
-
-    def close(self):
-        # type: () -> None
-        while self.held:
-            self.release()
-
-
-def advise(fd, start, length):
-    # type: (int, int, int) -> None
-    try:
-        os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
-    except (AttributeError, OSError):  # not Linux, or a file system that keeps no cache (nothing to do)
-        pass
-
-
 def open_receipt(dirs, src):
     # type: (Dirs, io.BufferedIOBase) -> int
     """An "R" record: a new receipt file in the directory it names (under ROOT, no links)."""
@@ -318,7 +247,6 @@ def main():
         rel = safe_rel(read_exact(src, plen))
         tmp = tmp_prefix + b"%d" % index
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        mark = 0  # where the part of the file not yet let go of starts (DropBehind)
         try:
             if size <= SMALL:
                 # A small file and the sender's hash of it in one read from the reader's
@@ -342,15 +270,13 @@ def main():
                     while chunk:
                         chunk = chunk[os.write(fd, chunk):]
                     left -= n
-                    if size - left - mark >= DROP_WINDOW:
-                        behind.window(fd, mark, size - left)
-                        mark = size - left
+                    behind.wrote(fd, size - left)
                 sent = read_exact(src, 32)
             digest = sha.digest()
             if digest == sent:
                 os.utime(fd, (mtime, mtime))  # futimens: no second lookup of the path
         finally:
-            behind.finished(fd, size, mark)
+            behind.finish(fd, size)  # closes fd, now or once its pages can go (dropbehind.py)
         if digest == sent:
             dest = fin + b"/" + rel  # os.path.join and dirname, by hand: once per file
             head = rel.rpartition(b"/")[0]

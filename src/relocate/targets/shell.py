@@ -36,9 +36,16 @@ def script(body: str, *args: str) -> tuple[str, bytes]:
     return line(["sh", "-s", "--", *args]), body.encode()
 
 
+# What each program uses from the others: sent in front of it, in this order.
+_SHARED = {"receiver_agent": ("dropbehind",), "extract_hasher": ("dropbehind",)}
+
+
 def program(name: str) -> str:
     """The source of one of relocate's programs that run on the target
-    (targets/<name>.py, standard library only), to pass as `python3 -I -S -c SOURCE`."""
+    (targets/<name>.py, standard library only), to pass as `python3 -I -S -c SOURCE`,
+    with the files it shares code with (_SHARED) in front of it: one `-c`, no modules
+    to install on the target."""
     from importlib import resources
 
-    return resources.files("relocate.targets").joinpath(f"{name}.py").read_text(encoding="utf-8")
+    here = resources.files("relocate.targets")
+    return "\n".join(here.joinpath(f"{part}.py").read_text(encoding="utf-8") for part in (*_SHARED.get(name, ()), name))
