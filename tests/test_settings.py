@@ -22,6 +22,7 @@ from relocate.settings import ATTEMPTS, STALL_S, Login, Settings, Transfer, Tuni
     ({"RELOCATE_STALL_TIMEOUT": "5", "RELOCATE_RETRY_ATTEMPTS": "2", "RELOCATE_RETRY_BACKOFF": "0.5",
       "RELOCATE_BATCH_OBJECTS": "3"}, Tuning(stall_s=5.0, attempts=2, backoff_s=0.5, batch_objects=3)),
     ({"RELOCATE_STALL_TIMEOUT": "soon"}, Tuning()),  # a number that does not parse: the default stands, as before
+    ({"RELOCATE_PAGE_CACHE": "Keep"}, Tuning(page_cache="keep")),
 ])
 def test_tuning_from_the_environment(env: dict[str, str], want: Tuning) -> None:
     assert Tuning.from_env(env) == want
@@ -35,6 +36,8 @@ def test_tuning_is_frozen_and_applied_to_the_engine() -> None:
     assert (opts.transfers, opts.receiver, opts.engine, opts.attempts, opts.batch_objects, opts.stall_s) == \
         (3, "python", "paramiko", 2, 7, STALL_S)
     assert Transfer.tuned(Tuning()).attempts == ATTEMPTS
+    assert not Transfer.tuned(Tuning()).keep_cache and not Transfer.tuned(Tuning(page_cache="drop")).keep_cache
+    assert Transfer.tuned(Tuning(page_cache="keep")).keep_cache
 
 
 def test_an_unknown_word_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ class Tuning:
     bulk_ssh: str = "auto"  # RELOCATE_BULK_SSH: auto (the OpenSSH client when it can log in) | paramiko
     receiver: str = "auto"  # RELOCATE_RECEIVER: auto | python (the agent) | sh (tar)
     s3_gets: str = "auto"  # RELOCATE_S3_GETS: auto (libcurl when pycurl is there) | threads
+    page_cache: str = "auto"  # RELOCATE_PAGE_CACHE: auto, drop (the receiver lets written data go) | keep
     stall_s: float | None = None  # RELOCATE_STALL_TIMEOUT: seconds a lane may make no progress
     backoff_s: float | None = None  # RELOCATE_RETRY_BACKOFF: first retry's wait, doubled each time
     attempts: int | None = None  # RELOCATE_RETRY_ATTEMPTS: tries per batch
@@ -77,6 +78,7 @@ class Tuning:
             bulk_ssh=_choice(env, "RELOCATE_BULK_SSH", ("auto", "openssh", "paramiko")),
             receiver=_choice(env, "RELOCATE_RECEIVER", ("auto", "python", "sh")),
             s3_gets=_choice(env, "RELOCATE_S3_GETS", ("auto", "curl", "threads")),
+            page_cache=_choice(env, "RELOCATE_PAGE_CACHE", ("auto", "drop", "keep")),
             stall_s=_number(env, "RELOCATE_STALL_TIMEOUT"),
             backoff_s=_number(env, "RELOCATE_RETRY_BACKOFF"),
             attempts=_int(env, "RELOCATE_RETRY_ATTEMPTS"),
@@ -128,6 +130,7 @@ class Transfer:
     backoff_s: float = BACKOFF_S
     receiver: str = "auto"  # auto | python (the agent) | sh (tar): execute/wire.choose
     batch_objects: int | None = None  # at most this many objects a batch (None: sized by plan_batches)
+    keep_cache: bool = False  # the receiver leaves what it wrote in the target's page cache (targets/dropbehind.py)
 
     @classmethod
     def tuned(cls, tuning: Tuning, **kw: Any) -> "Transfer":
@@ -139,7 +142,7 @@ class Transfer:
             backoff_s=tuning.backoff_s if tuning.backoff_s is not None else base.backoff_s,
             attempts=tuning.attempts if tuning.attempts is not None else base.attempts,
             engine="paramiko" if tuning.bulk_ssh == "paramiko" else base.engine,
-            receiver=tuning.receiver, batch_objects=tuning.batch_objects)
+            receiver=tuning.receiver, batch_objects=tuning.batch_objects, keep_cache=tuning.page_cache == "keep")
 
 
 @dataclass(frozen=True)

@@ -656,7 +656,7 @@ class BucketPusher:
 
     def _wire(self, objs: list[ObjectInfo]) -> Wire:
         if self.receiver == "agent":
-            return AgentWire(self.place, self.receipts)
+            return AgentWire(self.place, self.receipts, keep_cache=self.opts.keep_cache)
         if len(objs) == 1 and objs[0].size > SMALL_OBJECT:
             return RawWire(objs[0].last_modified, self.place)
         return TarWire(self.place)

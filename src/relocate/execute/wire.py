@@ -123,19 +123,21 @@ class AgentWire:
     HEAD = struct.Struct(">IQq")
     LEN = struct.Struct(">I")
 
-    def __init__(self, place: Place | None = None, receipts: str | None = None) -> None:
+    def __init__(self, place: Place | None = None, receipts: str | None = None, keep_cache: bool = False) -> None:
         self.place = place or Place()
         self.where = receipts  # the directory the receiver appends its receipts in (None: none)
         self.receipts = receipts is not None
+        self.keep_cache = keep_cache  # RELOCATE_PAGE_CACHE=keep: no drop-behind (targets/dropbehind.py)
 
     def command(self, stage: str, final: str, rels: list[str]) -> str:
         return shell.line(["python3", "-I", "-S", "-c", AGENT_SOURCE, stage, final, self.place.root, *self.place.allow])
 
     def start(self) -> bytes:
+        head = self.MAGIC + (b"K" if self.keep_cache else b"")
         if self.where is None:
-            return self.MAGIC
+            return head
         where = _b(self.where)
-        return self.MAGIC + b"R" + self.LEN.pack(len(where)) + where
+        return head + b"R" + self.LEN.pack(len(where)) + where
 
     def header(self, rel: str, obj: ObjectInfo) -> bytes:
         path = _b(rel)

@@ -38,7 +38,6 @@ from relocate.ssh.connection import Connection, Exec, session
 from relocate.ssh.openssh import OpenSsh, OpenSshExec, widen_pipe
 from relocate.ssh.via import resolve_via, ssh_spec
 from relocate.targets import nolinks, shell
-from relocate.targets.dropbehind import DropBehind
 from relocate.targets.runtimes import login_is_root
 
 CHUNK = 1 << 20  # relay unit: one read from the source, one write to the target
@@ -299,8 +298,7 @@ class _Snapshotter:
     bounded queue: the relay only forwards bytes (source -> target) and never waits on
     the disk or a hash unless this thread is QUEUED chunks behind. One pass over the bytes
     gives the snapshot tar, the stream's sha256 (the rerun record) and each file's sha256
-    (the manifest `verify` compares with), so the tar is never read back: it leaves the
-    page cache once it is on the disk (targets/dropbehind.py)."""
+    (the manifest `verify` compares with), so the tar is never read back."""
 
     def __init__(self, copy: IO[bytes]) -> None:
         self.chunks: "queue.Queue[bytes | None]" = queue.Queue(QUEUED)
@@ -308,7 +306,6 @@ class _Snapshotter:
         self.sha = hashlib.sha256()
         self.bytes = 0
         self.lister = _TarLister()
-        self.behind = DropBehind()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="relocate-hostfiles-snapshot", daemon=True)
         self.thread.start()
@@ -321,7 +318,6 @@ class _Snapshotter:
                 self.copy.write(chunk)
                 self.sha.update(chunk)
                 self.bytes += len(chunk)
-                self.behind.wrote(self.copy.fileno(), self.bytes)
                 self.lister.feed(chunk)
             except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
                 self.error = exc
@@ -335,8 +331,6 @@ class _Snapshotter:
         self.thread.join()
         if self.error is not None:
             raise self.error
-        self.copy.flush()
-        self.behind.last(self.copy.fileno())
         whole = self.lister.done and not self.lister.unsupported
         return self.sha.hexdigest(), self.bytes, self.lister.entries if whole else None
 

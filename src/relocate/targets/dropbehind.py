@@ -1,25 +1,35 @@
 """Letting written data leave the page cache once the disk has it ("drop-behind").
 
-Used on the target, in front of receiver_agent.py and extract_hasher.py (shell.program
-sends it with them: standard library only, Python 3.6 syntax), and here, for the
-snapshot copies relocate writes itself.
+Runs on the target, sent in front of receiver_agent.py in the same `python3 -c`
+(shell.program): standard library only, Python 3.6 syntax.
 
 Why: what a bulk copy writes is not read again soon, and left in the page cache it costs
-twice. It pushes the machine's own working set (a database's cache, the app being
-brought up) out of memory, and every page of it is a new page to allocate. On a VM whose
-free memory goes back to its host (virtio-balloon free page reporting, as on the machine
-the bench runs on), touching such a page again is a fault to the host: writing 1 GiB
-cost the receiver 4.1 CPU-s, 3.3 of them in the kernel; letting the pages go as it
-writes, so that the kernel hands the same pages out again, took that to 2.0-2.1
-(docs/transfer.md, "Drop-behind").
+twice. It pushes the target's own working set (a database's cache, the app being brought
+up) out of memory, and every page of it is a new page to allocate. On a VM whose free
+memory goes back to its host (virtio-balloon free page reporting, as on the machine the
+bench runs on), touching such a page again is a fault to the host: the receiver spent
+2.4-2.5 CPU-s in the kernel writing 1 GiB; letting the pages go as it writes, so that the
+kernel hands the same pages out again, took that to about 0.8 (docs/transfer.md,
+"Drop-behind").
 
-How: posix_fadvise(POSIX_FADV_DONTNEED) twice per range, never waiting. The first call
-starts the range's writeback; the second, a window later, drops what is clean by then.
-Pages still being written stay cached: no harm, and nothing ever blocks on the disk
-here. A file being written is let go of window by window; a finished one is held open
-until a window's worth more has been written, then let go of and closed. Small files are
-not worth the two system calls. `dd oflag=nocache` and rsync's --drop-cache patch do the
-same; tar, cp and rclone do not.
+The price: writeback starts as the data comes instead of when the kernel gets to it, so
+a move of less than the kernel's dirty limit onto a disk slower than the link can end
+later than it would have with the data still dirty in memory (on this machine, with the
+page cache warm, one receiver alone: 1.23 s -> 1.41 s for 1 GiB). A move of terabytes
+hits the dirty limit either way. RELOCATE_PAGE_CACHE=keep turns it off (the sender's
+b"K" record).
+
+How: posix_fadvise(POSIX_FADV_DONTNEED) twice per range. The first call starts the
+range's writeback; the second, a window later, drops what is clean by then. Pages still
+being written stay cached, and nothing here waits for the disk (the kernel may still
+make the first call wait for room in the device's queue). A file being written is let go
+of window by window; a finished one is held open until a window's worth more has been
+written, then let go of and closed. Small files are not worth the two system calls.
+`dd oflag=nocache` and rsync's --drop-cache patch do the same; tar, cp and rclone do not.
+
+Host files (extract_hasher.py, where tar writes) were tried with the same scheme and
+kept out: no gain in their bench (4.46 s against 4.33 s over five alternating rounds),
+and 0.3 s more for 506 MiB extracted alone.
 """
 
 import os
@@ -43,13 +53,14 @@ def advise(fd, start, length):
 
 
 class DropBehind(object):
-    """One writer's files, written front to back, one at a time (or one after another)."""
+    """One writer's files, each written front to back, one after another."""
 
     def __init__(self):
         # type: () -> None
-        self.fd = -1  # the file being written: its last two windows
+        self.enabled = True  # False: every file is closed as soon as it is finished, nothing advised
+        self.fd = -1  # the file being written
         self.mark = 0  # where its window not yet advised starts
-        self.prev = 0  # where the window advised once (writeback started) starts
+        self.prev = 0  # where its window advised once (writeback started) starts
         self.held = []  # type: List[Tuple[int, int]]  # finished files: (fd, bytes not dropped yet), oldest first
         self.held_bytes = 0
 
@@ -58,7 +69,7 @@ class DropBehind(object):
         """fd's file is written (and not needed again) up to byte `upto`."""
         if fd != self.fd:
             self.fd, self.mark, self.prev = fd, 0, 0
-        if upto - self.mark >= DROP_WINDOW:
+        if upto - self.mark >= DROP_WINDOW and self.enabled:
             advise(fd, self.mark, upto - self.mark)  # starts its writeback
             if self.mark > self.prev:
                 advise(fd, self.prev, self.mark - self.prev)  # a window ago: on the disk by now
@@ -70,7 +81,7 @@ class DropBehind(object):
         when it is small, else once DROP_WINDOW more bytes have been written after it."""
         start = self.prev if fd == self.fd else 0
         self.fd = -1
-        if size <= DROP_SMALL:
+        if size <= DROP_SMALL or not self.enabled:
             os.close(fd)
             return
         advise(fd, start, 0)
@@ -78,13 +89,6 @@ class DropBehind(object):
         self.held_bytes += size - start
         while self.held_bytes > DROP_WINDOW or len(self.held) > DROP_HELD:
             self._release()
-
-    def last(self, fd):
-        # type: (int) -> None
-        """fd's file is complete and its caller closes it: start writing out the rest,
-        drop what is clean already (the last window or two stay cached)."""
-        advise(fd, self.prev if fd == self.fd else 0, 0)
-        self.fd = -1
 
     def _release(self):
         # type: () -> None

@@ -34,7 +34,6 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for the type comments only (mypy reads them): nothing imported at run time
     from typing import Dict, List, Optional, Tuple
-    from relocate.targets.dropbehind import DropBehind  # at run time: sent in front of this file (shell.program)
     Seen = Tuple[bytes, int, int, int]  # (sha256, inode, size, mtime_ns) of a file when it was hashed
 
 BUF = 1 << 20
@@ -45,13 +44,11 @@ POLL_S = 0.005  # how often the file tar is writing is read on, between its name
 class Following(object):
     """The member tar named last: its file, opened once it exists, read as it grows."""
 
-    __slots__ = ("path", "fd", "sha", "skip", "behind", "pos")
+    __slots__ = ("path", "fd", "sha", "skip")
 
-    def __init__(self, path, behind):
-        # type: (bytes, DropBehind) -> None
+    def __init__(self, path):
+        # type: (bytes) -> None
         self.path = path
-        self.behind = behind  # hashed is done with: tar wrote it, nothing here reads it again
-        self.pos = 0
         self.fd = -1
         self.sha = hashlib.sha256()
         self.skip = False  # not a regular file (a directory, a link, a device): never opened
@@ -72,8 +69,7 @@ class Following(object):
         try:
             if self.fd < 0:
                 self.fd = open_file(self.path)
-            self.pos += read_on(self.fd, self.sha)
-            self.behind.wrote(self.fd, self.pos)
+            read_on(self.fd, self.sha)
         except OSError:
             self.drop()  # the walk at the end hashes it, or says why it cannot
 
@@ -95,8 +91,6 @@ class Following(object):
                 seen[self.path] = (self.sha.digest(), st.st_ino, st.st_size, st.st_mtime_ns)
             except OSError:
                 pass  # the walk at the end tries again
-            fd, self.fd = self.fd, -1
-            self.behind.finish(fd, self.pos)  # closes it, now or once its pages can go
         self.drop()
 
 
@@ -128,7 +122,6 @@ def extract(tar):
     except OSError:
         pass
     seen = {}  # type: Dict[bytes, Seen]
-    behind = DropBehind()
     cur = None  # type: Optional[Following]
     pending = b""
     try:
@@ -143,14 +136,13 @@ def extract(tar):
                 for line in lines:
                     if cur is not None:
                         cur.finish(seen)
-                    cur = Following(member_path(line), behind)
+                    cur = Following(member_path(line))
             if cur is not None:
                 cur.read_on()
         if cur is not None:
             cur.finish(seen)
     finally:
         os.close(r)
-        behind.close()
     status = os.waitpid(pid, 0)[1]
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     return code, seen
@@ -162,15 +154,13 @@ def open_file(path):
 
 
 def read_on(fd, sha):
-    # type: (int, hashlib._Hash) -> int
-    """Hash what `fd` holds from where it stands to its current end; how many bytes that was."""
-    total = 0
+    # type: (int, hashlib._Hash) -> None
+    """Hash what `fd` holds from where it stands to its current end."""
     while True:
         n = os.readv(fd, [BUFFER])
         if not n:
-            return total
+            return
         sha.update(BUFFER[:n])
-        total += n
 
 
 def hash_file(path):

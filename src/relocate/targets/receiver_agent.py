@@ -21,6 +21,9 @@ and the end of stdin after an "E" ends the session. stdout, per batch: one line 
 file, "<index in the batch> <sha256 hex of what landed>", with " !" appended when it
 differs from the sender's (that file is not put in place), then "end", flushed.
 
+b"K" right after the magic: keep what is written in the page cache (no drop-behind,
+targets/dropbehind.py; RELOCATE_PAGE_CACHE=keep).
+
 Receipts (snapshot/receipts.py), when the sender asks for them:
   b"R" u32 length, a directory under ROOT: append receipts to a new file in it
   b"M" u32 length, a record (one line of ASCII, no newline): describes the next "F"
@@ -235,6 +238,9 @@ def main():
             continue
         if kind == b"R":
             receipt = open_receipt(dirs, src)
+            continue
+        if kind == b"K":  # RELOCATE_PAGE_CACHE=keep: leave what is written in the page cache
+            behind.enabled = False
             continue
         in_batch = True
         if kind == b"M":

@@ -37,7 +37,7 @@ def script(body: str, *args: str) -> tuple[str, bytes]:
 
 
 # What each program uses from the others: sent in front of it, in this order.
-_SHARED = {"receiver_agent": ("dropbehind",), "extract_hasher": ("dropbehind",)}
+_SHARED = {"receiver_agent": ("dropbehind",)}
 
 
 def program(name: str) -> str:
