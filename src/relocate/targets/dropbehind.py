@@ -27,9 +27,11 @@ of window by window; a finished one is held open until a window's worth more has
 written, then let go of and closed. Small files are not worth the two system calls.
 `dd oflag=nocache` and rsync's --drop-cache patch do the same; tar, cp and rclone do not.
 
-Host files (extract_hasher.py, where tar writes) were tried with the same scheme and
-kept out: no gain in their bench (4.46 s against 4.33 s over five alternating rounds),
-and 0.3 s more for 506 MiB extracted alone.
+Host files were tried with the same scheme and kept out: the target's hasher letting go
+of what tar wrote (extract_hasher.py), and the local snapshot copy of their tar, each made
+the host-files bench slower (4.46 s against 4.33 s, 4.57 against 4.22 s, five alternating
+rounds each): there the writeback it starts lands on relocate's own threads, and the
+fresh pages it saves are few (docs/transfer.md, "Drop-behind").
 """
 
 import os
