@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -160,16 +162,12 @@ def needs_page_cache(where: Path) -> None:
     cached = page_cached(control)
     control.unlink()
     if cached < 8 << 20:
-        import pytest
-
         pytest.fail(f"{where} keeps no page cache (tmpfs?): this test needs a disk file system")
 
 
 def feed_at_network_pace(proc: subprocess.Popen[bytes], data: bytes, chunk: int = 1 << 20, pause: float = 0.02) -> tuple[bytes, bytes]:
     """Write `data` to proc's stdin a chunk at a time (1 MiB per 20 ms: a network's pace,
     not a pipe's), then wait for it; (stdout, stderr)."""
-    import time
-
     assert proc.stdin is not None
     for at in range(0, len(data), chunk):
         proc.stdin.write(data[at:at + chunk])
