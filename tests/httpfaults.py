@@ -5,6 +5,7 @@ InternalError 500). Everything else is forwarded unchanged."""
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,7 @@ class HttpFaults:
     # decides per request: (method, path) -> status to inject, or None to forward
     pick: Callable[[str, str], int | None]
     injected: list[tuple[str, str, int]] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context (the test's own CA)
 
     def __post_init__(self) -> None:
         proxy = self
@@ -71,13 +73,15 @@ class HttpFaults:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{'localhost' if self.tls else '127.0.0.1'}:{self.port}"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -1,16 +1,24 @@
-"""sources/s3gets.py: small S3 GETs on one libcurl multi handle, signed by relocate.
+"""sources/s3gets.py: small S3 GETs from one thread, signed by relocate, on plain
+keep-alive sockets (SocketGets, the default) or one libcurl multi handle (CurlGets).
 
 The signature is compared with botocore's own signer, byte for byte; the GETs run
-against moto and SeaweedFS (odd keys included, no help from boto3), and through a proxy
+against moto and SeaweedFS (odd keys included, no help from boto3), through a proxy
 that throttles, fails, refuses or answers oddly, to check what is retried, what stops,
-and what is handed to boto3.
+and what is handed to boto3, through the same proxy serving HTTPS, and against a
+server that answers in every way HTTP/1.1 allows (chunks, interim answers, bodies that
+end with the connection, kept-alive connections it closes). Every test of the GETs runs
+with both engines.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import socket
+import socketserver
+import ssl
 import threading
+import time
 from concurrent.futures import Future
 
 import botocore.auth
@@ -25,7 +33,7 @@ from relocate.errors import SourceError, TransientError
 from relocate.secret import Secret
 from relocate.sources import s3gets
 from relocate.sources.s3data import Body
-from relocate.sources.s3gets import Creds, CurlGets, SigV4, object_url
+from relocate.sources.s3gets import Creds, CurlGets, SigV4, SocketGets, engine, object_url
 
 KiB = 1024
 ODD = ["plain/ok.txt", "a b+c&d=e", "ünï/cødé ✓", "~t*'()!$;,@", "per%cent", "tab\tkey", "q?x#y", "/abs", "tr/",
@@ -72,12 +80,24 @@ def _seed(endpoint: str, bucket: str, keys: dict[str, int]) -> dict[str, dict]:
     return heads
 
 
-def _gets(endpoint: str, bucket: str, server, fallback=None, limit: int = 4) -> CurlGets:
+ENGINES = {"sockets": SocketGets, "curl": CurlGets}
+_engine: list[type] = [SocketGets]
+
+
+@pytest.fixture(autouse=True, params=sorted(ENGINES))
+def gets_engine(request: pytest.FixtureRequest) -> str:
+    """Every test here runs once per engine: `_gets` makes the one of this run."""
+    _engine[0] = ENGINES[request.param]
+    return str(request.param)
+
+
+def _gets(endpoint: str, bucket: str, server, fallback=None, limit: int = 4, ca_bundle: str | None = None):
     def refuse(key: str, size: int) -> Body:
         raise AssertionError(f"{key} was handed to boto3")
 
-    return CurlGets(endpoint=endpoint, bucket=bucket, region="us-east-1", virtual=False,
-                    credentials=lambda: Creds(server.access_key, Secret(server.secret_key)), fallback=fallback or refuse, limit=limit)
+    return _engine[0](endpoint=endpoint, bucket=bucket, region="us-east-1", virtual=False,
+                      credentials=lambda: Creds(server.access_key, Secret(server.secret_key)), fallback=fallback or refuse,
+                      limit=limit, ca_bundle=ca_bundle)
 
 
 def test_odd_keys_metadata_and_etags_come_back_as_boto3_reads_them(s3_server) -> None:
@@ -266,3 +286,181 @@ def test_a_body_bigger_than_one_curl_write_is_handed_over_in_its_pieces(s3_serve
     assert isinstance(body.data, list) and len(body.data) > 1
     assert body.size == size == sum(len(p) for p in body.data)
     assert _content(body) == _body("big", size)
+
+
+def test_the_engine_is_sockets_unless_a_proxy_or_the_setting_says_otherwise() -> None:
+    from relocate.settings import Tuning
+
+    def picked(env: dict[str, str]) -> type | None:
+        return engine(Tuning.from_env(env).s3_gets)
+
+    assert picked({}) is SocketGets
+    assert picked({"HTTPS_PROXY": "http://proxy.internal:3128"}) is CurlGets  # libcurl knows proxies
+    assert picked({"http_proxy": "http://proxy.internal:3128"}) is CurlGets
+    assert picked({"RELOCATE_S3_GETS": "sockets", "https_proxy": "http://proxy.internal:3128"}) is SocketGets
+    assert picked({"RELOCATE_S3_GETS": "curl"}) is CurlGets
+    assert picked({"RELOCATE_S3_GETS": "threads"}) is None
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    """A CA of the test's own, and a server context with a certificate it signed for localhost."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("relocate test CA")).issuer_name(name("relocate test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=1)).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(2).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    d = tmp_path_factory.mktemp("tls")
+    (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (d / "server.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (d / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "server.pem", d / "server.key")
+    return ctx, str(d / "ca.pem")
+
+
+def test_https_is_read_when_the_ca_bundle_vouches_for_the_endpoint_and_refused_when_not(moto: str, tls_pair, fast_retries) -> None:
+    keys = {f"s/{i}": 3 * KiB + i for i in range(6)}
+    _seed(moto, "sealed", keys)
+    host, port = moto.split("//")[1].split(":")
+    server_ctx, ca = tls_pair
+    seen: list[str] = []
+    proxy = HttpFaults((host, int(port)), lambda method, path: seen.append(path), tls=server_ctx)  # type: ignore[func-returns-value]
+    assert proxy.endpoint_url.startswith("https://localhost:")  # a name: checked against the certificate
+    gets = _gets(proxy.endpoint_url, "sealed", _Creds, ca_bundle=ca)
+    try:
+        got = {k: _content(gets.submit(k, s, "").result(timeout=30)) for k, s in keys.items()}
+    finally:
+        gets.close()
+    assert got == {k: _body(k, s) for k, s in keys.items()}
+    asked = len(seen)
+    # The system's CAs do not know the test's: refused at once (retrying cannot help), nothing asked.
+    untrusted = _gets(proxy.endpoint_url, "sealed", _Creds, ca_bundle=None)
+    try:
+        with pytest.raises(SourceError, match=r"s3://sealed/s/0: TLS: ") as err:
+            untrusted.submit("s/0", keys["s/0"], "").result(timeout=30)
+        assert "AWS_CA_BUNDLE" in str(err.value.hint)
+    finally:
+        untrusted.close()
+        proxy.close()
+    assert len(seen) == asked == len(keys)
+
+
+class _Scripted(socketserver.ThreadingTCPServer):
+    """An HTTP/1.1 server that answers each GET in one of the ways the protocol allows,
+    chosen by the path's last segment, written in small pieces:
+
+    - `chunked-*`: a 100 Continue first, then a chunked body (a chunk extension, a trailer);
+    - `eof-*`: neither a length nor chunks, `Connection: close`: the body ends with the connection;
+    - `once-*`: a Content-Length; the connection is kept alive, but the next request on it
+      is met by a close without an answer (a server's keep-alive timeout met by a request);
+    - `mute-*`: the request is read and never answered."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ScriptedHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        server: _Scripted = self.server  # type: ignore[assignment]
+        pending, answered = b"", 0
+        while True:
+            while b"\r\n\r\n" not in pending:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                pending += data
+            head, pending = pending.split(b"\r\n\r\n", 1)
+            path = head.split(b" ")[1].decode()
+            with server.lock:
+                server.paths.append(path)
+            kind, key = path.rsplit("/", 1)[1].split("-")[0], path.split("/", 2)[2]
+            if kind == "mute":
+                time.sleep(30)
+                return
+            if kind == "once" and answered:
+                return  # closed without an answer
+            body = _body(key, 20 * KiB + len(key))
+            if kind == "chunked":
+                pieces = [b"HTTP/1.1 100 Continue\r\n\r\n",
+                          b'HTTP/1.1 200 OK\r\nETag: "c1"\r\nContent-Type: text/x-chunked\r\nx-amz-meta-who: me\r\n'
+                          b"Transfer-Encoding: chunked\r\n\r\n",
+                          b"1\r\n" + body[:1] + b"\r\n", b"%x;ext=1\r\n" % 4095 + body[1:4096] + b"\r\n",
+                          b"%x\r\n" % (len(body) - 4096), body[4096:], b"\r\n", b"0\r\nX-Trailer: t\r\n\r\n"]
+            elif kind == "eof":
+                pieces = [b'HTTP/1.1 200 OK\r\nConnection: close\r\nETag: "e1"\r\n\r\n', body[:7], body[7:]]
+            else:
+                pieces = [b'HTTP/1.1 200 OK\r\nETag: "o1"\r\nContent-Length: %d\r\n\r\n' % len(body), body[:100], body[100:]]
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(0.002)  # the client reads each piece on its own
+            if kind == "eof":
+                sock.shutdown(socket.SHUT_WR)
+                return
+            answered += 1
+
+
+def test_every_way_http_11_ends_an_answer_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3gets, "RETRIES", 0)  # a kept-alive connection closed under a GET is not a failure: no retry needed
+    server = _Scripted()
+    keys = [f"chunked-{i}" for i in range(3)] + [f"eof-{i}" for i in range(3)] + [f"once-{i}" for i in range(8)]
+    gets = _gets(server.endpoint_url, "b", _Creds, limit=2)
+    try:
+        got = {k: gets.submit(k, 0, "").result(timeout=30) for k in keys}
+    finally:
+        gets.close()
+        server.shutdown()
+        server.server_close()
+    assert {k: _content(b) for k, b in got.items()} == {k: _body(k, 20 * KiB + len(k)) for k in keys}
+    assert all(b.size == 20 * KiB + len(k) for k, b in got.items())
+    chunked = got["chunked-0"]
+    assert (chunked.etag, chunked.content_type, chunked.metadata) == ("c1", "text/x-chunked", {"who": "me"})
+    assert got["eof-1"].etag == "e1" and got["once-7"].etag == "o1"
+    # the `once` GETs that met a closed connection were sent again, each on a new one
+    assert len(server.paths) > len(keys) and set(server.paths) == {f"/b/{k}" for k in keys}
+
+
+def test_a_get_that_gets_no_byte_for_the_stall_time_fails_and_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3gets, "STALL_S", 1.0)
+    monkeypatch.setattr(s3gets, "RETRIES", 1)
+    monkeypatch.setattr(s3gets, "BACKOFF_S", 0.01)
+    server = _Scripted()
+    gets = _gets(server.endpoint_url, "b", _Creds, limit=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match=r"s3://b/mute-0: .*\(2 tries\)"):
+            gets.submit("mute-0", 0, "").result(timeout=30)
+    finally:
+        gets.close()
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 10
+    assert server.paths == ["/b/mute-0", "/b/mute-0"]

@@ -57,7 +57,7 @@ class Tuning:
 
     bulk_ssh: str = "auto"  # RELOCATE_BULK_SSH: auto (the OpenSSH client when it can log in) | paramiko
     receiver: str = "auto"  # RELOCATE_RECEIVER: auto | python (the agent) | sh (tar)
-    s3_gets: str = "auto"  # RELOCATE_S3_GETS: auto (libcurl when pycurl is there) | threads
+    s3_gets: str = "auto"  # RELOCATE_S3_GETS: auto (sockets; curl when a proxy variable is set) | sockets | curl | threads
     page_cache: str = "auto"  # RELOCATE_PAGE_CACHE: auto, drop (the receiver lets written data go) | keep
     stall_s: float | None = None  # RELOCATE_STALL_TIMEOUT: seconds a lane may make no progress
     backoff_s: float | None = None  # RELOCATE_RETRY_BACKOFF: first retry's wait, doubled each time
@@ -77,7 +77,7 @@ class Tuning:
         return cls(
             bulk_ssh=_choice(env, "RELOCATE_BULK_SSH", ("auto", "openssh", "paramiko")),
             receiver=_choice(env, "RELOCATE_RECEIVER", ("auto", "python", "sh")),
-            s3_gets=_choice(env, "RELOCATE_S3_GETS", ("auto", "curl", "threads")),
+            s3_gets=_s3_gets(env),
             page_cache=_choice(env, "RELOCATE_PAGE_CACHE", ("auto", "drop", "keep")),
             stall_s=_number(env, "RELOCATE_STALL_TIMEOUT"),
             backoff_s=_number(env, "RELOCATE_RETRY_BACKOFF"),
@@ -86,6 +86,19 @@ class Tuning:
             shard_chunk=_int(env, "RELOCATE_SHARD_CHUNK"),
             shard_lock_stale_s=_number(env, "RELOCATE_SHARD_LOCK_STALE_S"),
         )
+
+
+# The variables libcurl (and botocore) take an HTTP proxy from: relocate's own GET loop
+# (sources/s3gets.py, SocketGets) speaks to the endpoint directly, so with any of them set
+# the small bodies go through libcurl, which honours them (and NO_PROXY).
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def _s3_gets(env: Mapping[str, str]) -> str:
+    value = _choice(env, "RELOCATE_S3_GETS", ("auto", "sockets", "curl", "threads"))
+    if value == "auto" and any(env.get(v) for v in PROXY_VARS):
+        return "curl"
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:

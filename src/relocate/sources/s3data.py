@@ -4,9 +4,10 @@ Why not boto3 for bodies: listing, HEAD and credentials stay with boto3 (sources
 its read-only guard), but boto3 costs ~2.5 ms of Python per GET, which decides the
 10,000-small-object case (4x slower than rclone here). Two native clients share the work:
 
-- Small bodies (up to WHOLE_BELOW), read whole ahead of their turn: one libcurl multi
-  handle per reader (sources/s3gets.py, `whole_reads`), ~60 us of CPU a GET. Every key
-  goes through it as it is.
+- Small bodies (up to WHOLE_BELOW), read whole ahead of their turn: one thread per
+  reader driving keep-alive connections (sources/s3gets.py, `whole_reads`), ~45 us of
+  CPU a GET (libcurl's multi handle where an HTTP proxy is set). Every key goes through
+  it as it is.
 - Big bodies, streamed in CHUNK pieces when their turn comes, and `get` called directly:
   obstore (Rust object_store behind a thin binding), whose per-request cost (~270 us of
   CPU, a hand-off to tokio's threads and back) does not matter there.
@@ -26,7 +27,7 @@ compared with the listing.
 Many objects: `ObjectReader.get_many` yields bodies in the caller's order while up to
 N GETs run at once (`ReadAhead`). Bodies read ahead are bounded by a byte budget
 (`ByteBudget`, shareable between calls); big objects are streamed when their turn comes,
-never read ahead whole. Without pycurl (or with RELOCATE_S3_GETS=threads) the small
+never read ahead whole. With RELOCATE_S3_GETS=threads the small
 bodies are read by `get` on a pool of N threads instead, as before: sync `obstore.get`
 releases the GIL while Rust does the request. obstore's async API (`get_async` on one
 asyncio loop thread) was measured against that pool and lost: ~200 us more CPU per GET.
@@ -292,18 +293,17 @@ class ObjectReader:
         self._backoff_s = backoff_s
 
     def whole_reads(self, concurrency: int) -> Callable[[ObjectInfo], Future[Body]] | None:
-        """Small bodies read whole, `concurrency` at once on one libcurl multi handle
-        (sources/s3gets.py); None when pycurl is missing or the reader was made with
-        gets="threads" (RELOCATE_S3_GETS, relocate.settings), and the caller's pool calls
-        `get` instead."""
-        if self._gets_setting == "threads":
+        """Small bodies read whole, `concurrency` at once by one thread (sources/s3gets.py:
+        keep-alive sockets, or libcurl where an HTTP proxy is set); None when the reader
+        was made with gets="threads" (RELOCATE_S3_GETS, relocate.settings), or "curl"
+        without pycurl, and the caller's pool calls `get` instead."""
+        from relocate.sources.s3gets import Creds, engine
+
+        Gets = engine(self._gets_setting)
+        if Gets is None:
             return None
         with self._lock:
             if self._gets is None:
-                try:
-                    from relocate.sources.s3gets import CurlGets, Creds
-                except ImportError:
-                    return None
                 creds = _boto_credentials(self._aws)
 
                 last: list[Any] = [None, None]  # botocore's last frozen triple, and its Creds
@@ -320,11 +320,11 @@ class ObjectReader:
                 from botocore.httpsession import get_cert_path
 
                 session = self._aws.session
-                self._gets = CurlGets(endpoint=self._endpoint, bucket=self.bucket, region=self._region,
-                                      virtual=self._virtual, credentials=frozen,
-                                      fallback=lambda key, size: self._get_boto(key, size, True, f"s3://{self.bucket}/{key}"),
-                                      ca_bundle=session.get_config_variable("ca_bundle") or get_cert_path(True),
-                                      limit=concurrency, backoff_s=self._backoff_s)
+                self._gets = Gets(endpoint=self._endpoint, bucket=self.bucket, region=self._region,
+                                  virtual=self._virtual, credentials=frozen,
+                                  fallback=lambda key, size: self._get_boto(key, size, True, f"s3://{self.bucket}/{key}"),
+                                  ca_bundle=session.get_config_variable("ca_bundle") or get_cert_path(True),
+                                  limit=concurrency, backoff_s=self._backoff_s)
             gets = self._gets
         gets.raise_limit(concurrency)
         return lambda o: gets.submit(o.key, o.size, o.etag)
