@@ -178,6 +178,7 @@ class _Gets:
         self._order = itertools.count()
         self._closed = False
         self._sleeping = False
+        self._asleep_with = 0  # GETs in flight when the loop last went to sleep
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -193,7 +194,7 @@ class _Gets:
             fut.set_exception(TransientError(f"s3://{self.bucket}/{key}: reader closed"))
             return fut
         self._queue.append(_Job(key, size, etag, fut))
-        if self._sleeping:  # see _may_sleep: a loop that is awake looks at the queue before it sleeps
+        if self._sleeping and self._asleep_with < max(1, self.limit // 2):  # see _may_sleep
             self._wake()
         return fut
 
@@ -264,7 +265,12 @@ class _Gets:
 
         `_sleeping` is raised before the queue is looked at, so a submit either lands
         before that look or sees the flag and writes the wake-up byte: none is missed, and
-        a busy loop is not woken once per submitted GET. The caller lowers it."""
+        a busy loop is not woken once per submitted GET. The caller lowers it. A loop
+        asleep with half its GETs or more in flight is not woken either: the next answer
+        wakes it (the stall check's tick at the latest) and it starts the new GET then;
+        a wake-up per GET cost two syscalls and a switch to this thread (10,000 small
+        objects: ~0.1 s of CPU)."""
+        self._asleep_with = busy
         self._sleeping = True
         if self._queue and busy < self.limit:
             return 0.0  # a GET finished and made room for one that is waiting
