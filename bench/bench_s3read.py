@@ -12,9 +12,11 @@ variant in turn, round after round, and prints each one's median wall time and p
 Each line also gives the child's own CPU seconds (user+sys), steadier than wall time here.
 
 Variants: rclone (`rclone copy --transfers N --checkers N`, N relocate's default --transfers); relocate
-(bench_transfer.py's leg_s3read: ObjectReader.get_many, 4 lanes, small bodies on one
-libcurl multi handle); obstore (the same with RELOCATE_S3_GETS=threads: small bodies by
-obstore on a thread pool, as before sources/s3gets.py); lanesN (relocate with N lanes);
+(bench_transfer.py's leg_s3read: ObjectReader.get_many, 4 lanes, small bodies on
+relocate's own keep-alive sockets); curl (the same with RELOCATE_S3_GETS=curl: small
+bodies on one libcurl multi handle, the default before 2026-12-05); obstore (the same
+with RELOCATE_S3_GETS=threads: small bodies by obstore on a thread pool, as before
+sources/s3gets.py); lanesN (relocate with N lanes);
 threads (the first leg: a 16-thread pool calling ObjectReader.get).
 """
 
@@ -98,6 +100,8 @@ def run(state: dict, rounds: int, variants: list[str], corpora: list[str], trans
                     env = {**aenv, "BENCH_S3READ": v}
                     if v == "obstore":
                         env["RELOCATE_S3_GETS"] = "threads"
+                    if v == "curl":
+                        env["RELOCATE_S3_GETS"] = "curl"
                     if v.startswith("lanes"):  # lanesN: get_many with N consumers
                         argv += ["--lanes", v[5:]]
                 dt, rss, cpu, msg = timed(argv, env)
