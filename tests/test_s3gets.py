@@ -464,3 +464,16 @@ def test_a_get_that_gets_no_byte_for_the_stall_time_fails_and_is_retried(monkeyp
         server.server_close()
     assert time.monotonic() - started < 10
     assert server.paths == ["/b/mute-0", "/b/mute-0"]
+
+
+def test_a_ca_bundle_that_cannot_be_read_fails_each_get_with_a_hint(moto: str, tls_pair, tmp_path, fast_retries) -> None:
+    host, port = moto.split("//")[1].split(":")
+    proxy = HttpFaults((host, int(port)), lambda method, path: None, tls=tls_pair[0])
+    gets = _gets(proxy.endpoint_url, "b", _Creds, ca_bundle=str(tmp_path / "no-such-ca.pem"))
+    try:
+        with pytest.raises(SourceError, match=r"s3://b/k: TLS: ") as err:
+            gets.submit("k", 1, "").result(timeout=30)
+        assert "AWS_CA_BUNDLE" in str(err.value.hint)
+    finally:
+        gets.close()
+        proxy.close()

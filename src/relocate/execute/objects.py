@@ -7,8 +7,8 @@ The shape of a bulk move (issue 6):
   batches down one long stream (few channel opens, see the paramiko re-key hazard in
   DESIGN.md); several lanes run in parallel to use more than one core on each side.
 - Bodies come from sources/s3data.py through one ReadAhead per lane, for all its
-  batches: small objects are read ahead whole, `--transfers` at once on one libcurl
-  multi handle (sources/s3gets.py), within one global byte budget (PREFETCH_BYTES);
+  batches: small objects are read ahead whole, `--transfers` at once by one thread on
+  keep-alive connections (sources/s3gets.py), within one global byte budget (PREFETCH_BYTES);
   bigger ones are streamed chunk by chunk when their turn comes, so memory stays
   bounded whatever the object sizes and counts. Once the current batch's GETs are all
   under way (and no big object is ahead), the lane takes its next batch from the queue

@@ -394,7 +394,13 @@ class SocketGets(_Gets):
         # the name resolved and checked against the certificate: the Host header without a port
         self._hostname = f"{self.bucket}.{parts.hostname}" if self.virtual else (parts.hostname or "")
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._tls = _tls_context(self.ca_bundle) if parts.scheme == "https" else None
+        self._tls: ssl.SSLContext | None = None
+        self._no_tls: _Failure | None = None  # a CA bundle that cannot be read: every GET fails with it
+        if parts.scheme == "https":
+            try:
+                self._tls = _tls_context(self.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                self._no_tls = _Failure(f"cannot load the CA bundle {self.ca_bundle}: {exc}", tls=True)
         self._addrs: tuple[float, list[Any]] = (0.0, [])
         self._good = 0  # the index in _addrs of the address that last took a connection
         self._buf = bytearray(RECV_BUFFER)
@@ -443,6 +449,9 @@ class SocketGets(_Gets):
 
     def _start(self, job: _Job, now: float) -> None:
         _, path, headers = self._signed(job)
+        if self._no_tls is not None:
+            self._finished(job, 0, self._no_tls)
+            return
         request = (f"GET {path} HTTP/1.1\r\nHost: {self.address.host}\r\n"
                    "User-Agent: relocate\r\nAccept-Encoding: identity\r\n" + "\r\n".join(headers) + "\r\n\r\n").encode()
         conn = self._idle.pop() if self._idle else None
