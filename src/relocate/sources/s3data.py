@@ -5,8 +5,8 @@ its read-only guard), but boto3 costs ~2.5 ms of Python per GET, which decides t
 10,000-small-object case (4x slower than rclone here). Two native clients share the work:
 
 - Small bodies (up to WHOLE_BELOW), read whole ahead of their turn: one thread per
-  reader driving keep-alive connections (sources/s3gets.py, `whole_reads`), ~45 us of
-  CPU a GET (libcurl's multi handle where an HTTP proxy is set). Every key goes through
+  reader driving keep-alive connections (sources/s3gets.py, `whole_reads`), ~65 us of
+  CPU a GET (libcurl's multi handle, ~85 us, where an HTTP proxy is set). Every key goes through
   it as it is.
 - Big bodies, streamed in CHUNK pieces when their turn comes, and `get` called directly:
   obstore (Rust object_store behind a thin binding), whose per-request cost (~270 us of

@@ -4,10 +4,11 @@ Why not obstore for these: obstore costs ~270 us of CPU per GET here (a request 
 off between the calling thread and tokio's workers), and on a 2-core machine shared
 with the S3 server that CPU is the wall time of 10,000 small objects. One thread
 driving many keep-alive connections does the same GETs for far less: `SocketGets` (the
-standard library's sockets, ssl and selectors; the default) ~45 us each, `CurlGets`
-(one libcurl multi handle, pycurl; used when an HTTP proxy is set, since libcurl knows
-proxies) ~100 us (docs/transfer.md, "Measured"). obstore keeps the big objects, which
-are streamed and where a request's cost does not matter.
+standard library's sockets, ssl and selectors; the default) ~65 us of its thread's CPU
+each, `CurlGets` (one libcurl multi handle, pycurl; used when an HTTP proxy is set,
+since libcurl knows proxies) ~85 us (docs/transfer.md, "A GET loop on plain sockets").
+obstore keeps the big objects, which are streamed and where a request's cost does not
+matter.
 
 Signing is SigV4 for a GET with no body, done here in a few lines so the result can be
 compared with botocore's own signer byte for byte (tests/test_s3gets.py); the signing
@@ -378,16 +379,18 @@ class SocketGets(_Gets):
     ssl, one request at a time on each, driven by one `selectors` loop.
 
     Why not libcurl (CurlGets) by default: with the same 32 GETs in flight, 10,000 x 4 KiB
-    from SeaweedFS cost this client 0.44-0.46 s of CPU against libcurl's 0.98-1.02 s, in
-    1.9 s instead of 2.5 s (docs/transfer.md, "A GET loop on plain sockets"): the loop
-    touches only the sockets that are ready, makes one recv per answer, and calls no
-    Python callback per header line. Pipelining more than one request on a connection
-    was measured too and dropped: it cost SeaweedFS 15-40% more CPU.
+    from SeaweedFS cost this thread 0.64-0.69 s of CPU against libcurl's thread's 0.85 s,
+    in 2.37-2.48 s instead of 2.48-2.70 s (docs/transfer.md, "A GET loop on plain
+    sockets"): the loop touches only the sockets that are ready, makes one recv per
+    answer, and calls no Python callback per header line. Pipelining more than one
+    request on a connection was measured too and dropped: it cost SeaweedFS 15-40% more
+    CPU.
 
     It speaks only what an S3 GET needs: Content-Length or chunked bodies, keep-alive and
     `Connection: close`, TLS with the CA bundle botocore would use. An HTTP proxy is
-    libcurl's job (`engine`, relocate.settings). A kept-alive connection the server closed before it
-    answered is retried at once on a new one, as libcurl does: a GET is safe to repeat."""
+    libcurl's job (`engine`, relocate.settings). A kept-alive connection the server
+    closed before it answered is retried at once on a new one, as libcurl does: a GET is
+    safe to repeat."""
 
     def _run(self) -> None:
         parts = urlsplit(self.endpoint)
@@ -531,10 +534,7 @@ class SocketGets(_Gets):
     def _up(self, conn: _Conn) -> None:
         conn.state = _READY
         self._good = conn.address
-        if conn.job is None:  # its GET failed while it connected (it cannot: kept for safety)
-            self._drop(conn)
-        else:
-            self._send(conn)
+        self._send(conn)  # a connection is only opened for a GET: it has one
 
     def _send(self, conn: _Conn) -> None:
         try:
