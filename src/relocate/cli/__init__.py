@@ -152,7 +152,8 @@ def can_prompt() -> bool:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", envvar="RELOCATE_DEBUG", help="Show tracebacks and debug logs."),
+    debug: bool = typer.Option(False, "--debug", envvar="RELOCATE_DEBUG",
+                               help="Show tracebacks; write a debug log (libraries' lines, each remote command), its path printed first."),
     no_input: bool = typer.Option(False, "--no-input", envvar="RELOCATE_NO_INPUT",
                                   help="Never prompt, even on a terminal (as without one: pass --yes where asked)."),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
@@ -185,7 +186,11 @@ def _setup_logging(debug: bool) -> None:
     """Only relocate's own warnings reach the user's stderr. Libraries (paramiko's
     "Secsh channel N open FAILED" on every health-check retry, urllib3, ...) go to the
     debug log only: kept in memory for an internal error's debug log, and written to
-    a file named on stderr under --debug."""
+    a file named on stderr under --debug. Under --debug that file also gets the
+    libraries' INFO lines (logins, credentials' origin, dropped connections) and
+    relocate's own DEBUG lines (each remote command's head and exit, each listing, each
+    step): a warnings-only file was empty after a run that went well, which is when one
+    asks "what did it do?"."""
     root = logging.getLogger()
     for h in [h for h in root.handlers if getattr(h, "_relocate", False)]:
         root.removeHandler(h)
@@ -194,11 +199,14 @@ def _setup_logging(debug: bool) -> None:
     for h in [h for h in own.handlers if getattr(h, "_relocate", False)]:
         own.removeHandler(h)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # A library's Python warnings (asyncssh's CryptographyDeprecationWarning under a newer
+    # cryptography) are log lines like any other: the debug log, not the terminal.
+    logging.captureWarnings(True)
     _recent.setFormatter(logging.Formatter(_LOG_FORMAT))
     _recent._relocate = True  # type: ignore[attr-defined]
     root.addHandler(_recent)
     to_user = logging.StreamHandler(sys.stderr)
-    to_user.setLevel(logging.DEBUG if debug else logging.WARNING)
+    to_user.setLevel(logging.WARNING)  # the DEBUG lines go to the file, not between the progress lines
     to_user.setFormatter(logging.Formatter("relocate: %(levelname)s %(name)s: %(message)s"))
     to_user._relocate = True  # type: ignore[attr-defined]
     own.addHandler(to_user)
@@ -210,9 +218,10 @@ def _setup_logging(debug: bool) -> None:
         to_file._relocate = True  # type: ignore[attr-defined]
         root.addHandler(to_file)
         sys.stderr.write(f"relocate: debug log (every library's log lines): {path}\n")
-    # botocore logs SSM and secret values at debug level: never let it, even under --debug.
+    # botocore logs SSM and secret values at debug level: never let it, even under --debug
+    # (INFO at most; tests/test_safety.py searches these files for every secret value).
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "paramiko", "asyncssh"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
 
 
 def _write_debug_log(text: str) -> str:
@@ -308,6 +317,14 @@ def _leave(code: Any) -> None:
     os._exit(code or 0)
 
 
+def _usage_line(exc: Any) -> str:
+    """click's usage error as relocate's one line (click prints a four-line block: usage,
+    "Try ...", a blank, "Error: ..."), naming the command whose --help would help."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message
+
+
 def _main(argv: list[str] | None) -> None:
     try:
         # Non-standalone click/typer *returns* the code of a `typer.Exit(n)` instead of
@@ -330,7 +347,7 @@ def _main(argv: list[str] | None) -> None:
         # By name: newer Typer vendors its own click (typer._click), whose ClickException
         # is not click's; a bad flag value must still be a usage error (2), not a bug (1).
         if any(c.__name__ == "ClickException" for c in type(exc).__mro__):
-            exc.show()  # type: ignore[attr-defined]  # found by name above
+            typer.echo(f"relocate: error: {_usage_line(exc)}", err=True)
             sys.exit(int(ExitCode.USAGE))
         if _state["debug"]:
             traceback.print_exc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 import threading
 from concurrent.futures import Future
@@ -21,6 +22,8 @@ from relocate.sources.inventory import Inventory, ObjectInfo, take_inventory
 from relocate.targets import files, layout, shell
 from relocate.targets.facts import Probing, TargetFacts
 from relocate.ssh.connection import Connection
+
+log = logging.getLogger(__name__)  # --debug's log file only
 
 
 def target_id(config: Config, conn: Connection) -> str:
@@ -289,7 +292,11 @@ def list_source(config: Config, aws: Aws) -> Future[Inventory]:
 
     def run() -> None:
         try:
-            listed.set_result(take_inventory(config, aws))
+            inventory = take_inventory(config, aws)
+            for b in inventory.buckets if log.isEnabledFor(logging.DEBUG) else ():  # the sums cost a pass
+                log.debug("listed s3://%s/%s (%s): %d object(s), %d byte(s)", b.spec.bucket, b.spec.prefix, b.kind,
+                          len(b.objects), sum(o.size for o in b.objects))
+            listed.set_result(inventory)
         except BaseException as exc:  # noqa: BLE001 - raised again by listed.result(), on the caller's thread
             listed.set_exception(exc)
 

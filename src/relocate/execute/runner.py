@@ -12,6 +12,7 @@ here.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -28,6 +29,8 @@ from relocate.settings import Settings
 from relocate.snapshot import crypto, store
 from relocate.execute.gather import journal_for
 from relocate.targets import layout, nolinks, releases, shell
+
+log = logging.getLogger(__name__)  # --debug's log file only
 
 
 @dataclass
@@ -144,6 +147,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
             if _PHASE.get(step.kind, step.kind) != phase:
                 phase = _PHASE.get(step.kind, step.kind)
                 run.event({"event": "phase", "phase": phase})
+            log.debug("step %s (%s): %d item(s), %d byte(s) to do", step.id, step.kind, step.todo_count, step.todo_bytes)
             if _may_start(plan, step, opts):
                 outcome = kind.apply(ctx, gathered.get(kind.name), step)
             else:
@@ -151,6 +155,8 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
                                    "(would not finish before the deadline; run again to resume)")
                 outcome = kind.leave(ctx, gathered.get(kind.name), step)
             outcomes.append((kind, step, outcome))
+            log.debug("step %s: %s%s", step.id, "changed" if outcome.changed else "unchanged",
+                      f", {len(outcome.failed)} failed" if outcome.failed else "")
             if step.kind not in _COUNTED:
                 report.components_changed += int(outcome.changed)
                 if not outcome.changed and not outcome.failed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -31,6 +32,8 @@ from relocate.secret import Secret
 from relocate.settings import Login
 from relocate.ssh.via import SshSpec
 from relocate.targets import nolinks
+
+log = logging.getLogger(__name__)  # --debug's log file only (cli._setup_logging)
 
 if TYPE_CHECKING:  # openssh imports this module
     from relocate.ssh.openssh import OpenSsh
@@ -287,6 +290,11 @@ class Exec(Draining):
         return Result(status, self._out.value(), b"".join(self._err))
 
 
+def shorten(command: str, limit: int = 240) -> str:
+    """A command line for the debug log: its head, and how much was left out."""
+    return command if len(command) <= limit else f"{command[:limit]}... ({len(command) - limit} more characters)"
+
+
 def checked(endpoint: object, result: Result) -> Result:
     """`result`, or the error a failed command is: a guarded write's refusal (exit 6,
     naming the link) or one line with the command's last stderr line."""
@@ -378,6 +386,7 @@ class Connection:
             raise TransientError(f"SSH handshake with {ep} failed ({exc})", hint="running again retries") from None
         transport.set_keepalive(15)
         self._transport = transport
+        log.debug("logged in to %s (%s)", ep, transport.remote_version)
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
         ep = self.endpoint
@@ -408,6 +417,9 @@ class Connection:
             chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransientError(f"cannot start a command on {self.endpoint} ({exc})", hint="running again resumes") from None
+        # Command lines never hold a secret (values travel on stdin); the receiver's
+        # program is the long tail of some, hence the cut.
+        log.debug("on %s: %s", self.endpoint, shorten(command))
         return Exec(chan, command, stdout_sink)
 
     def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = 600, check: bool = True) -> Result:
@@ -415,6 +427,7 @@ class Connection:
         if stdin:
             proc.write(stdin)
         result = proc.wait(timeout)
+        log.debug("on %s: exit %s", self.endpoint, result.status)
         return checked(self.endpoint, result) if check else result
 
     def begin(self, command: str, stdin: bytes | None = None) -> Exec:

@@ -26,7 +26,7 @@ import time
 from typing import IO
 
 from relocate.errors import HostKeyError, TransientError
-from relocate.ssh.connection import Connection, Draining, Result
+from relocate.ssh.connection import Connection, Draining, Result, log, shorten
 
 _CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
 ALIAS = "relocate-target"
@@ -321,6 +321,7 @@ class OpenSsh:
 
     def start(self, command: str, master: Master | None = None) -> OpenSshExec:
         mux = ["-o", f"ControlPath={master.path}", "-o", "ControlMaster=no"] if master is not None else []
+        log.debug("ssh %s: %s", self.host, shorten(command))
         try:
             return OpenSshExec([*self.argv, *mux, "--", self.host, command])
         except OSError as exc:
