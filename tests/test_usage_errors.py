@@ -22,3 +22,15 @@ def test_a_usage_error_is_one_line(args: list[str], says: str) -> None:
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("relocate: error: ") and says in lines[0], lines[0]
     assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_verify_without_a_snapshot_does_not_send_the_user_in_a_circle(tmp_path, sshd, moto: str) -> None:
+    """A fresh CI runner: its move found everything in place and kept no snapshot; verify
+    must not answer "run `relocate move` first" (that changes nothing) but say what does."""
+    from helpers import make_config
+
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / "t-nosnap"))
+    run = cli("verify", "-f", str(cfg))
+    assert run.exit_code == 2
+    line = run.stderr.strip()
+    assert len(line.splitlines()) == 1 and "no snapshot in" in line and "move --checksum" in line, line

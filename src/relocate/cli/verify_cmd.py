@@ -36,7 +36,7 @@ def _verify_sharded(plan: Any, config: Any, snap: Any, opts: Settings, as_json: 
             report = VerifyReport()
         verify_shards(conn, config, plan, report)
     if as_json:
-        render.print_json({"snapshot": snap.id if snap else None, "shards": plan.shards["count"], **report.to_dict()})
+        render.print_json({"snapshot": report.snapshot, "shards": plan.shards["count"], **report.to_dict()})
     else:
         render.stdout_console().print(f"{plan.shards['count']} shard(s) of plan {plan.shards['id']}"
                                       + (f", snapshot {snap.id}" if snap else ""), markup=False)
@@ -64,7 +64,12 @@ def register(app: typer.Typer) -> None:
         if plan is not None and plan.shards is not None:
             _verify_sharded(plan, config, snap, Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key), as_json)
         if snap is None:
-            raise ConfigError(f"no snapshot in {config.snapshot_dir}", hint="run `relocate move` first")
+            # A fresh machine (a CI runner) whose move found everything in place keeps no
+            # snapshot: "run move first" would send it round in a circle.
+            raise ConfigError(f"no snapshot in {config.snapshot_dir} (verify compares the target with a snapshot "
+                              "kept on this machine)",
+                              hint="run verify where the move ran (or set snapshot.dir to its snapshots); here, "
+                                   "`relocate move --checksum` re-hashes the target's objects and sends any that differ")
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key)  # RELOCATE_* read here only
         identity = crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
         with session(config.ssh, opts.login, config.target_jump) as conn:
@@ -72,7 +77,7 @@ def register(app: typer.Typer) -> None:
                           login=opts.login)
             report = verify_snapshot(conn, config.root, snap, identity, kinds=load_kinds(config), ctx=ctx)
         if as_json:
-            render.print_json({"snapshot": snap.id, **report.to_dict()})
+            render.print_json(report.to_dict())  # `snapshot` first, as before
         else:
             render.stdout_console().print(f"snapshot {snap.id}", markup=False)
             render.verify(render.stdout_console(), report)
