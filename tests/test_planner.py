@@ -57,7 +57,7 @@ ROWS = [
     ("env files go before any object",
      Inventory(buckets=[_bucket("m", 1)], parameters=ENV.parameters, secrets=ENV.secrets), {}, frozenset(), _facts(),
      ["env:shared/app.env", "s3:m/", "verify"],
-     ["write env file shared/app.env (0600, from 3 parameter(s)/secret(s))", "write 1 file(s) (1000 B) under data/m"], []),
+     ["write env file shared/app.env (0600, from 2 parameter(s) and 1 secret(s))", "write 1 file(s) (1000 B) under data/m"], []),
     ("an env file the target holds as it would be written: no change",
      ENV, {}, frozenset({"shared/app.env"}), _facts(),
      ["env:shared/app.env", "verify"], [], []),

@@ -13,7 +13,9 @@ the target's root (or its nearest existing parent), removed by the same run. It 
 
 plan/build.py scales the sample to each step by object count and by bytes and reports
 both ends as the estimate's range. Nothing is written outside the throwaway directory;
-the source is only read (GetObject).
+the source is only read (GetObject; with a VersionId for older versions, as the move).
+A probe that cannot send its sample leaves the conservative defaults standing and says
+why in the estimate's basis: it measures, it never fails the plan.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from collections import defaultdict
 
+from relocate.errors import RelocateError, SafetyError
 from relocate.execute.objects import BucketPusher
 from relocate.settings import TRANSFERS, Transfer, Tuning, default_lanes
 from relocate.plan.build import Rates, Sample, human_bytes
-from relocate.snapshot.keymap import map_keys
+from relocate.snapshot.keymap import map_keys, version_path
 from relocate.sources.aws import Aws
-from relocate.sources.inventory import BucketListing, Inventory, ObjectInfo
-from relocate.sources.s3data import ObjectReader
+from relocate.sources.inventory import BucketListing, Inventory, ObjectInfo, split_version_key
+from relocate.sources.s3data import ObjectReader, VersionReader
 from relocate.targets import shell
 from relocate.ssh.connection import Connection
 
@@ -58,16 +60,24 @@ def pick_sample(inventory: Inventory, max_objects: int = SAMPLE_OBJECTS,
 def _push(aws: Aws, conn: Connection, where: str, objs: list[tuple[BucketListing, ObjectInfo]],
           lanes: int, tuning: Tuning) -> float:
     """Seconds to deliver `objs` through the move's own reader, pusher and lanes into
-    `where` (each bucket as the move sends it: one pusher per bucket)."""
-    by_bucket: dict[str, list[ObjectInfo]] = defaultdict(list)
-    for listing, o in objs:
-        by_bucket[listing.spec.bucket].append(o)
+    `where` (each listing as the move sends it: one pusher per bucket and kind).
+
+    A "versions" listing's keys are version_key()s (`["key", "version id"]`), readable
+    only by VersionReader (GetObject with VersionId) and placed by version_path, as
+    kinds/objects.py does: read as plain keys they are not there at all."""
+    by_listing: dict[str, tuple[BucketListing, list[ObjectInfo]]] = {}
+    for listing, o in objs:  # journal_bucket: the bucket, or "<bucket>#versions"
+        by_listing.setdefault(listing.journal_bucket, (listing, []))[1].append(o)
     t0 = time.monotonic()
-    for n, (bucket, todo) in enumerate(by_bucket.items()):
-        reader = ObjectReader(aws, bucket, gets=tuning.s3_gets, backoff_s=tuning.get_backoff_s)
+    for n, (listing, todo) in enumerate(by_listing.values()):
+        older = listing.kind == "versions"
+        reader = (VersionReader if older else ObjectReader)(aws, listing.spec.bucket, gets=tuning.s3_gets,
+                                                            backoff_s=tuning.get_backoff_s)
+        paths = ({o.key: version_path(*split_version_key(o.key)) for o in todo} if older
+                 else map_keys([o.key for o in todo]))
         try:
-            pusher = BucketPusher(reader, conn, bucket=bucket, root=where, dest=f"b{n}",
-                                  paths=map_keys([o.key for o in todo]), staging=posixpath.join(where, "staging"),
+            pusher = BucketPusher(reader, conn, bucket=listing.journal_bucket, root=where, dest=f"b{n}",
+                                  paths=paths, staging=posixpath.join(where, "staging"),
                                   opts=Transfer.tuned(tuning, transfers=TRANSFERS, lanes=lanes))
             pusher.run(todo, lambda done: None)
         finally:
@@ -90,6 +100,13 @@ def measure(aws: Aws, conn: Connection, inventory: Inventory, directory: str | N
         first = min(sample, key=lambda lo: lo[1].size)
         setup = _push(aws, conn, posixpath.join(where, "one"), [first], lanes, tuning)
         seconds = _push(aws, conn, posixpath.join(where, "batch"), sample, lanes, tuning)
+    except SafetyError:
+        raise  # a refused write to the source, a changed host key: never swallowed
+    except RelocateError as exc:
+        # The probe only measures: an object gone since the listing, a GET refused, a
+        # dropped lane... must not fail the plan (issue: `plan --probe` exit 5). The
+        # defaults stand and the basis says why; the plan's own checks still run.
+        return Rates(base.bytes_per_s, base.seconds_per_object, f"{base.basis}; probe failed: {exc.message}")
     finally:
         conn.ensure()
         conn.run(shell.line(["rm", "-rf", "--", where]), timeout=120, check=False)

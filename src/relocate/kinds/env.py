@@ -37,27 +37,36 @@ def env_step_id(path: str) -> str:
 
 def plan_env(inventory: Inventory, env_same: set[str] | frozenset[str] = frozenset()) -> PlanPart:
     """Pure: a step per env file, in relocate.yaml's order; `env_same` names the files the
-    target holds as this move would write them (nothing to do)."""
+    target holds as this move would write them (nothing to do).
+
+    A step's count is of the parameters and secrets the file is made from, never of its
+    variables: a JSON secret gives one variable per key, and how many keys it holds is
+    known only once its value is read, which the plan never does (README, "Where things
+    land on the target")."""
     part = PlanPart()
     sources: dict[str, list[str]] = {}
-    counts: dict[str, int] = {}
+    params: dict[str, int] = {}
+    secrets: dict[str, int] = {}
     for p in inventory.parameters:
         sources.setdefault(p.spec.to, []).append(f"ssm:{p.spec.path}")
-        counts[p.spec.to] = counts.get(p.spec.to, 0) + len(p.items)
+        params[p.spec.to] = params.get(p.spec.to, 0) + len(p.items)
         if not p.items:
             part.warnings.append(Finding("empty-source", f"no SSM parameters under {p.spec.path}"))
     for s in inventory.secrets:
         sources.setdefault(s.spec.to, []).append(f"secret:{s.spec.name}")
-        counts[s.spec.to] = counts.get(s.spec.to, 0) + 1
+        secrets[s.spec.to] = secrets.get(s.spec.to, 0) + 1
     for path, names in sources.items():
         same = path in env_same
+        count = params.get(path, 0) + secrets.get(path, 0)
+        made_of = f"{params.get(path, 0)} parameter(s) and {secrets.get(path, 0)} secret(s)"
         part.steps.append(Step(
-            id=env_step_id(path), kind=KIND, source=", ".join(names), dest=path, count=counts[path],
-            todo_count=0 if same else counts[path], est_seconds=0.5 + 0.05 * counts[path],
+            id=env_step_id(path), kind=KIND, source=", ".join(names), dest=path, count=count,
+            todo_count=0 if same else count, est_seconds=0.5 + 0.05 * count,
             detail=("nothing to do: the same parameter and secret versions as the last move, and the file on the "
-                    "target unchanged" if same else "mode 0600; values never printed"),
-            # a count of sources, not of variables: a secret may hold many, read only at apply
-            change="" if same else f"write env file {path} (0600, from {counts[path]} parameter(s)/secret(s))",
+                    "target unchanged" if same else
+                    f"from {made_of} (counted, not their variables: a JSON secret gives one per key, read only by the "
+                    "move); mode 0600; values never printed"),
+            change="" if same else f"write env file {path} (0600, from {made_of})",
         ))
     return part
 

@@ -264,9 +264,15 @@ def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketLi
     return [BucketListing(spec, found[spec], region=regions[spec.bucket]) for spec in specs], left
 
 
-def take_versions(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketListing], list[dict[str, Any]]]:
+def take_versions(aws: Aws, specs: tuple[BucketSpec, ...],
+                  regions: dict[str, str | None] | None = None) -> tuple[list[BucketListing], list[dict[str, Any]]]:
     """Per versioned bucket: a "versions" listing for each `versions: all` entry, and what
-    the `versions: current` entries leave behind (count and bytes, for the plan)."""
+    the `versions: current` entries leave behind (count and bytes, for the plan).
+
+    `regions` ({bucket: region}, from the current objects' listings): older versions are
+    sent from the same bucket, so they are priced in the same region; a bucket missing
+    from it is asked (one HeadBucket), never left unknown (unknown is priced dearest)."""
+    regions = dict(regions or {})
     groups: dict[str, list[BucketSpec]] = {}
     for spec in specs:
         groups.setdefault(spec.bucket, []).append(spec)
@@ -281,7 +287,9 @@ def take_versions(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketL
             continue
         for spec, (objs, markers) in list_versions(aws, bucket, group).items():
             if spec.versions == "all":
-                listings.append(BucketListing(spec, objs, kind="versions", delete_markers=markers))
+                if bucket not in regions:
+                    regions[bucket] = region_of(aws, bucket)
+                listings.append(BucketListing(spec, objs, kind="versions", delete_markers=markers, region=regions[bucket]))
             elif objs or markers:
                 left.append({"bucket": bucket, "prefix": spec.prefix, "status": status, "versions": len(objs),
                              "bytes": sum(o.size for o in objs), "delete_markers": len(markers)})
@@ -397,7 +405,7 @@ def describe_secret(aws: Aws, spec: SecretSpec) -> SecretListing:
 
 def take_inventory(config: Config, aws: Aws) -> Inventory:
     buckets, left_out = list_buckets(aws, config.s3)
-    versions, versions_left = take_versions(aws, config.s3)
+    versions, versions_left = take_versions(aws, config.s3, {b.spec.bucket: b.region for b in buckets})
     return Inventory(
         buckets=buckets + versions,
         left_out=left_out,
