@@ -67,7 +67,7 @@ def plan(console: Console, p: Plan) -> None:
     for s in p.steps:
         copy = (f"{s.todo_count} ({human_bytes(s.todo_bytes)})" if s.kind == "s3" else "check" if s.kind == "verify"
                 else "nothing to do" if not s.todo_count
-                else f"{s.todo_count} vars" if s.kind == "env"
+                else f"{s.todo_count} parameter(s)/secret(s)" if s.kind == "env"
                 else s.detail if s.kind == "prepare"  # the package names, not only how many
                 else (f"{s.todo_count} tables" if s.todo_count else s.detail) if s.kind == "databases" else str(s.todo_count))
         size = human_bytes(s.bytes) if s.kind in ("s3", "databases") else "-"
