@@ -72,6 +72,19 @@ def test_wrong_ssh_key(tmp_path: Path, sshd, sshd2, moto: str) -> None:
     assert "login to" in line and "refused" in line and str(sshd2.identity_file) in line
 
 
+def test_wrong_key_passphrase(tmp_path: Path, sshd, moto: str) -> None:
+    key = tmp_path / "id_encrypted"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "right-pass-7", "-f", str(key)], check=True)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(_root(sshd)))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["target"]["ssh"]["identity_file"] = str(key)
+    cfg.write_text(yaml.safe_dump(doc))
+    run = cli("plan", "-f", str(cfg), env={"RELOCATE_SSH_KEY_PASSPHRASE": "wrongpass-7"})
+    line = _one_line(run, 2)
+    assert f"{key}: RELOCATE_SSH_KEY_PASSPHRASE does not decrypt this key" in line, line
+    assert "wrongpass-7" not in run.stdout + run.stderr and "right-pass-7" not in run.stdout + run.stderr
+
+
 def test_missing_identity_file(tmp_path: Path, sshd, moto: str) -> None:
     cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(_root(sshd)))
     doc = yaml.safe_load(cfg.read_text())

@@ -68,6 +68,32 @@ def test_dns_only_move_asks_and_a_no_changes_nothing(tmp_path: Path, moto: str, 
     assert len(asked) == 2
 
 
+@pytest.mark.parametrize("where", ["after", "env"])
+def test_no_input_after_the_command_name_never_prompts(tmp_path: Path, moto: str, sshd, where: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # README: "with `--no-input`, `--yes` is required". It works after `move` as well as
+    # before it (the root's option: tests/test_deadline_cli.py) and as RELOCATE_NO_INPUT,
+    # even where a prompt is possible.
+    cfg, zone = _dns_only(tmp_path, moto, sshd)
+    asked: list[str] = []
+    monkeypatch.setattr("relocate.cli.move_cmd.can_prompt", lambda: True)  # as on a terminal
+    monkeypatch.setattr("typer.confirm", lambda q, default=False: asked.append(q) or True)
+    if where == "after":
+        run = cli("move", "--no-input", "-f", str(cfg))
+    else:
+        run = cli("move", "-f", str(cfg), env={"RELOCATE_NO_INPUT": "1"})
+    assert run.exit_code == 2, run.stdout + run.stderr
+    assert "refusing to move without confirmation" in run.stderr and "--yes" in run.stderr
+    assert asked == [] and not zone.exists()
+
+
+def test_rollback_accepts_no_input_after_its_name() -> None:
+    from relocate.cli import build_command
+
+    cmd = build_command().commands["rollback"]
+    assert cmd.make_context("rollback", ["--no-input"]).params["no_input"] is True
+
+
 def _host(missing: bool, root: bool = True) -> HostPackages:
     wanted = {"tar": "the move", "rsync": "the app"}
     return HostPackages("debian", "debian", root=root, sudo=False, wanted=wanted,

@@ -63,3 +63,28 @@ def test_discover_json_is_versioned(moto: str) -> None:
     assert run.exit_code == 0, run.stderr
     doc = json.loads(run.stdout)
     assert doc["format_version"] == 1 and list(doc)[0] == "format_version" and "resources" in doc
+
+
+def test_move_json_verify_is_the_verify_document(moto: str, sshd, tmp_path: Path) -> None:
+    # docs/json.md: `relocate move --json`'s `result.verify` is "as in `relocate verify`":
+    # the same keys, `snapshot` (the id) included.
+    from helpers import aws_client, make_config
+
+    import secrets
+
+    bucket = f"jsondoc-{secrets.token_hex(3)}"
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"a")
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / bucket),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    moved = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert moved.exit_code == 0, moved.stderr
+    result = moved.json()["result"]
+    verified = cli("verify", "-f", str(cfg), "--json")
+    assert verified.exit_code == 0, verified.stderr
+    doc = verified.json()
+    assert set(result["verify"]) == set(doc) - {"format_version"}
+    assert result["verify"]["snapshot"] == doc["snapshot"] and doc["snapshot"]
+    assert Path(result["snapshot"]).name == doc["snapshot"]  # result.snapshot: that snapshot's directory
+    assert list(doc)[:2] == ["format_version", "snapshot"]

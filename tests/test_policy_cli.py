@@ -145,3 +145,56 @@ def test_profiles_lint(runner: CliRunner, tmp_path: Path) -> None:
     assert any(line.startswith(f"{tmp_path}/providers/x.yaml:3: kinds[0]: must be one of") for line in lines)
     assert any(line.startswith(f"{tmp_path}/providers/x.yaml:1: (top level): missing required key 'documents'") for line in lines)
     assert any(line.startswith(f"{tmp_path}/providers/y.yaml:2: invalid YAML") for line in lines)
+
+
+def test_relocate_profiles_is_a_colon_separated_list(runner: CliRunner, config: Path, tmp_path: Path) -> None:
+    # docs/policy.md "Profiles": each directory in $RELOCATE_PROFILES (`:`-separated), then
+    # `--profiles DIR` (one directory), for every command that reads profiles.
+    from helpers import cli
+
+    first = tmp_path / "first"
+    (first / "providers").mkdir(parents=True)
+    (first / "providers" / "strict.yaml").write_text(
+        (TEST_PROFILES / "providers" / "strict.yaml").read_text().replace("name: ", "name: Overridden ", 1))
+    listed = f"{first}:{TEST_PROFILES}"
+    r = cli("profiles", "list", "--json", env={"RELOCATE_PROFILES": listed})
+    assert r.exit_code == 0, r.stderr
+    assert {"strict", "lenient", "aws"} <= {p["id"] for p in r.json()["providers"]}
+    r = cli("profiles", "show", "lenient", env={"RELOCATE_PROFILES": listed})
+    assert r.exit_code == 0, r.stderr
+    # later wins: TEST_PROFILES (second in the list) overrides `first`'s strict
+    r = cli("profiles", "show", "strict", env={"RELOCATE_PROFILES": listed})
+    assert r.exit_code == 0 and "Overridden" not in r.stdout, r.stdout + r.stderr
+    r = cli("check", "-f", str(config), "--json", "--provider", "lenient", env={"RELOCATE_PROFILES": listed})
+    assert r.exit_code == 0, r.stderr
+    assert [p["provider"] for p in json.loads(r.stdout)["providers"]] == ["lenient"]
+    # --profiles DIR is read after the list: it wins
+    r = cli("profiles", "show", "strict", "--profiles", str(first), env={"RELOCATE_PROFILES": str(TEST_PROFILES)})
+    assert r.exit_code == 0 and "Overridden" in r.stdout, r.stdout + r.stderr
+    # a missing directory in the list is named alone, not the whole list
+    r = cli("profiles", "list", env={"RELOCATE_PROFILES": f"{TEST_PROFILES}:{tmp_path / 'nope'}"})
+    assert r.exit_code == 2 and r.stderr.strip() == f"relocate: error: profiles directory not found: {tmp_path / 'nope'}"
+    # the flag stays one directory
+    r = cli("profiles", "list", "--profiles", listed)
+    assert r.exit_code == 2 and f"not found: {listed}" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["plan", "move", "check"])
+def test_plan_move_and_check_take_the_list_from_the_variable_not_as_one_flag(command: str, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI binds RELOCATE_PROFILES to --profiles too: a value taken from there would be
+    # one directory named "a:b". The option keeps only a value given as a flag; the list is
+    # split where the settings are built (plan, move) or profiles loaded (check).
+    import os
+
+    from relocate.cli import build_command
+    from relocate.settings import Settings
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    monkeypatch.setenv("RELOCATE_PROFILES", f"{a}:{b}")
+    cmd = build_command().commands[command]
+    assert cmd.make_context(command, []).params["profiles"] is None
+    assert cmd.make_context(command, ["--profiles", str(tmp_path)]).params["profiles"] == tmp_path
+    assert Settings.from_env(os.environ, profiles=None).profile_dirs == (a, b)
+    assert Settings.from_env(os.environ, profiles=tmp_path).profile_dirs == (a, b, tmp_path)

@@ -107,8 +107,46 @@ def test_an_encrypted_key_opens_with_the_passphrase_the_cli_read(tmp_path: Path)
     assert _load_key(str(key), login.passphrase).get_name() == "ssh-ed25519"
     with pytest.raises(ConfigError, match="the key is encrypted; set RELOCATE_SSH_KEY_PASSPHRASE"):
         _load_key(str(key), Settings.from_env({}).login.passphrase)
-    with pytest.raises(ConfigError, match="not a usable private key"):  # a wrong one: one line, no traceback
+    with pytest.raises(ConfigError) as e:  # a wrong one: one line saying so, no traceback
         _load_key(str(key), Settings.from_env({"RELOCATE_SSH_KEY_PASSPHRASE": "wrong"}).login.passphrase)
+    assert "RELOCATE_SSH_KEY_PASSPHRASE does not decrypt this key" in e.value.line()
+
+
+@pytest.mark.parametrize("keygen", [["-t", "ed25519"], ["-t", "ecdsa"], ["-t", "rsa", "-b", "2048"],
+                                    ["-t", "rsa", "-b", "2048", "-m", "PEM"], ["-t", "ecdsa", "-m", "PEM"]])
+def test_a_wrong_passphrase_is_named_for_every_key_format(tmp_path: Path, keygen: list[str]) -> None:
+    # OpenSSH-format keys failed with cryptography's PEM fallback text ("Valid PEM but no
+    # BEGIN/END delimiters ... Are you sure this is a private key?"), PEM ones with
+    # "Incorrect password": both are a passphrase that does not open the key.
+    import subprocess
+
+    from relocate.errors import ConfigError
+    from relocate.ssh.connection import _load_key
+
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", *keygen, "-N", "right-pass-1", "-f", str(key)], check=True)
+    with pytest.raises(ConfigError) as e:
+        _load_key(str(key), Secret("wrong-pass-2"))
+    line = e.value.line()
+    assert line.startswith(f"{key}: RELOCATE_SSH_KEY_PASSPHRASE does not decrypt this key"), line
+    assert "wrong-pass-2" not in line and "right-pass-1" not in line and "BEGIN/END" not in line
+    assert _load_key(str(key), Secret("right-pass-1")) is not None
+
+
+def test_a_passphrase_for_a_key_without_one_is_not_needed(tmp_path: Path) -> None:
+    # as ssh does: one RELOCATE_SSH_KEY_PASSPHRASE for a job does not break a plain key
+    # (it said "the key is encrypted; set RELOCATE_SSH_KEY_PASSPHRASE", which it was not)
+    import subprocess
+
+    from relocate.errors import ConfigError
+    from relocate.ssh.connection import _load_key
+
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    assert _load_key(str(key), Secret("any")).get_name() == "ssh-ed25519"
+    (tmp_path / "junk").write_text("not a key\n")
+    with pytest.raises(ConfigError, match="not a usable private key"):  # not a passphrase question
+        _load_key(str(tmp_path / "junk"), Secret("any"))
 
 
 def test_verify_takes_the_age_identity_from_the_environment_at_the_cli(tmp_path: Path) -> None:

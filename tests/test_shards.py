@@ -221,8 +221,18 @@ def test_bad_shard_input_is_one_line(seaweedfs, sshd, tmp_path: Path, env_s3: di
     cfg = make_config(tmp_path / "relocate.yaml", endpoint=None, sshd=sshd, root=str(sshd.root / bucket),
                       buckets=[{"bucket": bucket, "to": "data"}])
     plan, flat = tmp_path / "plan.json", tmp_path / "flat.json"
-    assert _run(["plan", "-f", str(cfg), "--shards", "2", "-o", str(plan)], env_s3, tmp_path / "h")[0] == 0
-    assert _run(["plan", "-f", str(cfg), "-o", str(flat)], env_s3, tmp_path / "h")[0] == 0
+    code, out, err = _run(["plan", "-f", str(cfg), "--shards", "2", "-o", str(plan)], env_s3, tmp_path / "h")
+    assert code == 0, err
+    # the next steps it prints are the sharded ones (a plain `move plan.json` is refused below)
+    said = " ".join(out.split())
+    assert f"run `relocate move {plan} --shard K` on each of 2 workers (K = 0..1" in said, out
+    assert f"`relocate status {plan}`" in said and f"`relocate move {plan} --finish`" in said, out
+    assert "execute exactly this plan" not in said
+    code, out, err = _run(["plan", "-f", str(cfg), "-o", str(flat)], env_s3, tmp_path / "h")
+    assert code == 0, err
+    assert f"run `relocate move {flat}` to execute exactly this plan" in " ".join(out.split()), out
+    r = cli("move", str(plan), "--yes", env=env_s3)  # what the unsharded hint would have said: refused
+    assert r.exit_code == 2 and "--shard K" in r.stderr and "--finish" in r.stderr, r.stderr
     for args, env in ((["move", str(plan), "--shard", "2", "--yes"], {}),
                       (["move", str(plan), "--shard", "auto", "--yes"], {}),
                       (["move", str(plan), "--shard", "auto", "--yes"], {"JOB_COMPLETION_INDEX": "7"}),

@@ -23,6 +23,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from relocate.cli import options
 from relocate.cli.jsondoc import print_json
 from relocate.errors import ConfigError, ExitCode, RelocateError
 from relocate.policy import render
@@ -32,7 +33,6 @@ from relocate.policy.profiles import ProfileSet, lint_dir, load_profiles
 from relocate.policy.schema import lint_warnings
 from relocate.policy.verdict import FORMAT_VERSION, ProviderVerdict, event_dict
 
-_PROFILES_HELP = "Extra profiles directory (overrides shipped profiles by id); $RELOCATE_PROFILES also works."
 
 
 def _exit(code: ExitCode) -> None:
@@ -318,7 +318,7 @@ def register(app: typer.Typer) -> None:
         discovered: Optional[Path] = typer.Option(None, "--discovered", metavar="FILE",
                                                   help="Output of `relocate discover --json`: vendors from its parameter "
                                                        "and secret names and the services it found (ses, route53, ...)."),
-        profiles: Optional[Path] = typer.Option(None, "--profiles", help=_PROFILES_HELP),
+        profiles: Optional[Path] = options.PROFILES,
         today: Optional[str] = typer.Option(None, "--today", hidden=True, help="Evaluate as of this date (tests, CI)."),
         stale_days: int = typer.Option(STALE_AFTER_DAYS, "--stale-days",
                                        help="Warn when a document's copy was captured longer ago than this."),
@@ -338,7 +338,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("list")
     def list_cmd(
-        profiles: Optional[Path] = typer.Option(None, "--profiles", help=_PROFILES_HELP),
+        profiles: Optional[Path] = options.PROFILES,
         categories: bool = typer.Option(False, "--categories", help="List the category vocabulary instead."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
@@ -366,7 +366,7 @@ def register(app: typer.Typer) -> None:
     @group.command("show")
     def show_cmd(
         provider_id: str = typer.Argument(..., metavar="ID"),
-        profiles: Optional[Path] = typer.Option(None, "--profiles", help=_PROFILES_HELP),
+        profiles: Optional[Path] = options.PROFILES,
     ) -> None:
         """Show one provider profile as JSON."""
         with _edge():

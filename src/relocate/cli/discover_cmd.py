@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relocate import localfile
 from relocate.cli import options, render
-from relocate.errors import ConfigError, ExitCode, UsageError
+from relocate.errors import ExitCode, UsageError
 from relocate.plan.build import human_bytes
 from relocate.sources.discover import TIES, Discovery, all_regions, default_region, discover
 from relocate.sources.aws import Aws
@@ -89,6 +90,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--region and --all-regions exclude each other")
         if output is not None and output.exists() and not force:
             raise UsageError(f"{output} exists", hint="pass --force to overwrite it, or choose another -o")
+        if output is not None:
+            localfile.check_writable(output)  # before the account's slow inventory, not after
         regions = list(dict.fromkeys(region or ())) or [default_region(profile)]
         if every_region:
             regions = all_regions(Aws(AwsSpec(region=default_region(profile), profile=profile, endpoint_url=endpoint_url)))
@@ -96,10 +99,7 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             from relocate.starter import starter_yaml
 
-            try:
-                output.write_text(starter_yaml(found, profile=profile, endpoint_url=endpoint_url), encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"{output}: cannot write ({exc.strerror or exc})") from None
+            localfile.write_atomic(output, [starter_yaml(found, profile=profile, endpoint_url=endpoint_url)])
         if as_json:
             render.print_json(found.to_dict())
         else:

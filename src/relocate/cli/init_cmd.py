@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
 import typer
 
+from relocate import localfile
 from relocate.errors import UsageError
 
 
@@ -24,7 +24,5 @@ def register(app: typer.Typer) -> None:
         """Write a commented relocate.yaml to start from."""
         if path.exists() and not force:
             raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(template(), encoding="utf-8")
-        os.replace(tmp, path)
+        localfile.write_atomic(path, [template()])  # a bad directory: exit 2 naming it, nothing left behind
         typer.echo(f"wrote {path}: edit source and target, then run `relocate plan -f {path}`")

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         source: Optional[Path] = typer.Argument(None, help="A saved plan.json, or a relocate.yaml (default: -f)."),
         file: Path = options.CONFIG,
         yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
+        no_input: bool = options.NO_INPUT,
         allow_drift: bool = typer.Option(False, "--allow-drift", help="Move even if the source changed since the saved plan."),
         transfers: int = typer.Option(TRANSFERS, "--transfers", min=1, max=64, envvar="RELOCATE_TRANSFERS", show_default=False,
                                       help=f"Objects read from S3 in parallel \\[default: {TRANSFERS}]."),
@@ -90,11 +91,12 @@ def register(app: typer.Typer) -> None:
                 index = shards_cmd.parse_shard(shard, saved)  # exit 2 unless saved is a sharded plan
                 assert saved is not None
                 shards_cmd.move_shard(saved, config, index, yes=yes, allow_drift=allow_drift, opts=opts, as_json=as_json,
-                                      on_target=on_target)
+                                      on_target=on_target, no_input=no_input)
             if saved is None:
                 raise UsageError("--finish: needs a plan made with `relocate plan --shards N -o plan.json`",
                                  hint="pass that plan.json as the first argument")
-            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, opts=opts)
+            shards_cmd.move_finish(saved, config, yes=yes, allow_drift=allow_drift, as_json=as_json, opts=opts,
+                                   no_input=no_input)
         if saved is not None and saved.shards is not None:
             raise UsageError(f"{source}: a sharded plan runs as `--shard K` workers, then `--finish`")
         with prepare(config, opts) as prep:
@@ -111,7 +113,7 @@ def register(app: typer.Typer) -> None:
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
-            approval = None if plan.blockers else approve(plan.changes, plan.target, yes)
+            approval = None if plan.blockers else approve(plan.changes, plan.target, yes, no_input=no_input)
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
             progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
             try:
@@ -127,12 +129,13 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))
 
 
-def approve(changes: list[str], target: str, yes: bool) -> gate.Approval:
-    """The gate's one question for `move` (and its shard phases); no: exit 2."""
+def approve(changes: list[str], target: str, yes: bool, *, no_input: bool = False) -> gate.Approval:
+    """The gate's one question for `move` (and its shard phases); no: exit 2. `no_input`:
+    the command's own --no-input (the root's is in can_prompt())."""
     from relocate.cli import render
     from relocate.execute import gate
 
-    approval = gate.confirm(changes, action="move", target=target, yes=yes, can_prompt=can_prompt(),
+    approval = gate.confirm(changes, action="move", target=target, yes=yes, can_prompt=can_prompt() and not no_input,
                             ask=lambda q: typer.confirm(q, default=False),
                             show=lambda line: render.stderr_console().print(line, markup=False))
     if approval is None:

@@ -17,7 +17,26 @@ ACCEPT_NEW_HOST_KEY = typer.Option(
     help="Trust an unknown SSH host key on first use and record it (a changed key is always refused).",
 )
 ACCEPT_RISK = typer.Option(None, "--accept-risk", metavar="ID", help="Proceed despite this acceptable-use finding id (recorded in the plan); repeat for several.")
-PROFILES = typer.Option(None, "--profiles", envvar="RELOCATE_PROFILES", help="Extra provider profiles directory.")
+# The root's `relocate --no-input COMMAND` (cli/__init__.py) also accepted after the
+# name of each command that can ask (move, rollback), where a user reading the README
+# ("with --no-input") puts it; either place, or RELOCATE_NO_INPUT=1, means the same.
+NO_INPUT = typer.Option(False, "--no-input", help="Never prompt, even on a terminal (as without one: --yes is "
+                                                   "required to change the target). Also accepted before the command name.")
+
+
+def flag_only(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """`--profiles DIR` is one directory; its variable RELOCATE_PROFILES is a `:`-separated
+    list (docs/policy.md), read and split by settings.profile_dirs for every command. So a
+    value the option took from that variable (the CLI binds one to every option) is dropped
+    here: taken whole, `/a:/b` would be looked up as one directory."""
+    source = ctx.get_parameter_source(param.name or "")
+    # by name: newer Typer vendors its own click, whose ParameterSource is not click's
+    return None if source is not None and source.name == "ENVIRONMENT" else value
+
+
+PROFILES_HELP = ("Extra provider profiles directory, overriding the shipped ones by id (one directory; "
+                 "$RELOCATE_PROFILES: a `:`-separated list of them, read before it).")
+PROFILES = typer.Option(None, "--profiles", envvar="RELOCATE_PROFILES", callback=flag_only, metavar="DIR", help=PROFILES_HELP)
 
 
 def parse_rate(text: str | None) -> float | None:

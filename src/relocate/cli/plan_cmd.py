@@ -7,13 +7,26 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from relocate import localfile
 from relocate.cli import options
 from relocate.errors import ExitCode, UsageError
 from relocate.settings import Settings
+
+
+def next_steps(output: str, shards: dict[str, Any] | None) -> str:
+    """What to run with the saved plan. A sharded plan is refused by a plain `move PLAN`
+    (exit 2): it runs as N workers, then one finish (README "Shards")."""
+    if shards is None:
+        return f"saved to {output}; run `relocate move {output}` to execute exactly this plan"
+    n = int(shards["count"])
+    return (f"saved to {output}; run `relocate move {output} --shard K` on each of {n} workers "
+            f"(K = 0..{n - 1}, or `--shard auto` under an engine: `relocate shards emit`), "
+            f"watch them with `relocate status {output}`, then once all are complete run "
+            f"`relocate move {output} --finish` for everything else and one verification")
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +65,10 @@ def register(app: typer.Typer) -> None:
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
         rates = load_rates(egress_rates)
+        if output is not None:
+            # A wrong -o fails now (exit 2, like the write itself would), not after the
+            # whole slow plan ran.
+            localfile.check_writable(output)
         config = load_config(file)
         # The one settings value: these options and the RELOCATE_* variables, read here only.
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key, profiles=profiles,
@@ -73,8 +90,7 @@ def register(app: typer.Typer) -> None:
         if until is not None:
             deadline.apply(plan, started, until)
         if output is not None:
-            write_json_atomic(output, plan.to_dict())
-            os.chmod(output, 0o644)
+            write_json_atomic(output, plan.to_dict())  # 0644, whole or not at all
         if as_json:
             render.print_json(plan.to_dict())
         elif fmt == "markdown":
@@ -88,5 +104,5 @@ def register(app: typer.Typer) -> None:
 
                 shards_table(render.stdout_console(), plan)
             if output is not None:
-                render.stdout_console().print(f"saved to {output}; run `relocate move {output}` to execute exactly this plan", markup=False)
+                render.stdout_console().print(next_steps(str(output), plan.shards), markup=False)
         raise typer.Exit(int(ExitCode.OK if plan.ready else ExitCode.BLOCKED))

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         file: Path = options.CONFIG,
         to: Optional[str] = typer.Option(None, "--to", help="Release id to switch to (default: the one before current)."),
         yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
+        no_input: bool = options.NO_INPUT,
         as_json: bool = options.JSON,
         accept_new_host_key: bool = options.ACCEPT_NEW_HOST_KEY,
     ) -> None:
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
                 # A one-step plan through the same gate as `move` (execute/gate.py).
                 step = rollback_step(config, conn, to)
                 approval = gate.confirm([step.change], action="roll back", target=config.ssh.host, yes=yes,
-                                        can_prompt=can_prompt(), ask=lambda q: typer.confirm(q, default=False),
+                                        can_prompt=can_prompt() and not no_input, ask=lambda q: typer.confirm(q, default=False),
                                         show=lambda line: render.stderr_console().print(line, markup=False))
                 if approval is None:
                     raise typer.Exit(int(ExitCode.USAGE))

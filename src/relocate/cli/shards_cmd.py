@@ -49,7 +49,7 @@ def parse_shard(value: str, plan: Plan | None) -> int:
 
 
 def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift: bool, opts: Settings, as_json: bool,
-               on_target: bool = False) -> None:
+               on_target: bool = False, no_input: bool = False) -> None:
     from relocate.shards.worker import run_shard
 
     assert plan.shards is not None
@@ -59,7 +59,7 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
     count = int(plan.shards["count"])
     dests = ", ".join(sorted({s.dest for s in plan.steps if s.kind == "s3"}))
     change = f"write shard {index} of {count}: up to {objs:,} object(s) ({human_bytes(nbytes)}) under {dests}"
-    approve([change], plan.target, yes)
+    approve([change], plan.target, yes, no_input=no_input)
     progress = Reporter.choose(objs, nbytes, as_json=as_json)
     opts = dataclasses.replace(opts, on_event=progress.event)
     if on_target:  # the target's own file system: commands run here, the lanes too (no ssh logins)
@@ -97,7 +97,8 @@ def _without_objects(saved: Plan) -> Plan:
                                fingerprint_digest=hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest())
 
 
-def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, opts: Settings, as_json: bool) -> None:
+def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, opts: Settings, as_json: bool,
+                no_input: bool = False) -> None:
     """The final phase: refused (exit 6) while a shard is incomplete; then every other kind
     under the target-wide lock, and one verification across all shards."""
     from relocate.shards.verify import verify_shards
@@ -117,7 +118,7 @@ def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, op
         out = render.stdout_console()
         if not as_json:
             render.plan(out, plan)
-        approval = None if plan.blockers else approve(plan.changes, plan.target, yes)
+        approval = None if plan.blockers else approve(plan.changes, plan.target, yes, no_input=no_input)
         progress = Reporter.choose(0, 0, as_json=as_json)
         try:
             report = run_move(plan, rest, prep.ctx, prep.kinds, prep.kind_data, dataclasses.replace(opts, on_event=progress.event),

@@ -10,16 +10,14 @@ from ITS secret store, fetches the plan when the engine has no way to mount it, 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from relocate import __version__
+from relocate import __version__, localfile
 from relocate.errors import ConfigError, UsageError
 from relocate.plan.model import PLAN_FORMAT
 from relocate.targets import shell
@@ -445,24 +443,23 @@ aws batch submit-job --cli-input-json file://submit-finish.json --depends-on "jo
 
 def write_files(files: dict[str, str], directory: Path) -> list[Path]:
     """Every file written completely beside its final name, then renamed into place: a
-    failure leaves no half-written file, and the renames follow only once all are written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
+    failure leaves no half-written file, and the renames follow only once all are written.
+    A directory that cannot be made or written is exit 2 naming it (localfile)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise localfile.cannot_write(directory, exc) from None
+    staged: list[tuple[Path, Path]] = []
     try:
         for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-            staged.append((tmp, directory / name))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o755 if name.endswith(".sh") else 0o644)
+            final = directory / name
+            staged.append((localfile.stage(final, [text], mode=0o755 if name.endswith(".sh") else 0o644), final))
     except BaseException:
         for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         raise
     for tmp, final in staged:
-        os.replace(tmp, final)
+        localfile.commit(tmp, final)
     return [final for _, final in staged]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar, overload
 
+from relocate import localfile
 from relocate.errors import ConfigError
 from relocate.snapshot.jsonenc import compact
 
@@ -128,12 +129,8 @@ def json_chunks(data: Any, indent: str = "") -> Iterator[str]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(json_chunks(data))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """`data` as JSON at `path`, whole or not at all (exit 2 naming `path` when it cannot be written)."""
+    localfile.write_atomic(path, json_chunks(data))
 
 
 @dataclass

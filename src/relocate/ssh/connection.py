@@ -134,7 +134,8 @@ def check_host_key(ep: Endpoint, key: paramiko.PKey, accept_new: bool) -> None:
 
 
 def _load_key(path: str, passphrase: Secret | None) -> paramiko.PKey:
-    """`passphrase`: RELOCATE_SSH_KEY_PASSPHRASE, read by the CLI (settings.Login)."""
+    """`passphrase`: RELOCATE_SSH_KEY_PASSPHRASE, read by the CLI (settings.Login). Its
+    value is never part of a message (paramiko's and cryptography's texts do not hold it)."""
     try:
         # bytes: cryptography refuses a str passphrase for OpenSSH-format keys (TypeError)
         return paramiko.PKey.from_path(path, passphrase.reveal().encode() if passphrase else None)
@@ -142,10 +143,35 @@ def _load_key(path: str, passphrase: Secret | None) -> paramiko.PKey:
         raise ConfigError(f"target.ssh.identity_file: {path}: no such file") from None
     except PermissionError:
         raise ConfigError(f"target.ssh.identity_file: {path}: permission denied") from None
-    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's word for an OpenSSH-format key
+    except (paramiko.PasswordRequiredException, TypeError):
+        # TypeError: cryptography's word for a passphrase missing, or given for a key that
+        # is not encrypted. The latter is not an error for ssh (one variable set for every
+        # key of a job): load the key as it is.
+        if passphrase is not None:
+            return _load_key(path, None)
         raise ConfigError(f"{path}: the key is encrypted; set RELOCATE_SSH_KEY_PASSPHRASE or load it into ssh-agent") from None
-    except (paramiko.SSHException, ValueError) as exc:
+    except ValueError as exc:
+        # A wrong passphrase: cryptography's OpenSSH loader fails, then paramiko falls back
+        # to the PEM loader, whose ValueError ("Valid PEM but no BEGIN/END delimiters ...
+        # Are you sure this is a private key?") names neither. An encrypted key (one that
+        # asks for a passphrase) that the given one does not open is that case.
+        if passphrase is not None and _asks_passphrase(path):
+            raise ConfigError(f"{path}: RELOCATE_SSH_KEY_PASSPHRASE does not decrypt this key",
+                              hint="a wrong passphrase: set the key's own, or load the key into ssh-agent") from None
         raise ConfigError(f"{path}: not a usable private key ({exc})") from None
+    except paramiko.SSHException as exc:  # after decryption: paramiko cannot use the key's format or type
+        raise ConfigError(f"{path}: not a usable private key ({exc})") from None
+
+
+def _asks_passphrase(path: str) -> bool:
+    """Whether the key at `path` is encrypted: loading it without a passphrase says so."""
+    try:
+        paramiko.PKey.from_path(path, None)
+    except (paramiko.PasswordRequiredException, TypeError):
+        return True
+    except Exception:  # unreadable or not a key at all: not a passphrase question
+        return False
+    return False
 
 
 def _candidate_keys(ep: Endpoint, passphrase: Secret | None) -> Iterable[paramiko.PKey]:
