@@ -186,6 +186,89 @@ def test_a_file_in_the_way_is_a_failed_item_exit_4_not_a_retry(tmp_path: Path, m
     assert blocker.read_bytes().startswith(b"a file")
 
 
+def _journalled(tmp_path: Path, bucket: str) -> set[str]:
+    """The keys the local journal records as moved (snapshot.dir/journal.sqlite)."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "snapshots" / "journal.sqlite")
+    try:
+        return {k for (k,) in db.execute("SELECT key FROM objects WHERE bucket = ?", (bucket,))}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("receiver", ["python", "sh"])
+def test_keys_under_a_file_in_the_way_fail_alone_and_the_rest_moves_in_one_run(tmp_path: Path, moto: str, sshd: Any,
+                                                                             receiver: str) -> None:
+    """A plain file at <root>/data/all/legal where the directory of some keys must go: in
+    ONE move, in batches of 2 over 2 lanes, every other object lands (content checked) and
+    is journalled, each legal/ key is named in `failed` (exit 4); the final check and
+    `verify` say which were never written (exit 4), not OK; once the file is gone, the
+    next move sends exactly those."""
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket="acc-media")
+    keys = ([f"a/{i}.txt" for i in range(2)] + ["docs/x.txt", "index.html"]  # sort before legal/
+            + [f"legal/{i:02d}.pdf" for i in range(40)] + ["legal/sub/deep.pdf", "legal/sub/z.pdf", "legal/zz.txt"]
+            + ["media/late.bin", "z.txt"])  # and after
+    bodies = {k: f"{k}:{secrets.token_hex(8)}\n".encode() for k in keys}
+    for key, body in bodies.items():
+        s3.put_object(Bucket="acc-media", Key=key, Body=body)
+    legal = {k for k in keys if k.startswith("legal/")}
+    assert len(keys) == 49 and len(legal) == 43
+    root = _root(sshd)
+    blocker = _mkdirs(root, "data/all") / "legal"
+    blocker.write_bytes(b"a file where the legal/ keys' directory must go\n")
+    _owned(blocker, root)
+    cfg = make_config(tmp_path / "k5.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": "acc-media", "to": "data/all"}])
+    env = {"RELOCATE_RECEIVER": receiver, "RELOCATE_BATCH_OBJECTS": "2", "RELOCATE_RETRY_BACKOFF": "1"}
+
+    run = cli("move", "-f", str(cfg), "--yes", "--json", "--lanes", "2", env=env)
+    assert run.exit_code == 4, (run.exit_code, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and "retrying" not in run.stderr  # never retried as transient
+    result = run.json()["result"]
+    assert result["objects_sent"] == len(keys) - len(legal)
+    # each refused key named once, on a line of its own, with why; nothing else failed
+    named = {line.split(": ")[1] for line in result["failed"]}
+    assert named == legal and len(result["failed"]) == len(legal), result["failed"]
+    # why: the python3 receiver names the file in the way; the tar path says what its mkdir
+    # said about it ("File exists" for legal/x, "Not a directory" for legal/sub/x)
+    why = (f": cannot write {root}/data/all/legal: Not a directory" if receiver == "python"
+           else ": the target cannot store an object: mkdir: cannot create directory './legal': ")
+    assert all(line.startswith("s3:acc-media/: legal/") and why in line for line in result["failed"]), result["failed"]
+    base = root / "data" / "all"
+    for key in set(keys) - legal:
+        assert (base / key).read_bytes() == bodies[key], key
+    assert blocker.read_bytes().startswith(b"a file")
+    assert _journalled(tmp_path, "acc-media") == set(keys) - legal
+    assert not [p for p in (root / ".relocate").rglob("*") if p.is_file() and "staging" in p.parts]
+    assert not list(root.rglob("*relocate-tmp*"))
+    # the move's own final check counts them: never an OK while they are not there
+    check = result["verify"]
+    want = {f"data/all/{k}" for k in legal}
+    assert check["ok"] is False and check["failed"] == len(legal) and check["matched"] == len(keys) - len(legal)
+    assert {f["path"] for f in check["failed_items"]} == want
+
+    ver = cli("verify", "-f", str(cfg), "--json")
+    assert ver.exit_code == 4, (ver.exit_code, ver.stdout, ver.stderr)
+    doc = ver.json()
+    assert doc["ok"] is False and doc["failed"] == len(legal) and doc["matched"] == len(keys) - len(legal)
+    assert {f["path"] for f in doc["failed_items"]} == want and all(f["error"] for f in doc["failed_items"])
+    text = cli("verify", "-f", str(cfg))
+    assert text.exit_code == 4 and "  failed    data/all/legal/00.pdf: " in text.stdout and "OK" not in text.stdout
+
+    blocker.unlink()
+    again = cli("move", "-f", str(cfg), "--yes", "--json", "--lanes", "2", env=env)
+    assert again.exit_code == 0, (again.exit_code, again.stdout, again.stderr)
+    result = again.json()["result"]
+    assert result["failed"] == [] and result["objects_sent"] == len(legal) and result["objects_skipped"] == len(keys) - len(legal)
+    for key in keys:
+        assert (base / key).read_bytes() == bodies[key], key
+    assert _journalled(tmp_path, "acc-media") == set(keys)
+    ver = cli("verify", "-f", str(cfg), "--json")
+    assert ver.exit_code == 0 and ver.json()["matched"] == len(keys) and ver.json()["failed"] == 0
+
+
 @pytest.mark.parametrize("to, why", [
     (".relocate", "state directory"),
     (".relocate/buckets", "state directory"),
@@ -220,9 +303,22 @@ def test_malformed_host_names_are_exit_2_naming_the_field(tmp_path: Path, moto: 
 def test_verify_prints_long_paths_whole() -> None:
     path = "data/media/" + "/".join(f"segment-{i:02d}-of-a-very-long-key" for i in range(12)) + "/file.txt"
     out = io.StringIO()
-    render.verify(Console(file=out, width=60, highlight=False), VerifyReport(matched=1, missing=[path], differing=[path]))
+    why = "cannot write /srv/x/data/media/segment-00-of-a-very-long-key: Not a directory"
+    render.verify(Console(file=out, width=60, highlight=False),
+                  VerifyReport(matched=1, missing=[path], differing=[path], failed=[{"path": path, "error": why}]))
     lines = out.getvalue().splitlines()
-    assert f"  missing   {path}" in lines and f"  differing {path}" in lines
+    assert f"  missing   {path}" in lines and f"  differing {path}" in lines and f"  failed    {path}: {why}" in lines
+    assert "1 never written" in lines[0] and lines[-1] == "Differences found."
+
+
+def test_move_names_a_failed_key_as_it_is() -> None:
+    """A `failed` line names an object's key: printed whole, never read as markup."""
+    from relocate.execute.runner import MoveReport
+
+    line = "s3:media/: legal/[draft] " + "x" * 80 + ".pdf: cannot write /srv/x/data/media/legal: Not a directory"
+    out = io.StringIO()
+    render.move(Console(file=out, width=60, highlight=False), MoveReport(objects_sent=1, failed=[line]))
+    assert f"failed: {line}" in out.getvalue().splitlines()
 
 
 def _deploy_config(tmp_path: Path, moto: str, sshd: Any, root: Path, port: int) -> Path:
@@ -400,17 +496,42 @@ def test_plan_lists_a_symlinked_destination_as_a_blocker(tmp_path: Path, moto: s
 
 
 def test_a_name_too_long_is_a_failed_item_not_transient(tmp_path: Path) -> None:
-    """ENAMETOOLONG at the receiver (a key path the file system cannot hold): exit 4 from
-    the receiver, read by the sender as ItemError (exit 4), never retried as transient."""
+    """ENAMETOOLONG at the receiver (a key path the file system cannot hold): that file is
+    answered as refused (" x why") and the session goes on with the next one; the sender
+    reads it as a failed item, never a difference to retry."""
+    import hashlib
+
+    from relocate.execute.wire import AgentWire
+    from relocate.ssh.connection import Result
+    from test_receiver import _record, _run_agent
+
+    long = b"d/" + b"n" * 300
+    proc, stage, final = _run_agent(tmp_path, b"RLC1" + _record(long, b"data") + _record(b"d/ok", b"fine") + b"E")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert lines[0].startswith(f"0 {hashlib.sha256(b'data').hexdigest()} x cannot write ") and \
+        lines[0].endswith("n" * 300 + ": File name too long"), lines
+    assert lines[1:] == [f"1 {hashlib.sha256(b'fine').hexdigest()}", "end"]
+    assert (final / "d" / "ok").read_bytes() == b"fine" and [p.name for p in (final / "d").iterdir()] == ["ok"]
+    assert not stage.exists()
+    answer = AgentWire().answer(Result(0, proc.stdout, b""), [long.decode(), "d/ok"])
+    assert list(answer.failed) == [long.decode()] and "File name too long" in answer.failed[long.decode()]
+
+
+def test_an_unwritable_staging_dir_ends_the_receivers_session_as_an_item(tmp_path: Path) -> None:
+    """The same errors outside one file's own path (here the staging dir, under a file) are
+    the session's: exit 4 from the receiver, read by the sender as ItemError (exit 4),
+    never retried as transient."""
     from relocate.errors import ItemError
     from relocate.execute.wire import receiver_error
     from test_receiver import _record, _run_agent
 
-    proc, stage, final = _run_agent(tmp_path, b"RLC1" + _record(b"d/" + b"n" * 300, b"data") + b"E")
-    assert proc.returncode == 4 and b"File name too long" in proc.stderr, proc.stderr
-    assert not stage.exists()
+    (tmp_path / "stage").write_bytes(b"a file where the staging dir must go\n")
+    proc, _, final = _run_agent(tmp_path, b"RLC1" + _record(b"d/x", b"data") + b"E")
+    assert proc.returncode == 4 and b"Not a directory" in proc.stderr, proc.stderr
+    assert not final.exists()
     err = receiver_error(proc.returncode, proc.stderr, "")
-    assert isinstance(err, ItemError) and err.exit_code == 4 and "n" * 300 in err.message
+    assert isinstance(err, ItemError) and err.exit_code == 4 and str(tmp_path / "stage") in err.message
 
 
 @pytest.mark.parametrize("link", ["shared/log", "shared/run", "shared/log/townsquare.log"])

@@ -180,7 +180,10 @@ def test_agent_wire_reads_answers_and_needs_the_end_line() -> None:
 
     wire = AgentWire()
     ans = wire.answer(Result(0, b"0 aa\n1 bb !\nend\n", b""), ["x", "y"])
-    assert ans.hashes == {"x": "aa", "y": "bb"} and ans.placed
+    assert ans.hashes == {"x": "aa", "y": "bb"} and ans.placed and ans.failed == {}
+    # " x why": that file's path can never be written there (the rest of the batch landed)
+    ans = wire.answer(Result(0, b"0 aa\n1 bb x cannot write /r/d/legal: Not a directory\nend\n", b""), ["x", "y"])
+    assert ans.hashes == {"x": "aa", "y": "bb"} and ans.failed == {"y": "cannot write /r/d/legal: Not a directory"}
     with pytest.raises(ValueError):
         wire.answer(Result(0, b"0 aa\n", b""), ["x"])
 

@@ -67,6 +67,23 @@ class ItemError(RelocateError):
 
     exit_code = ExitCode.DIFFERENCES
 
+    def lines(self) -> list[str]:
+        """What a report's `failed` lists: one line per item named."""
+        return [self.line()]
+
+
+class ItemsFailed(ItemError):
+    """Some objects can never be written; every other one was delivered. `items` is
+    {key: why}, each key a line of its own in `failed` (and the snapshot's manifest)."""
+
+    def __init__(self, where: str, items: dict[str, str], *, hint: str | None = None) -> None:
+        key, why = next(iter(items.items()))
+        super().__init__(f"{len(items)} object(s) of {where} cannot be stored on the target (first: {key}: {why})", hint=hint)
+        self.items = items
+
+    def lines(self) -> list[str]:
+        return [f"{key}: {why}" for key, why in self.items.items()]
+
 
 class TransientError(RelocateError):
     """Network, throttling, expired credentials: running again resumes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from relocate.cli.jsondoc import print_json as print_json  # re-exported: render.print_json
@@ -115,11 +116,14 @@ def verify(console: Console, r: VerifyReport) -> None:
     how = f" ({r.checked_on_arrival} hashed by the target as they landed, now checked by size)" if r.checked_on_arrival else ""
     # soft_wrap: a path is printed whole on one line (copyable, greppable), never folded
     # at the console's width (issue 13).
-    console.print(f"verify: {r.matched} matching{how}, {len(r.missing)} missing, {len(r.differing)} differing")
+    console.print(f"verify: {r.matched} matching{how}, {len(r.missing)} missing, {len(r.differing)} differing"
+                  + (f", {len(r.failed)} never written (the move could not write them)" if r.failed else ""))
     for path in r.missing[:20]:
         console.print(f"  missing   {path}", markup=False, soft_wrap=True)
     for path in r.differing[:20]:
         console.print(f"  differing {path}", markup=False, soft_wrap=True)
+    for item in r.failed[:20]:
+        console.print(f"  failed    {item['path']}: {item['error']}", markup=False, soft_wrap=True)
     for path, status in r.env.items():
         console.print(f"  env file {path}: {status}", markup=False, soft_wrap=True)
     for c in r.checks:
@@ -141,8 +145,8 @@ def move(console: Console, r: MoveReport) -> None:
         console.print(f"wrote env file {path} (mode 0600)", markup=False)
     for w in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
-    for f in r.failed:
-        console.print(f"[red]failed:[/red] {f}")
+    for f in r.failed:  # a line may name an object's key: printed as it is, whole ("[draft].pdf" is no markup)
+        console.print(f"[red]failed:[/red] {escape(f)}", soft_wrap=True)
     for item in r.left:
         console.print(f"left for a later run: {item}", markup=False)
     if r.snapshot:

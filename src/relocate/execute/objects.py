@@ -34,6 +34,10 @@ The shape of a bulk move (issue 6):
   after ATTEMPTS tries of one batch it stops with TransientError (exit 5, "running
   again resumes"). A watchdog aborts a lane whose stream made no progress for
   `stall_s` seconds, because paramiko's keepalive does not notice a dead peer.
+- An object the target can never write (a file where its directory must go, a name too
+  long) is not retried and stops nothing: the python3 receiver answers it as refused and
+  goes on, the tar path's batch goes again in halves until the object is alone; every
+  other object lands and is journalled, then ItemsFailed names the refused ones (exit 4).
 """
 
 from __future__ import annotations
@@ -52,13 +56,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from relocate import gcfreeze
-from relocate.errors import RelocateError, TransientError, VerificationError
+from relocate.errors import ItemError, ItemsFailed, RelocateError, TransientError, VerificationError
 from relocate.settings import Transfer
 from relocate.snapshot.receipts import describe
 from relocate.snapshot.journal import DoneObject
 from relocate.sources.inventory import ObjectInfo
 from relocate.sources.s3data import BUDGET_BYTES, WHOLE_BELOW, Body, ByteBudget, ReadAhead, whole_reads
-from relocate.execute.wire import (AGENT_PROBE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire, choose, receiver_error)
+from relocate.execute.wire import (AGENT_PROBE, ITEM_HINT, NOT_ONE_FILE, PROMOTE, AgentWire, Place, RawWire, TarWire, Wire,
+                                   choose, receiver_error)
 from relocate.targets import layout, shell
 from relocate.ssh.openssh import Master, OpenSsh, OpenSshExec
 from relocate.ssh.connection import Connection, Exec, Result
@@ -363,6 +368,9 @@ class BucketPusher:
         self.limit = RateLimit(self.opts.bwlimit) if self.opts.bwlimit else None
         self.budget = ByteBudget(PREFETCH_BYTES)
         self._commit_lock = threading.Lock()
+        # {key: why} of the objects the target can never write; the run delivers every
+        # other one, then raises ItemsFailed naming these (under _commit_lock)
+        self.failed: dict[str, str] = {}
         self._stop = threading.Event()
         self._sessions = itertools.count()
         # (event, lane, batch number, objects) as a lane sends a batch's first bytes ("send"),
@@ -373,7 +381,9 @@ class BucketPusher:
     # ----------------------------------------------------------------- driver
 
     def run(self, objs: list[ObjectInfo], commit: Commit) -> None:
-        """Deliver every object; `commit` is called (serialised) after each batch is in place."""
+        """Deliver every object; `commit` is called (serialised) after each batch is in place.
+        Objects the target can never write (a file where their directory must go) do not stop
+        the others: once everything else is delivered, ItemsFailed names them."""
         if not objs:
             return
         # Everything alive now (modules, clients, the listing, the plan) lives until the
@@ -429,6 +439,8 @@ class BucketPusher:
         # batch went again on a new connection, into a new one): none of it is trusted.
         self.template.ensure()
         self.template.run(shell.line(["rm", "-rf", "--", self.staging]), timeout=60, check=False)
+        if self.failed:
+            raise ItemsFailed(f"s3://{self.bucket}", dict(sorted(self.failed.items())), hint=ITEM_HINT)
 
     def _ahead(self, queue: _Queue, first: list[Batch]) -> _Ahead:
         return _Ahead(queue, first, lambda objs, more: ReadAhead(
@@ -481,6 +493,27 @@ class BucketPusher:
                     self.on_warning(f"s3://{self.bucket}: {why}; retrying {what} on a new connection "
                                     f"in {delay:g}s (attempt {attempt + 1}/{self.opts.attempts})")
                     if self._stop.wait(delay):
+                        raise _Cancelled() from None
+                    ahead = self._ahead(queue, again)
+                except ItemError as exc:
+                    # The tar path (a process per batch, one batch at a time) cannot tell which
+                    # file of a batch the target refused: the batch goes again, first, as two
+                    # halves, until that file is alone and named, and the rest has landed. (The
+                    # python3 receiver names such a file in its answer and goes on, _land_one:
+                    # an ItemError from it is its session's, its staging dir's, not a file's.)
+                    if self.receiver == "agent" or len(flights) != 1 or NOT_ONE_FILE in exc.message:
+                        raise
+                    (flight,) = flights
+                    self.on_progress(0, -flight.sent)
+                    objs, half = flight.objs, len(flight.objs) // 2
+                    if half:
+                        again = [(flight.number, objs[:half]), (flight.number, objs[half:])]
+                    else:
+                        with self._commit_lock:
+                            self.failed[objs[0].key] = exc.message
+                        again = []
+                    again += ahead.close()
+                    if self._stop.is_set():
                         raise _Cancelled() from None
                     ahead = self._ahead(queue, again)
         except _Cancelled:
@@ -610,12 +643,18 @@ class BucketPusher:
             raise TransientError(f"the target's receiver gave an answer relocate cannot read ({exc})") from None
         if self.trace is not None:
             self.trace("answer", lane.index, flight.number, len(flight.objs))
-        self._check_staged(flight.done, answer.hashes)
+        # A file whose own path the target can never write (answered so, the rest of the
+        # batch landed) is not journalled and not retried: named once the run is over.
+        refused = {d.key: answer.failed[rel] for d, rel in zip(flight.done, flight.rels) if rel in answer.failed}
+        done = [d for d in flight.done if d.key not in refused] if refused else flight.done
+        self._check_staged(done, answer.hashes)
         if not answer.placed:
             self._promote(lane, flight.stage(self.staging))
         with self._commit_lock:
-            commit(flight.done)
-            self.on_progress(len(flight.done), 0)
+            self.failed.update(refused)
+            if done:
+                commit(done)
+            self.on_progress(len(done), 0)
         if self.trace is not None:
             self.trace("commit", lane.index, flight.number, len(flight.objs))
 

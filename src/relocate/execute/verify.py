@@ -20,10 +20,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class VerifyReport:
+    # the snapshot's id compared against (None: a sharded verify on a machine without the
+    # final phase's): in the report itself, so `verify --json` and `move --json`'s
+    # `result.verify` are one document (docs/json.md)
+    snapshot: str | None = None
     matched: int = 0
     checked_on_arrival: int = 0  # of matched: hashed by the target as they landed (this move or an earlier one), here only sized
     missing: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
+    # objects the move could never write ({path, error}; the manifest's `failed`): not on the
+    # target, so never an OK, and named with why
+    failed: list[dict[str, str]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # path -> ok | differs | missing | bad-mode | not-compared
     checks: list[Check] = field(default_factory=list)  # from components (databases, dns, ...)
     # objects at the source that no source.s3 prefix covered when the snapshot was taken:
@@ -32,12 +39,13 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return (not self.missing and not self.differing and all(v in ("ok", "not-compared") for v in self.env.values())
+        return (not self.missing and not self.differing and not self.failed and all(v in ("ok", "not-compared") for v in self.env.values())
                 and all(c.ok for c in self.checks))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "matched": self.matched, "checked_on_arrival": self.checked_on_arrival, "missing": len(self.missing), "differing": len(self.differing),
-                "missing_paths": self.missing[:100], "differing_paths": self.differing[:100], "env_files": self.env,
+        return {"snapshot": self.snapshot, "ok": self.ok, "matched": self.matched, "checked_on_arrival": self.checked_on_arrival, "missing": len(self.missing), "differing": len(self.differing),
+                "missing_paths": self.missing[:100], "differing_paths": self.differing[:100],
+                "failed": len(self.failed), "failed_items": self.failed[:100], "env_files": self.env,
                 "checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in self.checks],
                 "left_out": self.left_out}
 
@@ -46,7 +54,7 @@ def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity: pyrag
                     kinds: Sequence[Kind] = (), ctx: Context | None = None,
                     landed: dict[str, set[str]] | None = None) -> VerifyReport:
     manifest = snap.manifest(object_hook=entries_as_read)
-    report = VerifyReport(left_out=list(manifest.get("left_out") or []))
+    report = VerifyReport(snapshot=snap.id, left_out=list(manifest.get("left_out") or []))
     forget_bad(snap, manifest, verify_objects(conn, root, manifest, report, landed))
     verify_env(conn, root, snap, manifest, identity, report)
     if ctx is not None:

@@ -84,10 +84,11 @@ AGENT_PROBE = "command -v python3 >/dev/null 2>&1 && python3 -I -S -c 'import sy
 
 class Answer:
     """What the target said about a batch: {path relative to the final dir: sha256 of
-    what landed} and whether it is already in place."""
+    what landed}, whether it is already in place, and {path: why} for the files whose
+    own path can never be written there (the python3 receiver goes on past them)."""
 
-    def __init__(self, hashes: dict[str, str], placed: bool) -> None:
-        self.hashes, self.placed = hashes, placed
+    def __init__(self, hashes: dict[str, str], placed: bool, failed: dict[str, str] | None = None) -> None:
+        self.hashes, self.placed, self.failed = hashes, placed, failed or {}
 
 
 class Wire(Protocol):
@@ -159,13 +160,17 @@ class AgentWire:
         if sum(1 for line in lines if line[:1].isdigit()) != len(rels):
             raise ValueError(f"{len(rels)} files sent, another count answered")
         hashes: dict[str, str] = {}
+        failed: dict[str, str] = {}
         for line in lines:
-            parts = line.split(b" ")
+            parts = line.split(b" ", 3)
             if len(parts) >= 2 and parts[0].isdigit():
                 # A " !" file was not put in place: report its hash, the sender's check
                 # fails the batch on it and the retry sends it again.
-                hashes[rels[int(parts[0])]] = parts[1].decode("ascii", "replace")
-        return Answer(hashes, placed=True)
+                rel = rels[int(parts[0])]
+                hashes[rel] = parts[1].decode("ascii", "replace")
+                if len(parts) == 4 and parts[2] == b"x":  # its path can never be written: no retry
+                    failed[rel] = parts[3].decode("ascii", "replace")
+        return Answer(hashes, placed=True, failed=failed)
 
 
 class TarWire:
@@ -256,14 +261,19 @@ def receiver_error(status: int | None, stderr: bytes, fallback: str) -> Relocate
     last = lines[-1] if lines else fallback
     # mkdir -p tolerates a directory made by another lane: "File exists" from it is a file in the way
     if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS) or ("mkdir" in last and "File exists" in last):
-        return ItemError(f"the target cannot store an object: {last.removeprefix('relocate receiver: ')}",
-                         hint="retrying will not help: fix the `to:` in relocate.yaml or what is in the way on the target")
+        return ItemError(f"the target cannot store an object: {last.removeprefix('relocate receiver: ')}", hint=ITEM_HINT)
     return TransientError(f"the target's receiver failed: {last}")
+
+
+ITEM_HINT = "retrying will not help: fix the `to:` in relocate.yaml or what is in the way on the target"
 
 
 ITEM_STATUS = 4  # receiver_agent.py ITEM_STATUS
 # What tar, mkdir and cp print for errors retrying cannot fix (the tar path has no errno).
 _PERMANENT_TEXTS = ("File name too long", "Not a directory", "Is a directory", "Read-only file system")
+# Of those, the one no single file causes (receiver_agent.py ITEM_ERRNOS leaves EROFS out too):
+# a batch the tar path was refused for it is not split to find the file (execute/objects.py).
+NOT_ONE_FILE = "Read-only file system"
 
 
 def choose(setting: str, has_python: bool) -> str:

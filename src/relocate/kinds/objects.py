@@ -13,7 +13,7 @@ import json
 import posixpath
 from typing import TYPE_CHECKING, Any
 
-from relocate.errors import ItemError
+from relocate.errors import ItemError, ItemsFailed
 from relocate.kinds import Check, Context, Kind, Outcome, PlanPart
 from relocate.config import Config
 from relocate.plan.build import Rates, eta, human_bytes, left_out_message
@@ -114,6 +114,10 @@ class Objects(Kind):
         fresh = run.landed.setdefault(listing.dest, set())
         fresh.update(done)
         failed: list[str] = []
+        # {key: why} of what the target could never write: filed in the manifest (verify
+        # names them, exit 4) and, never journalled, sent again by the next run
+        unmoved: dict[str, str] = {}
+        paths: dict[str, str] = {}
         # Files a killed run placed but never journalled, found by their receipts with
         # their size (snapshot/receipts.py): journalled now, as that run would have.
         receipted = gathered.receipted.get(step.id)
@@ -142,12 +146,13 @@ class Objects(Kind):
             from relocate.sources.s3data import ObjectReader, VersionReader
 
             opts = run.opts
+            paths = _paths(listing)
             reader = (VersionReader if listing.kind == "versions" else ObjectReader)(ctx.aws, listing.spec.bucket,
                                                                                      gets=opts.tuning.s3_gets,
                                                                                      backoff_s=opts.tuning.get_backoff_s)
             pusher = BucketPusher(
                 reader, conn, bucket=listing.journal_bucket, root=root, allow=config.allowed_links,
-                dest=listing.dest, paths=_paths(listing), staging=posixpath.join(run.staging, "b"),
+                dest=listing.dest, paths=paths, staging=posixpath.join(run.staging, "b"),
                 opts=opts.transfer,
                 keep_dir=(run.snap.objects_dir / listing.dest) if opts.keep_snapshot else None,
                 on_progress=lambda n, b: run.progress(step.id, n, b), on_warning=warn,
@@ -156,8 +161,12 @@ class Objects(Kind):
             try:
                 pusher.run(todo, commit)
             except ItemError as exc:  # retrying cannot fix it: the other steps still run (exit 4)
-                failed.append(f"{step.id}: {exc.line()}")
+                failed.extend(f"{step.id}: {line}" for line in exc.lines())
                 run.event({"event": "warning", "message": f"{step.id}: {exc.message}"})
+                # ItemsFailed: all else landed and is journalled; any other ItemError stopped
+                # the bucket, so whatever it did not deliver is unmoved, for that reason
+                why = exc.items if isinstance(exc, ItemsFailed) else {}
+                unmoved = {o.key: why.get(o.key, exc.message) for o in todo if o.key not in done}
             finally:
                 reader.close()  # its GET thread and connections
             conn.ensure()  # the lanes retried past a dropped link; the control connection may not have
@@ -167,7 +176,9 @@ class Objects(Kind):
             return BucketEntry(listing.spec.bucket, listing.spec.prefix, listing.dest,
                                [ObjectEntry.from_done(done[o.key], versions) for o in listing.objects if o.key in done],
                                listing.journal_bucket if versions else None,
-                               listing.delete_markers if versions else None).to_dict(lazy=True)
+                               listing.delete_markers if versions else None,
+                               [{"key": k, "path": posixpath.join(listing.dest, paths[k]), "error": why}
+                                for k, why in unmoved.items()]).to_dict(lazy=True)
 
         if todo or receipted is not None or _markers_unrecorded(conn, root, listing):
             made = entry()
@@ -175,8 +186,9 @@ class Objects(Kind):
                                     (piece.encode() for piece in json_chunks(made)), mode=0o644, root=root)
             if send:
                 # What the receipts told is now in the journal and the sidecar: a rerun reads
-                # the sidecar, not a growing pile of receipts. (After a failed item, what the
-                # stopped lanes had placed unjournalled is sent again: a rare, bounded cost.)
+                # the sidecar, not a growing pile of receipts. (Objects the target refused stop
+                # nothing, execute/objects.py; only an ItemError that stops the bucket leaves
+                # what its lanes had placed unjournalled, sent again: a rare, bounded cost.)
                 # Not through a symlinked .relocate or receipts (nolinks.py): rm -rf would follow it.
                 gone = layout.receipts_dir(root, listing.dest)
                 conn.run(nolinks.guarded(root, [gone], shell.line(["rm", "-rf", "--", gone]), config.allowed_links), timeout=120)
@@ -220,6 +232,8 @@ def verify_objects(conn: Connection, root: str, manifest: dict[str, Any], report
                 report.checked_on_arrival += by_size
                 continue
             bad.setdefault(bucket.journal_bucket or bucket.bucket, []).append(obj.journal_key)
+        # never written by the move (no sha256 to compare with): a difference until a move writes them
+        report.failed.extend({"path": f["path"], "error": f["error"]} for f in bucket.failed)
         if bucket.versions:
             report.checks.append(_markers_check(conn, root, bucket))
     return bad

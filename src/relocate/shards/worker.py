@@ -171,7 +171,7 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
                 try:
                     pusher.run(todo, commit)
                 except ItemError as exc:  # retrying cannot fix it: the shard is not complete (exit 4)
-                    report.failed.append(f"{sid} shard {rng.index}: {exc.line()}")
+                    report.failed.extend(f"{sid} shard {rng.index}: {line}" for line in exc.lines())
                     failed_here = True
                 conn.ensure()
             elif set(recorded) != set(entries):

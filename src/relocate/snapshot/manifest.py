@@ -76,6 +76,9 @@ class BucketEntry:
     # delete markers, which are recorded, not written as files
     journal_bucket: str | None = None
     delete_markers: list[dict[str, Any]] | None = None
+    # objects the target could never write in this move ({key, path, error}; key as the
+    # journal names it): verify counts them, never an OK while they are not there
+    failed: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def versions(self) -> bool:
@@ -87,6 +90,8 @@ class BucketEntry:
         d: dict[str, Any] = {"bucket": self.bucket, "prefix": self.prefix, "to": self.to}
         if self.versions:
             d.update(journal_bucket=self.journal_bucket, delete_markers=self.delete_markers)
+        if self.failed:  # absent when none: the entries of a move without failures are unchanged
+            d["failed"] = self.failed
         d["objects"] = Records(self.objects, ObjectEntry.to_dict) if lazy else [o.to_dict() for o in self.objects]
         return d
 
@@ -94,7 +99,8 @@ class BucketEntry:
     def from_dict(cls, d: dict[str, Any]) -> "BucketEntry":
         return cls(d["bucket"], d.get("prefix", ""), d["to"],
                    [o if type(o) is ObjectEntry else ObjectEntry.from_dict(o) for o in d.get("objects", [])],
-                   d.get("journal_bucket"), d.get("delete_markers") if "journal_bucket" in d else None)
+                   d.get("journal_bucket"), d.get("delete_markers") if "journal_bucket" in d else None,
+                   [{k: str(v) for k, v in f.items()} for f in d.get("failed") or []])
 
 
 _ENTRY_NEEDS = frozenset(("key", "path", "size", "sha256", "etag"))

@@ -19,7 +19,8 @@ Stream on stdin (big-endian), after the magic b"RLC1", batches of:
   b"E"  end of the batch
 and the end of stdin after an "E" ends the session. stdout, per batch: one line per
 file, "<index in the batch> <sha256 hex of what landed>", with " !" appended when it
-differs from the sender's (that file is not put in place), then "end", flushed.
+differs from the sender's (that file is not put in place), or " x <why>" when its own
+path can never be written (see below), then "end", flushed.
 
 b"K" right after the magic: keep what is written in the page cache (no drop-behind,
 targets/dropbehind.py; RELOCATE_PAGE_CACHE=keep).
@@ -42,7 +43,11 @@ links); a link not named in ALLOWED stops the session (exit 86, "relocate: symli
 LINK -> WHERE", the sender refuses with exit 6). Checked once per directory, not per
 file. A link at a file's own path is replaced by the rename, never followed.
 Errors that retrying cannot fix (a name too long, a file where a directory must be)
-exit 4 naming the path; the sender reports the item instead of retrying.
+are the item's own when they come from putting one file in place (its directories
+under FINAL, its rename): that file is answered " x <why>" and the session goes on
+with the next, so one blocked key costs neither the rest of its batch nor a new
+session. Anywhere else (the staging dir, the receipts) they exit 4 naming the path;
+either way the sender reports the item instead of retrying.
 """
 
 import errno
@@ -72,6 +77,8 @@ LINK_STATUS = 86  # targets/nolinks.py STATUS
 ITEM_STATUS = 4
 PERMANENT = frozenset((errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY,
                        errno.ELOOP, errno.EINVAL, errno.EROFS))
+# Of those, the ones a file's own path causes; a read-only file system is every file's.
+ITEM_ERRNOS = PERMANENT - {errno.EROFS}
 
 
 def fail(msg, status=1):
@@ -170,8 +177,40 @@ def place(tmp, dest, final, index):
         import shutil
         near = os.path.join(os.path.dirname(dest), b".relocate-tmp-%d-%d" % (os.getpid(), index))
         shutil.copy2(tmp, near)
-        os.rename(near, dest)
+        try:
+            os.rename(near, dest)
+        except OSError:
+            os.unlink(near)  # a failed item leaves no copy of itself beside its destination
+            raise
         os.unlink(tmp)
+
+
+def put(dirs, tmp, fin, rel, final, index):
+    # type: (Dirs, bytes, bytes, bytes, bytes, int) -> Optional[str]
+    """Put a verified file in place. None when it is, or why its own path can never be
+    written (ITEM_ERRNOS: a file where one of its directories must go, a name too long):
+    the answer names it and the session goes on. Any other error ends the session."""
+    head = rel.rpartition(b"/")[0]  # os.path.dirname, by hand: once per file
+    try:
+        dirs.ensure(fin + b"/" + head if head else (fin or b"/"))
+        place(tmp, fin + b"/" + rel, final, index)
+        return None
+    except OSError as exc:
+        if exc.errno not in ITEM_ERRNOS:
+            raise
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        # one line of ASCII whatever the path holds (the answer is split on newlines)
+        why = "cannot write %s: %s" % (name_of(exc), exc.strerror or exc)
+        return why.encode("ascii", "backslashreplace").decode("ascii").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def name_of(exc):
+    # type: (OSError) -> str
+    name = exc.filename2 or exc.filename or "?"
+    return os.fsdecode(name) if isinstance(name, bytes) else str(name)
 
 
 def open_receipt(dirs, src):
@@ -284,14 +323,14 @@ def main():
         finally:
             behind.finish(fd, size)  # closes fd, now or once its pages can go (dropbehind.py)
         if digest == sent:
-            dest = fin + b"/" + rel  # os.path.join and dirname, by hand: once per file
-            head = rel.rpartition(b"/")[0]
-            dirs.ensure(fin + b"/" + head if head else (fin or b"/"))
-            place(tmp, dest, final, index)
             hexdigest = sha.hexdigest()
-            if receipt >= 0 and note is not None and b"\n" not in note:
-                os.write(receipt, hexdigest.encode() + b" " + note + b"\n")
-            out.write("%d %s\n" % (index, hexdigest))
+            why = put(dirs, tmp, fin, rel, final, index)
+            if why is not None:
+                out.write("%d %s x %s\n" % (index, hexdigest, why))
+            else:
+                if receipt >= 0 and note is not None and b"\n" not in note:
+                    os.write(receipt, hexdigest.encode() + b" " + note + b"\n")
+                out.write("%d %s\n" % (index, hexdigest))
         else:
             os.unlink(tmp)
             out.write("%d %s !\n" % (index, sha.hexdigest()))
@@ -306,5 +345,5 @@ if __name__ == "__main__":
         main()
     except OSError as exc:
         if exc.errno in PERMANENT:  # the sender reports the item (exit 4), it does not retry
-            fail("cannot write %s: %s" % (exc.filename2 or exc.filename or "?", exc.strerror or exc), ITEM_STATUS)
+            fail("cannot write %s: %s" % (name_of(exc), exc.strerror or exc), ITEM_STATUS)
         fail(str(exc))
