@@ -124,7 +124,7 @@ def starter_yaml(d: Discovery, *, profile: str | None = None, endpoint_url: str 
             out.append(f"    - {{path: {q(p)}, to: {q(f'shared/{slug}.env')}}}")
     secrets = d.items("secrets")
     if secrets:
-        out.append(f"  # {len(secrets)} Secrets Manager secret(s); JSON secrets become one variable per key")
+        out.append(f"  # {len(secrets)} Secrets Manager secret(s); JSON secrets become one variable per top-level key")
         out.append("  secrets:")
         for s in secrets:
             out.append(f"    - {{name: {q(s['name'])}, to: \"shared/secrets.env\"}}")

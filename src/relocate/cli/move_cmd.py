@@ -114,8 +114,12 @@ def register(app: typer.Typer) -> None:
             if not as_json:
                 render.plan(out, plan)
             approval = None if plan.blockers else approve(plan.changes, plan.target, yes, no_input=no_input)
+            # The objects' own totals: progress counts object bodies only, so the plan's
+            # todo_bytes (a database, a release, host files too) would leave `bytes` short
+            # of `total_bytes` and the ETA too long (docs/json.md, `progress`).
             total_objects = sum(s.todo_count for s in plan.steps if s.kind == "s3")
-            progress = Reporter.choose(total_objects, plan.todo_bytes, as_json=as_json)
+            total_bytes = sum(s.todo_bytes for s in plan.steps if s.kind == "s3")
+            progress = Reporter.choose(total_objects, total_bytes, as_json=as_json)
             try:
                 report = run_move(plan, config, prep.ctx, prep.kinds, prep.kind_data,
                                   dataclasses.replace(opts, on_event=progress.event), approval, progress)

@@ -3,9 +3,13 @@
 - `--json`: NDJSON events on **stderr**, one JSON object per line, so stdout stays the
   single final JSON document CI scripts already parse. Events:
   `{"event": "phase", "phase": "objects"|"env"|"verify"|...}`,
-  `{"event": "progress", "objects": n, "total_objects": N, "bytes": b, "total_bytes": B, "rate": bytes/s, "eta_s": s}` (at most once a second, and at the end),
-  `{"event": "item", "bucket", "key", "path", "size", "sha256"}` per object in place,
+  `{"event": "progress", "objects": n, "total_objects": N, "bytes": b, "total_bytes": B, "rate": bytes/s, "eta_s": s}`
+  (on a count's change, at most once a second, and when the last object is counted),
+  `{"event": "item", "bucket", "key", "path", "size", "sha256"}` per object, a batch's together,
   `{"event": "warning", "message": "..."}` (e.g. a batch retried on a new connection).
+  The hook is called with (step, 0, bytes) as object bodies stream into the lanes (negative
+  when a batch goes again) and with (step, objects, 0) once a batch is in place and
+  journalled (execute/objects.py): `objects` moves a batch at a time (docs/json.md).
 - a terminal on stderr: rich progress bar (bytes, objects, rate, ETA).
 - otherwise: a plain line every few seconds (CI logs stay short).
 """

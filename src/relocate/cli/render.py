@@ -138,7 +138,11 @@ def move(console: Console, r: MoveReport) -> None:
         console.print(f"nothing to do: {r.objects_skipped} objects already on the target and verified"
                       + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else "")
                       + (f"; unchanged: {', '.join(r.unchanged)}" if r.unchanged else "")
-                      + "; no new snapshot", markup=False)
+                      + ("" if r.snapshot else "; no new snapshot"), markup=False)
+        if r.snapshot:  # the latest snapshot recorded failed items: a fresh one replaces it (runner.py)
+            console.print(f"snapshot: {r.snapshot} (replaces the last one, which recorded failed items)", markup=False)
+            if r.verify:
+                verify(console, r.verify)
         return
     console.print(f"moved {r.objects_sent} objects ({human_bytes(r.bytes_sent)}), {r.objects_skipped} already there")
     for path in r.env_written:

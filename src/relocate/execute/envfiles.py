@@ -1,9 +1,10 @@
 """Parameters and secrets become env files on the target (mode 0600, via SFTP, never argv).
 
 Naming: an SSM parameter `/app/prod/db/password` under path `/app/prod/` becomes
-`DB_PASSWORD`; a secret whose value is a JSON object contributes one variable per
-key (`{"token": ..}` -> `TOKEN`); any other secret becomes the upper-cased last
-segment of its name. Values are written single-quoted (POSIX sh, docker --env-file
+`DB_PASSWORD`; a secret whose value is a non-empty JSON object contributes one variable
+per top-level key (`{"api-token": ..}` -> `API_TOKEN`), whatever its values: a string as
+it is, any other value (number, boolean, null, a nested object or array) as its compact
+JSON text; any other secret becomes the upper-cased last segment of its name. Values are written single-quoted (POSIX sh, docker --env-file
 and systemd EnvironmentFile all read `KEY='value'`).
 """
 
@@ -27,13 +28,23 @@ def env_name(raw: str) -> str:
     return name
 
 
+# The splitting rule's version, part of what an env file is recorded as made from
+# (execute/gather.py): a file written under an older rule (which kept a JSON object with
+# one nested value whole, as one variable) is written again, not kept as "unchanged".
+SPLIT_RULE = 2
+
+
 def secret_vars(secret_name: str, value: Secret) -> list[tuple[str, Secret]]:
+    """The variables one secret gives. Every top-level key of a JSON object is split out,
+    even when some values are nested: one nested value must not turn the whole object into
+    one variable the app cannot read its keys from (README, "Where things land")."""
     try:
         parsed = json.loads(value.reveal())
     except ValueError:
         parsed = None
-    if isinstance(parsed, dict) and parsed and all(isinstance(v, (str, int, float, bool)) for v in parsed.values()):
-        return [(env_name(k), Secret(v if isinstance(v, str) else json.dumps(v))) for k, v in parsed.items()]
+    if isinstance(parsed, dict) and parsed:
+        return [(env_name(k), Secret(v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), ensure_ascii=False)))
+                for k, v in parsed.items()]
     return [(env_name(secret_name.rsplit("/", 1)[-1]), value)]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from relocate import pathrules
 from relocate.config import Config
+from relocate.execute.envfiles import SPLIT_RULE
 from relocate.snapshot import receipts
 from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.manifest import ObjectEntry
@@ -45,6 +46,7 @@ class Gathered:
     # objects in `done` only a receipt records; kinds/objects.py journals them and folds
     # the receipts into the sidecar
     receipted: dict[str, dict[str, DoneObject]] = field(default_factory=dict)
+    env_dirs: dict[str, int] = field(default_factory=dict)  # env file -> its directory's wrong mode (EnvOnTarget.dirs)
 
     def done_keys(self) -> dict[str, set[str]]:
         return {sid: set(d) for sid, d in self.done.items()}
@@ -60,12 +62,19 @@ class Gathered:
 # nothing to write, and the plan says so without reading a value.
 ENV_RECORD = "env.json"
 
+# Then per env file: its mode and sha256 ('-' when absent), and its directory's mode when
+# the login owns that directory ('-' otherwise: relocate never changes another user's
+# directory). The directory's mode rides in this same command, so a wrong one
+# (target.env_dir_mode) is a change the plan shows, at no extra round trip.
 _ENV_ON_TARGET = r"""
 record=$1; shift
 cat -- "$record" 2>/dev/null || true
 printf '\0'
 for f in "$@"; do
-  if [ -f "$f" ]; then printf '%s\t%s\t%s\0' "$(stat -c %a -- "$f")" "$(sha256sum < "$f" | cut -c1-64)" "$f"; fi
+  d=${f%/*}; o=-
+  if [ -d "$d" ] && [ -O "$d" ]; then o=$(stat -L -c %a -- "$d"); fi
+  if [ -f "$f" ]; then printf '%s\t%s\t%s\t%s\0' "$(stat -c %a -- "$f")" "$(sha256sum < "$f" | cut -c1-64)" "$o" "$f"
+  else printf '%s\t%s\t%s\t%s\0' - - "$o" "$f"; fi
 done
 """
 
@@ -76,15 +85,26 @@ def env_digests(config: Config, inventory: Inventory) -> dict[str, str]:
     for p in inventory.parameters:
         parts.setdefault(p.spec.to, []).append(["ssm", p.spec.path, [[i.name, i.version] for i in p.items]])
     for s in inventory.secrets:
-        parts.setdefault(s.spec.to, []).append(["secret", s.spec.name, s.item.version])
+        # with the JSON splitting rule: a file written under an older rule is not "the same"
+        parts.setdefault(s.spec.to, []).append(["secret", s.spec.name, s.item.version, SPLIT_RULE])
     return {path: hashlib.sha256(json.dumps(v).encode()).hexdigest() for path, v in parts.items()}
 
 
-def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tuple[dict[str, Any], set[str]]:
-    """(the target's record, env files it holds unchanged since a move from the same versions)."""
+@dataclass
+class EnvOnTarget:
+    record: dict[str, Any] = field(default_factory=dict)  # the target's ENV_RECORD
+    same: set[str] = field(default_factory=set)  # env files held as this move would write them
+    # env file -> its directory's mode, where the login owns that directory (below the
+    # root) and its mode is not target.env_dir_mode: the move sets it (files.private_dir)
+    dirs: dict[str, int] = field(default_factory=dict)
+
+
+def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> EnvOnTarget:
+    """The target's record, the env files it holds unchanged since a move from the same
+    versions, and the env directories whose mode the move must set, in one command."""
     digests = env_digests(config, inventory)
     if not digests:
-        return {}, set()
+        return EnvOnTarget()
     remote = {posixpath.join(config.root, path): path for path in digests}
     cmd, stdin = shell.script(_ENV_ON_TARGET, posixpath.join(layout.state_dir(config.root), ENV_RECORD), *remote)
     raw, _, rest = conn.run(cmd, stdin, timeout=120).stdout.partition(b"\0")
@@ -92,20 +112,23 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> tup
         record = json.loads(raw) if raw.strip() else {}
     except ValueError:
         record = {}
-    record = record if isinstance(record, dict) else {}
-    same: set[str] = set()
+    found = EnvOnTarget(record if isinstance(record, dict) else {})
+    top = config.root.rstrip("/") or "/"
     for item in rest.split(b"\0"):
-        if item.count(b"\t") < 2:
+        if item.count(b"\t") < 3:
             continue
-        mode, digest, name = item.decode("utf-8", "surrogateescape").split("\t", 2)
+        mode, digest, dir_mode, name = item.decode("utf-8", "surrogateescape").split("\t", 3)
         path = remote.get(name)
         if path is None:
             continue
-        rec = record.get(path)
-        if isinstance(rec, dict) and rec.get("sources") == digests[path] and rec.get("sha256") == digest \
+        # the root's own mode is never changed (README, target.env_dir_mode)
+        if dir_mode.isdigit() and posixpath.dirname(name) != top and int(dir_mode, 8) != config.env_dir_mode:
+            found.dirs[path] = int(dir_mode, 8)
+        rec = found.record.get(path)
+        if mode != "-" and isinstance(rec, dict) and rec.get("sources") == digests[path] and rec.get("sha256") == digest \
                 and not int(mode or "0", 8) & 0o077:
-            same.add(path)
-    return record, same
+            found.same.add(path)
+    return found
 
 
 @dataclass
@@ -322,5 +345,5 @@ def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
         done, receipted = already_on_target(config, conn, journal, inventory, checksum, ahead) if exists else ({}, {})
     finally:
         journal.close()
-    record, same = env_on_target(config, conn, inventory) if exists else ({}, set())
-    return Gathered(inventory, facts, done, record, same, receipted)
+    env = env_on_target(config, conn, inventory) if exists else EnvOnTarget()
+    return Gathered(inventory, facts, done, env.record, env.same, receipted, env.dirs)

@@ -165,7 +165,11 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
             report.failed.extend(outcome.failed)
             report.release = outcome.manifest.get("active") or report.release
             report.release_tried = outcome.manifest.get("tried") or report.release_tried
-        if report.nothing_done:
+        # Nothing done: no new snapshot, unless the latest one is of a move with failed items
+        # (e.g. a release rolled back). `verify` reports those from it for as long as it is
+        # the latest, so once a move finds everything in place a fresh one, recording the
+        # target as it is now, replaces it (and is verified below).
+        if report.nothing_done and not store.recorded_failure(store.latest(config.snapshot_dir)):
             store.discard(snap)
             return
         # Filed only for a snapshot that is kept: a rerun with nothing to do builds no manifest.
@@ -182,7 +186,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
             "components": components,
             # what the listed prefixes leave out at the source: `verify` reports it again
             "left_out": list(plan.left_out),
-        })
+        }, failed=len(report.failed))
         report.snapshot = str(final.path)
         ctx.snapshot_dir = final.path
         # The final check reads the manifest back from disk: the copy built here (a dict per

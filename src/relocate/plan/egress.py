@@ -43,6 +43,11 @@ class EgressRates:
     def checked(self, region: str) -> str:
         return self.region_as_of.get(region, self.as_of)
 
+    @property
+    def updated(self) -> str:
+        """The file's own date: the latest check it records (ISO dates sort as text)."""
+        return max([self.as_of, *self.region_as_of.values()])
+
     def dearest(self) -> str:
         """The region whose rates cost most (compared at 1 TB): where an unknown region is priced."""
         return max(self.regions, key=lambda r: (tiered_cost(1024.0, self.regions[r]), r))
@@ -130,10 +135,13 @@ def estimate(bytes_by_region: dict[str | None, int], rates: EgressRates, today: 
     if rows and rates.free_gb:
         saving = min(
             r["cost"] - tiered_cost(max(r["gb"] - rates.free_gb, 0.0), rates.regions[r["rates_region"]]) for r in rows)
-    used_dates = sorted({r["rates_as_of"] for r in rows}) or [rates.as_of]
-    oldest = used_dates[0]
+    # `as_of` is when the rates used were checked (the oldest of them), and only those can be
+    # stale. With nothing to send no rate is used: nothing is priced, so no warning, and
+    # `as_of` is the file's own date, never its oldest entry (which read as stale rates).
+    used_dates = sorted({r["rates_as_of"] for r in rows if r["bytes"]})
+    oldest = used_dates[0] if used_dates else rates.updated
     age = (today - dt.date.fromisoformat(oldest)).days
-    stale = age > STALE_AFTER_DAYS
+    stale = bool(used_dates) and age > STALE_AFTER_DAYS
     nbytes = sum(bytes_by_region.values())
     return {
         "bytes": nbytes, "gb": round(nbytes / GB, 3), "currency": rates.currency,

@@ -182,8 +182,19 @@ def begin(root: Path) -> Snapshot:
     return Snapshot(path)
 
 
-def commit(snap: Snapshot, manifest: dict[str, Any]) -> Snapshot:
+# Beside manifest.json in a snapshot whose move had failed items (a release rolled back,
+# an object the target could never write): `verify` reports them from the manifest until
+# a later snapshot replaces it, so a move that finds nothing left to do after one writes a
+# fresh snapshot (execute/runner.py). A file of its own: asking costs one stat, not a
+# parse of a manifest that may list a million objects.
+FAILED_MARK = "failed"
+
+
+def commit(snap: Snapshot, manifest: dict[str, Any], failed: int = 0) -> Snapshot:
+    """`failed`: how many items the move could not move (recorded as FAILED_MARK)."""
     write_json_atomic(snap.manifest_path, {"format_version": MANIFEST_FORMAT, **manifest})
+    if failed:
+        localfile.write_atomic(snap.path / FAILED_MARK, [f"{failed}\n"])
     final = snap.path.with_name(snap.id)
     os.replace(snap.path, final)
     return Snapshot(final)
@@ -191,6 +202,11 @@ def commit(snap: Snapshot, manifest: dict[str, Any]) -> Snapshot:
 
 def discard(snap: Snapshot) -> None:
     shutil.rmtree(snap.path, ignore_errors=True)
+
+
+def recorded_failure(snap: Snapshot | None) -> bool:
+    """Whether `snap` is of a move that had failed items (commit's `failed`)."""
+    return snap is not None and (snap.path / FAILED_MARK).exists()
 
 
 def latest(root: Path) -> Snapshot | None:

@@ -118,13 +118,16 @@ def mkdirs(conn: Connection, *paths: str) -> None:
     conn.run(shell.line(["mkdir", "-p", "--", *paths]))
 
 
-def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: Iterable[str] = ()) -> None:
+def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: Iterable[str] = ()) -> int | None:
     """Make `directory` (and missing parents) under root with `mode`, refusing symlinked
     components; an existing one below the root is set to `mode` (the env files' directory:
-    0700 by default, `target.env_dir_mode`). The root itself is never changed."""
+    0700 by default, `target.env_dir_mode`). The root itself is never changed. Returns
+    the mode `directory` had when this set it to `mode` (None: made now, already right,
+    or another user's), so the caller can say what it changed."""
     sftp = conn.sftp()
     nolinks.check_sftp(sftp, root, directory, allow)
     cur = root
+    was: int | None = None
     try:
         for cur in nolinks.components(root, directory):
             try:
@@ -136,12 +139,14 @@ def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: I
             if cur == directory and statmod.S_IMODE(st.st_mode or 0) != mode:
                 try:
                     sftp.chmod(cur, mode)
+                    was = statmod.S_IMODE(st.st_mode or 0)
                 except PermissionError:  # not the login user's: its owner decides (the file is 0600 anyway)
                     pass
     except PermissionError:
         raise TargetError(f"cannot create {cur} on the target: permission denied") from None
     except LINK_ERRORS as exc:
         raise TransientError(f"creating {cur} on the target failed ({exc})", hint="running again resumes") from None
+    return was
 
 
 def write_file_atomic(conn: Connection, path: str, data: bytes | Iterable[bytes], mode: int = 0o600, *,
