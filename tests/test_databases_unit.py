@@ -167,3 +167,71 @@ def test_rds_internal_roles_are_placeholders_and_stats_split_into_parts() -> Non
     assert part_stats_sql(0, 1) == STATS_SQL
     assert "% 3 = 2" in part_stats_sql(2, 3) and "pg_largeobject_metadata WHERE false" in part_stats_sql(2, 3)
     assert "WHERE false" not in part_stats_sql(0, 3)
+
+
+def test_extensions_the_login_may_not_create_block_where_the_restore_runs(tmp_path: Path) -> None:
+    src = {"major": 15, "version": "15.4", "extensions": ["dblink", "pgcrypto", "ext_plain"], "size": 0, "roles": []}
+    rules = {"dblink": {"superuser": True, "trusted": False}, "pgcrypto": {"superuser": True, "trusted": True},
+             "ext_plain": {"superuser": False, "trusted": False}}
+    base = {"major": 15, "version": "15.5", "available": ["dblink", "pgcrypto", "ext_plain"], "login": "app",
+            "member_of": ["app"], "extension_rules": rules, "superuser": False}
+    empty = {**base, "exists": True, "objects": 0, "createdb": False, "create_in_db": True, "extensions": ["plpgsql"]}
+    g = _judged(tmp_path, src, empty)
+    assert g.path == "in-place" and [b.code for b in g.blockers] == ["db-extensions"]
+    assert "dblink" in g.blockers[0].message and "pgcrypto" not in g.blockers[0].message
+    assert 'CREATE EXTENSION "dblink"' in g.blockers[0].message
+    # already in the database it fills: nothing to create
+    assert not _judged(tmp_path, src, {**empty, "extensions": ["dblink", "plpgsql"]}).blockers
+    # a superuser login may create any; an extension the target lacks is the other blocker's
+    assert not _judged(tmp_path, src, {**empty, "superuser": True}).blockers
+    lacks = _judged(tmp_path, src, {**empty, "available": ["pgcrypto", "ext_plain"],
+                                    "extension_rules": {k: v for k, v in rules.items() if k != "dblink"}})
+    assert [b.code for b in lacks.blockers] == ["db-extensions"] and "lacks" in lacks.blockers[0].message
+    # the swap fills a new database: what the target database has does not count
+    swap = _judged(tmp_path, src, {**base, "exists": False, "createdb": True, "extensions": ["dblink"]})
+    assert swap.path == "swap" and [b.code for b in swap.blockers] == ["db-extensions"]
+    assert "dblink" in swap.blockers[0].message and "superuser login" in swap.blockers[0].message
+    # trusted ones need CREATE on the database (in place, its lack also blocks as db-privileges)
+    g = _judged(tmp_path, {**src, "extensions": ["pgcrypto"]}, {**empty, "create_in_db": False})
+    assert sorted(b.code for b in g.blockers) == ["db-extensions", "db-privileges"]
+    assert "GRANT CREATE ON DATABASE" in next(b.message for b in g.blockers if b.code == "db-extensions")
+
+
+def test_replace_database_names_are_checked_against_the_config() -> None:
+    from relocate.errors import UsageError
+    from relocate.kinds.databases import check_replace_names
+
+    check_replace_names(("shop", "shop"), ["shop", "users"])
+    check_replace_names((), [])
+    with pytest.raises(UsageError, match=r"--replace-database nosuch: .*target databases: shop, users") as err:
+        check_replace_names(("shop", "nosuch"), ["shop", "users"])
+    assert err.value.exit_code == 2
+    with pytest.raises(UsageError, match="none"):
+        check_replace_names(("shop",), [])
+
+
+def test_the_target_credential_file_has_no_name_while_it_holds_the_password(tmp_path: Path) -> None:
+    """dbfiles.RemoteSecret's wrapper, run by this machine's sh (dash on Debian, as on the
+    target): the client finds the password at /dev/fd/3 (0600), then its own stdin, whole;
+    no file in the directory holds the password; old leftovers of relocate's name shape
+    go, anything else stays."""
+    import subprocess
+
+    from relocate.execute.dbfiles import RemoteSecret
+
+    stale = tmp_path / f".relocate-db-{'ab' * 8}.pgpass"
+    stale.write_text("*:*:*:*:old\n")
+    other = tmp_path / ".relocate-db-notes.pgpass"
+    other.write_text("keep")
+    link = tmp_path / f".relocate-db-{'cd' * 8}.cnf"
+    link.symlink_to(other)
+    secret = RemoteSecret(b"*:*:*:*:pw-\xc3\xa9-42\n", ".pgpass")
+    client = ["sh", "-c", 'ls -A; stat -L -c %a /dev/fd/3; cat /dev/fd/3; cat /dev/fd/3; echo ---; cat']
+    r = subprocess.run(secret.argv(client), cwd=tmp_path, input=secret.stdin(b"the client's own input\n"),
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    listing, rest = r.stdout.decode().split("600\n", 1)
+    assert sorted(listing.split()) == sorted([other.name, link.name])  # no new name, the stale one gone
+    assert rest == "*:*:*:*:pw-é-42\n" * 2 + "---\nthe client's own input\n"
+    assert "pw-" not in " ".join(secret.argv(client))  # never on the command line
+    assert not any(b"pw-" in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())

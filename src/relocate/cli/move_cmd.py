@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         checksum: bool = options.CHECKSUM,
         replace_database: Optional[list[str]] = typer.Option(
             None, "--replace-database", metavar="NAME",
-            help="Overwrite target database NAME although it is not empty and differs (repeatable)."),
+            help="Overwrite target database NAME (one of the config's target databases) although it is "
+                 "not empty and differs (repeatable)."),
         no_local_copy: bool = typer.Option(False, "--no-local-copy",
                                            help="Stream database dumps straight to the target; keep no dump in the snapshot."),
         deadline_at: Optional[str] = options.DEADLINE,
@@ -70,6 +71,11 @@ def register(app: typer.Typer) -> None:
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flag: before any connection
         config, saved = load_any(source or file)
+        if replace_database and not (config.data.get("source") or {}).get("databases"):
+            # Without databases the databases kind never runs, so it could not refuse the name.
+            from relocate.kinds.databases import check_replace_names
+
+            check_replace_names(replace_database, [])
         risks = tuple(accept_risk or ()) + tuple(saved.accepted_risks if saved else ())
         # The one settings value: these options and the RELOCATE_* variables, read here only.
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key, profiles=profiles, transfers=transfers,

@@ -3,7 +3,9 @@
 Passwords reach pg_dump/psql/mysqldump/mysql only through a 0600 file named in the
 child's environment or by an option (PGPASSFILE, --defaults-extra-file): never argv,
 where `ps` shows them, and never an env var on the remote side (sshd drops them).
-Each file lives only as long as the `with` block that needs it.
+Here, each file lives only as long as the `with` block that needs it. On the target,
+each client's file lives exactly as long as the client (`RemoteSecret`): no named
+file holds a secret there, even when relocate is killed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from relocate.errors import TransientError
-from relocate.targets import files, nolinks, shell
+from relocate.secret import Secret
+from relocate.targets import nolinks
 from relocate.ssh.connection import Connection
 
 T = TypeVar("T")
@@ -39,19 +42,48 @@ def local_secret_file(content: bytes, suffix: str = "") -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-@contextmanager
-def remote_secret_file(conn: Connection, content: bytes, suffix: str = "") -> Iterator[str]:
-    """A 0600 file in the login user's home on the target (SFTP paths are relative to it,
-    and so is the cwd of every exec), written atomically, removed on exit."""
-    name = f".relocate-db-{secrets.token_hex(8)}{suffix}"
-    files.write_file_atomic(conn, name, content, mode=0o600)
-    try:
-        yield name
-    finally:
-        try:
-            conn.run(shell.line(["rm", "-f", "--", name]), check=False, timeout=30)
-        except Exception:  # the connection may be the thing that failed; the name is random
-            pass
+# The name shape of a target credential file (`RemoteSecret`), as a sh glob.
+_NAME_GLOB = ".relocate-db-" + "[0-9a-f]" * 16
+
+# Run on the target in front of every database client. The credentials are the first
+# $2 bytes of the command's stdin (the rest is the client's own input). The shell
+# creates the file $1 exclusively (`set -C`: never an existing file or a link; umask
+# 077: 0600 from its first byte), keeps it open as fd 3 and removes its name BEFORE
+# writing the credentials into it; the client reads them as /dev/fd/3 (Linux reopens
+# the unlinked file, libpq at each connection start, mysql once), and the kernel frees
+# them when the client exits. So a move killed at any moment, even `kill -9` here,
+# leaves no credential file on the target. Versions before this one kept a named file
+# for a whole session, and a killed move left it in the login's home: each command
+# first removes such leftovers, only that exact name shape, only plain files the login
+# owns (a link or someone else's file is left alone).
+_WITH_SECRET_SH = (
+    f"for o in {_NAME_GLOB}.pgpass {_NAME_GLOB}.cnf; do\n"
+    '  if [ -f "$o" ] && [ ! -h "$o" ] && [ -O "$o" ]; then rm -f -- "$o"; fi\n'
+    "done\n"
+    'umask 077; set -C; f=$1; n=$2; shift 2\n'
+    'exec 3>"$f"\n'
+    'rm -f -- "$f"\n'
+    'dd bs=1 count="$n" 2>/dev/null >&3 || exit 125\n'
+    'exec "$@"\n')
+SECRET_FD = "/dev/fd/3"  # where the wrapped client finds its credential file
+
+
+class RemoteSecret:
+    """Credentials for database clients run on the target: `argv` wraps a client's command
+    in `_WITH_SECRET_SH`, and that command's stdin must begin with `stdin()`'s bytes
+    (dd reads them one byte at a time, so not one byte of the client's input is taken)."""
+
+    def __init__(self, content: bytes, suffix: str) -> None:
+        self._content = Secret(content.decode("utf-8"))
+        self._suffix = suffix
+
+    def argv(self, client: list[str]) -> list[str]:
+        name = f".relocate-db-{secrets.token_hex(8)}{self._suffix}"  # relative: the exec's cwd is the login's home
+        size = len(self._content.reveal().encode("utf-8"))
+        return ["sh", "-c", _WITH_SECRET_SH, "relocate-db", name, str(size), *client]
+
+    def stdin(self, data: bytes = b"") -> bytes:
+        return self._content.reveal().encode("utf-8") + data
 
 
 def pgpass_line(password: str) -> bytes:

@@ -2,7 +2,8 @@
 events, restored with the mysql client on the target over SSH, exact row counts and a
 sample-row checksum per table (`stats_sql`: PostgreSQL's sample rule).
 
-Passwords travel only in `--defaults-extra-file` option files (0600, removed after).
+Passwords travel only in `--defaults-extra-file` option files (0600; here removed after
+use, on the target never named while they hold a password: dbfiles.RemoteSecret).
 Limits, said plainly: the statistics are taken in relocate's own consistent-snapshot
 transaction, opened right before mysqldump starts (MySQL cannot share one snapshot, and
 RDS forbids FLUSH TABLES WITH READ LOCK), so a write committed in that instant makes the
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
-from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, mysql_defaults, pipe_to_target,
-                                      remote_secret_file)
+from relocate.execute.dbfiles import (SECRET_FD, RemoteSecret, classify, in_background, last_line, local_secret_file,
+                                      mysql_defaults, pipe_to_target)
 from relocate.sources.rds import DbAddress
 from relocate.targets import shell
 from relocate.ssh.connection import Connection
@@ -209,18 +210,25 @@ class LocalMy:
 
 
 class RemoteMy:
+    """mysql run on the target; every command from `argv` gets `stdin()` in front of its input."""
+
     def __init__(self, conn: Connection, addr: DbAddress) -> None:
         self.conn, self.addr = conn, addr
-        self.defaults: str | None = None
+        pw = addr.password.reveal() if addr.password else ""
+        self.secret = RemoteSecret(mysql_defaults(addr.user, pw, addr.host, addr.port), ".cnf")
 
     def fail(self, stderr: str) -> TargetError:
         return TargetError(f"target database {self.addr.label()}: {last_line(stderr)}")
 
     def argv(self, *args: str) -> list[str]:
-        return ["mysql", f"--defaults-extra-file={self.defaults}", *args]
+        return self.secret.argv(["mysql", f"--defaults-extra-file={SECRET_FD}", *args])
+
+    def stdin(self, data: bytes = b"") -> bytes:
+        return self.secret.stdin(data)
 
     def query(self, sql: str, db: str = "") -> str:
-        r = self.conn.run(shell.line(self.argv("-N", "-B", *([db] if db else []))), sql.encode(), timeout=3600, check=False)
+        r = self.conn.run(shell.line(self.argv("-N", "-B", *([db] if db else []))), self.stdin(sql.encode()),
+                          timeout=3600, check=False)
         if r.status != 0:
             raise self.fail(r.stderr.decode("utf-8", "replace"))
         return r.text()
@@ -229,11 +237,6 @@ class RemoteMy:
 def _local(addr: DbAddress) -> AbstractContextManager[Path]:
     pw = addr.password.reveal() if addr.password else ""
     return local_secret_file(mysql_defaults(addr.user, pw, addr.host, addr.port), ".cnf")
-
-
-def _remote(conn: Connection, addr: DbAddress) -> AbstractContextManager[str]:
-    pw = addr.password.reveal() if addr.password else ""
-    return remote_secret_file(conn, mysql_defaults(addr.user, pw, addr.host, addr.port), ".cnf")
 
 
 def probe_source(src: DbAddress, what: str) -> dict[str, Any]:
@@ -252,15 +255,14 @@ def source_stats(src: DbAddress, what: str) -> dict[str, Any]:
 
 def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
     remote = RemoteMy(conn, dst)
-    with _remote(conn, dst) as remote.defaults:
-        try:
-            version = remote.query("SELECT VERSION();").strip()
-        except TargetError as exc:
-            return {"error": classify(exc.message), "message": exc.message}
-        lit = dst.dbname.replace("\\", "\\\\").replace("'", "''")
-        objects = int(remote.query(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{lit}';").strip())
-        exists = remote.query(f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{lit}';").strip() == "1"
-        stats = _stats(lambda sql: remote.query(sql, dst.dbname)) if objects else None
+    try:
+        version = remote.query("SELECT VERSION();").strip()
+    except TargetError as exc:
+        return {"error": classify(exc.message), "message": exc.message}
+    lit = dst.dbname.replace("\\", "\\\\").replace("'", "''")
+    objects = int(remote.query(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{lit}';").strip())
+    exists = remote.query(f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{lit}';").strip() == "1"
+    stats = _stats(lambda sql: remote.query(sql, dst.dbname)) if objects else None
     return {"version": version, "major": version_key(version), "available": [], "roles": [], "exists": exists,
             "objects": objects, "stats": stats}
 
@@ -275,7 +277,7 @@ def target_stats(conn: Connection, dst: DbAddress) -> dict[str, Any] | None:
 def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: list[dict[str, Any]], owner: str,
          encoding: str, existing: bool, dump_dir: Path | None, staging: str, jobs: int, on_stats: Any) -> dict[str, Any]:
     local, remote = LocalMy(src, what), RemoteMy(conn, dst)
-    with _local(src) as local.defaults, _remote(conn, dst) as remote.defaults:
+    with _local(src) as local.defaults:
         layout = table_layout(local.query(COLUMNS_SQL))
         remote.query(f"DROP DATABASE IF EXISTS {q_ident(dst.dbname)};\n"
                      f"CREATE DATABASE {q_ident(dst.dbname)} CHARACTER SET utf8mb4;\n")
@@ -284,7 +286,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             with local.snapshot_stats(layout) as stats:  # the statistics, during the dump
                 if dump_dir is None:
                     pipe_to_target(local.dump_argv(), dict(os.environ), conn, restore, local.fail, remote.fail,
-                                   line_filter=rewrite_definer)
+                                   line_filter=rewrite_definer, head=remote.stdin())
                 else:
                     dump_dir.mkdir(parents=True, exist_ok=True)
                     out = dump_dir / "dump.sql"
@@ -295,7 +297,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             if dump_dir is not None:  # the kept dump is mysqldump's own; definers are rewritten on the way
                 pipe_to_target(["cat", "--", str(out)], dict(os.environ), conn, restore,
                                lambda e: TargetError(f"reading {out}: {last_line(e)}"), remote.fail,
-                               line_filter=rewrite_definer)
+                               line_filter=rewrite_definer, head=remote.stdin())
             diffs = on_stats(stats, _stats(lambda sql: remote.query(sql, dst.dbname)))
             if diffs:
                 raise TargetError(f"{what}: the restored copy differs ({'; '.join(diffs[:3])})")

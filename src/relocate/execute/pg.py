@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
-from relocate.execute.dbfiles import (classify, in_background, last_line, local_secret_file, pgpass_line, pipe_to_target,
-                                      remote_secret_file)
+from relocate.execute.dbfiles import (SECRET_FD, RemoteSecret, classify, in_background, last_line, local_secret_file,
+                                      pgpass_line, pipe_to_target)
 from relocate.sources.rds import DbAddress
 from relocate.targets import layout, nolinks, shell
 from relocate.ssh.openssh import OpenSsh, OpenSshExec
@@ -156,6 +158,14 @@ TARGET_FACTS_SQL = r"""
 SELECT json_build_object(
   'version_num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
   'available', (SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM pg_available_extensions),
+  -- who may CREATE EXTENSION each (its default version's control file): `superuser` false,
+  -- or `trusted` (PostgreSQL 13+; read through to_jsonb, so older servers say false),
+  -- lets a login with CREATE on the database; else only a superuser may
+  'extension_rules', (SELECT coalesce(json_object_agg(v.name, json_build_object('superuser', v.superuser,
+        'trusted', coalesce((to_jsonb(v) ->> 'trusted')::boolean, false))), '{}')
+      FROM pg_available_extension_versions v JOIN pg_available_extensions a
+        ON a.name = v.name AND a.default_version = v.version),
+  'superuser', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
   'roles', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles),
   'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'dbname'),
   'leftover', (SELECT coalesce(json_agg(datname), '[]') FROM pg_database WHERE datname IN (:'tmpname', :'oldname')),
@@ -170,8 +180,13 @@ SELECT json_build_object(
 );
 """
 
-EMPTY_SQL = """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND """ + _USER_SCHEMAS + ";"
+# In the existing target database: how many relations it holds (0: empty), and which
+# extensions it already has (a restore's CREATE EXTENSION IF NOT EXISTS skips those).
+TARGET_DB_SQL = """SELECT json_build_object(
+  'objects', (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND """ + _USER_SCHEMAS + """),
+  'extensions', (SELECT coalesce(json_agg(extname ORDER BY extname), '[]') FROM pg_extension));
+"""
 
 
 def major(version_num: int) -> int:
@@ -299,33 +314,29 @@ class LocalPg:
 
 
 class RemotePg:
-    """The target database through psql/pg_restore run on the target host."""
+    """The target database through psql/pg_restore run on the target host. Every command
+    built by `argv` must get `stdin()` in front of its input: the password, which the
+    target's shell hands to the client as an unlinked file (dbfiles.RemoteSecret)."""
 
     def __init__(self, conn: Connection, addr: DbAddress, what: str = "target database") -> None:
         self.conn, self.addr, self.what = conn, addr, what
-        self.passfile: str | None = None
-
-    @contextmanager
-    def session(self) -> Iterator["RemotePg"]:
-        pw = self.addr.password.reveal() if self.addr.password else ""
-        with remote_secret_file(self.conn, pgpass_line(pw), ".pgpass") as path:
-            self.passfile = path
-            try:
-                yield self
-            finally:
-                self.passfile = None
+        pw = addr.password.reveal() if addr.password else ""
+        self.secret = RemoteSecret(pgpass_line(pw), ".pgpass")
 
     def argv(self, tool: str, *args: str, db: str | None = None, app: str = "relocate") -> list[str]:
-        assert self.passfile is not None, "use inside session()"
         env = [f"{k}={v}" for k, v in {**_env(self.addr), "PGAPPNAME": app}.items() if k != "PGDATABASE"]
-        return ["env", f"PGPASSFILE={self.passfile}", f"PGDATABASE={db or self.addr.dbname}", *env, tool, *args]
+        return self.secret.argv(["env", f"PGPASSFILE={SECRET_FD}", f"PGDATABASE={db or self.addr.dbname}", *env, tool, *args])
+
+    def stdin(self, data: bytes = b"") -> bytes:
+        """What a command from `argv` reads first (the password), then `data`."""
+        return self.secret.stdin(data)
 
     def fail(self, stderr: str) -> TargetError:
         return TargetError(f"{self.what} {self.addr.label()}: {last_line(stderr)}")
 
     def query(self, sql: str, db: str | None = None, **variables: str) -> str:
         args = [*PSQL[1:], *[a for k, v in variables.items() for a in ("-v", f"{k}={v}")], "-f", "-"]
-        r = self.conn.run(shell.line(self.argv("psql", *args, db=db)), sql.encode(), timeout=3600, check=False)
+        r = self.conn.run(shell.line(self.argv("psql", *args, db=db)), self.stdin(sql.encode()), timeout=3600, check=False)
         if r.status != 0:
             raise self.fail(r.stderr.decode("utf-8", "replace"))
         return r.text().strip()
@@ -451,7 +462,7 @@ def check_in_place(conn: Connection, remote: "RemotePg", names: Names, parts: in
         for part in range(parts):
             cmd = remote.argv("psql", *PSQL[1:], "-f", "-", db=names.tmp, app=f"{token}-{part}")
             checker = conn.start(shell.line(cmd))
-            checker.write((_CHECK_SQL.replace("@APP@", pattern) + part_stats_sql(part, parts)).encode())
+            checker.write(remote.stdin((_CHECK_SQL.replace("@APP@", pattern) + part_stats_sql(part, parts)).encode()))
             checkers.append(checker)
         remote.query(_FENCE_SQL.replace("@APP@", pattern).replace("@N@", str(parts)), MAINTENANCE_DB,
                      tmpname=names.tmp)
@@ -686,23 +697,20 @@ def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
     when the database exists: whether it is empty, and its statistics."""
     names = Names(dst.dbname)
     remote = RemotePg(conn, dst)
-    with remote.session():
-        out, kind, msg = remote.try_query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
-                                          tmpname=names.tmp, oldname=names.old)
-        if out is None:
-            return {"error": kind, "message": msg}
-        facts: dict[str, Any] = json.loads(out)
-        facts["major"] = major(facts["version_num"])
-        if facts["exists"]:
-            facts["objects"] = int(remote.query(EMPTY_SQL, names.final) or 0)
-            facts["stats"] = json.loads(remote.query(STATS_SQL, names.final).splitlines()[-1]) if facts["objects"] else None
+    out, kind, msg = remote.try_query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
+                                      tmpname=names.tmp, oldname=names.old)
+    if out is None:
+        return {"error": kind, "message": msg}
+    facts: dict[str, Any] = json.loads(out)
+    facts["major"] = major(facts["version_num"])
+    if facts["exists"]:
+        facts.update(_json_object(remote.query(TARGET_DB_SQL, names.final)))  # objects, extensions
+        facts["stats"] = json.loads(remote.query(STATS_SQL, names.final).splitlines()[-1]) if facts["objects"] else None
     return facts
 
 
 def target_stats(conn: Connection, dst: DbAddress) -> dict[str, Any] | None:
-    remote = RemotePg(conn, dst)
-    with remote.session():
-        out, kind, msg = remote.try_query(STATS_SQL, dst.dbname)
+    out, kind, msg = RemotePg(conn, dst).try_query(STATS_SQL, dst.dbname)
     if out is None:
         if kind == "missing-db":
             return None
@@ -720,6 +728,32 @@ def restore_path(tfacts: dict[str, Any], state: str) -> str:
     """Which restore a target allows: the swap when the login may create databases, else
     into the existing database (only when it is empty: see `move_in_place`)."""
     return SWAP if tfacts.get("createdb") else IN_PLACE
+
+
+def uncreatable_extensions(wanted: list[str], tfacts: dict[str, Any], path: str) -> dict[str, str]:
+    """The source's extensions the target login may not create where the restore runs:
+    {name: "superuser" | "create"}, by PostgreSQL's rules for CREATE EXTENSION. A superuser
+    may create any; a trusted extension (or one whose control file says `superuser = false`)
+    needs CREATE on the database; any other, a superuser. In place, an extension the
+    database already has is fine (the dump says CREATE EXTENSION IF NOT EXISTS); the swap
+    restores into a new database from template0, which has none, made by the login (so it
+    may create in it). One the target does not offer at all is the "lacks" blocker's."""
+    if tfacts.get("superuser"):
+        return {}
+    rules: dict[str, dict[str, Any]] = tfacts.get("extension_rules") or {}
+    have = set(tfacts.get("extensions") or ()) if path == IN_PLACE else set()
+    may_create = bool(tfacts.get("create_in_db")) if path == IN_PLACE else True
+    out: dict[str, str] = {}
+    for name in wanted:
+        rule = rules.get(name)
+        if rule is None or name in have:
+            continue
+        if rule.get("trusted") or not rule.get("superuser", True):
+            if not may_create:
+                out[name] = "create"
+        else:
+            out[name] = "superuser"
+    return out
 
 
 def keeps_owners(roles: list[dict[str, Any]], tfacts: dict[str, Any]) -> bool:
@@ -745,26 +779,50 @@ def _in_place_tail(source_stats: dict[str, Any]) -> bytes:
             + "\\if :relocate_same\nCOMMIT;\n\\echo relocate-committed\n\\else\nROLLBACK;\n\\endif\n").encode()
 
 
+_TOC_EXTENSION_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION (\S+)")
+
+
+def _without_extension_comments(dump_dir: Path, present: frozenset[str], listing: Path) -> list[str]:
+    """pg_restore options leaving out COMMENT ON EXTENSION for each extension the target
+    database already has: only its owner (a superuser, for one the login could not create)
+    may comment on it, and the comment is its control file's anyway, already there. The
+    table of contents (`pg_restore -l`) with those entries commented out, as `-L`."""
+    toc = subprocess.run(["pg_restore", "-l", str(dump_dir)], capture_output=True, text=True, timeout=600)
+    if toc.returncode != 0:
+        raise TargetError(f"reading the dump {dump_dir}: {last_line(toc.stderr)}")
+    lines = toc.stdout.splitlines()
+    hits = [i for i, ln in enumerate(lines) if (m := _TOC_EXTENSION_COMMENT.match(ln)) and m.group(1) in present]
+    if not hits:
+        return []
+    for i in hits:
+        lines[i] = ";" + lines[i]
+    listing.write_text("\n".join(lines) + "\n")
+    return ["-L", str(listing)]
+
+
 def move_in_place(conn: Connection, local: "LocalPg", remote: "RemotePg", names: Names, *, what: str,
-                  exact: bool, dump_dir: Path, jobs: int, on_stats: Any) -> dict[str, Any]:
+                  exact: bool, dump_dir: Path, jobs: int, on_stats: Any, present: frozenset[str] = frozenset()) -> dict[str, Any]:
     """For a login that may not create databases (managed databases): dump into `dump_dir`
     (with the source's statistics taken in the dump's snapshot), then replay it as SQL
     into the existing, empty database inside ONE transaction that also computes the
     copy's statistics and commits only if they equal the source's. Any failure, a
     difference included, rolls everything back: the database is left empty, as it was.
     `exact` False: the dump names roles the login cannot act as, so objects are restored
-    owned by the login, without the source's grants (--no-owner --no-privileges)."""
+    owned by the login, without the source's grants (--no-owner --no-privileges).
+    `present`: extensions the database already has (their comments are left out)."""
     with local.snapshot() as (snap_id, holder):
         with local.stats_alongside(holder) as stats:
             local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
-    opts = [] if exact else ["--no-owner", "--no-privileges"]
     out: list[bytes] = []
     psql = remote.argv("psql", *PSQL[1:], "-f", "-", db=names.final)
-    pipe_to_target(["pg_restore", "-f", "-", *opts, str(dump_dir)], dict(os.environ), conn, shell.line(psql),
-                   lambda e: TargetError(f"reading the dump {dump_dir}: {last_line(e)}"),
-                   lambda e: TargetError(f"{what}: restoring into {names.final} failed, and was rolled back "
-                                         f"(the database is empty, as it was): {last_line(e)}"),
-                   head=b"BEGIN;\n", tail=_in_place_tail(stats), output=out)
+    with tempfile.TemporaryDirectory(prefix="relocate-pg-list-") as tmp:
+        opts = ([] if exact else ["--no-owner", "--no-privileges"]) + \
+            _without_extension_comments(dump_dir, present, Path(tmp) / "toc.list")
+        pipe_to_target(["pg_restore", "-f", "-", *opts, str(dump_dir)], dict(os.environ), conn, shell.line(psql),
+                       lambda e: TargetError(f"reading the dump {dump_dir}: {last_line(e)}"),
+                       lambda e: TargetError(f"{what}: restoring into {names.final} failed, and was rolled back "
+                                             f"(the database is empty, as it was): {last_line(e)}"),
+                       head=remote.stdin(b"BEGIN;\n"), tail=_in_place_tail(stats), output=out)
     lines = out[0].decode("utf-8", "replace").splitlines() if out else []
     at = lines.index("relocate-stats") if "relocate-stats" in lines else -1
     got = json.loads(lines[at + 1]) if 0 <= at < len(lines) - 1 else None
@@ -785,15 +843,16 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
     names = Names(dst.dbname)
     if path == IN_PLACE:
         local, remote = LocalPg(src, what), RemotePg(conn, dst)
-        with local.session(), remote.session():
+        with local.session():
             tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
                                              tmpname=names.tmp, oldname=names.old))
+            present = frozenset(_json_object(remote.query(TARGET_DB_SQL, names.final))["extensions"])
             where = dump_dir if dump_dir is not None else scratch
             assert where is not None, "an in-place restore needs a directory for the dump"
             return move_in_place(conn, local, remote, names, what=what, exact=keeps_owners(roles, tfacts),
-                                 dump_dir=where, jobs=jobs, on_stats=on_stats)
+                                 dump_dir=where, jobs=jobs, on_stats=on_stats, present=present)
     local, remote = LocalPg(src, what), RemotePg(conn, dst)
-    with local.session(), remote.session():
+    with local.session():
         made: dict[str, Any] = {}  # what make_scratch() learnt, also for the cleanup should the move fail
 
         def make_scratch() -> dict[str, Any]:
@@ -824,7 +883,8 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                     if dump_dir is None:
                         target_ready()  # the stream is restored as it comes
                         pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
-                                       shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail)
+                                       shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail,
+                                       head=remote.stdin())
                     else:
                         # staging is <root>/.relocate/db/<name>: never through a symlinked component
                         root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
@@ -837,7 +897,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                 if dump_dir is not None:
                     try:
                         cmd = remote.argv(*restore, "-j", str(jobs), "-Fd", staging, db=names.tmp)
-                        r = conn.run(shell.line(cmd), timeout=None, check=False)
+                        r = conn.run(shell.line(cmd), remote.stdin(), timeout=None, check=False)
                         if r.status != 0:
                             raise remote.fail(r.stderr.decode("utf-8", "replace"))
                     finally:

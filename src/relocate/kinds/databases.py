@@ -6,8 +6,10 @@ to `target.database`, dumped consistently, restored on the target, proven equal.
   target server with its own client over SSH.
 - plan: one step per database; blockers: missing tools here or on the target,
   target server unreachable or refusing the login, older target major version,
-  missing extensions, not enough disk, a non-empty target database that differs
-  (refused unless `--replace-database NAME`: exit 3, like every blocker).
+  missing extensions or ones the target login may not create where the restore runs,
+  not enough disk, a non-empty target database that differs (refused unless
+  `--replace-database NAME`: exit 3, like every blocker; a NAME that is not a target
+  database of the config is a usage error, exit 2).
 - execute: restore into a scratch database, check it, swap it in (PostgreSQL);
   a failed move leaves the target database as it was. A PostgreSQL login that may
   not create databases (managed databases) fills the existing EMPTY database in one
@@ -34,7 +36,7 @@ from typing import Any, Iterator
 
 from relocate.kinds import Check, Kind, Context, Outcome, PlanPart
 from relocate.config import Config
-from relocate.errors import ConfigError
+from relocate.errors import ConfigError, UsageError
 from relocate.execute import mysql as my
 from relocate.execute.dbfiles import in_background
 from relocate.execute import pg
@@ -145,6 +147,17 @@ def resolve_target(ctx: Context, source: DbAddress, several: bool) -> DbAddress:
     return target_address(ctx, source.dbname if several or not addr.dbname else addr.dbname, source.user)
 
 
+def check_replace_names(asked: tuple[str, ...] | list[str], targets: list[str]) -> None:
+    """`--replace-database NAME` must name a target database of this config: a typo would
+    otherwise pass silently, and the move it was meant for would then stop at the
+    not-empty blocker, or worse, the name would wait for a database added later."""
+    unknown = [n for n in dict.fromkeys(asked) if n not in targets]
+    if unknown:
+        have = ", ".join(targets) if targets else "none (source.databases is empty)"
+        raise UsageError(f"--replace-database {', '.join(unknown)}: no such target database in this config; "
+                         f"its target databases: {have}")
+
+
 @contextmanager
 def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAddress]:
     """The source as reachable from here: directly, or through the `via:` bastion."""
@@ -188,9 +201,10 @@ class Databases(Kind):
         out: list[DbGathered] = []
         for i, item in enumerate(items):
             src = resolve_source(ctx, item, i)
-            g = DbGathered(item, src.dbname, src, resolve_target(ctx, src, len(items) > 1))
+            out.append(DbGathered(item, src.dbname, src, resolve_target(ctx, src, len(items) > 1)))
+        check_replace_names(ctx.switches.replace_database, [g.target.dbname for g in out])  # before any probe
+        for i, g in enumerate(out):
             self._probe(ctx, g, i)
-            out.append(g)
         return out
 
     def _probe(self, ctx: Context, g: DbGathered, index: int) -> None:
@@ -256,6 +270,7 @@ class Databases(Kind):
                                           f"({len(diffs)} difference(s), e.g. {diffs[0]})"))
         if g.source.engine == "postgres" and g.state != "matches":
             self._privileges(ctx, g)
+            self._extension_rights(g)
 
     def _privileges(self, ctx: Context, g: DbGathered) -> None:
         """Pure: the restore path the target login's privileges allow, and what blocks it."""
@@ -282,6 +297,29 @@ class Databases(Kind):
             g.warnings.append(Finding("db-owners", f"{g.name}: {login} may not act as {', '.join(others)} on the target "
                                       f"(and may not create roles): the restored objects will belong to {login}, "
                                       "without the source's owners and grants"))
+
+    def _extension_rights(self, g: DbGathered) -> None:
+        """Pure: extensions the target offers but the login may not create where the restore
+        runs (pg.uncreatable_extensions): the restore would fail on them, so the plan blocks."""
+        t, db = g.tfacts, g.target.dbname
+        login = t.get("login") or g.target.user
+        lacking = pg.uncreatable_extensions(list(g.facts.get("extensions") or []), t, g.path)
+        su = sorted(n for n, why in lacking.items() if why == "superuser")
+        if su and g.path == pg.IN_PLACE:
+            g.blockers.append(Finding("db-extensions", f"{g.name}: the target login {login} may not create the "
+                                      f"extension(s) {', '.join(su)} (not trusted: only a superuser may); have a "
+                                      f"superuser create them in {db} on the target first ("
+                                      + "; ".join(f"CREATE EXTENSION {pg.q_ident(n)}" for n in su)
+                                      + "), or use a superuser login"))
+        elif su:
+            g.blockers.append(Finding("db-extensions", f"{g.name}: the target login {login} may not create the "
+                                      f"extension(s) {', '.join(su)} (not trusted: only a superuser may) in the new "
+                                      "database the restore fills; use a superuser login in target.database"))
+        create = sorted(n for n, why in lacking.items() if why == "create")
+        if create:
+            g.blockers.append(Finding("db-extensions", f"{g.name}: the target login {login} needs CREATE on {db} to "
+                                      f"create the extension(s) {', '.join(create)}: GRANT CREATE ON DATABASE "
+                                      f"{pg.q_ident(db)} TO {pg.q_ident(login)}"))
 
     def _disk(self, ctx: Context, g: DbGathered) -> None:
         """The dump must fit here (unless streamed) and, staged, on the target."""
@@ -349,28 +387,34 @@ class Databases(Kind):
         warnings = [f"database {g.name}: created role {r} on the target without a password; set one there "
                     f"(ALTER ROLE ... PASSWORD) if the app logs in as it" for r in result.get("created_roles", [])]
         if result.get("checked") is not None and not compare(result["stats"], result["checked"]):
-            # PostgreSQL: proven in the fenced scratch database right before the swap (execute/pg.py)
-            self._checked()[step.id] = result["checked"]
+            # PostgreSQL: proven where nothing else could change the copy before it was
+            # published (execute/pg.py): the closed scratch database right before the swap,
+            # or, in place, the restore's own transaction right before its COMMIT.
+            how = (" (checked inside the restore's transaction, before it committed)" if g.path == pg.IN_PLACE
+                   else " (checked before the swap, with the database closed to other sessions)")
+            self._checked()[step.id] = (result["checked"], how)
         rel = str(dump.relative_to(ctx.snapshot_dir)) if dump is not None else None
         return Outcome(True, {**manifest, "stats": result["stats"], "dump": rel}, warnings=warnings)
 
-    def _checked(self) -> dict[str, dict[str, Any]]:
-        """Statistics this process already proved on the target, by step id."""
+    def _checked(self) -> dict[str, tuple[dict[str, Any], str]]:
+        """Statistics this process already proved on the target, and how, by step id."""
         if not hasattr(self, "_proved"):
-            self._proved: dict[str, dict[str, Any]] = {}
+            self._proved: dict[str, tuple[dict[str, Any], str]] = {}
         return self._proved
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
         """Within a move, a PostgreSQL database restored by this process was already compared,
-        in full (counts, sequences, large objects, samples), in its scratch database while
-        that database refused connections, and swapped in by the same psql run: nothing
-        could change it between that check and the swap, so the check is its verification
-        and the rows are not read a second time. `relocate verify` always reads them again."""
+        in full (counts, sequences, large objects, samples): in its scratch database while
+        that database refused connections, right before the swap; or, restored in place,
+        inside the restore's transaction right before its COMMIT. Nothing could change it
+        between that check and its publication, so the check is its verification (the
+        check line says which) and the rows are not read a second time. `relocate verify`
+        always reads them again."""
         checks: list[Check] = []
         for sid, rec in manifest.items():
-            proved = self._checked().get(sid)
+            proved, how = self._checked().get(sid, (None, ""))
             if proved is not None and not compare(rec["stats"], proved):
-                got, how = proved, " (checked before the swap, with the database closed to other sessions)"
+                got = proved
             else:
                 dst = target_address(ctx, rec["target_db"])
                 got, how = _engine_of(rec["engine"]).target_stats(ctx.conn, dst), ""
