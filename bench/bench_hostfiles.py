@@ -13,7 +13,8 @@ times each into a fresh destination:
            lists the tree with sizes)
   rerun    the same `relocate move` again: nothing to do (issue 18: <= 0.15x, < 1.5 s)
   old      with --against REV: relocate at git revision REV (its src/ on PYTHONPATH), in the
-           same rounds, on the same corpus and servers, order rotated each round
+           same rounds, on the same corpus and servers, order rotated each round (its move
+           and its rerun)
 
 and prints the medians, the ratios and the goals, and the client-side CPU seconds.
 
@@ -146,7 +147,7 @@ def main() -> None:
             shutil.rmtree(work / f"snaps{tag}")
             return took[0], took[1]
 
-        peers, moves, reruns, olds = [], [], [], []
+        peers, moves, reruns, olds, old_reruns = [], [], [], [], []
         cpu: dict[str, list[float]] = {"peer": [], "move": [], "rerun": [], "old-move": [], "old-rerun": []}
         legs = ["peer", "new"] + (["old"] if old_src else [])
         for n in range(args.rounds):
@@ -158,8 +159,10 @@ def main() -> None:
                     moves.append(m)
                     reruns.append(r)
                 else:
-                    olds.append(relocate(n, old_src)[0])
-            old = f", old ({args.against}) move {olds[-1]:.2f} s ({olds[-1] / peers[-1]:.2f}x)" if olds else ""
+                    om, orr = relocate(n, old_src)
+                    olds.append(om)
+                    old_reruns.append(orr)
+            old = f", old ({args.against}) move {olds[-1]:.2f} s ({olds[-1] / peers[-1]:.2f}x), rerun {old_reruns[-1]:.2f} s" if olds else ""
             print(f"round {n + 1}: peer {peers[-1]:.2f} s, relocate move {m:.2f} s ({m / peers[-1]:.2f}x), rerun {r:.2f} s{old}",
                   flush=True)
         mib = total / (1 << 20)
@@ -172,11 +175,13 @@ def main() -> None:
         if olds:
             o = statistics.median(olds)
             print(f"  relocate at {args.against:<13} : {o:6.2f} s  {mib / o:6.1f} MiB/s   ratio {o / p:.2f}x; "
-                  f"median of the rounds' own ratios {statistics.median(a / b for a, b in zip(olds, peers)):.2f}x")
+                  f"median of the rounds' own ratios {statistics.median(a / b for a, b in zip(olds, peers)):.2f}x; "
+                  f"rerun {statistics.median(old_reruns):.2f} s")
         cp, cm, cr = (statistics.median(cpu[k]) for k in ("peer", "move", "rerun"))
         print(f"  client CPU seconds (median): peer's two ssh {cp:.2f}, relocate and its ssh {cm:.2f} "
               f"(+{cm - cp:.2f}: Python start-up, plan, relay, snapshot copy, hashes), rerun {cr:.2f}"
-              + (f"; {args.against}: move {statistics.median(cpu['old-move']):.2f}" if olds else ""))
+              + (f"; {args.against}: move {statistics.median(cpu['old-move']):.2f}, "
+                 f"rerun {statistics.median(cpu['old-rerun']):.2f}" if olds else ""))
         print("  (neither side fsyncs; relocate also writes the snapshot copy and hashes every byte twice locally, once on the target)")
     finally:
         for s in (src, dst):

@@ -22,10 +22,11 @@ def cannot_write(path: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
-def stage(path: Path, chunks: Iterable[str], *, mode: int = 0o644) -> Path:
+def stage(path: Path, chunks: Iterable[str], *, mode: int = 0o644, errors: str = "strict") -> Path:
     """Write `chunks` completely (fsynced, with `mode`) into a new temporary beside `path`
     and return it; the caller renames it into place with `commit`. On any failure the
-    temporary is removed and ConfigError raised: nothing half written is left."""
+    temporary is removed and ConfigError raised: nothing half written is left. `errors`:
+    how what UTF-8 cannot encode is written (open()'s; JSON's escape: jsonenc.JSON_ERRORS)."""
     try:
         # mkstemp: a name of its own (two writers never share a temporary), O_EXCL.
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -33,7 +34,7 @@ def stage(path: Path, chunks: Iterable[str], *, mode: int = 0o644) -> Path:
         raise cannot_write(path, exc) from None
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=errors) as fh:
             fh.writelines(chunks)
             fh.flush()
             os.fsync(fh.fileno())
@@ -55,9 +56,9 @@ def commit(tmp: Path, path: Path) -> None:
         raise cannot_write(path, exc) from None
 
 
-def write_atomic(path: Path, chunks: Iterable[str], *, mode: int = 0o644) -> None:
+def write_atomic(path: Path, chunks: Iterable[str], *, mode: int = 0o644, errors: str = "strict") -> None:
     """`path` holds all of `chunks` or is unchanged."""
-    commit(stage(path, chunks, mode=mode), path)
+    commit(stage(path, chunks, mode=mode, errors=errors), path)
 
 
 def check_writable(path: Path) -> None:

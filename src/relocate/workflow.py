@@ -108,7 +108,7 @@ def prepare(config: Config, opts: Settings, *, sharded: bool = False) -> Iterato
         if verdict is not None and (names := source_names(gathered.inventory)):
             verdict = provider_verdict(config, opts, names=names)  # now with the vendors the names show
         ctx = Context(config=config, aws=aws, conn=conn, target_id=target_id(config, conn),
-                      login=opts.login, switches=opts.switches, gathered=gathered)
+                      login=opts.login, switches=opts.switches, checksum=opts.checksum, gathered=gathered)
         if opts.probe:
             from relocate.execute.probe import measure
 

@@ -66,6 +66,7 @@ class Context:
     snapshot_dir: Any = None  # pathlib.Path of the snapshot being written (apply) or read (verify)
     identity: Any = None  # age identity for secrets at rest (apply/verify)
     switches: Switches = field(default_factory=Switches)  # `move`'s switches kinds read (relocate.settings)
+    checksum: bool = False  # `move --checksum`: what is already on the target is re-hashed there, not trusted by its listing
     gathered: Any = None  # execute.gather.Gathered: the S3 inventory, target facts, what is already there
     rates: Rates = field(default_factory=Rates)  # throughput assumptions for estimates (plan --probe measures them)
     run: Run | None = None  # set by the runner during a move

@@ -15,6 +15,7 @@ direct-tcpip channel of the bastion's, so the source needs no public port.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -45,7 +46,8 @@ QUEUED = 16  # chunks the snapshot/hash thread may lag behind the relay (bounded
 
 STAGING = ".relocate/staging/hosts"
 # What earlier moves put in place, per source entry: the sha256 of the tar stream that
-# landed (README, "Snapshots, resume and idempotence"). Lets a rerun see "nothing to do".
+# landed, the source's and the placed tree's stat fingerprints (README, "Snapshots, resume
+# and idempotence"). Lets a rerun see "nothing to do", and see when it is not so any more.
 RECORD = ".relocate/hosts.json"
 
 # The same tar the move would stream, hashed on the source: only the digest travels.
@@ -54,23 +56,42 @@ set -e
 tar "$@" | sha256sum | cut -c1-64
 """
 
-# The record of earlier moves, then which destinations still exist (one command).
-_ON_TARGET = r"""
+# A tree's stat fingerprint: every entry's path, type, inode, ctime and mtime (ns), size,
+# mode, owners and link target, hashed where the tree is (only the digest travels; no file
+# content is read). Any write, chmod, chown, rename, removal or new entry changes a ctime
+# or the list, and no one can set a ctime back, so an equal fingerprint means an unchanged
+# tree, the way git's index trusts unchanged stat data. Taken on the source (_PROBE: will
+# the tar carry the same bytes?) and on the target (_ON_TARGET, _PROMOTE: does `to:`
+# still hold the tree put there?). `relocate_stat PATH... [-mindepth 1]`.
+_STAT_FN = r"""
+relocate_stat() {
+  find "$@" -printf '%p\t%y\t%i\t%C@\t%T@\t%s\t%m\t%u:%g:%U:%G\t%l\0' | sha256sum | cut -c1-64
+}
+"""
+# The fingerprint of what lies below a destination on the target (not the directory itself:
+# its ctime moves when the tree is renamed into place).
+_TREE_FN = _STAT_FN + r"""
+relocate_tree() { (cd -- "$1" && relocate_stat . -mindepth 1); }
+"""
+
+# The record of earlier moves, then the fingerprint of each destination that still exists
+# (one command; the trees are walked only when there is a record to compare them with).
+_ON_TARGET = _TREE_FN + r"""
 record=$1; shift
 cat -- "$record" 2>/dev/null || true
 printf '\0'
-for d in "$@"; do if [ -d "$d" ]; then printf '%s\0' "$d"; fi; done
+if [ -s "$record" ]; then
+  for d in "$@"; do if [ -d "$d" ]; then printf '%s\t%s\0' "$(relocate_tree "$d")" "$d"; fi; done
+fi
 """
 
 # Sizes and presence, read-only; `du -s --apparent-size` is what the tar will carry. Then
-# the tree's stat fingerprint: every entry's path, type, inode, ctime and mtime (ns), size,
-# mode, owners and link target, hashed there (only the digest travels). Any write, chmod,
-# chown, rename or new entry changes a ctime or the list, so an equal fingerprint means the
-# tar would carry the same bytes, the way git's index trusts unchanged stat data. Only
-# metadata is read: a rerun with nothing to do never reads the files' contents. An entry
-# changed in the last 2 seconds ("racy", as git says: a coarse clock could hide a second
-# write) makes the fingerprint empty, and the tar's own sha256 decides instead.
-_PROBE = r"""
+# the source tree's stat fingerprint (_STAT_FN): equal to the one recorded when the tar was
+# read, the tar would carry the same bytes; a rerun with nothing to do never reads the
+# files' contents. An entry changed in the last 2 seconds ("racy", as git says: a coarse
+# clock could hide a second write) makes the fingerprint empty, and the tar's own sha256
+# decides instead.
+_PROBE = _STAT_FN + r"""
 all=ok
 for p in "$@"; do
   if [ -e "$p" ] || [ -L "$p" ]; then printf 'ok\t%s\t%s\0' "$(du -s -B1 --apparent-size -- "$p" | cut -f1)" "$p"
@@ -78,14 +99,16 @@ for p in "$@"; do
 done
 now=$(date +%s)
 if [ -n "$all" ] && [ -z "$(find "$@" \( -newerct "@$((now - 2))" -o -newermt "@$((now - 2))" \) -print -quit)" ]; then
-  printf 'stat\t%s\t-\0' "$(find "$@" -printf '%p\t%y\t%i\t%C@\t%T@\t%s\t%m\t%u:%g:%U:%G\t%l\0' | sha256sum | cut -c1-64)"
+  printf 'stat\t%s\t-\0' "$(relocate_stat "$@")"
 fi
 """
 
 # Move the staged tree into place: the old tree is set aside first, dropped last. Never
 # through a symlinked directory under the root ($3, allowed links $4; nolinks.py), and
-# a link at `to:` itself is refused: the tree replaces `to:` whole, link included.
-_PROMOTE = nolinks.NOLINKS_FN + r"""
+# a link at `to:` itself is refused: the tree replaces `to:` whole, link included. Prints
+# the tree's fingerprint as it now stands at `to:` (taken there, not in staging: a `to:`
+# on another disk through an allowed link gets new inodes from `mv`).
+_PROMOTE = nolinks.NOLINKS_FN + _TREE_FN + r"""
 set -e
 stage=$1 dest=$2
 relocate_nolinks "$3" "$4" "$stage" "$(dirname -- "$dest")" || exit 86
@@ -95,6 +118,7 @@ rm -rf -- "$dest.relocate-old"
 if [ -e "$dest" ]; then mv -T -- "$dest" "$dest.relocate-old"; fi
 mv -T -- "$stage" "$dest"
 rm -rf -- "$dest.relocate-old"
+relocate_tree "$dest"
 """
 
 # What verify compares: type, mode, mtime, owner, link target, size, path (NUL-separated).
@@ -110,7 +134,9 @@ cd "$1" && find . -mindepth 1 -printf '%y\t%m\t%T@\t%u:%g\t%l\t%s\t%P\0'
 # has python3 and GNU tar, targets/extract_hasher.py ($2) hashes each file while tar
 # extracts the next, so on a target with cores to spare the pass no longer follows the
 # stream (it was a tenth of the bench's move; on its one shared machine the two are about
-# even: docs/transfer.md); elsewhere the tree is hashed once tar is done (files.HASH_CWD).
+# even: docs/transfer.md); elsewhere the tree is hashed once tar is done (files.HASH_CWD,
+# appended by extract_script). Either way the tree is hashed and tar's status comes last,
+# also when tar failed: apply decides from tar's messages (_unmade) whether the rest stands.
 _EXTRACT = r"""
 stage=$1
 rm -rf -- "$stage" && mkdir -p -- "$stage" && cd "$stage" || exit
@@ -118,8 +144,17 @@ if command -v python3 >/dev/null 2>&1 && python3 -I -S -c 'import sys; sys.exit(
    tar --version 2>/dev/null | grep -q 'GNU tar'; then
   exec python3 -I -S -c "$2" tar -x -p -v --quoting-style=escape -f -
 fi
-tar -x -p -f - || exit
+tar -x -p -f -
+relocate_tar=$?
 """
+
+
+def extract_script() -> str:
+    """The whole extracting script: _EXTRACT, then (without python3) the hashing in a
+    subshell (it ends in `exit 0`), then tar's status."""
+    from relocate.targets.files import HASH_CWD
+
+    return _EXTRACT + "(\n" + HASH_CWD + ') || exit\nexit "$relocate_tar"\n'
 
 
 @dataclass
@@ -136,6 +171,7 @@ class HostInfo:
     # has it and the local snapshot still holds its tar: then there is nothing to do
     landed: dict[str, Any] | None = None
     landed_tar: Path | None = None
+    why: str = ""  # why an earlier copy does not count (the plan's detail), when there was one
     # `ssh` logins (source, target) started at gather when there is a copy to make, so
     # their handshakes overlap the plan instead of delaying the stream; not part of the plan
     logins: tuple[OpenSsh | None, OpenSsh | None] = (None, None)
@@ -159,32 +195,79 @@ def _record_key(entry: dict[str, Any], label: str) -> str:
     return json.dumps([label, list(entry["paths"]), entry["to"], list(entry.get("exclude") or [])])
 
 
-def read_records(conn: Connection, root: str, dests: list[str]) -> tuple[dict[str, Any], set[str]]:
-    """(records of earlier moves, the destinations among `dests` that exist), in one command."""
+def read_records(conn: Connection, root: str, dests: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(records of earlier moves, {destination: its tree's fingerprint} for those of `dests`
+    that exist, when there are records), in one command."""
     cmd, stdin = shell.script(_ON_TARGET, posixpath.join(root, RECORD), *dests)
     raw, _, rest = conn.run(cmd, stdin, timeout=120).stdout.partition(b"\0")
     try:
         records = json.loads(raw) if raw.strip() else {}
     except ValueError:
         records = {}  # a damaged record only costs a copy
-    present = {d.decode("utf-8", "surrogateescape") for d in rest.split(b"\0") if d}
-    return (records if isinstance(records, dict) else {}), present
+    trees = {}
+    for line in rest.split(b"\0"):
+        if line:
+            tree, _, dest = line.decode("utf-8", "surrogateescape").partition("\t")
+            trees[dest] = tree
+    return (records if isinstance(records, dict) else {}), trees
 
 
-def _earlier(snapshot_dir: Path, step_id: str, digest: str) -> tuple[dict[str, Any], Path] | None:
-    """The newest local snapshot's record of this step, if it sent this very tar."""
+def _differs_mark(snapshot: Path, rec: dict[str, Any]) -> Path:
+    """Beside a snapshot's tar: a check found the target's copy of it differing (written by
+    `verify` or the check ending a move, read by the next gather), so the next move sends
+    it again."""
+    return snapshot / f"{rec.get('tar', '')}.differs"
+
+
+def _earlier(snapshot_dir: Path, step_id: str, digest: str) -> tuple[dict[str, Any], Path] | str:
+    """The newest local snapshot's record of this step, if it sent this very tar and no
+    check found the target's copy differing since; else why not (the plan's detail)."""
     from relocate.snapshot import store
 
     snap = store.latest(snapshot_dir)
     if snap is None:
-        return None
+        return "no local snapshot holds its tar"
     try:
         rec = ((snap.manifest().get("components") or {}).get("hostfiles") or {}).get(step_id)
     except RelocateError:
-        return None
+        return "the local snapshot is unreadable"
     if not rec or rec.get("tar_sha256") != digest or not (snap.path / rec.get("tar", "")).is_file():
-        return None
+        return f"the local snapshot {snap.id} does not hold the tar the target records"
+    if _differs_mark(snap.path, rec).exists():
+        return f"a check found the target's copy differing from snapshot {snap.id}"
     return rec, snap.path / rec["tar"]
+
+
+def _held(ctx: Context, info: HostInfo, rec: dict[str, Any], tree: str | None) -> tuple[dict[str, Any], Path] | None:
+    """The earlier copy `rec` records, if `to:` still holds it (its tree's fingerprint is the
+    one taken when it was put in place) and the local snapshot still has its tar; else None,
+    with why in `info.why`. Cheap: the fingerprint came with the record (read_records)."""
+    if tree is None:
+        info.why = f"{info.to} is gone from the target"
+    elif tree != rec.get("tree_sha256"):  # absent from a record an older relocate wrote: copied once more
+        info.why = f"the target's {info.to} changed since it was put in place"
+    else:
+        found = _earlier(ctx.config.snapshot_dir, _step_id(info), rec["tar_sha256"])
+        if not isinstance(found, str):
+            return found
+        info.why = found
+    return None
+
+
+def _rehashed(ctx: Context, info: HostInfo, found: tuple[dict[str, Any], Path], dest: str) -> tuple[dict[str, Any], Path] | None:
+    """`move --checksum`: the earlier copy counts only if every file on the target still has
+    the sha256 its snapshot records (hashed there now), as `relocate verify` would find."""
+    bad = _differences(found[0]["entries"], target_listing(ctx.conn, dest, hashes=True), hashed=True,
+                       root_login=login_is_root(ctx.conn))
+    if not bad:
+        return found
+    info.why = f"--checksum: {len(bad)} entr{'y' if len(bad) == 1 else 'ies'} differ on the target, first {bad[0]}"
+    return None
+
+
+def _shown(path: str) -> str:
+    """A name for a message: bytes that are not UTF-8 (kept as surrogates) as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
@@ -193,6 +276,12 @@ def tar_command(paths: list[str], excludes: list[str]) -> list[str]:
     argv = ["tar", "-c", "-f", "-", "-C", "/"]
     argv += [f"--exclude={pat}" for pat in excludes]
     return [*argv, "--", *(p.lstrip("/") or "." for p in paths)]
+
+
+# A tar member's type as the letter find's %y gives the same thing on the target (what
+# verify compares: target_listing), so a fifo is "p" on both sides; "h" is a hard link (its
+# `link` the member it links to). A socket never gets here: GNU tar leaves sockets out.
+_TYPES = {b"0": "f", b"\0": "f", b"7": "f", b"S": "f", b"1": "h", b"2": "l", b"3": "c", b"4": "b", b"5": "d", b"6": "p"}
 
 
 def _nts(field: bytes | bytearray | memoryview) -> str:
@@ -270,12 +359,11 @@ class _TarLister:
             if buf[257:265] == b"ustar\x0000" and buf[345] != 0:  # POSIX ustar's prefix field
                 name = _nts(buf[345:500]) + "/" + name
             link = self.long.pop("K", None) or _nts(buf[157:257])
-            t = "d" if kind == b"5" or (kind in (b"0", b"\0") and name.endswith("/")) else "l" if kind == b"2" \
-                else "f" if kind in (b"0", b"\0", b"7") else "h" if kind == b"1" else "o"
+            t = "d" if kind in (b"0", b"\0") and name.endswith("/") else _TYPES.get(kind, "o")
             if t in ("d", "l", "h") or kind in (b"3", b"4", b"6"):
                 self.left = self.pad = 0  # tarfile reads no body for these whatever the size says
             self.row = [t, _nti(buf[100:108]) & 0o7777, _nti(buf[136:148]), f"{_nts(buf[265:297])}:{_nts(buf[297:329])}",
-                        link if t == "l" else "", None, size if t == "f" else 0]
+                        link if t in ("l", "h") else "", None, size if t == "f" else 0]
             self.path = name.rstrip("/")
             if t == "f":
                 self.sink = hashlib.sha256()
@@ -360,7 +448,7 @@ def _listing(tar: tarfile.TarFile) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     with tar:
         for m in tar:
-            kind = "d" if m.isdir() else "l" if m.issym() else "f" if m.isfile() else "h" if m.islnk() else "o"
+            kind = _TYPES.get(m.type, "o")  # tarfile made an old-style "\0" named "x/" a "5" already
             digest = None
             if m.isfile():
                 fh = tar.extractfile(m)
@@ -368,7 +456,7 @@ def _listing(tar: tarfile.TarFile) -> dict[str, list[Any]]:
                 while chunk := fh.read(CHUNK):  # type: ignore[union-attr]
                     h.update(chunk)
                 digest = h.hexdigest()
-            out[m.name.rstrip("/")] = [kind, m.mode & 0o7777, int(m.mtime), f"{m.uname}:{m.gname}", m.linkname if m.issym() else "", digest,
+            out[m.name.rstrip("/")] = [kind, m.mode & 0o7777, int(m.mtime), f"{m.uname}:{m.gname}", m.linkname if kind in ("l", "h") else "", digest,
                                        m.size if m.isfile() else 0]
     return out
 
@@ -434,7 +522,7 @@ class HostFilesKind(Kind):
         dests = [posixpath.join(ctx.config.root, e["to"]) for e in entries]
         # The target's record first: where it holds no earlier copy (a first move), there is
         # nothing to compare with and the source's tree is not read twice.
-        records, present = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, set())
+        records, trees = read_records(ctx.conn, ctx.config.root, dests) if entries else ({}, {})
         for i, (entry, dest) in enumerate(zip(entries, dests)):
             # No record at all (a first move): this entry will be copied, so the target's
             # `ssh` login starts now, before the source is even reached; measured, the
@@ -444,7 +532,10 @@ class HostFilesKind(Kind):
                 info = HostInfo(i, str(src.endpoint), list(entry["paths"]), entry["to"])
                 rec = records.get(_record_key(entry, info.label)) or {}
                 had = rec.get("tar_sha256")
-                if not had:  # nothing to compare with: a copy, unless a path is missing
+                # What the target holds first (its record, the tree's fingerprint, the local
+                # snapshot's tar): when that is not the earlier copy, the source is not read twice.
+                found = _held(ctx, info, rec, trees.get(dest)) if had else None
+                if found is None:  # a copy, unless a path is missing
                     info.logins = (_openssh(src), target_login or _openssh(ctx.conn))
                 cmd, stdin = shell.script(_PROBE, *info.paths)
                 for line in src.run(cmd, stdin, timeout=600).stdout.split(b"\0"):
@@ -456,18 +547,20 @@ class HostFilesKind(Kind):
                             info.stat = size if len(size) == 64 else ""
                         else:
                             info.missing.append(p)
-                found = _earlier(ctx.config.snapshot_dir, _step_id(info), had) if had and dest in present else None
-                if not info.missing and found is not None and info.stat and rec.get("stat_sha256") == info.stat:
-                    info.landed, info.landed_tar = found  # not one entry changed since that tar was read
-                elif not info.missing and found is not None:
-                    # GNU tar's output is the same bytes for the same files, modes, owners and
-                    # mtimes: its hash says whether the target still holds this copy.
+                if not info.missing and found is not None and not (info.stat and rec.get("stat_sha256") == info.stat):
+                    # An entry changed since that tar was read, or it is too recent to tell. GNU
+                    # tar's output is the same bytes for the same files, modes, owners and
+                    # mtimes: its hash says whether this copy is still the source's.
                     cmd, stdin = shell.script(_DIGEST, *tar_command(info.paths, entry.get("exclude") or [])[1:])
                     got = src.run(cmd, stdin, timeout=None, check=False)
                     out = got.stdout.decode("ascii", "replace").strip()
                     info.digest = out if got.status == 0 and len(out) == 64 else ""
-                    if info.digest == had:
-                        info.landed, info.landed_tar = found
+                    if info.digest != had:
+                        found, info.why = None, "the source changed since the last move"
+                if not info.missing and found is not None and ctx.checksum:
+                    found = _rehashed(ctx, info, found, dest)
+                if found is not None:
+                    info.landed, info.landed_tar = found
                 if info.landed is None and not info.missing and info.logins == (None, None):
                     info.logins = (_openssh(src), _openssh(ctx.conn))
                 elif info.missing:  # blocked: no copy will run
@@ -484,8 +577,9 @@ class HostFilesKind(Kind):
             part.steps.append(Step(id=_step_id(info), kind=self.name, source=f"{info.label}:{','.join(info.paths)}",
                                    dest=info.to, count=len(info.paths), bytes=size, todo_count=0 if same else len(info.paths),
                                    todo_bytes=0 if same else size, est_seconds=0.0 if same else 1 + size / 50e6,
-                                   detail="nothing to do: the target holds this tar (same sha256) from an earlier move" if same
-                                   else "tar stream, owners/modes/links/mtimes kept",
+                                   detail="nothing to do: the target holds this tar (same sha256) from an earlier move, "
+                                   "its tree unchanged since" if same
+                                   else "tar stream, owners/modes/links/mtimes kept" + (f" ({info.why})" if info.why else ""),
                                    change="" if same else f"replace {info.to} with {len(info.paths)} path(s) from {info.label}"))
             for p in info.missing:
                 part.blockers.append(Finding("hosts-missing", f"{info.label}: {p} does not exist (fix source.hosts[{info.index}].paths)"))
@@ -530,8 +624,14 @@ class HostFilesKind(Kind):
                                  hint="running again starts this copy over")
         src_err = src_stderr.decode("utf-8", "replace").strip().splitlines()
         if put.status != 0:
-            err = put.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise nolinks.refusal(put.status, put.stderr) or TargetError(f"tar on the target failed for {step.source}: {err[-1] if err else 'exit ' + str(put.status)}")
+            unmade, err = _unmade(put.stderr)
+            if err or not unmade or b"\x01" not in put.stdout:  # a failure the rest cannot stand without
+                raise nolinks.refusal(put.status, put.stderr) or \
+                    TargetError(f"tar on the target failed for {step.source}: {err[0] if err else 'exit ' + str(put.status)}")
+            # Only device nodes this login cannot make: the rest is whole and goes in place;
+            # those are failed items (exit 4), named, until a root login moves them.
+            outcome.failed.extend(f"{step.source}: {name}: a device node, which only a root login on the target can make"
+                                  for name in unmade[:20])
         if src_status == 1:  # GNU tar: a file changed while being read; the archive is still whole
             outcome.warnings.extend(f"{step.source}: {line}" for line in src_err[:5])
         elif src_status != 0:  # unreadable files: what could be read still moves, the rest is reported
@@ -543,9 +643,9 @@ class HostFilesKind(Kind):
             raise TransientError(f"host files from {step.source} differ on the target from what was sent ({len(damaged)} file(s), "
                                  f"first {damaged[0]}); nothing was put in place", hint="running again starts this copy over")
         cmd, stdin = shell.script(_PROMOTE, stage, dest, nolinks.root_arg(root), nolinks.allow_arg(allow))
-        conn.run(cmd, stdin)
+        tree = conn.run(cmd, stdin).stdout.decode("ascii", "replace").strip()
         if not outcome.failed and info is not None:
-            _record(conn, root, _record_key(entry, info.label), digest, info.stat)
+            _record(conn, root, _record_key(entry, info.label), {"tar_sha256": digest, "stat_sha256": info.stat, "tree_sha256": tree})
         outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": digest,
                             "bytes": size, "entries": entries}
         return outcome
@@ -557,12 +657,10 @@ class HostFilesKind(Kind):
         `ssh src tar c | ssh dst tar x` would (the `ssh` binary at both ends when it can
         log in, else paramiko), with the snapshot copy and every hash on a side thread.
         Returns ((source status, stderr), target Result, (stream sha256, bytes, listing))."""
-        from relocate.targets.files import HASH_CWD
-
         # Checked twice: alone first (a clean refusal before the source is read), then again
         # in the very command that extracts, right before it writes (nolinks.py).
         conn.run(shell.line(nolinks.guard(root, [stage], allow)))
-        tar_x = nolinks.guarded(root, [stage], shell.line(["sh", "-c", _EXTRACT + HASH_CWD, "sh", stage,
+        tar_x = nolinks.guarded(root, [stage], shell.line(["sh", "-c", extract_script(), "sh", stage,
                                                             shell.program("extract_hasher")]), allow)
         target: Exec | OpenSshExec = target_ssh.start(tar_x, target_ssh.first) if target_ssh is not None else conn.start(tar_x)
         with open(copy_path, "wb") as copy:
@@ -597,28 +695,42 @@ class HostFilesKind(Kind):
             # earlier move whose record let this one skip it), so sizes stand for contents here.
             # `relocate verify`, `move --checksum` and a manifest without sizes hash again.
             hashed = run is None or run.opts.checksum or any(len(r) < 7 for r in rows.values())
-            on_target = target_listing(ctx.conn, dest, hashes=hashed)
-            bad: list[str] = []
-            for path, row in rows.items():
-                kind, mode, mtime, owner, link, digest = row[:6]
-                got = on_target.get(path)
-                if got is None:
-                    bad.append(f"{path}: missing")
-                    continue
-                if kind == "h":  # a hard link: its content was checked under the name it links to
-                    if got[0] != "f":
-                        bad.append(f"{path}: not a regular file")
-                    continue
-                content = (digest if hashed else row[6]) if kind == "f" else None
-                held = (got[5] if hashed else got[6]) if kind == "f" else None
-                wanted = [kind, mode, link, content] + ([mtime] if kind != "l" else []) + ([owner] if root_login else [])
-                have = [got[0], got[1], got[4], held] + ([got[2]] if kind != "l" else []) + ([got[3]] if root_login else [])
-                if wanted != have:
-                    bad.append(f"{path}: {have} != {wanted}")
+            bad = _differences(rows, target_listing(ctx.conn, dest, hashes=hashed), hashed=hashed, root_login=root_login)
+            if bad and ctx.snapshot_dir is not None:
+                # The target no longer holds this copy: the next move sends it again, whatever
+                # the target's record and its tree's fingerprint say (README, "Snapshots,
+                # resume and idempotence"; the analogue of an object leaving the journal).
+                with contextlib.suppress(OSError):
+                    _differs_mark(Path(ctx.snapshot_dir), entry).write_text(bad[0] + "\n", encoding="utf-8")
             detail = f"{len(rows)} entries" + ("" if hashed else ", contents hashed on arrival") + \
                 (f"; {len(bad)} differ, first {bad[0]}" if bad else "")
             checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad, detail))
         return checks
+
+
+def _differences(rows: dict[str, list[Any]], on_target: dict[str, list[Any]], *, hashed: bool, root_login: bool) -> list[str]:
+    """Where the target's listing (target_listing) is not the delivered tree's manifest rows,
+    a line per entry: contents by sha256 when `hashed`, else by size; owners only where the
+    login is root (tar's rule: an ordinary user cannot give files away)."""
+    bad: list[str] = []
+    for path, row in rows.items():
+        kind, mode, mtime, owner, link, digest = row[:6]
+        got = on_target.get(path)
+        if got is None:
+            bad.append(f"{_shown(path)}: missing")
+            continue
+        if kind == "h":  # a hard link: its content was checked under the name it links to
+            linked = (rows.get(link) or ["f"])[0]  # manifests before links were kept: a file's
+            if got[0] != linked:
+                bad.append(f"{_shown(path)}: type {got[0]} != {linked} (a hard link)")
+            continue
+        content = (digest if hashed else row[6]) if kind == "f" else None
+        held = (got[5] if hashed else got[6]) if kind == "f" else None
+        wanted = [kind, mode, link, content] + ([mtime] if kind != "l" else []) + ([owner] if root_login else [])
+        have = [got[0], got[1], got[4], held] + ([got[2]] if kind != "l" else []) + ([got[3]] if root_login else [])
+        if wanted != have:
+            bad.append(f"{_shown(path)}: {have} != {wanted}")
+    return bad
 
 
 def _abort(target: Exec | OpenSshExec) -> None:
@@ -633,8 +745,11 @@ def _step_id(info: HostInfo) -> str:
     return f"hosts:{info.index}:{info.label}"
 
 
-def _record(conn: Connection, root: str, key: str, digest: str, stat: str) -> None:
-    """Note on the target which tar now sits at this entry's destination (under the move's lock)."""
+def _record(conn: Connection, root: str, key: str, record: dict[str, str]) -> None:
+    """Note on the target which copy now sits at this entry's destination (under the move's
+    lock): the tar's sha256, the source's stat fingerprint taken before the tar was read (if
+    anything changed since, the next fingerprint differs and the next run compares the tar's
+    own sha256 instead), and the fingerprint of the tree as it was put in place."""
     from relocate.targets import files
 
     found = files.read_file(conn, posixpath.join(root, RECORD))
@@ -643,10 +758,26 @@ def _record(conn: Connection, root: str, key: str, digest: str, stat: str) -> No
     except ValueError:
         records = {}
     records = records if isinstance(records, dict) else {}
-    # the stat fingerprint was taken before the tar was read: if anything changed since,
-    # the next fingerprint differs and the next run compares the tar's own sha256 instead
-    records[key] = {"tar_sha256": digest, "stat_sha256": stat}
+    records[key] = record
     files.write_file_atomic(conn, posixpath.join(root, RECORD), json.dumps(records, indent=1).encode(), mode=0o644)
+
+
+# GNU tar's message for a device node an ordinary user may not make (mknod needs root),
+# and its closing line after any error.
+_MKNOD = ": Cannot mknod: Operation not permitted"
+_CLOSING = "tar: Exiting with failure status due to previous errors"
+
+
+def _unmade(stderr: bytes) -> tuple[list[str], list[str]]:
+    """The target's `tar x` messages: (the members it could not make because only root may,
+    every other error line)."""
+    unmade, other = [], []
+    for line in stderr.decode("utf-8", "replace").strip().splitlines():
+        if line.startswith("tar: ") and line.endswith(_MKNOD):
+            unmade.append(line[len("tar: "):-len(_MKNOD)])
+        elif line != _CLOSING:
+            other.append(line)
+    return unmade, other
 
 
 def _damaged(entries: dict[str, list[Any]], hashed: bytes) -> list[str]:
@@ -658,7 +789,7 @@ def _damaged(entries: dict[str, list[Any]], hashed: bytes) -> list[str]:
     bad = []
     for path, row in entries.items():
         if row[0] == "f" and on_target.get(posixpath.normpath(path)) != row[5]:
-            bad.append(f"{path}: {'missing' if posixpath.normpath(path) not in on_target else 'differs'}")
+            bad.append(f"{_shown(path)}: {'missing' if posixpath.normpath(path) not in on_target else 'differs'}")
     return bad
 
 

@@ -12,11 +12,30 @@ strings and numbers.
 
 from __future__ import annotations
 
+import codecs
 import json
 import json.encoder
 from typing import Any, Callable
 
 _C_MAKE = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _escape(exc: UnicodeError) -> tuple[str, int]:
+    """Encoding JSON text as UTF-8, a character UTF-8 cannot hold becomes its JSON escape.
+    Only lone surrogates get here: a host file's name or link target that is not UTF-8,
+    decoded with surrogateescape (b"\\xfe" -> "\\udcfe"). The escape "\\udcfe" reads back
+    (json.load) as that very character, so the name is kept exactly and the file stays UTF-8.
+    Such a character can only stand inside a JSON string (all else the encoder writes is
+    ASCII), where an escape is valid."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(f"\\u{ord(c):04x}" for c in exc.object[exc.start:exc.end]), exc.end
+
+
+# The `errors` to encode JSON text with (snapshot/store.write_json_atomic): nothing is
+# checked or copied while the text is valid UTF-8, which is all but such names.
+JSON_ERRORS = "relocate-json-escape"
+codecs.register_error(JSON_ERRORS, _escape)
 
 
 def _not_json(value: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, overload
 
 from relocate import localfile
 from relocate.errors import ConfigError
-from relocate.snapshot.jsonenc import compact
+from relocate.snapshot.jsonenc import JSON_ERRORS, compact
 
 MANIFEST_FORMAT = 1
 
@@ -129,8 +129,9 @@ def json_chunks(data: Any, indent: str = "") -> Iterator[str]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """`data` as JSON at `path`, whole or not at all (exit 2 naming `path` when it cannot be written)."""
-    localfile.write_atomic(path, json_chunks(data))
+    """`data` as JSON at `path`, whole or not at all (exit 2 naming `path` when it cannot be
+    written). A host file's name that is not UTF-8 is kept exactly, as JSON escapes (jsonenc)."""
+    localfile.write_atomic(path, json_chunks(data), errors=JSON_ERRORS)
 
 
 @dataclass

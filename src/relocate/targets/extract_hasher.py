@@ -18,8 +18,9 @@ every regular file is hashed again unless its inode, size and mtime are the ones
 when it was hashed (a member extracted twice, a name the unescaping got wrong, a file
 that was never named). So the answer is what hashing the finished tree gives.
 
-stdout, in files.HASH_CWD's format: "<hex>  ./<path>\\0" per regular file, then "\\x01".
-Exit status: tar's when it failed (no hashes then); 1 when a file cannot be read.
+stdout, in files.HASH_CWD's format: "<hex>  ./<path>\\0" per regular file, then "\\x01"
+(also when tar failed: of what it left). Exit status: tar's when it failed; else 1 when a
+file cannot be read (no hashes then).
 Standard library only, no f-strings: it runs on whatever python3 the target has.
 """
 
@@ -203,17 +204,19 @@ def settle(seen):
 
 def main():
     # type: () -> None
+    # Hashed and answered whatever tar's status: tar goes on past a member it cannot make (a
+    # device node, for a login that is not root), and the caller decides from tar's messages
+    # whether the rest may still be put in place (kinds/hostfiles.py). tar's status stands.
     code, seen = extract(sys.argv[1:])
-    if code != 0:
-        sys.exit(code)
     try:
         files, _ = settle(seen)
     except OSError as exc:
         sys.stderr.write("relocate: cannot hash %s: %s\n" % (exc.filename, exc.strerror))
-        sys.exit(1)
+        sys.exit(code or 1)
     out = sys.stdout.buffer
     out.write(b"".join(b"%s  %s\0" % (digest.hex().encode(), path) for path, digest in files) + b"\x01")
     out.flush()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
