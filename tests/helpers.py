@@ -91,6 +91,31 @@ class _Main:
         return self._fn(list(args) if args is not None else None)
 
 
+def one_line_error(run: Run, code: int = 2) -> str:
+    """The CLI failed with `code`, printing exactly one line (progress lines aside) and no
+    traceback or internal error; return that line."""
+    assert run.exit_code == code, (run.exit_code, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout and "internal error" not in run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("progress:")]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("relocate: error: "), lines[0]
+    return lines[0]
+
+
+def s3_endpoint(s3_server: Any, moto: str, monkeypatch: Any) -> str | None:
+    """relocate.yaml's source.aws.endpoint_url for the parametrized S3 server: moto's own
+    URL, or, with SeaweedFS, none: boto3's per-service endpoint variables then route S3 to
+    SeaweedFS and the rest (SSM, Secrets Manager) to moto, which accepts any credentials,
+    so SeaweedFS's serve both."""
+    if s3_server.name == "moto":
+        return moto
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    return None
+
+
 def subprocess_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None,
                    timeout: float = 300) -> Run:
     """The installed `relocate` as a real process."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli
+from helpers import cli, one_line_error as _one_line_error
 from relocate.cli.init_cmd import template
 from relocate.config import parse_config
 from relocate.errors import ConfigError
@@ -43,14 +43,6 @@ def _write(tmp_path: Path, text: str, name: str = "relocate.yaml") -> Path:
     return p
 
 
-def _one_line_error(run, code: int = 2) -> str:
-    """The CLI failed with `code`, printing exactly one line and no traceback; return it."""
-    assert run.exit_code == code, (run.exit_code, run.stdout, run.stderr)
-    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("relocate: error: "), lines[0]
-    return lines[0]
 
 
 def _line_of(text: str, needle: str) -> int:

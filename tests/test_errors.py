@@ -15,20 +15,13 @@ import yaml
 
 import servers
 from conftest import in_ci
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, one_line_error as _one_line
 
 
 def _root(sshd: Any) -> Path:
     return sshd.root / f"t-{secrets.token_hex(4)}"
 
 
-def _one_line(run, code: int) -> str:
-    assert run.exit_code == code, (run.exit_code, run.stdout, run.stderr)
-    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("progress:")]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("relocate: error: ")
-    return lines[0]
 
 
 def _tree(root: Path) -> list[str]:

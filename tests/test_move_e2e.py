@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import aws_client, cli, make_config, subprocess_cli
+from helpers import aws_client, cli, make_config, subprocess_cli, s3_endpoint
 from relocate.snapshot import store
 from relocate.snapshot.keymap import map_keys
 
@@ -62,14 +62,7 @@ def source(s3_server, moto: str, monkeypatch: pytest.MonkeyPatch) -> Source:
     With SeaweedFS, relocate.yaml has no endpoint_url and boto3's per-service
     endpoint variables route S3 to SeaweedFS and the rest to moto (moto accepts
     any credentials, so SeaweedFS's serve both)."""
-    if s3_server.name == "moto":
-        endpoint: str | None = moto
-    else:
-        endpoint = None
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    endpoint = s3_endpoint(s3_server, moto, monkeypatch)
     return Source(s3_server.name, endpoint, s3_server.client(), aws_client("ssm", moto), aws_client("secretsmanager", moto))
 
 

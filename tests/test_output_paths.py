@@ -14,19 +14,12 @@ from typing import Iterator
 import pytest
 
 import servers
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, one_line_error as _one_line
 
 from relocate import localfile
 from relocate.errors import ConfigError
 
 
-def _one_line(run, code: int = 2) -> str:
-    assert run.exit_code == code, (run.exit_code, run.stdout, run.stderr)
-    assert "Traceback" not in run.stderr and "internal error" not in run.stderr
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("relocate: error: "), lines[0]
-    return lines[0]
 
 
 def _bad_places(tmp_path: Path) -> list[tuple[Path, str]]:

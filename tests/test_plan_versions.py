@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import aws_client, cli, make_config
+from helpers import aws_client, cli, make_config, s3_endpoint
 
 
 @pytest.fixture
@@ -24,14 +24,7 @@ def versioned(tmp_path: Path, sshd: Any, s3_server: Any, moto: str, monkeypatch:
     """A versioned bucket with two older versions of a live key and one of a deleted key
     (its latest is a delete marker), listed with `versions: all`. S3 from the parametrized
     server (on SeaweedFS, boto3's per-service endpoint variables route the rest to moto)."""
-    if s3_server.name == "moto":
-        endpoint: str | None = moto
-    else:
-        endpoint = None
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    endpoint = s3_endpoint(s3_server, moto, monkeypatch)
     s3 = s3_server.client()
     bucket = s3_server.new_bucket("acc-backups")
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
