@@ -132,14 +132,15 @@ SELECT json_build_object(
 # Roles that own something in the database or hold a grant on it: the ones the app needs.
 # Predefined pg_* roles exist everywhere. RDS's own roles (rdsadmin, rds_superuser,
 # rds_*, rdsrepladmin, rdstopmgr) come back flagged `internal`: they must not be created
-# for real on a plain host (see `rds_placeholders`).
+# for real on a plain host (see `rds_placeholders`). `objects` is false for the database's
+# owner when it owns nothing in it and holds no grant there: pg_dump (without --create)
+# does not name it, so a restore need not act as it (`keeps_owners`).
 ROLES_SQL = r"""
 WITH used AS (
   SELECT nspowner AS oid FROM pg_namespace n WHERE """ + _USER_SCHEMAS + r"""
   UNION SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE """ + _USER_SCHEMAS + r"""
   UNION SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE """ + _USER_SCHEMAS + r"""
   UNION SELECT y.typowner FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace WHERE """ + _USER_SCHEMAS + r"""
-  UNION SELECT datdba FROM pg_database WHERE datname = current_database()
   UNION SELECT lomowner FROM pg_largeobject_metadata
   UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relacl IS NOT NULL AND """ + _USER_SCHEMAS + r"""
@@ -150,8 +151,10 @@ WITH used AS (
   UNION SELECT (aclexplode(defaclacl)).grantee FROM pg_default_acl
 )
 SELECT coalesce(json_agg(json_build_object('name', rolname, 'login', rolcanlogin,
-         'internal', rolname ~ '^(rdsadmin|rdsrepladmin|rdstopmgr|rds_.*)$') ORDER BY rolname), '[]')
-FROM pg_roles WHERE oid IN (SELECT oid FROM used) AND rolname NOT LIKE 'pg\_%';
+         'internal', rolname ~ '^(rdsadmin|rdsrepladmin|rdstopmgr|rds_.*)$',
+         'objects', oid IN (SELECT oid FROM used)) ORDER BY rolname), '[]')
+FROM pg_roles WHERE (oid IN (SELECT oid FROM used) OR oid = (SELECT datdba FROM pg_database WHERE datname = current_database()))
+  AND rolname NOT LIKE 'pg\_%';
 """
 
 TARGET_FACTS_SQL = r"""
@@ -174,8 +177,15 @@ SELECT json_build_object(
   'login', current_user,
   'createdb', (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user),
   'createrole', (SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user),
+  -- roles it may give things to (ALTER ... OWNER TO, CREATE DATABASE ... OWNER): a member
+  -- of them up to PostgreSQL 15, one that may SET ROLE to them from 16 on
   'member_of', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles
-                WHERE pg_has_role(current_user, oid, 'MEMBER')),
+                WHERE pg_has_role(current_user, oid, CASE WHEN current_setting('server_version_num')::int >= 160000
+                                                          THEN 'SET' ELSE 'MEMBER' END)),
+  -- roles whose privileges it has: a database owned by one of them it may alter, rename, drop
+  'privileges_of', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles
+                    WHERE pg_has_role(current_user, oid, 'USAGE')),
+  'db_owner', (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = :'dbname'),
   'create_in_db', (SELECT has_database_privilege(oid, 'CREATE') FROM pg_database WHERE datname = :'dbname')
 );
 """
@@ -763,6 +773,42 @@ def keeps_owners(roles: list[dict[str, Any]], tfacts: dict[str, Any]) -> bool:
     return all(r["name"] in member for r in roles)
 
 
+def swap_keeps_owners(roles: list[dict[str, Any]], owner: str, tfacts: dict[str, Any]) -> bool:
+    """Whether the swap's restore keeps the dump's owners and grants. A superuser login does
+    (it creates the roles the target lacks). Any other login creates no role, and
+    PostgreSQL lets it give an object to a role x (ALTER ... OWNER TO x) only when it is a
+    member of x (15 and older) / may SET ROLE to x (16+) AND x may CREATE in the object's
+    schema (ALTER SCHEMA ... OWNER TO x: CREATE on the database) at that moment, before
+    the dump's grants (restored last) exist. In a new database that holds for its owner
+    (public belongs to pg_database_owner), not for other roles: so the owners are kept
+    only when the source's owner is kept (`owner_kept`) and every role the dump names is
+    that owner, the common "the app's role owns its database" case. Otherwise
+    pg_restore would stop at an `ALTER ... OWNER TO`, so the objects are restored owned by
+    the login, without grants (--no-owner --no-privileges), and the plan warns (db-owners).
+    The database's owner counts as named only when it owns or holds something (`objects`)."""
+    named = {r["name"] for r in roles if r.get("objects", True)}
+    if tfacts.get("superuser") or not named:
+        return True
+    return named == {owner} and owner_kept(owner, tfacts)
+
+
+def owner_kept(owner: str, tfacts: dict[str, Any]) -> bool:
+    """Whether the swap's new database may be created OWNER the source database's owner.
+    `CREATE DATABASE ... OWNER x` (and `ALTER DATABASE ... OWNER TO x`) needs a superuser,
+    or a login that is a member of x (15 and older) / may SET ROLE to x (16+); the swap
+    then alters, renames and drops that database, which needs x's privileges. A login with
+    CREATEDB alone (the source's owner being e.g. `postgres`) may do neither, nor could it
+    hand the database over later: so, rather than block, the database is created owned by
+    the login itself, the restored objects keep the dump's owners when `swap_keeps_owners`
+    allows, and the plan warns (db-owner), naming `GRANT x TO login` for keeping x. Chosen
+    over a blocker because PostgreSQL's rules allow it cleanly and the copy is complete
+    and checked either way; only the database's owner (and, without `swap_keeps_owners`,
+    the objects' owners and grants) differ from the source's, which the plan says."""
+    if tfacts.get("superuser"):
+        return True
+    return owner in set(tfacts.get("member_of") or ()) and owner in set(tfacts.get("privileges_of") or ())
+
+
 def _in_place_tail(source_stats: dict[str, Any]) -> bytes:
     """After the dump, still inside its transaction: the copy's statistics, compared in SQL
     with the source's; COMMIT only when equal, else ROLLBACK (the database stays empty)."""
@@ -859,10 +905,19 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             """The target's facts, the roles the dump names, an empty scratch database."""
             tfacts: dict[str, Any] = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
                                              tmpname=names.tmp, oldname=names.old))
-            created = create_roles_sql(roles, set(tfacts["roles"]))
-            made["placeholders"] = placeholders = rds_placeholders(roles, set(tfacts["roles"]))
+            # Roles are created (and RDS placeholders used) only by a superuser login, the one
+            # that may then give objects to them; any other keeps the owners only when it may
+            # act as every role the dump names, which exist already (`swap_keeps_owners`), else
+            # the restore drops owners and grants. The database's owner: `owner_kept`.
+            existing_roles = set(tfacts["roles"])
+            su = bool(tfacts.get("superuser"))
+            made["exact"] = swap_keeps_owners(roles, owner, tfacts)
+            made["created"] = [r["name"] for r in roles if su and r["name"] not in existing_roles and not r.get("internal")]
+            created = create_roles_sql(roles, existing_roles) if su else ""
+            made["placeholders"] = placeholders = rds_placeholders(roles, existing_roles) if su else []
             admin = f"DROP DATABASE IF EXISTS {q_ident(names.tmp)} WITH (FORCE);\n" + created + "\n"
-            made["owner_ok"] = owner_ok = ((owner in tfacts["roles"] or any(r["name"] == owner for r in roles))
+            made["owner_ok"] = owner_ok = (bool(owner) and owner_kept(owner, tfacts)
+                                           and (owner in existing_roles or (su and any(r["name"] == owner for r in roles)))
                                            and owner not in placeholders)
             admin += (f"CREATE DATABASE {q_ident(names.tmp)} TEMPLATE template0 ENCODING {q_literal(encoding)}"
                       + (f" OWNER {q_ident(owner)}" if owner_ok else "") + ";\n")
@@ -878,12 +933,15 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             # move's path. pg_restore waits for it; a failure joins it before the cleanup.
             with in_background(make_scratch, on_abort=lambda: None, name="relocate-target-scratch") as target_ready, \
                     local.snapshot() as (snap_id, holder):
-                restore = ["pg_restore", "--no-password", "--dbname", names.tmp]
+                def restore() -> list[str]:  # once make_scratch() has said whether the owners are kept
+                    return ["pg_restore", "--no-password", "--dbname", names.tmp,
+                            *([] if made["exact"] else ["--no-owner", "--no-privileges"])]
+
                 with local.stats_alongside(holder) as stats:  # the source's statistics, during the dump
                     if dump_dir is None:
                         target_ready()  # the stream is restored as it comes
                         pipe_to_target(local.dump_argv(snapshot=snap_id, jobs=jobs, out=None), local.env, conn,
-                                       shell.line(remote.argv(*restore, db=names.tmp)), local.fail, remote.fail,
+                                       shell.line(remote.argv(*restore(), db=names.tmp)), local.fail, remote.fail,
                                        head=remote.stdin())
                     else:
                         # staging is <root>/.relocate/db/<name>: never through a symlinked component
@@ -891,12 +949,12 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         upload = nolinks.guarded(root, [staging], shell.all_of(
                             ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
                         dump_and_upload(local, dump_dir, snap_id, jobs, lambda: _Bulk.ready(bulk, conn).start(upload), remote.fail)
-                tfacts = target_ready()
+                target_ready()  # the scratch database is there (or its failure is raised here)
                 placeholders: list[str] = made["placeholders"]
                 owner_ok: bool = made["owner_ok"]
                 if dump_dir is not None:
                     try:
-                        cmd = remote.argv(*restore, "-j", str(jobs), "-Fd", staging, db=names.tmp)
+                        cmd = remote.argv(*restore(), "-j", str(jobs), "-Fd", staging, db=names.tmp)
                         r = conn.run(shell.line(cmd), remote.stdin(), timeout=None, check=False)
                         if r.status != 0:
                             raise remote.fail(r.stderr.decode("utf-8", "replace"))
@@ -924,8 +982,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             except Exception:
                 pass
             raise
-    return {"stats": stats, "checked": got,
-            "created_roles": [r["name"] for r in roles if r["name"] not in set(tfacts["roles"]) and not r.get("internal")]}
+    return {"stats": stats, "checked": got, "created_roles": list(made["created"])}
 
 
 def local_tools() -> tuple[str, ...]:

@@ -278,6 +278,7 @@ class Databases(Kind):
         login = t.get("login") or g.target.user
         g.path = pg.restore_path(t, g.state)
         if g.path == pg.SWAP:
+            self._swap_owners(g, login)
             return
         why = f"the target login {login} may not create databases (no CREATEDB)"
         if g.state == "missing":
@@ -297,6 +298,38 @@ class Databases(Kind):
             g.warnings.append(Finding("db-owners", f"{g.name}: {login} may not act as {', '.join(others)} on the target "
                                       f"(and may not create roles): the restored objects will belong to {login}, "
                                       "without the source's owners and grants"))
+
+    def _swap_owners(self, g: DbGathered, login: str) -> None:
+        """Pure: what the swap's owners will be for a login that is not a superuser (from the
+        target probe's member_of/privileges_of: no round trip of its own). The move works
+        either way (execute/pg.py `owner_kept`, `swap_keeps_owners`): the plan warns where owners
+        differ from the source's, and blocks where the swap itself could not run."""
+        t, db = g.tfacts, g.target.dbname
+        if t.get("superuser"):
+            return
+        q = pg.q_ident
+        held = t.get("db_owner")
+        if g.state in ("empty", "differs") and held and t.get("privileges_of") is not None \
+                and held not in set(t.get("privileges_of") or ()):
+            # the swap renames and drops the existing database: only its owner may
+            g.blockers.append(Finding("db-privileges", f"{g.name}: the target login {login} may not rename or drop "
+                                      f"the existing database {db} (owned by {held}), which the swap replaces: "
+                                      f"ALTER DATABASE {q(db)} OWNER TO {q(login)}, or use a superuser login"))
+        owner = g.facts.get("owner") or ""
+        if owner and not pg.owner_kept(owner, t):
+            why = ("may not act as it" if owner in set(t.get("roles") or ()) or t.get("roles") is None
+                   else "it does not exist there")
+            g.warnings.append(Finding("db-owner", f"{g.name}: the new database {db} will be owned by the target login "
+                                      f"{login}, not by {owner} as on the source ({login} is not a superuser and "
+                                      f"{why}); to keep {owner}, GRANT {q(owner)} TO {q(login)} on the target "
+                                      "first, or use a superuser login"))
+        roles = g.facts.get("roles") or []
+        if not pg.swap_keeps_owners(roles, owner, t):
+            named = sorted(r["name"] for r in roles if r.get("objects", True))
+            g.warnings.append(Finding("db-owners", f"{g.name}: the restored objects will belong to {login}, without the "
+                                      f"source's owners and grants ({', '.join(named) or 'none'}): a login that is not a "
+                                      f"superuser keeps them only when every object and grant is the database owner's "
+                                      f"({owner or '?'}) and {login} may act as that role; use a superuser login to keep them"))
 
     def _extension_rights(self, g: DbGathered) -> None:
         """Pure: extensions the target offers but the login may not create where the restore
