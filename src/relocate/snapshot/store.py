@@ -1,11 +1,15 @@
 """Snapshot directories: `<dir>/<id>/manifest.json` (+ `secrets.age`, `objects/`).
 
 A snapshot is written to `<id>.partial/` and renamed when complete, so `latest()`
-never returns half a capture.
+never returns half a capture. A `.partial` whose move was killed (its dump, its object
+copies: tens of MiB or more) is removed by the next `begin` in that directory: each
+`.partial` holds a lock (flock on its `.lock`) for as long as its process lives, so one
+whose lock can be taken has no writer left.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -169,8 +173,46 @@ class Snapshot:
         return data
 
 
+LOCK = ".lock"  # in a `.partial`: flocked by the process writing it
+_held: dict[Path, int] = {}  # this process's `.partial`s -> their lock's fd
+# A `.partial` without a lock file is an older relocate's: left alone unless this old
+# (a running move writes into its dir, so its mtime stays recent).
+UNLOCKED_STALE_S = 24 * 3600
+
+
+def _abandoned(partial: Path) -> bool:
+    """Whether no live process writes `partial` any more (its lock can be taken)."""
+    try:
+        fd = os.open(partial / LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        try:
+            return time.time() - partial.stat().st_mtime > UNLOCKED_STALE_S
+        except OSError:
+            return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # held: its move runs
+        return False
+    finally:
+        os.close(fd)  # also lets the lock go, before the directory does
+
+
+def sweep(root: Path) -> list[str]:
+    """Remove the `.partial`s of killed moves under `root`; their names."""
+    gone = []
+    for p in sorted(root.glob("*.partial")):
+        if p.is_dir() and p not in _held and _abandoned(p):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
+
+
 def begin(root: Path) -> Snapshot:
     root.mkdir(parents=True, exist_ok=True)
+    sweep(root)
     # Two moves within one second of one process (fast reruns) would share an id and
     # the second commit's rename would hit the first snapshot: add -2, -3, ... (sorts after).
     base = sid = new_id()
@@ -180,7 +222,16 @@ def begin(root: Path) -> Snapshot:
         sid = f"{base}-{n}"
     path = root / (sid + ".partial")
     path.mkdir(mode=0o700)
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: nobody else holds it
+    _held[path] = fd
     return Snapshot(path)
+
+
+def _release(path: Path) -> None:
+    fd = _held.pop(path, None)
+    if fd is not None:
+        os.close(fd)
 
 
 # Beside manifest.json in a snapshot whose move had failed items (a release rolled back,
@@ -197,12 +248,15 @@ def commit(snap: Snapshot, manifest: dict[str, Any], failed: int = 0) -> Snapsho
     if failed:
         localfile.write_atomic(snap.path / FAILED_MARK, [f"{failed}\n"])
     final = snap.path.with_name(snap.id)
+    (snap.path / LOCK).unlink(missing_ok=True)  # a kept snapshot holds only what it says
     os.replace(snap.path, final)
+    _release(snap.path)
     return Snapshot(final)
 
 
 def discard(snap: Snapshot) -> None:
     shutil.rmtree(snap.path, ignore_errors=True)
+    _release(snap.path)
 
 
 def recorded_failure(snap: Snapshot | None) -> bool:
