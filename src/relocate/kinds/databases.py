@@ -239,7 +239,7 @@ class Databases(Kind):
                 g.blockers.append(Finding("db-target", f"{g.name}: the target database server {g.target.label()} {how}: "
                                           f"{g.tfacts['message']}"))
                 return
-            if g.tfacts.get("objects"):  # something to compare with: only then read every source row
+            if g.tfacts.get("objects") and not g.tfacts.get("unreadable"):  # something to compare with: only then read every source row
                 g.facts["stats"] = eng.source_stats(here, what)
         self._judge(ctx, g)
         self._disk(ctx, g)
@@ -258,6 +258,9 @@ class Databases(Kind):
             g.state = "missing"
         elif not t.get("objects"):
             g.state = "empty"
+        elif t.get("unreadable"):
+            g.state = "differs"  # not proven equal: a move would replace it
+            self._unreadable(ctx, g)
         else:
             diffs = compare(f["stats"], t.get("stats"))
             g.state = "differs" if diffs else "matches"
@@ -271,6 +274,35 @@ class Databases(Kind):
         if g.source.engine == "postgres" and g.state != "matches":
             self._privileges(ctx, g)
             self._extension_rights(g)
+
+    def _unreadable(self, ctx: Context, g: DbGathered) -> None:
+        """Pure: the existing target database holds what the target login may not read
+        (pg.probe_target's `unreadable`), so the plan cannot compare it with the source: a
+        blocker naming what and the missing privilege, unless --replace-database names it
+        (then it is replaced unread; whether the login may replace it is judged as usual)."""
+        t, db, q = g.tfacts, g.target.dbname, pg.q_ident
+        login = t.get("login") or g.target.user
+        items = list(t.get("unreadable") or [])
+        if db in ctx.switches.replace_database:
+            g.warnings.append(Finding("db-replace", f"{g.name}: {db} on the target will be replaced without being "
+                                      f"compared with the source (the target login {login} may not read all of it)"))
+            return
+        named = [i for i in items if i.get("object")]
+        if named:
+            shown = "; ".join(f"{i['object']} (owned by {i['owner']}): no {i['lacks']}" for i in named[:5])
+            more = f"; and {len(named) - 5} more" if len(named) > 5 else ""
+            grants = sorted({f"GRANT USAGE ON SCHEMA {i['lacks'].rsplit(' ', 1)[-1]} TO {q(login)}" for i in named
+                             if i["lacks"].startswith("USAGE")}
+                            | {f"GRANT SELECT ON {i['object']} TO {q(login)}" for i in named[:5]})
+            what = f"permission denied: {shown}{more}"
+            fix = f"have the owner run {'; '.join(grants)}"
+        else:
+            what = f"permission denied: {items[0].get('message', '') if items else ''}"
+            fix = "grant it SELECT on what it may not read"
+        g.blockers.append(Finding("db-unreadable", f"{g.name}: the target login {login} cannot read the existing target "
+                                  f"database {db}'s statistics to compare it with the source ({what}); {fix}, use "
+                                  f"the owner's or a superuser login in target.database, or, if {db} is to be "
+                                  f"replaced and {login} may (it owns {db}, with CREATEDB), pass --replace-database {db}"))
 
     def _privileges(self, ctx: Context, g: DbGathered) -> None:
         """Pure: the restore path the target login's privileges allow, and what blocks it."""
@@ -381,6 +413,8 @@ class Databases(Kind):
             detail = {"matches": "nothing to do: the target database already matches the source",
                       "missing": "will create the database", "empty": "the target database is empty: will fill it",
                       "differs": "the target database differs", "unreachable": "target server unreachable"}.get(g.state, "")
+            if g.state == "differs" and t.get("unreadable"):
+                detail = "the target database exists and the target login may not read all of it to compare"
             if g.path == pg.SWAP:
                 detail += "; restore path: a scratch database, checked, then swapped in (the login has CREATEDB)"
             elif g.path == pg.IN_PLACE:
