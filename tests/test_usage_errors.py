@@ -34,3 +34,21 @@ def test_verify_without_a_snapshot_does_not_send_the_user_in_a_circle(tmp_path, 
     assert run.exit_code == 2
     line = run.stderr.strip()
     assert len(line.splitlines()) == 1 and "no snapshot in" in line and "move --checksum" in line, line
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "--content", "spam", "--provider", "aws", "--json", "--format", "markdown"],
+    ["plan", "--json", "--format", "markdown"],
+])
+def test_json_and_another_format_are_one_or_the_other(args: list[str]) -> None:
+    """`[--json | --format ...]` (docs/policy.md, README): asked for both, relocate does not
+    pick one silently."""
+    run = cli(*args)
+    assert run.exit_code == 2 and run.stdout == "", (run.stdout, run.stderr)
+    assert run.stderr.strip() == "relocate: error: --json and --format markdown: one or the other", run.stderr
+
+
+def test_json_with_format_json_is_fine() -> None:
+    run = cli("check", "--content", "spam", "--provider", "aws", "--json", "--format", "json")
+    assert run.exit_code in (0, 3, 4), run.stderr  # a verdict, whatever it is, not a usage error
+    assert run.stdout.lstrip().startswith("{")

@@ -330,7 +330,7 @@ def register(app: typer.Typer) -> None:
             quick = _Quick(content, moderators, response_hours, daily_active_users, posts_per_day, automated_filtering,
                            published_rules, notice_channel)
             inp = _input(file, quick)
-            _check(inp, provider or [], kind or [], "json" if as_json else fmt, explain, profiles, today, stale_days,
+            _check(inp, provider or [], kind or [], options.json_or_format(as_json, fmt, "table"), explain, profiles, today, stale_days,
                    _split(uses), read_names, discovered)
 
     group = typer.Typer(help="Acceptable-use provider profiles: list, show, lint.", no_args_is_help=True)

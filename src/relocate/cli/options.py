@@ -57,3 +57,15 @@ DEADLINE = typer.Option(
     None, "--deadline", metavar="WHEN",
     help="When the source goes away: 2021-01-10T23:59-08:00 or 6h. Irreplaceable data first; see docs/ci.md.",
 )
+
+
+def json_or_format(as_json: bool, fmt: str, default: str) -> str:
+    """The output format of a command with both `--json` and `--format`: `--json` is
+    `--format json`; given with another `--format` than the default, the two ask for
+    different documents, and which one wins would be a guess (README: one or the other)."""
+    from relocate.errors import UsageError
+
+    if as_json and fmt not in (default, "json"):
+        raise UsageError(f"--json and --format {fmt}: one or the other")
+    return "json" if as_json else fmt
+

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("text", "json", "markdown"):
             raise UsageError(f"--format {fmt!r}: must be text, json or markdown")
-        as_json = as_json or fmt == "json"
+        as_json = options.json_or_format(as_json, fmt, "text") == "json"
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
         rates = load_rates(egress_rates)
