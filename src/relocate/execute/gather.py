@@ -66,13 +66,18 @@ ENV_RECORD = "env.json"
 # the login owns that directory ('-' otherwise: relocate never changes another user's
 # directory). The directory's mode rides in this same command, so a wrong one
 # (target.env_dir_mode) is a change the plan shows, at no extra round trip.
-_ENV_ON_TARGET = r"""
+# A directory's mode when the login owns it, else "-": relocate sets only the modes of
+# its own directories (files.private_dir), so only those can be "wrong" (kinds/env.py's
+# verify asks the same).
+OWNED_MODE_FN = r"""
+relocate_owned_mode() { if [ -d "$1" ] && [ -O "$1" ]; then stat -L -c %a -- "$1"; else echo -; fi; }
+"""
+_ENV_ON_TARGET = OWNED_MODE_FN + r"""
 record=$1; shift
 cat -- "$record" 2>/dev/null || true
 printf '\0'
 for f in "$@"; do
-  d=${f%/*}; o=-
-  if [ -d "$d" ] && [ -O "$d" ]; then o=$(stat -L -c %a -- "$d"); fi
+  o=$(relocate_owned_mode "${f%/*}")
   if [ -f "$f" ]; then printf '%s\t%s\t%s\t%s\0' "$(stat -c %a -- "$f")" "$(sha256sum < "$f" | cut -c1-64)" "$o" "$f"
   else printf '%s\t%s\t%s\t%s\0' - - "$o" "$f"; fi
 done

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from relocate.config import Config
 from relocate.execute.envfiles import EnvFile, env_name, secret_vars
+from relocate.execute.gather import OWNED_MODE_FN
 from relocate.kinds import Check, Context, Kind, Outcome, PlanPart
 from relocate.plan.model import Finding, Step
 from relocate.snapshot import crypto
@@ -155,10 +156,8 @@ KIND_CLASS = EnvFiles
 
 # Each env directory's mode, for the directories the login owns ([ -O ]): relocate sets
 # only those (files.private_dir), so only those can differ from target.env_dir_mode.
-_OWNED_DIR_MODES = r"""
-for d in "$@"; do
-  if [ -d "$d" ] && [ -O "$d" ]; then printf '%s\t%s\0' "$(stat -L -c %a -- "$d")" "$d"; fi
-done
+_OWNED_DIR_MODES = OWNED_MODE_FN + r"""
+for d in "$@"; do printf '%s\t%s\0' "$(relocate_owned_mode "$d")" "$d"; done
 """
 
 
