@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from relocate.cli import app
 
 TEST_PROFILES = Path(__file__).parent / "data" / "profiles"
+PROFILES_DIR = Path(__file__).parent.parent / "profiles"  # the shipped ones
 PARLER = """version: 1
 app:
   name: townsquare
@@ -62,6 +63,15 @@ def test_check_filters(runner: CliRunner, config: Path) -> None:
     assert r.exit_code == 0
     providers = json.loads(r.stdout)["providers"]
     assert providers and all("registrar" in p["kinds"] for p in providers)
+    # comma-separated, as --content and --uses are: the same as repeating the flag
+    r = _run(runner, "check", "-f", str(config), "--json", "--provider", "aws,b2")
+    assert r.exit_code == 0, r.output
+    assert {p["provider"] for p in json.loads(r.stdout)["providers"]} == {"aws", "backblaze"}
+    r = _run(runner, "check", "-f", str(config), "--json", "--kind", "sms,identity")
+    assert r.exit_code == 0, r.output
+    kinds = [set(p["kinds"]) for p in json.loads(r.stdout)["providers"]]
+    assert kinds and all(k & {"sms", "identity"} for k in kinds)
+    assert any("sms" in k for k in kinds) and any("identity" in k for k in kinds)
 
 
 def test_check_table_and_markdown(runner: CliRunner, config: Path) -> None:
@@ -145,6 +155,26 @@ def test_profiles_lint(runner: CliRunner, tmp_path: Path) -> None:
     assert any(line.startswith(f"{tmp_path}/providers/x.yaml:3: kinds[0]: must be one of") for line in lines)
     assert any(line.startswith(f"{tmp_path}/providers/x.yaml:1: (top level): missing required key 'documents'") for line in lines)
     assert any(line.startswith(f"{tmp_path}/providers/y.yaml:2: invalid YAML") for line in lines)
+
+
+def test_profiles_lint_lists_a_files_errors_in_line_order_once_each(runner: CliRunner, tmp_path: Path) -> None:
+    """A shipped profile with four mistakes: the errors come in the file's line order
+    (the walk finds a cross-reference only after it), and a refused `read:` value is not
+    also reported as a partial reading without sections."""
+    src = (PROFILES_DIR / "providers" / "1984hosting.yaml").read_text()
+    bad = (src.replace("kinds: [compute, dns, email, registrar]", "kinds: [compute, bogus]", 1)
+           .replace("    role: tos\n", "    role: toss\n", 1).replace("    read: full\n", "    read: fully\n", 1))
+    head, sep, tail = bad.rpartition("document: tos")
+    (tmp_path / "providers").mkdir()
+    (tmp_path / "providers" / "1984hosting.yaml").write_text(head + "document: nosuchdoc" + tail)
+    r = _run(runner, "profiles", "lint", str(tmp_path))
+    assert r.exit_code == 2
+    lines = [line for line in r.stdout.splitlines() if line.startswith(str(tmp_path))]
+    numbers = [int(line.split(":")[1]) for line in lines]
+    assert len(lines) == 4 and numbers == sorted(numbers), lines
+    assert ["kinds[1]", "documents[0].role", "documents[0].read", "nosuchdoc"] == [
+        next(w for w in ("kinds[1]", "documents[0].role", "documents[0].read", "nosuchdoc") if w in line) for line in lines]
+    assert not any("needs 'sections_read'" in line for line in lines)
 
 
 def test_relocate_profiles_is_a_colon_separated_list(runner: CliRunner, config: Path, tmp_path: Path) -> None:

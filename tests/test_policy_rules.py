@@ -167,6 +167,28 @@ def test_a_same_kind_drop_caps_the_verdict(record, app, expected, effect, leanin
         assert "Parler" in found[0].why and found[0].events[0].source == "https://x.example/1"
 
 
+@pytest.mark.parametrize("record,app,mark", [
+    (PARLER_DROP, AppProfile(UGC, GOOD), "counts"),
+    (PARLER_DROP.replace("2021-01-10", "2009-01-10"), AppProfile(UGC, GOOD), "weighs less"),
+    (PARLER_DROP.replace("reason_categories: [incitement_to_violence, unmoderated_ugc]", "reason_categories: [cryptomining]"),
+     AppProfile(UGC, GOOD), "other reason"),
+    (PARLER_DROP.replace("app_categories: [user_generated_content, political_speech]", "app_categories: [cryptomining]"),
+     AppProfile(UGC, GOOD),
+     "other kind"),
+    (PARLER_DROP.replace("kind: drop", "kind: notice"), AppProfile(UGC, GOOD), "notice"),
+    (PARLER_DROP.replace("kind: drop", "kind: accept"), AppProfile(UGC, GOOD), "shown"),
+])
+def test_each_incident_line_says_why_it_counts_or_not(record, app, mark) -> None:
+    """The table's mark names the rule that applied: an incident of the same kind for
+    another reason is not marked as if its age were what kept it from counting."""
+    from relocate.policy.render import record_lines
+
+    v = verdict(profile(record=record, moderation=MODERATION_48), app)
+    (inc,) = v.incidents
+    assert inc.mark == mark
+    assert record_lines(v) == [f"{inc.describe()} [{mark}]"]
+
+
 def test_one_incident_counts_once() -> None:
     app = AppProfile(UGC, GOOD)
     one = verdict(profile(record=PARLER_DROP + RULING, moderation=MODERATION_48), app)

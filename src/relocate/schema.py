@@ -53,6 +53,13 @@ class Ctx:
         self.errors.append(error.message)
         return Invalid()
 
+    def errors_in_order(self) -> list[str]:
+        """The errors collected, in the order of the file's lines (the walk finds some
+        after it has passed them: a missing key at its mapping's end, a cross-reference
+        after the walk); ones without a line first."""
+        mark = re.compile(re.escape(self.source) + r":(\d+):")
+        return sorted(self.errors, key=lambda e: int(m.group(1)) if (m := mark.match(e)) else 0)
+
     def report(self, node: yaml.Node | None, path: str, msg: str) -> None:
         """An error that need not stop the walk (collecting): an unknown key, a missing one."""
         self.report_at(node.start_mark.line + 1 if node is not None else None, path, msg)

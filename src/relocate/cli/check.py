@@ -290,9 +290,11 @@ def register(app: typer.Typer) -> None:
         file: Optional[Path] = typer.Option(None, "-f", "--file", envvar="RELOCATE_FILE",
                                             help="relocate.yaml to read (default ./relocate.yaml); a file holding only "
                                                  "`app:` is enough. Without it, describe the app with the flags below."),
-        provider: Optional[list[str]] = typer.Option(None, "--provider", help="Only this provider (repeatable)."),
-        kind: Optional[list[str]] = typer.Option(None, "--kind", help="Only providers offering this kind: compute, dns, "
-                                                 "cdn, sms, identity, ... (default: hosting kinds)."),
+        provider: Optional[list[str]] = typer.Option(None, "--provider", metavar="ID,ID",
+                                                     help="Only these providers (comma-separated or repeated)."),
+        kind: Optional[list[str]] = typer.Option(None, "--kind", metavar="K,K",
+                                                 help="Only providers offering one of these kinds, comma-separated or "
+                                                      "repeated: compute, dns, cdn, sms, identity, ... (default: hosting kinds)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document (has a format_version)."),
         fmt: str = typer.Option("table", "--format", help="table, markdown or json."),
         explain: Optional[str] = typer.Option(None, "--explain", metavar="ID",
@@ -330,7 +332,7 @@ def register(app: typer.Typer) -> None:
             quick = _Quick(content, moderators, response_hours, daily_active_users, posts_per_day, automated_filtering,
                            published_rules, notice_channel)
             inp = _input(file, quick)
-            _check(inp, provider or [], kind or [], options.json_or_format(as_json, fmt, "table"), explain, profiles, today, stale_days,
+            _check(inp, _split(provider), _split(kind), options.json_or_format(as_json, fmt, "table"), explain, profiles, today, stale_days,
                    _split(uses), read_names, discovered)
 
     group = typer.Typer(help="Acceptable-use provider profiles: list, show, lint.", no_args_is_help=True)

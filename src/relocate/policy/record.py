@@ -79,6 +79,22 @@ class Incident:
         """Moves the verdict: an adverse, same-kind, same-reason incident recent enough."""
         return self.adverse and self.same_kind and self.same_reason and self.weight >= COUNTS_FROM
 
+    @property
+    def mark(self) -> str:
+        """Why the incident does or does not move the verdict, in a word or two (the
+        table's and markdown's `[...]` after each incident; docs/policy.md, Output)."""
+        if self.counts:
+            return "counts"
+        if self.kind == "accept":
+            return "shown"
+        if self.kind == "notice":
+            return "notice"
+        if not self.same_kind:
+            return "other kind"
+        if not self.same_reason:
+            return "other reason"
+        return "weighs less"  # adverse, same kind and reason: only its age keeps it from counting
+
     def describe(self) -> str:
         notice = next((e.notice_hours for e in self.events if e.notice_hours is not None), None)
         verb = {"drop": "dropped", "refuse": "refused", "notice": "warned", "accept": "hosted"}.get(self.kind, self.kind)

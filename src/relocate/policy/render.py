@@ -48,8 +48,7 @@ def record_lines(v: ProviderVerdict) -> list[str]:
     """The record as it bears on this app: one line per incident, strongest first."""
     out = []
     for i in v.incidents:
-        mark = "counts" if i.counts else ("shown" if i.kind == "accept" else "weighs less")
-        out.append(f"{i.describe()} [{mark}]")
+        out.append(f"{i.describe()} [{i.mark}]")
     return out
 
 

@@ -343,7 +343,7 @@ def parse_categories(doc: YamlDoc, base: dict[str, Category] | None = None) -> d
         exposes = tuple(e for e in _valid(m["exposes"]) if e in clause_ids)
         out[cid] = Category(cid, m["title"], m["definition"], bool(m["baseline"]), bool(m["catch_all"]), bool(m["descriptor"]), exposes)
     if ctx.errors:
-        raise ProfileError(ctx.errors)
+        raise ProfileError(ctx.errors_in_order())
     return out
 
 
@@ -354,7 +354,7 @@ def parse_provider(doc: YamlDoc, categories: dict[str, Category], expected_id: s
     """Validate one provider profile against the category set. Raises ProfileError listing every error."""
     top, ctx = _walk(doc, _provider_spec(categories, expected_id))
     if top is None:
-        raise ProfileError(ctx.errors)
+        raise ProfileError(ctx.errors_in_order())
     documents = _documents(ctx, top["documents"])
     governing = None
     if top["governing"] is not None:
@@ -388,7 +388,7 @@ def parse_provider(doc: YamlDoc, categories: dict[str, Category], expected_id: s
     detect = Detect(_valid(d.get("env_prefixes")), _valid(d.get("aws_services")))
     events = _record(ctx, top)
     if ctx.errors:
-        raise ProfileError(ctx.errors)
+        raise ProfileError(ctx.errors_in_order())
     j = top["jurisdiction"]
     assert suspension is not None  # a required key: without it ctx.errors raised above
     return Provider(top["id"], top["name"], _valid(top["kinds"]), j["country"], j["note"], documents, clauses, suspension,
@@ -423,7 +423,9 @@ def _documents(ctx: Ctx, raw: list[Any] | None) -> dict[str, Document]:
         if kind == "primary" and m["copy"] is None and join(path, "copy") not in ctx.lines:
             ctx.report_path(path, "missing required key 'copy' (which dated copy of this primary document was read)")
         read = m["read"] or "partial"
-        if read == "partial" and m["sections_read"] is None and kind == "primary":
+        # A `read:` given but refused was reported already: not a partial reading as well.
+        if read == "partial" and m["sections_read"] is None and kind == "primary" and \
+                (m["read"] is not None or join(path, "read") not in ctx.lines):
             ctx.report_path(path, "read: partial needs 'sections_read' (which sections were read; [] for none)")
         if did in out:
             ctx.report_path(join(path, "id"), f"duplicate document id {did!r}")
