@@ -89,6 +89,19 @@ def test_a_target_database_the_login_may_not_read_blocks_the_plan(
         assert [b["code"] for b in blockers] == ["db-unreadable"], blockers
         assert f"permission denied for large object {oid}" in blockers[0]["message"]
         assert "lo_get" not in blockers[0]["message"]
+
+        # `relocate verify` reads the restored database again as the login: what it may not
+        # read is a failed check naming the database and why (exit 4), not exit 5 with the
+        # other checks unreported.
+        ver = cli("verify", "-f", str(cfg), "--json", env=env)
+        assert ver.exit_code == 4, ver.stdout + ver.stderr
+        assert "Traceback" not in ver.stdout + ver.stderr
+        failed = [c for c in ver.json()["checks"] if not c["ok"]]
+        assert [c["label"] for c in failed] == [f"database {db} (db:{src_db})"], failed
+        assert "cannot be read to compare" in failed[0]["detail"] and f"large object {oid}" in failed[0]["detail"]
+        assert "psql:" not in failed[0]["detail"]  # PostgreSQL's reason, not psql's line
+        human = cli("verify", "-f", str(cfg), env=env)
+        assert human.exit_code == 4 and f"large object {oid}" in _flat(human)
     finally:
         reset_db(postgres_target, db)
         psql(postgres_target, f"DROP ROLE IF EXISTS {login}; DROP ROLE IF EXISTS {other};", check=False)

@@ -735,9 +735,8 @@ def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
             r = conn.run(shell.line(remote.argv("psql", *args, db=names.final)), remote.stdin(STATS_SQL.encode()),
                          timeout=3600, check=False)
             err = r.stderr.decode("utf-8", "replace")
-            # psql's last line is often the failing query's text; the ERROR line says what it was
-            denied = next((ln.split("ERROR:", 1)[1].strip() for ln in err.splitlines()
-                           if "ERROR:" in ln and "permission denied" in ln), "")
+            reason = error_reason(err)
+            denied = reason if "permission denied" in reason else ""
             if r.status == 0:
                 facts["stats"] = json.loads(r.text().strip().splitlines()[-1])
             elif denied:  # what the catalog check above cannot see (a large object's content)
@@ -747,12 +746,18 @@ def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
     return facts
 
 
+def error_reason(err: str) -> str:
+    """What PostgreSQL said went wrong, from psql's stderr: its ERROR line's text (psql's
+    last line is often the failing query's own text), or "" when there is none."""
+    return next((ln.split("ERROR:", 1)[1].strip() for ln in err.splitlines() if "ERROR:" in ln), "")
+
+
 def target_stats(conn: Connection, dst: DbAddress) -> dict[str, Any] | None:
     out, kind, msg = RemotePg(conn, dst).try_query(STATS_SQL, dst.dbname)
     if out is None:
         if kind == "missing-db":
             return None
-        raise TargetError(msg)
+        raise TargetError(f"{dst.dbname}: {error_reason(msg)}" if error_reason(msg) else msg)
     return _json_object(out.splitlines()[-1])
 
 
