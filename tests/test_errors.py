@@ -218,3 +218,19 @@ def test_a_file_that_does_not_fit_is_refused_and_leaves_nothing(sshd, small_disk
         files.write_file_atomic(conn, path, [b"{}", b"\n"], mode=0o644, root=str(root))  # what fits is written whole
     assert sorted(p.name for p in root.iterdir()) == ["sidecar.json"]
     assert (root / "sidecar.json").read_bytes() == b"{}\n"
+
+
+def test_an_unreachable_source_endpoint_is_one_short_line() -> None:
+    """botocore names the whole request URL: a listing resumed after a key of 255
+    non-ASCII characters put kilobytes of percent-encoding into the one error line."""
+    import botocore.exceptions
+
+    from relocate.errors import TransientError
+    from relocate.sources.aws import translate
+
+    query = "list-type=2&start-after=" + "%F4%8F%BF%BF" * 255
+    exc = botocore.exceptions.EndpointConnectionError(endpoint_url=f"http://127.0.0.1:9/media?{query}")
+    err = translate(exc, "s3://media/")
+    assert isinstance(err, TransientError)
+    assert "http://127.0.0.1:9/media" in err.message and "start-after" not in err.message
+    assert len(err.message) < 200, err.message

@@ -158,7 +158,10 @@ def translate(exc: BaseException, what: str) -> RelocateError:
         return SourceError(f"{what}: no AWS credentials found", hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError,
                         botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)):
-        return TransientError(f"{what}: cannot reach the source endpoint ({exc})", hint="running again resumes")
+        # botocore names the whole request URL, query and all: a listing's start-after can
+        # be kilobytes of percent-encoding. The endpoint and path say where.
+        where = re.sub(r"(https?://[^\s\"?]*)\?[^\s\"]*", r"\1", str(exc))
+        return TransientError(f"{what}: cannot reach the source endpoint ({where})", hint="running again resumes")
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return SourceError(f"{what}: {exc}")
     return RelocateError(f"{what}: {type(exc).__name__}: {exc}")
