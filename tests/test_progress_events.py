@@ -50,3 +50,33 @@ def test_progress_counts_bytes_as_they_stream_and_objects_per_journalled_batch(t
     assert any(e["objects"] == 0 and e["bytes"] > 0 for e in seen), seen
     assert seen[-1]["objects"] == len(sizes) and seen[-1]["bytes"] == total, seen[-1]
     assert all(e["rate"] >= 0 for e in seen)
+
+
+def test_a_move_whose_stderr_reader_went_away_still_ends_whole(tmp_path: Path, moto: str, sshd: Any) -> None:
+    """`relocate move --json 2>&1 >out.json | head -c 100`: the events on stderr lose their
+    reader after 100 bytes. The move still runs to its end (every object, its JSON on
+    stdout, exit 0), instead of dying with exit 1 and a half-done target."""
+    import os
+    import subprocess
+    import sys
+
+    s3 = aws_client("s3", moto)
+    bucket = f"pe-{secrets.token_hex(3)}"
+    s3.create_bucket(Bucket=bucket)
+    for i in range(12):
+        s3.put_object(Bucket=bucket, Key=f"k/{i}.txt", Body=b"y" * (500 + i))
+    root = sshd.root / f"pe-{tmp_path.name}"
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read the events: the first write meets EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--json"],
+                              stdout=subprocess.PIPE, stderr=write_end, text=True, timeout=300,
+                              env={**os.environ, "RELOCATE_BATCH_OBJECTS": "3"})
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stdout
+    doc = json.loads(proc.stdout)
+    assert doc["result"]["objects_sent"] == 12 and doc["result"]["verify"]["ok"] is True
+    assert sorted(p.name for p in (root / "data" / "k").iterdir()) == sorted(f"{i}.txt" for i in range(12))

@@ -288,10 +288,45 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None:
         return _main(argv)
     gcfreeze.own_process()  # leaves through _leave: what is frozen stays frozen (gcfreeze.py)
+    sys.stderr = _StderrGone.wrap(sys.stderr)
     try:
         _main(None)
     except SystemExit as exc:
         _leave(exc.code)
+
+
+class _StderrGone:
+    """stderr that outlives its reader. Progress, warnings and the error line are for a
+    person or a log; when whoever read them goes away (`relocate move --json 2>&1 >out |
+    head -c 100`), a write would raise BrokenPipeError in the middle of a move and leave
+    it half done with exit 1. Once the pipe is gone, writes to it are dropped and the
+    move runs to its end, stdout's JSON and exit code included."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    @classmethod
+    def wrap(cls, stream: Any) -> Any:
+        return stream if stream is None or isinstance(stream, cls) else cls(stream)
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._stream.write(text))
+            except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
 
 
 def _leave(code: Any) -> None:
