@@ -55,6 +55,7 @@ def test_dns_only_move_asks_and_a_no_changes_nothing(tmp_path: Path, moto: str, 
     assert run.exit_code == 2, run.stdout + run.stderr
     assert len(asked) == 1 and asked[0].startswith("Make 1 change(s) on "), asked
     assert f"write zone file dns/{ZONE}.zone" in run.stderr, run.stderr
+    assert "not confirmed: nothing was changed on " in run.stderr, run.stderr  # a "no" is said, not silent
     assert not zone.exists()
 
     monkeypatch.setattr("typer.confirm", lambda q, default=False: asked.append(q) or True)

@@ -139,8 +139,8 @@ def move(console: Console, r: MoveReport) -> None:
                       + (f"; env files unchanged: {', '.join(r.env_unchanged)}" if r.env_unchanged else "")
                       + (f"; unchanged: {', '.join(r.unchanged)}" if r.unchanged else "")
                       + ("" if r.snapshot else "; no new snapshot"), markup=False)
-        if r.snapshot:  # the latest snapshot recorded failed items: a fresh one replaces it (runner.py)
-            console.print(f"snapshot: {r.snapshot} (replaces the last one, which recorded failed items)", markup=False)
+        if r.snapshot:  # none yet, or the latest did not record the target as it is: a fresh one (runner.py)
+            console.print(f"snapshot: {r.snapshot} ({r.snapshot_why})", markup=False)
             if r.verify:
                 verify(console, r.verify)
         return

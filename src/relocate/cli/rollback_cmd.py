@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
                 if approval is None:
                     raise typer.Exit(int(ExitCode.USAGE))
                 gate.require(approval, [step.change])
+                # The latest snapshot records the release switched away from: the next
+                # move records the target again, even with nothing to move (store.py).
+                from relocate.snapshot import store
+
+                store.mark_unrecorded(config.snapshot_dir, f"rollback {step.source} -> {step.dest}")
                 result = rollback(config, conn, step)
                 audit(conn, config.root, "rollback", from_release=result.from_release, to_release=result.to_release,
                       result="ok" if result.healthy else "failed")

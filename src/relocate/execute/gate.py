@@ -37,6 +37,7 @@ def confirm(changes: Sequence[str], *, action: str, target: str, yes: bool, can_
     for change in listed:
         show(f"  - {change}")
     if not ask(f"Make {len(listed)} change(s) on {target}?"):
+        show(f"not confirmed: nothing was changed on {target}")
         return None
     return Approval(listed, "confirmed")
 

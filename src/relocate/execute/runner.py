@@ -46,6 +46,7 @@ class MoveReport:
     components_changed: int = 0
     unchanged: list[str] = field(default_factory=list)  # steps of the other kinds that found nothing to do
     snapshot: str | None = None
+    snapshot_why: str = ""  # why a move with nothing to do wrote one (the human output says it)
     release: str | None = None  # the deploy's active release (audit log, JSON)
     release_tried: str | None = None  # the release this run deployed (differs from `release` after a rollback)
     verify: VerifyReport | None = None
@@ -133,6 +134,11 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
     """The steps, the snapshot and the final check, under the lock, with `staging` made."""
     conn, root = ctx.conn, config.root
     snap = store.begin(config.snapshot_dir)
+    # Whether an earlier move (killed, interrupted) or a rollback changed the target after
+    # the latest snapshot was taken; then this move is marked the same until its own
+    # snapshot is committed (store.UNRECORDED_MARK).
+    unrecorded = store.unrecorded(config.snapshot_dir)
+    store.mark_unrecorded(config.snapshot_dir, f"move {snap.id} ran and did not finish")
     journal = journal_for(config)
     try:
         identity = crypto.load_identity(config.key_file, create=True, given=opts.age_identity)
@@ -169,9 +175,21 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         # (e.g. a release rolled back). `verify` reports those from it for as long as it is
         # the latest, so once a move finds everything in place a fresh one, recording the
         # target as it is now, replaces it (and is verified below).
-        if report.nothing_done and not store.recorded_failure(store.latest(config.snapshot_dir)):
-            store.discard(snap)
-            return
+        # Likewise when there is no snapshot at all, or the target may hold what none
+        # records (an interrupted move's release, a rollback's switch): `verify` compares
+        # the target with the latest snapshot, so it must say what is there.
+        latest = store.latest(config.snapshot_dir)
+        if report.nothing_done:
+            if latest is None:
+                report.snapshot_why = f"the first in {config.snapshot_dir}"
+            elif unrecorded:
+                report.snapshot_why = "the target changed after the last one: an interrupted move or a rollback"
+            elif store.recorded_failure(latest):
+                report.snapshot_why = "replaces the last one, which recorded failed items"
+            else:
+                store.discard(snap)
+                store.clear_unrecorded(config.snapshot_dir)
+                return
         # Filed only for a snapshot that is kept: a rerun with nothing to do builds no manifest.
         manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
         for kind, step, outcome in outcomes:
@@ -187,6 +205,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
             # what the listed prefixes leave out at the source: `verify` reports it again
             "left_out": list(plan.left_out),
         }, failed=len(report.failed))
+        store.clear_unrecorded(config.snapshot_dir)  # the snapshot says what the target holds
         report.snapshot = str(final.path)
         ctx.snapshot_dir = final.path
         # The final check reads the manifest back from disk: the copy built here (a dict per

@@ -259,6 +259,28 @@ def discard(snap: Snapshot) -> None:
     _release(snap.path)
 
 
+# In the snapshot directory while a move may be changing the target, and after a
+# `rollback` changed it: the latest snapshot may not say what the target holds (a move
+# killed during its deploy left a new release live and no snapshot of it; a rollback
+# switched releases). The next move then writes a fresh snapshot even when it finds
+# nothing left to do (execute/runner.py), and takes the mark away with it.
+UNRECORDED_MARK = ".unrecorded"
+
+
+def mark_unrecorded(root: Path, why: str) -> None:
+    """The target may have changed since the latest snapshot (`why`: who changed it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    localfile.write_atomic(root / UNRECORDED_MARK, [why + "\n"])
+
+
+def unrecorded(root: Path) -> bool:
+    return (root / UNRECORDED_MARK).exists()
+
+
+def clear_unrecorded(root: Path) -> None:
+    (root / UNRECORDED_MARK).unlink(missing_ok=True)
+
+
 def recorded_failure(snap: Snapshot | None) -> bool:
     """Whether `snap` is of a move that had failed items (commit's `failed`)."""
     return snap is not None and (snap.path / FAILED_MARK).exists()
