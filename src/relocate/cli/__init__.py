@@ -14,6 +14,7 @@ import collections
 import importlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -138,11 +139,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_state = {"debug": False, "no_input": False}
+_state: dict[str, Any] = {"debug": False, "no_input": False, "signal": "SIGINT"}
 
 
 def debug_enabled() -> bool:
-    return _state["debug"]
+    return bool(_state["debug"])
 
 
 def can_prompt() -> bool:
@@ -289,10 +290,19 @@ def main(argv: list[str] | None = None) -> None:
         return _main(argv)
     gcfreeze.own_process()  # leaves through _leave: what is frozen stays frozen (gcfreeze.py)
     sys.stderr = _StderrGone.wrap(sys.stderr)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         _main(None)
     except SystemExit as exc:
         _leave(exc.code)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (a CI job cancelled, a pod evicted) as Ctrl-C: raised in the main thread,
+    so the move unwinds as it does for an interrupt (the lock released, the audit line
+    written, the partial work kept for the resume) instead of dying where it stands."""
+    _state["signal"] = "SIGTERM"
+    raise KeyboardInterrupt
 
 
 class _StderrGone:
@@ -360,6 +370,9 @@ def _usage_line(exc: Any) -> str:
     return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message
 
 
+INTERRUPTED = 130  # what Typer returns for a KeyboardInterrupt
+
+
 def _main(argv: list[str] | None) -> None:
     try:
         # Non-standalone click/typer *returns* the code of a `typer.Exit(n)` instead of
@@ -376,8 +389,7 @@ def _main(argv: list[str] | None) -> None:
         typer.echo("relocate: aborted", err=True)
         sys.exit(int(ExitCode.USAGE))
     except KeyboardInterrupt:
-        typer.echo("relocate: interrupted; running the same command again resumes", err=True)
-        sys.exit(int(ExitCode.TRANSIENT))
+        code = INTERRUPTED
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         # By name: newer Typer vendors its own click (typer._click), whose ClickException
         # is not click's; a bad flag value must still be a usage error (2), not a bug (1).
@@ -389,4 +401,9 @@ def _main(argv: list[str] | None) -> None:
         path = _write_debug_log(traceback.format_exc())
         typer.echo(f"relocate: internal error: {type(exc).__name__}: {exc} (details in {path}; please report)", err=True)
         sys.exit(int(ExitCode.BUG))
+    if code == INTERRUPTED:
+        # Typer turns a KeyboardInterrupt (Ctrl-C, or SIGTERM: _terminated) into Exit(130)
+        # and returns it; no command of relocate's exits 130 itself.
+        typer.echo(f"relocate: interrupted ({_state['signal']}); running the same command again resumes", err=True)
+        sys.exit(int(ExitCode.TRANSIENT))
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,57 @@
+"""Ctrl-C and SIGTERM (a cancelled CI job, an evicted pod) stop a move the same way: the
+lock is given back, the audit log says the move ended in an error, one line says how to
+resume, exit 5 (transient: running again resumes); and the next move finishes the job.
+A real relocate process against moto and a real sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import aws_client, cli, make_config
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_move_gives_the_lock_back_and_exits_5(tmp_path: Path, moto: str, sshd: Any, sig: int) -> None:
+    s3 = aws_client("s3", moto)
+    bucket = f"int-{secrets.token_hex(3)}"
+    s3.create_bucket(Bucket=bucket)
+    for i in range(6):
+        s3.put_object(Bucket=bucket, Key=f"f{i}.bin", Body=os.urandom(256 * 1024))
+    root = sshd.root / f"int-{tmp_path.name}"
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": bucket, "to": "data"}])
+    # 100 kB/s for 1.5 MiB: the move is still sending when the signal comes
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes", "--json",
+                             "--bwlimit", "100k", "--lanes", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RELOCATE_BATCH_OBJECTS": "2"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's Ctrl-C finds it
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if '"event": "progress"' in line and '"bytes": 0,' not in line:
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    err = "".join(seen) + err
+    assert proc.returncode == 5, err
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
+    assert f"relocate: interrupted ({name}); running the same command again resumes" in err, err
+    assert "Traceback" not in err
+    assert not (root / ".relocate" / "lock").exists()  # given back: the next move (here or elsewhere) may start
+    last = json.loads((root / ".relocate" / "audit.log").read_text().splitlines()[-1])
+    assert last["action"] == "move-end" and last["result"] == "error", last
+    again = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert again.json()["result"]["verify"]["ok"] is True
+    assert sorted(p.name for p in (root / "data").iterdir()) == [f"f{i}.bin" for i in range(6)]
