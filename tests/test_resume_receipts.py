@@ -111,6 +111,7 @@ def test_a_resume_sends_none_of_the_files_the_receipts_name(moto: str, sshd, tmp
     _assert_complete(root, objects)
     # folded at the step's end: the sidecar names every object with its metadata, and no receipt is left
     assert not (root / ".relocate" / "receipts" / "data").exists()
+    assert not (root / ".relocate" / "receipts").exists()  # its parent too, once empty (README: only after a kill)
     side = json.loads((root / ".relocate" / "buckets" / "data.json").read_bytes())
     by_key = {o["key"]: o for o in side["objects"]}
     assert set(by_key) == set(objects)

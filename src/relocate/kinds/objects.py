@@ -190,8 +190,11 @@ class Objects(Kind):
                 # nothing, execute/objects.py; only an ItemError that stops the bucket leaves
                 # what its lanes had placed unjournalled, sent again: a rare, bounded cost.)
                 # Not through a symlinked .relocate or receipts (nolinks.py): rm -rf would follow it.
+                # Their parent goes too once empty: receipts exist only after a killed move (README).
                 gone = layout.receipts_dir(root, listing.dest)
-                conn.run(nolinks.guarded(root, [gone], shell.line(["rm", "-rf", "--", gone]), config.allowed_links), timeout=120)
+                clear = shell.line(["rm", "-rf", "--", gone]) + " && { " + \
+                    shell.line(["rmdir", "--", posixpath.dirname(gone)]) + " 2>/dev/null || true; }"
+                conn.run(nolinks.guarded(root, [gone], clear, config.allowed_links), timeout=120)
             return Outcome(bool(todo), made, failed=failed)
         # Nothing sent: the manifest's entry (one per object) is built only if the run commits
         # a snapshot; a rerun with nothing to do commits none (issue 18).
