@@ -231,10 +231,10 @@ def test_keys_under_a_file_in_the_way_fail_alone_and_the_rest_moves_in_one_run(t
     # each refused key named once, on a line of its own, with why; nothing else failed
     named = {line.split(": ")[1] for line in result["failed"]}
     assert named == legal and len(result["failed"]) == len(legal), result["failed"]
-    # why: the python3 receiver names the file in the way; the tar path says what its mkdir
-    # said about it ("File exists" for legal/x, "Not a directory" for legal/sub/x)
+    # why: the python3 receiver names the file in the way; the tar path names the directory
+    # its mkdir could not make, and why ("File exists" for legal/x, "Not a directory" for legal/sub/x)
     why = (f": cannot write {root}/data/all/legal: Not a directory" if receiver == "python"
-           else ": the target cannot store an object: mkdir: cannot create directory './legal': ")
+           else ": the target cannot store an object: cannot create the directory ./legal: a file is in the way (")
     assert all(line.startswith("s3:acc-media/: legal/") and why in line for line in result["failed"]), result["failed"]
     base = root / "data" / "all"
     for key in set(keys) - legal:

@@ -19,6 +19,7 @@ hashes with what it computed while streaming (objects.BucketPusher._check_staged
 from __future__ import annotations
 
 import posixpath
+import re
 import struct
 import tarfile
 from typing import Protocol
@@ -261,10 +262,16 @@ def receiver_error(status: int | None, stderr: bytes, fallback: str) -> Relocate
     last = lines[-1] if lines else fallback
     # mkdir -p tolerates a directory made by another lane: "File exists" from it is a file in the way
     if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS) or ("mkdir" in last and "File exists" in last):
-        return ItemError(f"the target cannot store an object: {last.removeprefix('relocate receiver: ')}", hint=ITEM_HINT)
+        # mkdir's own words ("mkdir: cannot create directory './legal': File exists") say
+        # what it tried, not what is wrong: a file stands where a directory must go.
+        blocked = _IN_THE_WAY.search(last)
+        why = (f"cannot create the directory {blocked[1]}: a file is in the way ({blocked[2]})" if blocked
+               else last.removeprefix("relocate receiver: "))
+        return ItemError(f"the target cannot store an object: {why}", hint=ITEM_HINT)
     return TransientError(f"the target's receiver failed: {last}")
 
 
+_IN_THE_WAY = re.compile(r"mkdir: cannot create directory ['\u2018]?(.+?)['\u2019]?: (File exists|Not a directory)")
 ITEM_HINT = "retrying will not help: fix the `to:` in relocate.yaml or what is in the way on the target"
 
 
