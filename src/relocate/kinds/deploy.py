@@ -10,10 +10,11 @@ The same release content already live and healthy is "nothing to do".
 
 from __future__ import annotations
 
+import bz2
+import calendar
 import gzip
 import hashlib
 import lzma
-import bz2
 import os
 import posixpath
 import tarfile
@@ -134,28 +135,60 @@ def release_digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+# Unpack into `.partial`, rename it into place once whole; a failed unpack or rename
+# removes the `.partial` (nothing half-written is left behind). $1 .partial, $2 final, $3 shared.
+_UNPACK = r"""
+part=$1 final=$2 shared=$3
+rm -rf -- "$part" && mkdir -p -- "$part" || exit 1
+tar -x -f - -C "$part" || { s=$?; rm -rf -- "$part"; exit "$s"; }
+{ mkdir -p -- "$shared" && mv -T -- "$part" "$final"; } || { s=$?; rm -rf -- "$part"; exit "$s"; }
+"""
+
+
+def tar_reason(stderr: bytes) -> str:
+    """The line of tar's stderr that says what went wrong: the first real error, not
+    "Exiting with failure status" nor a "Removing leading ..." note when anything else
+    was said; the count of further lines after it."""
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    real = [ln for ln in lines if "Exiting with failure status" not in ln]
+    errors = [ln for ln in real if "Removing leading" not in ln] or real
+    if not errors:
+        return lines[-1] if lines else ""
+    more = len(errors) - 1
+    return errors[0] + (f" (and {more} more error line(s))" if more else "")
+
+
 def upload(conn: Connection, root: str, release_id: str, path: Path, allow: tuple[str, ...] = ()) -> None:
-    """Stream the release into releases/<id>.partial, then rename it into place."""
+    """Stream the release into releases/<id>.partial, then rename it into place; a
+    failed upload leaves no `.partial` behind (removed on the target, or by a last
+    command when the stream itself broke)."""
     final = posixpath.join(releases.releases_dir(root), release_id)
     part = final + ".partial"
     shared = posixpath.join(root, "shared")
     # Never through a symlinked releases/, shared/ or release dir (nolinks.py): checked
     # alone first for a clean refusal, then in the very command that writes.
     conn.run(shell.line(nolinks.guard(root, [part, final, shared], allow)))
-    proc = conn.start(nolinks.guarded(root, [part, final, shared], allow=allow, command=shell.all_of(
-        ["rm", "-rf", "--", part], ["mkdir", "-p", "--", part], ["tar", "-x", "-f", "-", "-C", part],
-        ["mkdir", "-p", "--", shared], ["mv", "-T", "--", part, final])))
+    proc = conn.start(nolinks.guarded(root, [part, final, shared], allow=allow,
+                                      command=shell.line(["sh", "-c", _UNPACK, "sh", part, final, shared])))
     try:
         with _open_release(path) as fh:
             while chunk := fh.read(CHUNK):
                 proc.write(chunk)
     except BaseException:
         proc.chan.close()
+        try:  # best effort: the connection may be what failed
+            conn.run(nolinks.guarded(root, [part], shell.line(["rm", "-rf", "--", part]), allow=allow), check=False, timeout=60)
+        except Exception:
+            pass
         raise
     res = proc.wait(600)
     if res.status != 0:
-        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise nolinks.refusal(res.status, res.stderr) or TargetError(f"uploading release {release_id} failed: {err[-1] if err else 'exit ' + str(res.status)}")
+        refused = nolinks.refusal(res.status, res.stderr)
+        if refused:
+            raise refused
+        reason = tar_reason(res.stderr) or f"exit {res.status}"
+        raise TargetError(f"uploading release {release_id} failed, nothing was kept on the target: {reason}",
+                          hint="check deploy.release: the target's tar refused it" if b"tar:" in res.stderr else None)
 
 
 @dataclass
@@ -190,7 +223,7 @@ def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, p
             found = ports.wait_free(conn, port, PORT_FREE_S if previous is not None else 0)
             if found.held:
                 return Activation(False, f"port {port} is still {found.describe()} after stopping "
-                                         f"{previous or 'nothing'}: not starting {release_id} beside it", [], step)
+                                         f"{previous or 'nothing (no release ran)'}: not starting {release_id} beside it", [], step)
         step = "switch current"
         releases.switch(conn, dep.settings.root, release_id)
         step = "install"
@@ -201,7 +234,8 @@ def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, p
         return Activation(False, f"{step} failed: {exc.message}", runtime.logs(conn, LOG_LINES) if step == "start" else [], step)
     if not dep.health_url:
         return Activation(True, "started (no health check configured)", [])
-    ok, seen = wait_healthy(conn, dep.health_url, dep.health_timeout)
+    # the app's process gone (command runtime): no point waiting out timeout_s
+    ok, seen = wait_healthy(conn, dep.health_url, dep.health_timeout, gone=lambda: runtime.exited(conn))
     if ok and port is not None:
         problem = runtime.owner_problem(conn, ports.holders(conn, port))
         if problem:
@@ -227,10 +261,17 @@ def rollback_step(config: Config, conn: Connection, to: str | None = None) -> St
     current = releases.current_release(conn, root)
     target = to or releases.previous_of(have, current)
     if target is None or target not in have:
-        known = ", ".join(have) or "none"
-        raise ConfigError(f"nothing to roll back to: {'release ' + to + ' is not on the target' if to else 'no release before ' + str(current)} (releases: {known})")
+        if to:
+            why = f"release {to} is not on the target" + (" (failed releases are never rolled back to)" if to.endswith(".failed") else "")
+        elif current is None:
+            why = "no release is on the target" if not have else "no release before the newest"
+        else:
+            why = f"no release before {current}"
+        known = ", ".join(have) or "none (failed ones aside)"
+        raise ConfigError(f"nothing to roll back to: {why} (releases: {known})")
+    frm = f"from release {current}" if current else "(it points at no release now)"
     return Step(id="rollback", kind="deploy", source=current or "", dest=target, count=1, todo_count=1,
-                change=f"switch current from release {current} back to {target}; restart the app")
+                change=f"switch current {frm} back to {target}; restart the app")
 
 
 def rollback(config: Config, conn: Connection, step: Step) -> RollbackResult:
@@ -291,13 +332,18 @@ class DeployKind(Kind):
             ok, seen = wait_healthy(conn, dep.health_url, min(dep.health_timeout, 5)) if dep.health_url else (True, "")
             if ok or not step.change:  # not answering now, but the gate approved no redeploy: verify says so
                 return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": ok, "health": seen})
-        release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:12]
+        # after the newest release there (failed ones too), so id order is deploy order
+        release_id = releases.new_id(releases.all_ids(conn, root), digest, calendar.timegm(time.gmtime()))
+        if ctx.run is not None:
+            # known from here on: the audit line names it even if the move ends in an
+            # error or an interrupt (execute/runner.py writes it from the report)
+            ctx.run.report.release_tried = release_id
         upload(conn, root, release_id, dep.release_path, ctx.config.allowed_links)
         act = activate(conn, runtime, dep, release_id, current)
         # "release"/"tried": the one this run deployed; "active": what current points at after it.
         manifest: dict[str, Any] = {"release": release_id, "tried": release_id, "previous": current, "runtime": dep.settings.runtime}
         if act.healthy:
-            dropped = releases.prune(conn, root, dep.keep, (release_id, current))
+            dropped = releases.prune(conn, root, dep.keep, (release_id,))
             manifest.update(active=release_id, healthy=True, health=act.seen, pruned=dropped)
             return Outcome(changed=True, manifest=manifest)
         what = (f"failed its health check ({dep.health_url}: {act.seen})" if act.step == "health check"
@@ -305,6 +351,16 @@ class DeployKind(Kind):
         failed = [f"release {release_id} {what}"]
         failed += [f"  log: {line}" for line in act.logs]
         if current is None:
+            # Nothing to go back to: the new release is stopped, `current` no longer names
+            # it, and it is set aside as <id>.failed like any failed release (so neither
+            # `rollback` nor the next deploy ever takes it for a good one).
+            if act.step in ("start", "health check"):
+                try:
+                    runtime.stop(conn)
+                except TargetError as exc:
+                    failed.append(f"stopping {release_id} failed too: {exc.message}")
+            releases.unswitch(conn, root, release_id)
+            manifest["failed_release"] = releases.mark_failed(conn, root, release_id)
             failed.append("no earlier release to roll back to: the app is down")
             manifest.update(active=releases.current_release(conn, root), healthy=False, health=act.seen)
             return Outcome(changed=True, manifest=manifest, failed=failed)
@@ -326,7 +382,7 @@ class DeployKind(Kind):
         for entry in manifest.values():
             current = releases.current_release(ctx.conn, ctx.config.root)
             ok = current == entry["active"]
-            detail = f"current -> {current}, recorded {entry['active']}"
+            detail = f"current -> {current or 'no release'}, recorded {entry['active'] or 'no release'}"
             if ok and dep.health_url:
                 ok, seen = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 10))
                 detail += f"; {dep.health_url}: {seen}"

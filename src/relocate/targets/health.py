@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlsplit
 
 from relocate.ssh.connection import LINK_ERRORS, Connection
@@ -55,8 +56,12 @@ def http_get(conn: Connection, url: str, timeout: float = 5.0) -> HttpResult:
     return HttpResult(int(status_line[1]), body)
 
 
-def wait_healthy(conn: Connection, url: str, timeout_s: float, interval: float = 0.5) -> tuple[bool, str]:
-    """Retry until a 2xx/3xx answer or the timeout; (healthy, what was seen last)."""
+def wait_healthy(conn: Connection, url: str, timeout_s: float, interval: float = 0.5,
+                 gone: Callable[[], str | None] | None = None) -> tuple[bool, str]:
+    """Retry until a 2xx/3xx answer or the timeout; (healthy, what was seen last).
+
+    `gone`, asked after each attempt without an answer, says why waiting longer is
+    pointless (the app's process has exited) or None: then the wait ends there."""
     deadline = time.monotonic() + timeout_s
     last = "no attempt"
     while True:
@@ -67,6 +72,10 @@ def wait_healthy(conn: Connection, url: str, timeout_s: float, interval: float =
             last = f"HTTP {r.status}"
         except OSError as exc:
             last = str(exc)
+        if gone is not None:
+            why = gone()
+            if why:
+                return False, f"{why} (last try: {last})"
         if time.monotonic() >= deadline:
             return False, last
         time.sleep(interval)

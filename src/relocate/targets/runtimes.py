@@ -4,8 +4,10 @@ by name, so a new runtime is a new class in `RUNTIMES`.
 
 All runtimes run the app from `root/current` with these variables set (none secret):
 RELOCATE_ROOT, RELOCATE_SHARED, RELOCATE_RELEASE; the env file (secrets) is read
-by the runtime itself (sh `.`, systemd EnvironmentFile, compose --env-file), so no
-value ever reaches a command line.
+by the runtime itself (sh `.`, systemd EnvironmentFile, sh `.` into the compose
+engine's environment), so relocate never puts a value on a command line. (A compose
+file that interpolates a secret as `${VAR}` does: podman-compose passes it as
+`podman run -e NAME=value`; docs/deploy.md says to list secrets by name instead.)
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ class Runtime(ABC):
         having been free before the start is the proof)."""
         return None
 
+    def exited(self, conn: Connection) -> str | None:
+        """Why the release just started can no longer answer (its process is gone), or
+        None when it may still (or the runtime cannot tell): the health check stops
+        waiting as soon as this says so."""
+        return None
+
     def start(self, conn: Connection, release: str) -> None:
         cmd, stdin = self.start_line(release)
         conn.run(cmd, stdin, timeout=300)  # a refused link (exit 86) is a SafetyError, exit 6
@@ -130,10 +138,7 @@ i=0; while [ ! -s "$7" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 # `kill -TERM -- "-$pid"`, which dash (Debian's sh) rejects as "Illegal number".
 # Zombies do not count: the app's parent is gone and init may reap them late.
 # $1 pid file.
-_KILL = r"""
-[ -f "$1" ] || exit 0
-pid=$(cat -- "$1")
-case $pid in ''|*[!0-9]*) rm -f -- "$1"; exit 0 ;; esac
+_ALIVE = r"""
 alive() {
   for s in /proc/[0-9]*/stat; do
     read -r line 2>/dev/null < "$s" || continue
@@ -143,7 +148,13 @@ alive() {
   done
   return 1
 }
-waitgone() {
+"""
+
+_KILL = r"""
+[ -f "$1" ] || exit 0
+pid=$(cat -- "$1")
+case $pid in ''|*[!0-9]*) rm -f -- "$1"; exit 0 ;; esac
+""" + _ALIVE + r"""waitgone() {
   i=0; while alive && [ $i -lt "$1" ]; do sleep 0.1; i=$((i+1)); done
   ! alive
 }
@@ -156,6 +167,16 @@ if alive; then
   fi
 fi
 rm -f -- "$1"
+"""
+
+# Whether the process group named by the pid file still has a live process: prints
+# `gone PGID` when not (nothing when it runs, or no pid file to go by). $1 pid file.
+_GONE = r"""
+[ -f "$1" ] || exit 0
+pid=$(cat -- "$1")
+case $pid in ''|*[!0-9]*) exit 0 ;; esac
+""" + _ALIVE + r"""
+alive || echo "gone $pid"
 """
 
 
@@ -187,6 +208,15 @@ class CommandRuntime(Runtime):
 
     def logs_line(self, lines: int) -> tuple[str, bytes]:
         return shell.line(["tail", "-n", str(lines), "--", self.s.abs(self.s.log_file)]), b""
+
+    def exited(self, conn: Connection) -> str | None:
+        if self.s.start:  # the user's own start script: relocate knows no process to watch
+            return None
+        cmd, stdin = shell.script(_GONE, self.pid_file)
+        out = conn.run(cmd, stdin, check=False, timeout=60).text().split()
+        if len(out) == 2 and out[0] == "gone":
+            return f"the app exited: no process of its process group {out[1]} runs any more"
+        return None
 
     def owner_problem(self, conn: Connection, found: Holders) -> str | None:
         if self.s.start or not found.known:  # the user's own start script: relocate knows no pid to compare
@@ -296,8 +326,9 @@ class SystemdRuntime(Runtime):
 # --- compose: the release's compose file, run by whichever engine the target has
 
 # The env file is read into the engine's environment by sh (as for `command`), so
-# `${VAR}` in the compose file sees the moved values and RELOCATE_*; no value is on a
-# command line. Engines, first found wins: Docker's `docker compose` plugin with a
+# `environment: [NAME]` (by name) in the compose file passes a moved value on without
+# a command line, and `${VAR}` sees it too (text substitution: fine for RELOCATE_*,
+# not for secrets, which podman-compose then puts on `podman run`'s line). Engines, first found wins: Docker's `docker compose` plugin with a
 # daemon this login reaches, Debian's `podman-compose`, the old `docker-compose`.
 # Only `docker compose` has `up --wait`; relocate's own health check decides anyway.
 # $1-$4 as _ENV_PRELUDE, $5 project, $6 compose file (absolute), $7 up|down|logs, $8 lines.
