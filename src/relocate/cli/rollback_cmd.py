@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
                                "health": result.seen, "log": result.logs})
         else:
             out = render.stdout_console()
-            out.print(f"current: {result.from_release} -> {result.to_release}; "
+            out.print(f"current: {result.from_release or 'no release'} -> {result.to_release}; "
                       + ("answering" if result.healthy else f"NOT answering ({result.seen})"), markup=False)
             for line in result.logs:
                 out.print(f"  log: {line}", markup=False)
