@@ -145,6 +145,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         run = Run(report=report, opts=opts, snap=snap, journal=journal, staging=staging, progress=progress)
         ctx.snapshot_dir, ctx.identity, ctx.run = snap.path, identity, run
         outcomes: list[tuple[Kind, Step, Outcome]] = []
+        outcome: Outcome | None = None
         phase = ""
         for step in plan.steps:
             if step.kind == "verify":
@@ -209,9 +210,11 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         report.snapshot = str(final.path)
         ctx.snapshot_dir = final.path
         # The final check reads the manifest back from disk: the copy built here (a dict per
-        # object, held by the outcomes and by the loops' last `outcome`, bound since a kept
-        # snapshot means a step ran) is let go first rather than held alongside it.
-        del outcomes, outcome, manifest, components
+        # object, held by the outcomes and by the loops' last `outcome`) is let go first
+        # rather than held alongside it. (A kept snapshot no longer means a step ran: a
+        # sharded --finish with only the shards' objects has none of its own.)
+        del outcomes, manifest, components
+        outcome = None
         run.event({"event": "phase", "phase": "verify"})
         report.verify = verify_snapshot(conn, root, final, identity, kinds=list(named.values()), ctx=ctx, landed=run.landed)
     except BaseException:
