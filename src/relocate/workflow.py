@@ -137,8 +137,9 @@ def load_plan_file(path: Path) -> tuple[Plan, Config]:
     return plan, parse_config(plan.config_text, config_path)
 
 
-def check_drift(saved: Plan, fresh: Plan, allow_drift: bool) -> list[str]:
-    """What changed at the source since the plan was saved; refuse unless allowed."""
+def check_drift(saved: Plan, fresh: Plan, allow_drift: bool, *, replan: str = "relocate plan -o") -> list[str]:
+    """What changed at the source since the plan was saved; refuse unless allowed. `replan`:
+    the command the hint names (a sharded plan's: `relocate plan --shards N -o plan.json`)."""
     changes: list[str] = []
     if saved.fingerprint_digest != fresh.fingerprint_digest:
         for section in ("buckets", "parameters", "secrets"):
@@ -151,11 +152,11 @@ def check_drift(saved: Plan, fresh: Plan, allow_drift: bool) -> list[str]:
         changes.append(f"target {saved.target} -> {fresh.target}")
     if changes and not allow_drift:
         raise DriftError(f"the source changed since the plan was saved ({', '.join(changes[:5])})",
-                         hint="run `relocate plan -o` again, or pass --allow-drift to move what is there now")
+                         hint=f"run `{replan}` again, or pass --allow-drift to move what is there now")
     return changes
 
 
-def saved_steps(saved: Plan, fresh: Plan) -> Plan:
+def saved_steps(saved: Plan, fresh: Plan, *, replan: str = "relocate plan -o") -> Plan:
     """The plan `move plan.json` runs: the SAVED plan's steps, in the saved order, each as
     the fresh look at the source and target finds it (what is already there is not sent
     again). A step left out of plan.json is not run; a saved step the fresh plan does not
@@ -169,7 +170,7 @@ def saved_steps(saved: Plan, fresh: Plan) -> Plan:
         if new is None or (new.kind, new.source, new.dest) != (old.kind, old.source, old.dest):
             why = "the source and target no longer have it" if new is None else "it now reads or writes elsewhere"
             raise DriftError(f"the saved plan is stale: step {old.id}: {why}",
-                             hint="run `relocate plan -o` again")
+                             hint=f"run `{replan}` again")
         if old.kind != "verify":
             steps.append(new)
     verify = by_id.get("verify")

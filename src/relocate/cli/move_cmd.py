@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     @app.command("move")
     def move_cmd(
+        ctx: typer.Context,
         source: Optional[Path] = typer.Argument(None, help="A saved plan.json, or a relocate.yaml (default: -f)."),
         file: Path = options.CONFIG,
         yes: bool = typer.Option(False, "--yes", "-y", envvar="RELOCATE_YES", help="Do not ask for confirmation (required without a terminal)."),
@@ -87,7 +88,13 @@ def register(app: typer.Typer) -> None:
             from relocate.cli import shards_cmd
 
             if shard is not None and finish:
-                raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
+                if _from_environment(ctx, "shard"):
+                    # RELOCATE_SHARD is --shard's variable, but also what a worker's job left in
+                    # the environment (emit's GitHub workflow, a Batch array): an explicit
+                    # --finish wins over it; only the flag --shard with --finish is refused
+                    shard = None
+                else:
+                    raise UsageError("--shard and --finish: one at a time (the shards first, then --finish)")
             if on_target and shard is None:
                 raise UsageError("--on-target: only with --shard K (a worker on the target host)")
             if shard is not None and (keep_snapshot or checksum or deadline_at or replace_database or no_local_copy):
@@ -137,6 +144,13 @@ def register(app: typer.Typer) -> None:
             render.move(out, report)
         bad = bool(report.failed) or bool(report.left) or (report.verify is not None and not report.verify.ok)
         raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))
+
+
+def _from_environment(ctx: typer.Context, name: str) -> bool:
+    """The option took its value from its RELOCATE_* variable, not from the command line."""
+    source = ctx.get_parameter_source(name)
+    # by name: newer Typer vendors its own click, whose ParameterSource is not click's
+    return source is not None and source.name == "ENVIRONMENT"
 
 
 def approve(changes: list[str], target: str, yes: bool, *, no_input: bool = False) -> gate.Approval:

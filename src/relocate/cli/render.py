@@ -112,7 +112,8 @@ def plan(console: Console, p: Plan) -> None:
         console.print("[green]Ready:[/green] nothing blocks the move.")
 
 
-def verify(console: Console, r: VerifyReport) -> None:
+def verify(console: Console, r: VerifyReport, *, against: str | None = None) -> None:
+    """`against`: what the target was compared with, for the last line (default: the snapshot)."""
     how = f" ({r.checked_on_arrival} hashed by the target as they landed, now checked by size)" if r.checked_on_arrival else ""
     # soft_wrap: a path is printed whole on one line (copyable, greppable), never folded
     # at the console's width (issue 13).
@@ -130,7 +131,8 @@ def verify(console: Console, r: VerifyReport) -> None:
         console.print(f"  {'ok ' if c.ok else 'BAD'} {c.label}" + (f": {c.detail}" if c.detail else ""), markup=False, soft_wrap=True)
     for out in r.left_out:
         console.print(f"  not moved: {left_out_message(out)}", markup=False, soft_wrap=True)
-    console.print("[green]OK: the target matches the snapshot.[/green]" if r.ok else "[red]Differences found.[/red]")
+    console.print(f"[green]OK: the target matches {escape(against or 'the snapshot')}.[/green]" if r.ok
+                  else "[red]Differences found.[/red]")
 
 
 def move(console: Console, r: MoveReport) -> None:

@@ -10,19 +10,20 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from relocate.cli import render
 from relocate.cli.move_cmd import approve
 from relocate.cli.progress import Reporter
 from relocate.config import Config
-from relocate.errors import BlockedError, ExitCode, SafetyError, UsageError
+from relocate.errors import BlockedError, DriftError, ExitCode, SafetyError, UsageError
 from relocate.execute.runner import run_move
 from relocate.execute.verify import VerifyReport
 from relocate.plan.build import human_bytes
-from relocate.plan.model import Plan
+from relocate.plan.model import Finding, Plan
 from relocate.shards import state
-from relocate.shards.engines import shard_from_env
+from relocate.shards.engines import canonical_index, shard_from_env
 from relocate.shards.plan import shard_totals
 from relocate.sources.aws import Aws
 from relocate.settings import Settings
@@ -40,10 +41,10 @@ def parse_shard(value: str, plan: Plan | None) -> int:
     if value == "auto":
         index, _ = shard_from_env(int(plan.shards["count"]), os.environ)
     else:
-        try:
-            index = int(value)
-        except ValueError:
-            raise UsageError(f"--shard {value!r}: a shard number (0..N-1) or `auto`") from None
+        number = canonical_index(value)  # plain ASCII decimals only: not `01`, `+1`, ` 1` or `١`
+        if number is None:
+            raise UsageError(f"--shard {value!r}: a shard number (0..N-1, plain decimal digits) or `auto`")
+        index = number
     check_index(plan, index)
     return index
 
@@ -86,8 +87,8 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
 def incomplete_shards(conn: Any, config: Config, plan: Plan) -> list[int]:
     assert plan.shards is not None
     progress = state.read_progress(conn, config.root, plan.shards["id"])
-    return [k for k in range(int(plan.shards["count"]))
-            if not all((progress.get((sid, k)) or {}).get("complete") for sid in plan.shards["steps"])]
+    # a shard whose records lost a chunk since is not complete either (state.record_problems)
+    return state.incomplete(plan.shards, progress, state.troubles_of(conn, config, plan.shards, progress))
 
 
 def _without_objects(saved: Plan) -> Plan:
@@ -101,20 +102,32 @@ def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, op
                 no_input: bool = False) -> None:
     """The final phase: refused (exit 6) while a shard is incomplete; then every other kind
     under the target-wide lock, and one verification across all shards."""
+    from relocate.shards.drift import finish_changes
     from relocate.shards.verify import verify_shards
 
     if saved.shards is None:
         raise UsageError("--finish: this plan has no shards", hint="make one with `relocate plan --shards N -o plan.json`")
+    replan = f"relocate plan --shards {saved.shards['count']} -o plan.json"
     with session(config.ssh, opts.login, config.target_jump) as conn:
         left = incomplete_shards(conn, config, saved)
-    if left:
-        raise SafetyError(f"refusing to finish: {len(left)} of {saved.shards['count']} shard(s) incomplete: "
-                          f"{', '.join(map(str, left[:20]))}{' ...' if len(left) > 20 else ''}",
-                          hint="run `relocate move PLAN.json --shard K` for each; `relocate status PLAN.json` shows them")
+        if left:
+            raise SafetyError(f"refusing to finish: {len(left)} of {saved.shards['count']} shard(s) incomplete: "
+                              f"{', '.join(map(str, left[:20]))}{' ...' if len(left) > 20 else ''}",
+                              hint="run `relocate move PLAN.json --shard K` for each; `relocate status PLAN.json` shows them")
+        # the objects: every range listed again, against the plan and what its worker moved
+        not_moved = finish_changes(saved, config, conn, Aws(config.aws))
+    if not_moved and not allow_drift:
+        raise DriftError(f"the source changed since the plan was saved ({len(not_moved)} shard range(s): "
+                         f"{'; '.join(not_moved[:3])}{' ...' if len(not_moved) > 3 else ''})",
+                         hint=f"run `{replan}` again and its workers, or those shards again with "
+                              "`--shard K --allow-drift` (they move what is there now); --allow-drift finishes without it")
     rest = dataclasses.replace(config, s3=())  # the objects are the shards' work, already done
     with prepare(rest, opts) as prep:
-        check_drift(_without_objects(saved), prep.plan, allow_drift)
-        plan = saved_steps(_without_objects(saved), prep.plan)
+        check_drift(_without_objects(saved), prep.plan, allow_drift, replan=replan)
+        plan = saved_steps(_without_objects(saved), prep.plan, replan=replan)
+        for line in not_moved:  # --allow-drift: said plainly, in the plan shown and in --json's plan.warnings
+            plan.warnings.append(Finding("drift", f"not moved (--allow-drift; the source changed since the plan): {line}"))
+            render.stderr_console().print(f"warning: not moved (--allow-drift): {line}", markup=False)
         out = render.stdout_console()
         if not as_json:
             render.plan(out, plan)
@@ -130,8 +143,9 @@ def move_finish(saved: Plan, config: Config, *, yes: bool, allow_drift: bool, op
     if as_json:
         render.print_json({"plan": plan.to_dict(), "result": report.to_dict()})
     else:
-        render.move(out, report)
-        render.verify(out, report.verify)
+        render.move(out, dataclasses.replace(report, verify=None))  # the verify block once, below
+        render.verify(out, report.verify, against=(f"snapshot {report.verify.snapshot} and " if report.verify.snapshot else "")
+                      + f"the records of all {saved.shards['count']} shard(s)")
     bad = bool(report.failed) or bool(report.left) or not report.verify.ok
     raise typer.Exit(int(ExitCode.DIFFERENCES if bad else ExitCode.OK))
 
@@ -160,11 +174,19 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
     for col in ("shard", "state", "objects done", "bytes done", "objects left", "bytes left", "ends in", "note"):
         t.add_column(col)
     for r in doc["shards"]:
+        note = "; ".join(x for x in (r["detail"], ("straggler: " + r["why"]) if r["straggler"] else "") if x)
         t.add_row(str(r["shard"]), r["state"], f"{r['objects_done']:,}", human_bytes(r["bytes_done"]), f"{r['objects_left']:,}",
                   human_bytes(r["bytes_left"]), render._duration(r["eta_s"]) if r["eta_s"] is not None else "-",
-                  ("straggler: " + r["why"]) if r["straggler"] else "")
+                  escape(note))
     console.print(t)
     fin = doc["projected_finish_s"]
-    console.print("all shards complete: run `relocate move PLAN.json --finish`" if doc["ready_to_finish"] else
-                  f"projected finish of the shards: {'in ' + render._duration(fin) if fin is not None else 'unknown (a shard has no rate yet)'}",
-                  markup=False)
+    idle = [r for r in doc["shards"] if r["shard"] in doc["stopped"]]
+    if doc["ready_to_finish"]:
+        console.print("all shards complete: run `relocate move PLAN.json --finish`", markup=False)
+    elif idle:  # nobody runs them: no end to project until they run again
+        named = ", ".join(f"{r['shard']} ({r['state']})" for r in idle[:20]) + (" ..." if len(idle) > 20 else "")
+        console.print(f"no projected finish: no worker runs shard(s) {named}; run `relocate move PLAN.json --shard K` "
+                      "for each", markup=False)
+    else:
+        console.print(f"projected finish of the shards: {'in ' + render._duration(fin) if fin is not None else 'unknown (a shard has no rate yet)'}",
+                      markup=False)

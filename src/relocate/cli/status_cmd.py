@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         from relocate.cli.shards_cmd import status_table
         from relocate.shards import state
         from relocate.shards.status import shard_status
+        from relocate.shards.worker import LOCK_STALE_S
 
         plan, config = load_plan_file(plan_file)
         if plan.shards is None:
@@ -31,10 +32,13 @@ def register(app: typer.Typer) -> None:
         from relocate.settings import Settings
         from relocate.ssh.connection import session
 
-        login = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key).login  # RELOCATE_* read here only
-        with session(config.ssh, login, config.target_jump) as conn:
+        opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key)  # RELOCATE_* read here only
+        stale = opts.tuning.shard_lock_stale_s or LOCK_STALE_S  # the time a new worker takes a lock over after
+        with session(config.ssh, opts.login, config.target_jump) as conn:
             progress = state.read_progress(conn, config.root, plan.shards["id"])
-        doc = shard_status(plan, progress, time.time())
+            troubles = state.troubles_of(conn, config, plan.shards, progress)
+            workers = state.read_workers(conn, config.root, stale)
+        doc = shard_status(plan, progress, time.time(), workers=workers, troubles=troubles, stale_s=stale)
         if as_json:
             render.print_json({"plan": plan.shards["id"], **doc})
         else:

@@ -38,9 +38,12 @@ def _verify_sharded(plan: Any, config: Any, snap: Any, opts: Settings, as_json: 
     if as_json:
         render.print_json({"snapshot": report.snapshot, "shards": plan.shards["count"], **report.to_dict()})
     else:
-        render.stdout_console().print(f"{plan.shards['count']} shard(s) of plan {plan.shards['id']}"
-                                      + (f", snapshot {snap.id}" if snap else ""), markup=False)
-        render.verify(render.stdout_console(), report)
+        count = plan.shards["count"]
+        render.stdout_console().print(f"{count} shard(s) of plan {plan.shards['id']}"
+                                      + (f", snapshot {snap.id}" if snap else
+                                         ": their records (no snapshot of the final phase on this machine)"), markup=False)
+        render.verify(render.stdout_console(), report,
+                      against=(f"snapshot {snap.id} and " if snap else "") + f"the records of all {count} shard(s)")
     raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.DIFFERENCES))
 
 

@@ -149,6 +149,9 @@ class Plan:
     def from_dict(cls, data: dict[str, Any], source: str = "plan file") -> "Plan":
         if not isinstance(data, dict) or data.get("format_version") != PLAN_FORMAT:
             raise ConfigError(f"{source}: not a relocate plan (format_version {PLAN_FORMAT} expected)")
+        from relocate.shards.section import check_section  # pure; every reader of a sharded plan relies on it
+
+        check_section(data.get("shards"), source)  # exit 2 naming the field: edited or damaged
         try:
             return cls(
                 created_at=data["created_at"],

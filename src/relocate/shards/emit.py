@@ -20,6 +20,7 @@ import yaml
 from relocate import __version__, localfile
 from relocate.errors import ConfigError, UsageError
 from relocate.plan.model import PLAN_FORMAT
+from relocate.shards.section import check_section
 from relocate.targets import shell
 
 ENGINES = ("kubernetes", "github-actions", "aws-batch")
@@ -143,6 +144,8 @@ def read_plan(path: Path) -> PlanFacts:
         raise ConfigError(f"{path}: not a JSON plan file ({exc})") from None
     if not isinstance(data, dict) or data.get("format_version") != PLAN_FORMAT or not isinstance(data.get("config_text"), str):
         raise ConfigError(f"{path}: not a relocate plan (format_version {PLAN_FORMAT} expected)")
+    # an edited or damaged section: exit 2 naming the field (emit reads only N, the workers the rest)
+    check_section(data.get("shards"), str(path), count_only=True)
     n = shard_count(data)
     if n is None:
         raise ConfigError(f"{path}: the plan has no shards", hint="make it with `relocate plan --shards N -o plan.json`")

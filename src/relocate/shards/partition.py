@@ -5,7 +5,8 @@ valid Unicode is Python's own str order (UTF-8 keeps code-point order). The rang
 one bucket entry tile the whole key space: shard 0 starts at "" (before every key),
 the last one has no end, and each shard's end is the next one's start, so every key
 there is, or will be, falls in exactly one shard. A shard whose `start` is None is
-empty: all the keys went to earlier shards (more shards than keys).
+empty (and has no `end`): its share of the cost fell inside one object (more shards
+than keys, or one big object), so its keys went to a neighbour.
 
 How the cuts are placed: each key costs size/total_bytes + 1/total_count (so the whole
 bucket costs 2); shard k starts at the first key before which the running cost reaches
@@ -79,11 +80,17 @@ def partition(objects: Iterable[tuple[str, int, str]], n: int, total_count: int,
         if last is not None and key <= last:
             raise ValueError(f"keys not sorted: {key!r} after {last!r}")
         last = key
-        while cut < n and total_count and cost >= 2.0 * cut / n - 1e-12:
+        reached = cut
+        while reached < n and total_count and cost >= 2.0 * reached / n - 1e-12:
+            reached += 1
+        if reached > cut:
+            # shards cut..reached-1 would all start at this key: only the last one does;
+            # the ones before it stay empty (start None, no end), so no empty shard claims
+            # a key ([key, key) would look like a range that holds something)
             ranges[current].end = key
-            ranges[cut].start = key
-            current = cut
-            cut += 1
+            ranges[reached - 1].start = key
+            current = reached - 1
+            cut = reached
         r = ranges[current]
         r.objects += 1
         r.bytes += size

@@ -13,13 +13,12 @@ the final phase, `move plan.json --finish`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from relocate.plan.build import Rates, eta
 from relocate.plan.model import Plan
 from relocate.shards.partition import partition
+from relocate.shards.section import section_id
 
 if TYPE_CHECKING:
     from relocate.sources.inventory import Inventory
@@ -39,7 +38,7 @@ def shards_section(plan: Plan, inventory: "Inventory", n: int, rates: Rates) -> 
     total_b = sum(b for _, b in per_shard)
     return {
         "count": n,
-        "id": hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:16],
+        "id": section_id(steps),  # checked against the ranges whenever the plan is loaded (section.py)
         "steps": steps,
         "est_seconds": [round(x, 1) for x in per],
         "finish_est_seconds": round(finish, 1),

@@ -16,6 +16,7 @@ target never meet. The target-wide lock is only taken by `move plan.json --finis
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -33,6 +34,9 @@ from relocate.snapshot.manifest import ObjectEntry
 from relocate.sources.inventory import ObjectInfo, first_owned_after, list_range
 from relocate.targets import files, layout, nolinks, shell
 
+# beside each range's progress.json: {plan, step, shard, digest, objects, bytes} of the range
+# as its worker's last run listed it (digest as partition.Digest); read by shards/drift.py
+FINGERPRINT = "fingerprint.json"
 CHUNK = 10_000  # keys listed, compared and recorded at a time (RELOCATE_SHARD_CHUNK)
 LOCK_STALE_S = 900.0  # a shard lock not touched for this long is taken over (RELOCATE_SHARD_LOCK_STALE_S)
 
@@ -65,7 +69,8 @@ def spec_for(config: Config, step_id: str) -> tuple[BucketSpec, list[BucketSpec]
     for spec in config.s3:
         if s3_step_id(spec.bucket, spec.prefix) == step_id:
             return spec, [s for s in config.s3 if s.bucket == spec.bucket]
-    raise DriftError(f"the saved plan is stale: step {step_id} is not in its relocate.yaml", hint="run `relocate plan --shards N -o` again")
+    raise DriftError(f"the saved plan is stale: step {step_id} is not in its relocate.yaml",
+                     hint="run `relocate plan --shards N -o plan.json` again")
 
 
 def chunked(items: Iterable[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]]:
@@ -101,7 +106,8 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
                 d.add(o.key, o.size, o.etag)
             if d.hexdigest() != rng.digest:
                 raise DriftError(f"the source changed since the plan was saved (s3://{spec.bucket}/{spec.prefix}, shard {index})",
-                                 hint="run `relocate plan --shards N -o` again, or pass --allow-drift to move what is there now")
+                                 hint=f"run `relocate plan --shards {count} -o plan.json` again, or pass --allow-drift "
+                                      "to move what is there now")
     lock = TargetLock(conn, root, f"shard {index}", where=state.lock_path(root, index), stale_s=stale)
     with lock:
         audit(conn, root, "shard-start", shard=index, shards=count, plan=section["id"], steps=[sid for sid, _ in steps])
@@ -129,7 +135,9 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
     rec = state.Records(conn, root, dest, rng.index, plan.shards["id"], sid)
     rec.begin()
     reader: ObjectReader | None = None
-    failed_here = False
+    failed_here = 0  # objects of this range that could not be written (recorded for status)
+    listed = 0  # objects its listing held (recorded for verify)
+    seen, seen_bytes = Digest(), 0  # the range as this run listed it (FINGERPRINT: what --finish compares)
     try:
         listing = list_range(aws, spec, group, rng.start, rng.end, start_after(rng.start or ""))
         for number, chunk in enumerate(chunked(listing, size)):
@@ -142,6 +150,10 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
             present = files.sizes_of(conn, where, [paths[k] for k in cands]) if cands else {}
             entries: dict[str, dict[str, Any]] = {k: r for k, r in cands.items() if present.get(paths[k]) == int(r["size"])}
             todo = [o for o in chunk if o.key not in entries]
+            listed += len(chunk)
+            for o in chunk:
+                seen.add(o.key, o.size, o.etag)
+            seen_bytes += sum(o.size for o in chunk)
             report.objects += len(chunk)
             report.bytes += sum(o.size for o in chunk)
             report.objects_skipped += len(entries)
@@ -171,13 +183,19 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
                 try:
                     pusher.run(todo, commit)
                 except ItemError as exc:  # retrying cannot fix it: the shard is not complete (exit 4)
-                    report.failed.extend(f"{sid} shard {rng.index}: {line}" for line in exc.lines())
-                    failed_here = True
+                    lines = exc.lines()
+                    report.failed.extend(f"{sid} shard {rng.index}: {line}" for line in lines)
+                    failed_here += max(1, len(lines))
                 conn.ensure()
             elif set(recorded) != set(entries):
                 rec.write_chunk(number, [entries[k] for k in keys if k in entries])
             rec.chunk_done(number, len(entries), sum(int(e["size"]) for e in entries.values()))
-        rec.finish(complete=not failed_here)
+        # before the range is marked complete: `move --finish` compares the range as listed
+        # here with the source as it is then (shards/drift.py): objects written since are named
+        state.write_json(conn, root, posixpath.join(layout.shard_dir(root, dest, rng.index), FINGERPRINT), json.dumps(
+            {"plan": plan.shards["id"], "step": sid, "shard": rng.index, "digest": seen.hexdigest(), "objects": listed,
+             "bytes": seen_bytes}).encode())
+        rec.finish(complete=not failed_here, failed=failed_here, listed=listed)
     finally:
         if reader is not None:
             reader.close()
