@@ -287,3 +287,28 @@ def project(podman: servers.Podman):
     if ids:
         podman.as_user("podman", "rm", "-f", *ids)
     podman.as_user("podman", "network", "rm", "-f", f"{name}_default")
+
+
+def test_a_saved_plan_pins_the_release_content_it_was_reviewed_with(tmp_path: Path, moto: str, sshd) -> None:
+    """`plan -o plan.json`, review, `move plan.json`: the release that goes live is the one
+    reviewed. Code changed in deploy.release after the plan is drift (exit 6, naming it),
+    as a changed object or parameter is; --allow-drift deploys what is there now."""
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "pinned-release")
+    plan = tmp_path / "plan.json"
+    try:
+        r = cli("plan", "-f", str(cfg), "-o", str(plan))
+        assert r.exit_code == 0, r.stdout + r.stderr
+        assert json.loads(plan.read_text())["fingerprint"]["inputs"] == {
+            f"deploy.release {tmp_path / 'v1'}": release_digest(tmp_path / "v1")[0]}
+        with open(tmp_path / "v1" / "app.py", "a") as fh:
+            fh.write("# changed after the review\n")
+        r = cli("move", str(plan), "--yes")
+        assert r.exit_code == 6, r.stdout + r.stderr
+        assert r.stderr.count("\n") == 1 and "source changed" in r.stderr, r.stderr
+        assert f"deploy.release {tmp_path / 'v1'} (its content)" in r.stderr, r.stderr
+        assert not (root / "current").exists()  # nothing was deployed
+        r = cli("move", str(plan), "--yes", "--allow-drift")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        assert (root / "current" / "app.py").read_text().endswith("# changed after the review\n")
+    finally:
+        stop_app(root)

@@ -142,11 +142,12 @@ def check_drift(saved: Plan, fresh: Plan, allow_drift: bool, *, replan: str = "r
     the command the hint names (a sharded plan's: `relocate plan --shards N -o plan.json`)."""
     changes: list[str] = []
     if saved.fingerprint_digest != fresh.fingerprint_digest:
-        for section in ("buckets", "parameters", "secrets"):
+        for section in ("buckets", "parameters", "secrets", "inputs"):
             old, new = saved.fingerprint.get(section, {}), fresh.fingerprint.get(section, {})
             for name in sorted(set(old) | set(new)):
                 if old.get(name) != new.get(name):
-                    changes.append(f"{section[:-1]} {name}")
+                    # inputs are named whole ("deploy.release ./build"): its content changed
+                    changes.append(f"{name} (its content)" if section == "inputs" else f"{section[:-1]} {name}")
         changes = changes or ["source fingerprint"]
     if saved.target != fresh.target:
         changes.append(f"target {saved.target} -> {fresh.target}")

@@ -316,6 +316,7 @@ class DeployKind(Kind):
             change="" if same else (f"unpack {dep.release_path.name} as a new release, switch current to it; (re)start the app "
                                     f"({dep.settings.runtime})" + ("; the current release does not answer" if current else "")),
         ))
+        part.inputs[f"deploy.release {dep.release_path}"] = gathered["digest"]
         for why in gathered.get("runtime_blockers") or ():
             part.blockers.append(Finding("deploy-runtime", f"deploy.runtime {dep.settings.runtime}: {why}"))
         if not dep.health_url:

@@ -137,6 +137,9 @@ def build_plan(
             warnings.append(Finding("aup", w))
 
     fingerprint = inventory.fingerprint()  # one pass over every object: ~5 s per million (issue 16)
+    inputs = {name: digest for part in parts for name, digest in part.inputs.items()}
+    if inputs:  # a release's content, reviewed in this plan, is what `move plan.json` must deploy
+        fingerprint["inputs"] = inputs
     return Plan(
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         config_path=str(config.path),

@@ -86,6 +86,9 @@ class PlanPart:
     steps: list[Step] = field(default_factory=list)
     blockers: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # Local inputs the plan was made from, by name, as content digests (deploy.release):
+    # they join the source's fingerprint, so `move plan.json` refuses what changed since.
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
