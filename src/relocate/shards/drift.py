@@ -17,7 +17,6 @@ exit 6 unless `--allow-drift`, and then says which ranges were not moved as they
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,7 +27,6 @@ from relocate.shards import state
 from relocate.shards.partition import Digest, Range, start_after
 from relocate.shards.worker import FINGERPRINT, spec_for
 from relocate.sources.inventory import list_range
-from relocate.targets import layout, shell
 
 THREADS = 8
 
@@ -86,27 +84,7 @@ def _count(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
-# every range's fingerprint under the shards directory, NUL-separated, in one remote command
-_READ_PRINTS = r"""
-cd "$1" 2>/dev/null || exit 0
-for f in */*/"$2"; do
-  [ -f "$f" ] || continue
-  cat -- "$f"; printf '\0'
-done
-exit 0
-"""
-
-
 def read_fingerprints(conn: Any, root: str, plan_id: str) -> dict[tuple[str, int], dict[str, Any]]:
     """{(step id, shard): fingerprint} the workers of this plan recorded (worker.FINGERPRINT)."""
-    out = conn.run(shell.line(["sh", "-c", _READ_PRINTS, "sh", layout.shards_dir(root), FINGERPRINT]), timeout=600).stdout
-    found: dict[tuple[str, int], dict[str, Any]] = {}
-    for raw in out.split(b"\0"):
-        try:
-            doc = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            continue
-        if (isinstance(doc, dict) and doc.get("plan") == plan_id and isinstance(doc.get("digest"), str)
-                and isinstance(doc.get("shard"), int) and not isinstance(doc.get("shard"), bool)):
-            found[(str(doc.get("step")), int(doc["shard"]))] = doc
-    return found
+    return {at: doc for at, doc in state.read_each(conn, root, plan_id, FINGERPRINT).items()
+            if isinstance(doc.get("digest"), str)}

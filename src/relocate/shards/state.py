@@ -136,9 +136,11 @@ def write_json(conn: Any, root: str, path: str, data: bytes) -> None:
     conn.run(cmd, data, timeout=600)
 
 
-_READ_ALL = r"""
+# One file of every shard's directory under shards/ ($2: progress.json, fingerprint.json),
+# NUL-separated, in one remote command.
+_READ_EACH = r"""
 cd "$1" 2>/dev/null || exit 0
-for f in */*/progress.json; do
+for f in */*/"$2"; do
   [ -f "$f" ] || continue
   cat -- "$f"; printf '\0'
 done
@@ -146,9 +148,10 @@ exit 0
 """
 
 
-def read_progress(conn: Any, root: str, plan_id: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """{(step id, shard): progress} of this plan, from one remote command."""
-    out = conn.run(shell.line(["sh", "-c", _READ_ALL, "sh", layout.shards_dir(root)]), timeout=600).stdout
+def read_each(conn: Any, root: str, plan_id: str, name: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """{(step id, shard): document} of this plan from the file `name` of every shard's
+    directory; one that does not parse, or is another plan's, is left out."""
+    out = conn.run(shell.line(["sh", "-c", _READ_EACH, "sh", layout.shards_dir(root), name]), timeout=600).stdout
     found: dict[tuple[str, int], dict[str, Any]] = {}
     for rec in out.split(b"\0"):
         try:
@@ -158,6 +161,11 @@ def read_progress(conn: Any, root: str, plan_id: str) -> dict[tuple[str, int], d
         if isinstance(doc, dict) and doc.get("plan") == plan_id and as_count(doc.get("shard")) is not None:
             found[(str(doc.get("step")), int(doc["shard"]))] = doc
     return found
+
+
+def read_progress(conn: Any, root: str, plan_id: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """{(step id, shard): progress} of this plan, from one remote command."""
+    return read_each(conn, root, plan_id, "progress.json")
 
 
 # --- what status, --finish and verify trust: the records as they are now --------------
