@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 import servers
-from helpers import aws_client, cli, make_config, stop_app
+from helpers import aws_client, cli, make_config, one_line_error, stop_app
 from relocate.config import load_config
 from relocate.targets import shell
 from relocate.targets.health import http_get
@@ -274,10 +274,18 @@ def test_health_check_must_reach_the_new_release_not_a_port_squatter(tmp_path: P
         time.sleep(0.5)
         r = cli("move", "-f", str(cfg), "--yes")
         assert r.exit_code == 4, r.stdout + r.stderr
-        assert f"port {port} is still held" in r.stdout, r.stdout
+        out = " ".join(r.stdout.split())
+        assert f"port {port} is still held" in out and "None" not in out, out
         assert _processes_in(root / "releases") == 0
+        # set aside like any failed release, `current` names none, so rollback has nothing
+        names = sorted(p.name for p in (root / "releases").iterdir())
+        assert len(names) == 1 and names[0].endswith(".failed"), names
+        assert not os.path.lexists(root / "current")
+        line = one_line_error(cli("rollback", "-f", str(cfg), "--yes"), 2)
+        assert "nothing to roll back to" in line, line
     finally:
         squatter.kill()
+        squatter.wait()
         stop_app(root)
 
 

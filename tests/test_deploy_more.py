@@ -86,29 +86,6 @@ def test_failed_first_deploy_is_set_aside_and_nothing_to_roll_back_to(tmp_path: 
         stop_app(root)
 
 
-def test_first_deploy_beside_a_port_squatter_is_set_aside(tmp_path: Path, moto: str, sshd) -> None:
-    """The health port is held by a process relocate did not start, on a fresh target:
-    the release is not started, and is renamed `.failed` like any failed release."""
-    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-squat-fresh", timeout_s=5, versions=("v1",))
-    squatter = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        r = cli("move", "-f", str(cfg), "--yes")
-        assert r.exit_code == 4, r.stdout + r.stderr
-        out = " ".join(r.stdout.split())
-        assert f"port {port} is still held" in out and "None" not in out, out
-        names = _releases(root)
-        assert len(names) == 1 and names[0].endswith(".failed"), names
-        assert not os.path.lexists(root / "current")
-        line = one_line_error(cli("rollback", "-f", str(cfg), "--yes"), 2)
-        assert "nothing to roll back to" in line, line
-    finally:
-        squatter.kill()
-        squatter.wait()
-        stop_app(root)
-
-
 # --- 2. same-second releases keep deploy order; 5. keep_releases is exact
 
 def test_releases_of_one_second_keep_deploy_order_and_keep_releases_is_exact(tmp_path: Path, moto: str, sshd,
