@@ -1,6 +1,7 @@
 """`plan --probe/--deadline/--format markdown` and `move --deadline` against real servers
-(moto + OpenSSH sshd): estimates from measured rates, a critical miss blocks, and a move
-that cannot meet its deadline moves critical data first, stops, and a later run resumes."""
+(moto + OpenSSH sshd): estimates from measured rates, plan and move leave the same steps,
+and a move that cannot meet its deadline moves critical data first, stops, and a later run
+resumes."""
 
 from __future__ import annotations
 
@@ -68,11 +69,16 @@ def test_plan_probe_deadline_and_egress(setup: tuple[Path, Path], monkeypatch: p
 
 
 def test_plan_exits_3_when_critical_data_misses_the_deadline(setup: tuple[Path, Path]) -> None:
+    """Issue 7: exit 3 if something marked critical will not make it (a passed deadline
+    with critical work left included); the bucket `move` would leave is named too."""
     cfg, _ = setup
     run = cli("plan", "-f", str(cfg), "--deadline", PAST, "--format", "json")
     assert run.exit_code == 3
     plan = run.json()
     assert [b["code"] for b in plan["blockers"]] == ["deadline"] and "env:shared/app.env" in plan["blockers"][0]["message"]
+    assert "(already passed)" in plan["blockers"][0]["message"]
+    sched = plan["schedule"]
+    assert sched["left"] == ["s3:thumbs/"] and sched["critical_misses"] == ["env:shared/app.env", "s3:uploads/"]
     md = cli("plan", "-f", str(cfg), "--deadline", PAST, env={"RELOCATE_PLAN_FORMAT": "markdown"})
     assert md.exit_code == 3 and md.stdout.startswith("## relocate plan") and "**Blocked**" in md.stdout
     bad = cli("plan", "-f", str(cfg), "--deadline", "tomorrow-ish")
@@ -92,6 +98,49 @@ def test_move_on_a_fresh_plan_is_blocked_as_plan_shows(setup: tuple[Path, Path])
     assert "the plan has 1 blocker(s): env:shared/app.env is critical but is projected to finish at" in run.stderr
     assert "env:shared/app.env is critical but is projected" in run.stdout  # the plan it shows has the blocker
     assert not root.exists() or not any(root.rglob("*"))
+
+
+def test_plan_and_move_leave_the_same_steps_inside_the_reserve(setup: tuple[Path, Path]) -> None:
+    """`plan --deadline 20s` used to show every step ok (finishing in seconds) while
+    `move --deadline 20s` left the bulk bucket: the 30 s reserve applied only in move."""
+    cfg, root = setup
+    shown = cli("plan", "-f", str(cfg), "--deadline", "20s", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    sched = shown.json()["schedule"]
+    assert sched["left"] == ["s3:thumbs/"] and sched["misses"] == ["s3:thumbs/"] and sched["reserve_s"] == 30.0
+    assert any(w["code"] == "deadline" and w["message"].startswith("1 step(s) will not finish by")
+               and "s3:thumbs/" in w["message"] and "reserve of max(30 s, 2% of the time left)" in w["message"]
+               for w in shown.json()["warnings"])
+    text = cli("plan", "-f", str(cfg), "--deadline", "20s")
+    assert re.search(r"LEFT bulk +s3:thumbs/  not started: left for a later run", text.stdout) and re.search(r"ok   critical s3:uploads/", text.stdout)
+    run = cli("move", "-f", str(cfg), "--yes", "--deadline", "20s", "--json")
+    assert run.exit_code == 4, run.stderr
+    left = run.json()["result"]["left"]
+    assert len(left) == 1 and left[0].startswith("s3:thumbs/: 5 object(s)")
+    # with room to spare both agree the other way: nothing left, the move completes
+    roomy = cli("plan", "-f", str(cfg), "--deadline", "10m", "--json")
+    assert roomy.exit_code == 0 and roomy.json()["schedule"]["left"] == []
+    again = cli("move", "-f", str(cfg), "--yes", "--deadline", "10m", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["result"]["left"] == [] and again.json()["result"]["objects_sent"] == 5
+
+
+def test_nothing_to_do_never_misses_a_passed_deadline(setup: tuple[Path, Path]) -> None:
+    """Once everything is on the target, a passed deadline neither blocks nor misses: the
+    steps have nothing to do (it used to exit 3 on the env step's estimate)."""
+    cfg, root = setup
+    assert cli("move", "-f", str(cfg), "--yes").exit_code == 0
+    shown = cli("plan", "-f", str(cfg), "--deadline", PAST, "--json")
+    assert shown.exit_code == 0, shown.stdout
+    plan = shown.json()
+    assert all(s["todo_count"] == 0 for s in plan["steps"])
+    assert plan["blockers"] == [] and plan["schedule"]["misses"] == [] and plan["schedule"]["left"] == []
+    assert all(s["fits"] for s in plan["schedule"]["steps"])
+    (passed,) = [w["message"] for w in plan["warnings"] if w["code"] == "deadline"]
+    assert "has passed" in passed and "no critical step has anything left to do" in passed
+    run = cli("move", "-f", str(cfg), "--yes", "--deadline", PAST, "--json")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.json()["result"]["left"] == [] and run.json()["result"]["nothing_to_do"]
 
 
 def test_move_with_a_deadline_it_cannot_meet_stops_in_order_and_resumes(setup: tuple[Path, Path], tmp_path: Path) -> None:

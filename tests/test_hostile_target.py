@@ -170,19 +170,21 @@ def test_env_dir_mode_is_the_users_choice(tmp_path: Path, moto: str, sshd: Any) 
 
 
 @pytest.mark.parametrize("receiver", ["python", "sh"])
-def test_a_file_in_the_way_is_a_failed_item_exit_4_not_a_retry(tmp_path: Path, moto: str, sshd: Any, receiver: str) -> None:
+def test_a_file_where_the_buckets_directory_must_go_blocks_the_plan(tmp_path: Path, moto: str, sshd: Any, receiver: str) -> None:
+    """The plan sees it (a plain file at the bucket's `to:`): exit 3 before anything is
+    written, never retries. The same file appearing after the plan is a failed item of the
+    move instead (tests/test_target_conflicts.py)."""
     _seed(moto)
     root = _root(sshd)
     blocker = _mkdirs(root, "data") / "media"
     blocker.write_bytes(b"a file where the bucket's directory must go\n")
     _owned(blocker, root)
     cfg = _config(tmp_path, moto, sshd, root)
-    # Retries would take 1+2+4+8 s with this backoff: a failed item must not be retried at all.
     run = cli("move", "-f", str(cfg), "--yes", env={"RELOCATE_RECEIVER": receiver, "RELOCATE_RETRY_BACKOFF": "1"})
-    assert run.exit_code == 4, (run.exit_code, run.stdout, run.stderr)
+    assert run.exit_code == 3, (run.exit_code, run.stdout, run.stderr)
     assert "Traceback" not in run.stderr and "retrying the batch" not in run.stderr
-    assert "s3:media" in run.stdout and "data/media" in run.stdout
-    assert (root / "shared" / "app.env").exists()  # the rest of the move still happened
+    assert "data/media" in run.stdout + run.stderr
+    assert not (root / "shared" / "app.env").exists()  # a blocked plan writes nothing
     assert blocker.read_bytes().startswith(b"a file")
 
 

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from typing import Any, Iterable
 
-from relocate.targets.layout import STATE_DIR
+from relocate.targets.layout import STATE_DIR, flat_name
 
 MAX_SEGMENT = 255  # bytes: NAME_MAX of every Linux file system relocate writes to
 MAX_DEST = 1024  # bytes: leaves room under PATH_MAX (4096) for the root and the object keys
@@ -152,7 +152,7 @@ def overlap_errors(data: dict[str, Any]) -> list[tuple[str, str]]:
     seen: dict[str, Dest] = {}
     for d in dests:
         if d.kind == "dir" and d.owner.startswith("s3:"):
-            sidecar = d.rel.replace("/", "__")
+            sidecar = flat_name(d.rel)
             other = seen.setdefault(sidecar, d)
             if other is not d and other.rel != d.rel:
                 errors.append((d.field, f"{d.rel!r} and {other.field} {other.rel!r} would share one sidecar "

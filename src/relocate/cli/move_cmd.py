@@ -119,10 +119,11 @@ def register(app: typer.Typer) -> None:
                 check_drift(saved, plan, allow_drift)
                 plan = saved_steps(saved, plan)
             elif until is not None:
-                # A fresh plan gets the deadline rules `plan --deadline` shows (a critical
-                # step that cannot finish in time blocks, exit 3); a saved plan keeps the
-                # findings it was planned with (workflow.saved_steps).
-                deadline.apply(plan, started, until)
+                # A fresh plan gets the deadline rules `plan --deadline` shows, projected from
+                # now (the listing is done): the steps it leaves are the ones the runner
+                # leaves, given the estimates; a saved plan keeps the findings it was
+                # planned with (workflow.saved_steps).
+                deadline.apply(plan, opts.clock(), until)
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)

@@ -88,7 +88,9 @@ def register(app: typer.Typer) -> None:
         if plan.egress["rates_stale"]:
             plan.warnings.append(Finding("egress-rates-stale", plan.egress["stale_note"]))
         if until is not None:
-            deadline.apply(plan, started, until)
+            # projected from now, after the listing and the probe: `move` decides each step
+            # by the clock when it is about to start (the same rule: plan/deadline.py)
+            deadline.apply(plan, opts.clock(), until)
         if output is not None:
             write_json_atomic(output, plan.to_dict())  # 0644, whole or not at all
         if as_json:

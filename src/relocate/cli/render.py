@@ -56,6 +56,20 @@ def egress_line(e: dict[str, Any]) -> str:
             f"{e.get('exit_waiver', '')}")
 
 
+def _dir_mode_fix(change: str) -> str:
+    """An env step's directory-mode change (kinds/env.py: `set directory D to mode M (it is
+    N; target.env_dir_mode)`), or ""."""
+    at = change.find("set directory ")
+    return change[at:] if at >= 0 else ""
+
+
+def _env_copy(todo: int, change: str, fix: str) -> str:
+    """An env row's "to copy": the parameters and secrets written, or only the directory's mode."""
+    if change.startswith("write "):
+        return f"{todo} parameter(s)/secret(s)" + ("; directory mode" if fix else "")
+    return "directory mode only (file unchanged)" if fix else f"{todo} parameter(s)/secret(s)"
+
+
 def plan(console: Console, p: Plan) -> None:
     console.print(f"[bold]Plan[/bold] for {p.target}  (root {p.root})")
     if p.facts:
@@ -65,15 +79,23 @@ def plan(console: Console, p: Plan) -> None:
     table = Table(title="Steps", show_lines=False)
     for col in ("step", "from", "to (under root)", "items", "size", "to copy", "est."):
         table.add_column(col, overflow="fold")
+    dir_modes: list[str] = []  # env steps' directory-mode changes, said under the table (README, target.env_dir_mode)
     for s in p.steps:
+        fix = _dir_mode_fix(s.change) if s.kind == "env" else ""
+        if fix:
+            dir_modes.append(f"{s.dest}: {fix}")
         copy = (f"{s.todo_count} ({human_bytes(s.todo_bytes)})" if s.kind == "s3" else "check" if s.kind == "verify"
                 else "nothing to do" if not s.todo_count
-                else f"{s.todo_count} parameter(s)/secret(s)" if s.kind == "env"
+                else _env_copy(s.todo_count, s.change, fix) if s.kind == "env"
                 else s.detail if s.kind == "prepare"  # the package names, not only how many
+                else f"{s.todo_count} path(s) ({human_bytes(s.todo_bytes)})" if s.kind == "hostfiles"
                 else (f"{s.todo_count} tables" if s.todo_count else s.detail) if s.kind == "databases" else str(s.todo_count))
-        size = human_bytes(s.bytes) if s.kind in ("s3", "databases") else "-"
+        # every step whose bytes the total counts shows them (the rows add up to the total)
+        size = human_bytes(s.bytes) if s.kind in ("s3", "databases", "hostfiles") or s.bytes else "-"
         table.add_row(s.kind, s.source, s.dest, str(s.count), size, copy, _duration(s.est_seconds))
     console.print(table)
+    for line in dir_modes:
+        console.print(f"env file {line}", markup=False, soft_wrap=True)
     console.print(f"total {human_bytes(p.total_bytes)}, to copy {human_bytes(p.todo_bytes)}, estimated {estimate_text(p)} "
                   f"at {p.estimate_basis}")
     if p.egress:
@@ -82,7 +104,11 @@ def plan(console: Console, p: Plan) -> None:
         sched = p.schedule
         console.print(f"deadline {sched['deadline']}: projected finish {sched['projected_finish']}, in this order:", markup=False)
         for slot in sched["steps"]:
-            console.print(f"  {'ok  ' if slot['fits'] else 'MISS'} {slot['priority']:<8} {slot['step_id']}  finishes {slot['finish']}", markup=False)
+            if slot.get("left"):  # `move --deadline` does not start it (plan/deadline.py may_start)
+                console.print(f"  LEFT {slot['priority']:<8} {slot['step_id']}  not started: left for a later run "
+                              f"(it would finish {slot['finish']})", markup=False)
+            else:
+                console.print(f"  {'ok  ' if slot['fits'] else 'MISS'} {slot['priority']:<8} {slot['step_id']}  finishes {slot['finish']}", markup=False)
     if p.verdict:
         v = p.verdict
         lean = f" (leaning {v.leaning})" if v.leaning else ""

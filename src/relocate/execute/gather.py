@@ -47,6 +47,9 @@ class Gathered:
     # the receipts into the sidecar
     receipted: dict[str, dict[str, DoneObject]] = field(default_factory=dict)
     env_dirs: dict[str, int] = field(default_factory=dict)  # env file -> its directory's wrong mode (EnvOnTarget.dirs)
+    # each source.s3 `to:` -> {path under it: size} of the files the probe found there (none
+    # when the listing failed): kinds/objects.py names the keys whose directory is a file
+    files_under: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def done_keys(self) -> dict[str, set[str]]:
         return {sid: set(d) for sid, d in self.done.items()}
@@ -72,15 +75,19 @@ ENV_RECORD = "env.json"
 OWNED_MODE_FN = r"""
 relocate_owned_mode() { if [ -d "$1" ] && [ -O "$1" ]; then stat -L -c %a -- "$1"; else echo -; fi; }
 """
-_ENV_ON_TARGET = OWNED_MODE_FN + r"""
-record=$1; shift
-cat -- "$record" 2>/dev/null || true
+_ENV_RECORD_HEAD = r"""
+cat -- "$1" 2>/dev/null || true
 printf '\0'
+"""
+# each env file (files.over_items: the paths on stdin, after the record's path)
+_ENV_ON_TARGET = OWNED_MODE_FN + r"""
+shift
 for f in "$@"; do
   o=$(relocate_owned_mode "${f%/*}")
   if [ -f "$f" ]; then printf '%s\t%s\t%s\t%s\0' "$(stat -c %a -- "$f")" "$(sha256sum < "$f" | cut -c1-64)" "$o" "$f"
   else printf '%s\t%s\t%s\t%s\0' - - "$o" "$f"; fi
 done
+exit 0
 """
 
 
@@ -111,7 +118,8 @@ def env_on_target(config: Config, conn: Connection, inventory: Inventory) -> Env
     if not digests:
         return EnvOnTarget()
     remote = {posixpath.join(config.root, path): path for path in digests}
-    cmd, stdin = shell.script(_ENV_ON_TARGET, posixpath.join(layout.state_dir(config.root), ENV_RECORD), *remote)
+    cmd, stdin = files.over_items(_ENV_RECORD_HEAD, _ENV_ON_TARGET, [posixpath.join(layout.state_dir(config.root), ENV_RECORD)],
+                                  remote)
     raw, _, rest = conn.run(cmd, stdin, timeout=120).stdout.partition(b"\0")
     try:
         record = json.loads(raw) if raw.strip() else {}
@@ -203,26 +211,29 @@ def on_target(config: Config, conn: Connection, journal: Journal, bucket: str, d
     return Recorded(records, taken, found)
 
 
-def look_ahead(config: Config, conn: Connection, journal: Journal, checksum: bool) -> tuple[TargetFacts, Ahead]:
+def look_ahead(config: Config, conn: Connection, journal: Journal,
+               checksum: bool) -> tuple[TargetFacts, Ahead, dict[str, dict[str, int]]]:
     """The target's facts, and on_target for each source.s3 entry's destination, known
     from relocate.yaml alone: taken while the bucket is still being listed (older
     versions' destinations are asked after the listing, by already_on_target). The facts,
     the receipts and the sizes under every destination come in one remote command (with
-    `checksum`, hashes instead, each its own; without a journal, the sidecar too, each its
-    own), and the journal is read while the target answers (issue 18)."""
+    `checksum`, hashes too, each its own; without a journal, the sidecar too, each its
+    own), and the journal is read while the target answers (issue 18). Last, each
+    destination's sizes as listed (Gathered.files_under)."""
     dests = list(dict.fromkeys((spec.bucket, spec.to) for spec in config.s3))
-    sizes = [] if checksum else [posixpath.join(config.root, to) for _, to in dests]
+    sizes = [posixpath.join(config.root, to) for _, to in dests]
     probing = Probing(conn, config.root, write_dirs(config), config.allowed_links, sizes,
-                      [layout.receipts_dir(config.root, to) for _, to in dests])
+                      [layout.receipts_dir(config.root, to) for _, to in dests], write_files(config))
     tid = target_id(config, conn)
     journaled = {(bucket, to): journal.done(tid, bucket) for bucket, to in dests}
     facts, listed, taken = probing.result()
     if not _under_root(facts, config.root):
-        return facts, {}
+        return facts, {}, {}
     found: dict[tuple[str, str], dict[str, int] | None] = dict(zip(dests, listed))
+    under = {to: sizes for (_, to), sizes in found.items() if sizes}
     return facts, {dest: on_target(config, conn, journal, dest[0], dest[1], dest[0], checksum, journaled[dest], raw,
                                    found.get(dest))
-                   for dest, raw in zip(dests, taken)}
+                   for dest, raw in zip(dests, taken)}, under
 
 
 def _nothing_moved(config: Config, ahead: Ahead, exists: bool) -> bool:
@@ -310,6 +321,12 @@ def write_dirs(config: Config) -> list[str]:
     return [posixpath.join(config.root, r) for r in dict.fromkeys(rels) if r]
 
 
+def write_files(config: Config) -> list[str]:
+    """Every file under the root relocate.yaml makes the move write (env files, deploy's
+    `current` and log file): the plan checks that no directory stands there."""
+    return [posixpath.join(config.root, d.rel) for d in pathrules.destinations(config.data) if d.kind in ("env", "file")]
+
+
 def list_source(config: Config, aws: Aws) -> Future[Inventory]:
     """take_inventory on a thread of its own, started before the target's SSH login: the
     source's listing (its S3 client's creation, its requests and their parsing) overlaps
@@ -342,7 +359,7 @@ def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
     listed = listed or list_source(config, aws)
     journal = journal_for(config, readonly=True)  # read only: the move's own writer checkpoints, once
     try:
-        facts, ahead = look_ahead(config, conn, journal, checksum)
+        facts, ahead, under = look_ahead(config, conn, journal, checksum)
         exists = _under_root(facts, config.root)
         if first_move is not None and _nothing_moved(config, ahead, exists):
             first_move()
@@ -351,4 +368,4 @@ def gather(config: Config, aws: Aws, conn: Connection, checksum: bool = False,
     finally:
         journal.close()
     env = env_on_target(config, conn, inventory) if exists else EnvOnTarget()
-    return Gathered(inventory, facts, done, env.record, env.same, receipted, env.dirs)
+    return Gathered(inventory, facts, done, env.record, env.same, receipted, env.dirs, under)

@@ -44,23 +44,25 @@ mkdir -p -- "$(dirname -- "$dir")" 2>/dev/null
 if mkdir -- "$dir" 2>/dev/null; then printf '%s\n' "$owner" > "$dir/owner"; echo taken
 elif [ -d "$dir" ]; then cat -- "$dir/owner" 2>/dev/null || echo '{}'; exit 0
 else printf 'cannot-create\t'; mkdir -- "$dir" 2>&1 | tail -n 1; exit 0; fi
-for c in "$@"; do
-  eval "$c" >&2 || { s=$?; rm -rf -- "$dir"; exit "$s"; }
-done
 """
 # The caller's last commands (`before_release`: its staging dir cleared, an audit line),
 # then the lock removed, in one remote command; the first failure's status is the exit
 # status, and the lock goes whatever failed.
 _RELEASE = r"""
-dir=$1; shift
+dir=$1
 s=0
-for c in "$@"; do
-  eval "$c"; e=$?
-  [ "$s" -ne 0 ] || s=$e
-done
-rm -rf -- "$dir"
+"""
+_RELEASE_END = r"""rm -rf -- "$dir"
 exit "$s"
 """
+
+
+def _in_script(commands: Sequence[str], then: str) -> str:
+    """The caller's commands (remote command lines, every token quoted by shell.line) as
+    lines of the script itself, each followed by `then`: they travel on the script's
+    stdin, not as arguments. An audit line names every step and change of the plan: with
+    hundreds of bucket entries, on the command line that was `Argument list too long`."""
+    return "".join(f"{{ {c}\n}}{then}\n" for c in commands)
 
 
 def who() -> str:
@@ -108,8 +110,8 @@ class TargetLock:
     def __enter__(self) -> "TargetLock":
         owner = {"who": who(), "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "action": self.action}
         for _attempt in range(2):
-            cmd, body = shell.script(_TAKE, self.path, json.dumps(owner), nolinks.root_arg(self.root),
-                                     nolinks.allow_arg(()), *self.then)
+            cmd, body = shell.script(_TAKE + _in_script(self.then, ' >&2 || { s=$?; rm -rf -- "$dir"; exit "$s"; }'),
+                                     self.path, json.dumps(owner), nolinks.root_arg(self.root), nolinks.allow_arg(()))
             out = self.conn.run(cmd, body, timeout=600).text().strip()
             if out == "taken":
                 return self
@@ -148,7 +150,7 @@ class TargetLock:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         last = self.before_release
         try:
-            cmd, body = shell.script(_RELEASE, self.path, *last)
+            cmd, body = shell.script(_RELEASE + _in_script(last, '; e=$?; [ "$s" -ne 0 ] || s=$e') + _RELEASE_END, self.path)
             self.conn.run(cmd, body, timeout=600)
         except Exception:  # a dropped connection leaves a lock the owner file explains
             if last and exc_type is None:

@@ -433,12 +433,16 @@ class BucketPusher:
         finally:
             for ahead in aheads:
                 ahead.close()
-        if first is not None:
+        if first is not None and not isinstance(first, ItemError):
             raise first
         # A receiver whose connection died mid-batch may have left its staging dir (the
         # batch went again on a new connection, into a new one): none of it is trusted.
+        # An item that can never be written ends the bucket with the connection sound:
+        # its staging goes too (a run that ends in exit 4 leaves none behind).
         self.template.ensure()
         self.template.run(shell.line(["rm", "-rf", "--", self.staging]), timeout=60, check=False)
+        if first is not None:
+            raise first
         if self.failed:
             raise ItemsFailed(f"s3://{self.bucket}", dict(sorted(self.failed.items())), hint=ITEM_HINT)
 

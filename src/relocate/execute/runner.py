@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from relocate.config import Config
-from relocate.errors import BlockedError, SafetyError
+from relocate.errors import BlockedError, ItemError, SafetyError
 from relocate.execute import gate
 from relocate.execute.lock import TargetLock, audit_command
 from relocate.execute.verify import VerifyReport, verify_snapshot
@@ -145,6 +145,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         run = Run(report=report, opts=opts, snap=snap, journal=journal, staging=staging, progress=progress)
         ctx.snapshot_dir, ctx.identity, ctx.run = snap.path, identity, run
         outcomes: list[tuple[Kind, Step, Outcome]] = []
+        broken: list[dict[str, str]] = []  # steps an ItemError ended (_step_failed)
         outcome: Outcome | None = None
         phase = ""
         for step in plan.steps:
@@ -156,7 +157,10 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
                 run.event({"event": "phase", "phase": phase})
             log.debug("step %s (%s): %d item(s), %d byte(s) to do", step.id, step.kind, step.todo_count, step.todo_bytes)
             if _may_start(plan, step, opts):
-                outcome = kind.apply(ctx, gathered.get(kind.name), step)
+                try:
+                    outcome = kind.apply(ctx, gathered.get(kind.name), step)
+                except ItemError as exc:  # what this step writes can never be written there: the rest still runs
+                    outcome = _step_failed(run, step, exc, broken)
             else:
                 report.left.append(f"{step.id}: {step.todo_count} object(s), {human_bytes(step.todo_bytes)} not started "
                                    "(would not finish before the deadline; run again to resume)")
@@ -194,7 +198,8 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         # Filed only for a snapshot that is kept: a rerun with nothing to do builds no manifest.
         manifest: dict[str, Any] = {"buckets": [], "env_files": [], "components": {}}
         for kind, step, outcome in outcomes:
-            kind.record(manifest, step, outcome)
+            if not any(b["step"] == step.id for b in broken):
+                kind.record(manifest, step, outcome)
         if run.secret_files:
             data = json.dumps({p: c.decode("utf-8") for p, c in run.secret_files.items()}).encode()
             crypto.write_private(snap.secrets_path, crypto.encrypt(data, identity))
@@ -202,7 +207,7 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         final = store.commit(snap, {
             "id": snap.id, "created_at": plan.created_at, "app": config.app.name, "target": ctx.target_id, "root": root,
             "fingerprint": plan.fingerprint, "buckets": manifest["buckets"], "env_files": manifest["env_files"],
-            "components": components,
+            "components": components, **({"failed_steps": broken} if broken else {}),
             # what the listed prefixes leave out at the source: `verify` reports it again
             "left_out": list(plan.left_out),
         }, failed=len(report.failed))
@@ -226,12 +231,21 @@ def _run(plan: Plan, config: Config, ctx: Context, named: dict[str, Kind], gathe
         journal.close()
 
 
+def _step_failed(run: Run, step: Step, exc: ItemError, broken: list[dict[str, str]]) -> Outcome:
+    """A step that met something it can never write (ItemError: a file where its directory
+    must go, Permission denied...): its item(s) are named in `failed` (exit 4), the step is
+    filed in the snapshot's manifest as `failed_steps` (its kind's own record is not: it
+    wrote nothing to record; `verify` names it, kinds/env.py), and the other steps still
+    run, in the same move (README, exit 4). The objects kind catches its own, per key."""
+    run.event({"event": "warning", "message": f"{step.id}: {exc.message}"})
+    broken.append({"step": step.id, "kind": step.kind, "path": step.dest, "error": exc.line()})
+    return Outcome(False, failed=[f"{step.id}: {line}" for line in exc.lines()])
+
+
 def _may_start(plan: Plan, step: Step, opts: Settings) -> bool:
-    """The deadline rule the plan decided: only a `deadline_bound` step with work to do is
-    held back, and only if its estimate would run past the deadline minus the reserve."""
+    """The deadline rule `plan --deadline` projects (plan/deadline.py `may_start`): only a
+    `deadline_bound` step with work to do is held back, and only if its estimate would run
+    past the deadline less the reserve and the verification's estimate."""
     if opts.deadline is None or not step.deadline_bound or not step.todo_count:
-        return True
-    now = opts.clock()
-    verify = plan.step("verify")
-    keep = deadline.reserve(now, opts.deadline) + (verify.est_seconds if verify else 0.0)
-    return deadline.should_start("normal", step.est_seconds, now, opts.deadline, keep)
+        return True  # the clock is not read for a step the rule never holds back
+    return deadline.may_start(step, opts.clock(), opts.deadline, deadline.verify_seconds(plan.steps))

@@ -253,15 +253,20 @@ class RawWire:
 
 def receiver_error(status: int | None, stderr: bytes, fallback: str) -> RelocateError:
     """What a failed receiver means: a symlinked directory (exit 6), an item that can
-    never be written (exit 4: a name too long, a file where a directory must be), or a
-    transient failure the batch retries (exit 5 once the retries are spent)."""
+    never be written (exit 4: a name too long, a file where a directory must be, a
+    directory the login may not write), or a transient failure the batch retries (exit 5
+    once the retries are spent)."""
     refused = nolinks.refusal(status, stderr)
     if refused is not None:
         return refused
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
     last = lines[-1] if lines else fallback
-    # mkdir -p tolerates a directory made by another lane: "File exists" from it is a file in the way
-    if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS) or ("mkdir" in last and "File exists" in last):
+    # mkdir -p tolerates a directory made by another lane: "File exists" from it is a file in the way.
+    # Permission denied: a directory the login cannot write stays so (not from ssh itself, 255:
+    # a lane's login refused is no item's).
+    denied = status != SSH_STATUS and any(t in last for t in _DENIED_TEXTS)
+    if status == ITEM_STATUS or any(t in last for t in _PERMANENT_TEXTS) or ("mkdir" in last and "File exists" in last) \
+            or denied:
         # mkdir's own words ("mkdir: cannot create directory './legal': File exists") say
         # what it tried, not what is wrong: a file stands where a directory must go.
         blocked = _IN_THE_WAY.search(last)
@@ -278,6 +283,8 @@ ITEM_HINT = "retrying will not help: fix the `to:` in relocate.yaml or what is i
 ITEM_STATUS = 4  # receiver_agent.py ITEM_STATUS
 # What tar, mkdir and cp print for errors retrying cannot fix (the tar path has no errno).
 _PERMANENT_TEXTS = ("File name too long", "Not a directory", "Is a directory", "Read-only file system")
+_DENIED_TEXTS = ("Permission denied", "Operation not permitted")
+SSH_STATUS = 255  # ssh's own failure (its login, its connection), not the remote command's
 # Of those, the one no single file causes (receiver_agent.py ITEM_ERRNOS leaves EROFS out too):
 # a batch the tar path was refused for it is not split to find the file (execute/objects.py).
 NOT_ONE_FILE = "Read-only file system"

@@ -24,7 +24,7 @@ from relocate.plan.model import Finding, Step
 from relocate.snapshot import crypto
 from relocate.snapshot.store import Snapshot
 from relocate.sources.inventory import Inventory, fetch_parameters, fetch_secret
-from relocate.targets import files, layout, shell
+from relocate.targets import files, layout
 from relocate.ssh.connection import Connection
 
 if TYPE_CHECKING:
@@ -156,8 +156,10 @@ KIND_CLASS = EnvFiles
 
 # Each env directory's mode, for the directories the login owns ([ -O ]): relocate sets
 # only those (files.private_dir), so only those can differ from target.env_dir_mode.
+# The directories come on stdin (files.over_items), never on the command line.
 _OWNED_DIR_MODES = OWNED_MODE_FN + r"""
 for d in "$@"; do printf '%s\t%s\0' "$(relocate_owned_mode "$d")" "$d"; done
+exit 0
 """
 
 
@@ -172,7 +174,7 @@ def _verify_dirs(conn: Connection, root: str, envs: list[dict[str, Any]], report
             want[d] = env["dir_mode"]
     if not want:
         return
-    cmd, stdin = shell.script(_OWNED_DIR_MODES, *want)
+    cmd, stdin = files.over_items("", _OWNED_DIR_MODES, [], want)
     for item in conn.run(cmd, stdin, timeout=120).stdout.split(b"\0"):
         mode, _, d = item.decode("utf-8", "surrogateescape").partition("\t")
         if d in want and mode.isdigit() and int(mode, 8) != int(want[d], 8):
@@ -183,6 +185,10 @@ def _verify_dirs(conn: Connection, root: str, envs: list[dict[str, Any]], report
 
 def verify_env(conn: Connection, root: str, snap: Snapshot, manifest: dict[str, Any], identity: Any,
                report: "VerifyReport") -> None:
+    # an env file the move could never write (a file where its directory must go...): the
+    # runner filed its step as failed (execute/runner.py); never an OK while it is not there
+    report.failed.extend({"path": f["path"], "error": f["error"]} for f in manifest.get("failed_steps") or []
+                         if isinstance(f, dict) and f.get("kind") == KIND)
     _verify_dirs(conn, root, manifest.get("env_files", []), report)
     expected: dict[str, str] = {}
     if identity is not None and snap.secrets_path.exists():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -703,34 +704,92 @@ class HostFilesKind(Kind):
                 with contextlib.suppress(OSError):
                     _differs_mark(Path(ctx.snapshot_dir), entry).write_text(bad[0] + "\n", encoding="utf-8")
             detail = f"{len(rows)} entries" + ("" if hashed else ", contents hashed on arrival") + \
-                (f"; {len(bad)} differ, first {bad[0]}" if bad else "")
+                (f"; {len(bad)} differ (as moved -> on the target): {differences_text(bad)}" if bad else "")
             checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad, detail))
         return checks
 
 
+# How many differences a check's detail names one by one before "and N more".
+SHOWN_DIFFERENCES = 10
+_TYPE_NAMES = {"f": "file", "d": "directory", "l": "symlink", "h": "hard link", "p": "fifo", "c": "character device",
+               "b": "block device", "s": "socket", "o": "other"}
+
+
+def _when(epoch: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(epoch)
+
+
 def _differences(rows: dict[str, list[Any]], on_target: dict[str, list[Any]], *, hashed: bool, root_login: bool) -> list[str]:
     """Where the target's listing (target_listing) is not the delivered tree's manifest rows,
-    a line per entry: contents by sha256 when `hashed`, else by size; owners only where the
-    login is root (tar's rule: an ordinary user cannot give files away)."""
-    bad: list[str] = []
+    a line per entry saying in words what differs, "was -> is now on the target": missing,
+    extra (on the target, not in the copy moved), type, mode, owner, link target, size,
+    content (by sha256 when `hashed`, else by size), mtime. Owners only where the login is
+    root (tar's rule: an ordinary user cannot give files away). Ordered by weight, so the
+    first named are what matters (a removed file also moves its directory's mtime): what
+    is missing, then changed content (type, size, sha256, link target), then extra
+    entries, then modes and owners, then mtimes alone; the tree's order within each."""
+    found: list[tuple[int, str]] = []  # (rank, line)
     for path, row in rows.items():
         kind, mode, mtime, owner, link, digest = row[:6]
         got = on_target.get(path)
         if got is None:
-            bad.append(f"{_shown(path)}: missing")
+            found.append((0, f"{_shown(path)}: missing"))
             continue
         if kind == "h":  # a hard link: its content was checked under the name it links to
             linked = (rows.get(link) or ["f"])[0]  # manifests before links were kept: a file's
             if got[0] != linked:
-                bad.append(f"{_shown(path)}: type {got[0]} != {linked} (a hard link)")
+                found.append((1, f"{_shown(path)}: type {_TYPE_NAMES.get(linked, linked)} (a hard link) -> "
+                                 f"{_TYPE_NAMES.get(got[0], got[0])}"))
             continue
-        content = (digest if hashed else row[6]) if kind == "f" else None
-        held = (got[5] if hashed else got[6]) if kind == "f" else None
-        wanted = [kind, mode, link, content] + ([mtime] if kind != "l" else []) + ([owner] if root_login else [])
-        have = [got[0], got[1], got[4], held] + ([got[2]] if kind != "l" else []) + ([got[3]] if root_login else [])
-        if wanted != have:
-            bad.append(f"{_shown(path)}: {have} != {wanted}")
-    return bad
+        what: list[str] = []
+        rank = 4
+        if got[0] != kind:
+            what.append(f"type {_TYPE_NAMES.get(kind, kind)} -> {_TYPE_NAMES.get(got[0], got[0])}")
+            rank = 1
+        else:
+            if kind == "f":
+                size = row[6] if len(row) > 6 else None
+                if size is not None and size != got[6]:
+                    what.append(f"size {size} -> {got[6]} bytes")
+                    rank = 1
+                if hashed and digest != got[5]:
+                    what.append(f"content (sha256 {str(digest)[:12]} -> {str(got[5])[:12] if got[5] else 'unreadable'})")
+                    rank = 1
+            if link != got[4]:
+                what.append(f"link target {_shown(str(link))} -> {_shown(str(got[4]))}")
+                rank = 1
+        if mode != got[1]:
+            what.append(f"mode {int(mode):04o} -> {int(got[1]):04o}")
+            rank = min(rank, 3)
+        if root_login and owner != got[3]:
+            what.append(f"owner {owner} -> {got[3]}")
+            rank = min(rank, 3)
+        if kind != "l" and got[0] == kind and mtime != got[2]:
+            what.append(f"mtime {_when(mtime)} -> {_when(got[2])}")
+        if what:
+            found.append((rank, f"{_shown(path)}: {', '.join(what)}"))
+    # Extra: on the target, not in the copy moved (the tree replaces `to:` whole). The
+    # directories above the moved paths (`tmp/` of `/tmp/x/etc`) are tar's, not extra;
+    # sockets are never carried, so never compared (README, "Host files").
+    kept = {posixpath.normpath(p) for p in rows}
+    above = {posixpath.dirname(p) for p in kept}
+    while above - kept:
+        kept |= above
+        above = {posixpath.dirname(p) for p in above if p not in ("", ".", "/")}
+    for path, got in sorted(on_target.items()):
+        if got[0] != "s" and posixpath.normpath(path) not in kept:
+            found.append((2, f"{_shown(path)}: extra ({_TYPE_NAMES.get(got[0], got[0])} not in the copy moved)"))
+    found.sort(key=lambda item: item[0])  # stable: the tree's order within a rank
+    return [line for _, line in found]
+
+
+def differences_text(bad: list[str], limit: int = SHOWN_DIFFERENCES) -> str:
+    """The differences for a check's detail: the first `limit` in words, then how many more."""
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    return "; ".join(bad[:limit]) + more
 
 
 def _abort(target: Exec | OpenSshExec) -> None:

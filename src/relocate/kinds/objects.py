@@ -23,7 +23,7 @@ from relocate.snapshot.journal import DoneObject, Journal
 from relocate.snapshot.keymap import map_keys, version_path
 from relocate.snapshot.manifest import BucketEntry, ObjectEntry
 from relocate.snapshot.store import Snapshot, json_chunks
-from relocate.sources.inventory import BucketListing, Inventory, split_version_key
+from relocate.sources.inventory import BucketListing, Inventory, ObjectInfo, split_version_key
 from relocate.targets import files, layout, nolinks, shell
 from relocate.ssh.connection import Connection
 
@@ -37,14 +37,28 @@ def s3_step_id(bucket: str, prefix: str) -> str:
     return f"s3:{bucket}/{prefix}"
 
 
-def plan_objects(inventory: Inventory, done_keys: dict[str, set[str]], rates: Rates = Rates()) -> PlanPart:
+def plan_objects(inventory: Inventory, done_keys: dict[str, set[str]], rates: Rates = Rates(),
+                 files_under: dict[str, dict[str, int]] | None = None, root: str = "") -> PlanPart:
     """Pure: a step per listing (what is left to send, its estimate, how it changes the
-    target), and the warnings about what the listed prefixes and versions leave behind."""
+    target), and the warnings about what the listed prefixes and versions leave behind.
+    `files_under`: each `to:`'s files as the target's probe listed them (Gathered.files_under),
+    for the keys to send whose directory one of them stands in (a warning: those keys fail
+    alone, exit 4, and the rest moves; README, the target is not trusted)."""
     part = PlanPart()
     for listing in inventory.buckets:
         sid = listing.step_id
         done = done_keys.get(sid, set())
         todo = [o for o in listing.objects if o.key not in done]
+        blocked = _in_the_way(listing, todo, (files_under or {}).get(listing.spec.to))
+        if blocked:
+            first = blocked[0][0]
+            where = sorted({posixpath.join(root, listing.spec.to, f) for _, f in blocked})
+            part.warnings.append(Finding("in-the-way", (
+                f"{len(blocked)} object(s) of s3://{listing.spec.bucket}/{listing.spec.prefix} cannot be written: "
+                f"{where[0]} is a file where their directory must go" + (f" (and {len(where) - 1} more such file(s))"
+                                                                       if len(where) > 1 else "")
+                + f" (first: {first!r}); the move names them as failed (exit 4) and moves the rest: move the file away "
+                "to send them too")))
         todo_bytes = sum(o.size for o in todo)
         older = listing.kind == "versions"
         detail = f"{listing.count - len(todo)} already on the target" if len(todo) < listing.count else ""
@@ -88,7 +102,8 @@ class Objects(Kind):
     def plan(self, ctx: Context, gathered: Any) -> PlanPart:
         # the object steps are planned with the bucket listings the plan's fingerprint
         # comes from; nothing is planned from a listing that was not taken
-        return plan_objects(gathered.inventory, gathered.done_keys(), ctx.rates) if gathered is not None else PlanPart()
+        return (plan_objects(gathered.inventory, gathered.done_keys(), ctx.rates, gathered.files_under, ctx.config.root)
+                if gathered is not None else PlanPart())
 
     def apply(self, ctx: Context, gathered: Any, step: Step) -> Outcome:
         return self._push(ctx, gathered, step, send=True)
@@ -276,6 +291,27 @@ def _paths(listing: BucketListing) -> dict[str, str]:
     if listing.kind == "versions":
         return {o.key: version_path(*split_version_key(o.key), listing.spec.strip) for o in listing.objects}
     return map_keys([o.key for o in listing.objects], listing.spec.strip)
+
+
+def _in_the_way(listing: BucketListing, todo: list[ObjectInfo], found: dict[str, int] | None) -> list[tuple[str, str]]:
+    """(key, the file under `to:` in its way) for each key to send one of whose directories
+    is a plain file on the target, as listed. Only asked when there is both something to
+    send and a file there: a first move (nothing there) and a rerun (nothing to send) skip it."""
+    if not found or not todo:
+        return []
+    paths = _paths(listing)
+    # older versions land under `<to>/%%versions`: the listing is of `<to>`
+    base = listing.dest[len(listing.spec.to) + 1:] + "/" if listing.dest != listing.spec.to else ""
+    out: list[tuple[str, str]] = []
+    for o in todo:
+        path = base + paths[o.key]
+        cut = path.find("/")
+        while cut > 0:
+            if path[:cut] in found:
+                out.append((o.key, path[:cut]))
+                break
+            cut = path.find("/", cut + 1)
+    return out
 
 
 def _markers_unrecorded(conn: Connection, root: str, listing: BucketListing) -> bool:

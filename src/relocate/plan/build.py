@@ -117,6 +117,17 @@ def build_plan(
         for link in facts.links:
             blockers.append(Finding("symlink", f"{link}: a symlinked directory where the move writes under target.root; relocate "
                                                "refuses to write through it (remove it, or list it under target.allow_symlinks)"))
+        for path in facts.not_dirs:
+            blockers.append(Finding("in-the-way", f"{path} is a file where the move needs a directory (a `to:`, or one on "
+                                                  "the way to one); relocate never removes it: move it away, or change "
+                                                  "the `to:` in relocate.yaml"))
+        for path in facts.dirs:
+            blockers.append(Finding("in-the-way", f"{path} is a directory where the move writes a file; relocate never "
+                                                  "removes it: move it away, or change the `to:` in relocate.yaml"))
+        for path, owner in facts.unwritable.items():
+            blockers.append(Finding("writable", f"{facts.user or 'the login user'} cannot write {path} (owner {owner}), "
+                                                "on the way to where the move writes; chown it to the login user (or "
+                                                "give it write permission), or change the `to:` in relocate.yaml"))
         if not facts.writable:
             blockers.append(Finding("writable", f"{facts.user or 'the login user'} cannot write {config.root} (nearest existing: {facts.existing}); create it and chown it to the login user"))
         need = int(todo_bytes * (1 + HEADROOM_FRACTION)) + HEADROOM_BYTES
@@ -175,13 +186,30 @@ def _range(steps: list[Step], rates: Rates) -> dict[str, float] | None:
 
 
 def left_out_message(out: dict[str, Any]) -> str:
-    """One line for objects no `source.s3` prefix covers (plan warning, verify note)."""
+    """One line for what no `source.s3` prefix covers (the plan's warning in every format,
+    verify's `not moved:`): the current objects, and in a versioned bucket the older
+    versions and delete markers of keys outside every prefix (keys deleted since
+    included), which stay behind too."""
     listed = ", ".join(repr(p) for p in out["prefixes"])
-    examples = ", ".join(repr(k) for k in out["examples"])
-    more = ", ..." if out["count"] > len(out["examples"]) else ""
-    return (f"s3://{out['bucket']}: {out['count']} object(s), {_h(out['bytes'])} outside the listed prefixes ({listed}) "
-            f"are NOT moved: {examples}{more}; add an entry for them (e.g. the bucket with prefix \"\" and its own `to:`; "
+    versions, markers = out.get("versions", 0), out.get("delete_markers", 0)
+    if not (versions or markers):
+        examples = ", ".join(repr(k) for k in out["examples"])
+        more = ", ..." if out["count"] > len(out["examples"]) else ""
+        return (f"s3://{out['bucket']}: {out['count']} object(s), {_h(out['bytes'])} outside the listed prefixes ({listed}) "
+                f"are NOT moved: {examples}{more}; add an entry for them (e.g. the bucket with prefix \"\" and its own `to:`; "
+                "the longest matching prefix wins)")
+    vex = out.get("version_examples") or []
+    keys = ", ".join(repr(k) for k in vex) + (", ..." if out.get("version_keys", 0) > len(vex) else "")
+    older = f"{versions} older version(s), {_h(out.get('versions_bytes', 0))}, and {markers} delete marker(s)"
+    hint = ("add an entry for them (e.g. the bucket with prefix \"\", its own `to:` and `versions: all`; "
             "the longest matching prefix wins)")
+    if not out["count"]:
+        return (f"s3://{out['bucket']}: {older} of {out.get('version_keys', 0)} key(s) outside the listed prefixes ({listed}) "
+                f"are NOT moved: {keys}; {hint}")
+    current = ", ".join(repr(k) for k in out["examples"]) + (", ..." if out["count"] > len(out["examples"]) else "")
+    return (f"s3://{out['bucket']}: {out['count']} object(s), {_h(out['bytes'])} outside the listed prefixes "
+            f"({listed}) are NOT moved: {current}; nor are {older} of {out.get('version_keys', 0)} key(s) outside them: "
+            f"{keys}; {hint}")
 
 
 def _h(n: float) -> str:

@@ -80,58 +80,26 @@ def iso(epoch: float) -> str:
 
 
 # --- projection ---------------------------------------------------------------------
+#
+# One rule, for `plan --deadline` (which projects it on the estimates) and for
+# `move --deadline` (which applies it with the clock, execute/runner.py `_may_start`):
+#
+# - a step with nothing to do (no items to send, no change to make) takes no time and
+#   never misses the deadline;
+# - critical steps (secrets and parameters, DNS, databases, host files, packages, buckets
+#   marked `priority: critical`) run first; one with work projected to end after the
+#   deadline blocks the plan (exit 3, `apply`), so a fresh `move --deadline` writes
+#   nothing; a saved plan made before the deadline runs them even once it has passed
+#   (the runner never holds a critical step back);
+# - a `deadline_bound` step (a non-critical bucket) with work starts only if, started
+#   then, its estimate ends before the deadline less the reserve (below) and less the
+#   final verification's estimate; otherwise `move` leaves it for a later run (exit 4)
+#   and the steps after it start that much earlier.
 
-@dataclass(frozen=True)
-class Slot:
-    step_id: str
-    kind: str
-    priority: str
-    start: float  # epoch seconds
-    finish: float
-    fits: bool  # finishes at or before the deadline
-
-
-@dataclass(frozen=True)
-class Schedule:
-    now: float
-    deadline: float
-    slots: tuple[Slot, ...]
-
-    @property
-    def misses(self) -> list[Slot]:
-        return [s for s in self.slots if not s.fits]
-
-    @property
-    def critical_misses(self) -> list[Slot]:
-        return [s for s in self.misses if s.priority == "critical"]
-
-    @property
-    def finish(self) -> float:
-        return self.slots[-1].finish if self.slots else self.now
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "now": iso(self.now), "deadline": iso(self.deadline), "projected_finish": iso(self.finish),
-            "seconds_to_deadline": round(self.deadline - self.now, 1),
-            "steps": [{**asdict(s), "start": iso(s.start), "finish": iso(s.finish)} for s in self.slots],
-            "misses": [s.step_id for s in self.misses],
-            "critical_misses": [s.step_id for s in self.critical_misses],
-        }
-
-
-def project(steps: Sequence[Step], now: float, deadline: float) -> Schedule:
-    """Steps run one after another in the given order (that is how `move` runs them)."""
-    t = now
-    slots = []
-    for s in steps:
-        start, t = t, t + max(s.est_seconds, 0.0)
-        slots.append(Slot(s.id, s.kind, step_priority(s), start, t, t <= deadline))
-    return Schedule(now, deadline, tuple(slots))
-
-
-# --- during a move ------------------------------------------------------------------
-
-# Time kept back for the snapshot manifest, journal and verification report.
+# Kept back before the deadline when deciding whether a non-critical bucket may start:
+# a margin for an estimate that proves optimistic (a bucket cut off mid-copy when the
+# source goes away is left half-moved), and time for the snapshot manifest, the journal
+# and the report, so the run ends complete rather than mid-copy.
 RESERVE_FRACTION = 0.02
 RESERVE_MIN_S = 30.0
 
@@ -149,25 +117,129 @@ def should_start(priority: str, est_seconds: float, now: float, deadline: float,
     return now + est_seconds <= deadline - reserve_s
 
 
+def has_work(step: Step) -> bool:
+    """The step has items to send or a change to make on the target."""
+    return bool(step.todo_count or step.change)
+
+
+def verify_seconds(steps: Sequence[Step]) -> float:
+    """The final verification's estimate, kept in front of the deadline with the reserve."""
+    return next((max(s.est_seconds, 0.0) for s in steps if s.kind == "verify"), 0.0)
+
+
+def may_start(step: Step, now: float, deadline: float, verify_s: float) -> bool:
+    """The rule both `plan --deadline` and `move --deadline` apply to a step about to
+    start at `now`: only a `deadline_bound` step with work is ever held back, and only if
+    its estimate would end after the deadline less the reserve and `verify_s`."""
+    if not step.deadline_bound or not step.todo_count:
+        return True
+    return should_start("normal", step.est_seconds, now, deadline, reserve(now, deadline) + verify_s)
+
+
+@dataclass(frozen=True)
+class Slot:
+    step_id: str
+    kind: str
+    priority: str
+    start: float  # epoch seconds
+    finish: float  # a left step: when it would have finished, started at `start`
+    fits: bool  # finishes at or before the deadline as `move` runs it (a left step never fits; one with nothing to do always does)
+    left: bool = False  # `move --deadline` does not start it and leaves it for a later run
+
+
+@dataclass(frozen=True)
+class Schedule:
+    now: float
+    deadline: float
+    slots: tuple[Slot, ...]
+
+    @property
+    def misses(self) -> list[Slot]:
+        return [s for s in self.slots if not s.fits]
+
+    @property
+    def left(self) -> list[Slot]:
+        return [s for s in self.slots if s.left]
+
+    @property
+    def critical_misses(self) -> list[Slot]:
+        return [s for s in self.misses if s.priority == "critical"]
+
+    @property
+    def finish(self) -> float:
+        return max((s.finish for s in self.slots if not s.left), default=self.now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": iso(self.now), "deadline": iso(self.deadline), "projected_finish": iso(self.finish),
+            "seconds_to_deadline": round(self.deadline - self.now, 1),
+            "reserve_s": round(reserve(self.now, self.deadline), 1),
+            "steps": [{**asdict(s), "start": iso(s.start), "finish": iso(s.finish)} for s in self.slots],
+            "misses": [s.step_id for s in self.misses],
+            "critical_misses": [s.step_id for s in self.critical_misses],
+            "left": [s.step_id for s in self.left],
+        }
+
+
+def project(steps: Sequence[Step], now: float, deadline: float) -> Schedule:
+    """Steps run one after another in the given order (that is how `move` runs them),
+    each deciding with `may_start` as `move` does: a step left takes no time, so the
+    ones after it start earlier. Verification takes time only after some step did work."""
+    verify_s = verify_seconds(steps)
+    t = now
+    worked = False
+    slots = []
+    for s in steps:
+        work = worked if s.kind == "verify" else has_work(s)
+        took = max(s.est_seconds, 0.0) if work else 0.0
+        if not may_start(s, t, deadline, verify_s):
+            slots.append(Slot(s.id, s.kind, step_priority(s), t, t + took, False, left=True))
+            continue
+        start, t = t, t + took
+        worked = worked or work
+        slots.append(Slot(s.id, s.kind, step_priority(s), start, t, not work or t <= deadline))
+    return Schedule(now, deadline, tuple(slots))
+
+
+def _ids(slots: Sequence[Slot]) -> str:
+    more = f" and {len(slots) - 5} more" if len(slots) > 5 else ""
+    return ", ".join(s.step_id for s in slots[:5]) + more
+
+
 def apply(plan: Plan, now: float, until: float) -> Schedule:
     """Order the plan's steps for the deadline, record the projection on the plan, and
-    turn misses into findings: a critical miss blocks (exit 3), others warn."""
+    say what `move --deadline` will do: a critical step with work that cannot finish in
+    time blocks (exit 3: issue 7, critical data that will not make it is a decision for
+    a person, not for a move); the non-critical buckets it leaves for a later run, and
+    other steps that end late but still run, are warnings."""
     from relocate.plan.model import Finding
 
     plan.steps = order_steps(plan.steps)
     sched = project(plan.steps, now, until)
     plan.schedule = sched.to_dict()
-    if until <= now:
-        plan.warnings.append(Finding("deadline", f"the deadline {iso(until)} has passed; critical items are still moved first"))
+    left = sched.left
     critical = sched.critical_misses
+    passed = until <= now
     if critical:
         first = critical[0]
         more = f" (and {len(critical) - 1} more critical step(s))" if len(critical) > 1 else ""
-        plan.blockers.append(Finding("deadline", f"{first.step_id} is critical but is projected to finish at {iso(first.finish)}, "
-                                                 f"after the deadline {iso(until)}{more}, at {plan.estimate_basis}"))
-    others = [s for s in sched.misses if s.priority != "critical" and s.kind != "verify"]
-    if others:
-        plan.warnings.append(Finding("deadline", f"{len(others)} step(s) will not finish by {iso(until)}: "
-                                                 f"{', '.join(s.step_id for s in others[:5])}{' ...' if len(others) > 5 else ''}; "
-                                                 "`move --deadline` leaves them for a later run"))
+        plan.blockers.append(Finding("deadline", (
+            f"{first.step_id} is critical but is projected to finish at {iso(first.finish)}, after the deadline "
+            f"{iso(until)}{' (already passed)' if passed else ''}{more}, at {plan.estimate_basis}")))
+    elif passed:
+        plan.warnings.append(Finding("deadline", (
+            f"the deadline {iso(until)} has passed; no critical step has anything left to do"
+            + (f", and `move --deadline` starts no bucket with objects to send ({len(left)} left for a later run, exit 4)"
+               if left else ""))))
+    if left:
+        plan.warnings.append(Finding("deadline", (
+            f"{len(left)} step(s) will not finish by {iso(until)}: {_ids(left)}; `move --deadline` does not start them "
+            f"and leaves them for a later run (exit 4): a non-critical bucket starts only if its estimate ends before the "
+            f"deadline less a reserve of max({RESERVE_MIN_S:g} s, {RESERVE_FRACTION:.0%} of the time left) and the "
+            f"verification's estimate ({verify_seconds(plan.steps):.0f} s)")))
+    late = [s for s in sched.misses if s.priority != "critical" and not s.left and s.kind != "verify"]
+    if late:
+        plan.warnings.append(Finding("deadline", (
+            f"{_ids(late)}: projected to finish after the deadline {iso(until)}; `move --deadline` still runs "
+            f"{'it' if len(late) == 1 else 'them'} (only non-critical buckets are left for later)")))
     return sched

@@ -5,6 +5,11 @@ transfer only based on the source Region"), so each bucket is priced at its own 
 rates, not relocate.yaml's. A region the rates file does not list is priced at the
 dearest rates it has and says so: an estimate must never come out low by guessing.
 
+The monthly free allowance (`free_gb`, 100 GB) is one per account, aggregated across all
+regions and services: the figure "after the allowance" takes it once from all the regions
+together, off the cheapest-priced GB being sent, since AWS does not say which region's GB
+it covers (free_allowance_saving): never lower than the bill.
+
 The rates live in a data file with dates (data/egress_rates.yaml) so updating them is an
 edit, not a release note; `--egress-rates FILE` replaces them. Everything here is pure:
 the parsed table and `today` are arguments (relocate/egress_file.py reads the file).
@@ -103,6 +108,41 @@ def tiered_cost(gb: float, tiers: Tiers) -> float:
     return cost
 
 
+def _segments(gb: float, tiers: Tiers) -> list[tuple[float, float]]:
+    """The (gb, usd_per_gb) pieces of `gb` sent out at `tiers`: what tiered_cost adds up."""
+    out: list[tuple[float, float]] = []
+    floor = 0.0
+    for up_to, rate in tiers:
+        top = gb if up_to is None else min(gb, up_to)
+        if top > floor:
+            out.append((top - floor, rate))
+        if up_to is None or gb <= up_to:
+            break
+        floor = up_to
+    return out
+
+
+def free_allowance_saving(gb_by_rates: list[tuple[float, Tiers]], free_gb: float) -> float:
+    """The least the monthly free allowance can take off the bill: `free_gb` GB once,
+    across all regions together (one allowance per account, aggregated across AWS services
+    and regions: data/egress_rates.yaml), never once per region.
+
+    AWS does not say which region's gigabytes the allowance covers (nor at which tier), so
+    they are taken where they save least: the cheapest-priced GB being sent, whichever
+    region and tier they fall in. Any reading of the rule (first GB free, the allowance
+    off each region's first or last tier, from the dearest region first) saves at least
+    that much, so the figure after the allowance is never lower than the bill. Exact GB,
+    never rounded before the subtraction."""
+    left, saving = free_gb, 0.0
+    for amount, rate in sorted((piece for gb, tiers in gb_by_rates for piece in _segments(gb, tiers)), key=lambda p: p[1]):
+        if left <= 0:
+            break
+        take = min(amount, left)
+        saving += take * rate
+        left -= take
+    return saving
+
+
 def bytes_by_region(steps: Any, home_region: str) -> dict[str | None, int]:
     """What each source region sends: a bucket from its own region ("" = S3 did not say:
     None, priced as unknown), everything else (databases, host files) from relocate.yaml's."""
@@ -118,6 +158,7 @@ def estimate(bytes_by_region: dict[str | None, int], rates: EgressRates, today: 
     """The cost of sending out `bytes_by_region` ({source region or None if unknown: bytes}),
     each region at its own tiered rates, as of `today` (which decides whether the rates are stale)."""
     rows: list[dict[str, Any]] = []
+    exact: list[tuple[float, Tiers]] = []  # each row's GB and the rates it is priced at, unrounded
     for region, nbytes in sorted(bytes_by_region.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
         name = region or UNKNOWN
         used = region if region in rates.regions else rates.dearest()
@@ -128,13 +169,12 @@ def estimate(bytes_by_region: dict[str | None, int], rates: EgressRates, today: 
         rows.append({"region": name, "bytes": nbytes, "gb": round(gb, 3), "rates_region": used,
                      "rates_as_of": rates.checked(used), "cost": round(tiered_cost(gb, rates.regions[used]), 2),
                      "note": note})
+        exact.append((gb, rates.regions[used]))
     total = sum(r["cost"] for r in rows)
-    # The free allowance is one per account across regions: take it where it saves least, so
-    # the figure "after the allowance" is never lower than the bill can be.
-    saving = 0.0
-    if rows and rates.free_gb:
-        saving = min(
-            r["cost"] - tiered_cost(max(r["gb"] - rates.free_gb, 0.0), rates.regions[r["rates_region"]]) for r in rows)
+    # The free allowance is one per account across all regions: its GB come off the bill
+    # wherever they save least (free_allowance_saving), so the figure "after the allowance"
+    # is never lower than the bill can be. From the exact costs, rounded once at the end.
+    after = sum(tiered_cost(gb, tiers) for gb, tiers in exact) - free_allowance_saving(exact, rates.free_gb)
     # `as_of` is when the rates used were checked (the oldest of them), and only those can be
     # stale. With nothing to send no rate is used: nothing is priced, so no warning, and
     # `as_of` is the file's own date, never its oldest entry (which read as stale rates).
@@ -145,7 +185,7 @@ def estimate(bytes_by_region: dict[str | None, int], rates: EgressRates, today: 
     nbytes = sum(bytes_by_region.values())
     return {
         "bytes": nbytes, "gb": round(nbytes / GB, 3), "currency": rates.currency,
-        "cost": round(total, 2), "cost_after_free_allowance": round(max(total - saving, 0.0), 2), "free_gb": rates.free_gb,
+        "cost": round(total, 2), "cost_after_free_allowance": min(round(max(after, 0.0), 2), round(total, 2)), "free_gb": rates.free_gb,
         "by_region": rows, "as_of": oldest, "rates_stale": stale,
         "stale_note": (f"the rates used were checked on {oldest}, {age} days ago: AWS may have changed them "
                        f"(check its pricing page; --egress-rates FILE overrides)") if stale else "",

@@ -78,17 +78,48 @@ class BucketListing:
 
 @dataclass
 class LeftOut:
-    """Objects of a bucket that no `source.s3` entry's prefix covers: never moved, always said."""
+    """Objects of a bucket that no `source.s3` entry's prefix covers: never moved, always said.
+    In a versioned bucket also the older versions and delete markers of keys no prefix
+    covers (keys deleted since, which exist only as those, included): they stay behind too."""
 
     bucket: str
     prefixes: list[str]  # the prefixes relocate.yaml lists for this bucket
     count: int = 0
     bytes: int = 0
     examples: list[str] = field(default_factory=list)  # the first few keys, for the message
+    # Set once the bucket's versions were listed (versioning Enabled or Suspended): then
+    # the counts below are known, and said, even when they are 0.
+    versioned: bool = False
+    versions: int = 0  # older (noncurrent) versions outside every prefix
+    versions_bytes: int = 0
+    delete_markers: int = 0
+    version_keys: int = 0  # the keys they belong to (a key deleted since has only these)
+    version_examples: list[str] = field(default_factory=list)  # the first few of those keys, in key order
+    _last: str | None = field(default=None, repr=False, compare=False)
+
+    def add_version_keys(self, keys: list[str]) -> None:
+        """Count the distinct keys of one page's older versions and delete markers outside
+        every prefix (ListObjectVersions walks keys in order: a key never comes back after
+        another one), keeping the first LEFT_OUT_EXAMPLES as examples."""
+        for key in sorted(keys):
+            if key == self._last:
+                continue
+            self._last = key
+            self.version_keys += 1
+            if len(self.version_examples) < LEFT_OUT_EXAMPLES:
+                self.version_examples.append(key)
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.count or self.versions or self.delete_markers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "prefixes": self.prefixes, "count": self.count, "bytes": self.bytes,
-                "examples": self.examples}
+        out: dict[str, Any] = {"bucket": self.bucket, "prefixes": self.prefixes, "count": self.count, "bytes": self.bytes,
+                               "examples": self.examples}
+        if self.versioned:  # additive: a bucket never versioned has no such keys (docs/json.md)
+            out.update(versions=self.versions, versions_bytes=self.versions_bytes, delete_markers=self.delete_markers,
+                       version_keys=self.version_keys, version_examples=self.version_examples)
+        return out
 
 
 @dataclass(frozen=True)
@@ -203,22 +234,38 @@ def versioning(aws: Aws, bucket: str) -> str:
         raise translate(exc, f"s3://{bucket} versioning") from exc
 
 
-def list_versions(aws: Aws, bucket: str, group: list[BucketSpec]) -> dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]]:
+def list_versions(aws: Aws, bucket: str, group: list[BucketSpec],
+                  outside: LeftOut | None = None) -> dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]]:
     """The older (noncurrent) versions and the delete markers of a bucket, one
-    ListObjectVersions pass, split between the entries like the current objects."""
+    ListObjectVersions pass, split between the entries like the current objects. Those of
+    keys no entry's prefix covers are counted into `outside` (when given): never moved."""
     out: dict[BucketSpec, tuple[list[ObjectInfo], list[dict[str, Any]]]] = {spec: ([], []) for spec in group}
+    if outside is not None:
+        outside.versioned = True
     for page in _pages(aws.client("s3"), "list_object_versions", f"s3://{bucket} versions", Bucket=bucket):
+        keys_outside: list[str] = []
         for v in page.get("Versions", ()):
+            if v.get("IsLatest"):
+                continue  # the current object: counted by the listing of current objects
             owner = owner_of(v["Key"], group)
-            if owner is not None and not v.get("IsLatest"):
+            if owner is not None:
                 vid = str(v.get("VersionId") or "null")
                 out[owner][0].append(ObjectInfo(version_key(v["Key"], vid), int(v["Size"]), str(v.get("ETag", "")).strip('"'),
                                                 _epoch(v.get("LastModified"))))
+            elif outside is not None:
+                outside.versions += 1
+                outside.versions_bytes += int(v["Size"])
+                keys_outside.append(v["Key"])
         for m in page.get("DeleteMarkers", ()):
             owner = owner_of(m["Key"], group)
             if owner is not None:
                 out[owner][1].append({"key": m["Key"], "version_id": str(m.get("VersionId") or "null"),
                                       "last_modified": _epoch(m.get("LastModified")), "latest": bool(m.get("IsLatest"))})
+            elif outside is not None:
+                outside.delete_markers += 1
+                keys_outside.append(m["Key"])
+        if outside is not None and keys_outside:
+            outside.add_version_keys(keys_outside)
     for objs, markers in out.values():
         objs.sort(key=lambda o: o.key)
         markers.sort(key=lambda m: (m["key"], m["version_id"]))
@@ -265,13 +312,18 @@ def list_buckets(aws: Aws, specs: tuple[BucketSpec, ...]) -> tuple[list[BucketLi
 
 
 def take_versions(aws: Aws, specs: tuple[BucketSpec, ...],
-                  regions: dict[str, str | None] | None = None) -> tuple[list[BucketListing], list[dict[str, Any]]]:
+                  regions: dict[str, str | None] | None = None,
+                  left_out: list[LeftOut] | None = None) -> tuple[list[BucketListing], list[dict[str, Any]]]:
     """Per versioned bucket: a "versions" listing for each `versions: all` entry, and what
     the `versions: current` entries leave behind (count and bytes, for the plan).
 
     `regions` ({bucket: region}, from the current objects' listings): older versions are
     sent from the same bucket, so they are priced in the same region; a bucket missing
-    from it is asked (one HeadBucket), never left unknown (unknown is priced dearest)."""
+    from it is asked (one HeadBucket), never left unknown (unknown is priced dearest).
+
+    `left_out` (list_buckets' list, completed in place): the older versions and delete
+    markers of keys outside every listed prefix are counted into the bucket's entry
+    (one is added, in relocate.yaml's bucket order, where only they lie outside)."""
     regions = dict(regions or {})
     groups: dict[str, list[BucketSpec]] = {}
     for spec in specs:
@@ -285,7 +337,10 @@ def take_versions(aws: Aws, specs: tuple[BucketSpec, ...],
         if status == "unknown" and not any(spec.versions == "all" for spec in group):
             left.append({"bucket": bucket, "prefix": "", "status": status, "versions": 0, "bytes": 0, "delete_markers": 0})
             continue
-        for spec, (objs, markers) in list_versions(aws, bucket, group).items():
+        outside: LeftOut | None = None
+        if left_out is not None:
+            outside = next((o for o in left_out if o.bucket == bucket), None) or LeftOut(bucket, [spec.prefix for spec in group])
+        for spec, (objs, markers) in list_versions(aws, bucket, group, outside).items():
             if spec.versions == "all":
                 if bucket not in regions:
                     regions[bucket] = region_of(aws, bucket)
@@ -293,6 +348,11 @@ def take_versions(aws: Aws, specs: tuple[BucketSpec, ...],
             elif objs or markers:
                 left.append({"bucket": bucket, "prefix": spec.prefix, "status": status, "versions": len(objs),
                              "bytes": sum(o.size for o in objs), "delete_markers": len(markers)})
+        if left_out is not None and outside is not None and outside.anything and not any(o is outside for o in left_out):
+            left_out.append(outside)
+    if left_out is not None:
+        order = {bucket: i for i, bucket in enumerate(groups)}
+        left_out.sort(key=lambda o: order.get(o.bucket, len(order)))
     return listings, left
 
 
@@ -405,7 +465,8 @@ def describe_secret(aws: Aws, spec: SecretSpec) -> SecretListing:
 
 def take_inventory(config: Config, aws: Aws) -> Inventory:
     buckets, left_out = list_buckets(aws, config.s3)
-    versions, versions_left = take_versions(aws, config.s3, {b.spec.bucket: b.region for b in buckets})
+    # the older versions and delete markers outside every prefix join `left_out` (stay behind, said)
+    versions, versions_left = take_versions(aws, config.s3, {b.spec.bucket: b.region for b in buckets}, left_out)
     return Inventory(
         buckets=buckets + versions,
         left_out=left_out,

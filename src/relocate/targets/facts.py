@@ -5,19 +5,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from relocate.targets import files, nolinks, shell
+from relocate.targets import files, nolinks
 from relocate.ssh.connection import Connection
 
 REQUIRED_TOOLS = ("tar", "sha256sum", "find", "xargs", "cp", "df", "mkdir", "mv", "rm")
 
-# Arguments: ROOT, nolinks' ROOT and ALLOW, N, M, then N directories whose file sizes follow
-# the facts (after a NUL, each listing ended by an empty record: files.SIZES_FN; a `!`
-# record when it failed, an unreadable subdirectory say), then M receipts directories
-# whose receipts follow (snapshot/receipts.py: each directory's `*.r` files, a newline
-# after each to end a line a kill tore, then a NUL; the receipts' lines hold none), then
-# the directories the move will write into. One remote command: a rerun asks the target
-# for its facts and for what it holds in one round trip (issue 18).
-_PROBE = nolinks.NOLINKS_FN + files.SIZES_FN + r"""
+# relocate_place ROOT DIR: what stands in the way of writing into DIR (below ROOT): its
+# nearest existing component (DIR itself, or the deepest parent that exists) is a file
+# (`notdir=PATH`), or a directory the login cannot write (`unwritable=OWNER<TAB>PATH`).
+# ROOT itself is the `writable` fact's; a dangling link is nolinks' to name.
+PLACE_FN = r"""
+relocate_place() {
+  _c=$2
+  while [ "$_c" != "$1" ] && [ ! -e "$_c" ] && [ ! -L "$_c" ]; do
+    _n=${_c%/*}; [ "$_n" != "$_c" ] || return 0; _c=$_n
+  done
+  case $_c in "$1"/*) ;; *) return 0 ;; esac
+  [ -e "$_c" ] || return 0
+  if [ ! -d "$_c" ]; then printf 'notdir=%s\n' "$_c"
+  elif [ ! -w "$_c" ] || [ ! -x "$_c" ]; then
+    printf 'unwritable=%s\t%s\n' "$(stat -L -c %U -- "$_c" 2>/dev/null || echo '?')" "$_c"
+  fi
+}
+"""
+
+# The facts, then (after a NUL) one answer per path, in the order given (files.over_items:
+# the paths come on stdin behind a one-letter tag, never on the command line). Arguments:
+# ROOT, nolinks' ROOT and ALLOW.
+#   s DIR   the size of every file below it (files.SIZES_FN; each listing ended by an
+#           empty record, a `!` record when it failed: an unreadable subdirectory say)
+#   r DIR   its receipts (snapshot/receipts.py: each `*.r` file, a newline after each to
+#           end a line a kill tore, then a NUL; the receipts' lines hold none)
+#   w DIR   a directory the move writes into: a symlinked component (`link=LINK -> WHERE`,
+#           nolinks.py), what stands in the way (relocate_place); then a NUL
+#   f FILE  a file the move writes: `isdir=FILE` when a directory is there; then a NUL
+# One remote command: a rerun asks the target for its facts and for what it holds in one
+# round trip (issue 18).
+_FACTS = r"""
 root="$1"
 echo "os=$(uname -s) $(uname -m)"
 if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "distro=${PRETTY_NAME:-$ID}" ); fi
@@ -30,28 +54,21 @@ df -Pk "$p" 2>/dev/null | awk 'NR==2 {print "avail_kb=" $4}'
 for t in """ + " ".join(REQUIRED_TOOLS) + r"""; do
   if command -v "$t" >/dev/null 2>&1; then echo "tool.$t=1"; else echo "tool.$t=0"; fi
 done
-# symlinked directories on the way to where the move will write (nolinks.py refuses them)
-r=$2 a=$3 n=$4 m=$5; shift 5
-i=0
-for p in "$@"; do
-  i=$((i + 1)); [ "$i" -gt $((n + m)) ] || continue
-  relocate_nolinks "$r" "$a" "$p" 2>&1 >/dev/null | sed -n 's/^relocate: symlink: /link=/p'
-done
 printf '\0'
-i=0
-for d in "$@"; do
-  i=$((i + 1)); [ "$i" -le "$n" ] || break
-  relocate_sizes "$d" 2>/dev/null || printf '!\0'
-  printf '\0'
+"""
+_ITEMS = nolinks.NOLINKS_FN + files.SIZES_FN + PLACE_FN + r"""
+r=$2 a=$3; shift 3
+for x in "$@"; do
+  p=${x#?}
+  case $x in
+    s*) relocate_sizes "$p" 2>/dev/null || printf '!\0'; printf '\0' ;;
+    r*) for f in "$p"/*.r; do if [ -f "$f" ]; then cat -- "$f"; echo; fi; done; printf '\0' ;;
+    w*) relocate_nolinks "$r" "$a" "$p" 2>&1 >/dev/null | sed -n 's/^relocate: symlink: /link=/p'
+        relocate_place "$r" "$p"; printf '\0' ;;
+    f*) if [ -d "$p" ] && [ ! -L "$p" ]; then printf 'isdir=%s\n' "$p"; fi; printf '\0' ;;
+  esac
 done
-i=0
-for d in "$@"; do
-  i=$((i + 1)); [ "$i" -gt "$n" ] || continue; [ "$i" -le $((n + m)) ] || break
-  for f in "$d"/*.r; do
-    if [ -f "$f" ]; then cat -- "$f"; echo; fi
-  done
-  printf '\0'
-done
+exit 0
 """
 
 
@@ -65,6 +82,11 @@ class TargetFacts:
     free_bytes: int | None = None
     tools: dict[str, bool] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)  # "LINK -> WHERE": symlinked dirs a write would meet
+    # below the root, on the way to where the move writes: a file where a directory must
+    # go, a directory where a file must go, and {directory: owner} the login cannot write
+    not_dirs: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
+    unwritable: dict[str, str] = field(default_factory=dict)
 
     @property
     def missing_tools(self) -> list[str]:
@@ -74,20 +96,25 @@ class TargetFacts:
         return {
             "os": self.os, "distro": self.distro, "user": self.user, "existing": self.existing,
             "writable": self.writable, "free_bytes": self.free_bytes, "missing_tools": self.missing_tools,
-            "symlinks": self.links,
+            "symlinks": self.links, "files_in_the_way": self.not_dirs, "dirs_in_the_way": self.dirs,
+            "unwritable": [{"path": p, "owner": o} for p, o in self.unwritable.items()],
         }
 
 
-def _command(root: str, paths: list[str] | None, allow: tuple[str, ...], sizes: Sequence[str],
-             receipts: Sequence[str] = ()) -> tuple[str, bytes]:
-    return shell.script(_PROBE, root, nolinks.root_arg(root), nolinks.allow_arg(allow), str(len(sizes)),
-                        str(len(receipts)), *sizes, *receipts, *(paths or []))
+def _command(root: str, paths: Sequence[str] | None, allow: tuple[str, ...], sizes: Sequence[str],
+             receipts: Sequence[str] = (), write_files: Sequence[str] = ()) -> tuple[str, bytes]:
+    items = [*("s" + p for p in sizes), *("r" + p for p in receipts), *("w" + p for p in paths or ()),
+             *("f" + p for p in write_files)]
+    return files.over_items(_FACTS, _ITEMS, [root, nolinks.root_arg(root), nolinks.allow_arg(allow)], items)
 
 
-def probe(conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = ()) -> TargetFacts:
-    """`paths`: where the move will write (directories), checked for symlinked components."""
-    cmd, stdin = _command(root, paths, allow, ())
-    return _facts(conn.run(cmd, stdin, timeout=60).stdout.partition(b"\0")[0])
+def probe(conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = (),
+          write_files: Sequence[str] = ()) -> TargetFacts:
+    """`paths`: where the move will write (directories), checked for symlinked components
+    and for what stands in the way; `write_files`: the files it writes (a directory there?)."""
+    cmd, stdin = _command(root, paths, allow, (), (), write_files)
+    text, _, rest = conn.run(cmd, stdin, timeout=60).stdout.partition(b"\0")
+    return _facts(text, rest)
 
 
 class Probing:
@@ -96,9 +123,9 @@ class Probing:
     the receipts in each of `receipts`."""
 
     def __init__(self, conn: Connection, root: str, paths: list[str] | None = None, allow: tuple[str, ...] = (),
-                 sizes: Sequence[str] = (), receipts: Sequence[str] = ()) -> None:
+                 sizes: Sequence[str] = (), receipts: Sequence[str] = (), write_files: Sequence[str] = ()) -> None:
         self.conn, self.count, self.receipts = conn, len(sizes), len(receipts)
-        self.proc = conn.begin(*_command(root, paths, allow, sizes, receipts))
+        self.proc = conn.begin(*_command(root, paths, allow, sizes, receipts, write_files))
 
     def result(self) -> tuple[TargetFacts, list[dict[str, int] | None], list[bytes]]:
         """(the facts, {path: size} under each of `sizes`, in order, None where the listing
@@ -115,10 +142,12 @@ class Probing:
             listings.append(None if listing[-1:] == [b"!"] else files.parse_sizes(listing))
             start = end + 1
         taken = [raw if raw.strip() else b"" for raw in records[start:start + self.receipts]]
-        return _facts(text), listings, taken
+        return _facts(text, b"\n".join(records[start + self.receipts:])), listings, taken
 
 
-def _facts(out: bytes) -> TargetFacts:
+def _facts(out: bytes, paths: bytes = b"") -> TargetFacts:
+    """The facts' lines, and the answers about the paths (`link=`, `notdir=`, `isdir=`,
+    `unwritable=`: one a line)."""
     facts = TargetFacts()
     for raw in out.decode("utf-8", "replace").splitlines():
         key, _, value = raw.partition("=")
@@ -136,6 +165,15 @@ def _facts(out: bytes) -> TargetFacts:
             facts.free_bytes = int(value) * 1024
         elif key.startswith("tool."):
             facts.tools[key[5:]] = value == "1"
-        elif key == "link" and value not in facts.links:
+    for raw in paths.decode("utf-8", "replace").splitlines():
+        key, _, value = raw.partition("=")
+        if key == "link" and value not in facts.links:
             facts.links.append(value)
+        elif key == "notdir" and value not in facts.not_dirs:
+            facts.not_dirs.append(value)
+        elif key == "isdir" and value not in facts.dirs:
+            facts.dirs.append(value)
+        elif key == "unwritable" and "\t" in value:
+            owner, _, where = value.partition("\t")
+            facts.unwritable.setdefault(where, owner)
     return facts

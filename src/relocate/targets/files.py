@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import posixpath
 import stat as statmod
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from relocate.errors import ItemError, TargetError, TransientError
 from relocate.ssh.connection import LINK_ERRORS, Connection
@@ -52,6 +52,29 @@ _HASH = r"""
 [ -d "$1" ] || exit 0
 cd "$1" || exit 1
 """ + HASH_CWD
+
+
+def over_items(head: str, each: str, args: Sequence[str], items: Iterable[str]) -> tuple[str, bytes]:
+    """(command, stdin) for a remote script over any number of paths: HEAD runs with ARGS
+    as its $1..., then EACH with ARGS followed by a batch of the items, as often as
+    `xargs -0` needs, in order. The items travel NUL-separated on stdin, never on the
+    command line: sshd hands the whole line to the login shell as one argument, so a
+    relocate.yaml with hundreds of (long) paths there was `Argument list too long`, or
+    past the SSH packet size a reset connection. The two scripts come first on stdin
+    (their lengths on the command line; `dd bs=1` reads exactly that much of a pipe), as
+    every script does (shell.script): only this small loader is on the command line.
+    HEAD must not read stdin, nor shift or exit; the status is xargs' (non-zero when an
+    EACH did not exit 0)."""
+    first, then = head.encode(), each.encode()
+    return (shell.line(["sh", "-c", _OVER_ITEMS, "sh", str(len(first)), str(len(then)), *args]),
+            first + then + b"".join(i.encode("utf-8", "surrogateescape") + b"\0" for i in items))
+
+
+# dd with bs=1 reads exactly so many bytes of a pipe, on any target: busybox's head -c
+# reads through stdio and would swallow what follows (the items). A few KiB of scripts
+# is a few thousand one-byte reads: milliseconds.
+_OVER_ITEMS = ('h=$(dd bs=1 count="$1" 2>/dev/null) && e=$(dd bs=1 count="$2" 2>/dev/null) || exit 1; '
+               'shift 2; eval "$h"; xargs -0 -r sh -c "$e" sh "$@"')
 
 
 def list_sizes(conn: Connection, directory: str) -> dict[str, int]:
@@ -142,8 +165,8 @@ def private_dir(conn: Connection, root: str, directory: str, mode: int, allow: I
                     was = statmod.S_IMODE(st.st_mode or 0)
                 except PermissionError:  # not the login user's: its owner decides (the file is 0600 anyway)
                     pass
-    except PermissionError:
-        raise TargetError(f"cannot create {cur} on the target: permission denied") from None
+    except PermissionError:  # an item that cannot be written, not the whole move's (the runner goes on: exit 4)
+        raise ItemError(f"cannot create {cur} on the target: permission denied", hint=PERMISSION_HINT) from None
     except LINK_ERRORS as exc:
         raise TransientError(f"creating {cur} on the target failed ({exc})", hint="running again resumes") from None
     return was
@@ -184,7 +207,11 @@ def write_file_atomic(conn: Connection, path: str, data: bytes | Iterable[bytes]
             finish_writes(fh)
         sftp.posix_rename(tmp, path)
     except PermissionError:
-        raise TargetError(f"cannot write {path} on the target: permission denied") from None
+        try:
+            sftp.remove(tmp)
+        except Exception:
+            pass
+        raise ItemError(f"cannot write {path} on the target: permission denied", hint=PERMISSION_HINT) from None
     except LINK_ERRORS as exc:
         try:
             sftp.remove(tmp)
@@ -195,6 +222,8 @@ def write_file_atomic(conn: Connection, path: str, data: bytes | Iterable[bytes]
                             hint="retrying will not help: fix the `to:` in relocate.yaml") from None
         raise TransientError(f"writing {path} on the target failed ({exc})", hint="running again resumes") from None
 
+
+PERMISSION_HINT = "retrying will not help: give the login user write permission there, or change the `to:` in relocate.yaml"
 
 # errno values that retrying cannot fix (a name too long, a file where a directory
 # must be...): reported as a failed item (exit 4), never as transient (exit 5).

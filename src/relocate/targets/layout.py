@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 
 STATE_DIR = ".relocate"
@@ -35,14 +36,29 @@ def sidecar_dir(root: str) -> str:
     return posixpath.join(root, STATE_DIR, "buckets")
 
 
+NAME_MAX = 200  # bytes of a flat name (a file system allows 255: room for ".json", ".partial")
+
+
+def flat_name(dest: str) -> str:
+    """`dest` as one file name: `/` becomes `__`. A `to:` may be ~1,000 bytes long, one
+    name only 255: a longer one keeps its first bytes and ends with a hash of the whole
+    (still one name per `to:`, the same every run)."""
+    name = dest.replace("/", "__")
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= NAME_MAX:
+        return name
+    tail = "--" + hashlib.sha256(raw).hexdigest()[:24]
+    return raw[:NAME_MAX - len(tail)].decode("utf-8", "ignore") + tail
+
+
 def sidecar_path(root: str, dest: str) -> str:
-    """One JSON file per bucket directory; `/` in `to:` becomes `__`."""
-    return posixpath.join(sidecar_dir(root), dest.replace("/", "__") + ".json")
+    """One JSON file per bucket directory, named for its `to:` (flat_name)."""
+    return posixpath.join(sidecar_dir(root), flat_name(dest) + ".json")
 
 
 def receipts_dir(root: str, dest: str) -> str:
     """The receipts (snapshot/receipts.py) of the files placed under `dest`, named like its sidecar."""
-    return posixpath.join(root, STATE_DIR, "receipts", dest.replace("/", "__"))
+    return posixpath.join(root, STATE_DIR, "receipts", flat_name(dest))
 
 
 def shards_dir(root: str) -> str:
@@ -51,7 +67,7 @@ def shards_dir(root: str) -> str:
 
 def shard_dir(root: str, dest: str, index: int) -> str:
     """Shard `index`'s records for the bucket entry written to `dest`."""
-    return posixpath.join(shards_dir(root), dest.replace("/", "__"), str(index))
+    return posixpath.join(shards_dir(root), flat_name(dest), str(index))
 
 
 def shard_staging(root: str, index: int) -> str:

@@ -42,8 +42,8 @@ from ROOT, before its first write, and made with mkdir (never makedirs, which fo
 links); a link not named in ALLOWED stops the session (exit 86, "relocate: symlink:
 LINK -> WHERE", the sender refuses with exit 6). Checked once per directory, not per
 file. A link at a file's own path is replaced by the rename, never followed.
-Errors that retrying cannot fix (a name too long, a file where a directory must be)
-are the item's own when they come from putting one file in place (its directories
+Errors that retrying cannot fix (a name too long, a file where a directory must be,
+Permission denied) are the item's own when they come from putting one file in place (its directories
 under FINAL, its rename): that file is answered " x <why>" and the session goes on
 with the next, so one blocked key costs neither the rest of its batch nor a new
 session. Anywhere else (the staging dir, the receipts) they exit 4 naming the path;
@@ -75,8 +75,10 @@ SMALL = 64 << 10  # up to this size a file comes in one read with its hash (from
 STAGE = []  # type: list[bytes]  # this session's staging dir, once known
 LINK_STATUS = 86  # targets/nolinks.py STATUS
 ITEM_STATUS = 4
+# EACCES, EPERM: a directory the login cannot write (another user's) does not become
+# writable by sending again: an item, never a retry (README, exit 4).
 PERMANENT = frozenset((errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY,
-                       errno.ELOOP, errno.EINVAL, errno.EROFS))
+                       errno.ELOOP, errno.EINVAL, errno.EROFS, errno.EACCES, errno.EPERM))
 # Of those, the ones a file's own path causes; a read-only file system is every file's.
 ITEM_ERRNOS = PERMANENT - {errno.EROFS}
 
