@@ -28,30 +28,9 @@ import pytest
 import yaml
 
 from helpers import aws_client, cli, make_config
+from test_hostile_target import _mkdirs, _owned, _root
 
 SECRET = "s3cr3t-value-Kq42"
-
-
-def _owned(path: Path, like: Path) -> None:
-    st = like.stat()
-    os.lchown(path, st.st_uid, st.st_gid)
-
-
-def _root(sshd: Any) -> Path:
-    root = sshd.root / f"c-{secrets.token_hex(4)}"
-    root.mkdir()
-    _owned(root, sshd.root)
-    return root
-
-
-def _mkdirs(root: Path, rel: str) -> Path:
-    p = root
-    for seg in rel.split("/"):
-        p = p / seg
-        if not p.exists():
-            p.mkdir()
-            _owned(p, root)
-    return p
 
 
 def _file(root: Path, rel: str, body: bytes = b"a plain file in the way\n") -> Path:
