@@ -384,7 +384,9 @@ class DeployKind(Kind):
             current = releases.current_release(ctx.conn, ctx.config.root)
             ok = current == entry["active"]
             detail = f"current -> {current or 'no release'}, recorded {entry['active'] or 'no release'}"
-            if ok and dep.health_url:
+            # No release live by record (a first deploy that failed): nothing is meant to
+            # answer, and waiting out the health timeout for it would tell nothing.
+            if ok and dep.health_url and current is not None:
                 ok, seen = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 10))
                 detail += f"; {dep.health_url}: {seen}"
             checks.append(Check(f"deploy {entry['release']}", ok and bool(entry.get("healthy")) and not entry.get("rolled_back"), detail))
