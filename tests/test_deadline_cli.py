@@ -5,6 +5,8 @@ resumes."""
 
 from __future__ import annotations
 
+import json
+
 import datetime as dt
 import re
 from pathlib import Path
@@ -196,3 +198,20 @@ def test_egress_priced_by_each_buckets_region(moto: str, sshd, tmp_path: Path) -
     assert any(w["code"] == "egress-rates-stale" and "2024-11-01" in w["message"] for w in plan["warnings"])
     text = cli("plan", "-f", str(cfg))
     assert "ap-southeast-1" in text.stdout and "AWS waives" in text.stdout
+
+
+def test_a_saved_plan_runs_against_the_deadline_it_was_made_with(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """`plan --deadline 20s -o plan.json` showed the bulk bucket as LEFT: `move plan.json`
+    without --deadline leaves it too (it had moved everything, while its own JSON's
+    schedule said "left"); --deadline on the move gives another."""
+    cfg, root = setup
+    saved = tmp_path / "plan.json"
+    shown = cli("plan", "-f", str(cfg), "--deadline", "20s", "-o", str(saved))
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(saved.read_text())["schedule"]["left"] == ["s3:thumbs/"]
+    run = cli("move", str(saved), "--yes", "--json")
+    assert run.exit_code == 4, run.stdout + run.stderr
+    assert [x.split(": ", 1)[0] for x in run.json()["result"]["left"]] == ["s3:thumbs/"]
+    again = cli("move", str(saved), "--yes", "--json", "--deadline", "10m")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert again.json()["result"]["left"] == [] and again.json()["result"]["objects_sent"] == 5

@@ -55,3 +55,35 @@ def test_an_interrupted_move_gives_the_lock_back_and_exits_5(tmp_path: Path, mot
     assert again.exit_code == 0, again.stdout + again.stderr
     assert again.json()["result"]["verify"]["ok"] is True
     assert sorted(p.name for p in (root / "data").iterdir()) == [f"f{i}.bin" for i in range(6)]
+
+
+def test_an_interrupted_rollback_is_in_the_audit_log(tmp_path: Path, moto: str, sshd: Any) -> None:
+    """A rollback switches `current` before its health check: interrupted there, the audit
+    log still says who rolled back from what to what, and that it ended in an error."""
+    from helpers import stop_app
+    from test_deploy import _set_release, _slow_releases
+
+    cfg, root, _ = _slow_releases(tmp_path, moto, sshd, "int-rollback")
+    try:
+        assert cli("move", "-f", str(cfg), "--yes").exit_code == 0
+        _set_release(cfg, tmp_path / "v2")
+        assert cli("move", "-f", str(cfg), "--yes").exit_code == 0
+        import time
+
+        before = os.readlink(root / "current")
+        proc = subprocess.Popen([sys.executable, "-m", "relocate", "rollback", "-f", str(cfg), "--yes"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while os.readlink(root / "current") == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # switched: the restart and the health check follow (SLOW_APP answers after 1.5 s)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        done = subprocess.CompletedProcess([], proc.returncode, out, err)
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "relocate: interrupted (SIGTERM)" in done.stderr
+        last = json.loads((root / ".relocate" / "audit.log").read_text().splitlines()[-1])
+        assert last["action"] == "rollback" and last["result"] == "error" and last["error"] == "Terminated", last
+        assert last["to_release"] and last["from_release"]
+        assert not (root / ".relocate" / "lock").exists()
+    finally:
+        stop_app(root)

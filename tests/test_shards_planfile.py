@@ -285,3 +285,30 @@ def test_a_finish_with_nothing_but_the_shards_objects(seaweedfs, moto: str, sshd
     assert code == 0, err
     result = json.loads(out)["result"]
     assert result["verify"]["ok"] and result["snapshot"], result
+
+
+def test_an_interrupted_worker_says_so_in_the_audit_log(seaweedfs, moto: str, sshd, tmp_path: Path,
+                                                         env_s3: dict[str, str]) -> None:
+    """A worker stopped by SIGTERM (a pod evicted) ends its shard's audit lines with a
+    `shard-end` whose result is `error`, gives its lock back and exits 5; it wrote only
+    `shard-start` before."""
+    import signal
+    import time
+
+    from test_shards import _proc
+
+    plan, _, root, _ = _plan(tmp_path, seaweedfs, sshd, env_s3, 2, seed=40)
+    proc = _proc(["move", str(plan), "--shard", "0", "--yes", "--json", "--bwlimit", "20k", "--lanes", "1"],
+                 {**env_s3, "RELOCATE_BATCH_OBJECTS": "2"}, tmp_path / "h0")
+    audit = root / ".relocate" / "audit.log"
+    deadline = time.monotonic() + 60
+    while (not audit.exists() or "shard-start" not in audit.read_text()) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, err
+    last = json.loads(audit.read_text().splitlines()[-1])
+    assert last["action"] == "shard-end" and last["result"] == "error" and last["error"] == "Terminated", last
+    assert not (root / ".relocate" / "shards" / "locks" / "0").exists()

@@ -96,6 +96,16 @@ def test_an_env_files_directory_that_is_a_file_blocks_the_plan(tmp_path: Path, m
     move = cli("move", "-f", str(cfg), "--yes")
     assert move.exit_code == 3, (move.exit_code, move.stdout, move.stderr)
     assert not (root / "data").exists() and blocker.read_bytes().startswith(b"a plain file")
+    # under --json the refusal is still one document on stdout: the plan, its blockers, no result
+    saved = tmp_path / "plan-before.json"
+    blocker.unlink()
+    assert cli("plan", "-f", str(cfg), "-o", str(saved)).exit_code == 0
+    blocker = _file(root, "shared")  # appeared after the plan was saved
+    move = cli("move", str(saved), "--yes", "--json")
+    assert move.exit_code == 3, (move.exit_code, move.stdout, move.stderr)
+    doc = move.json()
+    assert doc["result"] is None and [b["code"] for b in doc["plan"]["blockers"]] == ["in-the-way"], doc["plan"]["blockers"]
+    assert not (root / "data").exists()
 
 
 def test_an_item_error_in_one_step_fails_that_step_alone(tmp_path: Path, moto: str, sshd: Any,

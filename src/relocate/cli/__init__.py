@@ -297,12 +297,16 @@ def main(argv: list[str] | None = None) -> None:
         _leave(exc.code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound as Ctrl-C is (its name is what the audit log's `error` says)."""
+
+
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM (a CI job cancelled, a pod evicted) as Ctrl-C: raised in the main thread,
     so the move unwinds as it does for an interrupt (the lock released, the audit line
     written, the partial work kept for the resume) instead of dying where it stands."""
     _state["signal"] = "SIGTERM"
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 class _StderrGone:

@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flag: before any connection
         config, saved = load_any(source or file)
+        if until is None and saved is not None and saved.schedule and saved.schedule.get("deadline"):
+            # A plan made with --deadline runs against that deadline (what it showed as
+            # left is left), unless --deadline gives another.
+            until = deadline.parse_deadline(str(saved.schedule["deadline"]), started)
         if replace_database and not (config.data.get("source") or {}).get("databases"):
             # Without databases the databases kind never runs, so it could not refuse the name.
             from relocate.kinds.databases import check_replace_names
@@ -127,6 +131,8 @@ def register(app: typer.Typer) -> None:
             out = render.stdout_console()
             if not as_json:
                 render.plan(out, plan)
+            if plan.blockers and as_json:  # refused below (exit 3): the one document still says why
+                render.print_json({"plan": plan.to_dict(), "result": None})
             approval = None if plan.blockers else approve(plan.changes, plan.target, yes, no_input=no_input)
             # The objects' own totals: progress counts object bodies only, so the plan's
             # todo_bytes (a database, a release, host files too) would leave `bytes` short

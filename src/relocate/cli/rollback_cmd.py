@@ -48,7 +48,15 @@ def register(app: typer.Typer) -> None:
                 from relocate.snapshot import store
 
                 store.mark_unrecorded(config.snapshot_dir, f"rollback {step.source} -> {step.dest}")
-                result = rollback(config, conn, step)
+                try:
+                    result = rollback(config, conn, step)
+                except BaseException as exc:  # an interrupt too: `current` may be switched already
+                    try:
+                        audit(conn, config.root, "rollback", from_release=step.source or None, to_release=step.dest,
+                              result="error", error=type(exc).__name__)
+                    except Exception:  # the connection may be what failed; the original error matters
+                        pass
+                    raise
                 audit(conn, config.root, "rollback", from_release=result.from_release, to_release=result.to_release,
                       result="ok" if result.healthy else "failed")
         if as_json:

@@ -113,10 +113,18 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
         audit(conn, root, "shard-start", shard=index, shards=count, plan=section["id"], steps=[sid for sid, _ in steps])
         staging = layout.shard_staging(root, index)
         conn.run(nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging])), timeout=60)
-        for sid, rng in steps:
-            spec, group = specs[sid]
-            _move_range(plan, config, conn, aws, spec, group, sid, rng, report, opts, size, staging, lock,
-                        progress or (lambda *_: None))
+        try:
+            for sid, rng in steps:
+                spec, group = specs[sid]
+                _move_range(plan, config, conn, aws, spec, group, sid, rng, report, opts, size, staging, lock,
+                            progress or (lambda *_: None))
+        except BaseException as exc:  # an interrupt too: the audit log says how the shard ended
+            try:
+                audit(conn, root, "shard-end", shard=index, result="error", error=type(exc).__name__,
+                      objects=report.objects_sent, bytes=report.bytes_sent)
+            except Exception:  # the connection may be what failed; the original error matters
+                pass
+            raise
         conn.run(nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging])), timeout=60)
         audit(conn, root, "shard-end", shard=index, result="ok" if report.ok else "failed", objects=report.objects_sent,
               bytes=report.bytes_sent)
