@@ -77,10 +77,15 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with that pid runs (one of another user counts)."""
+    if pid <= 0:
+        return False  # 0 and -N name process groups to kill(), not a process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
+        return False
+    except OverflowError:
         return False
     except PermissionError:
         return True
@@ -122,7 +127,7 @@ class TargetLock:
                 holder = json.loads(out or "{}")
             except ValueError:
                 holder = {}
-            if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+            if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
                 # Provably stale: the holder was a process on this machine that is gone.
                 self.conn.run(shell.line(["rm", "-rf", "--", self.path]))
                 continue

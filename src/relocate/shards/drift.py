@@ -24,6 +24,7 @@ from relocate.config import Config
 from relocate.plan.build import human_bytes
 from relocate.plan.model import Plan
 from relocate.shards import state
+from relocate.shards.section import as_count
 from relocate.shards.partition import Digest, Range, start_after
 from relocate.shards.worker import FINGERPRINT, spec_for
 from relocate.sources.inventory import list_range
@@ -65,7 +66,7 @@ def finish_changes(plan: Plan, config: Config, conn: Any, aws: Any) -> list[str]
         where = f"s3://{spec.bucket}/{spec.prefix} shard {rng.index}"
         fp = prints.get((sid, rng.index))
         rec = fp or progress.get((sid, rng.index)) or {}
-        moved_n, moved_b = _count(rec.get("objects")), _count(rec.get("bytes"))
+        moved_n, moved_b = as_count(rec.get("objects")) or 0, as_count(rec.get("bytes")) or 0
         if fp is not None:
             same = digest == fp.get("digest")
         else:
@@ -78,10 +79,6 @@ def finish_changes(plan: Plan, config: Config, conn: Any, aws: Any) -> list[str]
         else:
             lines.append(f"{where}: objects changed since its worker listed them (as many, as large)")
     return lines
-
-
-def _count(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
 def read_fingerprints(conn: Any, root: str, plan_id: str) -> dict[tuple[str, int], dict[str, Any]]:

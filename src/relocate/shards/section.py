@@ -39,6 +39,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def as_count(value: Any) -> int | None:
+    """A count as the target's shard records hold it (a non-negative int, not a bool), or
+    None for anything else (a record edited, damaged or of another version)."""
+    return value if _is_int(value) and value >= 0 else None
+
+
 def check_section(section: Any, where: str = "plan file", *, count_only: bool = False) -> None:
     """Refuse (ConfigError, exit 2) a shards section that is not what `plan --shards N` writes.
     `count_only` (`shards emit`, which reads nothing but N): a section holding neither `id`

@@ -26,13 +26,14 @@ long ago the lock was touched, against the stale time a new worker takes it over
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import socket
 import time
 from typing import Any
 
+from relocate.execute.lock import pid_alive
+from relocate.shards.section import as_count
 from relocate.targets import layout, nolinks, shell
 
 
@@ -170,8 +171,6 @@ def read_progress(conn: Any, root: str, plan_id: str) -> dict[tuple[str, int], d
 
 # --- what status, --finish and verify trust: the records as they are now --------------
 
-def as_count(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
 def _names(numbers: list[int]) -> str:
@@ -314,16 +313,6 @@ exit 0
 """
 
 
-def _pid_runs_here(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return pid > 0
-    return True
-
-
 def read_workers(conn: Any, root: str, stale_s: float) -> dict[int, dict[str, Any]]:
     """{shard: the worker its lock names}: {who, host, pid, since, heartbeat_s, live, how}.
 
@@ -351,7 +340,7 @@ def read_workers(conn: Any, root: str, stale_s: float) -> dict[int, dict[str, An
         age = max(0, int(parts[2]))
         pid, host = owner.get("pid"), owner.get("host")
         if isinstance(pid, int) and (host == here or (host == target_host and parts[3] in ("0", "1"))):
-            live = _pid_runs_here(pid) if host == here else parts[3] == "1"
+            live = pid_alive(pid) if host == here else parts[3] == "1"
             how = f"pid {pid} on {host} " + ("runs" if live else "has ended, leaving its lock behind")
         else:
             live = age <= stale_s

@@ -27,6 +27,7 @@ import statistics
 from typing import Any
 
 from relocate.plan.model import Plan
+from relocate.shards.section import as_count
 
 STALLED_S = 900.0
 STRAGGLER_FACTOR = 1.5
@@ -35,10 +36,6 @@ STALE_S = 900.0  # shards/worker.LOCK_STALE_S: a lock untouched this long is tak
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _cnt(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 def shard_status(plan: Plan, progress: dict[tuple[str, int], dict[str, Any]], now: float, *,
@@ -59,15 +56,15 @@ def shard_status(plan: Plan, progress: dict[tuple[str, int], dict[str, Any]], no
         recs = [progress.get((sid, k)) for sid in section["steps"]]
         got = [r for r in recs if r]
         broken = {sid: troubles[(sid, k)] for sid in section["steps"] if (sid, k) in troubles}
-        done_o = sum(broken[sid]["held"] if sid in broken else _cnt(r.get("objects"))
+        done_o = sum(broken[sid]["held"] if sid in broken else (as_count(r.get("objects")) or 0)
                      for sid, r in zip(section["steps"], recs) if r)
-        done_b = sum(_cnt(r.get("bytes")) for r in got)
+        done_b = sum((as_count(r.get("bytes")) or 0) for r in got)
         said_complete = bool(section["steps"]) and all(r and r.get("complete") for r in recs) or not section["steps"]
         complete = said_complete and not broken
         starts = [v for r in got if (v := _num(r.get("started"))) is not None]
         updates = [v for r in got if (v := _num(r.get("updated"))) is not None]
         started, updated = (min(starts) if starts else None), (max(updates) if updates else None)
-        failed = sum(_cnt(r.get("failed")) for r in got)
+        failed = sum((as_count(r.get("failed")) or 0) for r in got)
         worker = (workers or {}).get(k)
         if workers is not None:
             live = bool(worker and worker["live"])

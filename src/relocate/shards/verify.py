@@ -17,6 +17,7 @@ from relocate.execute.verify import VerifyReport
 from relocate.kinds import Check
 from relocate.plan.model import Plan
 from relocate.shards import state
+from relocate.shards.section import as_count
 from relocate.shards.worker import spec_for
 from relocate.targets import files
 
@@ -36,7 +37,7 @@ def verify_shards(conn: Any, config: Config, plan: Plan, report: VerifyReport) -
             complete = bool(rec.get("complete"))
             if not complete:
                 incomplete.add(k)
-            n = state.as_count(rec.get("chunks"))
+            n = as_count(rec.get("chunks"))
             # a complete shard's chunks are exactly 0..chunks-1; an unfinished one's, what is there
             numbers = list(range(n)) if complete and n is not None else state.chunk_numbers(conn, config.root, spec.to, k)
             held: dict[int, int | None] = {}
