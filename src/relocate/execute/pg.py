@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -603,13 +604,17 @@ class _Upload:
             self.tar.addfile(info, fh)
         self.sent[name] = (st.st_size, st.st_mtime_ns)
 
+    def changed(self, name: str) -> bool:
+        """A regular file not sent yet, or changed since it was."""
+        try:
+            st = os.lstat(self.directory / name)
+        except FileNotFoundError:
+            return False
+        return stat.S_ISREG(st.st_mode) and self.sent.get(name) != (st.st_size, st.st_mtime_ns)
+
     def unsent(self) -> list[str]:
         """Files not sent, or changed since they were (sent again: a later member wins in tar x)."""
-        out = []
-        for entry in os.scandir(self.directory):
-            st = entry.stat(follow_symlinks=False)
-            if entry.is_file(follow_symlinks=False) and self.sent.get(entry.name) != (st.st_size, st.st_mtime_ns):
-                out.append(entry.name)
+        out = [name for name in os.listdir(self.directory) if self.changed(name)]
         return sorted(out, key=lambda n: n == "toc.dat")  # the table of contents last
 
     def finish(self) -> None:
@@ -639,8 +644,11 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
             while True:
                 last = done.is_set()  # the dump ended: one more read drains what was queued
                 assert watch is not None
-                for name in watch.wait(0.2):
-                    if name != "toc.dat" and (dump_dir / name).is_file():
+                # pg_dump's last step syncs its output: each file opened read-write and closed
+                # again, a second "closed after writing". A file sent as it is now is not sent
+                # again (it was: 0.3-0.6 s of a 554 MiB database's move went to sending it twice).
+                for name in dict.fromkeys(watch.wait(0.2)):
+                    if name != "toc.dat" and upload.changed(name):
                         upload.send(name)
                 if last:
                     return
