@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 import threading
 import time
 from pathlib import Path
 
-from relocate.execute.pg import dump_and_upload
+from relocate.execute.pg import PIECE_MIN, dump_and_upload, upload_command
+from relocate.targets import shell
 from relocate.ssh.connection import Result
 
 
@@ -72,3 +74,47 @@ def test_files_go_up_while_the_dump_runs_and_toc_last(tmp_path: Path) -> None:
     # each file once (the one rewritten may go twice): the sync's closes send nothing again
     assert [n for n in order if n != "3003.dat.gz"] == ["3001.dat.gz", "3002.dat.gz", "toc.dat"]
     assert got == {p.name: p.read_bytes() for p in dump.iterdir()}  # the last copy of each name is the file
+
+
+class _GrowingDumper:
+    """Writes one data file in steps, like a pg_dump worker on a big table, and keeps it
+    open until a piece of it reached the target; then toc.dat, written at the start and
+    again at the end, like pg_dump's."""
+
+    def __init__(self, target: _Target) -> None:
+        self.target = target
+        self.seen_while_open = False
+        self.parts = [os.urandom(PIECE_MIN + 12345) for _ in range(3)]
+
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int) -> None:
+        (out / "toc.dat").write_bytes(b"first toc")
+        with open(out / "4001.dat.gz", "wb") as fh:
+            for part in self.parts:
+                fh.write(part)
+                fh.flush()
+                time.sleep(0.3)
+            self.seen_while_open = self.target.arrived.wait(20)
+            fh.write(b"tail")
+        (out / "4002.dat.gz").write_bytes(b"small")
+        (out / "toc.dat").write_bytes(b"final toc, longer")
+
+
+def test_with_gnu_tar_a_file_goes_up_in_pieces_while_it_is_written(tmp_path: Path) -> None:
+    """`appends`: pieces of a file pg_dump still writes travel before it is closed, and
+    GNU tar's `--to-command` on the receiving end puts the same files together."""
+    target = _Target()
+    dumper = _GrowingDumper(target)
+    dump = tmp_path / "dump"
+    dump_and_upload(dumper, dump, "snap", 2, lambda: target, RuntimeError, appends=True)  # type: ignore[arg-type]
+    assert dumper.seen_while_open
+    with tarfile.open(fileobj=io.BytesIO(bytes(target.data)), mode="r|") as tar:
+        members = [m.name for m in tar]
+    assert members.count("4001.dat.gz") >= 2  # in pieces
+    assert members.count("toc.dat") == 1 and members[-1] == "toc.dat"  # whole, once, last
+    landed = tmp_path / "landed"
+    landed.mkdir()
+    got = subprocess.run(["sh", "-c", shell.line(["cd", str(landed)]) + " && " + shell.line(upload_command(True))],
+                         input=bytes(target.data), capture_output=True)
+    assert got.returncode == 0, got.stderr
+    assert {p.name: p.read_bytes() for p in landed.iterdir()} == {p.name: p.read_bytes() for p in dump.iterdir()}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in landed.iterdir())  # the dump is the database's data

@@ -541,48 +541,84 @@ class _Bulk:
 
 
 class _Closed:
-    """Names of files closed after writing in one directory (Linux inotify IN_CLOSE_WRITE,
-    through libc): a directory-format dump's file is complete once pg_dump closes it."""
+    """Files of one directory as pg_dump writes them (Linux inotify, through libc):
+    `wait` returns the names closed after writing (a directory-format dump's file is
+    complete once pg_dump closes it) and keeps `writing`, the names created and not
+    closed yet."""
+
+    CLOSE_WRITE, MOVED_TO, CREATE = 0x08, 0x80, 0x100
 
     def __init__(self, directory: Path) -> None:
         import ctypes
 
         self._libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.writing: dict[str, None] = {}  # in the order created
         self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0 or self._libc.inotify_add_watch(self.fd, os.fsencode(directory), 0x08 | 0x80) < 0:  # CLOSE_WRITE, MOVED_TO
+        mask = self.CLOSE_WRITE | self.MOVED_TO | self.CREATE
+        if self.fd < 0 or self._libc.inotify_add_watch(self.fd, os.fsencode(directory), mask) < 0:
             if self.fd >= 0:
                 os.close(self.fd)
             raise OSError("inotify unavailable")
+        self._bell = os.pipe()  # `wake`: the dump ended, stop waiting
+
+    def wake(self) -> None:
+        os.write(self._bell[1], b"!")
 
     def wait(self, timeout: float) -> list[str]:
         import select
         import struct
 
-        if not select.select([self.fd], [], [], timeout)[0]:
+        ready = select.select([self.fd, self._bell[0]], [], [], timeout)[0]
+        if self.fd not in ready:
             return []
         try:
             buf = os.read(self.fd, 65536)
         except BlockingIOError:
             return []
-        names, at = [], 0
+        closed, at = [], 0
         while at + 16 <= len(buf):
-            _, _, _, size = struct.unpack_from("iIII", buf, at)
-            names.append(os.fsdecode(buf[at + 16:at + 16 + size].rstrip(b"\0")))
+            _, mask, _, size = struct.unpack_from("iIII", buf, at)
+            name = os.fsdecode(buf[at + 16:at + 16 + size].rstrip(b"\0"))
             at += 16 + size
-        return [n for n in names if n]
+            if not name:
+                continue
+            if mask & self.CREATE:
+                self.writing[name] = None
+            else:
+                self.writing.pop(name, None)
+                closed.append(name)
+        return list(dict.fromkeys(closed))
 
     def close(self) -> None:
-        os.close(self.fd)
+        for fd in (self.fd, *self._bell):
+            os.close(fd)
+
+
+# The target's end of an upload in pieces: GNU tar runs this for each member, with the
+# member's bytes on stdin. The staging directory is the dump's alone (0700, made new).
+APPEND = 'umask 077 && cat >> "$TAR_FILENAME"'
+PIECE_MIN, PIECE_MAX = 4 << 20, 64 << 20
 
 
 class _Upload:
-    """A tar stream written into a remote `tar x`, one dump file at a time (1 MiB writes)."""
+    """A tar stream into the target's staging directory (1 MiB writes), one of two ways:
 
-    def __init__(self, target: Any, directory: Path) -> None:
+    - whole files, into `tar x`: a file goes once pg_dump has closed it (a later member
+      of a name replaces an earlier one);
+    - in pieces (`appends`, GNU tar on the target: `tar x --to-command` appends each
+      member to its name, `APPEND`): a data file goes up while pg_dump still writes it,
+      a piece whenever enough was added (4 MiB, then a quarter of what went before, at
+      most 64 MiB: a few dozen forks of `cat` on the target per GiB), the rest once it
+      is closed. The biggest table's file, which pg_dump closes last, then no longer waits
+      for the dump's end to travel. pg_dump writes a data file once, front to back;
+      toc.dat, which it writes at its start and again at its end, goes whole at the end.
+    """
+
+    def __init__(self, target: Any, directory: Path, appends: bool = False) -> None:
         import tarfile
 
-        self.target, self.directory, self.buf = target, directory, bytearray()
-        self.sent: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) as sent
+        self.target, self.directory, self.buf, self.appends = target, directory, bytearray(), appends
+        self.sent: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) as sent (appends: (bytes sent, 0))
         self.tar = tarfile.open(fileobj=self, mode="w|", format=tarfile.GNU_FORMAT)  # type: ignore[call-overload]
 
     def write(self, data: bytes) -> int:
@@ -596,21 +632,42 @@ class _Upload:
             self.target.write(bytes(self.buf))
             self.buf.clear()
 
-    def send(self, name: str) -> None:
-        path = self.directory / name
-        with open(path, "rb") as fh:
+    def send(self, name: str, piece: int = 0) -> None:
+        """The file whole; with `appends`, what was added since the last piece (only when
+        that is at least `piece` bytes)."""
+        with open(self.directory / name, "rb") as fh:
             st = os.fstat(fh.fileno())
             info = self.tar.gettarinfo(fileobj=fh, arcname=name)
+            if self.appends:
+                done = self.sent.get(name, (0, 0))[0]
+                if st.st_size < done:
+                    raise OSError(f"{name} in the dump shrank while it was sent ({st.st_size} < {done} bytes)")
+                if st.st_size == done or st.st_size - done < piece:
+                    return
+                fh.seek(done)
+                info.size = st.st_size - done
+                self.tar.addfile(info, fh)
+                self.sent[name] = (st.st_size, 0)
+                return
             self.tar.addfile(info, fh)
         self.sent[name] = (st.st_size, st.st_mtime_ns)
 
+    def grow(self, name: str) -> None:
+        """With `appends`: a piece of a file pg_dump is still writing, when enough was added."""
+        done = self.sent.get(name, (0, 0))[0]
+        self.send(name, piece=max(PIECE_MIN, min(PIECE_MAX, done // 4)))
+
     def changed(self, name: str) -> bool:
-        """A regular file not sent yet, or changed since it was."""
+        """A regular file not sent yet, or changed since it was (appends: grown)."""
         try:
             st = os.lstat(self.directory / name)
         except FileNotFoundError:
             return False
-        return stat.S_ISREG(st.st_mode) and self.sent.get(name) != (st.st_size, st.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        if self.appends:
+            return st.st_size != self.sent.get(name, (0, 0))[0]
+        return self.sent.get(name) != (st.st_size, st.st_mtime_ns)
 
     def unsent(self) -> list[str]:
         """Files not sent, or changed since they were (sent again: a later member wins in tar x)."""
@@ -622,13 +679,22 @@ class _Upload:
         self.flush()
 
 
-def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, start: Any, fail: Any) -> None:
-    """The directory-format dump into `dump_dir` (the snapshot's copy), each of its files
-    sent to the target's staging `tar x` as soon as pg_dump closes it, so the upload runs
-    beside the dump instead of after it (the peers' `pg_dump -Fd; tar | ssh tar x` run one
-    after the other). Whatever was not sent while the dump ran (toc.dat, written last; a
-    file changed after it was sent) goes at the end; `tar x` keeps the last copy of a name.
-    Without inotify: the dump, then the whole directory."""
+def upload_command(appends: bool) -> list[str]:
+    """The target's end of `_Upload`, run in the staging directory."""
+    if appends:
+        return ["tar", "-x", "-f", "-", "--to-command", APPEND]
+    return ["tar", "-x", "-f", "-"]
+
+
+def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, start: Any, fail: Any,
+                    appends: bool = False) -> None:
+    """The directory-format dump into `dump_dir` (the snapshot's copy), its files sent to
+    the target's staging directory while pg_dump runs (`_Upload`: each file once it is
+    closed, or, with `appends`, in pieces as it is written), so the upload runs beside
+    the dump instead of after it (the peers' `pg_dump -Fd; tar | ssh tar x` run one after
+    the other). Whatever was not sent while the dump ran (toc.dat, written last; a file
+    changed after it was sent) goes at the end. Without inotify: the dump, then the
+    whole directory."""
     import threading
 
     dump_dir.mkdir(parents=True, exist_ok=True)  # pg_dump -Fd accepts an existing empty directory
@@ -636,7 +702,7 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
         watch: _Closed | None = _Closed(dump_dir)
     except (OSError, AttributeError):
         watch = None
-    upload = _Upload(start(), dump_dir)
+    upload = _Upload(start(), dump_dir, appends)
     done, box = threading.Event(), {}
 
     def follow() -> None:
@@ -647,9 +713,13 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
                 # pg_dump's last step syncs its output: each file opened read-write and closed
                 # again, a second "closed after writing". A file sent as it is now is not sent
                 # again (it was: 0.3-0.6 s of a 554 MiB database's move went to sending it twice).
-                for name in dict.fromkeys(watch.wait(0.2)):
+                for name in watch.wait(0.1 if appends else 0.2):
                     if name != "toc.dat" and upload.changed(name):
                         upload.send(name)
+                if appends:
+                    for name in list(watch.writing):
+                        if name != "toc.dat":
+                            upload.grow(name)
                 if last:
                     return
         except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
@@ -663,6 +733,8 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
             local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
         finally:
             done.set()
+            if watch is not None:
+                watch.wake()  # the sender's last round starts now, not at its next timeout
             if sender is not None:
                 sender.join()
             if watch is not None:
@@ -922,11 +994,13 @@ def move_in_place(conn: Connection, local: "LocalPg", remote: "RemotePg", names:
 
 def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: list[dict[str, Any]],
          owner: str, encoding: str, existing: bool, dump_dir: Path | None, staging: str, jobs: int,
-         on_stats: Any, path: str = SWAP, scratch: Path | None = None) -> dict[str, Any]:
+         on_stats: Any, path: str = SWAP, scratch: Path | None = None, appends: bool = False) -> dict[str, Any]:
     """Dump the source (consistent snapshot) and restore it on the target into a scratch
     database, check it, then swap it in under the final name. A failure leaves the final
     database as it was. `on_stats(stats)` returns a list of differences (empty = equal).
-    `path` IN_PLACE: `move_in_place` (the dump goes to `scratch` when no `dump_dir` is kept)."""
+    `path` IN_PLACE: `move_in_place` (the dump goes to `scratch` when no `dump_dir` is kept).
+    `appends`: the target's tar is GNU tar, so a kept dump's files go up in pieces as
+    pg_dump writes them (`_Upload`)."""
     names = Names(dst.dbname)
     if path == IN_PLACE:
         local, remote = LocalPg(src, what), RemotePg(conn, dst)
@@ -988,8 +1062,10 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         # staging is <root>/.relocate/db/<name>: never through a symlinked component
                         root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
                         upload = nolinks.guarded(root, [staging], shell.all_of(
-                            ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["tar", "-x", "-f", "-", "-C", staging]))
-                        dump_and_upload(local, dump_dir, snap_id, jobs, lambda: _Bulk.ready(bulk, conn).start(upload), remote.fail)
+                            ["rm", "-rf", "--", staging], ["mkdir", "-m", "700", "-p", "--", staging], ["cd", staging],
+                            upload_command(appends)))
+                        dump_and_upload(local, dump_dir, snap_id, jobs, lambda: _Bulk.ready(bulk, conn).start(upload),
+                                        remote.fail, appends)
                 target_ready()  # the scratch database is there (or its failure is raised here)
                 placeholders: list[str] = made["placeholders"]
                 owner_ok: bool = made["owner_ok"]

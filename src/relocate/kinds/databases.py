@@ -169,11 +169,17 @@ def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAdd
         yield addr.at("127.0.0.1", port)
 
 
-def _target_tools(ctx: Context, tools: tuple[str, ...]) -> list[str]:
-    script = 'for t in "$@"; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done\n'
-    cmd, stdin = shell.script(script, *tools)
-    missing: str = ctx.conn.run(cmd, stdin, timeout=60).text()
-    return missing.split()
+# Which tools the target lacks, one a line, then "=gnu-tar" when its tar is GNU tar (a
+# PostgreSQL dump then goes up in pieces as it is written: execute/pg.py `_Upload`).
+_TOOLS = ('for t in "$@"; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done\n'
+          'case $(tar --version 2>/dev/null) in *"GNU tar"*) echo =gnu-tar ;; esac\n')
+
+
+def _target_tools(ctx: Context, tools: tuple[str, ...]) -> tuple[list[str], bool]:
+    """(the tools the target lacks, whether its tar is GNU tar)."""
+    cmd, stdin = shell.script(_TOOLS, *tools)
+    words = ctx.conn.run(cmd, stdin, timeout=60).text().split()
+    return [w for w in words if w != "=gnu-tar"], "=gnu-tar" in words
 
 
 def _staging(ctx: Context, name: str) -> str:
@@ -217,8 +223,10 @@ class Databases(Kind):
         what = f"source.databases[{index}] ({g.name})"
 
         def target_side() -> tuple[list[str], dict[str, Any]]:
-            missing = _target_tools(ctx, eng.TARGET_TOOLS)
-            return missing, ({} if missing else eng.probe_target(ctx.conn, g.target))
+            missing, gnu_tar = _target_tools(ctx, eng.TARGET_TOOLS)
+            if missing:
+                return missing, {}
+            return missing, {**eng.probe_target(ctx.conn, g.target), "gnu_tar": gnu_tar}
 
         # The target's two round trips run on a thread while the source is probed here.
         with in_background(target_side, on_abort=lambda: None, name="relocate-target-db-probe") as target_probe, \
@@ -444,6 +452,8 @@ class Databases(Kind):
         jobs = int(g.item.get("jobs") or 2)
         # The in-place path replays a dump: without a kept copy, it lives in a temp dir until then.
         extra: dict[str, Any] = {"path": g.path} if g.path else {}
+        if g.source.engine == "postgres" and g.tfacts.get("gnu_tar"):
+            extra["appends"] = True  # the kept dump goes up in pieces as pg_dump writes it
         with reach(ctx, g.item, g.source) as here, tempfile.TemporaryDirectory(prefix="relocate-pg-") as scratch:
             if g.path == pg.IN_PLACE:
                 extra["scratch"] = Path(scratch) / "dump"
