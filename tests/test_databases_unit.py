@@ -17,7 +17,8 @@ from relocate.config import AwsSpec, parse_config
 from relocate.errors import ConfigError, SourceError
 from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line
 from relocate.execute.mysql import rewrite_definer, stats_sql, table_layout, version_key
-from relocate.execute.pg import STATS_SQL, create_roles_sql, major, part_stats_sql, rds_placeholders, strip_roles_sql
+from relocate.execute.pg import (STATS_SQL, create_roles_sql, major, newest_program, part_stats_sql, program,
+                                 rds_placeholders, strip_roles_sql)
 from relocate.secret import Secret
 from relocate.sources.aws import Aws
 from relocate.sources.rds import DbAddress, parse_url, resolve_password
@@ -235,3 +236,39 @@ def test_the_target_credential_file_has_no_name_while_it_holds_the_password(tmp_
     assert rest == "*:*:*:*:pw-é-42\n" * 2 + "---\nthe client's own input\n"
     assert "pw-" not in " ".join(secret.argv(client))  # never on the command line
     assert not any(b"pw-" in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_the_newest_version_with_the_program_is_what_pg_wrapper_would_run(tmp_path: Path) -> None:
+    """Debian's pg_wrapper, with the host named, runs the newest installed version that has
+    the program; relocate runs that binary itself (no Perl start per command)."""
+    for version, tools in {"9.6": ("psql", "pg_dump"), "13": ("psql", "pg_dump"), "16": ("psql",), "17beta": ("pg_dump",)}.items():
+        bin_dir = tmp_path / version / "bin"
+        bin_dir.mkdir(parents=True)
+        for tool in tools:
+            (bin_dir / tool).write_text("#!/bin/sh\n")
+            (bin_dir / tool).chmod(0o755)
+    (tmp_path / "README").write_text("not a version")
+    assert newest_program(str(tmp_path), "psql") == str(tmp_path / "16" / "bin" / "psql")
+    assert newest_program(str(tmp_path), "pg_dump") == str(tmp_path / "13" / "bin" / "pg_dump")  # 16 lacks it
+    assert newest_program(str(tmp_path), "pg_restore") is None
+    assert newest_program(str(tmp_path / "nowhere"), "psql") is None
+
+
+def test_a_program_that_is_not_the_wrapper_is_run_by_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = tmp_path / "pg_dump"
+    tool.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 99.1'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    program.cache_clear()
+    try:
+        assert program("pg_dump") == "pg_dump"
+        wrapper = tmp_path / "w" / "pg_wrapper"
+        wrapper.parent.mkdir()
+        wrapper.write_text("#!/bin/sh\n")
+        wrapper.chmod(0o755)
+        tool.unlink()
+        tool.symlink_to(wrapper)
+        program.cache_clear()
+        assert program("pg_dump") == (newest_program("/usr/lib/postgresql", "pg_dump") or "pg_dump")
+    finally:
+        program.cache_clear()

@@ -23,10 +23,12 @@ sessions, right before it is swapped in (`check_in_place`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -43,7 +45,7 @@ from relocate.targets import layout, nolinks, shell
 from relocate.ssh.openssh import OpenSsh, OpenSshExec
 from relocate.ssh.connection import Connection
 
-PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
+PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")  # locally: program("psql") in front
 MAINTENANCE_DB = "postgres"
 
 _SESSION = """
@@ -218,6 +220,33 @@ def major(version_num: int) -> int:
     return version_num // 10000 if version_num >= 100000 else version_num // 100
 
 
+# Debian's /usr/bin/psql, pg_dump and pg_restore are one Perl script (postgresql-common's
+# pg_wrapper) that picks a version and runs it: 20-140 ms a call here, paid by every local
+# command of a database move, several of them before the dump starts.
+WRAPPER, BINROOT = "pg_wrapper", "/usr/lib/postgresql"
+
+
+def newest_program(binroot: str, name: str) -> str | None:
+    """What pg_wrapper runs for `name` when the host is named (PGHOST, always set for
+    relocate's local commands): the newest version under `binroot` that has it."""
+    try:
+        entries = os.listdir(binroot)
+    except OSError:
+        return None
+    found = [(float(e), e) for e in entries if re.fullmatch(r"\d+\.?\d+", e)  # the wrapper's own pattern
+             and os.access(os.path.join(binroot, e, "bin", name), os.X_OK)]
+    return os.path.join(binroot, max(found)[1], "bin", name) if found else None
+
+
+@functools.lru_cache(maxsize=None)
+def program(name: str) -> str:
+    """The local `name` to run: pg_wrapper's choice without the Perl, or `name` as PATH has it."""
+    found = shutil.which(name)
+    if found is None or os.path.basename(os.path.realpath(found)) != WRAPPER:
+        return name
+    return newest_program(BINROOT, name) or name
+
+
 def tool_major(argv: list[str]) -> int | None:
     """`pg_dump --version` -> 15; None when it does not run."""
     try:
@@ -252,6 +281,8 @@ class LocalPg:
         with local_secret_file(pgpass_line(self.addr.password.reveal() if self.addr.password else "")) as pf:
             self.env = {**os.environ, **_env(self.addr), "PGPASSFILE": str(pf)}
             self.env.pop("PGPASSWORD", None)
+            if program("psql") != "psql":
+                self.env.setdefault("PGSYSCONFDIR", "/etc/postgresql-common")  # as pg_wrapper sets it
             try:
                 yield self
             finally:
@@ -268,7 +299,7 @@ class LocalPg:
         return SourceError(f"{self.what}: {msg}")
 
     def query(self, sql: str, **variables: str) -> str:
-        argv = [*PSQL, *[a for k, v in variables.items() for a in ("-v", f"{k}={v}")], "-f", "-"]
+        argv = [program("psql"), *PSQL[1:], *[a for k, v in variables.items() for a in ("-v", f"{k}={v}")], "-f", "-"]
         r = subprocess.run(argv, input=sql, capture_output=True, text=True, env=self.env, timeout=3600)
         if r.returncode != 0:
             raise self.fail(r.stderr)
@@ -281,7 +312,7 @@ class LocalPg:
     def snapshot(self) -> Iterator[tuple[str, "subprocess.Popen[str]"]]:
         """A REPEATABLE READ transaction held open; yields its exported snapshot id,
         which pg_dump --snapshot imports, so dump and statistics see one instant."""
-        proc = subprocess.Popen([*PSQL, "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([program("psql"), *PSQL[1:], "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.env)
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -321,7 +352,7 @@ class LocalPg:
 
     def dump_argv(self, *, snapshot: str, jobs: int, out: Path | None) -> list[str]:
         """Directory format with -j into the snapshot, or custom format to stdout (a stream)."""
-        base = ["pg_dump", f"--snapshot={snapshot}", "--no-password", "--compress=1", "--dbname", self.addr.dbname]
+        base = [program("pg_dump"), f"--snapshot={snapshot}", "--no-password", "--compress=1", "--dbname", self.addr.dbname]
         if out is None:
             return [*base, "-Fc"]
         return [*base, "-Fd", "-j", str(jobs), "-f", str(out)]
@@ -1107,4 +1138,4 @@ def local_tools() -> tuple[str, ...]:
 
 
 def dump_tool_major() -> int | None:
-    return tool_major(["pg_dump", "--version"])
+    return tool_major([program("pg_dump"), "--version"])  # the one the dump runs
