@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import tarfile
 import threading
 import time
 from pathlib import Path
 
-from relocate.execute.pg import PIECE_MIN, dump_and_upload, upload_command
+import pytest
+
+from relocate.errors import TargetError
+from relocate.execute.pg import PIECE_MIN, LocalPg, dump_and_upload, upload_command
+from relocate.sources.rds import DbAddress
 from relocate.targets import shell
 from relocate.ssh.connection import Result
 
@@ -39,7 +44,8 @@ class _Dumper:
         self.target = target
         self.seen_during_dump = False
 
-    def dump_to(self, out: Path, *, snapshot: str, jobs: int) -> None:
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int, running=None) -> None:
+        running(self)  # like LocalPg.dump_to, once "pg_dump" runs
         (out / "3001.dat.gz").write_bytes(os.urandom(3 << 20))
         # the next file is written only once the first one's bytes reached the target
         self.seen_during_dump = self.target.arrived.wait(20)
@@ -86,7 +92,8 @@ class _GrowingDumper:
         self.seen_while_open = False
         self.parts = [os.urandom(PIECE_MIN + 12345) for _ in range(3)]
 
-    def dump_to(self, out: Path, *, snapshot: str, jobs: int) -> None:
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int, running=None) -> None:
+        running(self)
         (out / "toc.dat").write_bytes(b"first toc")
         with open(out / "4001.dat.gz", "wb") as fh:
             for part in self.parts:
@@ -118,3 +125,62 @@ def test_with_gnu_tar_a_file_goes_up_in_pieces_while_it_is_written(tmp_path: Pat
     assert got.returncode == 0, got.stderr
     assert {p.name: p.read_bytes() for p in landed.iterdir()} == {p.name: p.read_bytes() for p in dump.iterdir()}
     assert all(p.stat().st_mode & 0o077 == 0 for p in landed.iterdir())  # the dump is the database's data
+
+
+class _SlowLogin:
+    """The target's login, slow like a real `ssh` handshake; notes when it was asked for."""
+
+    def __init__(self, target: _Target, dumper: "_Dumper") -> None:
+        self.target, self.dumper, self.asked_during_dump = target, dumper, False
+
+    def __call__(self) -> _Target:
+        self.asked_during_dump = self.dumper.running
+        time.sleep(0.3)
+        return self.target
+
+
+class _RunningDumper(_Dumper):
+    def __init__(self, target: _Target) -> None:
+        super().__init__(target)
+        self.running = False
+
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int, running=None) -> None:
+        self.running = True
+        try:
+            super().dump_to(out, snapshot=snapshot, jobs=jobs, running=running)
+        finally:
+            self.running = False
+
+
+def test_the_dump_does_not_wait_for_the_targets_login(tmp_path: Path) -> None:
+    target = _Target()
+    dumper = _RunningDumper(target)
+    login = _SlowLogin(target, dumper)
+    dump_and_upload(dumper, tmp_path / "dump", "snap", 2, login, RuntimeError)  # type: ignore[arg-type]
+    assert login.asked_during_dump
+
+
+class _LongDump(LocalPg):
+    """A real process standing for a long pg_dump (`sleep`), through LocalPg.dump_to."""
+
+    def dump_argv(self, *, snapshot: str, jobs: int, out: Path | None) -> list[str]:
+        return ["sleep", "60"]
+
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int, running=None) -> None:
+        def seen(proc: subprocess.Popen[str]) -> None:
+            self.proc = proc
+            running(proc)
+
+        super().dump_to(out, snapshot=snapshot, jobs=jobs, running=seen)
+
+
+def test_an_upload_that_cannot_start_stops_the_dump_and_says_why(tmp_path: Path) -> None:
+    local = _LongDump(DbAddress("postgres", "127.0.0.1", 5432, "app", "db"), "source database")
+    local.env = dict(os.environ)
+
+    def refused() -> _Target:
+        raise TargetError("the target refused the login")
+
+    with pytest.raises(TargetError, match="refused the login"):
+        dump_and_upload(local, tmp_path / "dump", "snap", 2, refused, RuntimeError)
+    assert local.proc.returncode == -signal.SIGTERM  # stopped, not waited for

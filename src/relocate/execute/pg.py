@@ -35,7 +35,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (SECRET_FD, RemoteSecret, classify, in_background, last_line, local_secret_file,
@@ -357,10 +357,18 @@ class LocalPg:
             return [*base, "-Fc"]
         return [*base, "-Fd", "-j", str(jobs), "-f", str(out)]
 
-    def dump_to(self, out: Path, *, snapshot: str, jobs: int) -> None:
-        """The directory-format dump, here, into `out`."""
+    def dump_to(self, out: Path, *, snapshot: str, jobs: int,
+                running: Callable[["subprocess.Popen[str]"], object] | None = None) -> None:
+        """The directory-format dump, here, into `out`; `running(process)` once pg_dump started."""
         dump = subprocess.Popen(self.dump_argv(snapshot=snapshot, jobs=jobs, out=out), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self.env)
+        if running is not None:
+            try:
+                running(dump)
+            except BaseException:
+                dump.kill()
+                dump.wait()
+                raise
         _, err = dump.communicate()
         if dump.returncode != 0:
             raise self.fail(err)
@@ -733,11 +741,20 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
         watch: _Closed | None = _Closed(dump_dir)
     except (OSError, AttributeError):
         watch = None
-    upload = _Upload(start(), dump_dir, appends)
     done, box = threading.Event(), {}
+    uploads: list[_Upload] = []
+    dumps: list["subprocess.Popen[str]"] = []
+
+    def upload() -> _Upload:
+        # Started once pg_dump runs: the target's `ssh` login (0.3 s here) is then off the
+        # dump's path (the dump waited for it).
+        if not uploads:
+            uploads.append(_Upload(start(), dump_dir, appends))
+        return uploads[0]
 
     def follow() -> None:
         try:
+            up = upload()
             while True:
                 last = done.is_set()  # the dump ended: one more read drains what was queued
                 assert watch is not None
@@ -745,40 +762,48 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
                 # again, a second "closed after writing". A file sent as it is now is not sent
                 # again (it was: 0.3-0.6 s of a 554 MiB database's move went to sending it twice).
                 for name in watch.wait(0.1 if appends else 0.2):
-                    if name != "toc.dat" and upload.changed(name):
-                        upload.send(name)
+                    if name != "toc.dat" and up.changed(name):
+                        up.send(name)
                 if appends:
                     for name in list(watch.writing):
                         if name != "toc.dat":
-                            upload.grow(name)
+                            up.grow(name)
                 if last:
                     return
         except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
             box["error"] = exc
+            for dump in dumps:  # the copy cannot reach the target: no point dumping on
+                dump.terminate()
 
     sender = threading.Thread(target=follow, name="relocate-pg-upload", daemon=True) if watch is not None else None
-    try:
+
+    def running(dump: "subprocess.Popen[str]") -> None:
+        dumps.append(dump)
         if sender is not None:
             sender.start()
+
+    try:
         try:
-            local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs)
+            local.dump_to(dump_dir, snapshot=snap_id, jobs=jobs, running=running)
         finally:
             done.set()
             if watch is not None:
                 watch.wake()  # the sender's last round starts now, not at its next timeout
-            if sender is not None:
+            if sender is not None and sender.is_alive():
                 sender.join()
             if watch is not None:
                 watch.close()
-        if "error" in box:
-            raise box["error"]
-        for name in upload.unsent():
-            upload.send(name)
-        upload.finish()
+            if "error" in box:  # the upload's failure, not the dump it stopped
+                raise box["error"]
+        up = upload()
+        for name in up.unsent():
+            up.send(name)
+        up.finish()
     except BaseException:
-        _kill(upload.target)
+        for up in uploads:
+            _kill(up.target)
         raise
-    result = upload.target.wait(None)
+    result = uploads[0].target.wait(None)
     if result.status != 0:
         refused = nolinks.refusal(result.status, result.stderr)
         raise refused or fail(result.stderr.decode("utf-8", "replace"))
