@@ -184,3 +184,31 @@ def test_an_upload_that_cannot_start_stops_the_dump_and_says_why(tmp_path: Path)
     with pytest.raises(TargetError, match="refused the login"):
         dump_and_upload(local, tmp_path / "dump", "snap", 2, refused, RuntimeError)
     assert local.proc.returncode == -signal.SIGTERM  # stopped, not waited for
+
+
+class _LocalTar:
+    """A real `tar x` (here, not over SSH) in the upload's place, with the command given."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.arrived = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.arrived.set()
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            pass
+
+    def wait(self, timeout=None) -> Result:
+        out, err = self.proc.communicate()
+        return Result(self.proc.returncode, out, err)
+
+
+def test_a_target_that_cannot_write_a_piece_says_why(tmp_path: Path) -> None:
+    """The target's tar ends with "Exiting with failure status"; the error names the cause."""
+    target = _LocalTar(["tar", "-x", "-f", "-", "--to-command", 'echo "cannot create $TAR_FILENAME: No space left" >&2; exit 1'])
+    with pytest.raises(TargetError, match=r"sending the dump to the target failed: cannot create 3001\.dat\.gz: No space left"):
+        dump_and_upload(_Dumper(target), tmp_path / "dump", "snap", 2, lambda: target,
+                        lambda err: TargetError(err), appends=True)

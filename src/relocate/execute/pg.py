@@ -806,7 +806,10 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
     result = uploads[0].target.wait(None)
     if result.status != 0:
         refused = nolinks.refusal(result.status, result.stderr)
-        raise refused or fail(result.stderr.decode("utf-8", "replace"))
+        # tar's last line only says it failed ("Exiting with failure status ..."): the first says why
+        said = [ln for ln in result.stderr.decode("utf-8", "replace").splitlines()
+                if ln.strip() and "Exiting with failure status" not in ln]
+        raise refused or fail(f"sending the dump to the target failed: {said[0] if said else 'tar exited ' + str(result.status)}")
 
 
 def _kill(target: Any) -> None:
