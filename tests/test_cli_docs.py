@@ -70,3 +70,28 @@ def test_move_help_states_the_defaults_it_describes() -> None:
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", cli("move", "--help").stdout).split())
     assert f"in parallel [default: {TRANSFERS}]" in text
     assert "[default: the number of CPUs, from 2 to 4]" in text
+
+
+def test_the_readme_plan_row_names_every_option_of_plan_help() -> None:
+    """A tester reads the README's command table and `--help`: an option only one of them knows
+    (`plan --checksum` once) is an option nobody can tell the meaning of."""
+    text = README.read_text(encoding="utf-8")
+    rows = " ".join(line for line in text.splitlines() if line.startswith("| `relocate plan "))
+    plan = typer.main.get_command(app).commands["plan"]
+    missing = [opt for p in plan.params if getattr(p, "param_type_name", "") == "option" and not p.hidden
+               if not any(re.search(re.escape(o) + r"(?![\w-])", rows) for o in p.opts)
+               for opt in p.opts[:1]]
+    assert not missing, f"README's `relocate plan` row does not mention: {', '.join(missing)}"
+
+
+def test_init_sends_the_user_to_check_then_plan_as_the_readme_does(tmp_path: Path) -> None:
+    """README "Using it": init, edit, `relocate check`, then `relocate plan`."""
+    target = tmp_path / "relocate.yaml"
+    run = cli("init", str(target))
+    assert run.exit_code == 0, run.stderr
+    said = run.stdout
+    assert f"relocate check -f {target}" in said and f"relocate plan -f {target}" in said
+    assert said.index("relocate check") < said.index("relocate plan")
+    text = README.read_text(encoding="utf-8")
+    flow = text[text.index("relocate init  "):]
+    assert flow.index("relocate check") < flow.index("relocate plan")

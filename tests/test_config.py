@@ -81,7 +81,7 @@ def test_wrong_type_is_path_qualified(tmp_path: Path) -> None:
     text = GOOD.replace("port: 2222", "port: twenty-two")
     p = _write(tmp_path, text)
     line = _one_line_error(cli("plan", "-f", str(p)))
-    assert line == f"relocate: error: relocate.yaml:{_line_of(text, 'twenty-two')}: target.ssh.port: must be an integer"
+    assert line == f"relocate: error: {p}:{_line_of(text, 'twenty-two')}: target.ssh.port: must be an integer"
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,12 @@ def test_wrong_type_is_path_qualified(tmp_path: Path) -> None:
         ("to: data/media", "to: ../escape", "source.s3[0].to: must be a path inside target.root"),
         ("to: data/media", "to: /etc", "source.s3[0].to: must be a path relative to target.root"),
         ("  parameters:\n    - {path: /app/prod/, to: shared/app.env}\n", "  parameters: nope\n", "source.parameters: must be a list"),
-        ("version: 1", "version: 2", "version: must be between 1 and 1"),
+        ("version: 1", "version: 2", "version: must be 1"),
+        ("  name: townsquare", "  name: townsquare\n  moderation: {moderators: -3}", "app.moderation.moderators: must be 0 or more"),
+        ("region: us-east-1", 'region: "no where"', "source.aws.region: must be a region name like us-east-1"),
+        ('endpoint_url: "http://127.0.0.1:1"', 'endpoint_url: "not-a-url"', "source.aws.endpoint_url: must be an http:// or https:// URL"),
+        ('endpoint_url: "http://127.0.0.1:1"', 'endpoint_url: "http://"', "source.aws.endpoint_url: must be an http:// or https:// URL"),
+        ('endpoint_url: "http://127.0.0.1:1"', 'endpoint_url: "http://h:99999"', "source.aws.endpoint_url: must be an http:// or https:// URL"),
         ("    user: deploy", "    user: 12", "target.ssh.user: must be a string (quote it)"),
     ],
 )
@@ -102,8 +107,26 @@ def test_wrong_values(tmp_path: Path, old: str, new: str, expect: str) -> None:
     assert text != GOOD
     with pytest.raises(ConfigError) as e:
         parse_config(text, tmp_path / "relocate.yaml", env={})
-    assert re.match(r"^relocate\.yaml:\d+: ", e.value.message), e.value.message
+    assert re.match(rf"^{re.escape(str(tmp_path / 'relocate.yaml'))}:\d+: ", e.value.message), e.value.message
     assert expect in e.value.message
+
+
+@pytest.mark.parametrize("aws", ['{region: "no where"}', '{region: us-east-1, endpoint_url: "not-a-url"}',
+                                 '{region: us-east-1, endpoint_url: "http://"}'])
+def test_a_bad_region_or_endpoint_is_exit_2_naming_the_field_not_an_internal_error(tmp_path: Path, aws: str) -> None:
+    """README: relocate.yaml is checked whole when loaded; botocore's InvalidRegionError and "Invalid
+    endpoint" ValueError once made these exit 1 ("internal error") when the first AWS client was built."""
+    text = re.sub(r"(?m)^  aws: .*$", f"  aws: {aws}", GOOD)
+    assert text != GOOD
+    for command in ("plan", "check"):
+        line = _one_line_error(cli(command, "-f", str(_write(tmp_path, text))))
+        assert re.search(r"relocate\.yaml:\d+: source\.aws\.(region|endpoint_url): must be ", line), line
+
+
+def test_the_file_is_named_as_given(tmp_path: Path) -> None:
+    """`-f /dev/null` is "/dev/null", not "null"."""
+    assert _one_line_error(cli("check", "-f", "/dev/null")) == "relocate: error: /dev/null: the file is empty"
+    assert _one_line_error(cli("plan", "-f", "/dev/null")) == "relocate: error: /dev/null: the file is empty"
 
 
 def test_missing_required_field(tmp_path: Path) -> None:

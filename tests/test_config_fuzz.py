@@ -141,7 +141,7 @@ def _cli_case(tmp_path: Path, muts, run) -> None:
     assert "Traceback" not in stderr and "internal error" not in stderr
     if code == 2:
         lines = [ln for ln in stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("relocate: error: relocate.yaml"), stderr
+        assert len(lines) == 1 and lines[0].startswith(f"relocate: error: {cfg}"), stderr  # the file as -f gave it
 
 
 @seed(1313)

@@ -255,3 +255,31 @@ def test_discovered_file_feeds_the_chain_without_reading_aws(runner: CliRunner, 
     path.write_text("[1, 2]")
     r = runner.invoke(app, ["check", *PARLER_FLAGS, "--discovered", str(path)])
     assert r.exit_code == 2 and "not the output of `relocate discover --json`" in r.stderr
+
+
+def test_plan_accept_risk_shows_every_waiver_and_never_accepts_an_unknown(moto: str, sshd, tmp_path: Path) -> None:
+    """docs/policy.md 5 and 6: waiving `unknown` findings (a partial reading, a category not read) leaves the
+    verdict `unknown`; each waiver is on the record in text and JSON; an id that is no finding of
+    target.provider's verdict (a typo, another provider's), by flag or variable, is exit 2 before anything is read."""
+    from helpers import cli, make_config, one_line_error
+
+    moderation = {"moderators": 12, "report_response_hours": 12, "automated_filtering": True, "published_rules": True,
+                  "notice_channel": True, "daily_active_users": 20000}
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / f"waive-{tmp_path.name}"),
+                      provider="hetzner", extra_app={"content": ["user_generated_content", "political_speech"],
+                                                     "moderation": moderation})
+    waive = ("--accept-risk", "hetzner/reading", "--accept-risk", "hetzner/disinformation")
+    plan = cli("plan", "-f", str(cfg), "--json", *waive).json()
+    assert plan["verdict"]["verdict"] == "unknown"
+    top = {f["id"]: f for f in plan["verdict"]["top_findings"]}
+    assert top["hetzner/reading"]["waived"] and top["hetzner/disinformation"]["waived"]
+    accepted = [w["message"] for w in plan["warnings"] if w["code"] == "aup-accepted"]
+    assert len(accepted) == 2 and all("stays unknown" in m for m in accepted), accepted
+    text = cli("plan", "-f", str(cfg), *waive)
+    assert text.exit_code == 0, text.stderr
+    assert "unknown" in text.stdout and "waived (--accept-risk): hetzner/disinformation, hetzner/reading" in text.stdout
+    assert "accepted risk hetzner/reading" in text.stdout
+    line = one_line_error(cli("plan", "-f", str(cfg), "--accept-risk", "aws/nonexistent"))
+    assert "aws/nonexistent" in line and "relocate check --explain hetzner" in line
+    line = one_line_error(cli("plan", "-f", str(cfg), env={"RELOCATE_ACCEPT_RISK": "hetzner/reading hetzner/readnig"}))
+    assert "hetzner/readnig" in line

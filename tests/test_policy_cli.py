@@ -84,6 +84,45 @@ def test_check_table_and_markdown(runner: CliRunner, config: Path) -> None:
     assert "## Vendor chain" in r.stdout and "app.dependencies.dns" in r.stdout
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "markdown"])
+def test_an_unknown_target_provider_is_exit_2_before_anything_is_printed(config: Path, fmt: str) -> None:
+    """Not a table followed by an error, nor a JSON document and exit 0: one line, exit 2, in every format."""
+    from helpers import cli, one_line_error
+
+    config.write_text(config.read_text().replace("provider: aws", "provider: hetznr"))
+    run = cli("check", "-f", str(config), "--format", fmt)
+    line = one_line_error(run)
+    assert "target.provider: no provider profile 'hetznr'" in line and "did you mean 'hetzner'?" in line
+    assert run.stdout == ""
+
+
+def test_markdown_has_what_the_table_has(runner: CliRunner, config: Path) -> None:
+    """docs/policy.md Output: markdown includes the record (of every provider, whatever its verdict) and
+    the target.provider line, as the table does."""
+    table = _run(runner, "check", "-f", str(config), "--today", "2026-12-04")
+    md = _run(runner, "check", "-f", str(config), "--today", "2026-12-04", "--format", "markdown")
+    assert table.exit_code == md.exit_code == 0, md.output
+    assert "target.provider aws: reject" in table.stdout and "target.provider aws: reject" in md.stdout
+    recorded = {line.split()[1].rstrip(":") for line in table.stdout.splitlines() if line.startswith("record ")}
+    data = json.loads(_run(runner, "check", "-f", str(config), "--today", "2026-12-04", "--json").stdout)
+    names = {p["provider"]: (p["name"], p["verdict"]) for p in data["providers"]}
+    assert any(names[pid][1] in ("unknown", "accept") for pid in recorded)  # the case markdown used to leave out
+    for pid in recorded:
+        assert f"## {names[pid][0]}: " in md.stdout, pid
+
+
+def test_check_refuses_an_unset_variable_like_plan(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README relocate.yaml: a missing ${VAR} is an error naming it, whichever command loads the file."""
+    monkeypatch.delenv("RELOCATE_T_UNSET_VAR", raising=False)
+    full = tmp_path / "relocate.yaml"
+    full.write_text(PARLER.format(content="[spam]").replace("203.0.113.10", "\"${RELOCATE_T_UNSET_VAR}\""))
+    app_only = tmp_path / "app.yaml"
+    app_only.write_text("app:\n  name: ${RELOCATE_T_UNSET_VAR}\n  content: [spam]\n")
+    for path in (full, app_only):
+        r = _run(runner, "check", "-f", str(path))
+        assert r.exit_code == 2 and "environment variable RELOCATE_T_UNSET_VAR is not set" in r.stderr, r.output
+
+
 def test_explain_shows_every_finding_with_sources(runner: CliRunner, config: Path) -> None:
     r = _run(runner, "check", "-f", str(config), "--explain", "aws")
     assert r.exit_code == 0, r.output
@@ -95,6 +134,13 @@ def test_explain_shows_every_finding_with_sources(runner: CliRunner, config: Pat
     r = _run(runner, "check", "-f", str(config), "--explain", "aws", "--json")
     data = json.loads(r.stdout)
     assert data["provider"] == "aws" and data["format_version"] == 2
+    # A clause the profile found absent from the AUP read in full cites that AUP and its copy, with no section.
+    hate = next(f for f in data["findings"] if f["id"] == "aws/hate_speech")
+    assert hate["stance"] == "unknown" and "read in full" in hate["summary"]
+    assert hate["source"] is not None and hate["source"]["document"] == "aup" and hate["source"]["section"] is None
+    assert hate["source"]["copy"]["commit"] and hate["source"]["read"] == "full"
+    text = _run(runner, "check", "-f", str(config), "--explain", "aws").stdout
+    assert "source: no source: terms not reviewed" not in text.split("aws/hate_speech", 1)[1].split("\n[", 1)[0]
 
 
 @pytest.mark.parametrize("args,message", [

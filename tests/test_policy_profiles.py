@@ -162,7 +162,7 @@ def test_errors_are_path_qualified_with_line_numbers(tmp_path: Path) -> None:
     ((", read: full}", "}"), "read: partial needs 'sections_read'"),
     ((", read: full}", ", read: partial, sections_read: ['3']}"), None),
     (("copy: {archive: provider, captured: 2027-01-02}, ", ""), "missing required key 'copy'"),
-    (("copy: {archive: provider,", "copy: {archive: provider, commit: xyz,"), "copy.commit: must be a hex commit sha"),
+    (("copy: {archive: provider,", "copy: {archive: provider, commit: xyz,"), "copy.commit: must be a commit sha: 7 to 40 lower-case hex digits (got 'xyz')"),
     (("governing: [aup]", "governing: [aup, tos]"), "governing[1]: no document with id 'tos'"),
     (("role: aup", "role: law"), "documents[0].role: must be one of aup"),
     (("without_notice: true", "without_notice: sometimes"), "suspension.without_notice: must be true or false or null"),

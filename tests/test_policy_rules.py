@@ -297,3 +297,48 @@ def test_vendor_chain_from_names_and_alternatives_of_the_same_kind() -> None:
     assert risks["host"].evidence == ("app.dependencies.dns",)
     # values never enter: only names are inputs, and none of them appears anywhere but as evidence
     assert all("DATABASE_URL" not in " ".join(d.evidence) for d in risks.values())
+
+
+# ---- waivers (--accept-risk): never an accept without a reading ----------------------
+
+def test_a_waiver_never_turns_unknown_into_accept() -> None:
+    """docs/policy.md 6: `unknown` never becomes `accept`; a waived unknown is marked and still counts."""
+    p = profile(docs=doc("aup") + doc("tos", "partial"), governing="[aup, tos]", categories={"disinformation": "unknown"})
+    app = AppProfile(UGC, GOOD)
+    plain = verdict(p, app)
+    unknowns = [f.id for f in plain.findings if f.effect == "unknown"]
+    assert plain.verdict == "unknown" and {"t/disinformation", "t/reading"} <= set(unknowns)
+    waived = judge(p, app, CATS, TODAY, accepted_risks=unknowns)
+    assert waived.verdict == "unknown", [(f.id, f.effect, f.waived) for f in waived.findings]
+    assert sorted(f.id for f in waived.findings if f.waived) == sorted(unknowns)
+
+
+def test_a_waived_reject_no_longer_hides_the_partial_reading() -> None:
+    """A reject made `<id>/reading` redundant; waived, the accept it would leave rests on a partial reading."""
+    p = profile(docs=doc("aup") + doc("tos", "partial"), governing="[aup, tos]", categories={"cryptomining": "prohibited"})
+    app = AppProfile(["cryptomining"])
+    assert "t/reading" not in {f.id for f in verdict(p, app).findings}
+    waived = judge(p, app, CATS, TODAY, accepted_risks={"t/cryptomining"})
+    effects = {f.id: (f.effect, f.waived) for f in waived.findings}
+    assert effects["t/cryptomining"] == ("reject", True) and effects["t/reading"] == ("unknown", False)
+    assert waived.verdict == "unknown"
+
+
+# ---- where "no clause found" was looked for ------------------------------------------
+
+def test_no_clause_found_cites_the_governing_document_read_in_full() -> None:
+    """A finding's `source` names the document and copy a "no clause" rests on (no section); a
+    category the profile never looked at keeps none."""
+    p = profile(docs=doc("aup") + doc("tos", "partial"), governing="[aup, tos]",
+                categories={"disinformation": "not_stated", "defamation": "absent"})
+    v = verdict(p, AppProfile(UGC, GOOD))
+    by_id = {f.id: f for f in v.findings}
+    dis = by_id["t/disinformation"].to_dict()["source"]
+    assert dis is not None and dis["document"] == "aup" and dis["section"] is None and dis["read"] == "full"
+    assert dis["copy"] is not None
+    from relocate.policy.render import cite
+
+    assert "no clause found (read in full)" in cite(by_id["t/disinformation"])
+    assert by_id["t/defamation"].document is None  # left out of the profile: never looked for
+    unread = profile(docs=doc("aup", "partial"), categories={"disinformation": "unknown"})
+    assert {f.id: f for f in verdict(unread, AppProfile(UGC, GOOD)).findings}["t/disinformation"].document is None

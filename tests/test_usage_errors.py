@@ -48,6 +48,36 @@ def test_json_and_another_format_are_one_or_the_other(args: list[str]) -> None:
     assert run.stderr.strip() == "relocate: error: --json and --format markdown: one or the other", run.stderr
 
 
+@pytest.mark.parametrize("args, help_of", [([], "relocate"), (["profiles"], "relocate profiles")])
+def test_a_bare_command_prints_its_help_and_says_what_is_missing(args: list[str], help_of: str) -> None:
+    """Not `relocate: error:  (see ...)` with nothing between: the help on stdout, then one line, exit 2."""
+    run = cli(*args)
+    assert run.exit_code == 2 and "Usage:" in run.stdout
+    assert run.stderr.strip() == f"relocate: error: missing command (see `{help_of} --help`)", run.stderr
+
+
+@pytest.mark.parametrize("args, env, starts", [
+    (["plan", "--json", "-f", "missing.yaml"], {"RELOCATE_PLAN_FORMAT": "markdown"}, "relocate: error: missing.yaml: no such file"),
+    (["plan", "--format", "markdown", "-f", "missing.yaml"], {"RELOCATE_JSON": "1"}, "relocate: error: missing.yaml: no such file"),
+])
+def test_a_flag_on_the_command_line_wins_over_the_other_formats_variable(args: list[str], env: dict[str, str],
+                                                                        starts: str) -> None:
+    """docs/ci.md: "A flag on the command line wins over the variable" (here the file is missing: the
+    format was accepted, and the plan went on to read relocate.yaml)."""
+    run = cli(*args, env=env)
+    assert run.exit_code == 2 and run.stderr.startswith(starts), run.stderr
+
+
+@pytest.mark.parametrize("args, env, first", [
+    (["check", "--content", "spam", "--provider", "aws", "--format", "markdown"], {"RELOCATE_JSON": "1"}, "# Acceptable-use check"),
+    (["check", "--content", "spam", "--provider", "aws", "--json"], {"RELOCATE_CHECK_FORMAT": "markdown"}, "{"),
+])
+def test_check_takes_the_flag_over_the_variable(args: list[str], env: dict[str, str], first: str) -> None:
+    run = cli(*args, env=env)
+    assert run.exit_code == 0, run.stderr
+    assert run.stdout.lstrip().startswith(first), run.stdout[:200]
+
+
 def test_json_with_format_json_is_fine() -> None:
     run = cli("check", "--content", "spam", "--provider", "aws", "--json", "--format", "json")
     assert run.exit_code in (0, 3, 4), run.stderr  # a verdict, whatever it is, not a usage error

@@ -61,6 +61,42 @@ def _health_url(value: str) -> str | None:
     return None
 
 
+def region_error(value: str) -> str | None:
+    """botocore's own rule (a DNS label, not all digits), checked here so a typo is exit 2
+    naming the field, not an InvalidRegionError from the first client built."""
+    if re.fullmatch(r"(?![0-9]+$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)", value):
+        return None
+    return f"must be a region name like us-east-1 (letters, digits and '-', at most 63) (got {value!r})"
+
+
+def endpoint_error(value: str) -> str | None:
+    """An http(s) URL with a host, as botocore requires of endpoint_url (else its
+    "Invalid endpoint" ValueError when the first client is built)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    bad = f"must be an http:// or https:// URL with a host, like http://127.0.0.1:9000 (got {value!r})"
+    if re.search(r"\s", value):
+        return bad
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return bad
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return bad
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if len(host) > 255 or not all(re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", label) for label in labels):
+        return bad
+    return None
+
+
 def _fingerprint(value: str) -> str | None:
     return None if value.startswith("SHA256:") else "must be an OpenSSH fingerprint like SHA256:AbC... (see `ssh-keygen -lf`)"
 
@@ -141,9 +177,9 @@ SCHEMA = Map(
             {
                 "aws": Map(
                     {
-                        "region": Str(),
+                        "region": Str(check=region_error),
                         "profile": Optional_(Str()),
-                        "endpoint_url": Optional_(Str()),
+                        "endpoint_url": Optional_(Str(check=endpoint_error)),
                     },
                     defaults={"region": "us-east-1"},
                 ),
@@ -334,7 +370,7 @@ def _norm(rel: str) -> str:
 
 
 def parse_config(text: str, path: Path, env: dict[str, str] | None = None) -> Config:
-    source = path.name
+    source = str(path)  # as given (`-f /dev/null` is not "null"); the default is plain relocate.yaml
     ctx = Ctx(source=source, env=env if env is not None else environ())
     data = load_node(compose(text, source), SCHEMA, ctx)
     check_places(data, ctx)

@@ -164,8 +164,14 @@ class Int(Spec):
         except ValueError:
             raise ctx.fail(node, path, "must be an integer") from None
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
-            raise ctx.fail(node, path, f"must be between {self.min} and {self.max}")
+            raise ctx.fail(node, path, self.bounds())
         return value
+
+    def bounds(self) -> str:
+        """The range in words: one bound may be open, both may be one number."""
+        if self.min is not None and self.max is not None:
+            return f"must be {self.min}" if self.min == self.max else f"must be between {self.min} and {self.max}"
+        return f"must be {self.min} or more" if self.min is not None else f"must be {self.max} or less"
 
 
 @dataclass

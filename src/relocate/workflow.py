@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 from relocate import gcfreeze
 from relocate.kinds import Context, Kind, load_kinds
 from relocate.config import Config, load_config, parse_config
-from relocate.errors import ConfigError, DriftError, RelocateError
+from relocate.errors import ConfigError, DriftError, RelocateError, UsageError
 from relocate.execute.gather import Gathered, gather, list_source, target_id
 from relocate.plan.build import build_plan
 from relocate.plan.model import Plan, PlanVerdict, VerdictFinding
@@ -46,6 +46,9 @@ def provider_verdict(config: Config, opts: Settings, today: dt.date | None = Non
     verdict = engine.verdict_for(config.provider, app, profileset, today, accepted_risks=opts.accepted_risks)
     all_verdicts = engine.evaluate(app, profileset, today=today)
     deps = engine.dependency_risks(app, profileset, all_verdicts, names=names)
+    # every waived finding too, however low it ranks: what a plan accepted is on its record
+    top = verdict.top_findings(5)
+    top += [f for f in verdict.findings if f.waived and f not in top]
     return PlanVerdict(
         provider=verdict.provider,
         name=verdict.name,
@@ -54,12 +57,35 @@ def provider_verdict(config: Config, opts: Settings, today: dt.date | None = Non
         score=verdict.score,
         blocking_findings=[VerdictFinding(f.id, f"{verdict.name}: {f.why} [{f.document.url if f.document and f.document.url else 'no source'}]")
                            for f in verdict.findings if f.effect == "reject"],
-        top_findings=[f.to_dict() for f in verdict.top_findings(5)],
+        top_findings=[f.to_dict() for f in top],
         warnings=list(verdict.warnings) + [f"vendor {d.kind}={d.current}: {d.reason}" for d in deps if d.at_risk],
         accepting=[v.provider for v in all_verdicts if v.verdict == "accept" and set(v.kinds) & set(HOST_KINDS)][:8],
         chain=[d.to_dict() for d in deps],
         disclaimer=verdict.disclaimer,
     )
+
+
+def check_waivers(config: Config, opts: Settings, ids: Iterable[str], today: dt.date | None = None) -> None:
+    """`--accept-risk ID` (and RELOCATE_ACCEPT_RISK) names findings of target.provider's verdict
+    for this app: an id that is none of them (a typo, another provider's) would waive nothing
+    while the user believes a risk was accepted, so it is refused (exit 2) before any connection."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return
+    if not config.provider:
+        raise UsageError(f"--accept-risk {ids[0]}: relocate.yaml has no target.provider, so there is no "
+                         "acceptable-use finding to waive")
+    from relocate.policy import engine, profiles
+    from relocate.policy.app import app_from_parts
+
+    app = app_from_parts(list(config.app.content), config.app.moderation, config.app.dependencies)
+    verdict = engine.verdict_for(config.provider, app, profiles.load_profile_dirs(opts.profile_dirs),
+                                 today or dt.date.today(), accepted_risks=ids)
+    known = {f.id for f in verdict.findings}
+    for rid in ids:
+        if rid not in known:
+            raise UsageError(f"--accept-risk {rid}: not a finding of target.provider {verdict.provider} for this app",
+                             hint=f"`relocate check --explain {verdict.provider}` lists its finding ids")
 
 
 def source_names(inventory: Any) -> list[str]:

@@ -370,6 +370,10 @@ def _usage_line(exc: Any) -> str:
     """click's usage error as relocate's one line (click prints a four-line block: usage,
     "Try ...", a blank, "Error: ..."), naming the command whose --help would help."""
     message = " ".join(exc.format_message().split())
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # `relocate` or `relocate profiles` alone: the help is on stdout already, and this
+        # error's own message is empty; say what is missing (still a usage error, exit 2)
+        message = "missing command"
     ctx = getattr(exc, "ctx", None)
     return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message
 

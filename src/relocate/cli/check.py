@@ -95,7 +95,7 @@ def _read_file(path: Path) -> _Input:
     except yaml.YAMLError:
         top = None  # let the config loader word the error
     if isinstance(top, dict) and "app" in top and not ({"source", "target"} & set(top)):
-        data = load_document(text, _app_only_spec(), path.name, environ())
+        data = load_document(text, _app_only_spec(), str(path), environ())
         a = data["app"]
         return _Input(app_from_parts(a.get("content"), a.get("moderation"), a.get("dependencies")))
     config = load_config(path)
@@ -214,6 +214,14 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
     app = inp.app
     profileset = load_profiles(profiles, env=os.environ)
     day = _today(today)
+    if inp.target is not None:
+        # Before anything is printed, in every format: a table followed by an error (or a
+        # JSON document and exit 0) would leave the typo looking like an answer.
+        try:
+            profileset.get(inp.target)
+        except ConfigError as exc:
+            where = f"{inp.config.path}: " if inp.config is not None else ""
+            raise ConfigError(f"{where}target.provider: {exc.message}", hint=exc.hint) from None
     if explain is not None:
         v = verdict_for(explain, app, profileset, day)
         if fmt == "json":
@@ -229,7 +237,8 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
     if fmt == "json":
         print_json(report.to_dict())
     elif fmt == "markdown":
-        typer.echo(render.markdown(report), nl=False)
+        target = verdict_for(inp.target, app, profileset, day) if inp.target is not None else None
+        typer.echo(render.markdown(report, target), nl=False)
     else:
         console = _console()
         for note in report.app_notes:
@@ -240,9 +249,7 @@ def _check(inp: _Input, provider: list[str], kind: list[str], fmt: str, explain:
                 for line in render.record_lines(v):
                     console.print(f"record {v.provider}: {line}", markup=False)
         if inp.target is not None:
-            tv = verdict_for(inp.target, app, profileset, day)
-            console.print(f"target.provider {inp.target}: [bold]{tv.label}[/bold] (score {tv.score}); "
-                          f"`relocate check --explain {tv.provider}` for every finding")
+            console.print(render.target_line(verdict_for(inp.target, app, profileset, day)), markup=False)
         for d in report.dependencies:
             console.print(f"vendor {render.chain_line(d)}", markup=False)
         # Every warning for a provider asked for by name (or the target); for the rest, a count: dozens of
@@ -287,6 +294,7 @@ def _show(ps: ProfileSet, pid: str) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check_cmd(
+        ctx: typer.Context,
         file: Optional[Path] = typer.Option(None, "-f", "--file", envvar="RELOCATE_FILE",
                                             help="relocate.yaml to read (default ./relocate.yaml); a file holding only "
                                                  "`app:` is enough. Without it, describe the app with the flags below."),
@@ -332,7 +340,7 @@ def register(app: typer.Typer) -> None:
             quick = _Quick(content, moderators, response_hours, daily_active_users, posts_per_day, automated_filtering,
                            published_rules, notice_channel)
             inp = _input(file, quick)
-            _check(inp, _split(provider), _split(kind), options.json_or_format(as_json, fmt, "table"), explain, profiles, today, stale_days,
+            _check(inp, _split(provider), _split(kind), options.json_or_format(as_json, fmt, "table", ctx), explain, profiles, today, stale_days,
                    _split(uses), read_names, discovered)
 
     group = typer.Typer(help="Acceptable-use provider profiles: list, show, lint.", no_args_is_help=True)

@@ -88,6 +88,13 @@ def register(app: typer.Typer) -> None:
         """Inventory the AWS account read-only. Exit 0, or 4 when some services could not be read (the rest is shown)."""
         if region and every_region:
             raise UsageError("--region and --all-regions exclude each other")
+        from relocate.config import endpoint_error, region_error
+
+        # relocate.yaml's own rules (its source.aws): exit 2 here, not botocore's error from the first client
+        for flag, value, rule in [("--region", r, region_error) for r in region or ()] + [
+                ("--endpoint-url", endpoint_url, endpoint_error)]:
+            if value is not None and (err := rule(value)):
+                raise UsageError(f"{flag}: {err}")
         if output is not None and output.exists() and not force:
             raise UsageError(f"{output} exists", hint="pass --force to overwrite it, or choose another -o")
         if output is not None:

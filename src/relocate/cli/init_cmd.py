@@ -25,4 +25,6 @@ def register(app: typer.Typer) -> None:
         if path.exists() and not force:
             raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
         localfile.write_atomic(path, [template()])  # a bad directory: exit 2 naming it, nothing left behind
-        typer.echo(f"wrote {path}: edit source and target, then run `relocate plan -f {path}`")
+        # The README's order: which providers' terms accept the app, then what would move.
+        typer.echo(f"wrote {path}: edit app, source and target, then run `relocate check -f {path}` "
+                   f"and `relocate plan -f {path}`")

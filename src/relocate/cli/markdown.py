@@ -63,7 +63,9 @@ def plan_markdown(p: Plan, limit: int = LIMIT) -> str:
         doc.add(f"- {esc(egress_line(p.egress))}")
     if p.verdict:
         lean = f" (leaning {p.verdict.leaning})" if p.verdict.leaning else ""
-        doc.add(f"- acceptable use at {esc(p.verdict.name)}: **{esc(p.verdict.verdict)}{esc(lean)}** (score {esc(p.verdict.score)})")
+        waived = f"; waived (--accept-risk): {', '.join(p.verdict.waived)}" if p.verdict.waived else ""
+        doc.add(f"- acceptable use at {esc(p.verdict.name)}: **{esc(p.verdict.verdict)}{esc(lean)}** "
+                f"(score {esc(p.verdict.score)}){esc(waived)}")
         for d in p.verdict.chain:
             ok = [a["provider"] for a in d["alternatives"] if a["verdict"] == "accept"]
             doc.add(f"- vendor {esc(d['kind'])}: {esc(d['current'])} **{esc(d['verdict'])}** ({esc(', '.join(d['evidence']))}); "

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         from relocate.cli.progress import Reporter
         from relocate.execute.runner import run_move
         from relocate.plan import deadline
-        from relocate.workflow import check_drift, load_any, prepare, saved_steps
+        from relocate.workflow import check_drift, check_waivers, load_any, prepare, saved_steps
 
         rate = options.parse_rate(bwlimit)  # a bad flag fails before any connection
         started = time.time()
@@ -88,6 +88,8 @@ def register(app: typer.Typer) -> None:
                                  switches=Switches(tuple(replace_database or ()), no_local_copy),
                                  checksum=checksum, keep_snapshot=keep_snapshot, deadline=until)
         opts = dataclasses.replace(opts, bulk_login=opts.transfer.lanes)
+        # Only the ids given now: a saved plan's were checked when it was made.
+        check_waivers(config, opts, accept_risk or ())
         if shard is not None or finish or on_target:
             from relocate.cli import shards_cmd
 

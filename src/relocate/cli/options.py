@@ -59,13 +59,27 @@ DEADLINE = typer.Option(
 )
 
 
-def json_or_format(as_json: bool, fmt: str, default: str) -> str:
+def _from_environment(ctx: typer.Context | None, name: str) -> bool:
+    """The option took its value from its RELOCATE_* variable, not from the command line."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    # by name: newer Typer vendors its own click, whose ParameterSource is not click's
+    return source is not None and source.name == "ENVIRONMENT"
+
+
+def json_or_format(as_json: bool, fmt: str, default: str, ctx: typer.Context | None = None) -> str:
     """The output format of a command with both `--json` and `--format`: `--json` is
     `--format json`; given with another `--format` than the default, the two ask for
-    different documents, and which one wins would be a guess (README: one or the other)."""
+    different documents, and which one wins would be a guess (README: one or the other).
+    Unless one of them came from its variable (RELOCATE_JSON, RELOCATE_<COMMAND>_FORMAT)
+    and the other from the command line: the flag wins over the variable (docs/ci.md)."""
     from relocate.errors import UsageError
 
     if as_json and fmt not in (default, "json"):
+        json_env, fmt_env = _from_environment(ctx, "as_json"), _from_environment(ctx, "fmt")
+        if json_env and not fmt_env:
+            return fmt
+        if fmt_env and not json_env:
+            return "json"
         raise UsageError(f"--json and --format {fmt}: one or the other")
     return "json" if as_json else fmt
 

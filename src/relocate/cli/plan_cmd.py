@@ -32,6 +32,7 @@ def next_steps(output: str, shards: dict[str, Any] | None) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan_cmd(
+        ctx: typer.Context,
         file: Path = options.CONFIG,
         as_json: bool = options.JSON,
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Save the plan for `relocate move PLAN.json`."),
@@ -57,11 +58,11 @@ def register(app: typer.Typer) -> None:
         from relocate.plan import deadline, egress
         from relocate.plan.model import Finding
         from relocate.snapshot.store import write_json_atomic
-        from relocate.workflow import prepare
+        from relocate.workflow import check_waivers, prepare
 
         if fmt not in ("text", "json", "markdown"):
             raise UsageError(f"--format {fmt!r}: must be text, json or markdown")
-        as_json = options.json_or_format(as_json, fmt, "text") == "json"
+        as_json = options.json_or_format(as_json, fmt, "text", ctx) == "json"
         started = time.time()
         until = deadline.parse_deadline(deadline_at, started) if deadline_at else None  # bad flags fail before connecting
         rates = load_rates(egress_rates)
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
         # The one settings value: these options and the RELOCATE_* variables, read here only.
         opts = Settings.from_env(os.environ, accept_new_host_key=accept_new_host_key, profiles=profiles,
                                  accepted_risks=tuple(accept_risk or ()), probe=probe, checksum=checksum)
+        check_waivers(config, opts, opts.accepted_risks)  # a misspelled id: exit 2 before any connection
         if shards is not None:
             from relocate.shards.plan import check_shardable
 

@@ -112,7 +112,8 @@ def plan(console: Console, p: Plan) -> None:
     if p.verdict:
         v = p.verdict
         lean = f" (leaning {v.leaning})" if v.leaning else ""
-        console.print(f"acceptable use at {v.name}: [bold]{v.verdict}{lean}[/bold] (score {v.score}); "
+        waived = f"; waived (--accept-risk): {', '.join(v.waived)}" if v.waived else ""
+        console.print(f"acceptable use at {v.name}: [bold]{v.verdict}{lean}[/bold] (score {v.score}){escape(waived)}; "
                       f"providers whose terms accept this app: {', '.join(v.accepting) or 'none found'}")
         for d in v.chain:
             ok = [a["provider"] for a in d["alternatives"] if a["verdict"] == "accept"]

@@ -144,6 +144,12 @@ def build_plan(
                 warnings.append(Finding("aup-accepted", f"accepted risk {f.id}: {f.message}"))
             else:
                 blockers.append(Finding("aup-reject", f"{f.id}: {f.message} (pass --accept-risk {f.id} to proceed anyway)"))
+        # A waiver of a finding that does not block is on the record too (docs/policy.md: "marked waived").
+        for t in verdict.top_findings:
+            if t.get("waived") and t["effect"] != "reject":
+                stays = ("; it still counts: no waiver stands in for a reading of the terms, so the verdict stays unknown"
+                         if t["effect"] == "unknown" else "; it no longer counts toward the verdict")
+                warnings.append(Finding("aup-accepted", f"accepted risk {t['id']} ({t['effect']}){stays}"))
         for w in verdict.warnings:
             warnings.append(Finding("aup", w))
 

@@ -69,6 +69,11 @@ class PlanVerdict:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def waived(self) -> list[str]:
+        """The findings `--accept-risk` waived (top_findings carries every one of them)."""
+        return [str(f["id"]) for f in self.top_findings if f.get("waived")]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PlanVerdict":
         return cls(

@@ -26,7 +26,8 @@ How one provider is judged (docs/policy.md says the same for users, rule by rule
 * The catch-all clause and suspension terms are risks: they lower the score.
 * Verdict: any reject -> reject; else any unknown -> unknown; else any
   conditional -> conditional; else accept. Waived findings (`--accept-risk ID`)
-  do not count toward the verdict, but still count in the score.
+  do not count toward the verdict, but still count in the score; a waived
+  `unknown` still counts (no waiver stands in for a reading).
 
 Score (0-100, higher is better), in the spirit of ToS;DR's grade, where a
 blocker weighs far more than a bad point::
@@ -91,6 +92,11 @@ def _app_categories(app: AppProfile, categories: dict[str, Category]) -> tuple[d
 
 def _finding(p: Provider, clause: Clause, effect: str, why: str) -> Finding:
     doc = p.documents.get(clause.document) if clause.document else None
+    if doc is None and clause.stance in ("not_stated", "unknown") and clause.category in p.clauses:
+        # The profile wrote "no clause found" without naming where: it was looked for in the
+        # governing documents read in full, so cite the first (a category the profile leaves
+        # out was never looked for, and keeps no source).
+        doc = p.searched()
     return Finding(f"{p.id}/{clause.category}", p.id, effect, why, clause.summary, clause.category,
                    clause.stance, doc, clause.section, quote=clause.quote)
 
@@ -179,8 +185,8 @@ def _reading_finding(p: Provider) -> Finding | None:
                    document=first, section="(the parts not read)" if first else None)
 
 
-def _findings(p: Provider, app: AppProfile, categories: dict[str, Category],
-              today: dt.date) -> tuple[list[Finding], Assessment | None, list[Incident]]:
+def _findings(p: Provider, app: AppProfile, categories: dict[str, Category], today: dt.date,
+              waived: Collection[str] = ()) -> tuple[list[Finding], Assessment | None, list[Incident]]:
     declared, exposed = _app_categories(app, categories)
     ugc = UNMODERATED in exposed or UNMODERATED in declared
     mod = assess(app.moderation, p) if ugc else None
@@ -204,7 +210,8 @@ def _findings(p: Provider, app: AppProfile, categories: dict[str, Category],
             clause = p.clause(cat.id)
             if clause.stance in ("prohibited", "restricted"):
                 out.append(_finding(p, clause, "risk", "a catch-all clause lets the provider act on content no rule names"))
-        if (reading := _reading_finding(p)) is not None and not any(f.effect == "reject" for f in out):
+        # A waived reject no longer decides the verdict, so it cannot stand in for the reading either.
+        if (reading := _reading_finding(p)) is not None and not any(f.effect == "reject" and f.id not in waived for f in out):
             out.append(reading)
     out.append(_suspension_finding(p))
     return out, mod, found
@@ -252,9 +259,11 @@ def _stale(p: Provider, findings: list[Finding], today: dt.date, days: int) -> l
 def judge(p: Provider, app: AppProfile, categories: dict[str, Category], today: dt.date, *,
           accepted_risks: Collection[str] = (), stale_after_days: int = STALE_AFTER_DAYS) -> ProviderVerdict:
     """One provider's verdict for one app."""
-    raw, mod, found = _findings(p, app, categories, today)
+    raw, mod, found = _findings(p, app, categories, today, accepted_risks)
     findings = [replace(f, waived=True) if f.id in accepted_risks else f for f in raw]
-    counted = {f.effect for f in findings if not f.waived}
+    # A waiver accepts a known risk; an `unknown` is a reading nobody made, which no waiver
+    # supplies: it is marked waived and still counts (`unknown` never becomes `accept`).
+    counted = {f.effect for f in findings if not f.waived or f.effect == "unknown"}
     verdict = next((v for v in ("reject", "unknown", "conditional") if v in counted), "accept")
     leaning = "reject" if verdict == "conditional" and any(
         f.id.startswith(f"{p.id}/record/") and f.effect == "conditional" and not f.waived for f in findings) else None

@@ -17,7 +17,9 @@ def cite(f: Finding) -> str:
         return "no source: terms not reviewed"
     d = f.document
     dated = f", dated {d.text_date}" if d.text_date else ", undated"
-    return f"{d.title}{dated}, {f.section} <{d.url or 'no URL recorded'}>"
+    where = f.section or ("no clause found" + (" (read in full)" if d.complete else " in the parts read")
+                          if f.stance in ("not_stated", "unknown") else "no section recorded")
+    return f"{d.title}{dated}, {where} <{d.url or 'no URL recorded'}>"
 
 
 def copy_line(f: Finding) -> str:
@@ -57,12 +59,21 @@ def chain_line(d: DependencyRisk) -> str:
     return f"{d.kind}: {d.current} -> {d.verdict}{' (at risk)' if d.at_risk else ''} [{ev}]; accepting instead: {alternatives(d)}"
 
 
-def markdown(report: Report) -> str:
+def target_line(v: ProviderVerdict) -> str:
+    """relocate.yaml's target.provider under the ranking (table and markdown alike)."""
+    return f"target.provider {v.provider}: {v.label} (score {v.score}); `relocate check --explain {v.provider}` for every finding"
+
+
+def markdown(report: Report, target: ProviderVerdict | None = None) -> str:
+    """What the table output shows, as Markdown: the ranking, target.provider's verdict, the
+    vendor chain, each provider's findings that move its verdict and its record, every warning."""
     out = ["# Acceptable-use check", "", f"> {report.disclaimer}", ""]
     out += [f"- {n}" for n in report.app_notes] + ([""] if report.app_notes else [])
     out += ["| # | provider | verdict | score | kinds | top findings |", "|---|---|---|---|---|---|"]
     for i, v in enumerate(report.verdicts, 1):
         out.append(f"| {i} | {_md(v.name)} (`{v.provider}`) | **{v.label}** | {v.score} | {', '.join(v.kinds)} | {_md(top_line(v))} |")
+    if target is not None:
+        out += ["", _md(target_line(target))]
     if report.dependencies:
         out += ["", "## Vendor chain", "", "| kind | vendor | verdict | found from | alternatives that accept |",
                 "|---|---|---|---|---|"]
@@ -70,13 +81,13 @@ def markdown(report: Report) -> str:
             out.append(f"| {d.kind} | {_md(d.current)} | {d.verdict}{' (at risk)' if d.at_risk else ''}: {_md(d.reason)} | "
                        f"{_md(', '.join(d.evidence))} | {_md(alternatives(d))} |")
     for v in report.verdicts:
-        if v.verdict in ("reject", "conditional"):
-            out += ["", f"## {v.name}: {v.label}", ""]
+        rec = record_lines(v)
+        if v.verdict in ("reject", "conditional") or rec:  # the table lists every provider's record
+            out += ["", f"## {_md(v.name)}: {v.label}", ""]
             for f in v.findings:
                 if f.effect in ("reject", "conditional") and not f.waived:
                     quote = f' "{_md(f.quote)}"' if f.quote else ""
                     out.append(f"- `{f.id}` **{f.effect}**: {_md(f.summary)}{quote} Why: {_md(f.why)}. Source: {_md(cite(f))}")
-            rec = record_lines(v)
             if rec:
                 out += ["", "Record:", ""] + [f"- {_md(r)}" for r in rec]
     warnings = [w for v in report.verdicts for w in v.warnings]

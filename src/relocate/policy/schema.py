@@ -214,6 +214,13 @@ class Provider:
         return [f"{d} ({'missing' if d not in self.documents else 'read in part'})"
                 for d in self.governing if d not in self.documents or not self.documents[d].complete]
 
+    def searched(self) -> Document | None:
+        """Where a "no clause found" was looked for: the first governing document read in
+        full. A `not_stated` or `unknown` clause that names no document of its own is cited
+        from it (no section: nothing there names the category); None when none was read whole."""
+        return next((self.documents[d] for d in self.governing or ()
+                     if d in self.documents and self.documents[d].complete and self.documents[d].kind == "primary"), None)
+
     def written_clause(self, category: str) -> Clause:
         """The stance exactly as the profile writes it; a category left out is `unknown`."""
         return self.clauses.get(category) or Clause(category, "unknown", "Not covered by the terms we reviewed.")
@@ -257,7 +264,7 @@ _CATEGORIES_FILE = _Rec({"version": Int(), "categories": Dict(_CATEGORY, key_che
                                                              "category ids are lower-case letters, digits, _ or -")},
                         required=("categories",))
 _SOURCE = {"document": _TEXT, "section": _TEXT}  # a (document id, section) citation
-_COPY = _Rec({"archive": Str(), "path": _TEXT, "commit": Optional_(Str(check=_check(r"^[0-9a-f]{7,40}$", "must be a hex commit sha"))),
+_COPY = _Rec({"archive": Str(), "path": _TEXT, "commit": Optional_(Str(check=_check(r"^[0-9a-f]{7,40}$", "must be a commit sha: 7 to 40 lower-case hex digits"))),
               "captured": Optional_(Date(partial=True))}, required=("archive",))
 _DOCUMENT = _Rec({"id": Str(), "role": Str(choices=ROLES), "url": Optional_(_URL), "title": Str(), "reviewed": Date(),
                   "confidence": Str(choices=CONFIDENCE), "text_date": Optional_(Date(partial=True)),
