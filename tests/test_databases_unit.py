@@ -272,3 +272,34 @@ def test_a_program_that_is_not_the_wrapper_is_run_by_its_name(tmp_path: Path, mo
         assert program("pg_dump") == (newest_program("/usr/lib/postgresql", "pg_dump") or "pg_dump")
     finally:
         program.cache_clear()
+
+
+def test_the_mysql_cleanup_ends_the_restore_session_first_and_never_waits_long() -> None:
+    """A failed or interrupted MySQL restore: the login's sessions still in the database
+    (the restore, holding LOCK TABLES ... WRITE) are KILLed before the DROP, which waits
+    for a lock at most CLEANUP_LOCK_WAIT_S; when it still cannot run, one line says what
+    is left on the target and how to clear it."""
+    from relocate.errors import TargetError
+    from relocate.execute.mysql import CLEANUP_LOCK_WAIT_S, drop_unfinished
+
+    class Remote:
+        def __init__(self, drop_fails: bool) -> None:
+            self.sent: list[str] = []
+            self.drop_fails = drop_fails
+
+        def query(self, sql: str, db: str = "") -> str:
+            self.sent.append(sql)
+            if "processlist" in sql:
+                return "41\n42\n"
+            if "DROP DATABASE" in sql and self.drop_fails:
+                raise TargetError("target database x: ERROR 1205 (HY000): Lock wait timeout exceeded")
+            return ""
+
+    ok = Remote(False)
+    assert drop_unfinished(ok, "shop_copy") == ""  # type: ignore[arg-type]
+    assert "db = 'shop_copy'" in ok.sent[0] and "id <> CONNECTION_ID()" in ok.sent[0]
+    assert ok.sent[1:3] == ["KILL CONNECTION 41;", "KILL CONNECTION 42;"]
+    assert ok.sent[3] == f"SET SESSION lock_wait_timeout = {CLEANUP_LOCK_WAIT_S};\nDROP DATABASE IF EXISTS `shop_copy`;\n"
+    left = drop_unfinished(Remote(True), "shop_copy")  # type: ignore[arg-type]
+    assert "shop_copy is left partly restored on the target" in left and "Lock wait timeout" in left
+    assert "--replace-database shop_copy" in left

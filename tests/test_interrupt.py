@@ -87,3 +87,59 @@ def test_an_interrupted_rollback_is_in_the_audit_log(tmp_path: Path, moto: str, 
         assert not (root / ".relocate" / "lock").exists()
     finally:
         stop_app(root)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_mariadb_restore_exits_5_and_the_rerun_completes(tmp_path: Path, sshd: Any, mariadb_server: Any,
+                                                                       sig: int) -> None:
+    """Interrupted while the target's mysql client replays the dump (mysqldump's `LOCK
+    TABLES ... WRITE` held in that session): the restore's session is ended BEFORE the
+    cleanup drops the half-restored database, so that DROP never waits on the lock (it
+    waited a year: the move hung, the lock stayed held). Exit 5 in seconds, the lock given
+    back, nothing left on the target, and the next move restores the whole database."""
+    import time
+
+    from test_databases import db_config, env_for, maria
+
+    src, dst = f"intbig_{sig}", f"intbig_{sig}_copy"
+    maria(mariadb_server, f"DROP DATABASE IF EXISTS {src}; DROP DATABASE IF EXISTS {dst}; CREATE DATABASE {src};")
+    # MariaDB's Sequence engine: 400k rows (about 80 MB of dump) in a second or two.
+    maria(mariadb_server, "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(200));"
+                          "INSERT INTO big SELECT seq, REPEAT('x', 190) FROM seq_1_to_400000;", src)
+    cfg = db_config(tmp_path, sshd, mariadb_server, [{
+        "url": f"mysql://{mariadb_server.user}@127.0.0.1:{mariadb_server.port}/{src}", "engine": "mariadb",
+        "password_from": "env:SRC_DB_PW"}], target_db=dst, engine="mysql")
+    root = sshd.root / tmp_path.name
+    env = env_for(mariadb_server, mariadb_server)
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        inserting = (f"SELECT COUNT(*) FROM information_schema.processlist WHERE db = '{dst}' "
+                     "AND info LIKE 'INSERT INTO%'")
+        deadline = time.monotonic() + 180
+        while maria(mariadb_server, inserting) == "0":  # the restore is replaying rows: its LOCK TABLES is held
+            assert proc.poll() is None and time.monotonic() < deadline, "the restore never started"
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=90)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 5, out + err
+    assert took < 30, f"{took:.1f} s to stop"
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
+    assert f"relocate: interrupted ({name}); running the same command again resumes" in err, err
+    assert "Traceback" not in err
+    assert not (root / ".relocate" / "lock").exists()
+    last = json.loads((root / ".relocate" / "audit.log").read_text().splitlines()[-1])
+    assert last["action"] == "move-end" and last["result"] == "error", last
+    # The half-restored database is gone, and no session of the restore is left in it.
+    assert maria(mariadb_server, f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{dst}'") == "0"
+    assert maria(mariadb_server, f"SELECT COUNT(*) FROM information_schema.processlist WHERE db = '{dst}'") == "0"
+    again = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert maria(mariadb_server, "SELECT COUNT(*) FROM big;", dst) == "400000"

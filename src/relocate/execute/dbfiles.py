@@ -134,47 +134,54 @@ def pipe_to_target(local_argv: list[str], env: dict[str, str], conn: Connection,
     dump); `output`, when given, receives the remote command's stdout.
     stderr goes to a temp file so a chatty child cannot block on a full pipe."""
     remote = conn.start(remote_cmd)
-    sent = 0
-    if head:
-        remote.write(head)
-    with tempfile.TemporaryFile() as errf:
-        local = subprocess.Popen(local_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf, env=env)
-        assert local.stdout is not None
-        broken: Exception | None = None
-        try:
-            if line_filter is None:
-                while data := local.stdout.read(chunk):
-                    remote.write(data)
-                    sent += len(data)
-            else:
-                pending: list[bytes] = []
-                size = 0
-                for line in local.stdout:
-                    line = line_filter(line)
-                    pending.append(line)
-                    size += len(line)
-                    if size >= chunk:
-                        remote.write(b"".join(pending))
-                        sent, pending, size = sent + size, [], 0
-                if pending:
-                    remote.write(b"".join(pending))
-                    sent += size
-        except TransientError as exc:  # the remote side went away: its stderr says why
-            broken = exc
-            local.kill()
-        finally:
-            local.stdout.close()
-            local.wait()
-        if tail and broken is None and local.returncode == 0:
+    try:
+        sent = 0
+        if head:
+            remote.write(head)
+        with tempfile.TemporaryFile() as errf:
+            local = subprocess.Popen(local_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf, env=env)
+            assert local.stdout is not None
+            broken: Exception | None = None
             try:
-                remote.write(tail)
-            except TransientError as exc:
+                if line_filter is None:
+                    while data := local.stdout.read(chunk):
+                        remote.write(data)
+                        sent += len(data)
+                else:
+                    pending: list[bytes] = []
+                    size = 0
+                    for line in local.stdout:
+                        line = line_filter(line)
+                        pending.append(line)
+                        size += len(line)
+                        if size >= chunk:
+                            remote.write(b"".join(pending))
+                            sent, pending, size = sent + size, [], 0
+                    if pending:
+                        remote.write(b"".join(pending))
+                        sent += size
+            except TransientError as exc:  # the remote side went away: its stderr says why
                 broken = exc
-        result = remote.wait(None)
-        if output is not None:
-            output.append(result.stdout)
-        errf.seek(0)
-        local_err = errf.read().decode("utf-8", "replace")
+                local.kill()
+            finally:
+                local.stdout.close()
+                local.wait()
+            if tail and broken is None and local.returncode == 0:
+                try:
+                    remote.write(tail)
+                except TransientError as exc:
+                    broken = exc
+            result = remote.wait(None)
+            if output is not None:
+                output.append(result.stdout)
+            errf.seek(0)
+            local_err = errf.read().decode("utf-8", "replace")
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or failed before the target's command ended: close
+        # its channel now rather than when the connection goes, or it goes on holding what
+        # it holds (a MySQL restore's LOCK TABLES ... WRITE) while the caller cleans up.
+        remote.kill()
+        raise
     if local.returncode != 0 and broken is None:
         raise local_error(local_err)
     if result.status != 0:

@@ -19,11 +19,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from relocate.errors import SourceError, TargetError, TransientError
+from relocate.errors import RelocateError, SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (SECRET_FD, RemoteSecret, classify, in_background, last_line, local_secret_file,
                                       mysql_defaults, pipe_to_target)
 from relocate.sources.rds import DbAddress
@@ -301,10 +302,43 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             diffs = on_stats(stats, _stats(lambda sql: remote.query(sql, dst.dbname)))
             if diffs:
                 raise TargetError(f"{what}: the restored copy differs ({'; '.join(diffs[:3])})")
-        except BaseException:
-            try:
-                remote.query(f"DROP DATABASE IF EXISTS {q_ident(dst.dbname)};")
-            except Exception:
-                pass
+        except BaseException as exc:
+            left = drop_unfinished(remote, dst.dbname)
+            if left:
+                if isinstance(exc, RelocateError):
+                    exc.message = f"{exc.message}; {left}"
+                else:  # an interrupt (exit 5) or a bug keeps its own line: say it beside it
+                    sys.stderr.write(f"relocate: {left}\n")
             raise
     return {"stats": stats, "created_roles": []}
+
+
+# How long the cleanup's DROP may wait for a table lock: the server's default
+# (lock_wait_timeout, a year) would hang an interrupted move for good.
+CLEANUP_LOCK_WAIT_S = 10
+
+
+def drop_unfinished(remote: RemoteMy, name: str) -> str:
+    """Drop the database a failed or interrupted restore left half filled; "" when done,
+    else one line saying what is left on the target. First the login's own sessions still in
+    that database (the restore's mysql, which holds mysqldump's LOCK TABLES ... WRITE until
+    its session ends; a statistics transaction) are ended with KILL: the restore's channel
+    is closed by then (pipe_to_target), but its client may still wait on a statement. The
+    DROP would otherwise wait on their metadata locks; it waits at most
+    CLEANUP_LOCK_WAIT_S, never indefinitely. Like PostgreSQL's DROP ... WITH (FORCE)
+    (execute/pg.py), but only the login's sessions: this move created that database."""
+    try:
+        ids = remote.query(f"SELECT id FROM information_schema.processlist WHERE db = {q_str(name)}"
+                           " AND user = SUBSTRING_INDEX(USER(), '@', 1) AND id <> CONNECTION_ID();").split()
+        for sid in ids:
+            try:
+                remote.query(f"KILL CONNECTION {int(sid)};")
+            except TargetError:  # it ended on its own meanwhile
+                pass
+        remote.query(f"SET SESSION lock_wait_timeout = {CLEANUP_LOCK_WAIT_S};\n"
+                     f"DROP DATABASE IF EXISTS {q_ident(name)};\n")
+    except Exception as exc:  # noqa: BLE001 - the move's own error is what is raised
+        why = exc.message if isinstance(exc, RelocateError) else str(exc)
+        return (f"the database {name} is left partly restored on the target (dropping it failed: {why}); "
+                f"drop it there, or run again with --replace-database {name}")
+    return ""

@@ -315,6 +315,15 @@ class Exec(Draining):
             pass
         return Result(status, self._out.value(), b"".join(self._err))
 
+    def kill(self) -> None:
+        """Abandon the command: close its channel without waiting for it to end (an
+        interrupted restore). The target's sshd closes the command's stdin, so a client
+        reading it (mysql, pg_restore) sees the end of its input and stops."""
+        try:
+            self.chan.close()
+        except (OSError, EOFError, paramiko.SSHException):  # already gone
+            pass
+
 
 def shorten(command: str, limit: int = 240) -> str:
     """A command line for the debug log: its head, and how much was left out."""
