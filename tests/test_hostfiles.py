@@ -112,6 +112,49 @@ def test_a_host_files_only_move_never_loads_boto3(tmp_path: Path, sshd, sshd2) -
     assert got["loaded"] == [], f"a host-files-only move imported {got['loaded']}"
 
 
+
+def test_a_file_the_source_login_cannot_read_stays_failed_until_a_move_copies_it(tmp_path: Path, sshd, sshd2) -> None:
+    """tar c skips a file it may not open: the stream holds the rest, so the trees compare
+    equal. The move names it failed (exit 4) and so must every check after it (the move's
+    own, `relocate verify`) until a move copies it: never "OK" while it is not there."""
+    src = _seed_source(sshd2.root / "hf4", sshd2.root)
+    secret = src / "root-only"
+    secret.write_text("only root reads this\n")
+    # Mode 000: the source login (relocatetest when the tests run as root, else this user,
+    # who owns it) may not open it; root's own file when created as root.
+    os.chmod(secret, 0)
+    root = sshd.root / "hf4"
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint="http://127.0.0.1:9", sshd=sshd, root=str(root))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["hosts"] = [{"ssh": _ssh(sshd2), "paths": [str(src)], "to": "data/host"}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    where = f"data/host/{str(secret).lstrip('/')}"
+
+    moved = cli("move", "-f", str(cfg), "--yes")
+    assert moved.exit_code == 4, moved.stdout + moved.stderr
+    assert "root-only: Cannot open: Permission denied" in moved.stdout
+    last = moved.stdout.strip().splitlines()[-1]
+    assert "OK" not in last and "Differences found" in last, moved.stdout
+    assert (root / "data" / "host" / str(src).lstrip("/") / "app.conf").exists()  # the readable rest is in place
+
+    v = cli("verify", "-f", str(cfg), "--json")
+    assert v.exit_code == 4, v.stdout + v.stderr
+    got = v.json()
+    assert got["failed"] == 1 and got["failed_items"][0]["path"] == where, got
+    assert "Permission denied" in got["failed_items"][0]["error"]
+    text = cli("verify", "-f", str(cfg))
+    assert text.exit_code == 4 and f"failed    {where}: " in text.stdout, text.stdout
+
+    # Readable now: the next move copies it, and the checks are clean again.
+    os.chmod(secret, 0o644)
+    if os.geteuid() == 0:
+        os.lchown(secret, sshd2.root.stat().st_uid, sshd2.root.stat().st_gid)
+    again = cli("move", "-f", str(cfg), "--yes", "--json")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert again.json()["result"]["verify"]["failed"] == 0
+    assert (root / where).read_text() == "only root reads this\n"
+    assert cli("verify", "-f", str(cfg)).exit_code == 0
+
 def _doc(hosts: list) -> str:
     return yaml.safe_dump({"version": 1, "source": {"hosts": hosts}, "target": {"ssh": {"host": "h"}, "root": "/srv/a"}})
 

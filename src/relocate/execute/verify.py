@@ -66,4 +66,10 @@ def verify_snapshot(conn: Connection, root: str, snap: Snapshot, identity: pyrag
                 report.checks.extend(named[name].verify(ctx, part))
             else:
                 report.checks.append(Check(f"{name}", False, "recorded in the snapshot, but relocate.yaml no longer configures it"))
+            # What a component's move could never write, filed in its step's record as
+            # `failed` ({path, error}: host files the source login could not read): listed
+            # like an object's, a difference until a move writes them
+            report.failed.extend({"path": str(f["path"]), "error": str(f.get("error", ""))}
+                                 for rec in part.values() if isinstance(rec, dict)
+                                 for f in (rec.get("failed") or []) if isinstance(f, dict) and "path" in f)
     return report

@@ -605,6 +605,7 @@ class HostFilesKind(Kind):
         copy_path = Path(ctx.snapshot_dir) / "hosts" / f"{index}.tar"
         copy_path.parent.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(changed=True)
+        unread: list[dict[str, str]] = []
         allow = ctx.config.allowed_links
         source_ssh, target_ssh = info.logins if info is not None else (None, None)
         tar_c = shell.line(tar_command(entry["paths"], entry.get("exclude") or []))
@@ -636,7 +637,12 @@ class HostFilesKind(Kind):
         if src_status == 1:  # GNU tar: a file changed while being read; the archive is still whole
             outcome.warnings.extend(f"{step.source}: {line}" for line in src_err[:5])
         elif src_status != 0:  # unreadable files: what could be read still moves, the rest is reported
-            outcome.failed.extend(f"{step.source}: {line}" for line in (src_err or [f"tar exit {src_status}"])[:20])
+            said = [line for line in src_err if line != _CLOSING] or [f"tar exit {src_status}"]
+            outcome.failed.extend(f"{step.source}: {line}" for line in said[:20])
+            # Filed in the manifest too: the tar holds only what was read, so the trees compare
+            # equal; the checks (the move's own, `relocate verify`) name these until a move
+            # copies them (no record is kept, so the next move sends the tree again).
+            unread = _unread(said, entry["to"])
         if entries is None:
             entries = listing_from_tar(copy_path)
         damaged = _damaged(entries, put.stdout)
@@ -648,7 +654,7 @@ class HostFilesKind(Kind):
         if not outcome.failed and info is not None:
             _record(conn, root, _record_key(entry, info.label), {"tar_sha256": digest, "stat_sha256": info.stat, "tree_sha256": tree})
         outcome.manifest = {"host": step.source, "to": entry["to"], "tar": f"hosts/{index}.tar", "tar_sha256": digest,
-                            "bytes": size, "entries": entries}
+                            "bytes": size, "entries": entries, **({"failed": unread} if unread else {})}
         return outcome
 
     @staticmethod
@@ -705,7 +711,13 @@ class HostFilesKind(Kind):
                     _differs_mark(Path(ctx.snapshot_dir), entry).write_text(bad[0] + "\n", encoding="utf-8")
             detail = f"{len(rows)} entries" + ("" if hashed else ", contents hashed on arrival") + \
                 (f"; {len(bad)} differ (as moved -> on the target): {differences_text(bad)}" if bad else "")
-            checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad, detail))
+            # What the source login could not read never reached the tar, so it is no
+            # difference above: named as failed items (execute/verify.py lists them), and
+            # never an OK while they are not there.
+            unread = entry.get("failed") or []
+            if unread:
+                detail += f"; {len(unread)} never moved (the source login could not read them; listed as failed)"
+            checks.append(Check(f"host files {entry['host']} -> {entry['to']}", not bad and not unread, detail))
         return checks
 
 
@@ -837,6 +849,19 @@ def _unmade(stderr: bytes) -> tuple[list[str], list[str]]:
         elif line != _CLOSING:
             other.append(line)
     return unmade, other
+
+
+def _unread(lines: list[str], to: str) -> list[dict[str, str]]:
+    """The source's `tar c` errors as failed items, {path (on the target, under `to`), error}.
+    GNU tar names the member first (`tar: etc/app/key: Cannot open: Permission denied`,
+    relative to / as tar_command reads it); when no line has that shape, the entry's `to`
+    stands for what is missing, with tar's first line."""
+    items = []
+    for line in lines:
+        name, sep, why = line.removeprefix("tar: ").partition(": ")
+        if sep and why.startswith("Cannot "):
+            items.append({"path": posixpath.join(to, name), "error": f"the source login could not read it ({why})"})
+    return items or [{"path": to, "error": f"tar on the source failed: {lines[0]}"}]
 
 
 def _damaged(entries: dict[str, list[Any]], hashed: bytes) -> list[str]:
