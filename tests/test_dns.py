@@ -3,6 +3,7 @@ compared record by record with what moto holds; the cutover checklist in the pla
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dns.name
@@ -191,3 +192,52 @@ def test_cutover_names_compare_case_insensitive_and_absolute() -> None:
     # the same name in another case is one name: its AAAA is not listed twice
     assert [r for r in repoint if r.lower().startswith("www.example.")] == ["WWW.example. MX -> inbound-smtp.us-east-1.amazonaws.com. (AWS endpoint)"]
     assert "ww.example. A 192.0.2.1 -> the new host" in repoint
+
+
+def test_a_zone_file_that_would_not_parse_blocks_the_plan(tmp_path: Path, moto: str, sshd) -> None:
+    """moto's own SOA is not zone-file text (the text of a Python dict), so the SOA is left
+    out and the file would have none at its origin: `verify` could never pass. The plan says
+    so as a blocker (exit 3) instead of "Ready", and a zone file an older move left on the
+    target unchanged is no "nothing to do" either; once the SOA is fixed, the move writes it."""
+    from relocate.kinds.dns import export_zone
+    from relocate.sources.route53 import HostedZone, RecordSet
+
+    r53 = aws_client("route53", moto)
+    zone = "badsoa.example"
+    z = zone + "."
+    zid = r53.create_hosted_zone(Name=zone, CallerReference="t-badsoa")["HostedZone"]["Id"]
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [
+        _change(f"www.{z}", "A", ["198.51.100.30"], ttl=300)]})
+    root = sshd.root / "dns-badsoa"
+    path = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root))
+    doc = yaml.safe_load(path.read_text())
+    doc["source"]["dns"] = [{"zone": zone}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    plan = cli("plan", "-f", str(path), "--json")
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    blockers = [b["message"] for b in plan.json()["blockers"] if b["code"] == "dns-zone"]
+    assert blockers and "does not parse" in blockers[0] and "SOA" in blockers[0], plan.json()["blockers"]
+    moved = cli("move", "-f", str(path), "--yes")
+    assert moved.exit_code == 3, moved.stdout + moved.stderr
+    assert not (root / "dns").exists()
+
+    # The file an earlier move wrote (the same bytes): still blocked, never "unchanged".
+    held = r53.list_resource_record_sets(HostedZoneId=zid)["ResourceRecordSets"]
+    hz = HostedZone(z, zid.rsplit("/", 1)[-1], False, [
+        RecordSet(r["Name"], r["Type"], r.get("TTL"), tuple(v["Value"] for v in r["ResourceRecords"])) for r in held])
+    (root / "dns").mkdir(parents=True)
+    (root / "dns" / f"{zone}.zone").write_text(export_zone(hz).text)
+    if os.geteuid() == 0:  # as the login user wrote it
+        for p in (root, root / "dns", root / "dns" / f"{zone}.zone"):
+            os.chown(p, sshd.root.stat().st_uid, sshd.root.stat().st_gid)
+    again = cli("move", "-f", str(path), "--yes")
+    assert again.exit_code == 3 and "nothing to do" not in again.stdout, again.stdout + again.stderr
+
+    soa = {"Action": "UPSERT", "ResourceRecordSet": {"Name": z, "Type": "SOA", "TTL": 900, "ResourceRecords": [
+        {"Value": "ns-1.awsdns-1.com. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"}]}}
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [soa]})
+    fixed = cli("move", "-f", str(path), "--yes")
+    assert fixed.exit_code == 0, fixed.stdout + fixed.stderr
+    parse_zone_text((root / "dns" / f"{zone}.zone").read_text(), zone)
+    assert cli("verify", "-f", str(path)).exit_code == 0

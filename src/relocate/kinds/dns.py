@@ -72,6 +72,17 @@ class Export:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    def unparsable(self) -> str:
+        """Why the zone file would fail the check `verify` makes of it (re-read as a DNS
+        server would, the same number of rrsets), or "" when it passes. Pure: the plan asks
+        it, so a plan that says Ready never writes a file the check then refuses."""
+        try:
+            z = parse_zone_text(self.text, self.zone)
+        except Exception as exc:  # dnspython raises several kinds for a bad zone
+            return f"does not parse as a zone file ({exc})"
+        n = sum(len(node.rdatasets) for node in z.nodes.values())
+        return "" if n == self.rrsets else f"{n} rrsets re-parsed, not {self.rrsets}"
+
 
 def zone_dest(zone: str) -> str:
     return posixpath.join("dns", zone.rstrip(".") + ".zone")
@@ -239,7 +250,17 @@ class DnsKind(Kind):
         part = PlanPart()
         exports = self.exports(gathered.zones)
         for hz, ex in zip(gathered.zones, exports):
-            same = gathered.on_target.get(ex.dest) == ex.sha256
+            # A file that would fail its check blocks the move: writing it would end in
+            # exit 4, and a later move finding the same bytes on the target would call the
+            # zone unchanged while `verify` keeps failing. Typically the SOA (or the origin's
+            # NS) was left out as not valid zone-file text: no DNS server loads such a file.
+            bad = ex.unparsable()
+            if bad:
+                left_out = [n for n in ex.notes if "is not valid zone-file text" in n]
+                part.blockers.append(Finding("dns-zone", f"{ex.zone}: the zone file relocate would write {bad}"
+                                             + (f"; left out: {'; '.join(left_out[:3])}" if left_out else "")
+                                             + f"; fix the record(s) in Route53, or remove {ex.zone} from source.dns"))
+            same = gathered.on_target.get(ex.dest) == ex.sha256 and not bad
             part.steps.append(Step(id=f"dns:{ex.zone}", kind=self.name, source=f"route53:{hz.name}", dest=ex.dest,
                                    count=ex.rrsets, todo_count=0 if same else ex.rrsets, est_seconds=0.0 if same else 0.5,
                                    detail=(f"nothing to do: the target's zone file is the same ({ex.rrsets} rrsets)" if same
