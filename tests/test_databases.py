@@ -205,6 +205,33 @@ def test_rds_through_a_bastion_streamed_without_local_copy(tmp_path: Path, sshd:
     no_secret_in(moved, source_pg.password, postgres_target.password)
 
 
+
+def test_the_dump_staging_leaves_no_empty_db_directory(tmp_path: Path, sshd: Any, source_pg: Any,
+                                                       postgres_target: Any) -> None:
+    """The kept dump goes up to <root>/.relocate/db/<name>; once restored, that staging goes,
+    and so does db/ when it is left empty (README's list of what lands on the target has no
+    db/). Something else in db/ keeps it: rmdir, never rm -r."""
+    reset_db(postgres_target, "small_staged")
+    cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg), "password_from": "env:SRC_DB_PW"}],
+                    target_db="small_staged")
+    env = env_for(source_pg, postgres_target)
+    state = sshd.root / tmp_path.name / ".relocate"
+    moved = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    assert psql(postgres_target, "SELECT count(*) FROM items;", "small_staged") == "500"
+    assert latest_manifest(cfg)["components"]["databases"]["db:small"]["dump"]  # the staged (kept) dump's path
+    assert state.is_dir() and not (state / "db").exists(), sorted(p.name for p in state.iterdir())
+
+    reset_db(postgres_target, "small_staged")
+    (state / "db").mkdir()
+    (state / "db" / "not-relocates").write_text("kept\n")
+    if os.geteuid() == 0:  # as the login user would have made it
+        for p in (state / "db", state / "db" / "not-relocates"):
+            os.chown(p, sshd.root.stat().st_uid, sshd.root.stat().st_gid)
+    again = cli("move", "-f", str(cfg), "--yes", env=env)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert sorted(p.name for p in (state / "db").iterdir()) == ["not-relocates"]
+
 def test_wrong_source_password_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, sshd: Any, source_pg: Any,
                                                                      postgres_target: Any) -> None:
     cfg = db_config(tmp_path, sshd, postgres_target, [{"url": small_url(source_pg), "password_from": "env:SRC_DB_PW"}],

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import posixpath
 import re
 import secrets
 import shutil
@@ -812,6 +813,18 @@ def dump_and_upload(local: "LocalPg", dump_dir: Path, snap_id: str, jobs: int, s
         raise refused or fail(f"sending the dump to the target failed: {said[0] if said else 'tar exited ' + str(result.status)}")
 
 
+def unstage_command(staging: str) -> str:
+    """Remove the dump's staging directory `<root>/.relocate/db/<name>`, then `db/` itself
+    when that leaves it empty (README, "Where things land on the target", lists no `db/`),
+    never through a symlinked component (nolinks.py: `rm -rf` would follow one). `rmdir`
+    removes only an empty directory, never a link, and another database's staging (or
+    anything else put there) keeps `db/`; its failure is no error."""
+    root = staging.rsplit("/" + layout.STATE_DIR + "/", 1)[0]
+    parent = posixpath.dirname(staging)
+    return nolinks.guarded(root, [staging], shell.line(["rm", "-rf", "--", staging]) + " && { "
+                           + shell.line(["rmdir", "--", parent]) + " 2>/dev/null || true; }")
+
+
 def _kill(target: Any) -> None:
     """Stop a remote `tar x` mid-stream (staging is removed by the caller)."""
     if isinstance(target, OpenSshExec):
@@ -1135,7 +1148,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
                         if r.status != 0:
                             raise remote.fail(r.stderr.decode("utf-8", "replace"))
                     finally:
-                        conn.run(shell.line(["rm", "-rf", "--", staging]), check=False, timeout=600)
+                        conn.run(unstage_command(staging), check=False, timeout=600)
             if placeholders:  # RDS's own roles: out of the copy, then off the server
                 remote.query(strip_roles_sql(placeholders, owner if owner_ok else ""), names.tmp)
                 remote.query("".join(f"DROP ROLE {q_ident(r)};\n" for r in placeholders), MAINTENANCE_DB)
