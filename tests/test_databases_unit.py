@@ -12,7 +12,7 @@ import pytest
 from helpers import aws_client
 from relocate.kinds import Context
 from relocate.settings import Switches
-from relocate.kinds.databases import DbGathered, Databases, compare
+from relocate.kinds.databases import _TOOLS, DbGathered, Databases, compare, tools_found
 from relocate.config import AwsSpec, parse_config
 from relocate.errors import ConfigError, SourceError
 from relocate.execute.dbfiles import classify, mysql_defaults, pgpass_line
@@ -303,3 +303,18 @@ def test_the_mysql_cleanup_ends_the_restore_session_first_and_never_waits_long()
     left = drop_unfinished(Remote(True), "shop_copy")  # type: ignore[arg-type]
     assert "shop_copy is left partly restored on the target" in left and "Lock wait timeout" in left
     assert "--replace-database shop_copy" in left
+
+
+def test_the_target_tool_probe_names_what_is_missing_and_what_pg_wrapper_would_run() -> None:
+    """The plan's tool probe, run here by `sh` as it runs on a target: a missing tool is
+    named; for a tool that is Debian's pg_wrapper, the binary the wrapper would run (what
+    RemotePg then runs, without the Perl); GNU tar is noticed."""
+    import subprocess
+
+    said = subprocess.run(["sh", "-s", "--", "psql", "pg_restore", "no-such-tool-here"], input=_TOOLS,
+                          capture_output=True, text=True, check=True).stdout
+    got = tools_found(said)
+    assert got.missing == ["no-such-tool-here"]
+    assert got.gnu_tar == ("GNU tar" in subprocess.run(["tar", "--version"], capture_output=True, text=True).stdout)
+    for tool in ("psql", "pg_restore"):
+        assert got.programs.get(tool) == (program(tool) if program(tool) != tool else None)

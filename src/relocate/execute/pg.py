@@ -36,7 +36,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from relocate.errors import SourceError, TargetError, TransientError
 from relocate.execute.dbfiles import (SECRET_FD, RemoteSecret, classify, in_background, last_line, local_secret_file,
@@ -227,16 +227,21 @@ def major(version_num: int) -> int:
 WRAPPER, BINROOT = "pg_wrapper", "/usr/lib/postgresql"
 
 
+def newest_version(versions: Iterable[str]) -> str | None:
+    """The newest of BINROOT's version directories, as pg_wrapper reads their names."""
+    found = [(float(v), v) for v in versions if re.fullmatch(r"\d+\.?\d+", v)]  # the wrapper's own pattern
+    return max(found)[1] if found else None
+
+
 def newest_program(binroot: str, name: str) -> str | None:
     """What pg_wrapper runs for `name` when the host is named (PGHOST, always set for
-    relocate's local commands): the newest version under `binroot` that has it."""
+    relocate's commands): the newest version under `binroot` that has it."""
     try:
         entries = os.listdir(binroot)
     except OSError:
         return None
-    found = [(float(e), e) for e in entries if re.fullmatch(r"\d+\.?\d+", e)  # the wrapper's own pattern
-             and os.access(os.path.join(binroot, e, "bin", name), os.X_OK)]
-    return os.path.join(binroot, max(found)[1], "bin", name) if found else None
+    best = newest_version(e for e in entries if os.access(os.path.join(binroot, e, "bin", name), os.X_OK))
+    return os.path.join(binroot, best, "bin", name) if best else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -383,14 +388,19 @@ class RemotePg:
     built by `argv` must get `stdin()` in front of its input: the password, which the
     target's shell hands to the client as an unlinked file (dbfiles.RemoteSecret)."""
 
-    def __init__(self, conn: Connection, addr: DbAddress, what: str = "target database") -> None:
+    def __init__(self, conn: Connection, addr: DbAddress, what: str = "target database",
+                 programs: dict[str, str] | None = None) -> None:
         self.conn, self.addr, self.what = conn, addr, what
         pw = addr.password.reveal() if addr.password else ""
         self.secret = RemoteSecret(pgpass_line(pw), ".pgpass")
+        # tool -> the binary pg_wrapper would run there (the plan's tool probe): no Perl
+        # start per command on a Debian target
+        self.programs = programs or {}
 
     def argv(self, tool: str, *args: str, db: str | None = None, app: str = "relocate") -> list[str]:
         env = [f"{k}={v}" for k, v in {**_env(self.addr), "PGAPPNAME": app}.items() if k != "PGDATABASE"]
-        return self.secret.argv(["env", f"PGPASSFILE={SECRET_FD}", f"PGDATABASE={db or self.addr.dbname}", *env, tool, *args])
+        return self.secret.argv(["env", f"PGPASSFILE={SECRET_FD}", f"PGDATABASE={db or self.addr.dbname}", *env,
+                                 self.programs.get(tool, tool), *args])
 
     def stdin(self, data: bytes = b"") -> bytes:
         """What a command from `argv` reads first (the password), then `data`."""
@@ -868,11 +878,11 @@ def source_stats(src: DbAddress, what: str) -> dict[str, Any]:
         return _json_object(local.query(STATS_SQL).splitlines()[-1])
 
 
-def probe_target(conn: Connection, dst: DbAddress) -> dict[str, Any]:
+def probe_target(conn: Connection, dst: DbAddress, programs: dict[str, str] | None = None) -> dict[str, Any]:
     """{'error': kind, 'message'} when the target server cannot be used; else its facts, and
     when the database exists: whether it is empty, and its statistics."""
     names = Names(dst.dbname)
-    remote = RemotePg(conn, dst)
+    remote = RemotePg(conn, dst, programs=programs)
     out, kind, msg = remote.try_query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
                                       tmpname=names.tmp, oldname=names.old)
     if out is None:
@@ -1066,16 +1076,17 @@ def move_in_place(conn: Connection, local: "LocalPg", remote: "RemotePg", names:
 
 def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: list[dict[str, Any]],
          owner: str, encoding: str, existing: bool, dump_dir: Path | None, staging: str, jobs: int,
-         on_stats: Any, path: str = SWAP, scratch: Path | None = None, appends: bool = False) -> dict[str, Any]:
+         on_stats: Any, path: str = SWAP, scratch: Path | None = None, appends: bool = False,
+         programs: dict[str, str] | None = None) -> dict[str, Any]:
     """Dump the source (consistent snapshot) and restore it on the target into a scratch
     database, check it, then swap it in under the final name. A failure leaves the final
     database as it was. `on_stats(stats)` returns a list of differences (empty = equal).
     `path` IN_PLACE: `move_in_place` (the dump goes to `scratch` when no `dump_dir` is kept).
     `appends`: the target's tar is GNU tar, so a kept dump's files go up in pieces as
-    pg_dump writes them (`_Upload`)."""
+    pg_dump writes them (`_Upload`). `programs`: RemotePg's."""
     names = Names(dst.dbname)
     if path == IN_PLACE:
-        local, remote = LocalPg(src, what), RemotePg(conn, dst)
+        local, remote = LocalPg(src, what), RemotePg(conn, dst, programs=programs)
         with local.session():
             tfacts = json.loads(remote.query(TARGET_FACTS_SQL, MAINTENANCE_DB, dbname=names.final,
                                              tmpname=names.tmp, oldname=names.old))
@@ -1084,7 +1095,7 @@ def move(conn: Connection, src: DbAddress, dst: DbAddress, *, what: str, roles: 
             assert where is not None, "an in-place restore needs a directory for the dump"
             return move_in_place(conn, local, remote, names, what=what, exact=keeps_owners(roles, tfacts),
                                  dump_dir=where, jobs=jobs, on_stats=on_stats, present=present)
-    local, remote = LocalPg(src, what), RemotePg(conn, dst)
+    local, remote = LocalPg(src, what), RemotePg(conn, dst, programs=programs)
     with local.session():
         made: dict[str, Any] = {}  # what make_scratch() learnt, also for the cleanup should the move fail
 

@@ -169,17 +169,49 @@ def reach(ctx: Context, item: dict[str, Any], addr: DbAddress) -> Iterator[DbAdd
         yield addr.at("127.0.0.1", port)
 
 
-# Which tools the target lacks, one a line, then "=gnu-tar" when its tar is GNU tar (a
-# PostgreSQL dump then goes up in pieces as it is written: execute/pg.py `_Upload`).
-_TOOLS = ('for t in "$@"; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done\n'
-          'case $(tar --version 2>/dev/null) in *"GNU tar"*) echo =gnu-tar ;; esac\n')
+# Which tools the target lacks, one a line; "=pg PATH" for each version's binary of a tool
+# that is Debian's pg_wrapper there (execute/pg.py: RemotePg runs the newest directly); then
+# "=gnu-tar" when its tar is GNU tar (a PostgreSQL dump then goes up in pieces as it is
+# written: execute/pg.py `_Upload`).
+_TOOLS = r"""for t in "$@"; do
+  p=$(command -v "$t" 2>/dev/null) || { echo "$t"; continue; }
+  case $(readlink -f "$p" 2>/dev/null) in
+    */pg_wrapper) for b in /usr/lib/postgresql/*/bin/"$t"; do if [ -x "$b" ]; then echo "=pg $b"; fi; done ;;
+  esac
+done
+case $(tar --version 2>/dev/null) in *"GNU tar"*) echo =gnu-tar ;; esac
+"""
 
 
-def _target_tools(ctx: Context, tools: tuple[str, ...]) -> tuple[list[str], bool]:
-    """(the tools the target lacks, whether its tar is GNU tar)."""
+@dataclass
+class TargetTools:
+    missing: list[str]
+    gnu_tar: bool
+    programs: dict[str, str]  # tool -> the binary pg_wrapper would run (RemotePg)
+
+
+def _target_tools(ctx: Context, tools: tuple[str, ...]) -> TargetTools:
     cmd, stdin = shell.script(_TOOLS, *tools)
-    words = ctx.conn.run(cmd, stdin, timeout=60).text().split()
-    return [w for w in words if w != "=gnu-tar"], "=gnu-tar" in words
+    return tools_found(ctx.conn.run(cmd, stdin, timeout=60).text())
+
+
+def tools_found(said: str) -> TargetTools:
+    """What `_TOOLS` printed."""
+    got = TargetTools([], False, {})
+    versions: dict[str, list[str]] = {}
+    for line in said.splitlines():
+        if line == "=gnu-tar":
+            got.gnu_tar = True
+        elif line.startswith("=pg " + pg.BINROOT + "/"):
+            version, _, tool = line[len("=pg " + pg.BINROOT + "/"):].partition("/bin/")
+            versions.setdefault(tool, []).append(version)
+        elif line.strip():
+            got.missing.append(line.strip())
+    for tool, found in versions.items():
+        best = pg.newest_version(found)
+        if best is not None:
+            got.programs[tool] = f"{pg.BINROOT}/{best}/bin/{tool}"
+    return got
 
 
 def _staging(ctx: Context, name: str) -> str:
@@ -223,10 +255,13 @@ class Databases(Kind):
         what = f"source.databases[{index}] ({g.name})"
 
         def target_side() -> tuple[list[str], dict[str, Any]]:
-            missing, gnu_tar = _target_tools(ctx, eng.TARGET_TOOLS)
-            if missing:
-                return missing, {}
-            return missing, {**eng.probe_target(ctx.conn, g.target), "gnu_tar": gnu_tar}
+            tools = _target_tools(ctx, eng.TARGET_TOOLS)
+            if tools.missing:
+                return tools.missing, {}
+            if g.source.engine != "postgres":
+                return [], eng.probe_target(ctx.conn, g.target)
+            return [], {**pg.probe_target(ctx.conn, g.target, tools.programs), "gnu_tar": tools.gnu_tar,
+                        "programs": tools.programs}
 
         # The target's two round trips run on a thread while the source is probed here.
         with in_background(target_side, on_abort=lambda: None, name="relocate-target-db-probe") as target_probe, \
@@ -452,8 +487,9 @@ class Databases(Kind):
         jobs = int(g.item.get("jobs") or 2)
         # The in-place path replays a dump: without a kept copy, it lives in a temp dir until then.
         extra: dict[str, Any] = {"path": g.path} if g.path else {}
-        if g.source.engine == "postgres" and g.tfacts.get("gnu_tar"):
-            extra["appends"] = True  # the kept dump goes up in pieces as pg_dump writes it
+        if g.source.engine == "postgres":
+            extra["appends"] = bool(g.tfacts.get("gnu_tar"))  # the kept dump goes up in pieces as pg_dump writes it
+            extra["programs"] = g.tfacts.get("programs") or {}
         with reach(ctx, g.item, g.source) as here, tempfile.TemporaryDirectory(prefix="relocate-pg-") as scratch:
             if g.path == pg.IN_PLACE:
                 extra["scratch"] = Path(scratch) / "dump"
