@@ -265,24 +265,101 @@ def _processes_in(base: Path) -> int:
 
 
 def test_health_check_must_reach_the_new_release_not_a_port_squatter(tmp_path: Path, moto: str, sshd) -> None:
-    """Something relocate did not start holds the health port: the release is not
-    started beside it and is reported (first deploy: nothing to roll back to)."""
+    """Something relocate did not start takes the health port after the plan was made
+    (the plan looks first: see test_a_port_held_by_another_process_is_a_plan_blocker):
+    the release is not started beside it and is reported (first deploy: nothing to roll
+    back to). Run past the plan, as a squatter that came later meets it."""
+    from relocate.kinds import Context
+    from relocate.kinds.deploy import DeployKind
+
     cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-squat", timeout_s=5, versions=("v1",))
-    squatter = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+    config = load_config(cfg)
+    with Connection(config.ssh) as conn:
+        ctx = Context(config=config, aws=None, conn=conn, target_id="t")
+        comp = DeployKind()
+        gathered = comp.gather(ctx)
+        part = comp.plan(ctx, gathered)
+        assert not part.blockers, part.blockers
+        squatter = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_listening(port)
+            out = comp.apply(ctx, gathered, part.steps[0])
+        finally:
+            squatter.kill()
+            squatter.wait()
+            stop_app(root)
+    text = " ".join(" ".join(out.failed).split())
+    assert f"port {port} is still held" in text and "None" not in text, text
+    assert _processes_in(root / "releases") == 0
+    # set aside like any failed release, `current` names none, so rollback has nothing
+    names = sorted(p.name for p in (root / "releases").iterdir())
+    assert len(names) == 1 and names[0].endswith(".failed"), names
+    assert not os.path.lexists(root / "current")
+    line = one_line_error(cli("rollback", "-f", str(cfg), "--yes"), 2)
+    assert "nothing to roll back to" in line, line
+
+
+def _wait_listening(port: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_port_held_by_another_process_is_a_plan_blocker(tmp_path: Path, moto: str, sshd) -> None:
+    """A plan that says Ready must not fail on the app's port: held by a process that is
+    not the running release, it is a `deploy-port` blocker (exit 3) naming the port,
+    both on a fresh root (nothing to stop) and beside a running release whose own port it
+    is not; `move` refuses before anything is uploaded. Before the fix the plan said
+    Ready and the move failed at "free port" (exit 4, the app down)."""
+    cfg, root, port = _slow_releases(tmp_path, moto, sshd, "deploy-squat-plan", timeout_s=10, versions=("v1", "v2"))
+    other = servers.free_port()
+    squatter = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(other)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
-        r = cli("move", "-f", str(cfg), "--yes")
-        assert r.exit_code == 4, r.stdout + r.stderr
+        _wait_listening(other)
+        # 1. a fresh root, the app's port taken
+        doc = yaml.safe_load(cfg.read_text())
+        doc["deploy"]["command"] = f"python3 app.py {other}"
+        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{other}/"
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        r = cli("plan", "-f", str(cfg))
         out = " ".join(r.stdout.split())
-        assert f"port {port} is still held" in out and "None" not in out, out
-        assert _processes_in(root / "releases") == 0
-        # set aside like any failed release, `current` names none, so rollback has nothing
-        names = sorted(p.name for p in (root / "releases").iterdir())
-        assert len(names) == 1 and names[0].endswith(".failed"), names
-        assert not os.path.lexists(root / "current")
-        line = one_line_error(cli("rollback", "-f", str(cfg), "--yes"), 2)
-        assert "nothing to roll back to" in line, line
+        assert r.exit_code == 3 and "Ready" not in out, r.stdout + r.stderr
+        assert "[deploy-port]" in out and f"port {other} (deploy.health.url) is held by" in out, out
+        assert "no release of the app runs there" in out, out
+        r = cli("move", "-f", str(cfg), "--yes")
+        assert r.exit_code == 3, r.stdout + r.stderr
+        assert not (root / "releases").exists()  # refused before the upload
+
+        # 2. a release runs (on its own port, which does not block its redeploy); the
+        # next one is configured on the taken port: stopping the running one frees nothing
+        doc["deploy"]["command"] = f"python3 app.py {port}"
+        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{port}/"
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        first = r.json()["result"]["release"]
+        _set_release(cfg, tmp_path / "v2")
+        r = cli("plan", "-f", str(cfg))
+        assert r.exit_code == 0 and "Ready" in r.stdout, r.stdout + r.stderr  # its own port: not a blocker
+        doc = yaml.safe_load(cfg.read_text())
+        doc["deploy"]["command"] = f"python3 app.py {other}"
+        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{other}/"
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        r = cli("plan", "-f", str(cfg))
+        out = " ".join(r.stdout.split())
+        assert r.exit_code == 3 and "[deploy-port]" in out, r.stdout + r.stderr
+        assert f"port {other} (deploy.health.url) is held by" in out and f"not by the running release {first}" in out, out
+        r = cli("move", "-f", str(cfg), "--yes")
+        assert r.exit_code == 3, r.stdout + r.stderr
+        assert os.readlink(root / "current") == f"releases/{first}" and _get(cfg, "/", port) == b"v1"  # untouched
     finally:
         squatter.kill()
         squatter.wait()

@@ -9,7 +9,9 @@ and rootless podman for compose), as tests/test_deploy.py runs them:
 - an interrupted deploy's audit line names the release it tried;
 - a tarball the target's tar refuses leaves no `.partial` and says why;
 - compose: a secret passed by name reaches the container without being on the
-  `podman run` command line; `${VAR}` puts it there (docs/deploy.md says which to use).
+  `podman run` command line; `${VAR}` puts it there (docs/deploy.md says which to use);
+- a rollback (move's own and `relocate rollback`) runs each release with the settings
+  it was deployed with, not with a `deploy.command` changed since.
 """
 
 from __future__ import annotations
@@ -289,5 +291,74 @@ def test_a_saved_plan_pins_the_release_content_it_was_reviewed_with(tmp_path: Pa
         r = cli("move", str(plan), "--yes", "--allow-drift")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert (root / "current" / "app.py").read_text().endswith("# changed after the review\n")
+    finally:
+        stop_app(root)
+
+
+# --- a rollback runs each release as it was deployed
+
+def test_rollback_runs_each_release_with_the_settings_it_was_deployed_with(tmp_path: Path, moto: str, sshd) -> None:
+    """v1 runs on port A. `deploy.command` changes to port B (health still on A): that
+    release fails, and move's own rollback must start v1 with ITS command (port A), not
+    the new one. Then v3 on port B with its health on B, and `relocate rollback` brings
+    v1 back on port A, checked on A. A release without its record (made by an older
+    relocate) runs with the current settings, with a warning. Before the fix the
+    rollback started v1 as `python3 app.py B`: "NOT answering either", the app down."""
+    port_a, port_b = servers.free_port(), servers.free_port()
+    cfg, root, _ = _app_config(tmp_path, moto, sshd, "deploy-own-settings", timeout_s=5, keep_releases=5)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["deploy"]["command"] = f"exec python3 app.py {port_a}"
+    doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{port_a}/healthz"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _release(tmp_path, "v1", APP.format(version="v1"))
+    _release(tmp_path, "v2", APP.format(version="v2"))
+    _release(tmp_path, "v3", APP.format(version="v3"))
+
+    def deploy(release: str, command_port: int, health_port: int) -> None:
+        doc = yaml.safe_load(cfg.read_text())
+        doc["deploy"].update(release=str(tmp_path / release), command=f"exec python3 app.py {command_port}")
+        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{health_port}/healthz"
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    try:
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        first = r.json()["result"]["release"]
+        record = json.loads((root / "releases" / first / ".relocate-release.json").read_text())
+        assert record["command"] == f"exec python3 app.py {port_a}" and record["runtime"] == "command", record
+        assert record["health"]["url"] == f"http://127.0.0.1:{port_a}/healthz"
+
+        # 1. move's own rollback: v2 answers on B only, its health check (on A) fails
+        deploy("v2", port_b, port_a)
+        r = cli("move", "-f", str(cfg), "--yes")
+        out = " ".join(r.stdout.split())
+        assert r.exit_code == 4, r.stdout + r.stderr
+        assert "failed its health check" in out and f"rolled back to {first}: answering again" in out, out
+        assert os.readlink(root / "current") == f"releases/{first}"
+        assert _get(cfg, "/version", port_a) == b"v1" and _processes_in(root / "releases") == 1
+
+        # 2. `relocate rollback` from v3 (on B, healthy) to v1: started on A and checked there
+        deploy("v3", port_b, port_b)
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        third = r.json()["result"]["release"]
+        assert _get(cfg, "/version", port_b) == b"v3"
+        r = cli("rollback", "-f", str(cfg), "--to", first, "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        doc = r.json()
+        assert doc["to"] == first and doc["warnings"] == [], doc
+        assert _get(cfg, "/version", port_a) == b"v1" and _processes_in(root / "releases") == 1
+
+        # 3. a release without its record: the current deploy: settings (B), said in a warning
+        (root / "releases" / third / ".relocate-release.json").unlink()
+        r = cli("rollback", "-f", str(cfg), "--to", third, "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        warnings = r.json()["warnings"]
+        assert len(warnings) == 1 and third in warnings[0] and "older relocate" in warnings[0], warnings
+        assert _get(cfg, "/version", port_b) == b"v3" and _processes_in(root / "releases") == 1
+        r = cli("rollback", "-f", str(cfg), "--to", first, "--yes")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        assert f"release {third}" in " ".join(r.stderr.split()) and "warning:" in r.stderr, r.stderr
+        assert _get(cfg, "/version", port_a) == b"v1"
     finally:
         stop_app(root)

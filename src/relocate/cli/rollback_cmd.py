@@ -61,8 +61,10 @@ def register(app: typer.Typer) -> None:
                       result="ok" if result.healthy else "failed")
         if as_json:
             render.print_json({"from": result.from_release, "to": result.to_release, "healthy": result.healthy,
-                               "health": result.seen, "log": result.logs})
+                               "health": result.seen, "log": result.logs, "warnings": result.warnings})
         else:
+            for warning in result.warnings:  # a release without its record: run with today's deploy: settings
+                render.stderr_console().print(f"warning: {warning}", markup=False)
             out = render.stdout_console()
             out.print(f"current: {result.from_release or 'no release'} -> {result.to_release}; "
                       + ("answering" if result.healthy else f"NOT answering ({result.seen})"), markup=False)

@@ -5,6 +5,10 @@
     stop old -> switch current (atomic) -> start -> health check through an SSH tunnel
     healthy: prune to keep_releases        unhealthy: switch back, restart, report logs
 
+Each release keeps the runtime settings it was deployed with (RECORD, inside it), so
+the release that runs is stopped, and one rolled back to is started and checked, as
+it was deployed, whatever deploy: says now.
+
 The same release content already live and healthy is "nothing to do".
 """
 
@@ -14,13 +18,14 @@ import bz2
 import calendar
 import gzip
 import hashlib
+import json
 import lzma
 import os
 import posixpath
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -30,7 +35,7 @@ from relocate.errors import ConfigError, TargetError
 from relocate.plan.model import Finding, Step
 from relocate.targets import nolinks, ports, releases, shell
 from relocate.targets.health import wait_healthy
-from relocate.targets.runtimes import DeploySettings, Runtime, login_is_root, runtime_for
+from relocate.targets.runtimes import RUNTIMES, DeploySettings, Runtime, login_is_root, runtime_for
 from relocate.ssh.connection import Connection
 
 CHUNK = 1 << 20
@@ -87,6 +92,68 @@ def _service(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "app"
 
 
+# --- what each release was deployed with: written into it as it is unpacked
+
+# The runtime settings a release was deployed with, inside the release directory: a
+# rollback (move's own, or `relocate rollback`) stops the running release and starts the
+# one it goes back to with their own command, start/stop scripts, unit, compose file and
+# health check, not with what deploy: says now (a changed command or port would start
+# the old release wrong). Paths, commands and a URL as relocate.yaml has them: never a
+# secret value (env files are named by path; relocate never puts a value on a command
+# line). The root, login user and allowed links are the target's, taken from now.
+RECORD = ".relocate-release.json"
+_RECORDED = ("runtime", "service", "command", "start", "stop", "status", "compose_file", "env_file", "log_file")
+
+
+def release_record(dep: Deploy) -> str:
+    doc: dict[str, Any] = {"format": 1, **{k: getattr(dep.settings, k) for k in _RECORDED},
+                           "health": {"url": dep.health_url, "timeout_s": dep.health_timeout}}
+    return json.dumps(doc, sort_keys=True)
+
+
+def _from_record(dep: Deploy, raw: str) -> Deploy | None:
+    """`dep` with a release's recorded settings, None when the record is not one
+    (release_record's JSON, with values a deploy: could have had)."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != 1 or doc.get("runtime") not in RUNTIMES:
+        return None
+    optional = ("command", "start", "stop", "status", "env_file")
+    if any(doc.get(k) is not None and not isinstance(doc.get(k), str) for k in optional) or \
+            not all(isinstance(doc.get(k), str) and doc.get(k) for k in ("service", "compose_file", "log_file")):
+        return None
+    if doc["runtime"] in ("command", "systemd") and not (doc.get("command") or doc.get("start")):
+        return None
+    health = doc.get("health")
+    if not isinstance(health, dict):
+        return None
+    url, timeout = health.get("url"), health.get("timeout_s")
+    if (url is not None and not isinstance(url, str)) or isinstance(timeout, bool) or \
+            not isinstance(timeout, (int, float)) or timeout <= 0:
+        return None
+    s = replace(dep.settings, runtime=doc["runtime"], service=doc["service"], command=doc.get("command"), start=doc.get("start"),
+                stop=doc.get("stop"), status=doc.get("status"), compose_file=doc["compose_file"], env_file=doc.get("env_file"),
+                log_file=doc["log_file"])
+    return replace(dep, settings=s, health_url=url or None, health_timeout=float(timeout))
+
+
+def as_deployed(conn: Connection, dep: Deploy, release: str) -> tuple[Deploy, list[str]]:
+    """`dep` as `release` was deployed (its RECORD), and the warning when it has none
+    (made by an older relocate) or an unreadable one: then the current deploy: settings
+    stand in for it."""
+    path = posixpath.join(releases.releases_dir(dep.settings.root), release, RECORD)
+    res = conn.run(shell.line(["sh", "-c", 'cat -- "$1" 2>/dev/null; exit 0', "sh", path]), timeout=60)
+    raw = res.stdout.decode("utf-8", "replace")
+    found = _from_record(dep, raw) if raw.strip() else None
+    if found is not None:
+        return found, []
+    why = "its record of them cannot be read" if raw.strip() else "made by an older relocate, it has no record of them"
+    return dep, [f"release {release}: {why} ({RECORD}): it is stopped, started and checked with the current "
+                 "deploy: settings of relocate.yaml"]
+
+
 # --- the release as one tar stream (deterministic, so its hash names the content)
 
 def _open_release(path: Path) -> IO[bytes]:
@@ -135,12 +202,15 @@ def release_digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-# Unpack into `.partial`, rename it into place once whole; a failed unpack or rename
-# removes the `.partial` (nothing half-written is left behind). $1 .partial, $2 final, $3 shared.
+# Unpack into `.partial`, write its RECORD, rename it into place once whole; a failed
+# unpack or rename removes the `.partial` (nothing half-written is left behind).
+# $1 .partial, $2 final, $3 shared, $4 the record's JSON, $5 its name (RECORD: a link there is
+# removed, not written through).
 _UNPACK = r"""
 part=$1 final=$2 shared=$3
 rm -rf -- "$part" && mkdir -p -- "$part" || exit 1
 tar -x -f - -C "$part" || { s=$?; rm -rf -- "$part"; exit "$s"; }
+[ -z "$4" ] || { rm -rf -- "$part/$5" && printf '%s\n' "$4" > "$part/$5"; } || { s=$?; rm -rf -- "$part"; exit "$s"; }
 { mkdir -p -- "$shared" && mv -T -- "$part" "$final"; } || { s=$?; rm -rf -- "$part"; exit "$s"; }
 """
 
@@ -158,10 +228,10 @@ def tar_reason(stderr: bytes) -> str:
     return errors[0] + (f" (and {more} more error line(s))" if more else "")
 
 
-def upload(conn: Connection, root: str, release_id: str, path: Path, allow: tuple[str, ...] = ()) -> None:
-    """Stream the release into releases/<id>.partial, then rename it into place; a
-    failed upload leaves no `.partial` behind (removed on the target, or by a last
-    command when the stream itself broke)."""
+def upload(conn: Connection, root: str, release_id: str, path: Path, allow: tuple[str, ...] = (), record: str = "") -> None:
+    """Stream the release into releases/<id>.partial, write `record` (release_record)
+    into it, then rename it into place; a failed upload leaves no `.partial` behind
+    (removed on the target, or by a last command when the stream itself broke)."""
     final = posixpath.join(releases.releases_dir(root), release_id)
     part = final + ".partial"
     shared = posixpath.join(root, "shared")
@@ -169,7 +239,7 @@ def upload(conn: Connection, root: str, release_id: str, path: Path, allow: tupl
     # alone first for a clean refusal, then in the very command that writes.
     conn.run(shell.line(nolinks.guard(root, [part, final, shared], allow)))
     proc = conn.start(nolinks.guarded(root, [part, final, shared], allow=allow,
-                                      command=shell.line(["sh", "-c", _UNPACK, "sh", part, final, shared])))
+                                      command=shell.line(["sh", "-c", _UNPACK, "sh", part, final, shared, record, RECORD])))
     try:
         with _open_release(path) as fh:
             while chunk := fh.read(CHUNK):
@@ -204,8 +274,13 @@ class Activation:
 PORT_FREE_S = 15.0
 
 
-def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, previous: str | None) -> Activation:
+def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, previous: str | None,
+             running: Runtime | None = None) -> Activation:
     """Stop what runs, point current at `release_id`, start it, and prove it answers.
+
+    `runtime` and `dep` are `release_id`'s own settings (as_deployed); `running` is the
+    runtime of the release that runs now, `previous`, as it was started (default
+    `runtime`): each is stopped the way it was started.
 
     When the health URL is the target's own (127.0.0.1, localhost), nothing may listen
     on its port once the old release is stopped, and after the start the listener must
@@ -216,7 +291,7 @@ def activate(conn: Connection, runtime: Runtime, dep: Deploy, release_id: str, p
     step = "stop the running release"
     try:
         if previous is not None:
-            runtime.stop(conn)
+            (running or runtime).stop(conn)
         if port is not None:
             step = f"free port {port}"
             # nothing was stopped on a first deploy: one look, no waiting for a squatter to leave
@@ -250,6 +325,7 @@ class RollbackResult:
     healthy: bool
     seen: str
     logs: list[str]
+    warnings: list[str]
 
 
 def rollback_step(config: Config, conn: Connection, to: str | None = None) -> Step:
@@ -275,12 +351,58 @@ def rollback_step(config: Config, conn: Connection, to: str | None = None) -> St
 
 
 def rollback(config: Config, conn: Connection, step: Step) -> RollbackResult:
-    """Carry out an approved rollback step: switch current, restart, health-check."""
+    """Carry out an approved rollback step: switch current, restart, health-check. The
+    release that runs is stopped, and the one gone back to started and checked, with
+    their own recorded settings (as_deployed), not with what deploy: says now."""
     dep = settings(config)
-    runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
+    root_login = login_is_root(conn)
     current = step.source or None
-    act = activate(conn, runtime, dep, step.dest, current)
-    return RollbackResult(current, step.dest, act.healthy, act.seen, act.logs)
+    back, warnings = as_deployed(conn, dep, step.dest)
+    running = None
+    if current is not None:
+        now, more = as_deployed(conn, dep, current)
+        running, warnings = runtime_for(now.settings, login_is_root=root_login), more + warnings
+    act = activate(conn, runtime_for(back.settings, login_is_root=root_login), back, step.dest, current, running)
+    return RollbackResult(current, step.dest, act.healthy, act.seen, act.logs, warnings)
+
+
+# The plan's look at the target for the deploy, in one command: where `current` points,
+# that release's RECORD, the command runtime's pid files (`name<TAB>pid`), and who listens
+# on the app's port; sections end with a NUL. $1 root, $2 port ("" when the health URL
+# is not the target's own), $3 RECORD.
+_LOOK = ports.HOLDERS_FN + r"""
+c=$(readlink -- "$1/current" 2>/dev/null) || c=
+printf '%s\0' "$c"
+[ -z "$c" ] || cat -- "$1/releases/${c##*/}/$3" 2>/dev/null
+printf '\0'
+for f in "$1"/shared/run/*.pid; do
+  [ -f "$f" ] && [ ! -L "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(head -c 32 -- "$f")"
+done
+printf '\0'
+[ -z "$2" ] || relocate_holders "$2"
+exit 0
+"""
+
+
+def port_problem(port: int, found: ports.Holders, current: str | None, group: int | None, supervised: bool) -> str | None:
+    """Why the new release could not bind `port` (a plan blocker), or None. Held with no
+    release running (a first deploy: nothing is stopped), or, when relocate supervises the
+    running release (`command:`: its process group is in its pid file, `group`), held by
+    any process outside that group: stopping the release will not free it. With systemd,
+    compose or your own start/stop, relocate cannot tell the app's processes from others:
+    the stop and the port check during the move decide."""
+    if not found.held:
+        return None
+    fix = "stop that process, or give the app another port"
+    if current is None:
+        return f"port {port} (deploy.health.url) is {found.describe()}, and no release of the app runs there to stop: {fix}"
+    if not supervised or not found.known:
+        return None
+    if found.procs and group is not None and all(pgid == group for _pid, pgid in found.procs):
+        return None
+    running = f"process group {group}" if group is not None else "no pid file names its process group"
+    return (f"port {port} (deploy.health.url) is {found.describe()}, not by the running release {current} ({running}), "
+            f"which the deploy stops first: it would still be held; {fix}")
 
 
 class DeployKind(Kind):
@@ -293,14 +415,27 @@ class DeployKind(Kind):
         dep = settings(ctx.config)
         digest, size = release_digest(dep.release_path)
         runtime = runtime_for(dep.settings, login_is_root=login_is_root(ctx.conn))
-        current = releases.current_release(ctx.conn, ctx.config.root)
+        port = ports.local_port(dep.health_url)
+        # `current`, its record, the pid files and the port's holders: one round trip
+        cmd, stdin = shell.script(_LOOK, ctx.config.root, "" if port is None else str(port), RECORD)
+        target, record, pids, held = (ctx.conn.run(cmd, stdin, timeout=60).stdout.split(b"\0") + [b""] * 4)[:4]
+        current = posixpath.basename(target.decode("utf-8", "surrogateescape").strip()) or None
+        # the running release is stopped with its own settings (as_deployed); only relocate's
+        # own supervision (`command:`) names its processes: the group in its pid file
+        now = (_from_record(dep, record.decode("utf-8", "replace")) if record.strip() else None) or dep
+        supervised = now.settings.runtime == "command" and not now.settings.start
+        pid_files = dict(line.partition("\t")[::2] for line in pids.decode("utf-8", "replace").splitlines())
+        group = pid_files.get(f"{now.settings.service}.pid", "").strip()
+        found = ports.parse_holders(held.decode("utf-8", "replace"))
         healthy = True
         if current and current.endswith("-" + digest[:12]) and dep.health_url:
             # Read-only: whether the current release answers decides whether the plan has a
             # redeploy to show (and the gate a change to ask about).
             healthy = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 5))[0]
         return {"digest": digest, "bytes": size, "current": current, "current_healthy": healthy,
-                "releases": releases.list_releases(ctx.conn, ctx.config.root), "runtime_blockers": runtime.preflight(ctx.conn)}
+                "releases": releases.list_releases(ctx.conn, ctx.config.root), "runtime_blockers": runtime.preflight(ctx.conn),
+                "port_problem": port_problem(port, found, current, int(group) if group.isdigit() else None, supervised)
+                if port is not None else None}
 
     def plan(self, ctx: Context, gathered: dict[str, Any]) -> PlanPart:
         dep = settings(ctx.config)
@@ -319,6 +454,8 @@ class DeployKind(Kind):
         part.inputs[f"deploy.release {dep.release_path}"] = gathered["digest"]
         for why in gathered.get("runtime_blockers") or ():
             part.blockers.append(Finding("deploy-runtime", f"deploy.runtime {dep.settings.runtime}: {why}"))
+        if gathered.get("port_problem") and not same:  # a release to start: the port must be its to bind
+            part.blockers.append(Finding("deploy-port", gathered["port_problem"]))
         if not dep.health_url:
             part.warnings.append(Finding("deploy-health", "deploy.health.url is not set: a release that starts but does not answer will not be rolled back"))
         return part
@@ -326,7 +463,8 @@ class DeployKind(Kind):
     def apply(self, ctx: Context, gathered: dict[str, Any], step: Step) -> Outcome:
         dep = settings(ctx.config)
         conn, root = ctx.conn, ctx.config.root
-        runtime = runtime_for(dep.settings, login_is_root=login_is_root(conn))
+        root_login = login_is_root(conn)
+        runtime = runtime_for(dep.settings, login_is_root=root_login)
         current = releases.current_release(conn, root)
         digest = gathered["digest"]
         if current and current.endswith("-" + digest[:12]):
@@ -339,14 +477,21 @@ class DeployKind(Kind):
             # known from here on: the audit line names it even if the move ends in an
             # error or an interrupt (execute/runner.py writes it from the report)
             ctx.run.report.release_tried = release_id
-        upload(conn, root, release_id, dep.release_path, ctx.config.allowed_links)
-        act = activate(conn, runtime, dep, release_id, current)
+        upload(conn, root, release_id, dep.release_path, ctx.config.allowed_links, release_record(dep))
+        # the release that runs now is stopped (and, should the new one fail, started and
+        # checked again) the way it was deployed, not with what deploy: says now
+        warnings: list[str] = []
+        old_dep, old_runtime = dep, runtime
+        if current is not None:
+            old_dep, warnings = as_deployed(conn, dep, current)
+            old_runtime = runtime_for(old_dep.settings, login_is_root=root_login)
+        act = activate(conn, runtime, dep, release_id, current, old_runtime)
         # "release"/"tried": the one this run deployed; "active": what current points at after it.
         manifest: dict[str, Any] = {"release": release_id, "tried": release_id, "previous": current, "runtime": dep.settings.runtime}
         if act.healthy:
             dropped = releases.prune(conn, root, dep.keep, (release_id,))
             manifest.update(active=release_id, healthy=True, health=act.seen, pruned=dropped)
-            return Outcome(changed=True, manifest=manifest)
+            return Outcome(changed=True, manifest=manifest, warnings=warnings)
         what = (f"failed its health check ({dep.health_url}: {act.seen})" if act.step == "health check"
                 else f"failed at step '{act.step}': {act.seen}")
         failed = [f"release {release_id} {what}"]
@@ -364,10 +509,11 @@ class DeployKind(Kind):
             manifest["failed_release"] = releases.mark_failed(conn, root, release_id)
             failed.append("no earlier release to roll back to: the app is down")
             manifest.update(active=releases.current_release(conn, root), healthy=False, health=act.seen)
-            return Outcome(changed=True, manifest=manifest, failed=failed)
+            return Outcome(changed=True, manifest=manifest, warnings=warnings, failed=failed)
         # Whatever step failed (stop, switch, unit install, start, health), current goes
-        # back to the release that ran before, which is started and checked again.
-        back = activate(conn, runtime, dep, current, release_id)
+        # back to the release that ran before, which is started and checked again with
+        # its own settings; the new one is stopped as it was started.
+        back = activate(conn, old_runtime, old_dep, current, release_id, runtime)
         if releases.current_release(conn, root) != current:
             # the way back failed before its switch (the new release would not stop):
             # current still goes back, so it never names the release set aside below
@@ -375,7 +521,7 @@ class DeployKind(Kind):
         manifest["failed_release"] = releases.mark_failed(conn, root, release_id)
         failed.append(f"rolled back to {current}: " + ("answering again" if back.healthy else f"NOT answering either ({back.seen})"))
         manifest.update(active=releases.current_release(conn, root), healthy=back.healthy, health=back.seen, rolled_back=True)
-        return Outcome(changed=True, manifest=manifest, failed=failed)
+        return Outcome(changed=True, manifest=manifest, warnings=warnings, failed=failed)
 
     def verify(self, ctx: Context, manifest: dict[str, Any]) -> list[Check]:
         dep = settings(ctx.config)

@@ -17,9 +17,12 @@ from urllib.parse import urlsplit
 from relocate.targets import shell
 from relocate.ssh.connection import Connection
 
-# $1 port. Prints "held" when a socket listens on it, then "pid pgid" per visible holder
-# ("unknown" instead when the host has no find to look with).
-_HOLDERS = r"""
+# relocate_holders PORT: prints "held" when a socket listens on it, then "pid pgid name" per
+# visible holder ("unknown" instead when the host has no find to look with). A function
+# whose body is a subshell, so its `exit` ends only it: the plan's deploy look
+# (kinds/deploy.py) runs it inside a script of its own, in the same round trip.
+HOLDERS_FN = r"""
+relocate_holders() (
 hex=$(printf '%04X' "$1")
 inodes=
 for f in /proc/net/tcp /proc/net/tcp6; do
@@ -36,10 +39,13 @@ for inode in $inodes; do
 done | while IFS=/ read -r _ _proc pid _rest; do
   read -r stat 2>/dev/null < "/proc/$pid/stat" || continue
   rest=${stat##*)}
+  name=${stat#*(}; name=${name%)*}
   set -- $rest
-  echo "$pid $3"
+  echo "$pid $3 $name"
 done | sort -u
+)
 """
+_HOLDERS = HOLDERS_FN + 'relocate_holders "$1"\n'
 
 
 @dataclass
@@ -47,11 +53,13 @@ class Holders:
     held: bool
     procs: list[tuple[int, int]] = field(default_factory=list)  # (pid, process group) this login can see
     known: bool = True  # False: the holders could not be looked up (no find on the host)
+    names: dict[int, str] = field(default_factory=dict)  # pid -> its command name (/proc/<pid>/stat), for messages
 
     def describe(self) -> str:
         if not self.held:
             return "nothing listens"
-        seen = ", ".join(f"pid {pid} (group {pgid})" for pid, pgid in self.procs)
+        seen = ", ".join(f"pid {pid} ({self.names[pid] + ', ' if self.names.get(pid) else ''}group {pgid})"
+                         for pid, pgid in self.procs)
         return f"held by {seen}" if seen else "held by a process this login cannot see"
 
 
@@ -71,13 +79,19 @@ def local_port(url: str | None) -> int | None:
 
 def holders(conn: Connection, port: int) -> Holders:
     cmd, stdin = shell.script(_HOLDERS, str(port))
-    lines = conn.run(cmd, stdin, timeout=60).text().split("\n")
-    procs = []
+    return parse_holders(conn.run(cmd, stdin, timeout=60).text())
+
+
+def parse_holders(text: str) -> Holders:
+    """relocate_holders' output."""
+    lines = text.split("\n")
+    procs, names = [], {}
     for raw in lines[1:]:
-        pid, _, pgid = raw.strip().partition(" ")
+        pid, pgid, name = (raw.strip().split(" ", 2) + ["", ""])[:3]
         if pid.isdigit() and pgid.isdigit():
             procs.append((int(pid), int(pgid)))
-    return Holders(lines[0].strip() == "held", procs, known="unknown" not in lines[1:2])
+            names[int(pid)] = name
+    return Holders(lines[0].strip() == "held", procs, known="unknown" not in lines[1:2], names=names)
 
 
 def wait_free(conn: Connection, port: int, timeout_s: float, interval: float = 0.2) -> Holders:
