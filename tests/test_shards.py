@@ -291,6 +291,56 @@ def test_worker_killed_mid_shard_resumes_with_fresh_home(seaweedfs, sshd, tmp_pa
             assert (root / "data" / paths[k]).read_bytes() == body
 
 
+def test_worker_runs_steps_in_plan_order_and_progress_counts_what_it_lists(seaweedfs, sshd, tmp_path: Path,
+                                                                           env_s3: dict[str, str]) -> None:
+    """A `priority: critical` bucket listed after a normal one in relocate.yaml: the plan
+    runs it first, and so must every worker (before the fix the worker went by
+    relocate.yaml's order: `"steps": ["s3:media/", "s3:backups/"]`). An object added to a
+    shard's range after planning, moved with --allow-drift: the NDJSON progress never
+    shows more objects than its total, and ends with the range as listed (before the
+    fix: `objects` 1 past `total_objects`, which stayed at the plan's count)."""
+    s3 = seaweedfs_client(seaweedfs)
+    tag = os.urandom(3).hex()
+    media, backups = f"shmed-{tag}", f"shbak-{tag}"
+    rng = random.Random(11)
+    for bucket, n in ((media, 30), (backups, 12)):
+        s3.create_bucket(Bucket=bucket)
+        for i in range(n):
+            s3.put_object(Bucket=bucket, Key=f"k/{i:03d}", Body=rng.randbytes(rng.randint(1, 300)))
+    root = sshd.root / media
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=None, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": media, "to": "data/media"},
+                               {"bucket": backups, "to": "data/backups", "priority": "critical"}])
+    plan = tmp_path / "plan.json"
+    code, out, err = _run(["plan", "-f", str(cfg), "--shards", "2", "-o", str(plan)], env_s3, tmp_path / "h-plan")
+    assert code == 0, err
+    doc = json.loads(plan.read_text())
+    order = [s["id"] for s in doc["steps"] if s["kind"] == "s3"]
+    assert order == [f"s3:{backups}/", f"s3:{media}/"], order  # the plan: critical first
+    assert list(doc["shards"]["steps"]) == [f"s3:{media}/", f"s3:{backups}/"]  # the section: relocate.yaml's order
+
+    code, out, err = _run(["move", str(plan), "--shard", "0", "--yes", "--json"], env_s3, tmp_path / "h-0")
+    assert code == 0, err
+    starts = [json.loads(line) for line in (root / ".relocate/audit.log").read_text().splitlines()]
+    starts = [e for e in starts if e["action"] == "shard-start"]
+    assert [e["steps"] for e in starts] == [order], starts
+
+    # shard 1 (the last: no end) gets a key after every planned one
+    s3.put_object(Bucket=media, Key="k/zzz-added", Body=b"added after the plan")
+    ranges = doc["shards"]["steps"]
+    planned = sum(r[1]["objects"] for r in ranges.values())
+    planned_b = sum(r[1]["bytes"] for r in ranges.values())
+    code, out, err = _run(["move", str(plan), "--shard", "1", "--yes", "--json", "--allow-drift"], env_s3, tmp_path / "h-1")
+    assert code == 0, err
+    assert json.loads(out)["shard"]["objects_sent"] == planned + 1
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    progress = [e for e in events if e.get("event") == "progress"]
+    assert progress and all(e["objects"] <= e["total_objects"] for e in progress), progress
+    last = progress[-1]
+    assert last["objects"] == last["total_objects"] == planned + 1, progress
+    assert last["total_bytes"] == planned_b + len(b"added after the plan"), progress
+
+
 def seaweedfs_client(seaweedfs):
     from servers import s3_client
 

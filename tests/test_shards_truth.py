@@ -66,8 +66,9 @@ def test_verify_status_and_finish_count_the_records(seaweedfs, moto: str, sshd, 
     good = chunk.read_bytes()
     held = len(json.loads(good)["objects"])
 
-    def broken(what: str) -> None:
-        """verify fails naming shard 0 of the u/3/ entry; status and --finish do not call it complete."""
+    def broken(what: str, lost: list[dict]) -> None:
+        """verify fails naming shard 0 of the u/3/ entry; status and --finish do not call it
+        complete; status counts the `lost` records left, objects and bytes alike."""
         r = cli("verify", str(plan), "--json", env=env_s3)
         doc = r.json()
         assert r.exit_code == 4 and not doc["ok"], (what, doc)
@@ -81,21 +82,26 @@ def test_verify_status_and_finish_count_the_records(seaweedfs, moto: str, sshd, 
         assert r.exit_code == 4 and st["incomplete"] == [0] and not st["ready_to_finish"], st
         row = st["shards"][0]
         assert row["state"] == "records missing" and u3 in row["detail"] and what in row["detail"], row
+        # bytes left agree with objects left (before the fix: "objects left 10 | bytes left 0 B")
+        assert (row["objects_left"], row["bytes_left"]) == (len(lost), sum(o["size"] for o in lost)), row
+        assert row["objects_done"] + row["objects_left"] == row["objects"], row
+        assert row["bytes_done"] + row["bytes_left"] == row["bytes"], row
+        assert (st["objects_left"], st["bytes_left"]) == (row["objects_left"], row["bytes_left"]), st
         assert row["eta_s"] is None and st["stopped"] == [0]
         code, out, err = _run(["move", str(plan), "--finish", "--yes"], env_s3, tmp_path / "h-f")
         assert code == 6 and "1 of 3 shard(s) incomplete: 0" in err and "Traceback" not in err, err
         assert not (root / "shared/app.env").exists()  # refused before the final phase's steps
 
+    objs = json.loads(good)["objects"]
     # a chunk deleted
     chunk.unlink()
-    broken("c000000.json missing")
+    broken("c000000.json missing", objs)
     # a chunk overwritten with garbage
     chunk.write_bytes(b"xx")
-    broken("c000000.json unreadable")
+    broken("c000000.json unreadable", objs)
     # a chunk one record short, still a whole JSON document
-    objs = json.loads(good)["objects"]
     chunk.write_text(json.dumps({"objects": objs[:-1]}, ensure_ascii=False, separators=(",", ":")))
-    broken(f"its records hold {held - 1} object(s), its progress {held}")
+    broken(f"its records hold {held - 1} object(s), its progress {held}", objs[-1:])
 
     # running the shard again rewrites its records: complete again, and verified whole
     code, out, err = _run(["move", str(plan), "--shard", "0", "--yes"], env_s3, tmp_path / "h0b")

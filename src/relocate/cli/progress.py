@@ -69,6 +69,19 @@ class Reporter:
                 self.last = now
                 self._emit_progress(now)
 
+    def retotal(self, total_objects: int, total_bytes: int) -> None:
+        """New totals (a shard worker's range as listed, not as planned): shown at once."""
+        with self.lock:
+            if (total_objects, total_bytes) == (self.total_objects, self.total_bytes):
+                return
+            self.total_objects, self.total_bytes = total_objects, total_bytes
+            if self.mode == "rich":
+                self._bar.update(self._task, total=max(total_bytes, 1), objects=f"{self.objects}/{self.total_objects}")
+            elif self.mode in ("json", "plain"):
+                now = time.monotonic()
+                self.last = now
+                self._emit_progress(now)
+
     def _emit_progress(self, now: float) -> None:
         rate = max(self.bytes, 0) / max(now - self.start, 1e-6)
         left = max(self.total_bytes - self.bytes, 0)

@@ -69,7 +69,8 @@ def move_shard(plan: Plan, config: Config, index: int, *, yes: bool, allow_drift
         opts = dataclasses.replace(opts, transfer=dataclasses.replace(opts.transfer, engine="paramiko"))
     try:
         with (LocalConnection() if on_target else session(config.ssh, opts.login, config.target_jump)) as conn:
-            report = run_shard(plan, config, conn, Aws(config.aws), index, opts, allow_drift=allow_drift, progress=progress)
+            report = run_shard(plan, config, conn, Aws(config.aws), index, opts, allow_drift=allow_drift, progress=progress,
+                               on_total=progress.retotal)
     finally:
         progress.close()
     if as_json:

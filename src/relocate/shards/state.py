@@ -205,9 +205,10 @@ def record_problems(progress: dict[str, Any], held: dict[int, int | None], plann
     return problems
 
 
-# Per chunk of each directory read from stdin (one a line): `<line number> <chunk> <records>`,
-# records counted on the target (no chunk travels back whole: status runs often), `-` for a
-# chunk that is not a whole {"objects":[...]} document. A record is counted by its
+# Per chunk of each directory read from stdin (one a line): `<line number> <chunk> <records>
+# <bytes>`, records counted and their sizes summed on the target (no chunk travels back
+# whole: status runs often), `- -` for a chunk that is not a whole {"objects":[...]}
+# document. A record is counted by its
 # `"size":N,"sha256":"<64 hex>"` pair: a number cannot stand inside a string, and inside a
 # string every `"` is escaped, so only a record's own fields match.
 _COUNT = r"""
@@ -221,9 +222,10 @@ while IFS= read -r d; do
     h=$(head -c 12 -- "$f" 2>/dev/null)
     t=$(tail -c 2 -- "$f" 2>/dev/null)
     if [ "$h" = '{"objects":[' ] && [ "$t" = ']}' ]; then
-      c=$(LC_ALL=C grep -a -o -E '"size":[0-9]+,"sha256":"[0-9a-f]{64}"' -- "$f" | wc -l)
+      c=$(LC_ALL=C grep -a -o -E '"size":[0-9]+,"sha256":"[0-9a-f]{64}"' -- "$f" |
+          awk -F '[:,]' '{ n++; b += $2 } END { printf "%d %.0f", n, b }')
     else
-      c=-
+      c='- -'
     fi
     printf '%s %s %s\n' "$i" "$n" "$c"
   done
@@ -234,9 +236,11 @@ exit 0
 
 def record_troubles(conn: Any, root: str, section: dict[str, Any], progress: dict[tuple[str, int], dict[str, Any]],
                     dests: dict[str, str]) -> dict[tuple[str, int], dict[str, Any]]:
-    """{(step id, shard): {problems, held}} for every shard entry whose progress.json says
-    complete but whose records do not hold what it completed (record_problems), counted
-    on the target in one remote command. `dests`: each step's `to:`."""
+    """{(step id, shard): {problems, held, held_bytes}} for every shard entry whose
+    progress.json says complete but whose records do not hold what it completed
+    (record_problems), counted on the target in one remote command: `held` the object
+    records its chunks still hold, `held_bytes` their sizes (what status counts done).
+    `dests`: each step's `to:`."""
     todo = [(sid, k) for sid, ranges in section["steps"].items() for k in range(len(ranges))
             if (progress.get((sid, k)) or {}).get("complete")]
     if not todo:
@@ -244,16 +248,18 @@ def record_troubles(conn: Any, root: str, section: dict[str, Any], progress: dic
     dirs = "".join(layout.shard_dir(root, dests[sid], k) + "\n" for sid, k in todo).encode()
     out = conn.run(shell.line(["sh", "-c", _COUNT, "sh"]), dirs, timeout=600).text()
     held: dict[int, dict[int, int | None]] = {}
+    sizes: dict[int, int] = {}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+        if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
             held.setdefault(int(parts[0]) - 1, {})[int(parts[1])] = int(parts[2]) if parts[2].isdigit() else None
+            sizes[int(parts[0]) - 1] = sizes.get(int(parts[0]) - 1, 0) + (int(parts[3]) if parts[3].isdigit() else 0)
     found: dict[tuple[str, int], dict[str, Any]] = {}
     for i, (sid, k) in enumerate(todo):
         got = held.get(i, {})
         problems = record_problems(progress[(sid, k)], got, int(section["steps"][sid][k]["objects"]))
         if problems:
-            found[(sid, k)] = {"problems": problems, "held": sum(c or 0 for c in got.values())}
+            found[(sid, k)] = {"problems": problems, "held": sum(c or 0 for c in got.values()), "held_bytes": sizes.get(i, 0)}
     return found
 
 

@@ -58,7 +58,10 @@ def shard_status(plan: Plan, progress: dict[tuple[str, int], dict[str, Any]], no
         broken = {sid: troubles[(sid, k)] for sid in section["steps"] if (sid, k) in troubles}
         done_o = sum(broken[sid]["held"] if sid in broken else (as_count(r.get("objects")) or 0)
                      for sid, r in zip(section["steps"], recs) if r)
-        done_b = sum((as_count(r.get("bytes")) or 0) for r in got)
+        # an entry whose records lost chunks has done what they still hold, bytes as objects
+        # (else "objects left 120, bytes left 0 B")
+        done_b = sum((as_count(broken[sid].get("held_bytes")) or 0) if sid in broken else (as_count(r.get("bytes")) or 0)
+                     for sid, r in zip(section["steps"], recs) if r)
         said_complete = bool(section["steps"]) and all(r and r.get("complete") for r in recs) or not section["steps"]
         complete = said_complete and not broken
         starts = [v for r in got if (v := _num(r.get("started"))) is not None]

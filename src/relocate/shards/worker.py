@@ -16,6 +16,7 @@ target never meet. The target-wide lock is only taken by `move plan.json --finis
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 from dataclasses import dataclass, field
@@ -85,8 +86,12 @@ def chunked(items: Iterable[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]
 
 
 def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts: Any, *, allow_drift: bool = False,
-              progress: Callable[[str, int, int], None] | None = None) -> ShardReport:
-    """Move shard `index` of every bucket entry; `opts` is the move's relocate.settings.Settings."""
+              progress: Callable[[str, int, int], None] | None = None,
+              on_total: Callable[[int, int], None] | None = None) -> ShardReport:
+    """Move shard `index` of every bucket entry; `opts` is the move's relocate.settings.Settings.
+    `on_total(objects, bytes)`: the shard's size as its listing finds it, called as each
+    chunk is listed (the plan's count stands for what is not listed yet: with
+    --allow-drift the source may hold more or fewer objects than planned)."""
     section = plan.shards
     assert section is not None
     count = int(section["count"])
@@ -94,8 +99,20 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
     size = opts.tuning.shard_chunk or CHUNK  # read at the CLI edge (relocate.settings)
     stale = opts.tuning.shard_lock_stale_s or LOCK_STALE_S
     root = config.root
-    steps = [(sid, Range.from_dict(ranges[index])) for sid, ranges in section["steps"].items()]
+    # in the plan's order (objects by priority, then relocate.yaml's), as `move` runs them:
+    # the section's own order is relocate.yaml's
+    order = {s.id: i for i, s in enumerate(plan.steps)}
+    ids = sorted(section["steps"], key=lambda sid: order.get(sid, len(order)))
+    steps = [(sid, Range.from_dict(section["steps"][sid][index])) for sid in ids]
     specs = {sid: spec_for(config, sid) for sid, _ in steps}
+    totals = {sid: (rng.objects, rng.bytes) for sid, rng in steps}
+
+    def sized(sid: str, objects: int, nbytes: int) -> None:
+        if totals[sid] != (objects, nbytes):
+            totals[sid] = (objects, nbytes)
+            if on_total is not None:
+                on_total(sum(o for o, _ in totals.values()), sum(b for _, b in totals.values()))
+
     if not allow_drift:
         for sid, rng in steps:  # before anything is written: one listing of the range
             spec, group = specs[sid]
@@ -117,7 +134,7 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
             for sid, rng in steps:
                 spec, group = specs[sid]
                 _move_range(plan, config, conn, aws, spec, group, sid, rng, report, opts, size, staging, lock,
-                            progress or (lambda *_: None))
+                            progress or (lambda *_: None), functools.partial(sized, sid))
         except BaseException as exc:  # an interrupt too: the audit log says how the shard ended
             try:
                 audit(conn, root, "shard-end", shard=index, result="error", error=type(exc).__name__,
@@ -133,7 +150,7 @@ def run_shard(plan: Plan, config: Config, conn: Any, aws: Any, index: int, opts:
 
 def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpec, group: list[BucketSpec], sid: str,
                 rng: Range, report: ShardReport, opts: Any, size: int, staging: str, lock: TargetLock,
-                progress: Callable[[str, int, int], None]) -> None:
+                progress: Callable[[str, int, int], None], count: Callable[[int, int], None]) -> None:
     from relocate.execute.objects import BucketPusher
     from relocate.sources.s3data import ObjectReader
 
@@ -162,6 +179,9 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
             for o in chunk:
                 seen.add(o.key, o.size, o.etag)
             seen_bytes += sum(o.size for o in chunk)
+            # the range's size so far, the plan's count while more may follow: progress never
+            # shows more objects sent than its total (objects added since the plan)
+            count(max(listed, rng.objects), max(seen_bytes, rng.bytes))
             report.objects += len(chunk)
             report.bytes += sum(o.size for o in chunk)
             report.objects_skipped += len(entries)
@@ -198,6 +218,7 @@ def _move_range(plan: Plan, config: Config, conn: Any, aws: Any, spec: BucketSpe
             elif set(recorded) != set(entries):
                 rec.write_chunk(number, [entries[k] for k in keys if k in entries])
             rec.chunk_done(number, len(entries), sum(int(e["size"]) for e in entries.values()))
+        count(listed, seen_bytes)  # the whole range listed: its size as it is now
         # before the range is marked complete: `move --finish` compares the range as listed
         # here with the source as it is then (shards/drift.py): objects written since are named
         state.write_json(conn, root, posixpath.join(layout.shard_dir(root, dest, rng.index), FINGERPRINT), json.dumps(
