@@ -340,6 +340,18 @@ def maria(server: Any, sql: str, db: str = "") -> str:
     return r.stdout.strip()
 
 
+def maria_rows_config(tmp_path: Path, sshd: Any, server: Any, src: str, dst: str, rows: int, table_sql: str,
+                      row_sql: str) -> Path:
+    """A new MariaDB source database `src` with one table of `rows` rows (MariaDB's Sequence
+    engine: `row_sql` selects from seq_1_to_<rows>), and a relocate.yaml moving it to `dst`
+    on the same server."""
+    maria(server, f"DROP DATABASE IF EXISTS {src}; DROP DATABASE IF EXISTS {dst}; CREATE DATABASE {src};")
+    maria(server, f"{table_sql}; INSERT INTO {row_sql.replace('@SEQ@', f'seq_1_to_{rows}')};", src)
+    return db_config(tmp_path, sshd, server, [{
+        "url": f"mysql://{server.user}@127.0.0.1:{server.port}/{src}", "engine": "mariadb",
+        "password_from": "env:SRC_DB_PW"}], target_db=dst, engine="mysql")
+
+
 def test_mariadb_move_verify_and_rerun(tmp_path: Path, sshd: Any, mariadb_server: Any) -> None:
     maria(mariadb_server, "DROP DATABASE IF EXISTS shop; DROP DATABASE IF EXISTS shop_copy; CREATE DATABASE shop;")
     maria(mariadb_server, MARIA_SEED, "shop")

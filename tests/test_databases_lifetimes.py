@@ -257,16 +257,13 @@ def test_replace_database_must_name_a_configured_target_database(tmp_path: Path,
 def test_a_killed_mariadb_move_leaves_no_option_file(tmp_path: Path, sshd: Any, mariadb_server: Any) -> None:
     """The same for MariaDB's option file (--defaults-extra-file): never a named file on the
     target while it holds the password; a later move clears what older versions left."""
-    from test_databases import maria
+    from test_databases import maria, maria_rows_config
 
     tag = secrets.token_hex(4)
     src_db, db = f"kmsrc_{tag}", f"kmdst_{tag}"
-    maria(mariadb_server, f"CREATE DATABASE {src_db};")
-    maria(mariadb_server, "CREATE TABLE events (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB; "
-                          "INSERT INTO events SELECT seq, REPEAT(MD5(seq), 4) FROM seq_1_to_400000;", src_db)
-    cfg = db_config(tmp_path, sshd, mariadb_server, [{
-        "url": f"mysql://{mariadb_server.user}@127.0.0.1:{mariadb_server.port}/{src_db}", "engine": "mariadb",
-        "password_from": "env:SRC_DB_PW"}], target_db=db, engine="mysql")
+    cfg = maria_rows_config(tmp_path, sshd, mariadb_server, src_db, db, 400_000,
+                            "CREATE TABLE events (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB",
+                            "events SELECT seq, REPEAT(MD5(seq), 4) FROM @SEQ@")
     env = env_for(mariadb_server, mariadb_server)
     home, stale = _home(sshd), None
     try:

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -312,6 +313,17 @@ def _wait_listening(port: int, timeout_s: float = 10) -> None:
             time.sleep(0.1)
 
 
+def _plan_on_port(cfg: Path, port: int) -> tuple[Any, str]:
+    """The app (and its health check) moved to `port` in relocate.yaml, then a plan: its
+    result and its text on one line."""
+    doc = yaml.safe_load(cfg.read_text())
+    doc["deploy"]["command"] = f"python3 app.py {port}"
+    doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{port}/"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = cli("plan", "-f", str(cfg))
+    return r, " ".join(r.stdout.split())
+
+
 def test_a_port_held_by_another_process_is_a_plan_blocker(tmp_path: Path, moto: str, sshd) -> None:
     """A plan that says Ready must not fail on the app's port: held by a process that is
     not the running release, it is a `deploy-port` blocker (exit 3) naming the port,
@@ -325,12 +337,7 @@ def test_a_port_held_by_another_process_is_a_plan_blocker(tmp_path: Path, moto: 
     try:
         _wait_listening(other)
         # 1. a fresh root, the app's port taken
-        doc = yaml.safe_load(cfg.read_text())
-        doc["deploy"]["command"] = f"python3 app.py {other}"
-        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{other}/"
-        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
-        r = cli("plan", "-f", str(cfg))
-        out = " ".join(r.stdout.split())
+        r, out = _plan_on_port(cfg, other)
         assert r.exit_code == 3 and "Ready" not in out, r.stdout + r.stderr
         assert "[deploy-port]" in out and f"port {other} (deploy.health.url) is held by" in out, out
         assert "no release of the app runs there" in out, out
@@ -340,21 +347,14 @@ def test_a_port_held_by_another_process_is_a_plan_blocker(tmp_path: Path, moto: 
 
         # 2. a release runs (on its own port, which does not block its redeploy); the
         # next one is configured on the taken port: stopping the running one frees nothing
-        doc["deploy"]["command"] = f"python3 app.py {port}"
-        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{port}/"
-        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        _plan_on_port(cfg, port)
         r = cli("move", "-f", str(cfg), "--yes", "--json")
         assert r.exit_code == 0, r.stdout + r.stderr
         first = r.json()["result"]["release"]
         _set_release(cfg, tmp_path / "v2")
         r = cli("plan", "-f", str(cfg))
         assert r.exit_code == 0 and "Ready" in r.stdout, r.stdout + r.stderr  # its own port: not a blocker
-        doc = yaml.safe_load(cfg.read_text())
-        doc["deploy"]["command"] = f"python3 app.py {other}"
-        doc["deploy"]["health"]["url"] = f"http://127.0.0.1:{other}/"
-        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
-        r = cli("plan", "-f", str(cfg))
-        out = " ".join(r.stdout.split())
+        r, out = _plan_on_port(cfg, other)
         assert r.exit_code == 3 and "[deploy-port]" in out, r.stdout + r.stderr
         assert f"port {other} (deploy.health.url) is held by" in out and f"not by the running release {first}" in out, out
         r = cli("move", "-f", str(cfg), "--yes")
