@@ -234,3 +234,57 @@ def test_an_unreachable_source_endpoint_is_one_short_line() -> None:
     assert isinstance(err, TransientError)
     assert "http://127.0.0.1:9/media" in err.message and "start-after" not in err.message
     assert len(err.message) < 200, err.message
+
+
+@pytest.mark.parametrize("where", ["dir", "key_file", "key_file_is_dir", "key_readable"])
+def test_an_unusable_snapshot_place_is_exit_2_before_anything_changes(tmp_path: Path, sshd, moto: str, where: str) -> None:
+    """The acceptance report: `snapshot: {dir: /tmp/x/afile/snap}` with `afile` a plain file
+    was "Ready" in the plan, then `move` took the target's lock, made `.relocate/buckets/`,
+    wrote a move-start line and died as an internal error (exit 1). Now `plan` and `move`
+    refuse it (exit 2, naming the field) before any connection."""
+    _bucket(moto)
+    root = _root(sshd)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": "media", "to": "data"}])
+    afile = tmp_path / "afile"
+    afile.write_text("a plain file\n")
+    doc = yaml.safe_load(cfg.read_text())
+    field = "snapshot.key_file" if where.startswith("key") else "snapshot.dir"
+    if where == "dir":
+        doc["snapshot"]["dir"] = str(afile / "snap")
+    elif where == "key_file":
+        doc["snapshot"]["key_file"] = str(afile / "k.key")
+    elif where == "key_file_is_dir":
+        doc["snapshot"]["key_file"] = str(tmp_path)
+    else:
+        key = tmp_path / "loose.key"
+        key.write_text("AGE-SECRET-KEY-1XXXX\n")
+        key.chmod(0o644)
+        doc["snapshot"]["key_file"] = str(key)
+        field = "key file is readable by others"
+    cfg.write_text(yaml.safe_dump(doc))
+    line = _one_line(cli("plan", "-f", str(cfg)), 2)
+    assert field in line, line
+    run = cli("move", "-f", str(cfg), "--yes", "--json")
+    line = _one_line(run, 2)
+    assert field in line, line
+    assert run.json()["error"] == {"exit_code": 2, "kind": "usage", "message": line.removeprefix("relocate: error: ")}
+    assert _tree(root) == []  # no lock taken, no `.relocate/`, no audit line
+    assert afile.read_text() == "a plain file\n"
+
+
+def test_the_snapshot_store_says_what_it_cannot_write(tmp_path: Path) -> None:
+    """What the early check cannot see (the disk changing under a running move) is still
+    one line and exit 2, not an internal error."""
+    from relocate.errors import ConfigError
+    from relocate.snapshot import crypto, store
+    from relocate.snapshot.journal import Journal
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for call in (lambda: store.begin(afile / "snap"), lambda: store.mark_unrecorded(afile / "snap", "why"),
+                 lambda: Journal(afile / "snap" / "journal.sqlite"),
+                 lambda: crypto.load_identity(afile / "k.key", create=True)):
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert str(afile) in err.value.line() and "snapshot." in err.value.line(), err.value.line()

@@ -88,6 +88,46 @@ def test_no_input_after_the_command_name_never_prompts(tmp_path: Path, moto: str
     assert asked == [] and not zone.exists()
 
 
+def _on_a_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """`relocate ARGS` with a real terminal (a pty) for stdin, stdout and stderr, as
+    `script -qec "relocate ..." /dev/null` gives it; (exit code, what the terminal showed)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, side = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "relocate", *args], stdin=side, stdout=side, stderr=side,
+                            cwd=cwd, env={**os.environ, **env})
+    os.close(side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the process closed its side
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    return proc.wait(timeout=120), shown.decode(errors="replace")
+
+
+@pytest.mark.parametrize("args, env", [
+    (["--no-input", "move"], {}),
+    (["move", "--no-input"], {}),
+    (["move"], {"RELOCATE_NO_INPUT": "1"}),
+])
+def test_no_input_on_a_terminal_says_input_is_off(tmp_path: Path, moto: str, sshd, args: list[str],
+                                                  env: dict[str, str]) -> None:
+    """On a terminal the refusal blamed the terminal ("no terminal to ask on"): --no-input is why."""
+    cfg, zone = _dns_only(tmp_path, moto, sshd)
+    code, shown = _on_a_terminal([*args, "-f", str(cfg)], env, tmp_path)
+    assert code == 2, shown
+    assert "refusing to move without confirmation: input is off (--no-input) (pass --yes)" in shown, shown
+    assert "no terminal" not in shown and not zone.exists()
+
+
 def test_rollback_accepts_no_input_after_its_name() -> None:
     from relocate.cli import build_command
 

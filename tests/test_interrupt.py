@@ -48,6 +48,9 @@ def test_an_interrupted_move_gives_the_lock_back_and_exits_5(tmp_path: Path, mot
     name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
     assert f"relocate: interrupted ({name}); running the same command again resumes" in err, err
     assert "Traceback" not in err
+    # --json: stdout still holds one document, the error's (docs/json.md), for `jq < move.json`
+    assert json.loads(out) == {"format_version": 1, "error": {
+        "exit_code": 5, "kind": "interrupted", "message": f"interrupted ({name}); running the same command again resumes"}}
     assert not (root / ".relocate" / "lock").exists()  # given back: the next move (here or elsewhere) may start
     last = json.loads((root / ".relocate" / "audit.log").read_text().splitlines()[-1])
     assert last["action"] == "move-end" and last["result"] == "error", last
@@ -99,16 +102,13 @@ def test_an_interrupted_mariadb_restore_exits_5_and_the_rerun_completes(tmp_path
     back, nothing left on the target, and the next move restores the whole database."""
     import time
 
-    from test_databases import db_config, env_for, maria
+    from test_databases import env_for, maria, maria_rows_config
 
     src, dst = f"intbig_{sig}", f"intbig_{sig}_copy"
-    maria(mariadb_server, f"DROP DATABASE IF EXISTS {src}; DROP DATABASE IF EXISTS {dst}; CREATE DATABASE {src};")
-    # MariaDB's Sequence engine: 400k rows (about 80 MB of dump) in a second or two.
-    maria(mariadb_server, "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(200));"
-                          "INSERT INTO big SELECT seq, REPEAT('x', 190) FROM seq_1_to_400000;", src)
-    cfg = db_config(tmp_path, sshd, mariadb_server, [{
-        "url": f"mysql://{mariadb_server.user}@127.0.0.1:{mariadb_server.port}/{src}", "engine": "mariadb",
-        "password_from": "env:SRC_DB_PW"}], target_db=dst, engine="mysql")
+    # 400k rows (about 80 MB of dump) in a second or two
+    cfg = maria_rows_config(tmp_path, sshd, mariadb_server, src, dst, 400_000,
+                            "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(200))",
+                            "big SELECT seq, REPEAT('x', 190) FROM @SEQ@")
     root = sshd.root / tmp_path.name
     env = env_for(mariadb_server, mariadb_server)
     proc = subprocess.Popen([sys.executable, "-m", "relocate", "move", "-f", str(cfg), "--yes"],

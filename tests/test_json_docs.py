@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
+
 from helpers import cli
 
 from relocate.cli import build_command
@@ -88,3 +90,78 @@ def test_move_json_verify_is_the_verify_document(moto: str, sshd, tmp_path: Path
     assert result["verify"]["snapshot"] == doc["snapshot"] and doc["snapshot"]
     assert Path(result["snapshot"]).name == doc["snapshot"]  # result.snapshot: that snapshot's directory
     assert list(doc)[:2] == ["format_version", "snapshot"]
+
+
+def _error_document(run: Any, code: int, kind: str) -> dict[str, Any]:
+    """A failure under JSON: its one line on stderr, and the same line as the one document
+    on stdout (docs/json.md, "When a command fails")."""
+    assert run.exit_code == code, (run.stdout, run.stderr)
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("relocate: error: "), run.stderr
+    doc = json.loads(run.stdout)
+    assert doc == {"format_version": 1, "error": {"exit_code": code, "kind": kind,
+                                                  "message": line.removeprefix("relocate: error: ")}}, doc
+    return doc
+
+
+@pytest.mark.parametrize("args, env", [
+    (["plan", "--json"], {}),
+    (["plan"], {"RELOCATE_JSON": "1"}),
+    (["plan", "--format", "json"], {}),
+    (["plan"], {"RELOCATE_PLAN_FORMAT": "json"}),
+    (["move", "--json", "--yes"], {}),
+    (["verify", "--json"], {}),
+    (["discover", "--json", "--region", "us-east-1", "--endpoint-url", "ftp://x"], {}),
+    (["check", "--json", "--content", "no-such-category"], {}),
+])
+def test_a_failure_under_json_prints_the_error_document(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    """`relocate move --json > move.json; jq < move.json` must never meet an empty file."""
+    run = cli(*args, *(["-f", str(tmp_path / "missing.yaml")] if args[0] in ("plan", "move", "verify") else []), env=env)
+    _error_document(run, 2, "usage")
+
+
+@pytest.mark.parametrize("args, env", [
+    (["plan"], {}),
+    (["plan", "--format", "markdown"], {"RELOCATE_JSON": "1"}),  # the flag on the command line wins: not JSON
+    (["plan", "--json", "--format", "markdown"], {}),  # one or the other: neither document
+])
+def test_without_json_a_failure_prints_nothing_on_stdout(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    run = cli(*args, "-f", str(tmp_path / "missing.yaml"), env=env)
+    assert run.exit_code == 2 and run.stdout == "", (run.stdout, run.stderr)
+
+
+def test_refusals_and_transient_failures_print_the_error_document(tmp_path: Path, moto: str, sshd, monkeypatch) -> None:
+    import servers
+    import yaml
+
+    from helpers import aws_client, make_config
+
+    root = sshd.root / f"errdoc-{tmp_path.name}"
+    # exit 6: an unknown host key (nothing pinned, an empty known_hosts)
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root), pin=False)
+    doc = _error_document(cli("move", "-f", str(cfg), "--yes", "--json"), 6, "refused")
+    assert "host key" in doc["error"]["message"]
+    # exit 5: nobody listens on the target's port
+    spec = yaml.safe_load(cfg.read_text())
+    spec["target"]["ssh"]["port"] = servers.free_port()
+    cfg.write_text(yaml.safe_dump(spec))
+    doc = _error_document(cli("plan", "-f", str(cfg), "--json"), 5, "transient")
+    assert "cannot reach" in doc["error"]["message"]
+    # exit 2: a "no" at the confirmation (a terminal, as the gate's tests fake one)
+    s3 = aws_client("s3", moto)
+    s3.create_bucket(Bucket="errdoc")
+    s3.put_object(Bucket="errdoc", Key="a.txt", Body=b"a")
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(root),
+                      buckets=[{"bucket": "errdoc", "to": "data"}])
+    monkeypatch.setattr("relocate.cli.move_cmd.can_prompt", lambda: True)
+    monkeypatch.setattr("typer.confirm", lambda q, default=False: False)
+    doc = _error_document(cli("move", "-f", str(cfg), "--json"), 2, "usage")
+    assert doc["error"]["message"].startswith("not confirmed: nothing was changed on "), doc
+    assert not (root / "data").exists()
+
+
+def test_the_error_document_is_documented() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert '"error": {"exit_code"' in text and "`kind`" in text
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "error document" in readme.split("## Running in CI", 1)[1].split("\n## ", 1)[0]

@@ -93,7 +93,11 @@ def test_an_unknown_target_provider_is_exit_2_before_anything_is_printed(config:
     run = cli("check", "-f", str(config), "--format", fmt)
     line = one_line_error(run)
     assert "target.provider: no provider profile 'hetznr'" in line and "did you mean 'hetzner'?" in line
-    assert run.stdout == ""
+    if fmt == "json":  # no verdicts: only the error document, the same line (docs/json.md)
+        assert json.loads(run.stdout)["error"] == {"exit_code": 2, "kind": "usage",
+                                                  "message": line.removeprefix("relocate: error: ")}
+    else:
+        assert run.stdout == ""
 
 
 def test_markdown_has_what_the_table_has(runner: CliRunner, config: Path) -> None:

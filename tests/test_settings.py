@@ -28,6 +28,25 @@ def test_tuning_from_the_environment(env: dict[str, str], want: Tuning) -> None:
     assert Tuning.from_env(env) == want
 
 
+@pytest.mark.parametrize("name", ["RELOCATE_STALL_TIMEOUT", "RELOCATE_RETRY_BACKOFF", "RELOCATE_RETRY_ATTEMPTS",
+                                  "RELOCATE_BATCH_OBJECTS", "RELOCATE_SHARD_CHUNK", "RELOCATE_SHARD_LOCK_STALE_S"])
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "-inf", "0"])
+def test_a_number_out_of_range_is_ignored_like_one_that_does_not_parse(name: str, value: str) -> None:
+    """docs/transfer.md, "Tuning": RELOCATE_STALL_TIMEOUT=0 aborted every lane at once (every
+    batch failed its 5 tries, then exit 5 "running again resumes", which it never could)."""
+    if name == "RELOCATE_RETRY_BACKOFF" and value == "0":  # no wait between tries: allowed
+        assert Tuning.from_env({name: value}).backoff_s == 0.0
+        return
+    assert Tuning.from_env({name: value}) == Tuning()
+    assert Transfer.tuned(Tuning.from_env({name: value})) == Transfer.tuned(Tuning())
+
+
+def test_a_number_in_range_is_taken() -> None:
+    t = Tuning.from_env({"RELOCATE_STALL_TIMEOUT": "0.5", "RELOCATE_RETRY_ATTEMPTS": "1", "RELOCATE_BATCH_OBJECTS": "1",
+                         "RELOCATE_SHARD_CHUNK": "1", "RELOCATE_SHARD_LOCK_STALE_S": "0.25"})
+    assert (t.stall_s, t.attempts, t.batch_objects, t.shard_chunk, t.shard_lock_stale_s) == (0.5, 1, 1, 1, 0.25)
+
+
 def test_tuning_is_frozen_and_applied_to_the_engine() -> None:
     t = Tuning(receiver="python", bulk_ssh="paramiko", attempts=2, batch_objects=7)
     with pytest.raises(dataclasses.FrozenInstanceError):

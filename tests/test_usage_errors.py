@@ -82,3 +82,49 @@ def test_json_with_format_json_is_fine() -> None:
     run = cli("check", "--content", "spam", "--provider", "aws", "--json", "--format", "json")
     assert run.exit_code in (0, 3, 4), run.stderr  # a verdict, whatever it is, not a usage error
     assert run.stdout.lstrip().startswith("{")
+
+
+CHECK = ["check", "--content", "spam", "--provider", "aws"]
+
+
+@pytest.mark.parametrize("args, env, first", [
+    # the flag on the command line wins over the other's variable, whichever it is, the
+    # default format named on the command line included (docs/ci.md)
+    ([*CHECK, "--format", "table"], {"RELOCATE_JSON": "1"}, "table"),
+    ([*CHECK, "--json"], {"RELOCATE_CHECK_FORMAT": "table"}, "{"),
+    ([*CHECK, "--format", "json"], {"RELOCATE_JSON": "1"}, "{"),
+    ([*CHECK], {"RELOCATE_JSON": "1"}, "{"),
+    ([*CHECK, "--json"], {}, "{"),
+])
+def test_the_format_on_the_command_line_wins_in_every_direction(args: list[str], env: dict[str, str], first: str) -> None:
+    run = cli(*args, env=env)
+    assert run.exit_code == 0, run.stderr
+    if first == "table":
+        assert not run.stdout.lstrip().startswith("{") and "Acceptable use, ranked" in run.stdout, run.stdout[:300]
+    else:
+        assert run.stdout.lstrip().startswith(first), run.stdout[:300]
+
+
+@pytest.mark.parametrize("args, env, fmt", [
+    (["plan", "--json", "--format", "text"], {}, "text"),  # both on the command line: one or the other
+    ([*CHECK, "--json", "--format", "table"], {}, "table"),
+    (["plan"], {"RELOCATE_JSON": "1", "RELOCATE_PLAN_FORMAT": "text"}, "text"),  # both variables
+    ([*CHECK], {"RELOCATE_JSON": "1", "RELOCATE_CHECK_FORMAT": "table"}, "table"),
+])
+def test_json_and_an_explicit_default_format_are_one_or_the_other(args: list[str], env: dict[str, str], fmt: str) -> None:
+    """`--json --format text` used to be JSON, silently: the explicit text lost."""
+    run = cli(*args, env=env)
+    assert run.exit_code == 2 and run.stdout == "", (run.stdout, run.stderr)
+    assert run.stderr.strip() == f"relocate: error: --json and --format {fmt}: one or the other", run.stderr
+
+
+def test_relocate_json_does_not_override_plan_format_text(tmp_path, sshd, moto: str) -> None:
+    """The acceptance report: `RELOCATE_JSON=1 relocate plan --format text` printed JSON."""
+    from helpers import make_config
+
+    cfg = make_config(tmp_path / "relocate.yaml", endpoint=moto, sshd=sshd, root=str(sshd.root / f"fmt-{tmp_path.name}"))
+    run = cli("plan", "-f", str(cfg), "--format", "text", env={"RELOCATE_JSON": "1"})
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("Plan for") and "Ready" in run.stdout, run.stdout[:300]
+    run = cli("plan", "-f", str(cfg), "--json", env={"RELOCATE_PLAN_FORMAT": "text"})
+    assert run.exit_code == 0 and run.json()["ready"] is True, run.stderr

@@ -68,3 +68,42 @@ def check_writable(path: Path) -> None:
     if path.is_dir():
         raise ConfigError(f"{path}: cannot write (Is a directory)")
     stage(path, ()).unlink(missing_ok=True)
+
+
+def check_usable(path: Path, field: str, *, directory: bool) -> None:
+    """Before a move changes anything: `path` (relocate.yaml's `field`: snapshot.dir, a
+    directory; snapshot.key_file, a file) can be used where it is, or made later, checked
+    without making anything (`plan` writes nothing here). Else exit 2 naming the field: a
+    file where a directory must go (`/tmp/x/afile/snap` with `afile` a plain file) once
+    surfaced as an internal error after the move had taken the target's lock."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{field}: {path}: {why}")
+
+    try:
+        if os.path.lexists(path):
+            if directory and not path.is_dir():
+                raise bad("not a directory")
+            if not directory and path.is_dir():
+                raise bad("is a directory, not a file")
+            if directory and not _writable_dir(path):
+                raise bad("not writable")
+            if not directory and not os.access(path, os.R_OK):
+                raise bad("cannot be read")
+            return
+        # What is missing is made by mkdir -p: every existing component on the way must be a
+        # directory (lexists: a dangling symlink is no directory), the nearest one writable.
+        parent = path.parent
+        while not os.path.lexists(parent):
+            parent = parent.parent
+        if not parent.is_dir():
+            raise bad(f"cannot be created ({parent} is not a directory)")
+        if not _writable_dir(parent):
+            raise bad(f"cannot be created ({parent} is not writable)")
+    except OSError as exc:  # EACCES on the way, ELOOP, ...
+        raise bad(f"cannot be used ({exc.strerror or exc})") from None
+
+
+def _writable_dir(path: Path) -> bool:
+    """Whether this process may create entries in the directory `path` (os.access does not
+    know a read-only mount: statvfs does)."""
+    return os.access(path, os.W_OK | os.X_OK) and not os.statvfs(path).f_flag & os.ST_RDONLY

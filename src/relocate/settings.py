@@ -13,6 +13,7 @@ Pure: no import of boto3 or paramiko, so the planner may take it too.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -79,12 +80,12 @@ class Tuning:
             receiver=_choice(env, "RELOCATE_RECEIVER", ("auto", "python", "sh")),
             s3_gets=_s3_gets(env),
             page_cache=_choice(env, "RELOCATE_PAGE_CACHE", ("auto", "drop", "keep")),
-            stall_s=_number(env, "RELOCATE_STALL_TIMEOUT"),
-            backoff_s=_number(env, "RELOCATE_RETRY_BACKOFF"),
+            stall_s=_number(env, "RELOCATE_STALL_TIMEOUT", above=0),
+            backoff_s=_number(env, "RELOCATE_RETRY_BACKOFF", least=0),
             attempts=_int(env, "RELOCATE_RETRY_ATTEMPTS"),
             batch_objects=_int(env, "RELOCATE_BATCH_OBJECTS"),
             shard_chunk=_int(env, "RELOCATE_SHARD_CHUNK"),
-            shard_lock_stale_s=_number(env, "RELOCATE_SHARD_LOCK_STALE_S"),
+            shard_lock_stale_s=_number(env, "RELOCATE_SHARD_LOCK_STALE_S", above=0),
         )
 
 
@@ -108,17 +109,24 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _number(env: Mapping[str, str], name: str) -> float | None:
-    """As before: a value that is not a number is ignored (the default stands)."""
+def _number(env: Mapping[str, str], name: str, *, above: float | None = None, least: float | None = None) -> float | None:
+    """As before: a value that is not a number is ignored (the default stands), and so is
+    one out of range (docs/transfer.md, "Tuning"): RELOCATE_STALL_TIMEOUT=0 aborted every
+    lane at once, so every batch failed its tries and the move exited 5 "running again
+    resumes", which it never could. `above`: it must be greater; `least`: at least this."""
     try:
-        return float(env[name]) if env.get(name) else None
+        got = float(env[name]) if env.get(name) else None
     except ValueError:
         return None
+    if got is None or not math.isfinite(got) or (above is not None and got <= above) or (least is not None and got < least):
+        return None
+    return got
 
 
 def _int(env: Mapping[str, str], name: str) -> int | None:
+    """A count (tries, objects, keys): at least 1, else ignored like a word."""
     got = _number(env, name)
-    return int(got) if got is not None else None
+    return int(got) if got is not None and got >= 1 else None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from relocate import gcfreeze
+from relocate import gcfreeze, localfile
 from relocate.kinds import Context, Kind, load_kinds
 from relocate.config import Config, load_config, parse_config
 from relocate.errors import ConfigError, DriftError, RelocateError, UsageError
@@ -106,10 +106,27 @@ class Prepared:
     kind_data: dict[str, Any]  # each kind's gather, by kind name
 
 
+def check_snapshot_places(config: Config, opts: Settings) -> None:
+    """snapshot.dir and the key file can be used (or made) on this machine, checked before
+    any connection and without making anything: a move's snapshot and journal go there
+    once it holds the target's lock, too late to fail (it failed as an internal error with
+    the lock taken and `.relocate/` made on the target, after a plan that said Ready).
+    Exit 2 naming the field, as a bad relocate.yaml value is (README), not a plan blocker:
+    blockers are what the target lacks. An existing key file is read as the move will
+    read it (mode 0600, an AGE-SECRET-KEY line), as is $RELOCATE_AGE_IDENTITY."""
+    from relocate.snapshot import crypto
+
+    localfile.check_usable(config.snapshot_dir, f"{config.path}: snapshot.dir", directory=True)
+    if opts.age_identity is None:  # with it, no key file is read or written
+        localfile.check_usable(config.key_file, f"{config.path}: snapshot.key_file", directory=False)
+    crypto.load_identity(config.key_file, create=False, given=opts.age_identity)
+
+
 @contextmanager
 def prepare(config: Config, opts: Settings, *, sharded: bool = False) -> Iterator[Prepared]:
     """Read the source and probe the target (read-only), then build the Plan
     (`sharded`: for `plan --shards N`, build_plan's)."""
+    check_snapshot_places(config, opts)  # before any connection: `plan` says so too, and `move` before the lock
     aws = Aws(config.aws)
     bulk = opts.bulk_login if opts.login.openssh else 0
     with ExitStack() as stack:

@@ -19,14 +19,14 @@ import sys
 import tempfile
 import traceback
 
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 import typer.core
 import typer.main
 
 from relocate import __version__, gcfreeze
-from relocate.cli import coerce
+from relocate.cli import coerce, jsondoc
 from relocate.errors import ExitCode, RelocateError
 
 # name -> (module under relocate.cli, the line `relocate --help` shows without importing it).
@@ -151,6 +151,12 @@ def can_prompt() -> bool:
     return not _state["no_input"] and sys.stdin.isatty()
 
 
+def why_no_prompt(no_input: bool = False) -> str:
+    """Why relocate may not ask, for the refusal: --no-input says so even on a terminal.
+    `no_input`: a command's own --no-input (the root's, and RELOCATE_NO_INPUT, are in _state)."""
+    return "input is off (--no-input)" if no_input or _state["no_input"] else "no terminal to ask on"
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", envvar="RELOCATE_DEBUG",
@@ -268,9 +274,23 @@ def _bind_envvars(cmd: Any, path: tuple[str, ...] = ()) -> None:
         if (not param.envvar or per_command) and (name := envvar_name(param, path)):
             param.envvar = name
             param.show_envvar = True
+        if "--json" in param.opts and not getattr(param.callback, "_notes_json", False):
+            param.callback = _noting_json(param.callback)
     if not isinstance(cmd, _LazyGroup):  # the root's subcommands bind theirs when loaded
         for name, sub in getattr(cmd, "commands", {}).items():
             _bind_envvars(sub, (*path, name))
+
+
+def _noting_json(callback: Any) -> Any:
+    """`--json` (or RELOCATE_JSON) as parsed, noted for the error document a failure prints
+    (jsondoc.failed): every command's, here once. A command with `--format` too decides
+    again in options.json_or_format (the flag on the command line wins over the variable)."""
+    def note(ctx: Any, param: Any, value: Any) -> Any:
+        if value:
+            jsondoc.wanted(True)
+        return callback(ctx, param, value) if callback is not None else value
+    note._notes_json = True  # type: ignore[attr-defined]
+    return note
 
 
 def build_command() -> Any:
@@ -290,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         return _main(argv)
     gcfreeze.own_process()  # leaves through _leave: what is frozen stays frozen (gcfreeze.py)
     sys.stderr = _StderrGone.wrap(sys.stderr)
+    sys.stdout = _StdoutGone.wrap(sys.stdout)
     signal.signal(signal.SIGTERM, _terminated)
     try:
         _main(None)
@@ -329,7 +350,7 @@ class _StderrGone:
             try:
                 return int(self._stream.write(text))
             except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
-                self.gone = True
+                self._lost()
         return len(text)
 
     def flush(self) -> None:
@@ -337,10 +358,31 @@ class _StderrGone:
             try:
                 self._stream.flush()
             except (BrokenPipeError, ValueError):
-                self.gone = True
+                self._lost()
+
+    def _lost(self) -> None:
+        self.gone = True
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
         return getattr(self._stream, name)
+
+
+class _StdoutGone(_StderrGone):
+    """stdout whose reader stopped reading (`relocate plan | head -c 10`, `| grep -m1`): not
+    a bug. click's own answer to EPIPE is `sys.exit(1)` with nothing said, which read as a
+    failed plan; here what is left to print is dropped and the command ends with its own
+    exit code (0 Ready, 3 blocked, ...). As Python's documentation advises (signal module,
+    "Note on SIGPIPE"), /dev/null goes onto the descriptor, so the buffered rest and the
+    interpreter's last flush of stdout go nowhere instead of failing again."""
+
+    def _lost(self) -> None:
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no descriptor to replace: the dropped writes suffice
+            pass
 
 
 def _leave(code: Any) -> None:
@@ -381,7 +423,18 @@ def _usage_line(exc: Any) -> str:
 INTERRUPTED = 130  # what Typer returns for a KeyboardInterrupt
 
 
+def _fail(code: int, said: str, *, kind: str | None = None) -> NoReturn:
+    """The one way a command fails: `relocate: SAID` on stderr (SAID is `error: ...` but for
+    an interrupt, an abort or a bug), under JSON (--json, RELOCATE_JSON, a json --format)
+    the error document with the same line on stdout when the command printed none
+    (jsondoc.failed; docs/json.md), and exit `code`."""
+    typer.echo(f"relocate: {said}", err=True)
+    jsondoc.failed(code, said.removeprefix("error: "), kind)
+    sys.exit(code)
+
+
 def _main(argv: list[str] | None) -> None:
+    jsondoc.reset()
     try:
         # Non-standalone click/typer *returns* the code of a `typer.Exit(n)` instead of
         # raising it: keep it, or every `raise typer.Exit(3 or 4)` would exit 0.
@@ -389,29 +442,29 @@ def _main(argv: list[str] | None) -> None:
     except RelocateError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        typer.echo(f"relocate: error: {exc.line()}", err=True)
-        sys.exit(int(exc.exit_code))
+        _fail(int(exc.exit_code), f"error: {exc.line()}")
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except typer.Abort:
-        typer.echo("relocate: aborted", err=True)
-        sys.exit(int(ExitCode.USAGE))
+        _fail(int(ExitCode.USAGE), "aborted")
     except KeyboardInterrupt:
         code = INTERRUPTED
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         # By name: newer Typer vendors its own click (typer._click), whose ClickException
         # is not click's; a bad flag value must still be a usage error (2), not a bug (1).
         if any(c.__name__ == "ClickException" for c in type(exc).__mro__):
-            typer.echo(f"relocate: error: {_usage_line(exc)}", err=True)
-            sys.exit(int(ExitCode.USAGE))
+            _fail(int(ExitCode.USAGE), f"error: {_usage_line(exc)}")
         if _state["debug"]:
             traceback.print_exc()
         path = _write_debug_log(traceback.format_exc())
-        typer.echo(f"relocate: internal error: {type(exc).__name__}: {exc} (details in {path}; please report)", err=True)
-        sys.exit(int(ExitCode.BUG))
+        _fail(int(ExitCode.BUG), f"internal error: {type(exc).__name__}: {exc} (details in {path}; please report)")
     if code == INTERRUPTED:
         # Typer turns a KeyboardInterrupt (Ctrl-C, or SIGTERM: _terminated) into Exit(130)
         # and returns it; no command of relocate's exits 130 itself.
-        typer.echo(f"relocate: interrupted ({_state['signal']}); running the same command again resumes", err=True)
-        sys.exit(int(ExitCode.TRANSIENT))
+        _fail(int(ExitCode.TRANSIENT), f"interrupted ({_state['signal']}); running the same command again resumes",
+              kind="interrupted")
+    if isinstance(code, int) and code:
+        # a command that said why itself and exits with its code (`typer.Exit(n)`): under
+        # JSON it still leaves a document
+        jsondoc.failed(code, f"exit {code} (the reason is on stderr)")
     sys.exit(code if isinstance(code, int) else 0)

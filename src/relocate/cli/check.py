@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from relocate.cli import options
+from relocate.cli import jsondoc, options
 from relocate.cli.jsondoc import print_json
 from relocate.errors import ConfigError, ExitCode, RelocateError
 from relocate.policy import render
@@ -43,11 +43,14 @@ def _exit(code: ExitCode) -> None:
 
 @contextlib.contextmanager
 def _edge() -> Iterator[None]:
-    """One line on stderr and the stable exit code for every expected error."""
+    """One line on stderr and the stable exit code for every expected error, and under
+    JSON the error document on stdout, as the CLI's edge (cli/__init__.py `_fail`) gives
+    every other command."""
     try:
         yield
     except RelocateError as exc:
         typer.echo(f"relocate: error: {exc.line()}", err=True)
+        jsondoc.failed(int(exc.exit_code), exc.line())
         _exit(exc.exit_code)
 
 

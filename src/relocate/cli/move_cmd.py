@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from relocate.cli import can_prompt, options
+from relocate.cli import can_prompt, options, why_no_prompt
 from relocate.errors import ExitCode, UsageError
 from relocate.settings import TRANSFERS, Settings, Switches
 
@@ -169,8 +169,6 @@ def approve(changes: list[str], target: str, yes: bool, *, no_input: bool = Fals
     from relocate.execute import gate
 
     approval = gate.confirm(changes, action="move", target=target, yes=yes, can_prompt=can_prompt() and not no_input,
-                            ask=lambda q: typer.confirm(q, default=False),
+                            why_not=why_no_prompt(no_input), ask=lambda q: typer.confirm(q, default=False),
                             show=lambda line: render.stderr_console().print(line, markup=False))
-    if approval is None:
-        raise typer.Exit(int(ExitCode.USAGE))
-    return approval
+    return approval  # a "no" raised (exit 2)

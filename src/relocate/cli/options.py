@@ -59,27 +59,37 @@ DEADLINE = typer.Option(
 )
 
 
-def _from_environment(ctx: typer.Context | None, name: str) -> bool:
-    """The option took its value from its RELOCATE_* variable, not from the command line."""
+def _source(ctx: typer.Context | None, name: str) -> str:
+    """Where the option took its value: COMMANDLINE, ENVIRONMENT (its RELOCATE_* variable),
+    DEFAULT... ("" when unknown)."""
     source = ctx.get_parameter_source(name) if ctx is not None else None
     # by name: newer Typer vendors its own click, whose ParameterSource is not click's
-    return source is not None and source.name == "ENVIRONMENT"
+    return source.name if source is not None else ""
 
 
 def json_or_format(as_json: bool, fmt: str, default: str, ctx: typer.Context | None = None) -> str:
     """The output format of a command with both `--json` and `--format`: `--json` is
-    `--format json`; given with another `--format` than the default, the two ask for
-    different documents, and which one wins would be a guess (README: one or the other).
-    Unless one of them came from its variable (RELOCATE_JSON, RELOCATE_<COMMAND>_FORMAT)
-    and the other from the command line: the flag wins over the variable (docs/ci.md)."""
+    `--format json`. Given with a `--format` other than json, the two ask for different
+    documents, and which one wins would be a guess (README: one or the other); an explicit
+    `--format text` is such a format too, only the default left alone is not. Unless one
+    of them came from its variable (RELOCATE_JSON, RELOCATE_<COMMAND>_FORMAT) and the
+    other from the command line: the flag wins over the variable (docs/ci.md), whichever
+    it is (`RELOCATE_JSON=1 relocate plan --format text` is text)."""
+    from relocate.cli import jsondoc
     from relocate.errors import UsageError
 
-    if as_json and fmt not in (default, "json"):
-        json_env, fmt_env = _from_environment(ctx, "as_json"), _from_environment(ctx, "fmt")
-        if json_env and not fmt_env:
-            return fmt
-        if fmt_env and not json_env:
-            return "json"
-        raise UsageError(f"--json and --format {fmt}: one or the other")
-    return "json" if as_json else fmt
-
+    json_from, fmt_from = _source(ctx, "as_json"), _source(ctx, "fmt")
+    fmt_given = fmt != default or fmt_from in ("COMMANDLINE", "ENVIRONMENT")
+    chosen = fmt
+    if as_json and fmt != "json" and fmt_given:
+        if json_from == "ENVIRONMENT" and fmt_from == "COMMANDLINE":
+            chosen = fmt
+        elif fmt_from == "ENVIRONMENT" and json_from == "COMMANDLINE":
+            chosen = "json"
+        else:
+            jsondoc.wanted(False)  # asked for both: no document, not even an error's
+            raise UsageError(f"--json and --format {fmt}: one or the other")
+    elif as_json:
+        chosen = "json"
+    jsondoc.wanted(chosen == "json")  # what a failure from here on prints on stdout (cli/__init__.py)
+    return chosen

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from relocate.cli import can_prompt, options, render
+from relocate.cli import can_prompt, options, render, why_no_prompt
 from relocate.kinds.deploy import rollback, rollback_step
 from relocate.config import load_config
 from relocate.errors import ConfigError, ExitCode
@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
                 # A one-step plan through the same gate as `move` (execute/gate.py).
                 step = rollback_step(config, conn, to)
                 approval = gate.confirm([step.change], action="roll back", target=config.ssh.host, yes=yes,
-                                        can_prompt=can_prompt() and not no_input, ask=lambda q: typer.confirm(q, default=False),
+                                        can_prompt=can_prompt() and not no_input, why_not=why_no_prompt(no_input),
+                                        ask=lambda q: typer.confirm(q, default=False),
                                         show=lambda line: render.stderr_console().print(line, markup=False))
                 if approval is None:
                     raise typer.Exit(int(ExitCode.USAGE))

@@ -22,23 +22,27 @@ class Approval:
     how: str  # "--yes" | "confirmed" | "nothing to change": written in the audit line
 
 
+NO_TERMINAL = "no terminal to ask on"
+
+
 def confirm(changes: Sequence[str], *, action: str, target: str, yes: bool, can_prompt: bool,
-            ask: Callable[[str], bool], show: Callable[[str], None]) -> Approval | None:
-    """An Approval of `changes`, or None when the user said no. `action` names the
-    command in the refusal ("move", "roll back")."""
+            ask: Callable[[str], bool], show: Callable[[str], None], why_not: str = NO_TERMINAL) -> Approval:
+    """An Approval of `changes`. `action` names the command in the refusal ("move", "roll
+    back"); `why_not`: why it cannot ask when `can_prompt` is false (the CLI knows: no
+    terminal, or --no-input on one). A "no" is an error like any other (exit 2, one line,
+    and under --json the error document: cli/__init__.py)."""
     listed = tuple(changes)
     if not listed:
         return Approval(listed, "nothing to change")
     if yes:
         return Approval(listed, "--yes")
     if not can_prompt:
-        raise UsageError(f"refusing to {action} without confirmation: no terminal to ask on", hint="pass --yes")
+        raise UsageError(f"refusing to {action} without confirmation: {why_not}", hint="pass --yes")
     show(f"Changes on {target}:")
     for change in listed:
         show(f"  - {change}")
     if not ask(f"Make {len(listed)} change(s) on {target}?"):
-        show(f"not confirmed: nothing was changed on {target}")
-        return None
+        raise UsageError(f"not confirmed: nothing was changed on {target}")
     return Approval(listed, "confirmed")
 
 

@@ -22,20 +22,24 @@ def load_identity(key_file: Path, *, create: bool, given: Secret | None = None) 
             return pyrage.x25519.Identity.from_str(given.reveal().strip())
         except Exception:
             raise ConfigError(f"${ENV_IDENTITY} is not an age identity (AGE-SECRET-KEY-1...)") from None
-    if key_file.exists():
-        if key_file.stat().st_mode & 0o077:
-            raise ConfigError(f"{key_file}: key file is readable by others; run chmod 600 {key_file}")
-        for raw in key_file.read_text().splitlines():
-            if raw.startswith("AGE-SECRET-KEY-"):
-                return pyrage.x25519.Identity.from_str(raw.strip())
-        raise ConfigError(f"{key_file}: no AGE-SECRET-KEY line found")
-    if not create:
-        return None
-    key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    identity = pyrage.x25519.Identity.generate()
-    write_private(key_file, f"# relocate snapshot key: decrypts secrets.age in snapshots. Keep it safe.\n"
-                            f"# public key: {identity.to_public()}\n{identity}\n".encode())
-    return identity
+    try:
+        if key_file.exists():
+            if key_file.stat().st_mode & 0o077:
+                raise ConfigError(f"{key_file}: key file is readable by others; run chmod 600 {key_file}")
+            for raw in key_file.read_text().splitlines():
+                if raw.startswith("AGE-SECRET-KEY-"):
+                    return pyrage.x25519.Identity.from_str(raw.strip())
+            raise ConfigError(f"{key_file}: no AGE-SECRET-KEY line found")
+        if not create:
+            return None
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        identity = pyrage.x25519.Identity.generate()
+        write_private(key_file, f"# relocate snapshot key: decrypts secrets.age in snapshots. Keep it safe.\n"
+                                f"# public key: {identity.to_public()}\n{identity}\n".encode())
+        return identity
+    except (OSError, UnicodeDecodeError) as exc:  # a place that cannot hold it: the user's to fix, not a bug
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"snapshot.key_file: {key_file}: cannot use it ({why})") from None
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from relocate.errors import ConfigError
 from relocate.snapshot.jsonenc import compact
 
 # Each object's metadata as json.dumps wrote it (rows written before read the same),
@@ -44,8 +45,11 @@ class Journal:
             except sqlite3.Error:  # no journal yet (or not a journal): read as empty
                 self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            except (OSError, sqlite3.Error) as exc:  # snapshot.dir unusable: one line, exit 2, not a bug
+                raise ConfigError(f"snapshot.dir: {path}: cannot write the journal ({getattr(exc, 'strerror', None) or exc})") from None
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(

@@ -210,19 +210,30 @@ def sweep(root: Path) -> list[str]:
     return gone
 
 
+def _unusable(root: Path, exc: OSError) -> ConfigError:
+    """snapshot.dir could not be made or written (a plain file on its way, a read-only
+    disk, no space): one line naming it, exit 2 (localfile.py), never an internal error.
+    `move` checks the place before it takes the target's lock (localfile.check_usable);
+    this is what is left when the disk changes under a running move."""
+    return ConfigError(f"snapshot.dir: {root}: cannot write ({exc.strerror or exc})")
+
+
 def begin(root: Path) -> Snapshot:
-    root.mkdir(parents=True, exist_ok=True)
-    sweep(root)
-    # Two moves within one second of one process (fast reruns) would share an id and
-    # the second commit's rename would hit the first snapshot: add -2, -3, ... (sorts after).
-    base = sid = new_id()
-    n = 1
-    while (root / sid).exists() or (root / (sid + ".partial")).exists():
-        n += 1
-        sid = f"{base}-{n}"
-    path = root / (sid + ".partial")
-    path.mkdir(mode=0o700)
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        sweep(root)
+        # Two moves within one second of one process (fast reruns) would share an id and
+        # the second commit's rename would hit the first snapshot: add -2, -3, ... (sorts after).
+        base = sid = new_id()
+        n = 1
+        while (root / sid).exists() or (root / (sid + ".partial")).exists():
+            n += 1
+            sid = f"{base}-{n}"
+        path = root / (sid + ".partial")
+        path.mkdir(mode=0o700)
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise _unusable(root, exc) from None
     fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: nobody else holds it
     _held[path] = fd
     return Snapshot(path)
@@ -248,8 +259,11 @@ def commit(snap: Snapshot, manifest: dict[str, Any], failed: int = 0) -> Snapsho
     if failed:
         localfile.write_atomic(snap.path / FAILED_MARK, [f"{failed}\n"])
     final = snap.path.with_name(snap.id)
-    (snap.path / LOCK).unlink(missing_ok=True)  # a kept snapshot holds only what it says
-    os.replace(snap.path, final)
+    try:
+        (snap.path / LOCK).unlink(missing_ok=True)  # a kept snapshot holds only what it says
+        os.replace(snap.path, final)
+    except OSError as exc:
+        raise _unusable(snap.path.parent, exc) from None
     _release(snap.path)
     return Snapshot(final)
 
@@ -269,7 +283,10 @@ UNRECORDED_MARK = ".unrecorded"
 
 def mark_unrecorded(root: Path, why: str) -> None:
     """The target may have changed since the latest snapshot (`why`: who changed it)."""
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(root, exc) from None
     localfile.write_atomic(root / UNRECORDED_MARK, [why + "\n"])
 
 
@@ -287,7 +304,10 @@ def recorded_failure(snap: Snapshot | None) -> bool:
 
 
 def latest(root: Path) -> Snapshot | None:
-    if not root.is_dir():
-        return None
-    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith(".partial") and (p / "manifest.json").exists())
+    try:
+        if not root.is_dir():
+            return None
+        done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith(".partial") and (p / "manifest.json").exists())
+    except OSError as exc:  # e.g. no permission to list it
+        raise ConfigError(f"snapshot.dir: {root}: cannot read ({exc.strerror or exc})") from None
     return Snapshot(done[-1]) if done else None
