@@ -362,3 +362,47 @@ def test_rollback_runs_each_release_with_the_settings_it_was_deployed_with(tmp_p
         assert _get(cfg, "/version", port_a) == b"v1"
     finally:
         stop_app(root)
+
+
+def test_changed_deploy_settings_are_a_redeploy_of_the_same_content(tmp_path: Path, moto: str, sshd) -> None:
+    """Kamal or Terraform apply a changed config: the same release content with a new
+    `deploy.command` (another port) and health URL is not "nothing to do". The plan says
+    what changed, the move makes a new release of the same content that runs as deploy:
+    says now, and the next move has nothing to do. A changed health timeout alone
+    restarts nothing."""
+    port_a, port_b = servers.free_port(), servers.free_port()
+    cfg, root, _ = _app_config(tmp_path, moto, sshd, "deploy-settings-change", timeout_s=5, keep_releases=5)
+    _release(tmp_path, "v1", APP.format(version="v1"))
+
+    def use(port: int, timeout_s: int = 5) -> None:
+        doc = yaml.safe_load(cfg.read_text())
+        doc["deploy"].update(release=str(tmp_path / "v1"), command=f"exec python3 app.py {port}")
+        doc["deploy"]["health"].update(url=f"http://127.0.0.1:{port}/healthz", timeout_s=timeout_s)
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    try:
+        use(port_a)
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        first = r.json()["result"]["release"]
+        use(port_a, timeout_s=9)
+        r = cli("plan", "-f", str(cfg), "--json")
+        assert r.exit_code == 0 and next(s for s in r.json()["steps"] if s["kind"] == "deploy")["todo_count"] == 0
+
+        use(port_b)
+        r = cli("plan", "-f", str(cfg), "--json")
+        step = next(s for s in r.json()["steps"] if s["kind"] == "deploy")
+        assert r.exit_code == 0 and step["todo_count"] == 1, r.stdout + r.stderr
+        assert "deploy: changed since it was deployed (command, health)" in step["change"], step
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0, r.stdout + r.stderr
+        second = r.json()["result"]["release"]
+        assert second != first and second.endswith(first.rsplit("-", 1)[1])  # the same content, a new release
+        assert _get(cfg, "/version", port_b) == b"v1" and _processes_in(root / "releases") == 1
+        record = json.loads((root / "releases" / second / ".relocate-release.json").read_text())
+        assert record["command"] == f"exec python3 app.py {port_b}"
+        r = cli("move", "-f", str(cfg), "--yes", "--json")
+        assert r.exit_code == 0 and r.json()["result"]["release"] in (None, second), r.stdout + r.stderr
+        assert "deploy" in r.json()["result"]["unchanged"], r.json()["result"]
+    finally:
+        stop_app(root)

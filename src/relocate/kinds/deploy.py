@@ -9,7 +9,9 @@ Each release keeps the runtime settings it was deployed with (RECORD, inside it)
 the release that runs is stopped, and one rolled back to is started and checked, as
 it was deployed, whatever deploy: says now.
 
-The same release content already live and healthy is "nothing to do".
+The same release content already live and healthy, deployed with the same settings
+(command, scripts, unit, compose file, env file, log, health URL), is "nothing to do";
+other settings make it a new release of the same content.
 """
 
 from __future__ import annotations
@@ -109,6 +111,24 @@ def release_record(dep: Deploy) -> str:
     doc: dict[str, Any] = {"format": 1, **{k: getattr(dep.settings, k) for k in _RECORDED},
                            "health": {"url": dep.health_url, "timeout_s": dep.health_timeout}}
     return json.dumps(doc, sort_keys=True)
+
+
+def settings_changed(dep: Deploy, raw: str) -> list[str]:
+    """Which of deploy:'s settings differ from those a release was deployed with (its
+    record, `raw`); [] when they are the same or the release has no readable record (made
+    by an older relocate: nothing to compare with)."""
+    try:
+        was = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return []
+    if not isinstance(was, dict):
+        return []
+    now = json.loads(release_record(dep))
+    # the health check's timeout is how long relocate waits, not how the app runs: no reason to restart it
+    for doc in (was, now):
+        if isinstance(doc.get("health"), dict):
+            doc["health"] = {"url": doc["health"].get("url")}
+    return [k for k in sorted(now) if k != "format" and was.get(k) != now[k]]
 
 
 def _from_record(dep: Deploy, raw: str) -> Deploy | None:
@@ -428,11 +448,14 @@ class DeployKind(Kind):
         group = pid_files.get(f"{now.settings.service}.pid", "").strip()
         found = ports.parse_holders(held.decode("utf-8", "replace"))
         healthy = True
-        if current and current.endswith("-" + digest[:12]) and dep.health_url:
+        # The same content deployed with other settings (a new command, port, health URL)
+        # is a new release: the app must run as deploy: says now.
+        changed = settings_changed(dep, record.decode("utf-8", "replace")) if current else []
+        if current and current.endswith("-" + digest[:12]) and dep.health_url and not changed:
             # Read-only: whether the current release answers decides whether the plan has a
             # redeploy to show (and the gate a change to ask about).
             healthy = wait_healthy(ctx.conn, dep.health_url, min(dep.health_timeout, 5))[0]
-        return {"digest": digest, "bytes": size, "current": current, "current_healthy": healthy,
+        return {"digest": digest, "bytes": size, "current": current, "current_healthy": healthy, "settings_changed": changed,
                 "releases": releases.list_releases(ctx.conn, ctx.config.root), "runtime_blockers": runtime.preflight(ctx.conn),
                 "port_problem": port_problem(port, found, current, int(group) if group.isdigit() else None, supervised)
                 if port is not None else None}
@@ -441,7 +464,8 @@ class DeployKind(Kind):
         dep = settings(ctx.config)
         part = PlanPart()
         current = bool(gathered["current"] and gathered["current"].endswith("-" + gathered["digest"][:12]))
-        same = current and gathered.get("current_healthy", True)
+        changed = gathered.get("settings_changed") or []
+        same = current and gathered.get("current_healthy", True) and not changed
         part.steps.append(Step(
             id="deploy", kind=self.name, source=str(dep.release_path), dest="releases/ + current", count=1,
             bytes=gathered["bytes"], todo_count=0 if same else 1, todo_bytes=0 if same else gathered["bytes"],
@@ -449,7 +473,9 @@ class DeployKind(Kind):
             detail=(f"runtime {dep.settings.runtime}; " + ("this release is already current" if same else
                     f"health {dep.health_url or 'not configured'}; rollback to {gathered['current'] or 'nothing (first deploy)'} on failure")),
             change="" if same else (f"unpack {dep.release_path.name} as a new release, switch current to it; (re)start the app "
-                                    f"({dep.settings.runtime})" + ("; the current release does not answer" if current else "")),
+                                    f"({dep.settings.runtime})" + (f"; deploy: changed since it was deployed ({', '.join(changed)})"
+                                                                   if current and changed else
+                                                                   "; the current release does not answer" if current else "")),
         ))
         part.inputs[f"deploy.release {dep.release_path}"] = gathered["digest"]
         for why in gathered.get("runtime_blockers") or ():
@@ -469,7 +495,7 @@ class DeployKind(Kind):
         digest = gathered["digest"]
         if current and current.endswith("-" + digest[:12]):
             ok, seen = wait_healthy(conn, dep.health_url, min(dep.health_timeout, 5)) if dep.health_url else (True, "")
-            if ok or not step.change:  # not answering now, but the gate approved no redeploy: verify says so
+            if (ok and not gathered.get("settings_changed")) or not step.change:  # not answering now, but the gate approved no redeploy: verify says so
                 return Outcome(changed=False, manifest={"release": current, "active": current, "healthy": ok, "health": seen})
         # after the newest release there (failed ones too), so id order is deploy order
         release_id = releases.new_id(releases.all_ids(conn, root), digest, calendar.timegm(time.gmtime()))
