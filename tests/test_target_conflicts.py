@@ -142,13 +142,18 @@ def test_an_item_error_in_one_step_fails_that_step_alone(tmp_path: Path, moto: s
     assert (root / "shared" / "app.env").stat().st_mode & 0o777 == 0o600
 
 
+def _in_the_way(tmp_path: Path, moto: str, sshd: Any, root: Path) -> list[dict[str, Any]]:
+    """A plan of the standard config into `root`: blocked (exit 3); its in-the-way blockers."""
+    run = cli("plan", "-f", str(_config(tmp_path, moto, sshd, root)), "--json")
+    assert run.exit_code == 3, (run.exit_code, run.stdout, run.stderr)
+    return [b for b in run.json()["blockers"] if b["code"] == "in-the-way"]
+
+
 def test_a_directory_where_an_env_file_must_go_blocks_the_plan(tmp_path: Path, moto: str, sshd: Any) -> None:
     _seed(moto)
     root = _root(sshd)
     _mkdirs(root, "shared/app.env")
-    run = cli("plan", "-f", str(_config(tmp_path, moto, sshd, root)), "--json")
-    assert run.exit_code == 3, (run.exit_code, run.stdout, run.stderr)
-    found = [b for b in run.json()["blockers"] if b["code"] == "in-the-way"]
+    found = _in_the_way(tmp_path, moto, sshd, root)
     assert len(found) == 1 and f"{root}/shared/app.env" in found[0]["message"] and "directory" in found[0]["message"]
 
 
@@ -211,9 +216,7 @@ def test_a_buckets_to_that_is_a_file_blocks_the_plan(tmp_path: Path, moto: str, 
     _seed(moto)
     root = _root(sshd)
     _file(root, "data/media")
-    run = cli("plan", "-f", str(_config(tmp_path, moto, sshd, root)), "--json")
-    assert run.exit_code == 3, (run.exit_code, run.stdout, run.stderr)
-    found = [b for b in run.json()["blockers"] if b["code"] == "in-the-way"]
+    found = _in_the_way(tmp_path, moto, sshd, root)
     assert len(found) == 1 and f"{root}/data/media" in found[0]["message"], found
 
 
